@@ -66,6 +66,9 @@ pub struct ModelEntry {
     pub hf_repo: String,
     /// `chatml`, `gemma` or `plain`.
     pub chat_template: String,
+    /// The system message the model's own template inserts when none is given.
+    #[serde(default)]
+    pub default_system: Option<String>,
     pub parts: Vec<Part>,
 }
 

@@ -1,0 +1,584 @@
+//! The decoder-only transformers of the roster — `llama` (SmolLM2), `qwen2` and
+//! `gemma3` — over candle's quantized CPU kernels, with a KV cache and a
+//! forward pass that can return the logits of EVERY position (teacher forcing
+//! in one prefill, for perplexity and verification) or of the last only.
+//!
+//! Written for nsed after reading candle-transformers' `quantized_llama`,
+//! `quantized_qwen2` and `quantized_gemma3` (MIT/Apache-2.0) and llama.cpp's
+//! graphs; it differs from candle's files where they are wrong for these GGUFs
+//! (Gemma uses GELU, not SiLU; sliding-window masks also apply when decoding)
+//! and keeps the token embedding quantized (rows are dequantized on gather).
+
+use std::sync::Arc;
+
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor};
+
+use crate::gguf::{Gguf, GgufError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error("unsupported architecture `{0}` (nsed runs `llama`, `qwen2` and `gemma3`)")]
+    UnsupportedArch(String),
+    #[error("model metadata is inconsistent: {0}")]
+    Config(String),
+    #[error(
+        "the sequence needs {needed} positions but the context holds {max}; \
+         shorten the prompt or lower --max-tokens"
+    )]
+    ContextOverflow { needed: usize, max: usize },
+    #[error("token id {id} is outside the embedding table ({vocab} rows)")]
+    TokenOutOfRange { id: u32, vocab: usize },
+    #[error("tensor computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+type Result<T> = std::result::Result<T, ModelError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    Llama,
+    Qwen2,
+    Gemma3,
+}
+
+impl Arch {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "llama" => Ok(Self::Llama),
+            "qwen2" => Ok(Self::Qwen2),
+            "gemma3" => Ok(Self::Gemma3),
+            other => Err(ModelError::UnsupportedArch(other.to_string())),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Llama => "llama",
+            Self::Qwen2 => "qwen2",
+            Self::Gemma3 => "gemma3",
+        }
+    }
+}
+
+/// Hyper-parameters read from GGUF metadata.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub arch: Arch,
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    pub vocab_size: usize,
+    pub rms_eps: f64,
+    pub rope_base: f32,
+    /// Gemma 3's sliding-window layers use their own RoPE base.
+    pub rope_base_local: f32,
+    pub sliding_window: Option<usize>,
+    /// Every `swa_pattern`-th layer is global; the others slide (Gemma 3: 6).
+    pub swa_pattern: usize,
+    /// Trained context length (`<arch>.context_length`).
+    pub context_length: usize,
+}
+
+impl Config {
+    pub fn from_gguf(gguf: &Gguf) -> Result<Self> {
+        let arch = Arch::parse(gguf.architecture()?)?;
+        let p = arch.name();
+        let key = |k: &str| format!("{p}.{k}");
+        let n_embd = gguf.get_usize(&key("embedding_length"))?;
+        let n_head = gguf.get_usize(&key("attention.head_count"))?;
+        let n_kv_head = gguf
+            .get_usize(&key("attention.head_count_kv"))
+            .unwrap_or(n_head);
+        let head_dim = match gguf.get_usize(&key("attention.key_length")) {
+            Ok(d) => d,
+            Err(_) if n_head > 0 => n_embd / n_head,
+            Err(e) => return Err(e.into()),
+        };
+        let vocab_size = gguf.tensor_info("token_embd.weight")?.dims[0];
+        let gemma = arch == Arch::Gemma3;
+        let cfg = Self {
+            arch,
+            n_layer: gguf.get_usize(&key("block_count"))?,
+            n_embd,
+            n_head,
+            n_kv_head,
+            head_dim,
+            vocab_size,
+            rms_eps: gguf.get_f64(&key("attention.layer_norm_rms_epsilon"))?,
+            rope_base: gguf
+                .get_f64(&key("rope.freq_base"))
+                .unwrap_or(if gemma { 1e6 } else { 1e4 }) as f32,
+            rope_base_local: 10_000.0,
+            sliding_window: if gemma {
+                Some(gguf.get_usize(&key("attention.sliding_window"))?)
+            } else {
+                None
+            },
+            swa_pattern: 6,
+            context_length: gguf.get_usize(&key("context_length")).unwrap_or(4096),
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(ModelError::Config(m));
+        if self.n_head == 0 || self.n_kv_head == 0 || self.n_head % self.n_kv_head != 0 {
+            return bad(format!(
+                "{} heads / {} KV heads",
+                self.n_head, self.n_kv_head
+            ));
+        }
+        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+            return bad(format!("head dimension {}", self.head_dim));
+        }
+        if self.n_layer == 0 || self.n_embd == 0 {
+            return bad(format!("{} layers of width {}", self.n_layer, self.n_embd));
+        }
+        Ok(())
+    }
+
+    fn is_sliding(&self, layer: usize) -> bool {
+        self.sliding_window.is_some() && (layer + 1) % self.swa_pattern != 0
+    }
+}
+
+/// Which logits a forward pass returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// One row per input token: `[n_tokens, vocab]`.
+    All,
+    /// The last position only: `[1, vocab]`.
+    Last,
+}
+
+struct RmsNorm {
+    weight: Tensor,
+    eps: f32,
+}
+
+impl RmsNorm {
+    fn load(gguf: &Gguf, file: &mut std::fs::File, name: &str, eps: f64) -> Result<Self> {
+        let weight = gguf
+            .tensor(file, name, &Device::Cpu)?
+            .dequantize(&Device::Cpu)?;
+        Ok(Self {
+            weight,
+            eps: eps as f32,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::ops::rms_norm(
+            &x.contiguous()?,
+            &self.weight,
+            self.eps,
+        )?)
+    }
+}
+
+struct Linear {
+    weight: QMatMul,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.weight.forward(x)?;
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+}
+
+struct Layer {
+    attn_norm: RmsNorm,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
+    post_attn_norm: Option<RmsNorm>,
+    ffn_norm: RmsNorm,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    post_ffn_norm: Option<RmsNorm>,
+    sliding: bool,
+    cache: Option<(Tensor, Tensor)>,
+}
+
+/// cos/sin tables for rotary embeddings, grown on demand.
+struct Rope {
+    base: f32,
+    head_dim: usize,
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rope {
+    fn new(base: f32, head_dim: usize, len: usize) -> Result<Self> {
+        let (cos, sin) = Self::tables(base, head_dim, len)?;
+        Ok(Self {
+            base,
+            head_dim,
+            cos,
+            sin,
+        })
+    }
+
+    fn tables(base: f32, head_dim: usize, len: usize) -> Result<(Tensor, Tensor)> {
+        let half = head_dim / 2;
+        let mut cos = Vec::with_capacity(len * half);
+        let mut sin = Vec::with_capacity(len * half);
+        for pos in 0..len {
+            for i in 0..half {
+                let theta = 1f32 / base.powf((2 * i) as f32 / head_dim as f32);
+                let angle = pos as f32 * theta;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        Ok((
+            Tensor::from_vec(cos, (len, half), &Device::Cpu)?,
+            Tensor::from_vec(sin, (len, half), &Device::Cpu)?,
+        ))
+    }
+
+    fn ensure(&mut self, len: usize) -> Result<()> {
+        if self.cos.dim(0)? < len {
+            let grown = len.next_power_of_two().max(256);
+            (self.cos, self.sin) = Self::tables(self.base, self.head_dim, grown)?;
+        }
+        Ok(())
+    }
+
+    /// Rotate `x` of shape `[1, heads, seq, head_dim]` starting at `pos`.
+    fn apply(&self, x: &Tensor, pos: usize, interleaved: bool) -> Result<Tensor> {
+        let seq = x.dim(2)?;
+        let cos = self.cos.narrow(0, pos, seq)?;
+        let sin = self.sin.narrow(0, pos, seq)?;
+        let x = x.contiguous()?;
+        Ok(if interleaved {
+            candle_nn::rotary_emb::rope_i(&x, &cos, &sin)?
+        } else {
+            candle_nn::rotary_emb::rope(&x, &cos, &sin)?
+        })
+    }
+}
+
+/// A loaded model with its KV cache.
+pub struct Model {
+    pub config: Config,
+    embedding: Arc<QTensor>,
+    layers: Vec<Layer>,
+    norm: RmsNorm,
+    output: QMatMul,
+    rope_global: Rope,
+    rope_local: Rope,
+    /// Tokens currently in the cache.
+    pos: usize,
+    /// Upper bound on positions (defaults to the trained context length).
+    max_positions: usize,
+}
+
+impl Model {
+    pub fn from_gguf(gguf: &Gguf) -> Result<Self> {
+        let config = Config::from_gguf(gguf)?;
+        let mut file = gguf.open_data()?;
+        let dev = Device::Cpu;
+        let embedding = Arc::new(gguf.tensor(&mut file, "token_embd.weight", &dev)?);
+        let output = if gguf.tensors.contains_key("output.weight") {
+            QMatMul::from_arc(Arc::new(gguf.tensor(&mut file, "output.weight", &dev)?))?
+        } else {
+            QMatMul::from_arc(embedding.clone())?
+        };
+        let layers = (0..config.n_layer)
+            .map(|i| load_layer(gguf, &mut file, &config, i))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = RmsNorm::load(gguf, &mut file, "output_norm.weight", config.rms_eps)?;
+        let initial = 256;
+        Ok(Self {
+            rope_global: Rope::new(config.rope_base, config.head_dim, initial)?,
+            rope_local: Rope::new(config.rope_base_local, config.head_dim, initial)?,
+            max_positions: config.context_length,
+            config,
+            embedding,
+            layers,
+            norm,
+            output,
+            pos: 0,
+        })
+    }
+
+    /// Tokens in the KV cache.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    pub fn max_positions(&self) -> usize {
+        self.max_positions
+    }
+
+    /// Cap the context (e.g. to bound memory); never above the trained length.
+    pub fn set_max_positions(&mut self, n: usize) {
+        self.max_positions = n.min(self.config.context_length);
+    }
+
+    /// Empty the KV cache.
+    pub fn reset(&mut self) {
+        self.pos = 0;
+        for layer in &mut self.layers {
+            layer.cache = None;
+        }
+    }
+
+    /// Run `tokens` after what the cache holds and return their logits
+    /// (`[n, vocab]` for [`Logits::All`], `[1, vocab]` for [`Logits::Last`]).
+    pub fn forward(&mut self, tokens: &[u32], want: Logits) -> Result<Tensor> {
+        let n = tokens.len();
+        if n == 0 {
+            return Err(ModelError::Config("forward on zero tokens".into()));
+        }
+        let end = self.pos + n;
+        if end > self.max_positions {
+            return Err(ModelError::ContextOverflow {
+                needed: end,
+                max: self.max_positions,
+            });
+        }
+        self.rope_global.ensure(end)?;
+        self.rope_local.ensure(end)?;
+        let mut x = self.embed(tokens)?;
+        let masks = Masks::new(&self.config, self.pos, n)?;
+        for i in 0..self.layers.len() {
+            x = self.layer_forward(i, &x, &masks)?;
+        }
+        let x = match want {
+            Logits::All => x,
+            Logits::Last => x.narrow(0, n - 1, 1)?,
+        };
+        let x = self.norm.forward(&x)?;
+        let logits = self.output.forward(&x)?;
+        self.pos = end;
+        Ok(logits.to_dtype(DType::F32)?)
+    }
+
+    /// Dequantize the embedding rows of `tokens` (the table stays quantized).
+    fn embed(&self, tokens: &[u32]) -> Result<Tensor> {
+        let vocab = self.config.vocab_size;
+        let dtype = self.embedding.dtype();
+        let row_bytes = self.config.n_embd / dtype.block_size() * dtype.type_size();
+        let data = self.embedding.data()?;
+        let mut rows = Vec::with_capacity(tokens.len() * row_bytes);
+        for &t in tokens {
+            if t as usize >= vocab {
+                return Err(ModelError::TokenOutOfRange { id: t, vocab });
+            }
+            let start = t as usize * row_bytes;
+            rows.extend_from_slice(&data[start..start + row_bytes]);
+        }
+        let q = qtensor_from_ggml(
+            dtype,
+            &rows,
+            vec![tokens.len(), self.config.n_embd],
+            &Device::Cpu,
+        )?;
+        let x = q.dequantize(&Device::Cpu)?;
+        Ok(match self.config.arch {
+            Arch::Gemma3 => (x * (self.config.n_embd as f64).sqrt())?,
+            _ => x,
+        })
+    }
+
+    fn layer_forward(&mut self, i: usize, x: &Tensor, masks: &Masks) -> Result<Tensor> {
+        let layer = &self.layers[i];
+        let h = layer.attn_norm.forward(x)?;
+        let rope = if layer.sliding {
+            &self.rope_local
+        } else {
+            &self.rope_global
+        };
+        let mask = if layer.sliding {
+            &masks.local
+        } else {
+            &masks.global
+        };
+        let cfg = &self.config;
+        let pos = self.pos;
+        let layer = &mut self.layers[i];
+        let h = attention(layer, cfg, rope, &h, mask.as_ref(), pos)?;
+        let h = match &layer.post_attn_norm {
+            Some(norm) => norm.forward(&h)?,
+            None => h,
+        };
+        let x = (x + h)?;
+        let h = layer.ffn_norm.forward(&x)?;
+        let gate = layer.gate.forward(&h)?;
+        let gate = match cfg.arch {
+            // Gemma: GELU (tanh approximation), as llama.cpp; the others SiLU.
+            Arch::Gemma3 => gate.gelu()?,
+            _ => candle_nn::ops::silu(&gate)?,
+        };
+        let h = layer.down.forward(&(gate * layer.up.forward(&h)?)?)?;
+        let h = match &layer.post_ffn_norm {
+            Some(norm) => norm.forward(&h)?,
+            None => h,
+        };
+        Ok((x + h)?)
+    }
+}
+
+/// Additive attention masks (`0` or `-inf`), shape `[rep * n, pos + n]`; `None`
+/// where nothing is masked (a single decode step inside the window).
+struct Masks {
+    global: Option<Tensor>,
+    local: Option<Tensor>,
+}
+
+impl Masks {
+    fn new(cfg: &Config, pos: usize, n: usize) -> Result<Self> {
+        let build = |window: Option<usize>| -> Result<Option<Tensor>> {
+            let total = pos + n;
+            let window_bites = window.is_some_and(|w| total > w);
+            if n == 1 && !window_bites {
+                return Ok(None);
+            }
+            let mut m = vec![0f32; n * total];
+            for i in 0..n {
+                let q = pos + i;
+                for (k, v) in m[i * total..(i + 1) * total].iter_mut().enumerate() {
+                    // llama.cpp: a key is visible if k <= q and q - k < window.
+                    let outside = window.is_some_and(|w| q >= k && q - k >= w);
+                    if k > q || outside {
+                        *v = f32::NEG_INFINITY;
+                    }
+                }
+            }
+            // Query heads sharing a KV head are folded into the rows (see
+            // `attention`), so the mask repeats once per head in the group.
+            let rep = cfg.n_head / cfg.n_kv_head;
+            let folded = m.repeat(rep);
+            Ok(Some(Tensor::from_vec(
+                folded,
+                (rep * n, total),
+                &Device::Cpu,
+            )?))
+        };
+        Ok(Self {
+            global: build(None)?,
+            local: match cfg.sliding_window {
+                Some(w) => build(Some(w))?,
+                None => None,
+            },
+        })
+    }
+}
+
+/// Grouped-query attention. Query heads sharing a KV head are folded into the
+/// sequence axis so K and V are never copied per head.
+fn attention(
+    layer: &mut Layer,
+    cfg: &Config,
+    rope: &Rope,
+    x: &Tensor,
+    mask: Option<&Tensor>,
+    pos: usize,
+) -> Result<Tensor> {
+    let n = x.dim(0)?;
+    let (h, kvh, d) = (cfg.n_head, cfg.n_kv_head, cfg.head_dim);
+    let heads = |t: Tensor, count: usize| -> Result<Tensor> {
+        Ok(t.reshape((1, n, count, d))?.transpose(1, 2)?.contiguous()?)
+    };
+    let mut q = heads(layer.wq.forward(x)?, h)?;
+    let mut k = heads(layer.wk.forward(x)?, kvh)?;
+    let v = heads(layer.wv.forward(x)?, kvh)?;
+    if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+        q = qn.forward(&q)?;
+        k = kn.forward(&k)?;
+    }
+    let interleaved = cfg.arch == Arch::Llama;
+    let q = rope.apply(&q, pos, interleaved)?;
+    let k = rope.apply(&k, pos, interleaved)?;
+    let (k, v) = match layer.cache.take() {
+        Some((ck, cv)) => (Tensor::cat(&[&ck, &k], 2)?, Tensor::cat(&[&cv, &v], 2)?),
+        None => (k, v),
+    };
+    layer.cache = Some((k.clone(), v.clone()));
+    let rep = h / kvh;
+    let q = (q * (1.0 / (d as f64).sqrt()))?.reshape((1, kvh, rep * n, d))?;
+    let scores = q.matmul(&k.transpose(2, 3)?)?;
+    let scores = match mask {
+        Some(m) => scores.broadcast_add(m)?,
+        None => scores,
+    };
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    let out = probs.matmul(&v)?.reshape((1, h, n, d))?;
+    let out = out.transpose(1, 2)?.reshape((n, h * d))?;
+    layer.wo.forward(&out)
+}
+
+fn load_layer(gguf: &Gguf, file: &mut std::fs::File, cfg: &Config, i: usize) -> Result<Layer> {
+    let name = |t: &str| format!("blk.{i}.{t}");
+    let dev = Device::Cpu;
+    let mut linear = |t: &str, with_bias: bool| -> Result<Linear> {
+        let weight = QMatMul::from_arc(Arc::new(gguf.tensor(
+            file,
+            &name(&format!("{t}.weight")),
+            &dev,
+        )?))?;
+        let bias_name = name(&format!("{t}.bias"));
+        let bias = if with_bias && gguf.tensors.contains_key(&bias_name) {
+            Some(gguf.tensor(file, &bias_name, &dev)?.dequantize(&dev)?)
+        } else {
+            None
+        };
+        Ok(Linear { weight, bias })
+    };
+    let qwen = cfg.arch == Arch::Qwen2;
+    let (wq, wk, wv) = (
+        linear("attn_q", qwen)?,
+        linear("attn_k", qwen)?,
+        linear("attn_v", qwen)?,
+    );
+    let wo = linear("attn_output", false)?;
+    let (gate, up, down) = (
+        linear("ffn_gate", false)?,
+        linear("ffn_up", false)?,
+        linear("ffn_down", false)?,
+    );
+    let mut norm = |t: &str| RmsNorm::load(gguf, file, &name(t), cfg.rms_eps);
+    let gemma = cfg.arch == Arch::Gemma3;
+    let optional =
+        |norm: &mut dyn FnMut(&str) -> Result<RmsNorm>, t: &str| -> Result<Option<RmsNorm>> {
+            if gemma {
+                norm(t).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+    Ok(Layer {
+        attn_norm: norm("attn_norm.weight")?,
+        ffn_norm: norm("ffn_norm.weight")?,
+        q_norm: optional(&mut norm, "attn_q_norm.weight")?,
+        k_norm: optional(&mut norm, "attn_k_norm.weight")?,
+        post_attn_norm: optional(&mut norm, "post_attention_norm.weight")?,
+        post_ffn_norm: optional(&mut norm, "post_ffw_norm.weight")?,
+        wq,
+        wk,
+        wv,
+        wo,
+        gate,
+        up,
+        down,
+        sliding: cfg.is_sliding(i),
+        cache: None,
+    })
+}

@@ -1,0 +1,80 @@
+//! A model ready to use: resolved (checksum-verified), parsed, tokenizer and
+//! weights loaded, chat template chosen. The one entry point the commands and
+//! the later modules (deliberation, verification) load models through.
+
+use crate::chat::{ChatTemplate, Message};
+use crate::gguf::{Gguf, GgufError};
+use crate::model::{Model, ModelError};
+use crate::registry::{Registry, RegistryError, ResolvedModel};
+use crate::tokenizer::{Tokenizer, TokenizerError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+pub struct Runtime {
+    pub resolved: ResolvedModel,
+    pub gguf: Gguf,
+    pub tokenizer: Tokenizer,
+    pub model: Model,
+    pub template: ChatTemplate,
+    /// Token ids that end a generation (EOS and the end-of-turn markers).
+    pub stop_ids: Vec<u32>,
+}
+
+impl Runtime {
+    /// Load a registry id or a GGUF path.
+    pub fn load(spec: &str) -> Result<Self, RuntimeError> {
+        let registry = Registry::load()?;
+        let resolved = registry.resolve(spec)?;
+        Self::from_resolved(resolved)
+    }
+
+    pub fn from_resolved(resolved: ResolvedModel) -> Result<Self, RuntimeError> {
+        let gguf = Gguf::open(&resolved.path)?;
+        let tokenizer = Tokenizer::from_gguf(&gguf)?;
+        let model = Model::from_gguf(&gguf)?;
+        let template = resolved
+            .entry
+            .as_ref()
+            .and_then(|e| ChatTemplate::parse(&e.chat_template, e.default_system.clone()))
+            .unwrap_or_else(|| {
+                let arch = gguf.architecture().unwrap_or("");
+                ChatTemplate::detect(arch, gguf.get_str("tokenizer.chat_template").ok())
+            });
+        let mut stop_ids: Vec<u32> = ["<|im_end|>", "<|endoftext|>", "<end_of_turn>", "<eos>"]
+            .iter()
+            .filter_map(|t| tokenizer.token_id(t))
+            .chain(tokenizer.eos)
+            .collect();
+        stop_ids.sort_unstable();
+        stop_ids.dedup();
+        Ok(Self {
+            resolved,
+            gguf,
+            tokenizer,
+            model,
+            template,
+            stop_ids,
+        })
+    }
+
+    pub fn id(&self) -> String {
+        self.resolved.id()
+    }
+
+    /// Render a conversation with the chat template and tokenize it, special
+    /// tokens parsed (the template's markers are control tokens).
+    pub fn chat_tokens(&self, messages: &[Message]) -> Vec<u32> {
+        let text = self.template.render(messages, true);
+        self.tokenizer.encode(&text, true, true)
+    }
+}
