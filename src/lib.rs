@@ -10,11 +10,17 @@
 //! - [`chat`]: chat templates.
 //! - [`runtime`]: a loaded model (weights, tokenizer, template) ready to use.
 //! - [`perplexity`]: llama.cpp-convention perplexity.
+//! - [`sampling`]: the seed-bound SHA-256 counter RNG and sampling pipeline.
+//! - [`generate`]: generation with per-position log-probabilities.
 
 pub mod chat;
+pub mod generate;
 pub mod gguf;
 pub mod model;
 pub mod perplexity;
 pub mod registry;
 pub mod runtime;
+pub mod sampling;
+#[doc(hidden)]
+pub mod testing;
 pub mod tokenizer;

@@ -1,1 +1,557 @@
-fn main() {}
+//! The `nsed` command line: argument parsing and output formatting only; the
+//! work is done by the library.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use nsed::chat::Message;
+use nsed::generate::{generate, GenerateRequest, Generation};
+use nsed::gguf::Gguf;
+use nsed::perplexity::perplexity;
+use nsed::registry::{models_dir, sha256_file, Registry};
+use nsed::runtime::Runtime;
+use nsed::sampling::SamplingParams;
+
+#[derive(Parser)]
+#[command(
+    name = "nsed",
+    version,
+    about = "Deliberation and verifiable-inference experiments on small GGUF models, on the CPU",
+    long_about = "nsed loads small open-weight GGUF models with candle and runs NSED \
+                  deliberation, baselines and verification experiments.\n\n\
+                  Models are registry ids (`nsed models list`) fetched by \
+                  scripts/fetch-models.sh into $NSED_MODELS (default ~/.cache/nsed/models), \
+                  or paths to any GGUF file.\n\n\
+                  Exit codes: 0 ok, 1 negative verdict, 2 usage or input error."
+)]
+struct Cli {
+    /// Worker threads for the tensor kernels (default: $RAYON_NUM_THREADS or all cores).
+    /// Results are bit-identical whatever the count.
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List, inspect and check the packaged models.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Print the token ids of a text.
+    Tokenize(TokenizeArgs),
+    /// Generate text (streams to the terminal; --json for ids and log-probabilities).
+    Generate(GenerateArgs),
+    /// Perplexity of a text file with llama.cpp's chunking convention.
+    Perplexity(PerplexityArgs),
+    /// Prefill and decode speed (tokens per second).
+    Perf(PerfArgs),
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// The registry: id, size, whether it is downloaded, and where.
+    List {
+        /// Also check each present file's sha256 (reads every file).
+        #[arg(long)]
+        verify: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// GGUF metadata, tensor types and parameter count of a model (id or path).
+    Inspect {
+        model: String,
+        /// List every tensor.
+        #[arg(long)]
+        tensors: bool,
+    },
+}
+
+#[derive(Args)]
+struct TokenizeArgs {
+    /// Registry id or path to a GGUF file.
+    #[arg(long, short)]
+    model: String,
+    /// The text to tokenize.
+    #[arg(long, conflicts_with = "file", required_unless_present = "file")]
+    text: Option<String>,
+    /// Read the text from a file (must be UTF-8).
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Parse special-token strings such as <|im_start|> into their ids.
+    #[arg(long)]
+    special: bool,
+    /// Never add BOS (by default BOS is added where the model asks for it).
+    #[arg(long)]
+    no_bos: bool,
+    /// Print ids and token strings as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// Registry id or path to a GGUF file.
+    #[arg(long, short)]
+    model: String,
+    /// The user message (rendered with the model's chat template unless --raw).
+    #[arg(
+        long,
+        short,
+        conflicts_with = "prompt_file",
+        required_unless_present = "prompt_file"
+    )]
+    prompt: Option<String>,
+    /// Read the prompt from a file (must be UTF-8).
+    #[arg(long)]
+    prompt_file: Option<PathBuf>,
+    /// A system message (otherwise the template's default, if any).
+    #[arg(long)]
+    system: Option<String>,
+    /// Feed the prompt as plain text, without the chat template.
+    #[arg(long)]
+    raw: bool,
+    /// Seed of the sampler (recorded; with --inference-id it keys the RNG).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Inference id bound into the sampling seed.
+    #[arg(long, default_value = "")]
+    inference_id: String,
+    /// 0 is greedy.
+    #[arg(long, short, default_value_t = 0.0)]
+    temperature: f64,
+    /// Keep the k most likely tokens (0: off).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Nucleus sampling mass (1: off).
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f64,
+    /// Drop tokens below min-p times the top probability (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    min_p: f64,
+    /// Repetition penalty over the last 64 tokens (1: off).
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    /// Maximum new tokens.
+    #[arg(long, short = 'n', default_value_t = 256)]
+    max_tokens: usize,
+    /// Stop when the output contains this string (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Record the K most likely tokens and their log-probabilities per position.
+    #[arg(long, default_value_t = 0)]
+    top_logprobs: usize,
+    /// Print one JSON document instead of streaming text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct PerplexityArgs {
+    #[arg(long, short)]
+    model: String,
+    /// UTF-8 text file.
+    #[arg(long, short)]
+    file: PathBuf,
+    /// Tokens per chunk.
+    #[arg(long, default_value_t = 512)]
+    ctx: usize,
+    /// Score only the first N chunks.
+    #[arg(long)]
+    chunks: Option<usize>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct PerfArgs {
+    #[arg(long, short)]
+    model: String,
+    /// Prompt length for the prefill measurement.
+    #[arg(long, default_value_t = 128)]
+    prompt_tokens: usize,
+    /// Greedy decode steps for the decode measurement.
+    #[arg(long, default_value_t = 64)]
+    gen_tokens: usize,
+    /// Measured repetitions (after one warm-up); the median is reported.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    if let Some(n) = cli.threads {
+        // Read by candle's CPU kernels and rayon's pool before first use.
+        std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
+    }
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Models(ModelsCommand::List { verify, json }) => models_list(verify, json),
+        Command::Models(ModelsCommand::Inspect { model, tensors }) => {
+            models_inspect(&model, tensors)
+        }
+        Command::Tokenize(args) => tokenize(args),
+        Command::Generate(args) => generate_cmd(args),
+        Command::Perplexity(args) => perplexity_cmd(args),
+        Command::Perf(args) => perf(args),
+    }
+}
+
+fn read_utf8(path: &Path, what: &str) -> Result<String> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{what} {} is not valid UTF-8 (first bad byte at offset {}): convert it to UTF-8",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+fn models_list(verify: bool, json: bool) -> Result<()> {
+    let registry = Registry::load()?;
+    let mut rows = Vec::new();
+    for m in &registry.models {
+        let path = registry.path_of(m);
+        let size = std::fs::metadata(&path).map(|md| md.len()).ok();
+        let status = match size {
+            None => "missing".to_string(),
+            Some(s) if s != m.bytes => format!("wrong size ({s} bytes)"),
+            Some(_) if verify => match sha256_file(&path)? == m.sha256 {
+                true => "present, sha256 ok".into(),
+                false => "present, SHA256 MISMATCH".into(),
+            },
+            Some(_) => "present".into(),
+        };
+        rows.push(serde_json::json!({
+            "id": m.id, "name": m.name, "maker": m.maker, "arch": m.arch, "quant": m.quant,
+            "bytes": m.bytes, "status": status, "path": path, "hf_repo": m.hf_repo,
+        }));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!("models directory: {}", models_dir().display());
+    println!(
+        "{:<20} {:<14} {:<8} {:<8} {:>9}  {:<18} path",
+        "id", "maker", "arch", "quant", "MB", "status"
+    );
+    for (m, r) in registry.models.iter().zip(&rows) {
+        println!(
+            "{:<20} {:<14} {:<8} {:<8} {:>9.1}  {:<18} {}",
+            m.id,
+            m.maker,
+            m.arch,
+            m.quant,
+            m.bytes as f64 / 1e6,
+            r["status"].as_str().unwrap_or(""),
+            registry.path_of(m).display()
+        );
+    }
+    Ok(())
+}
+
+fn models_inspect(spec: &str, list_tensors: bool) -> Result<()> {
+    let resolved = Registry::load()?.resolve(spec)?;
+    let gguf = Gguf::open(&resolved.path)?;
+    println!(
+        "file: {} ({} bytes, GGUF v{})",
+        gguf.path.display(),
+        gguf.file_size,
+        gguf.version
+    );
+    if let Some(e) = &resolved.entry {
+        println!(
+            "registry: {} ({} by {}), sha256 {} verified",
+            e.id, e.name, e.maker, e.sha256
+        );
+    }
+    println!(
+        "parameters: {} ({:.1} M)",
+        gguf.parameter_count(),
+        gguf.parameter_count() as f64 / 1e6
+    );
+    let mut by_type: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    for t in gguf.tensors.values() {
+        let e = by_type.entry(format!("{:?}", t.dtype)).or_default();
+        e.0 += 1;
+        e.1 += t.n_elements();
+    }
+    println!("tensor types:");
+    for (ty, (count, elems)) in &by_type {
+        println!("  {ty:<6} {count:>4} tensors {elems:>12} parameters");
+    }
+    println!("metadata:");
+    for (k, v) in &gguf.metadata {
+        println!("  {k} = {}", v.summary());
+    }
+    if list_tensors {
+        println!("tensors:");
+        for t in gguf.tensors.values() {
+            println!(
+                "  {:<40} {:<6} {:?}",
+                t.name,
+                format!("{:?}", t.dtype),
+                t.dims
+            );
+        }
+    }
+    Ok(())
+}
+
+fn tokenize(args: TokenizeArgs) -> Result<()> {
+    let text = match (&args.text, &args.file) {
+        (Some(t), _) => t.clone(),
+        (None, Some(f)) => read_utf8(f, "text file")?,
+        (None, None) => bail!("give --text or --file"),
+    };
+    let resolved = Registry::load()?.resolve(&args.model)?;
+    let gguf = Gguf::open(&resolved.path)?;
+    let tok = nsed::tokenizer::Tokenizer::from_gguf(&gguf)?;
+    let ids = tok.encode(&text, !args.no_bos, args.special);
+    if args.json {
+        let tokens = ids
+            .iter()
+            .map(|&id| tok.token_string(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        println!("{}", serde_json::json!({ "ids": ids, "tokens": tokens }));
+    } else {
+        let strs: Vec<String> = ids.iter().map(u32::to_string).collect();
+        println!("{}", strs.join(" "));
+    }
+    Ok(())
+}
+
+fn generate_cmd(args: GenerateArgs) -> Result<()> {
+    let prompt = match (&args.prompt, &args.prompt_file) {
+        (Some(p), _) => p.clone(),
+        (None, Some(f)) => read_utf8(f, "prompt file")?,
+        (None, None) => bail!("give --prompt or --prompt-file"),
+    };
+    for (name, ok) in [
+        ("--temperature must be >= 0", args.temperature >= 0.0),
+        (
+            "--top-p must be in (0, 1]",
+            args.top_p > 0.0 && args.top_p <= 1.0,
+        ),
+        (
+            "--min-p must be in [0, 1)",
+            (0.0..1.0).contains(&args.min_p),
+        ),
+        ("--repeat-penalty must be > 0", args.repeat_penalty > 0.0),
+        ("--max-tokens must be > 0", args.max_tokens > 0),
+    ] {
+        if !ok {
+            bail!("{name}");
+        }
+    }
+    let mut rt = Runtime::load(&args.model)?;
+    let prompt_ids = if args.raw {
+        rt.tokenizer.encode(&prompt, true, false)
+    } else {
+        let mut messages = Vec::new();
+        if let Some(sys) = &args.system {
+            messages.push(Message::new("system", sys));
+        }
+        messages.push(Message::new("user", &prompt));
+        rt.chat_tokens(&messages)
+    };
+    let req = GenerateRequest {
+        sampling: SamplingParams {
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            min_p: args.min_p,
+            repeat_penalty: args.repeat_penalty,
+            ..Default::default()
+        },
+        max_tokens: args.max_tokens,
+        stop: args.stop.clone(),
+        seed: args.seed,
+        inference_id: args.inference_id.clone(),
+        top_logprobs: args.top_logprobs,
+    };
+    let mut stream = Utf8Stream::default();
+    let json = args.json;
+    let gen = generate(&mut rt, &prompt_ids, &req, |_, bytes| {
+        if !json {
+            stream.push(bytes);
+        }
+    })?;
+    if json {
+        print_generation_json(&rt, &args, &req, &gen)?;
+    } else {
+        stream.finish();
+        eprintln!(
+            "\n[{} prompt tokens, {} generated, finish: {:?}; prefill {:.1} tok/s, decode {:.1} tok/s]",
+            gen.prompt_ids.len(),
+            gen.tokens.len(),
+            gen.finish_reason,
+            gen.prefill_tok_per_s(),
+            gen.decode_tok_per_s()
+        );
+    }
+    Ok(())
+}
+
+fn print_generation_json(
+    rt: &Runtime,
+    args: &GenerateArgs,
+    req: &GenerateRequest,
+    gen: &Generation,
+) -> Result<()> {
+    let doc = serde_json::json!({
+        "model": rt.id(),
+        "model_sha256": rt.resolved.entry.as_ref().map(|e| e.sha256.clone()),
+        "prompt": args.prompt,
+        "system": args.system,
+        "raw": args.raw,
+        "request": req,
+        "prompt_ids": gen.prompt_ids,
+        "output_ids": gen.output_ids(),
+        "text": gen.text,
+        "finish_reason": gen.finish_reason,
+        "seed_string": gen.seed_string,
+        "tokens": gen.tokens,
+        "timings": {
+            "prefill_seconds": gen.prefill_seconds,
+            "decode_seconds": gen.decode_seconds,
+            "prefill_tok_per_s": gen.prefill_tok_per_s(),
+            "decode_tok_per_s": gen.decode_tok_per_s(),
+        },
+        "nsed_version": env!("CARGO_PKG_VERSION"),
+    });
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(())
+}
+
+/// Prints bytes as they come, holding back an incomplete UTF-8 sequence.
+#[derive(Default)]
+struct Utf8Stream {
+    pending: Vec<u8>,
+}
+
+impl Utf8Stream {
+    fn push(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+        let valid = match std::str::from_utf8(&self.pending) {
+            Ok(s) => s.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => self.pending.len(),
+        };
+        let out: Vec<u8> = self.pending.drain(..valid).collect();
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(String::from_utf8_lossy(&out).as_bytes());
+        let _ = stdout.flush();
+    }
+
+    fn finish(&mut self) {
+        let rest = std::mem::take(&mut self.pending);
+        println!("{}", String::from_utf8_lossy(&rest));
+    }
+}
+
+fn perplexity_cmd(args: PerplexityArgs) -> Result<()> {
+    let text = read_utf8(&args.file, "text file")?;
+    let mut rt = Runtime::load(&args.model)?;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} chunks  {msg}  [{elapsed} < {eta}]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = perplexity(&mut rt, &text, args.ctx, args.chunks, |done, total, ppl| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(format!("PPL {ppl:.4}"));
+    })?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{}: PPL = {:.4} +/- {:.5} over {} chunks of {} tokens ({} predictions, {} tokens in text)",
+            report.model, report.ppl, report.ppl_err, report.chunks, report.ctx, report.scored, report.tokens
+        );
+    }
+    Ok(())
+}
+
+/// A fixed English passage for speed measurements; repeated to any length.
+const PERF_TEXT: &str = "Natalia sold clips to 48 of her friends in April, and then she sold half as many \
+clips in May. How many clips did Natalia sell altogether in April and May? Weng earns $12 an hour for \
+babysitting. Yesterday, she just did 50 minutes of babysitting. How much did she earn? Betty is saving \
+money for a new wallet which costs $100. Betty has only half of the money she needs. ";
+
+fn perf(args: PerfArgs) -> Result<()> {
+    if args.prompt_tokens == 0 || args.gen_tokens == 0 || args.repeats == 0 {
+        bail!("--prompt-tokens, --gen-tokens and --repeats must be > 0");
+    }
+    let mut rt = Runtime::load(&args.model)?;
+    let mut prompt = Vec::new();
+    while prompt.len() < args.prompt_tokens {
+        prompt.extend(rt.tokenizer.encode(PERF_TEXT, false, false));
+    }
+    prompt.truncate(args.prompt_tokens);
+    let req = GenerateRequest {
+        max_tokens: args.gen_tokens,
+        ..Default::default()
+    };
+    let mut runs = Vec::new();
+    for i in 0..=args.repeats {
+        // A model may emit EOS early; decode speed is over the steps it ran.
+        let gen = generate(&mut rt, &prompt, &req, |_, _| {})?;
+        if i > 0 {
+            runs.push((
+                gen.prefill_tok_per_s(),
+                gen.decode_tok_per_s(),
+                gen.tokens.len(),
+            ));
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let prefill = median(runs.iter().map(|r| r.0).collect());
+    let decode = median(runs.iter().map(|r| r.1).collect());
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"model": rt.id(), "prompt_tokens": args.prompt_tokens, "gen_tokens": args.gen_tokens,
+                "repeats": args.repeats, "threads": threads, "prefill_tok_per_s": prefill, "decode_tok_per_s": decode,
+                "runs": runs})
+        );
+    } else {
+        println!(
+            "{}: prefill {:.1} tok/s ({} tokens), decode {:.1} tok/s ({} steps), threads {threads}, median of {}",
+            rt.id(), prefill, args.prompt_tokens, decode, args.gen_tokens, args.repeats
+        );
+    }
+    Ok(())
+}

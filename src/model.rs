@@ -582,3 +582,145 @@ fn load_layer(gguf: &Gguf, file: &mut std::fs::File, cfg: &Config, i: usize) -> 
         cache: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{write_tiny_model, TinySpec};
+
+    fn tiny(arch: Arch, tweak: impl FnOnce(&mut TinySpec)) -> (tempfile::TempDir, Model) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tiny.gguf");
+        let mut spec = TinySpec::new(arch);
+        tweak(&mut spec);
+        write_tiny_model(&path, &spec).expect("write tiny model");
+        let model = Model::from_gguf(&Gguf::open(&path).expect("parse")).expect("load");
+        (dir, model)
+    }
+
+    fn rows(t: &Tensor) -> Vec<Vec<f32>> {
+        t.to_vec2::<f32>().expect("2-D logits")
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    const TOKENS: [u32; 10] = [5, 17, 200, 3, 99, 42, 7, 150, 8, 61];
+
+    #[test]
+    fn every_position_matches_incremental_decode() {
+        for arch in [Arch::Llama, Arch::Qwen2, Arch::Gemma3] {
+            let (_dir, mut m) = tiny(arch, |_| {});
+            let all = rows(&m.forward(&TOKENS, Logits::All).expect("prefill"));
+            assert_eq!(all.len(), TOKENS.len());
+            assert_eq!(m.position(), TOKENS.len());
+            m.reset();
+            for (i, &t) in TOKENS.iter().enumerate() {
+                let step = rows(&m.forward(&[t], Logits::Last).expect("decode"));
+                let d = max_diff(&step[0], &all[i]);
+                assert!(
+                    d < 1e-4,
+                    "{arch:?} position {i}: prefill vs decode differ by {d}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_prefill_matches_one_pass() {
+        for arch in [Arch::Llama, Arch::Qwen2, Arch::Gemma3] {
+            let (_dir, mut m) = tiny(arch, |_| {});
+            let all = rows(&m.forward(&TOKENS, Logits::All).expect("prefill"));
+            m.reset();
+            let _ = m.forward(&TOKENS[..6], Logits::All).expect("first chunk");
+            let tail = rows(&m.forward(&TOKENS[6..], Logits::All).expect("second chunk"));
+            for (j, row) in tail.iter().enumerate() {
+                let d = max_diff(row, &all[6 + j]);
+                assert!(d < 1e-4, "{arch:?} position {}: {d}", 6 + j);
+            }
+            let last = rows(&m.forward(&[1], Logits::Last).expect("decode"));
+            assert_eq!(last.len(), 1);
+        }
+    }
+
+    #[test]
+    fn sliding_window_hides_old_tokens_in_prefill_and_decode() {
+        // Two sliding layers of window 4: position 9 sees tokens 3..=9 at most.
+        let (_dir, mut m) = tiny(Arch::Gemma3, |s| s.sliding_window = 4);
+        let base = rows(&m.forward(&TOKENS, Logits::All).expect("prefill"));
+        let mut changed_old = TOKENS;
+        changed_old[0] = 250;
+        m.reset();
+        let same = rows(&m.forward(&changed_old, Logits::All).expect("prefill"));
+        assert_eq!(
+            same[9], base[9],
+            "token 0 must be outside the window of position 9"
+        );
+        assert_ne!(
+            same[1], base[1],
+            "token 0 is inside the window of position 1"
+        );
+        // The same holds one token at a time (the decode path masks too).
+        m.reset();
+        let mut last = Vec::new();
+        for &t in &changed_old {
+            last = rows(&m.forward(&[t], Logits::Last).expect("decode")).remove(0);
+        }
+        assert!(max_diff(&last, &base[9]) < 1e-4);
+        let mut changed_recent = TOKENS;
+        changed_recent[7] = 250;
+        m.reset();
+        let moved = rows(&m.forward(&changed_recent, Logits::All).expect("prefill"));
+        assert_ne!(moved[9], base[9]);
+    }
+
+    #[test]
+    fn forward_is_deterministic() {
+        let (_dir, mut m) = tiny(Arch::Qwen2, |_| {});
+        let a = rows(&m.forward(&TOKENS, Logits::All).expect("run 1"));
+        m.reset();
+        let b = rows(&m.forward(&TOKENS, Logits::All).expect("run 2"));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn context_overflow_and_bad_ids_are_errors() {
+        let (_dir, mut m) = tiny(Arch::Llama, |s| s.context_length = 8);
+        let err = m.forward(&TOKENS, Logits::Last).expect_err("10 > 8");
+        assert!(
+            matches!(err, ModelError::ContextOverflow { needed: 10, max: 8 }),
+            "{err}"
+        );
+        let err = m
+            .forward(&[100_000], Logits::Last)
+            .expect_err("out of range");
+        assert!(
+            matches!(err, ModelError::TokenOutOfRange { id: 100_000, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unsupported_architecture_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.gguf");
+        let mut f = std::fs::File::create(&path).expect("create");
+        crate::gguf::write(
+            &mut f,
+            &[(
+                "general.architecture",
+                crate::gguf::Value::String("mamba".into()),
+            )],
+            &[],
+        )
+        .expect("write");
+        let err = Model::from_gguf(&Gguf::open(&path).expect("parse"))
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("mamba"), "{err}");
+    }
+}

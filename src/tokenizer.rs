@@ -637,7 +637,7 @@ fn parse_byte_token(text: &str) -> Option<u8> {
 
 /// GPT-2's byte-to-unicode table: printable bytes map to themselves, the rest
 /// to code points from U+0100 on.
-fn gpt2_byte_chars() -> [char; 256] {
+pub fn gpt2_byte_chars() -> [char; 256] {
     let mut table = ['\0'; 256];
     let mut extra = 0u32;
     for b in 0..=255u8 {

@@ -1,0 +1,271 @@
+//! Text generation: prefill the prompt, then decode token by token with the
+//! seed-bound sampler, recording per position the chosen token's log-probability
+//! and the top-k alternatives (log-probabilities of the model's own
+//! distribution: raw logits, before penalty, temperature and filters).
+
+use std::time::Instant;
+
+use candle_core::Tensor;
+use serde::Serialize;
+
+use crate::model::{Logits, ModelError};
+use crate::runtime::Runtime;
+use crate::sampling::{
+    apply_repeat_penalty, sample, seed_string, SamplingParams, Sha256CounterRng,
+};
+use crate::tokenizer::TokenizerError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    #[error(
+        "the prompt has {prompt} tokens but the model's context holds {ctx}: shorten the prompt"
+    )]
+    PromptTooLong { prompt: usize, ctx: usize },
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error("tensor computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// What to generate and how.
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerateRequest {
+    pub sampling: SamplingParams,
+    pub max_tokens: usize,
+    /// Generation stops when the text contains any of these (removed from the text).
+    pub stop: Vec<String>,
+    /// The user's seed and the inference id that together key the RNG.
+    pub seed: u64,
+    pub inference_id: String,
+    /// How many alternatives to record per position (0: none).
+    pub top_logprobs: usize,
+}
+
+impl Default for GenerateRequest {
+    fn default() -> Self {
+        Self {
+            sampling: SamplingParams::default(),
+            max_tokens: 256,
+            stop: Vec::new(),
+            seed: 0,
+            inference_id: String::new(),
+            top_logprobs: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TopLogprob {
+    pub id: u32,
+    pub token: String,
+    pub logprob: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GeneratedToken {
+    pub id: u32,
+    pub token: String,
+    pub logprob: f32,
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// An end-of-generation token (EOS, `<|im_end|>`, ...).
+    Eos,
+    /// A stop string appeared.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+    /// The context is full.
+    Context,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Generation {
+    pub prompt_ids: Vec<u32>,
+    pub tokens: Vec<GeneratedToken>,
+    pub text: String,
+    pub finish_reason: FinishReason,
+    /// The RNG's seed string (empty for greedy decoding, which draws nothing).
+    pub seed_string: String,
+    pub prefill_seconds: f64,
+    pub decode_seconds: f64,
+}
+
+impl Generation {
+    pub fn prefill_tok_per_s(&self) -> f64 {
+        self.prompt_ids.len() as f64 / self.prefill_seconds.max(1e-9)
+    }
+
+    /// Decode speed over the steps after the first token (which comes from prefill).
+    pub fn decode_tok_per_s(&self) -> f64 {
+        self.tokens.len().saturating_sub(1) as f64 / self.decode_seconds.max(1e-9)
+    }
+
+    pub fn output_ids(&self) -> Vec<u32> {
+        self.tokens.iter().map(|t| t.id).collect()
+    }
+}
+
+/// Generate from `prompt_ids`; `on_token` sees each token and its bytes as it
+/// is produced (for streaming). The model's cache is reset first.
+pub fn generate(
+    rt: &mut Runtime,
+    prompt_ids: &[u32],
+    req: &GenerateRequest,
+    mut on_token: impl FnMut(&GeneratedToken, &[u8]),
+) -> Result<Generation, GenerateError> {
+    if prompt_ids.is_empty() {
+        return Err(GenerateError::EmptyPrompt);
+    }
+    let ctx = rt.model.max_positions();
+    if prompt_ids.len() >= ctx {
+        return Err(GenerateError::PromptTooLong {
+            prompt: prompt_ids.len(),
+            ctx,
+        });
+    }
+    let seed = if req.sampling.is_greedy() {
+        String::new()
+    } else {
+        seed_string(&req.seed.to_string(), &req.inference_id)
+    };
+    let mut rng = Sha256CounterRng::new(&seed);
+    rt.model.reset();
+    let start = Instant::now();
+    let mut logits = rt.model.forward(prompt_ids, Logits::Last)?;
+    let prefill_seconds = start.elapsed().as_secs_f64();
+    let decode_start = Instant::now();
+    let mut history: Vec<u32> = prompt_ids.to_vec();
+    let mut tokens = Vec::new();
+    let mut bytes = Vec::new();
+    let finish_reason = loop {
+        let raw = last_row(&logits)?;
+        let mut adjusted = raw.clone();
+        let recent = &history[history.len().saturating_sub(req.sampling.repeat_last_n)..];
+        apply_repeat_penalty(&mut adjusted, recent, req.sampling.repeat_penalty);
+        let id = sample(&adjusted, &req.sampling, &mut rng);
+        let token = describe(rt, &raw, id, req.top_logprobs)?;
+        history.push(id);
+        if rt.stop_ids.contains(&id) {
+            tokens.push(token);
+            break FinishReason::Eos;
+        }
+        let token_bytes = rt.tokenizer.token_bytes(id)?;
+        on_token(&token, &token_bytes);
+        bytes.extend(token_bytes);
+        tokens.push(token);
+        if contains_stop(&bytes, &req.stop) {
+            break FinishReason::Stop;
+        }
+        if tokens.len() >= req.max_tokens {
+            break FinishReason::Length;
+        }
+        if rt.model.position() >= ctx {
+            break FinishReason::Context;
+        }
+        logits = rt.model.forward(&[id], Logits::Last)?;
+    };
+    let decode_seconds = decode_start.elapsed().as_secs_f64();
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    if let Some(cut) = req.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+        text.truncate(cut);
+    }
+    Ok(Generation {
+        prompt_ids: prompt_ids.to_vec(),
+        tokens,
+        text,
+        finish_reason,
+        seed_string: seed,
+        prefill_seconds,
+        decode_seconds,
+    })
+}
+
+fn contains_stop(bytes: &[u8], stops: &[String]) -> bool {
+    stops
+        .iter()
+        .any(|s| !s.is_empty() && bytes.windows(s.len()).any(|w| w == s.as_bytes()))
+}
+
+fn last_row(logits: &Tensor) -> Result<Vec<f32>, GenerateError> {
+    let rows = logits.dim(0)?;
+    Ok(logits.get(rows - 1)?.to_vec1::<f32>()?)
+}
+
+/// The chosen token with its log-probability and the top `k` alternatives.
+fn describe(
+    rt: &Runtime,
+    logits: &[f32],
+    id: u32,
+    k: usize,
+) -> Result<GeneratedToken, GenerateError> {
+    let logprobs = log_softmax(logits);
+    let mut order: Vec<u32> = (0..logprobs.len() as u32).collect();
+    let k = k.min(order.len());
+    if k > 0 {
+        order.select_nth_unstable_by(k - 1, |&a, &b| {
+            logprobs[b as usize]
+                .total_cmp(&logprobs[a as usize])
+                .then(a.cmp(&b))
+        });
+        order.truncate(k);
+        order.sort_by(|&a, &b| {
+            logprobs[b as usize]
+                .total_cmp(&logprobs[a as usize])
+                .then(a.cmp(&b))
+        });
+    }
+    let top_logprobs = order[..k]
+        .iter()
+        .map(|&t| {
+            Ok(TopLogprob {
+                id: t,
+                token: rt.tokenizer.token_string(t)?,
+                logprob: logprobs[t as usize],
+            })
+        })
+        .collect::<Result<Vec<_>, TokenizerError>>()?;
+    Ok(GeneratedToken {
+        id,
+        token: rt.tokenizer.token_string(id)?,
+        logprob: logprobs[id as usize],
+        top_logprobs,
+    })
+}
+
+/// log softmax in f64, returned as f32.
+pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&v| (v as f64 - max).exp()).sum();
+    let log_sum = sum.ln();
+    logits
+        .iter()
+        .map(|&v| (v as f64 - max - log_sum) as f32)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_softmax_sums_to_one() {
+        let lp = log_softmax(&[1.0, 2.0, 3.0]);
+        let total: f64 = lp.iter().map(|&v| (v as f64).exp()).sum();
+        assert!((total - 1.0).abs() < 1e-6);
+        assert!(lp[2] > lp[1] && lp[1] > lp[0]);
+    }
+
+    #[test]
+    fn stop_strings_match_across_token_boundaries() {
+        assert!(contains_stop(b"abc\n\nQ:", &["\n\nQ:".to_string()]));
+        assert!(!contains_stop(b"abc", &["".to_string()]));
+    }
+}

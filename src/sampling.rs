@@ -1,0 +1,326 @@
+//! Seed-bound, deterministic sampling: the counter-based SHA-256 RNG and the
+//! per-position pipeline of SPEC §6.1 (temperature → max-shifted softmax →
+//! top-k → top-p → min-p → integer weights → unbiased draw), so a validator
+//! holding the same logits can re-derive every sampled token.
+//!
+//! Everything after the logits is integer or fixed-order f64 arithmetic, so a
+//! draw depends only on (logits, params, seed, inference id, counter), never
+//! on thread count.
+
+use sha2::{Digest, Sha256};
+
+use crate::registry::hex;
+
+/// Version tag of the seed derivation (SPEC §6.1, "contract v1.0.0").
+pub const SEED_DOMAIN: &str = "gonka-deterministic-sampling-v1";
+/// Probabilities become integer weights on this scale before the draw.
+const WEIGHT_SCALE: f64 = 65536.0;
+
+/// The seed string: `hex(SHA256("<domain>\nuser_seed_len=<n>\n<seed>\ninference_id_len=<m>\n<id>"))`.
+pub fn seed_string(user_seed: &str, inference_id: &str) -> String {
+    let material = format!(
+        "{SEED_DOMAIN}\nuser_seed_len={}\n{user_seed}\ninference_id_len={}\n{inference_id}",
+        user_seed.len(),
+        inference_id.len()
+    );
+    hex(&Sha256::digest(material.as_bytes()))
+}
+
+/// `u64 = BE(SHA256(seed_bytes ‖ BE64(counter))[0..8])`, counter from 0.
+/// `seed_bytes` are the UTF-8 bytes of the seed string.
+#[derive(Debug, Clone)]
+pub struct Sha256CounterRng {
+    seed: Vec<u8>,
+    counter: u64,
+}
+
+impl Sha256CounterRng {
+    pub fn new(seed_string: &str) -> Self {
+        Self {
+            seed: seed_string.as_bytes().to_vec(),
+            counter: 0,
+        }
+    }
+
+    /// Draws made so far (a validator replays from the same counter).
+    pub fn counter(&self) -> u64 {
+        self.counter
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut h = Sha256::new();
+        h.update(&self.seed);
+        h.update(self.counter.to_be_bytes());
+        self.counter += 1;
+        let digest = h.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        u64::from_be_bytes(first)
+    }
+
+    /// Uniform in `0..total` without modulo bias (rejection sampling).
+    pub fn below(&mut self, total: u64) -> u64 {
+        assert!(total > 0, "below(0)");
+        // limit = 2^64 - (2^64 mod total); draws at or above it are rejected.
+        let rem = (u64::MAX % total + 1) % total;
+        loop {
+            let x = self.next_u64();
+            if rem == 0 || x < u64::MAX - rem + 1 {
+                return x % total;
+            }
+        }
+    }
+}
+
+/// Sampling settings. `temperature == 0` is greedy (argmax, lowest id on ties).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SamplingParams {
+    pub temperature: f64,
+    /// 0 disables.
+    pub top_k: usize,
+    /// 1.0 disables.
+    pub top_p: f64,
+    /// 0.0 disables.
+    pub min_p: f64,
+    /// 1.0 disables; llama.cpp's rule (divide positive logits, multiply negative).
+    pub repeat_penalty: f32,
+    /// How many recent tokens the penalty looks at.
+    pub repeat_last_n: usize,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+        }
+    }
+}
+
+impl SamplingParams {
+    pub fn is_greedy(&self) -> bool {
+        self.temperature <= 0.0
+    }
+}
+
+/// Apply the repetition penalty in place to the logits of recent tokens.
+pub fn apply_repeat_penalty(logits: &mut [f32], recent: &[u32], penalty: f32) {
+    if penalty == 1.0 {
+        return;
+    }
+    let mut seen = std::collections::HashSet::new();
+    for &t in recent {
+        if !seen.insert(t) {
+            continue;
+        }
+        if let Some(l) = logits.get_mut(t as usize) {
+            *l = if *l > 0.0 { *l / penalty } else { *l * penalty };
+        }
+    }
+}
+
+/// Index of the largest logit, lowest index on ties.
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// The candidates left after the filters, with integer weights summing to `total`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidates {
+    pub ids: Vec<u32>,
+    pub weights: Vec<u64>,
+}
+
+/// Temperature → softmax → top-k → top-p (inclusive) → min-p → integer weights.
+pub fn candidates(logits: &[f32], p: &SamplingParams) -> Candidates {
+    let t = p.temperature;
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let mut probs: Vec<(u32, f64)> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| (i as u32, ((l as f64 - max) / t).exp()))
+        .filter(|(_, w)| *w > 0.0)
+        .collect();
+    // Descending probability, ascending id on ties: a total, reproducible order.
+    probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    normalize(&mut probs);
+    if p.top_k > 0 && probs.len() > p.top_k {
+        probs.truncate(p.top_k);
+        normalize(&mut probs);
+    }
+    if p.top_p < 1.0 {
+        let mut cum = 0.0;
+        let keep = probs
+            .iter()
+            .position(|(_, q)| {
+                cum += q;
+                cum >= p.top_p
+            })
+            .map_or(probs.len(), |i| i + 1);
+        probs.truncate(keep.max(1));
+        normalize(&mut probs);
+    }
+    if p.min_p > 0.0 {
+        let floor = probs[0].1 * p.min_p;
+        probs.retain(|(_, q)| *q >= floor);
+        normalize(&mut probs);
+    }
+    integer_weights(&probs)
+}
+
+fn normalize(probs: &mut [(u32, f64)]) {
+    let sum: f64 = probs.iter().map(|(_, q)| q).sum();
+    for (_, q) in probs.iter_mut() {
+        *q /= sum;
+    }
+}
+
+/// `round(p * 65536)`, dropping zero weights; the rounding residual goes to
+/// the largest weight (lowest id on ties) so the total is exactly 65536.
+fn integer_weights(probs: &[(u32, f64)]) -> Candidates {
+    let mut ids = Vec::with_capacity(probs.len());
+    let mut weights = Vec::with_capacity(probs.len());
+    for &(id, q) in probs {
+        let w = (q * WEIGHT_SCALE).round() as u64;
+        if w > 0 {
+            ids.push(id);
+            weights.push(w);
+        }
+    }
+    if ids.is_empty() {
+        // Every weight rounded to zero: fall back to the most likely token.
+        return Candidates {
+            ids: vec![probs[0].0],
+            weights: vec![WEIGHT_SCALE as u64],
+        };
+    }
+    let total: i64 = weights.iter().sum::<u64>() as i64;
+    let residual = WEIGHT_SCALE as i64 - total;
+    // probs are sorted by descending p then id, so index 0 is the max weight.
+    let adjusted = weights[0] as i64 + residual;
+    weights[0] = adjusted.max(1) as u64;
+    Candidates { ids, weights }
+}
+
+/// Draw one token: cumulative scan over the integer weights.
+pub fn draw(c: &Candidates, rng: &mut Sha256CounterRng) -> u32 {
+    let total: u64 = c.weights.iter().sum();
+    let mut x = rng.below(total);
+    for (id, &w) in c.ids.iter().zip(&c.weights) {
+        if x < w {
+            return *id;
+        }
+        x -= w;
+    }
+    c.ids[c.ids.len() - 1]
+}
+
+/// One sampling step: greedy or a seeded draw.
+pub fn sample(logits: &[f32], p: &SamplingParams, rng: &mut Sha256CounterRng) -> u32 {
+    if p.is_greedy() {
+        argmax(logits)
+    } else {
+        draw(&candidates(logits, p), rng)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rng_is_sha256_of_seed_and_counter() {
+        let mut rng = Sha256CounterRng::new("abc");
+        let mut h = Sha256::new();
+        h.update(b"abc");
+        h.update(0u64.to_be_bytes());
+        let d = h.finalize();
+        let expected = u64::from_be_bytes(d[..8].try_into().expect("8 bytes"));
+        assert_eq!(rng.next_u64(), expected);
+        assert_eq!(rng.counter(), 1);
+    }
+
+    #[test]
+    fn seed_string_binds_seed_and_inference_id() {
+        let a = seed_string("42", "inf-1");
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, seed_string("42", "inf-2"));
+        assert_ne!(a, seed_string("4", "2inf-1"));
+        assert_eq!(a, seed_string("42", "inf-1"));
+    }
+
+    #[test]
+    fn below_stays_in_range_and_covers_it() {
+        let mut rng = Sha256CounterRng::new("s");
+        let mut seen = [0usize; 3];
+        for _ in 0..300 {
+            seen[rng.below(3) as usize] += 1;
+        }
+        assert!(seen.iter().all(|&c| c > 60), "{seen:?}");
+    }
+
+    #[test]
+    fn weights_sum_to_scale_and_filters_apply() {
+        let logits = [2.0f32, 1.0, 0.5, -1.0, -5.0];
+        let p = SamplingParams {
+            temperature: 1.0,
+            top_k: 3,
+            ..Default::default()
+        };
+        let c = candidates(&logits, &p);
+        assert_eq!(c.ids, [0, 1, 2]);
+        assert_eq!(c.weights.iter().sum::<u64>(), 65536);
+        let p = SamplingParams {
+            temperature: 1.0,
+            top_p: 0.5,
+            ..Default::default()
+        };
+        assert_eq!(candidates(&logits, &p).ids, [0]);
+        let p = SamplingParams {
+            temperature: 1.0,
+            min_p: 0.3,
+            ..Default::default()
+        };
+        // p(1)/p(0) = e^-1 = 0.37 kept; p(2)/p(0) = e^-1.5 = 0.22 dropped.
+        assert_eq!(candidates(&logits, &p).ids, [0, 1]);
+    }
+
+    #[test]
+    fn greedy_takes_lowest_id_on_ties() {
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, 2.0]), 1);
+    }
+
+    #[test]
+    fn repeat_penalty_follows_llama_cpp() {
+        let mut l = [2.0f32, -2.0, 1.0];
+        apply_repeat_penalty(&mut l, &[0, 1, 1], 2.0);
+        assert_eq!(l, [1.0, -4.0, 1.0]);
+    }
+
+    #[test]
+    fn same_seed_same_draws() {
+        let logits: Vec<f32> = (0..50).map(|i| (i as f32 * 0.37).sin()).collect();
+        let p = SamplingParams {
+            temperature: 0.8,
+            ..Default::default()
+        };
+        let run = |seed: &str| {
+            let mut rng = Sha256CounterRng::new(seed);
+            (0..20)
+                .map(|_| sample(&logits, &p, &mut rng))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run("x"), run("x"));
+        assert_ne!(run("x"), run("y"));
+    }
+}
