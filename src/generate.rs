@@ -24,11 +24,23 @@ pub enum GenerateError {
     )]
     PromptTooLong { prompt: usize, ctx: usize },
     #[error(transparent)]
-    Model(#[from] ModelError),
+    Model(#[from] Box<ModelError>),
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
     #[error("tensor computation failed: {0}")]
-    Candle(#[from] candle_core::Error),
+    Candle(Box<candle_core::Error>),
+}
+
+impl From<ModelError> for GenerateError {
+    fn from(e: ModelError) -> Self {
+        Self::Model(Box::new(e))
+    }
+}
+
+impl From<candle_core::Error> for GenerateError {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Candle(Box::new(e))
+    }
 }
 
 /// What to generate and how.

@@ -53,7 +53,7 @@ pub enum GgufError {
     Candle {
         path: PathBuf,
         name: String,
-        source: candle_core::Error,
+        source: Box<candle_core::Error>,
     },
 }
 
@@ -273,7 +273,7 @@ impl Gguf {
             GgufError::Candle {
                 path: self.path.clone(),
                 name: name.to_string(),
-                source,
+                source: Box::new(source),
             }
         })
     }

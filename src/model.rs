@@ -32,7 +32,13 @@ pub enum ModelError {
     #[error("token id {id} is outside the embedding table ({vocab} rows)")]
     TokenOutOfRange { id: u32, vocab: usize },
     #[error("tensor computation failed: {0}")]
-    Candle(#[from] candle_core::Error),
+    Candle(Box<candle_core::Error>),
+}
+
+impl From<candle_core::Error> for ModelError {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Candle(Box::new(e))
+    }
 }
 
 type Result<T> = std::result::Result<T, ModelError>;

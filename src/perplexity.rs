@@ -16,9 +16,21 @@ pub enum PerplexityError {
     #[error("the text has {tokens} tokens, fewer than one chunk of {ctx}: give a longer text")]
     TooShort { tokens: usize, ctx: usize },
     #[error(transparent)]
-    Model(#[from] ModelError),
+    Model(#[from] Box<ModelError>),
     #[error("tensor computation failed: {0}")]
-    Candle(#[from] candle_core::Error),
+    Candle(Box<candle_core::Error>),
+}
+
+impl From<ModelError> for PerplexityError {
+    fn from(e: ModelError) -> Self {
+        Self::Model(Box::new(e))
+    }
+}
+
+impl From<candle_core::Error> for PerplexityError {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Candle(Box::new(e))
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -1,0 +1,266 @@
+//! Bad input through the `nsed` binary: every case is a one-line error naming
+//! the problem, exit code 2, no panic, nothing left behind. Uses tiny GGUF
+//! models written by the test (seeded random weights), so it needs no download.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use nsed::model::Arch;
+use nsed::testing::{write_tiny_model, SplitMix64, TinySpec};
+
+fn nsed(args: &[&str], envs: &[(&str, &Path)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nsed"));
+    cmd.args(args).env("RAYON_NUM_THREADS", "1");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("nsed runs")
+}
+
+/// Exit 2, a single `error:` line on stderr mentioning `needle`, no panic.
+fn assert_input_error(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line expected: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(
+        lines[0].to_lowercase().contains(&needle.to_lowercase()),
+        "`{needle}` not in: {stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "no partial output: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+fn tiny(dir: &Path, arch: Arch, tweak: impl FnOnce(&mut TinySpec)) -> PathBuf {
+    let path = dir.join(format!("tiny-{}.gguf", arch.name()));
+    let mut spec = TinySpec::new(arch);
+    tweak(&mut spec);
+    write_tiny_model(&path, &spec).expect("write tiny model");
+    path
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+#[test]
+fn tiny_models_generate_for_every_architecture() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for arch in [Arch::Llama, Arch::Qwen2, Arch::Gemma3] {
+        let model = tiny(dir.path(), arch, |_| {});
+        let out = nsed(
+            &[
+                "generate",
+                "-m",
+                s(&model),
+                "-p",
+                "the cat",
+                "--raw",
+                "-n",
+                "5",
+                "--json",
+            ],
+            &[],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert!(!doc["output_ids"].as_array().expect("ids").is_empty());
+    }
+}
+
+#[test]
+fn missing_model_file() {
+    let out = nsed(
+        &["generate", "-m", "/nonexistent/model.gguf", "-p", "hi"],
+        &[],
+    );
+    assert_input_error(&out, "does not exist");
+}
+
+#[test]
+fn unknown_model_id() {
+    let out = nsed(&["generate", "-m", "llama-70b", "-p", "hi"], &[]);
+    assert_input_error(&out, "unknown model `llama-70b`");
+}
+
+#[test]
+fn registry_model_not_fetched() {
+    let empty = tempfile::tempdir().expect("tempdir");
+    let out = nsed(
+        &["tokenize", "-m", "smollm2-135m", "--text", "hi"],
+        &[("NSED_MODELS", empty.path())],
+    );
+    assert_input_error(&out, "scripts/fetch-models.sh smollm2-135m");
+}
+
+#[test]
+fn wrong_sha256_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tiny_path = tiny(dir.path(), Arch::Llama, |_| {});
+    // A valid GGUF under the registry's file name, but not the registry's bytes.
+    std::fs::rename(
+        &tiny_path,
+        dir.path().join("SmolLM2-135M-Instruct.Q4_1.gguf"),
+    )
+    .expect("rename");
+    let out = nsed(
+        &["generate", "-m", "smollm2-135m", "-p", "hi"],
+        &[("NSED_MODELS", dir.path())],
+    );
+    assert_input_error(&out, "sha256");
+}
+
+#[test]
+fn truncated_gguf_at_random_offsets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let full = std::fs::read(tiny(dir.path(), Arch::Qwen2, |_| {})).expect("read");
+    let mut rng = SplitMix64::new(2024);
+    let cut_path = dir.path().join("cut.gguf");
+    // Offsets in the header, the metadata, the tensor directory and the data.
+    let mut offsets: Vec<usize> = vec![0, 3, 4, 8, 20, 24, 100];
+    offsets.extend((0..25).map(|_| (rng.next_u64() % full.len() as u64) as usize));
+    for cut in offsets {
+        std::fs::write(&cut_path, &full[..cut]).expect("write cut");
+        let out = nsed(
+            &[
+                "generate",
+                "-m",
+                s(&cut_path),
+                "-p",
+                "hi",
+                "--raw",
+                "-n",
+                "2",
+            ],
+            &[],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "cut at {cut}: {stderr}");
+        assert!(!stderr.contains("panicked"), "cut at {cut}: {stderr}");
+        assert!(
+            stderr.contains("truncated or corrupt") || stderr.contains("not a GGUF"),
+            "cut at {cut}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn corrupted_gguf_bytes_never_panic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let full = std::fs::read(tiny(dir.path(), Arch::Llama, |_| {})).expect("read");
+    let mut rng = SplitMix64::new(99);
+    let bad_path = dir.path().join("bad.gguf");
+    // Flip bytes in the header region, where lengths and counts live.
+    let header_len = 4096.min(full.len());
+    for _ in 0..25 {
+        let mut bytes = full.clone();
+        for _ in 0..4 {
+            let at = 4 + (rng.next_u64() % (header_len as u64 - 4)) as usize;
+            bytes[at] = (rng.next_u64() & 0xff) as u8;
+        }
+        std::fs::write(&bad_path, &bytes).expect("write");
+        let out = nsed(
+            &[
+                "generate",
+                "-m",
+                s(&bad_path),
+                "-p",
+                "hi",
+                "--raw",
+                "-n",
+                "2",
+            ],
+            &[],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(matches!(out.status.code(), Some(0) | Some(2)), "{stderr}");
+    }
+}
+
+#[test]
+fn unsupported_architecture() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("mamba.gguf");
+    let mut f = std::fs::File::create(&path).expect("create");
+    nsed::gguf::write(
+        &mut f,
+        &[
+            (
+                "general.architecture",
+                nsed::gguf::Value::String("mamba".into()),
+            ),
+            (
+                "tokenizer.ggml.model",
+                nsed::gguf::Value::String("gpt2".into()),
+            ),
+            (
+                "tokenizer.ggml.pre",
+                nsed::gguf::Value::String("qwen2".into()),
+            ),
+            (
+                "tokenizer.ggml.tokens",
+                nsed::gguf::Value::Array(vec![nsed::gguf::Value::String("a".into())]),
+            ),
+            ("tokenizer.ggml.merges", nsed::gguf::Value::Array(vec![])),
+        ],
+        &[],
+    )
+    .expect("write");
+    drop(f);
+    let out = nsed(&["generate", "-m", s(&path), "-p", "hi"], &[]);
+    assert_input_error(&out, "unsupported architecture `mamba`");
+}
+
+#[test]
+fn unsupported_pre_tokenizer_is_not_guessed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = tiny(dir.path(), Arch::Qwen2, |s| s.pre = "deepseek-llm".into());
+    let out = nsed(&["tokenize", "-m", s(&model), "--text", "hi"], &[]);
+    assert_input_error(&out, "unsupported pre-tokenizer `deepseek-llm`");
+}
+
+#[test]
+fn prompt_longer_than_the_context() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = tiny(dir.path(), Arch::Llama, |s| s.context_length = 32);
+    let long = "x ".repeat(100);
+    let out = nsed(&["generate", "-m", s(&model), "-p", &long, "--raw"], &[]);
+    assert_input_error(&out, "context holds 32");
+}
+
+#[test]
+fn invalid_utf8_prompt_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = tiny(dir.path(), Arch::Llama, |_| {});
+    let prompt = dir.path().join("prompt.txt");
+    std::fs::write(&prompt, b"caf\xe9 latin-1").expect("write");
+    let out = nsed(
+        &["generate", "-m", s(&model), "--prompt-file", s(&prompt)],
+        &[],
+    );
+    assert_input_error(&out, "not valid UTF-8");
+}
+
+#[test]
+fn bad_sampling_arguments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = tiny(dir.path(), Arch::Llama, |_| {});
+    let out = nsed(
+        &["generate", "-m", s(&model), "-p", "hi", "--top-p", "1.5"],
+        &[],
+    );
+    assert_input_error(&out, "--top-p");
+    let out = nsed(&["generate", "-m", s(&model)], &[]);
+    assert_eq!(out.status.code(), Some(2), "clap usage error");
+}
