@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test suite: fetch the models if missing (checked by sha256), then run
+# every unit and integration test (tokenizer and perplexity goldens, generation
+# determinism, bad input). Tests run optimized (see [profile.dev] in Cargo.toml).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+scripts/fetch-models.sh
+export RAYON_NUM_THREADS="${RAYON_NUM_THREADS:-2}"
+cargo test --all-targets -- --test-threads "${NSED_TEST_THREADS:-1}"
