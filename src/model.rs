@@ -161,6 +161,10 @@ pub enum Logits {
     All,
     /// The last position only: `[1, vocab]`.
     Last,
+    /// Positions `start..n` of the input: `[n - start, vocab]`. The output
+    /// projection is the costliest matmul of a prefill, so skipping the rows
+    /// nobody reads (perplexity scores only the second half) saves real time.
+    From(usize),
 }
 
 struct RmsNorm {
@@ -347,7 +351,8 @@ impl Model {
     }
 
     /// Run `tokens` after what the cache holds and return their logits
-    /// (`[n, vocab]` for [`Logits::All`], `[1, vocab]` for [`Logits::Last`]).
+    /// (`[n, vocab]` for [`Logits::All`], `[1, vocab]` for [`Logits::Last`],
+    /// the rows from `start` for [`Logits::From`]).
     pub fn forward(&mut self, tokens: &[u32], want: Logits) -> Result<Tensor> {
         let n = tokens.len();
         if n == 0 {
@@ -370,6 +375,7 @@ impl Model {
         let x = match want {
             Logits::All => x,
             Logits::Last => x.narrow(0, n - 1, 1)?,
+            Logits::From(start) => x.narrow(0, start.min(n - 1), n - start.min(n - 1))?,
         };
         let x = self.norm.forward(&x)?;
         let logits = self.output.forward(&x)?;
@@ -650,6 +656,10 @@ mod tests {
             }
             let last = rows(&m.forward(&[1], Logits::Last).expect("decode"));
             assert_eq!(last.len(), 1);
+            m.reset();
+            let from = rows(&m.forward(&TOKENS, Logits::From(7)).expect("from 7"));
+            assert_eq!(from.len(), 3);
+            assert_eq!(from[0], all[7], "{arch:?}: the same rows as Logits::All");
         }
     }
 

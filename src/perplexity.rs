@@ -76,7 +76,7 @@ pub fn perplexity(
             chunk[0] = bos;
         }
         rt.model.reset();
-        let logits = rt.model.forward(&chunk, Logits::All)?;
+        let logits = rt.model.forward(&chunk, Logits::From(first))?;
         let nll = chunk_nll(&logits, &chunk, first)?;
         let chunk_sum: f64 = nll.iter().sum();
         chunk_ppl.push((chunk_sum / nll.len() as f64).exp());
@@ -107,11 +107,11 @@ pub fn perplexity(
 }
 
 /// Negative log-likelihoods of `tokens[j + 1]` given the logits at `j`, for
-/// `j` in `first .. n - 1`.
+/// `j` in `first .. n - 1`; `logits` holds the rows from `first` on.
 fn chunk_nll(logits: &Tensor, tokens: &[u32], first: usize) -> Result<Vec<f64>, PerplexityError> {
     let rows = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
     Ok((first..tokens.len() - 1)
-        .map(|j| -log_softmax_at(&rows[j], tokens[j + 1] as usize))
+        .map(|j| -log_softmax_at(&rows[j - first], tokens[j + 1] as usize))
         .collect())
 }
 

@@ -151,6 +151,13 @@ pub fn candidates(logits: &[f32], p: &SamplingParams) -> Candidates {
         .map(|(i, &l)| (i as u32, ((l as f64 - max) / t).exp()))
         .filter(|(_, w)| *w > 0.0)
         .collect();
+    if probs.is_empty() {
+        // Only NaN or -inf logits (a broken model): nothing to sample from.
+        return Candidates {
+            ids: vec![argmax(logits)],
+            weights: vec![WEIGHT_SCALE as u64],
+        };
+    }
     // Descending probability, ascending id on ties: a total, reproducible order.
     probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     normalize(&mut probs);
@@ -293,6 +300,17 @@ mod tests {
         };
         // p(1)/p(0) = e^-1 = 0.37 kept; p(2)/p(0) = e^-1.5 = 0.22 dropped.
         assert_eq!(candidates(&logits, &p).ids, [0, 1]);
+    }
+
+    #[test]
+    fn nan_logits_do_not_panic() {
+        let p = SamplingParams {
+            temperature: 1.0,
+            min_p: 0.1,
+            ..Default::default()
+        };
+        let c = candidates(&[f32::NAN, f32::NAN], &p);
+        assert_eq!(c.weights, [65536]);
     }
 
     #[test]

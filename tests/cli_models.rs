@@ -1,0 +1,97 @@
+//! `nsed models`, `nsed tokenize` and `nsed perplexity` on the real models, through the binary.
+
+mod common;
+
+use std::process::Command;
+
+fn nsed(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_nsed"))
+        .args(args)
+        .output()
+        .expect("nsed runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn models_list_shows_all_four_present() {
+    let (code, out, err) = nsed(&["models", "list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let rows: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let rows = rows.as_array().expect("array");
+    assert_eq!(rows.len(), 4);
+    for r in rows {
+        assert_eq!(r["status"], "present", "{r}");
+    }
+}
+
+#[test]
+fn models_inspect_reports_metadata_and_parameters() {
+    let (code, out, err) = nsed(&["models", "inspect", "smollm2-135m"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("llama.block_count = 30"), "{out}");
+    assert!(out.contains("tokenizer.ggml.pre = \"smollm\""), "{out}");
+    assert!(out.contains("sha256 b179c952"), "{out}");
+    // 134.5 M parameters: 30 blocks of width 576, 49152-token tied embedding.
+    assert!(out.contains("parameters: 134515008"), "{out}");
+    let (code, out, _) = nsed(&["models", "inspect", "gemma3-270m", "--tensors"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("blk.0.attn_q_norm.weight"), "{out}");
+}
+
+#[test]
+fn tokenize_prints_llama_cpp_ids() {
+    let (code, out, err) = nsed(&["tokenize", "-m", "smollm2-135m", "--text", "Hi 123"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "26843 216 33 34 35");
+    let (_, out, _) = nsed(&[
+        "tokenize",
+        "-m",
+        "qwen2.5-coder-0.5b",
+        "--special",
+        "--text",
+        "<|im_start|>user",
+    ]);
+    assert_eq!(out.trim(), "151644 872");
+    let (_, out, _) = nsed(&["tokenize", "-m", "gemma3-270m", "--text", "Hello world"]);
+    assert!(out.trim().starts_with("2 "), "Gemma adds BOS: {out}");
+    let (_, out, _) = nsed(&[
+        "tokenize",
+        "-m",
+        "gemma3-270m",
+        "--no-bos",
+        "--text",
+        "Hello world",
+    ]);
+    assert!(!out.trim().starts_with("2 "), "{out}");
+}
+
+#[test]
+fn perplexity_command_on_a_few_chunks() {
+    let file = common::shared_dir().join("golden/perplexity/gsm8k_first40.txt");
+    let file = file.to_str().expect("utf-8 path");
+    let (code, out, err) = nsed(&[
+        "perplexity",
+        "-m",
+        "smollm2-135m",
+        "-f",
+        file,
+        "--ctx",
+        "128",
+        "--chunks",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(r["chunks"], 3);
+    assert_eq!(r["scored"], 189);
+    let ppl = r["ppl"].as_f64().expect("ppl");
+    assert!(
+        (2.0..20.0).contains(&ppl),
+        "smollm2 PPL on GSM8K text: {ppl}"
+    );
+}
