@@ -12,11 +12,13 @@
 //! - [`perplexity`]: llama.cpp-convention perplexity.
 //! - [`sampling`]: the seed-bound SHA-256 counter RNG and sampling pipeline.
 //! - [`generate`]: generation with per-position log-probabilities.
+//! - [`perf`]: llama-bench-style prefill and decode speed.
 
 pub mod chat;
 pub mod generate;
 pub mod gguf;
 pub mod model;
+pub mod perf;
 pub mod perplexity;
 pub mod registry;
 pub mod runtime;

@@ -501,56 +501,53 @@ fn perplexity_cmd(args: PerplexityArgs) -> Result<()> {
     Ok(())
 }
 
-/// A fixed English passage for speed measurements; repeated to any length.
-const PERF_TEXT: &str = "Natalia sold clips to 48 of her friends in April, and then she sold half as many \
-clips in May. How many clips did Natalia sell altogether in April and May? Weng earns $12 an hour for \
-babysitting. Yesterday, she just did 50 minutes of babysitting. How much did she earn? Betty is saving \
-money for a new wallet which costs $100. Betty has only half of the money she needs. ";
-
 fn perf(args: PerfArgs) -> Result<()> {
     if args.prompt_tokens == 0 || args.gen_tokens == 0 || args.repeats == 0 {
         bail!("--prompt-tokens, --gen-tokens and --repeats must be > 0");
     }
     let mut rt = Runtime::load(&args.model)?;
-    let mut prompt = Vec::new();
-    while prompt.len() < args.prompt_tokens {
-        prompt.extend(rt.tokenizer.encode(PERF_TEXT, false, false));
+    let prompt = nsed::perf::bench_prompt(&rt, args.prompt_tokens);
+    let needed = args.prompt_tokens + args.gen_tokens + 1;
+    if needed > rt.model.max_positions() {
+        bail!(
+            "--prompt-tokens + --gen-tokens = {needed} exceeds the model's context {}",
+            rt.model.max_positions()
+        );
     }
-    prompt.truncate(args.prompt_tokens);
-    let req = GenerateRequest {
-        max_tokens: args.gen_tokens,
-        ..Default::default()
-    };
     let mut runs = Vec::new();
     for i in 0..=args.repeats {
-        // A model may emit EOS early; decode speed is over the steps it ran.
-        let gen = generate(&mut rt, &prompt, &req, |_, _| {})?;
+        let run = nsed::perf::measure(&mut rt, &prompt, args.gen_tokens)?;
+        // Run 0 warms caches (and candle's weight repacking) and is not counted.
         if i > 0 {
-            runs.push((
-                gen.prefill_tok_per_s(),
-                gen.decode_tok_per_s(),
-                gen.tokens.len(),
-            ));
+            runs.push(run);
         }
     }
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let prefill = median(runs.iter().map(|r| r.0).collect());
-    let decode = median(runs.iter().map(|r| r.1).collect());
+    let prefill = median(runs.iter().map(|r| r.prefill_tok_per_s()).collect());
+    let decode = median(runs.iter().map(|r| r.decode_tok_per_s()).collect());
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
+    let rss = nsed::perf::peak_rss_mib();
     if args.json {
         println!(
             "{}",
             serde_json::json!({"model": rt.id(), "prompt_tokens": args.prompt_tokens, "gen_tokens": args.gen_tokens,
                 "repeats": args.repeats, "threads": threads, "prefill_tok_per_s": prefill, "decode_tok_per_s": decode,
-                "runs": runs})
+                "peak_rss_mib": rss, "runs": runs})
         );
     } else {
         println!(
-            "{}: prefill {:.1} tok/s ({} tokens), decode {:.1} tok/s ({} steps), threads {threads}, median of {}",
-            rt.id(), prefill, args.prompt_tokens, decode, args.gen_tokens, args.repeats
+            "{}: prefill {:.1} tok/s ({} tokens), decode {:.1} tok/s ({} steps), threads {threads}, \
+             median of {}, peak RSS {:.0} MiB",
+            rt.id(),
+            prefill,
+            args.prompt_tokens,
+            decode,
+            args.gen_tokens,
+            args.repeats,
+            rss.unwrap_or(f64::NAN)
         );
     }
     Ok(())

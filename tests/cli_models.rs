@@ -95,3 +95,29 @@ fn perplexity_command_on_a_few_chunks() {
         "smollm2 PPL on GSM8K text: {ppl}"
     );
 }
+
+#[test]
+fn perf_runs_the_requested_number_of_steps() {
+    // A functional check of the measurement, not a speed assertion.
+    let (code, out, err) = nsed(&[
+        "perf",
+        "-m",
+        "smollm2-135m",
+        "--repeats",
+        "1",
+        "--prompt-tokens",
+        "32",
+        "--gen-tokens",
+        "8",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(r["runs"][0]["prompt_tokens"], 32);
+    assert_eq!(r["runs"][0]["gen_tokens"], 8, "decode does not stop at EOS");
+    assert!(r["prefill_tok_per_s"].as_f64().is_some_and(|v| v > 0.0));
+    assert!(
+        r["peak_rss_mib"].as_f64().is_some_and(|v| v > 50.0),
+        "the model is resident"
+    );
+}
