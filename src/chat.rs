@@ -47,12 +47,12 @@ impl ChatTemplate {
         })
     }
 
-    /// Guess from GGUF metadata for a model given by path.
-    pub fn detect(arch: &str, gguf_template: Option<&str>) -> Self {
+    /// Guess from the GGUF's own chat template for a model given by path;
+    /// a model without one (a base model) is prompted with plain text.
+    pub fn detect(gguf_template: Option<&str>) -> Self {
         let kind = match gguf_template {
             Some(t) if t.contains("<|im_start|>") => TemplateKind::ChatMl,
             Some(t) if t.contains("<start_of_turn>") => TemplateKind::Gemma,
-            _ if arch.starts_with("gemma") => TemplateKind::Plain,
             _ => TemplateKind::Plain,
         };
         Self {

@@ -46,10 +46,7 @@ impl Runtime {
             .entry
             .as_ref()
             .and_then(|e| ChatTemplate::parse(&e.chat_template, e.default_system.clone()))
-            .unwrap_or_else(|| {
-                let arch = gguf.architecture().unwrap_or("");
-                ChatTemplate::detect(arch, gguf.get_str("tokenizer.chat_template").ok())
-            });
+            .unwrap_or_else(|| ChatTemplate::detect(gguf.get_str("tokenizer.chat_template").ok()));
         let mut stop_ids: Vec<u32> = ["<|im_end|>", "<|endoftext|>", "<end_of_turn>", "<eos>"]
             .iter()
             .filter_map(|t| tokenizer.token_id(t))

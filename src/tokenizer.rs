@@ -135,10 +135,7 @@ impl Tokenizer {
         let opt_id = |key: &str| gguf.get_u64(key).ok().map(|v| v as u32);
         let pre_name = gguf.get_str("tokenizer.ggml.pre").ok().map(str::to_string);
         let (algorithm, default_add_bos) = match model_name.as_str() {
-            "gpt2" => (
-                bpe(gguf, &tokens, &token_to_id, pre_name.as_deref())?,
-                false,
-            ),
+            "gpt2" => (bpe(gguf, &token_to_id, pre_name.as_deref())?, false),
             "llama" => (spm(gguf, &tokens, &token_to_id)?, true),
             other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
         };
@@ -549,12 +546,7 @@ fn string_array(gguf: &Gguf, key: &str) -> Result<Vec<String>> {
         .collect()
 }
 
-fn bpe(
-    gguf: &Gguf,
-    tokens: &[String],
-    token_to_id: &HashMap<String, u32>,
-    pre: Option<&str>,
-) -> Result<Algorithm> {
+fn bpe(gguf: &Gguf, token_to_id: &HashMap<String, u32>, pre: Option<&str>) -> Result<Algorithm> {
     let patterns = match pre {
         Some("smollm") | Some("starcoder") => GPT2_SMOLLM,
         Some("qwen2") => QWEN2,
@@ -586,7 +578,6 @@ fn bpe(
     }
     let byte_to_char = gpt2_byte_chars();
     let char_to_byte = (0..=255u8).map(|b| (byte_to_char[b as usize], b)).collect();
-    let _ = tokens;
     Ok(Algorithm::Bpe {
         pre,
         merges,
