@@ -13,11 +13,13 @@
 //! - [`sampling`]: the seed-bound SHA-256 counter RNG and sampling pipeline.
 //! - [`generate`]: generation with per-position log-probabilities.
 //! - [`perf`]: llama-bench-style prefill and decode speed.
+//! - [`output`]: atomic result files (never a partial file).
 
 pub mod chat;
 pub mod generate;
 pub mod gguf;
 pub mod model;
+pub mod output;
 pub mod perf;
 pub mod perplexity;
 pub mod registry;

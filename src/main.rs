@@ -148,6 +148,9 @@ struct GenerateArgs {
     /// Print one JSON document instead of streaming text.
     #[arg(long)]
     json: bool,
+    /// Also write the JSON document to this file (atomically: complete or absent).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -165,6 +168,9 @@ struct PerplexityArgs {
     chunks: Option<usize>,
     #[arg(long)]
     json: bool,
+    /// Also write the JSON report to this file (atomically: complete or absent).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -401,8 +407,12 @@ fn generate_cmd(args: GenerateArgs) -> Result<()> {
             stream.push(bytes);
         }
     })?;
+    let doc = generation_json(&rt, &args, &req, &gen)?;
+    if let Some(path) = &args.output {
+        nsed::output::write_atomic(path, doc.as_bytes())?;
+    }
     if json {
-        print_generation_json(&rt, &args, &req, &gen)?;
+        println!("{doc}");
     } else {
         stream.finish();
         eprintln!(
@@ -417,12 +427,12 @@ fn generate_cmd(args: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-fn print_generation_json(
+fn generation_json(
     rt: &Runtime,
     args: &GenerateArgs,
     req: &GenerateRequest,
     gen: &Generation,
-) -> Result<()> {
+) -> Result<String> {
     let doc = serde_json::json!({
         "model": rt.id(),
         "model_sha256": rt.resolved.entry.as_ref().map(|e| e.sha256.clone()),
@@ -444,8 +454,7 @@ fn print_generation_json(
         },
         "nsed_version": env!("CARGO_PKG_VERSION"),
     });
-    println!("{}", serde_json::to_string_pretty(&doc)?);
-    Ok(())
+    Ok(serde_json::to_string_pretty(&doc)?)
 }
 
 /// Prints bytes as they come, holding back an incomplete UTF-8 sequence.
@@ -490,8 +499,12 @@ fn perplexity_cmd(args: PerplexityArgs) -> Result<()> {
         bar.set_message(format!("PPL {ppl:.4}"));
     })?;
     bar.finish_and_clear();
+    let doc = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = &args.output {
+        nsed::output::write_atomic(path, doc.as_bytes())?;
+    }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{doc}");
     } else {
         println!(
             "{}: PPL = {:.4} +/- {:.5} over {} chunks of {} tokens ({} predictions, {} tokens in text)",

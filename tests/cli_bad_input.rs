@@ -240,6 +240,64 @@ fn prompt_longer_than_the_context() {
 }
 
 #[test]
+fn output_file_is_complete_or_absent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = tiny(dir.path(), Arch::Llama, |s| s.context_length = 32);
+    let out_path = dir.path().join("gen.json");
+    // A failing run (prompt over the context) leaves no file at all.
+    let long = "x ".repeat(100);
+    let out = nsed(
+        &[
+            "generate",
+            "-m",
+            s(&model),
+            "-p",
+            &long,
+            "--raw",
+            "-o",
+            s(&out_path),
+        ],
+        &[],
+    );
+    assert_input_error(&out, "context holds 32");
+    assert!(!out_path.exists(), "no partial output file");
+    // A successful run writes the whole JSON document, and no temp file remains.
+    let out = nsed(
+        &[
+            "generate",
+            "-m",
+            s(&model),
+            "-p",
+            "the",
+            "--raw",
+            "-n",
+            "3",
+            "-o",
+            s(&out_path),
+        ],
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out_path).expect("written")).expect("complete JSON");
+    assert_eq!(
+        doc["tokens"].as_array().map(Vec::len),
+        doc["output_ids"].as_array().map(Vec::len)
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("ls")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
+
+#[test]
 fn invalid_utf8_prompt_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let model = tiny(dir.path(), Arch::Llama, |_| {});
