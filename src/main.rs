@@ -236,6 +236,15 @@ fn read_utf8(path: &Path, what: &str) -> Result<String> {
     })
 }
 
+/// A text given inline or as a file (clap guarantees one of the two).
+fn inline_or_file(inline: &Option<String>, file: &Option<PathBuf>, what: &str) -> Result<String> {
+    match (inline, file) {
+        (Some(text), _) => Ok(text.clone()),
+        (None, Some(path)) => read_utf8(path, what),
+        (None, None) => bail!("give the text inline or as a {what}"),
+    }
+}
+
 fn models_list(verify: bool, json: bool) -> Result<()> {
     let registry = Registry::load()?;
     let mut rows = Vec::new();
@@ -329,11 +338,7 @@ fn models_inspect(spec: &str, list_tensors: bool) -> Result<()> {
 }
 
 fn tokenize(args: TokenizeArgs) -> Result<()> {
-    let text = match (&args.text, &args.file) {
-        (Some(t), _) => t.clone(),
-        (None, Some(f)) => read_utf8(f, "text file")?,
-        (None, None) => bail!("give --text or --file"),
-    };
+    let text = inline_or_file(&args.text, &args.file, "text file")?;
     let resolved = Registry::load()?.resolve(&args.model)?;
     let gguf = Gguf::open(&resolved.path)?;
     let tok = nsed::tokenizer::Tokenizer::from_gguf(&gguf)?;
@@ -352,11 +357,7 @@ fn tokenize(args: TokenizeArgs) -> Result<()> {
 }
 
 fn generate_cmd(args: GenerateArgs) -> Result<()> {
-    let prompt = match (&args.prompt, &args.prompt_file) {
-        (Some(p), _) => p.clone(),
-        (None, Some(f)) => read_utf8(f, "prompt file")?,
-        (None, None) => bail!("give --prompt or --prompt-file"),
-    };
+    let prompt = inline_or_file(&args.prompt, &args.prompt_file, "prompt file")?;
     for (name, ok) in [
         ("--temperature must be >= 0", args.temperature >= 0.0),
         (

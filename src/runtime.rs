@@ -4,7 +4,7 @@
 
 use crate::chat::{ChatTemplate, Message};
 use crate::gguf::{Gguf, GgufError};
-use crate::model::{Model, ModelError};
+use crate::model::{Arch, Model, ModelError};
 use crate::registry::{Registry, RegistryError, ResolvedModel};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 
@@ -40,6 +40,8 @@ impl Runtime {
 
     pub fn from_resolved(resolved: ResolvedModel) -> Result<Self, RuntimeError> {
         let gguf = Gguf::open(&resolved.path)?;
+        // An unsupported architecture is the first thing to report.
+        Arch::parse(gguf.architecture()?)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         let model = Model::from_gguf(&gguf)?;
         let template = resolved
