@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::model::{Logits, ModelError};
 use crate::runtime::Runtime;
 use crate::sampling::{
-    apply_repeat_penalty, sample, seed_string, SamplingParams, Sha256CounterRng,
+    apply_repeat_penalty, log_softmax, sample, seed_string, SamplingParams, Sha256CounterRng,
 };
 use crate::tokenizer::TokenizerError;
 
@@ -159,10 +159,14 @@ pub fn generate(
     let mut bytes = Vec::new();
     let finish_reason = loop {
         let raw = last_row(&logits)?;
-        let mut adjusted = raw.clone();
-        let recent = &history[history.len().saturating_sub(req.sampling.repeat_last_n)..];
-        apply_repeat_penalty(&mut adjusted, recent, req.sampling.repeat_penalty);
-        let id = sample(&adjusted, &req.sampling, &mut rng);
+        let id = if req.sampling.repeat_penalty == 1.0 {
+            sample(&raw, &req.sampling, &mut rng)
+        } else {
+            let mut adjusted = raw.clone();
+            let recent = &history[history.len().saturating_sub(req.sampling.repeat_last_n)..];
+            apply_repeat_penalty(&mut adjusted, recent, req.sampling.repeat_penalty);
+            sample(&adjusted, &req.sampling, &mut rng)
+        };
         let token = describe(rt, &raw, id, req.top_logprobs)?;
         history.push(id);
         if rt.stop_ids.contains(&id) {
@@ -171,9 +175,10 @@ pub fn generate(
         }
         let token_bytes = rt.tokenizer.token_bytes(id)?;
         on_token(&token, &token_bytes);
+        let new_bytes = token_bytes.len();
         bytes.extend(token_bytes);
         tokens.push(token);
-        if contains_stop(&bytes, &req.stop) {
+        if ends_in_stop(&bytes, new_bytes, &req.stop) {
             break FinishReason::Stop;
         }
         if tokens.len() >= req.max_tokens {
@@ -200,10 +205,17 @@ pub fn generate(
     })
 }
 
-fn contains_stop(bytes: &[u8], stops: &[String]) -> bool {
-    stops
-        .iter()
-        .any(|s| !s.is_empty() && bytes.windows(s.len()).any(|w| w == s.as_bytes()))
+/// Whether a stop string appears in the output now that its last `new_bytes`
+/// arrived. Earlier text was checked before, so only a window reaching into
+/// the new bytes is searched (the whole text would make decoding quadratic).
+fn ends_in_stop(bytes: &[u8], new_bytes: usize, stops: &[String]) -> bool {
+    stops.iter().any(|s| {
+        let s = s.as_bytes();
+        let from = bytes
+            .len()
+            .saturating_sub(new_bytes + s.len().saturating_sub(1));
+        !s.is_empty() && bytes[from..].windows(s.len()).any(|w| w == s)
+    })
 }
 
 fn last_row(logits: &Tensor) -> Result<Vec<f32>, GenerateError> {
@@ -252,32 +264,19 @@ fn describe(
     })
 }
 
-/// log softmax in f64, returned as f32.
-pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let sum: f64 = logits.iter().map(|&v| (v as f64 - max).exp()).sum();
-    let log_sum = sum.ln();
-    logits
-        .iter()
-        .map(|&v| (v as f64 - max - log_sum) as f32)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn log_softmax_sums_to_one() {
-        let lp = log_softmax(&[1.0, 2.0, 3.0]);
-        let total: f64 = lp.iter().map(|&v| (v as f64).exp()).sum();
-        assert!((total - 1.0).abs() < 1e-6);
-        assert!(lp[2] > lp[1] && lp[1] > lp[0]);
-    }
-
-    #[test]
     fn stop_strings_match_across_token_boundaries() {
-        assert!(contains_stop(b"abc\n\nQ:", &["\n\nQ:".to_string()]));
-        assert!(!contains_stop(b"abc", &["".to_string()]));
+        let stop = ["\n\nQ:".to_string()];
+        // The stop string spans the last 2 bytes and 3 earlier ones.
+        assert!(ends_in_stop(b"abc\n\nQ:", 2, &stop));
+        assert!(
+            !ends_in_stop(b"abc\n\nQ:x", 1, &stop),
+            "seen at an earlier step"
+        );
+        assert!(!ends_in_stop(b"abc", 3, &["".to_string()]));
     }
 }

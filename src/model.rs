@@ -248,9 +248,11 @@ impl Rope {
         let half = head_dim / 2;
         let mut cos = Vec::with_capacity(len * half);
         let mut sin = Vec::with_capacity(len * half);
+        let thetas: Vec<f32> = (0..half)
+            .map(|i| 1f32 / base.powf((2 * i) as f32 / head_dim as f32))
+            .collect();
         for pos in 0..len {
-            for i in 0..half {
-                let theta = 1f32 / base.powf((2 * i) as f32 / head_dim as f32);
+            for &theta in &thetas {
                 let angle = pos as f32 * theta;
                 cos.push(angle.cos());
                 sin.push(angle.sin());

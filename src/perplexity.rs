@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::model::{Logits, ModelError};
 use crate::runtime::Runtime;
+use crate::sampling::log_softmax_shift;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PerplexityError {
@@ -111,24 +112,10 @@ pub fn perplexity(
 fn chunk_nll(logits: &Tensor, tokens: &[u32], first: usize) -> Result<Vec<f64>, PerplexityError> {
     let rows = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
     Ok((first..tokens.len() - 1)
-        .map(|j| -log_softmax_at(&rows[j - first], tokens[j + 1] as usize))
+        .map(|j| {
+            let row = &rows[j - first];
+            let (max, log_sum) = log_softmax_shift(row);
+            -(row[tokens[j + 1] as usize] as f64 - max - log_sum)
+        })
         .collect())
-}
-
-/// log softmax(row)[index], accumulated in f64.
-pub fn log_softmax_at(row: &[f32], index: usize) -> f64 {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
-    row[index] as f64 - max - sum.ln()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn log_softmax_of_uniform_row() {
-        let row = [0.5f32; 4];
-        assert!((log_softmax_at(&row, 2) - (0.25f64).ln()).abs() < 1e-12);
-    }
 }

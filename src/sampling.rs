@@ -107,6 +107,23 @@ impl SamplingParams {
     }
 }
 
+/// `(max, ln Σ exp(v - max))` of a logit row, accumulated in f64: the shift
+/// and normalizer of a log-softmax, `log p(i) = v_i - max - log_sum`.
+pub fn log_softmax_shift(logits: &[f32]) -> (f64, f64) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&v| (v as f64 - max).exp()).sum();
+    (max, sum.ln())
+}
+
+/// Log-probabilities of a whole logit row.
+pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    let (max, log_sum) = log_softmax_shift(logits);
+    logits
+        .iter()
+        .map(|&v| (v as f64 - max - log_sum) as f32)
+        .collect()
+}
+
 /// Apply the repetition penalty in place to the logits of recent tokens.
 pub fn apply_repeat_penalty(logits: &mut [f32], recent: &[u32], penalty: f32) {
     if penalty == 1.0 {
@@ -300,6 +317,16 @@ mod tests {
         };
         // p(1)/p(0) = e^-1 = 0.37 kept; p(2)/p(0) = e^-1.5 = 0.22 dropped.
         assert_eq!(candidates(&logits, &p).ids, [0, 1]);
+    }
+
+    #[test]
+    fn log_softmax_sums_to_one() {
+        let lp = log_softmax(&[1.0, 2.0, 3.0]);
+        let total: f64 = lp.iter().map(|&v| (v as f64).exp()).sum();
+        assert!((total - 1.0).abs() < 1e-6);
+        assert!(lp[2] > lp[1] && lp[1] > lp[0]);
+        let (max, log_sum) = log_softmax_shift(&[0.5f32; 4]);
+        assert!((0.5 - max - log_sum - 0.25f64.ln()).abs() < 1e-12);
     }
 
     #[test]

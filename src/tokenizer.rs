@@ -288,15 +288,14 @@ impl Tokenizer {
 
     fn bpe_word(&self, word: &str, merges: &HashMap<(u32, u32), (u32, u32)>, out: &mut Vec<u32>) {
         let mut symbols = Symbols::new(word);
-        let ids: Vec<Option<u32>> = symbols
+        let mut ids: Vec<Option<u32>> = symbols
             .items
             .iter()
             .map(|s| self.token_id(&word[s.start..s.start + s.len]))
             .collect();
-        let mut ids = ids;
         let rank_of = |ids: &[Option<u32>], l: usize, r: usize| {
             let (a, b) = (ids[l]?, ids[r]?);
-            merges.get(&(a, b)).map(|&(rank, merged)| (rank, merged))
+            merges.get(&(a, b)).copied()
         };
         let mut heap = BinaryHeap::new();
         for i in 1..symbols.items.len() {
