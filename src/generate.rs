@@ -7,11 +7,13 @@ use std::time::Instant;
 
 use candle_core::Tensor;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::model::{Logits, ModelError};
 use crate::runtime::Runtime;
 use crate::sampling::{
-    apply_repeat_penalty, log_softmax, sample, seed_string, SamplingParams, Sha256CounterRng,
+    apply_repeat_penalty, log_softmax, sample, seed_string, PlainSampler, SamplerKind,
+    SamplingParams, Sha256CounterRng,
 };
 use crate::tokenizer::TokenizerError;
 
@@ -55,6 +57,11 @@ pub struct GenerateRequest {
     pub inference_id: String,
     /// How many alternatives to record per position (0: none).
     pub top_logprobs: usize,
+    /// Keep each position's final hidden state (for activation proofs).
+    pub capture_hidden: bool,
+    /// Hash every step's raw logits (determinism studies).
+    pub hash_logits: bool,
+    pub sampler: SamplerKind,
 }
 
 impl Default for GenerateRequest {
@@ -66,6 +73,9 @@ impl Default for GenerateRequest {
             seed: 0,
             inference_id: String::new(),
             top_logprobs: 0,
+            capture_hidden: false,
+            hash_logits: false,
+            sampler: SamplerKind::SeedBound,
         }
     }
 }
@@ -108,6 +118,14 @@ pub struct Generation {
     pub seed_string: String,
     pub prefill_seconds: f64,
     pub decode_seconds: f64,
+    /// Per output position, the final hidden state of the row that predicted
+    /// it (when `capture_hidden`).
+    #[serde(skip)]
+    pub hidden: Option<Vec<Vec<f32>>>,
+    /// sha256 of every step's raw logits (f32 LE), when `hash_logits`.
+    pub logits_sha256: Option<String>,
+    /// Time spent in the sampler (penalty, filters, draw).
+    pub sampling_seconds: f64,
 }
 
 impl Generation {
@@ -149,9 +167,14 @@ pub fn generate(
         seed_string(&req.seed.to_string(), &req.inference_id)
     };
     let mut rng = Sha256CounterRng::new(&seed);
+    let mut plain = PlainSampler::new(req.seed);
+    let mut logits_hash = req.hash_logits.then(Sha256::new);
+    let mut sampling_seconds = 0.0;
     rt.model.reset();
     let start = Instant::now();
-    let mut logits = rt.model.forward(prompt_ids, Logits::Last)?;
+    let mut hidden = req.capture_hidden.then(Vec::new);
+    let (mut logits, h) = rt.model.forward_hidden(prompt_ids, Logits::Last)?;
+    keep_hidden(&mut hidden, &h)?;
     let prefill_seconds = start.elapsed().as_secs_f64();
     let decode_start = Instant::now();
     let mut history: Vec<u32> = prompt_ids.to_vec();
@@ -159,14 +182,19 @@ pub fn generate(
     let mut bytes = Vec::new();
     let finish_reason = loop {
         let raw = last_row(&logits)?;
+        if let Some(h) = logits_hash.as_mut() {
+            raw.iter().for_each(|v| h.update(v.to_le_bytes()));
+        }
+        let t0 = Instant::now();
         let id = if req.sampling.repeat_penalty == 1.0 {
-            sample(&raw, &req.sampling, &mut rng)
+            draw_next(&raw, req, &mut rng, &mut plain)
         } else {
             let mut adjusted = raw.clone();
             let recent = &history[history.len().saturating_sub(req.sampling.repeat_last_n)..];
             apply_repeat_penalty(&mut adjusted, recent, req.sampling.repeat_penalty);
-            sample(&adjusted, &req.sampling, &mut rng)
+            draw_next(&adjusted, req, &mut rng, &mut plain)
         };
+        sampling_seconds += t0.elapsed().as_secs_f64();
         let token = describe(rt, &raw, id, req.top_logprobs)?;
         history.push(id);
         if rt.stop_ids.contains(&id) {
@@ -187,7 +215,9 @@ pub fn generate(
         if rt.model.position() >= ctx {
             break FinishReason::Context;
         }
-        logits = rt.model.forward(&[id], Logits::Last)?;
+        let (l, h) = rt.model.forward_hidden(&[id], Logits::Last)?;
+        keep_hidden(&mut hidden, &h)?;
+        logits = l;
     };
     let decode_seconds = decode_start.elapsed().as_secs_f64();
     let mut text = String::from_utf8_lossy(&bytes).into_owned();
@@ -202,7 +232,29 @@ pub fn generate(
         seed_string: seed,
         prefill_seconds,
         decode_seconds,
+        hidden,
+        logits_sha256: logits_hash.map(|h| crate::registry::hex(&h.finalize())),
+        sampling_seconds,
     })
+}
+
+fn draw_next(
+    logits: &[f32],
+    req: &GenerateRequest,
+    rng: &mut Sha256CounterRng,
+    plain: &mut PlainSampler,
+) -> u32 {
+    match req.sampler {
+        SamplerKind::SeedBound => sample(logits, &req.sampling, rng),
+        SamplerKind::Plain => plain.sample(logits, &req.sampling),
+    }
+}
+
+fn keep_hidden(store: &mut Option<Vec<Vec<f32>>>, h: &Tensor) -> Result<(), GenerateError> {
+    if let Some(rows) = store {
+        rows.push(last_row(h)?);
+    }
+    Ok(())
 }
 
 /// Whether a stop string appears in the output now that its last `new_bytes`

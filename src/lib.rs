@@ -13,8 +13,11 @@
 //! - [`sampling`]: the seed-bound SHA-256 counter RNG and sampling pipeline.
 //! - [`generate`]: generation with per-position log-probabilities.
 //! - [`perf`]: llama-bench-style prefill and decode speed.
+//! - [`artifact`]: inference artifacts (nsed schema, OpenAI logprobs JSON).
+//! - [`verify`]: replay validation, distance metrics, seed and activation checks.
 //! - [`output`]: atomic result files (never a partial file).
 
+pub mod artifact;
 pub mod chat;
 pub mod generate;
 pub mod gguf;
@@ -28,3 +31,4 @@ pub mod sampling;
 #[doc(hidden)]
 pub mod testing;
 pub mod tokenizer;
+pub mod verify;

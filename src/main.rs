@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use nsed::artifact::{Artifact, Request};
 use nsed::chat::Message;
 use nsed::generate::{generate, GenerateRequest, Generation};
 use nsed::gguf::Gguf;
@@ -50,6 +51,13 @@ enum Command {
     Perplexity(PerplexityArgs),
     /// Prefill and decode speed (tokens per second).
     Perf(PerfArgs),
+    /// Verify an inference artifact: teacher-forced replay, every published
+    /// distance metric, seed-bound sampling and activation-proof checks.
+    /// Exit 0 pass, 1 fraud, 2 input error.
+    Verify(VerifyArgs),
+    /// Generate N times per thread count: share of identical output and logits
+    /// hashes, and the cost of the seed-bound sampler vs a plain one.
+    Determinism(DeterminismArgs),
 }
 
 #[derive(Subcommand)]
@@ -151,6 +159,78 @@ struct GenerateArgs {
     /// Also write the JSON document to this file (atomically: complete or absent).
     #[arg(long, short)]
     output: Option<PathBuf>,
+    /// Write a verifiable inference artifact (nsed.artifact/v1; see docs/artifact.md).
+    /// Use with --top-logprobs K so validators can compare distributions.
+    #[arg(long)]
+    artifact: Option<PathBuf>,
+    /// Add a TOPLOC-style activation proof (258 bytes per 32 tokens) to the artifact.
+    #[arg(long, requires = "artifact")]
+    proof: bool,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// The executor's artifact: nsed.artifact/v1 or an OpenAI/vLLM chat.completion with logprobs.
+    #[arg(long, short)]
+    artifact: PathBuf,
+    /// Compare with a second artifact (the validator's replay) instead of running a model.
+    #[arg(long, conflicts_with_all = ["model", "replay", "request"])]
+    against: Option<PathBuf>,
+    /// Validator model (registry id or GGUF path); default: the model the artifact names.
+    #[arg(long, short)]
+    model: Option<String>,
+    /// The request behind an OpenAI artifact (nsed request JSON or an OpenAI chat request).
+    #[arg(long)]
+    request: Option<PathBuf>,
+    /// Also regenerate with the artifact's request and seed and compare output ids byte for byte.
+    #[arg(long)]
+    replay: bool,
+    /// Override a metric's threshold: NAME=VALUE or NAME=off (repeatable). Defaults
+    /// (SPEC §6.1): gonka_similarity > 0.99, gonka_distance2 <= 0.0357,
+    /// stage2_mae <= 0.25, perplexity_score <= 0.4; the others are reported only.
+    #[arg(long = "threshold", value_name = "NAME=VALUE")]
+    thresholds: Vec<String>,
+    /// Largest share of re-derived sampled tokens that may differ for an honest verdict.
+    #[arg(long, default_value_t = 0.01)]
+    seed_tolerance: f64,
+    /// Print the per-position table.
+    #[arg(long)]
+    positions: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Also write the JSON report to this file (atomically).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct DeterminismArgs {
+    /// Registry id or path to a GGUF file.
+    #[arg(long, short)]
+    model: String,
+    /// Generations per thread count (each also run once with the plain sampler for timing).
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
+    /// Thread counts to compare, comma-separated (each runs in its own process).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1, 2])]
+    thread_counts: Vec<usize>,
+    /// Tokens per generation.
+    #[arg(long, short = 'n', default_value_t = 64)]
+    max_tokens: usize,
+    #[arg(long, short, default_value_t = 0.8)]
+    temperature: f64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value = "determinism")]
+    inference_id: String,
+    #[arg(long, default_value = "Explain in two sentences why the sky is blue.")]
+    prompt: String,
+    #[arg(long)]
+    json: bool,
+    /// Internal: run one thread count in this process and print JSON.
+    #[arg(long, hide = true)]
+    worker: bool,
 }
 
 #[derive(Args)]
@@ -203,7 +283,7 @@ fn main() -> ExitCode {
         std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
     }
     match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
@@ -211,7 +291,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> Result<()> {
+fn run(command: Command) -> Result<ExitCode> {
+    let done = |r: Result<()>| r.map(|()| ExitCode::SUCCESS);
+    match command {
+        Command::Verify(args) => verify_cmd(args),
+        Command::Determinism(args) => done(determinism_cmd(args)),
+        command => done(run_simple(command)),
+    }
+}
+
+fn run_simple(command: Command) -> Result<()> {
     match command {
         Command::Models(ModelsCommand::List { verify, json }) => models_list(verify, json),
         Command::Models(ModelsCommand::Inspect { model, tensors }) => {
@@ -221,6 +310,7 @@ fn run(command: Command) -> Result<()> {
         Command::Generate(args) => generate_cmd(args),
         Command::Perplexity(args) => perplexity_cmd(args),
         Command::Perf(args) => perf(args),
+        Command::Verify(_) | Command::Determinism(_) => unreachable!("dispatched in run"),
     }
 }
 
@@ -376,17 +466,14 @@ fn generate_cmd(args: GenerateArgs) -> Result<()> {
         }
     }
     let mut rt = Runtime::load(&args.model)?;
-    let prompt_ids = if args.raw {
-        rt.tokenizer.encode(&prompt, true, false)
-    } else {
-        let mut messages = Vec::new();
-        if let Some(sys) = &args.system {
-            messages.push(Message::new("system", sys));
-        }
-        messages.push(Message::new("user", &prompt));
-        rt.chat_tokens(&messages)
-    };
-    let req = GenerateRequest {
+    let mut messages = Vec::new();
+    if let Some(sys) = &args.system {
+        messages.push(Message::new("system", sys));
+    }
+    messages.push(Message::new("user", &prompt));
+    let request = Request {
+        messages: if args.raw { Vec::new() } else { messages },
+        raw_prompt: args.raw.then(|| prompt.clone()),
         sampling: SamplingParams {
             temperature: args.temperature,
             top_k: args.top_k,
@@ -395,12 +482,20 @@ fn generate_cmd(args: GenerateArgs) -> Result<()> {
             repeat_penalty: args.repeat_penalty,
             ..Default::default()
         },
-        max_tokens: args.max_tokens,
-        stop: args.stop.clone(),
         seed: args.seed,
         inference_id: args.inference_id.clone(),
+        max_tokens: args.max_tokens,
+        stop: args.stop.clone(),
         top_logprobs: args.top_logprobs,
     };
+    if args.top_logprobs > nsed::artifact::MAX_TOP_LOGPROBS {
+        bail!(
+            "--top-logprobs is at most {}",
+            nsed::artifact::MAX_TOP_LOGPROBS
+        );
+    }
+    let prompt_ids = nsed::verify::prompt_ids(&rt, &request);
+    let req = request.to_generate(args.top_logprobs, args.proof);
     let mut stream = Utf8Stream::default();
     let json = args.json;
     let gen = generate(&mut rt, &prompt_ids, &req, |_, bytes| {
@@ -411,6 +506,10 @@ fn generate_cmd(args: GenerateArgs) -> Result<()> {
     let doc = generation_json(&rt, &args, &req, &gen)?;
     if let Some(path) = &args.output {
         nsed::output::write_atomic(path, doc.as_bytes())?;
+    }
+    if let Some(path) = &args.artifact {
+        let artifact = Artifact::from_generation(&rt, request, &gen, args.proof)?;
+        nsed::output::write_atomic(path, artifact.to_json().as_bytes())?;
     }
     if json {
         println!("{doc}");
@@ -564,5 +663,249 @@ fn perf(args: PerfArgs) -> Result<()> {
             rss.unwrap_or(f64::NAN)
         );
     }
+    Ok(())
+}
+
+fn verify_cmd(args: VerifyArgs) -> Result<ExitCode> {
+    if !(0.0..=1.0).contains(&args.seed_tolerance) {
+        bail!("--seed-tolerance must be in [0, 1]");
+    }
+    let mut opts = nsed::verify::Options {
+        seed_tolerance: args.seed_tolerance,
+        replay: args.replay,
+        table: args.positions,
+        ..Default::default()
+    };
+    for t in &args.thresholds {
+        opts.thresholds.set(t).map_err(anyhow::Error::msg)?;
+    }
+    let mut exec = Artifact::read(&args.artifact)?;
+    let exec_name = args.artifact.display().to_string();
+    let report = match &args.against {
+        Some(path) => {
+            let val = Artifact::read(path)?;
+            nsed::verify::against(
+                &exec,
+                &val,
+                (&exec_name, &path.display().to_string()),
+                &opts,
+            )?
+        }
+        None => {
+            let model = match (&args.model, exec.model.id.as_str()) {
+                (Some(m), _) => m.clone(),
+                (None, "") => bail!("the artifact names no model: give --model"),
+                (None, id) => id.to_string(),
+            };
+            let request = args.request.as_deref().map(Request::read).transpose()?;
+            let mut rt = Runtime::load(&model)?;
+            nsed::verify::with_model(&mut rt, &mut exec, request, &exec_name, &opts)?
+        }
+    };
+    let doc = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = &args.output {
+        nsed::output::write_atomic(path, doc.as_bytes())?;
+    }
+    if args.json {
+        println!("{doc}");
+    } else {
+        print_report(&report);
+    }
+    Ok(match report.verdict {
+        nsed::verify::Verdict::Fail => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+fn print_report(r: &nsed::verify::Report) {
+    use nsed::verify::metrics::Better;
+    println!(
+        "executor  {}  ({} positions, k = {})\nvalidator {}{}",
+        r.executor,
+        r.positions,
+        r.k,
+        r.validator,
+        r.validator_seconds.map_or(String::new(), |s| format!(
+            "  (one teacher-forced pass, {s:.2} s)"
+        ))
+    );
+    if let Some(p) = &r.precheck {
+        println!("pre-check FAILED: {p}");
+    }
+    println!(
+        "\n{:<18} {:>12} {:>12} {:>8}  extra",
+        "metric", "value", "threshold", "verdict"
+    );
+    for m in &r.metrics {
+        let threshold = m.threshold.map_or("-".to_string(), |t| {
+            format!(
+                "{} {t}",
+                if m.better == Better::Higher {
+                    ">"
+                } else {
+                    "<="
+                }
+            )
+        });
+        let extra: Vec<String> = m.extra.iter().map(|(k, v)| format!("{k} {v:.7}")).collect();
+        println!(
+            "{:<18} {:>12.7} {:>12} {:>8}  {}",
+            m.name,
+            m.value,
+            threshold,
+            format!("{:?}", m.verdict).to_lowercase(),
+            extra.join(", ")
+        );
+    }
+    if let Some(s) = &r.seed {
+        println!(
+            "\nseed-bound sampling: {}/{} re-derived tokens differ (tolerance {:.1}%){} -> {:?}",
+            s.mismatches,
+            s.positions,
+            s.tolerance * 100.0,
+            s.first_mismatch
+                .map_or(String::new(), |i| format!(", first at position {i}")),
+            s.verdict
+        );
+    }
+    if let Some(p) = &r.proof {
+        println!(
+            "activation proof ({}): {}/{} chunks pass; {:.1} bytes/token vs {:.1} bytes/token of logprob JSON",
+            p.scheme, p.passed, p.chunks, p.proof_bytes_per_token, p.logprob_bytes_per_token
+        );
+    }
+    if let Some(rp) = &r.replay {
+        println!(
+            "bit-exact replay: {} ({} vs {} tokens; ids sha256 {} vs {}){}",
+            if rp.identical {
+                "IDENTICAL"
+            } else {
+                "DIFFERENT"
+            },
+            rp.artifact_tokens,
+            rp.replay_tokens,
+            &rp.artifact_ids_sha256[..16],
+            &rp.replay_ids_sha256[..16],
+            rp.first_divergence
+                .map_or(String::new(), |i| format!(", first divergence at {i}"))
+        );
+    }
+    if let Some(rows) = &r.table {
+        println!(
+            "\n{:>5} {:>10} {:>12} {:>12} {:>10} {:>10} {:>8}",
+            "pos", "token", "exec lp", "valid lp", "gonka d", "dist2 d", "seed"
+        );
+        for row in rows {
+            let f = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.6}"));
+            println!(
+                "{:>5} {:>10} {:>12.6} {:>12.6} {:>10} {:>10} {:>8}",
+                row.position,
+                row.token,
+                row.executor_logprob,
+                row.validator_logprob,
+                f(row.gonka_d),
+                f(row.distance2_d),
+                row.seed_token.map_or("-".into(), |t| format!("#{t}"))
+            );
+        }
+    }
+    println!(
+        "\nverdict: {}",
+        match r.verdict {
+            nsed::verify::Verdict::Fail => "FAIL (exit 1)",
+            _ => "PASS",
+        }
+    );
+}
+
+fn determinism_cmd(args: DeterminismArgs) -> Result<()> {
+    if args.runs == 0 || args.max_tokens == 0 {
+        bail!("--runs and --max-tokens must be > 0");
+    }
+    if args.worker {
+        let threads = std::env::var("RAYON_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut rt = Runtime::load(&args.model)?;
+        let prompt = rt.chat_tokens(&[Message::new("user", &args.prompt)]);
+        let req = nsed::generate::GenerateRequest {
+            sampling: SamplingParams {
+                temperature: args.temperature,
+                ..Default::default()
+            },
+            max_tokens: args.max_tokens,
+            seed: args.seed,
+            inference_id: args.inference_id.clone(),
+            ..Default::default()
+        };
+        let run =
+            nsed::verify::determinism::study(&mut rt, &prompt, &req, args.runs, threads, || {
+                eprint!(".")
+            })?;
+        println!("{}", serde_json::to_string(&run)?);
+        return Ok(());
+    }
+    let exe = std::env::current_exe().context("cannot find the nsed executable")?;
+    let mut runs = Vec::new();
+    for &t in &args.thread_counts {
+        eprintln!(
+            "threads {t}: {} runs of {} tokens",
+            args.runs, args.max_tokens
+        );
+        let out = std::process::Command::new(&exe)
+            .args(["--threads", &t.to_string(), "determinism", "--worker"])
+            .args(["--model", &args.model, "--runs", &args.runs.to_string()])
+            .args(["-n", &args.max_tokens.to_string()])
+            .args(["--temperature", &args.temperature.to_string()])
+            .args([
+                "--seed",
+                &args.seed.to_string(),
+                "--inference-id",
+                &args.inference_id,
+            ])
+            .args(["--prompt", &args.prompt])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .context("cannot start a determinism worker")?;
+        eprintln!();
+        if !out.status.success() {
+            bail!("the worker with {t} threads failed");
+        }
+        let run: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .context("the determinism worker printed no report")?;
+        runs.push(run);
+    }
+    let same_across = runs.windows(2).all(|w| {
+        w[0]["output_sha256"] == w[1]["output_sha256"]
+            && w[0]["logits_sha256"] == w[1]["logits_sha256"]
+    });
+    if args.json {
+        let doc = serde_json::json!({ "model": args.model, "runs": runs, "identical_across_thread_counts": same_across });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    println!("| threads | runs | tokens | identical outputs | identical logits | seed-bound s/run | plain s/run | overhead | sampler µs/token (seed-bound / plain) |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in &runs {
+        let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "| {} | {} | {} | {:.0}% | {:.0}% | {:.3} | {:.3} | {:+.2}% | {:.1} / {:.1} |",
+            r["threads"],
+            r["runs"],
+            r["tokens"],
+            f("identical_output_share") * 100.0,
+            f("identical_logits_share") * 100.0,
+            f("seed_bound_seconds"),
+            f("plain_seconds"),
+            f("overhead") * 100.0,
+            f("seed_bound_sampler_us_per_token"),
+            f("plain_sampler_us_per_token"),
+        );
+    }
+    println!(
+        "\nidentical across thread counts: {}",
+        if same_across { "yes" } else { "NO" }
+    );
     Ok(())
 }

@@ -356,6 +356,13 @@ impl Model {
     /// (`[n, vocab]` for [`Logits::All`], `[1, vocab]` for [`Logits::Last`],
     /// the rows from `start` for [`Logits::From`]).
     pub fn forward(&mut self, tokens: &[u32], want: Logits) -> Result<Tensor> {
+        Ok(self.forward_hidden(tokens, want)?.0)
+    }
+
+    /// Like [`Model::forward`], also returning the final hidden states (after
+    /// the output norm, the rows the logits come from) as `[rows, n_embd]` f32:
+    /// the activations a TOPLOC-style proof commits to.
+    pub fn forward_hidden(&mut self, tokens: &[u32], want: Logits) -> Result<(Tensor, Tensor)> {
         let n = tokens.len();
         if n == 0 {
             return Err(ModelError::Config("forward on zero tokens".into()));
@@ -382,7 +389,7 @@ impl Model {
         let x = self.norm.forward(&x)?;
         let logits = self.output.forward(&x)?;
         self.pos = end;
-        Ok(logits.to_dtype(DType::F32)?)
+        Ok((logits.to_dtype(DType::F32)?, x.to_dtype(DType::F32)?))
     }
 
     /// Dequantize the embedding rows of `tokens` (the table stays quantized).

@@ -70,6 +70,14 @@ impl Runtime {
         self.resolved.id()
     }
 
+    /// sha256 of the GGUF file: the registry's (verified at load) or computed.
+    pub fn sha256(&self) -> Result<String, RuntimeError> {
+        match &self.resolved.entry {
+            Some(e) => Ok(e.sha256.clone()),
+            None => Ok(crate::registry::sha256_file(&self.resolved.path)?),
+        }
+    }
+
     /// Render a conversation with the chat template and tokenize it, special
     /// tokens parsed (the template's markers are control tokens).
     pub fn chat_tokens(&self, messages: &[Message]) -> Vec<u32> {

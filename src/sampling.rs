@@ -258,6 +258,79 @@ pub fn sample(logits: &[f32], p: &SamplingParams, rng: &mut Sha256CounterRng) ->
     }
 }
 
+/// Which sampler draws the tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SamplerKind {
+    /// The seed-bound contract: integer weights and the SHA-256 counter RNG.
+    #[default]
+    SeedBound,
+    /// A conventional float sampler (f32 softmax, a SplitMix64 uniform):
+    /// the baseline the deterministic path's cost is measured against.
+    Plain,
+}
+
+/// The conventional sampler: same filters in f32, one uniform per draw.
+#[derive(Debug, Clone)]
+pub struct PlainSampler {
+    state: u64,
+}
+
+impl PlainSampler {
+    pub fn new(seed: u64) -> Self {
+        Self { state: seed }
+    }
+
+    fn uniform(&mut self) -> f32 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    pub fn sample(&mut self, logits: &[f32], p: &SamplingParams) -> u32 {
+        if p.is_greedy() {
+            return argmax(logits);
+        }
+        let t = p.temperature as f32;
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut probs: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i as u32, ((l - max) / t).exp()))
+            .collect();
+        if p.top_k > 0 && p.top_k < probs.len() {
+            probs.select_nth_unstable_by(p.top_k - 1, |a, b| b.1.total_cmp(&a.1));
+            probs.truncate(p.top_k);
+        }
+        if p.top_p < 1.0 || p.min_p > 0.0 {
+            probs.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
+            let total: f32 = probs.iter().map(|x| x.1).sum();
+            let floor = probs[0].1 * p.min_p as f32;
+            let mut cum = 0.0;
+            let keep = probs
+                .iter()
+                .position(|x| {
+                    cum += x.1 / total;
+                    cum >= p.top_p as f32
+                })
+                .map_or(probs.len(), |i| i + 1);
+            probs.truncate(keep.max(1));
+            probs.retain(|x| x.1 >= floor);
+        }
+        let total: f32 = probs.iter().map(|x| x.1).sum();
+        let mut u = self.uniform() * total;
+        for &(id, w) in &probs {
+            if u < w {
+                return id;
+            }
+            u -= w;
+        }
+        probs.last().map_or(0, |x| x.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,120 @@
+//! EigenAI-style determinism study: generate the same request N times and
+//! count identical output and logits hashes, and time the seed-bound sampler
+//! against a conventional float sampler on the same work.
+
+use serde::Serialize;
+
+use crate::generate::{generate, GenerateError, GenerateRequest};
+use crate::runtime::Runtime;
+use crate::sampling::SamplerKind;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeterminismRun {
+    pub threads: usize,
+    pub runs: usize,
+    pub tokens: usize,
+    /// Share of runs whose output-ids sha256 equals the most common one.
+    pub identical_output_share: f64,
+    /// Share of runs whose hash of all raw logits equals the most common one.
+    pub identical_logits_share: f64,
+    pub output_sha256: String,
+    pub logits_sha256: String,
+    /// Median wall time of a generation with each sampler.
+    pub seed_bound_seconds: f64,
+    pub plain_seconds: f64,
+    /// (seed-bound − plain) / plain, end to end.
+    pub overhead: f64,
+    /// Time inside the sampler per token, microseconds.
+    pub seed_bound_sampler_us_per_token: f64,
+    pub plain_sampler_us_per_token: f64,
+}
+
+/// `runs` seed-bound generations then `runs` plain ones, interleaved so
+/// drift in machine speed hits both alike.
+pub fn study(
+    rt: &mut Runtime,
+    prompt: &[u32],
+    req: &GenerateRequest,
+    runs: usize,
+    threads: usize,
+    mut progress: impl FnMut(),
+) -> Result<DeterminismRun, GenerateError> {
+    let seeded = GenerateRequest {
+        hash_logits: true,
+        sampler: SamplerKind::SeedBound,
+        ..req.clone()
+    };
+    let plain = GenerateRequest {
+        sampler: SamplerKind::Plain,
+        ..req.clone()
+    };
+    let mut outputs = Vec::new();
+    let mut logits = Vec::new();
+    let (mut t_seed, mut t_plain) = (Vec::new(), Vec::new());
+    let (mut s_seed, mut s_plain, mut tok_seed, mut tok_plain) = (0.0, 0.0, 0usize, 0usize);
+    let mut tokens = 0;
+    for _ in 0..runs.max(1) {
+        let g = generate(rt, prompt, &seeded, |_, _| {})?;
+        tokens = g.tokens.len();
+        outputs.push(crate::artifact::ids_sha256(&g.output_ids()));
+        logits.push(g.logits_sha256.clone().unwrap_or_default());
+        t_seed.push(g.prefill_seconds + g.decode_seconds);
+        s_seed += g.sampling_seconds;
+        tok_seed += g.tokens.len();
+        let p = generate(rt, prompt, &plain, |_, _| {})?;
+        t_plain.push(p.prefill_seconds + p.decode_seconds);
+        s_plain += p.sampling_seconds;
+        tok_plain += p.tokens.len();
+        progress();
+    }
+    let (output_sha256, out_share) = mode_share(&outputs);
+    let (logits_sha256, logit_share) = mode_share(&logits);
+    let (ts, tp) = (median(&mut t_seed), median(&mut t_plain));
+    Ok(DeterminismRun {
+        threads,
+        runs: outputs.len(),
+        tokens,
+        identical_output_share: out_share,
+        identical_logits_share: logit_share,
+        output_sha256,
+        logits_sha256,
+        seed_bound_seconds: ts,
+        plain_seconds: tp,
+        overhead: (ts - tp) / tp.max(1e-12),
+        seed_bound_sampler_us_per_token: s_seed * 1e6 / tok_seed.max(1) as f64,
+        plain_sampler_us_per_token: s_plain * 1e6 / tok_plain.max(1) as f64,
+    })
+}
+
+/// The most common value and the share of entries equal to it.
+fn mode_share(values: &[String]) -> (String, f64) {
+    let mut best = (String::new(), 0);
+    for v in values {
+        let c = values.iter().filter(|x| *x == v).count();
+        if c > best.1 {
+            best = (v.clone(), c);
+        }
+    }
+    (best.0, best.1 as f64 / values.len().max(1) as f64)
+}
+
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mode_share_counts_the_majority() {
+        let v: Vec<String> = ["a", "b", "a", "a"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(mode_share(&v), ("a".to_string(), 0.75));
+        assert_eq!(median(&mut [3.0, 1.0, 2.0, 10.0]), 2.5);
+    }
+}

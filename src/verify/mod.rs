@@ -1,0 +1,690 @@
+//! Verification of inference artifacts: a validator's teacher-forced replay
+//! of the claimed model over the executor's tokens (one batched prefill),
+//! every published logprob distance side by side ([`metrics`]), re-derivation
+//! of seed-bound sampled tokens, bit-exact regeneration, and TOPLOC-style
+//! activation proofs ([`toploc`]). Verdicts come from per-metric thresholds
+//! (defaults from SPEC §6.1).
+
+pub mod determinism;
+pub mod metrics;
+pub mod toploc;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::artifact::{Artifact, Request};
+use crate::generate::{generate, GenerateError};
+use crate::model::{Logits, ModelError};
+use crate::runtime::Runtime;
+use crate::sampling::{apply_repeat_penalty, log_softmax, sample, seed_string, Sha256CounterRng};
+use metrics::{Better, Metric, PosView};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("{0}")]
+    Input(String),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Generate(#[from] GenerateError),
+    #[error("tensor computation failed: {0}")]
+    Candle(Box<candle_core::Error>),
+}
+
+impl From<candle_core::Error> for VerifyError {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Candle(Box::new(e))
+    }
+}
+
+type Result<T> = std::result::Result<T, VerifyError>;
+
+/// Outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// Reported without a threshold, or no signal (e.g. greedy sampling).
+    Info,
+}
+
+/// Threshold overrides: `name → Some(bound)`, or `None` to report only.
+#[derive(Debug, Clone, Default)]
+pub struct Thresholds(BTreeMap<String, Option<f64>>);
+
+impl Thresholds {
+    /// Parse `name=value` or `name=off`.
+    pub fn set(&mut self, spec: &str) -> std::result::Result<(), String> {
+        let (name, value) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("--threshold wants name=value, got {spec:?}"))?;
+        let known: Vec<&str> = metrics::all().iter().map(|m| m.name()).collect();
+        if !known.contains(&name) {
+            return Err(format!(
+                "unknown metric {name:?} (known: {})",
+                known.join(", ")
+            ));
+        }
+        let bound = match value {
+            "off" | "none" => None,
+            v => Some(
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| format!("threshold {v:?} for {name} is not a number"))?,
+            ),
+        };
+        self.0.insert(name.to_string(), bound);
+        Ok(())
+    }
+
+    fn for_metric(&self, m: &dyn Metric) -> Option<f64> {
+        self.0
+            .get(m.name())
+            .copied()
+            .unwrap_or_else(|| m.default_threshold())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricReport {
+    pub name: &'static str,
+    pub value: f64,
+    pub extra: BTreeMap<&'static str, f64>,
+    pub better: Better,
+    pub threshold: Option<f64>,
+    pub verdict: Verdict,
+    #[serde(skip)]
+    pub per_position: Vec<f64>,
+}
+
+/// Run every metric and judge it.
+pub fn score(exec: &[PosView], val: &[PosView], thresholds: &Thresholds) -> Vec<MetricReport> {
+    metrics::all()
+        .iter()
+        .map(|m| {
+            let v = m.compute(exec, val);
+            let threshold = thresholds.for_metric(m.as_ref());
+            let verdict = match threshold {
+                None => Verdict::Info,
+                Some(t) => {
+                    let ok = match m.better() {
+                        Better::Higher => v.value > t,
+                        Better::Lower => v.value <= t,
+                    };
+                    if ok {
+                        Verdict::Pass
+                    } else {
+                        Verdict::Fail
+                    }
+                }
+            };
+            MetricReport {
+                name: m.name(),
+                value: v.value,
+                extra: v.extra.into_iter().collect(),
+                better: m.better(),
+                threshold,
+                verdict,
+                per_position: v.per_position,
+            }
+        })
+        .collect()
+}
+
+/// Token keys: ids (`#123`) when every entry of both sides has one, else strings.
+pub fn views(a: &Artifact, by_id: bool) -> Vec<PosView> {
+    let key = |id: Option<u32>, token: &str| match (by_id, id) {
+        (true, Some(id)) => format!("#{id}"),
+        _ => token.to_string(),
+    };
+    a.positions
+        .iter()
+        .map(|p| PosView {
+            chosen: key(p.id, &p.token),
+            logprob: p.logprob,
+            top: p
+                .top_logprobs
+                .iter()
+                .map(|t| (key(t.id, &t.token), t.logprob))
+                .collect(),
+        })
+        .collect()
+}
+
+/// Whether every position and alternative of the artifact has an id.
+pub fn has_ids(a: &Artifact) -> bool {
+    a.positions
+        .iter()
+        .all(|p| p.id.is_some() && p.top_logprobs.iter().all(|t| t.id.is_some()))
+}
+
+// ---------------------------------------------------------------------------
+// Seed-bound sampling check.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeedVerdict {
+    Honest,
+    Fraud,
+    /// Greedy decoding (temperature 0) draws nothing: no seed signal.
+    Inconclusive,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SeedReport {
+    pub positions: usize,
+    pub mismatches: usize,
+    pub first_mismatch: Option<usize>,
+    /// Largest mismatch share still called honest.
+    pub tolerance: f64,
+    pub verdict: SeedVerdict,
+    #[serde(skip)]
+    pub derived: Vec<u32>,
+}
+
+impl SeedReport {
+    fn judge(derived: Vec<u32>, claimed: &[u32], greedy: bool, tolerance: f64) -> Self {
+        let mismatches = derived.iter().zip(claimed).filter(|(a, b)| a != b).count();
+        let first_mismatch = derived.iter().zip(claimed).position(|(a, b)| a != b);
+        let share = mismatches as f64 / claimed.len().max(1) as f64;
+        let verdict = if greedy {
+            SeedVerdict::Inconclusive
+        } else if share <= tolerance {
+            SeedVerdict::Honest
+        } else {
+            SeedVerdict::Fraud
+        };
+        Self {
+            positions: claimed.len(),
+            mismatches,
+            first_mismatch,
+            tolerance,
+            verdict,
+            derived,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The validator's replay.
+
+/// The prompt of a request, tokenized as `nsed generate` does.
+pub fn prompt_ids(rt: &Runtime, req: &Request) -> Vec<u32> {
+    match &req.raw_prompt {
+        Some(raw) => rt.tokenizer.encode(raw, true, false),
+        None => rt.chat_tokens(&req.messages),
+    }
+}
+
+/// What the validator computes in its teacher-forced pass.
+pub struct Replay {
+    pub views: Vec<PosView>,
+    pub seed: Option<SeedReport>,
+    /// Final hidden state of each output position's predicting row, if asked.
+    pub hidden: Option<Vec<Vec<f32>>>,
+}
+
+/// Rows of logits per forward call: bounds memory (rows × vocab × 4 bytes)
+/// while keeping the pass batched.
+const ROWS_PER_CALL: usize = 256;
+
+/// Teacher-force `output` after `prompt`: per output position, the
+/// validator's top-`k`, its logprob of the executor's token, and (when
+/// `request` samples) the token its seed-bound sampler would have drawn.
+pub fn teacher_forced(
+    rt: &mut Runtime,
+    prompt: &[u32],
+    output: &[u32],
+    k: usize,
+    request: Option<&Request>,
+    seed_tolerance: f64,
+    want_hidden: bool,
+) -> Result<Replay> {
+    if prompt.is_empty() {
+        return Err(VerifyError::Input("the prompt is empty".into()));
+    }
+    let needed = prompt.len() + output.len() - 1;
+    if needed > rt.model.max_positions() {
+        return Err(VerifyError::Input(format!(
+            "prompt + output need {needed} positions; the model's context holds {}",
+            rt.model.max_positions()
+        )));
+    }
+    let mut history: Vec<u32> = prompt.to_vec();
+    let mut rng = request.map(|r| {
+        let greedy = r.sampling.is_greedy();
+        let seed = if greedy {
+            String::new()
+        } else {
+            seed_string(&r.seed.to_string(), &r.inference_id)
+        };
+        Sha256CounterRng::new(&seed)
+    });
+    let mut views = Vec::with_capacity(output.len());
+    let mut derived = Vec::with_capacity(output.len());
+    let mut hidden = want_hidden.then(Vec::new);
+    rt.model.reset();
+    if prompt.len() > 1 {
+        rt.model
+            .forward(&prompt[..prompt.len() - 1], Logits::Last)?;
+    }
+    // Row r predicts output[r]; its input token is seq[prompt.len() - 1 + r].
+    let seq: Vec<u32> = prompt[prompt.len() - 1..]
+        .iter()
+        .chain(&output[..output.len() - 1])
+        .copied()
+        .collect();
+    for chunk in seq.chunks(ROWS_PER_CALL) {
+        let (logits, h) = rt.model.forward_hidden(chunk, Logits::All)?;
+        for row in 0..chunk.len() {
+            let r = views.len();
+            let raw = logits.get(row)?.to_vec1::<f32>()?;
+            views.push(view_of_row(&raw, output[r], k));
+            if let (Some(req), Some(rng)) = (request, rng.as_mut()) {
+                derived.push(derive_token(&raw, &history, req, rng));
+            }
+            if let Some(hs) = hidden.as_mut() {
+                hs.push(h.get(row)?.to_vec1::<f32>()?);
+            }
+            history.push(output[r]);
+        }
+    }
+    rt.model.reset();
+    let seed = request
+        .map(|req| SeedReport::judge(derived, output, req.sampling.is_greedy(), seed_tolerance));
+    Ok(Replay {
+        views,
+        seed,
+        hidden,
+    })
+}
+
+/// The validator's record of one position, keyed by id.
+fn view_of_row(raw: &[f32], chosen: u32, k: usize) -> PosView {
+    let lp = log_softmax(raw);
+    let top = top_k(&lp, k)
+        .into_iter()
+        .map(|t| (format!("#{t}"), lp[t as usize] as f64))
+        .collect();
+    PosView {
+        chosen: format!("#{chosen}"),
+        logprob: lp
+            .get(chosen as usize)
+            .map_or(f64::NEG_INFINITY, |&v| v as f64),
+        top,
+    }
+}
+
+/// Ids of the `k` largest values, largest first, lowest id on ties.
+pub fn top_k(values: &[f32], k: usize) -> Vec<u32> {
+    let k = k.min(values.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    let by_value = |a: &u32, b: &u32| {
+        values[*b as usize]
+            .total_cmp(&values[*a as usize])
+            .then(a.cmp(b))
+    };
+    let mut order: Vec<u32> = (0..values.len() as u32).collect();
+    order.select_nth_unstable_by(k - 1, by_value);
+    order.truncate(k);
+    order.sort_by(by_value);
+    order
+}
+
+/// The token the executor's seed-bound sampler must have drawn here.
+fn derive_token(raw: &[f32], history: &[u32], req: &Request, rng: &mut Sha256CounterRng) -> u32 {
+    let s = &req.sampling;
+    if s.repeat_penalty == 1.0 {
+        return sample(raw, s, rng);
+    }
+    let mut adjusted = raw.to_vec();
+    let recent = &history[history.len().saturating_sub(s.repeat_last_n)..];
+    apply_repeat_penalty(&mut adjusted, recent, s.repeat_penalty);
+    sample(&adjusted, s, rng)
+}
+
+// ---------------------------------------------------------------------------
+// Bit-exact replay.
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayReport {
+    pub identical: bool,
+    pub artifact_ids_sha256: String,
+    pub replay_ids_sha256: String,
+    pub artifact_tokens: usize,
+    pub replay_tokens: usize,
+    pub first_divergence: Option<usize>,
+    pub replay_text_sha256: String,
+}
+
+/// Regenerate with the artifact's request and seed; compare ids byte for byte.
+pub fn replay(
+    rt: &mut Runtime,
+    prompt: &[u32],
+    req: &Request,
+    claimed: &[u32],
+) -> Result<ReplayReport> {
+    let gen_req = req.to_generate(0, false);
+    let gen = generate(rt, prompt, &gen_req, |_, _| {})?;
+    let ids = gen.output_ids();
+    let first_divergence = ids
+        .iter()
+        .zip(claimed)
+        .position(|(a, b)| a != b)
+        .or((ids.len() != claimed.len()).then(|| ids.len().min(claimed.len())));
+    let a = crate::artifact::ids_sha256(claimed);
+    let b = crate::artifact::ids_sha256(&ids);
+    Ok(ReplayReport {
+        identical: a == b,
+        artifact_ids_sha256: a,
+        replay_ids_sha256: b,
+        artifact_tokens: claimed.len(),
+        replay_tokens: ids.len(),
+        first_divergence,
+        replay_text_sha256: crate::artifact::text_sha256(&gen.text),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Whole verifications.
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub thresholds: Thresholds,
+    /// Largest share of re-derived tokens that may differ for "honest".
+    pub seed_tolerance: f64,
+    /// Also regenerate and compare bytes (EigenAI-style).
+    pub replay: bool,
+    /// Keep the per-position table.
+    pub table: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            thresholds: Thresholds::default(),
+            seed_tolerance: 0.01,
+            replay: false,
+            table: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PositionRow {
+    pub position: usize,
+    pub token: String,
+    pub executor_logprob: f64,
+    pub validator_logprob: f64,
+    pub gonka_d: Option<f64>,
+    pub distance2_d: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed_token: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProofReport {
+    pub scheme: String,
+    pub chunks: usize,
+    pub passed: usize,
+    pub proof_bytes_per_token: f64,
+    /// The logprob positions' JSON size per token, for comparison.
+    pub logprob_bytes_per_token: f64,
+    pub checks: Vec<toploc::ChunkCheck>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub executor: String,
+    pub validator: String,
+    pub positions: usize,
+    pub k: usize,
+    /// A failure before any distance (different length / tokens / prompt).
+    pub precheck: Option<String>,
+    pub metrics: Vec<MetricReport>,
+    pub seed: Option<SeedReport>,
+    pub proof: Option<ProofReport>,
+    pub replay: Option<ReplayReport>,
+    pub validator_seconds: Option<f64>,
+    pub verdict: Verdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<Vec<PositionRow>>,
+}
+
+impl Report {
+    fn new(
+        executor: String,
+        validator: String,
+        exec: &[PosView],
+        val: &[PosView],
+        opts: &Options,
+    ) -> Self {
+        let precheck = metrics::gonka_precheck(exec, val);
+        let metrics = score(exec, val, &opts.thresholds);
+        let mut report = Self {
+            executor,
+            validator,
+            positions: exec.len(),
+            k: exec.first().map_or(0, |p| p.top.len()),
+            precheck,
+            metrics,
+            seed: None,
+            proof: None,
+            replay: None,
+            validator_seconds: None,
+            verdict: Verdict::Pass,
+            table: None,
+        };
+        if opts.table {
+            report.table = Some(report.rows(exec, val));
+        }
+        report
+    }
+
+    fn rows(&self, exec: &[PosView], val: &[PosView]) -> Vec<PositionRow> {
+        let per = |name: &str, i: usize| {
+            self.metrics
+                .iter()
+                .find(|m| m.name == name)
+                .and_then(|m| m.per_position.get(i).copied())
+        };
+        exec.iter()
+            .enumerate()
+            .map(|(i, e)| PositionRow {
+                position: i,
+                token: e.chosen.clone(),
+                executor_logprob: e.logprob,
+                validator_logprob: val.get(i).map_or(f64::NAN, |v| v.logprob),
+                gonka_d: per("gonka_similarity", i),
+                distance2_d: per("gonka_distance2", i),
+                seed_token: None,
+            })
+            .collect()
+    }
+
+    /// Fail if anything failed: a pre-check, a thresholded metric, the seed
+    /// check, a proof chunk or the replay.
+    fn conclude(&mut self) {
+        let failed = self.precheck.is_some()
+            || self.metrics.iter().any(|m| m.verdict == Verdict::Fail)
+            || self
+                .seed
+                .as_ref()
+                .is_some_and(|s| s.verdict == SeedVerdict::Fraud)
+            || self.proof.as_ref().is_some_and(|p| p.passed < p.chunks)
+            || self.replay.as_ref().is_some_and(|r| !r.identical);
+        self.verdict = if failed { Verdict::Fail } else { Verdict::Pass };
+    }
+}
+
+/// Compare two artifacts (executor vs validator) without a model.
+pub fn against(
+    exec: &Artifact,
+    val: &Artifact,
+    names: (&str, &str),
+    opts: &Options,
+) -> Result<Report> {
+    if exec.k() == 0 || val.k() == 0 {
+        return Err(VerifyError::Input(
+            "both artifacts need top logprobs (k >= 1) to be compared".into(),
+        ));
+    }
+    let by_id = has_ids(exec) && has_ids(val);
+    let (e, v) = (views(exec, by_id), views(val, by_id));
+    let mut report = Report::new(names.0.into(), names.1.into(), &e, &v, opts);
+    report.conclude();
+    Ok(report)
+}
+
+/// Verify an artifact against a loaded model: re-tokenize the prompt, one
+/// teacher-forced pass, every metric, the seed check (nsed artifacts), the
+/// activation proof if present, and optionally a bit-exact replay.
+pub fn with_model(
+    rt: &mut Runtime,
+    exec: &mut Artifact,
+    request: Option<Request>,
+    name: &str,
+    opts: &Options,
+) -> Result<Report> {
+    if !exec.model.sha256.is_empty() {
+        let have = rt.sha256().map_err(|e| VerifyError::Input(e.to_string()))?;
+        if have != exec.model.sha256 {
+            return Err(VerifyError::Input(format!(
+                "model hash mismatch: the artifact claims {} with sha256 {}, but {} has {have}",
+                exec.model.id,
+                exec.model.sha256,
+                rt.resolved.path.display()
+            )));
+        }
+    }
+    if exec.k() == 0 {
+        return Err(VerifyError::Input(
+            "the artifact has no top logprobs (k = 0): generate with --top-logprobs K".into(),
+        ));
+    }
+    exec.resolve_ids(&rt.tokenizer)
+        .map_err(VerifyError::Input)?;
+    let request = request.or_else(|| exec.request.clone());
+    let (prompt, prompt_mismatch) = match (&request, &exec.prompt_ids) {
+        (Some(req), claimed) => {
+            let mine = prompt_ids(rt, req);
+            let mismatch = claimed
+                .as_ref()
+                .filter(|c| **c != mine)
+                .map(|c| format!("prompt differs: the artifact's {} prompt ids are not the request's {} re-tokenized ids", c.len(), mine.len()));
+            (mine, mismatch)
+        }
+        (None, Some(ids)) => (ids.clone(), None),
+        (None, None) => return Err(VerifyError::Input(
+            "the artifact has neither a request nor prompt ids: give the request with --request"
+                .into(),
+        )),
+    };
+    let output = exec.output_ids().unwrap_or_default();
+    let seed_request = request
+        .as_ref()
+        .filter(|_| exec.format == crate::artifact::Format::Nsed);
+    let start = std::time::Instant::now();
+    let replayed = teacher_forced(
+        rt,
+        &prompt,
+        &output,
+        exec.k(),
+        seed_request,
+        opts.seed_tolerance,
+        exec.proof.is_some(),
+    )?;
+    let seconds = start.elapsed().as_secs_f64();
+    let e = views(exec, true);
+    let mut report = Report::new(
+        name.into(),
+        format!("model {}", rt.id()),
+        &e,
+        &replayed.views,
+        opts,
+    );
+    report.validator_seconds = Some(seconds);
+    if let Some(m) = prompt_mismatch {
+        report.precheck = Some(m);
+    }
+    if let (Some(rows), Some(seed)) = (report.table.as_mut(), &replayed.seed) {
+        for (row, t) in rows.iter_mut().zip(&seed.derived) {
+            row.seed_token = Some(*t);
+        }
+    }
+    report.seed = replayed.seed;
+    if let (Some(proof), Some(hidden)) = (&exec.proof, &replayed.hidden) {
+        report.proof = Some(check_proof(proof, hidden, exec)?);
+    }
+    if opts.replay {
+        let req = request.ok_or_else(|| {
+            VerifyError::Input("--replay needs the request (sampling, seed) in the artifact".into())
+        })?;
+        report.replay = Some(replay(rt, &prompt, &req, &output)?);
+    }
+    report.conclude();
+    Ok(report)
+}
+
+fn check_proof(
+    proof: &crate::artifact::ActivationProof,
+    hidden: &[Vec<f32>],
+    exec: &Artifact,
+) -> Result<ProofReport> {
+    if proof.scheme != toploc::SCHEME || proof.chunk != toploc::CHUNK || proof.topk != toploc::TOPK
+    {
+        return Err(VerifyError::Input(format!(
+            "unsupported proof scheme {:?} (chunk {}, topk {}); nsed checks {} (chunk {}, topk {})",
+            proof.scheme,
+            proof.chunk,
+            proof.topk,
+            toploc::SCHEME,
+            toploc::CHUNK,
+            toploc::TOPK
+        )));
+    }
+    let expected = hidden.len().div_ceil(toploc::CHUNK);
+    let mut checks = Vec::new();
+    let mut bytes = 0;
+    for (i, rows) in hidden.chunks(toploc::CHUNK).enumerate() {
+        let decoded = proof.chunks.get(i).and_then(|h| unhex(h)).and_then(|b| {
+            bytes += b.len();
+            toploc::ChunkProof::from_bytes(&b)
+        });
+        checks.push(match decoded {
+            Some(p) => toploc::check_chunk(&p, rows),
+            None => toploc::ChunkCheck {
+                exp_matches: 0,
+                mean_mantissa_error: f64::INFINITY,
+                median_mantissa_error: f64::INFINITY,
+                pass: false,
+            },
+        });
+    }
+    let passed = checks.iter().filter(|c| c.pass).count();
+    let n = hidden.len().max(1) as f64;
+    let logprob_bytes = serde_json::to_vec(&exec.positions).map_or(0, |v| v.len());
+    Ok(ProofReport {
+        scheme: proof.scheme.clone(),
+        chunks: expected.max(proof.chunks.len()),
+        passed,
+        proof_bytes_per_token: bytes as f64 / n,
+        logprob_bytes_per_token: logprob_bytes as f64 / n,
+        checks,
+    })
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
