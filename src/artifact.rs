@@ -362,7 +362,7 @@ impl Artifact {
             let mut seen = std::collections::HashSet::new();
             for (j, alt) in p.top_logprobs.iter().enumerate() {
                 check_logprob(alt.logprob, &format!("position {i}, alternative {j}"))?;
-                let key = (alt.id, alt.bytes.as_deref().unwrap_or(alt.token.as_bytes()));
+                let key = (alt.id, alt.token.as_str(), alt.bytes.as_deref());
                 if !seen.insert(key) {
                     return Err(format!(
                         "position {i} lists token {:?} twice in its top logprobs",

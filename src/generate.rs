@@ -61,6 +61,8 @@ pub struct GenerateRequest {
     pub capture_hidden: bool,
     /// Hash every step's raw logits (determinism studies).
     pub hash_logits: bool,
+    /// Keep going past end-of-generation tokens (fixed-length benchmarks).
+    pub ignore_eos: bool,
     pub sampler: SamplerKind,
 }
 
@@ -75,6 +77,7 @@ impl Default for GenerateRequest {
             top_logprobs: 0,
             capture_hidden: false,
             hash_logits: false,
+            ignore_eos: false,
             sampler: SamplerKind::SeedBound,
         }
     }
@@ -197,7 +200,7 @@ pub fn generate(
         sampling_seconds += t0.elapsed().as_secs_f64();
         let token = describe(rt, &raw, id, req.top_logprobs)?;
         history.push(id);
-        if rt.stop_ids.contains(&id) {
+        if !req.ignore_eos && rt.stop_ids.contains(&id) {
             tokens.push(token);
             break FinishReason::Eos;
         }

@@ -15,10 +15,12 @@
 //! - [`perf`]: llama-bench-style prefill and decode speed.
 //! - [`artifact`]: inference artifacts (nsed schema, OpenAI logprobs JSON).
 //! - [`verify`]: replay validation, distance metrics, seed and activation checks.
+//! - [`fraud`]: forged artifacts (prefill attack) for fraud experiments.
 //! - [`output`]: atomic result files (never a partial file).
 
 pub mod artifact;
 pub mod chat;
+pub mod fraud;
 pub mod generate;
 pub mod gguf;
 pub mod model;

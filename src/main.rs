@@ -187,7 +187,8 @@ struct VerifyArgs {
     replay: bool,
     /// Override a metric's threshold: NAME=VALUE or NAME=off (repeatable). Defaults
     /// (SPEC §6.1): gonka_similarity > 0.99, gonka_distance2 <= 0.0357,
-    /// stage2_mae <= 0.25, perplexity_score <= 0.4; the others are reported only.
+    /// stage2_mae <= 0.25; the others (perplexity_score, topk_jaccard, argmax_agreement,
+    /// js_divergence, kl_divergence) are reported only unless given one here.
     #[arg(long = "threshold", value_name = "NAME=VALUE")]
     thresholds: Vec<String>,
     /// Largest share of re-derived sampled tokens that may differ for an honest verdict.
@@ -266,6 +267,11 @@ struct PerfArgs {
     /// Measured repetitions (after one warm-up); the median is reported.
     #[arg(long, default_value_t = 3)]
     repeats: usize,
+    /// Instead: verification cost vs generation for these output lengths
+    /// (comma-separated), e.g. 64,256,1024. The executor generates N tokens
+    /// with top-5 logprobs; the validator replays them in one teacher-forced pass.
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    verify_cost: Vec<usize>,
     #[arg(long)]
     json: bool,
 }
@@ -620,6 +626,9 @@ fn perf(args: PerfArgs) -> Result<()> {
     }
     let mut rt = Runtime::load(&args.model)?;
     let prompt = nsed::perf::bench_prompt(&rt, args.prompt_tokens);
+    if !args.verify_cost.is_empty() {
+        return verify_cost(&mut rt, &prompt, &args);
+    }
     let needed = args.prompt_tokens + args.gen_tokens + 1;
     if needed > rt.model.max_positions() {
         bail!(
@@ -907,5 +916,35 @@ fn determinism_cmd(args: DeterminismArgs) -> Result<()> {
         "\nidentical across thread counts: {}",
         if same_across { "yes" } else { "NO" }
     );
+    Ok(())
+}
+
+fn verify_cost(rt: &mut Runtime, prompt: &[u32], args: &PerfArgs) -> Result<()> {
+    // Warm-up: weight repacking and page faults are not the validator's cost.
+    nsed::perf::verify_cost(rt, prompt, 8, 5)?;
+    let mut rows = Vec::new();
+    for &n in &args.verify_cost {
+        if n == 0 || prompt.len() + n + 1 > rt.model.max_positions() {
+            bail!("--verify-cost {n} does not fit the model's context");
+        }
+        let c = nsed::perf::verify_cost(rt, prompt, n, 5)?;
+        if !args.json {
+            println!(
+                "{}: N = {n}: generate {:.2} s, verify {:.2} s, verify/generate = {:.3} ({:.1}x cheaper)",
+                rt.id(),
+                c.generate_seconds,
+                c.verify_seconds,
+                c.ratio(),
+                1.0 / c.ratio()
+            );
+        }
+        rows.push(c);
+    }
+    if args.json {
+        let doc = serde_json::json!({"model": rt.id(), "prompt_tokens": prompt.len(), "top_logprobs": 5,
+            "rows": rows.iter().map(|c| serde_json::json!({"n": c.output_tokens, "generate_seconds": c.generate_seconds,
+                "verify_seconds": c.verify_seconds, "ratio": c.ratio()})).collect::<Vec<_>>()});
+        println!("{doc}");
+    }
     Ok(())
 }

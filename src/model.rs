@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use candle_core::quantized::{ggml_file::qtensor_from_ggml, QMatMul, QTensor};
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
 use crate::gguf::{Gguf, GgufError};
@@ -195,11 +195,33 @@ impl RmsNorm {
 struct Linear {
     weight: QMatMul,
     bias: Option<Tensor>,
+    /// candle runs a one-row Q6K product on a different kernel than a
+    /// multi-row one (last-bit differences); two rows keep decode on the
+    /// prefill kernel so both give identical results.
+    pad_single_row: bool,
 }
 
 impl Linear {
+    fn new(weight: Arc<QTensor>, bias: Option<Tensor>) -> Result<Self> {
+        Self::with_padding(weight, bias, true)
+    }
+
+    fn with_padding(weight: Arc<QTensor>, bias: Option<Tensor>, pad: bool) -> Result<Self> {
+        let pad_single_row = pad && weight.dtype() == GgmlDType::Q6K;
+        Ok(Self {
+            weight: QMatMul::from_arc(weight)?,
+            bias,
+            pad_single_row,
+        })
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.weight.forward(x)?;
+        let y = if self.pad_single_row && x.dim(0)? == 1 {
+            let two = Tensor::cat(&[x, x], 0)?;
+            self.weight.forward(&two)?.narrow(0, 0, 1)?
+        } else {
+            self.weight.forward(x)?
+        };
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
@@ -222,7 +244,7 @@ struct Layer {
     down: Linear,
     post_ffn_norm: Option<RmsNorm>,
     sliding: bool,
-    cache: Option<(Tensor, Tensor)>,
+    cache: KvCache,
 }
 
 /// cos/sin tables for rotary embeddings, grown on demand.
@@ -292,7 +314,7 @@ pub struct Model {
     embedding: Arc<QTensor>,
     layers: Vec<Layer>,
     norm: RmsNorm,
-    output: QMatMul,
+    output: Linear,
     rope_global: Rope,
     rope_local: Rope,
     /// Tokens currently in the cache.
@@ -308,10 +330,14 @@ impl Model {
         let dev = Device::Cpu;
         let embedding = Arc::new(gguf.tensor(&mut file, "token_embd.weight", &dev)?);
         let output = if gguf.tensors.contains_key("output.weight") {
-            QMatMul::from_arc(Arc::new(gguf.tensor(&mut file, "output.weight", &dev)?))?
+            Arc::new(gguf.tensor(&mut file, "output.weight", &dev)?)
         } else {
-            QMatMul::from_arc(embedding.clone())?
+            embedding.clone()
         };
+        // The output projection is not padded: its last-bit differences
+        // (about 1e-6) reach the logits only, not quantized activations, and
+        // padding the largest matrix would cost decode a third of its speed.
+        let output = Linear::with_padding(output, None, false)?;
         let layers = (0..config.n_layer)
             .map(|i| load_layer(gguf, &mut file, &config, i))
             .collect::<Result<Vec<_>>>()?;
@@ -348,7 +374,7 @@ impl Model {
     pub fn reset(&mut self) {
         self.pos = 0;
         for layer in &mut self.layers {
-            layer.cache = None;
+            layer.cache = KvCache::default();
         }
     }
 
@@ -377,9 +403,8 @@ impl Model {
         self.rope_global.ensure(end)?;
         self.rope_local.ensure(end)?;
         let mut x = self.embed(tokens)?;
-        let masks = Masks::new(&self.config, self.pos, n)?;
         for i in 0..self.layers.len() {
-            x = self.layer_forward(i, &x, &masks)?;
+            x = self.layer_forward(i, &x)?;
         }
         let x = match want {
             Logits::All => x,
@@ -419,7 +444,7 @@ impl Model {
         })
     }
 
-    fn layer_forward(&mut self, i: usize, x: &Tensor, masks: &Masks) -> Result<Tensor> {
+    fn layer_forward(&mut self, i: usize, x: &Tensor) -> Result<Tensor> {
         let layer = &self.layers[i];
         let h = layer.attn_norm.forward(x)?;
         let rope = if layer.sliding {
@@ -427,15 +452,15 @@ impl Model {
         } else {
             &self.rope_global
         };
-        let mask = if layer.sliding {
-            &masks.local
+        let window = if layer.sliding {
+            self.config.sliding_window
         } else {
-            &masks.global
+            None
         };
         let cfg = &self.config;
         let pos = self.pos;
         let layer = &mut self.layers[i];
-        let h = attention(layer, cfg, rope, &h, mask.as_ref(), pos)?;
+        let h = attention(layer, cfg, rope, &h, window, pos)?;
         let h = match &layer.post_attn_norm {
             Some(norm) => norm.forward(&h)?,
             None => h,
@@ -457,60 +482,26 @@ impl Model {
     }
 }
 
-/// Additive attention masks (`0` or `-inf`), shape `[rep * n, pos + n]`; `None`
-/// where nothing is masked (a single decode step inside the window).
-struct Masks {
-    global: Option<Tensor>,
-    local: Option<Tensor>,
+/// Keys and values of past positions, per KV head, row-major `[pos][head_dim]`.
+#[derive(Default)]
+struct KvCache {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
 }
 
-impl Masks {
-    fn new(cfg: &Config, pos: usize, n: usize) -> Result<Self> {
-        let build = |window: Option<usize>| -> Result<Option<Tensor>> {
-            let total = pos + n;
-            let window_bites = window.is_some_and(|w| total > w);
-            if n == 1 && !window_bites {
-                return Ok(None);
-            }
-            let mut m = vec![0f32; n * total];
-            for i in 0..n {
-                let q = pos + i;
-                for (k, v) in m[i * total..(i + 1) * total].iter_mut().enumerate() {
-                    // llama.cpp: a key is visible if k <= q and q - k < window.
-                    let outside = window.is_some_and(|w| q >= k && q - k >= w);
-                    if k > q || outside {
-                        *v = f32::NEG_INFINITY;
-                    }
-                }
-            }
-            // Query heads sharing a KV head are folded into the rows (see
-            // `attention`), so the mask repeats once per head in the group.
-            let rep = cfg.n_head / cfg.n_kv_head;
-            let folded = m.repeat(rep);
-            Ok(Some(Tensor::from_vec(
-                folded,
-                (rep * n, total),
-                &Device::Cpu,
-            )?))
-        };
-        Ok(Self {
-            global: build(None)?,
-            local: match cfg.sliding_window {
-                Some(w) => build(Some(w))?,
-                None => None,
-            },
-        })
-    }
-}
-
-/// Grouped-query attention. Query heads sharing a KV head are folded into the
-/// sequence axis so K and V are never copied per head.
+/// Attention, batch-invariant by construction: every query row is computed
+/// by the same code over exactly its visible keys, with a fixed reduction
+/// order, whether it arrives in a prefill batch or as a single decode step.
+/// (A GEMM's reduction order depends on the matrix shapes, and activations
+/// quantized to 8 bits turn those last-bit differences into visible logit
+/// differences; this is what makes a validator's one-pass replay of a
+/// generation bit-exact.)
 fn attention(
     layer: &mut Layer,
     cfg: &Config,
     rope: &Rope,
     x: &Tensor,
-    mask: Option<&Tensor>,
+    window: Option<usize>,
     pos: usize,
 ) -> Result<Tensor> {
     let n = x.dim(0)?;
@@ -526,42 +517,100 @@ fn attention(
         k = kn.forward(&k)?;
     }
     let interleaved = cfg.arch == Arch::Llama;
-    let q = rope.apply(&q, pos, interleaved)?;
-    let k = rope.apply(&k, pos, interleaved)?;
-    let (k, v) = match layer.cache.take() {
-        Some((ck, cv)) => (Tensor::cat(&[&ck, &k], 2)?, Tensor::cat(&[&cv, &v], 2)?),
-        None => (k, v),
-    };
-    layer.cache = Some((k.clone(), v.clone()));
+    let q = rope
+        .apply(&q, pos, interleaved)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let k = rope
+        .apply(&k, pos, interleaved)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let v = v.flatten_all()?.to_vec1::<f32>()?;
+    let cache = &mut layer.cache;
+    cache.k.resize_with(kvh, Vec::new);
+    cache.v.resize_with(kvh, Vec::new);
+    for g in 0..kvh {
+        cache.k[g].extend_from_slice(&k[g * n * d..(g + 1) * n * d]);
+        cache.v[g].extend_from_slice(&v[g * n * d..(g + 1) * n * d]);
+    }
+    let scale = 1.0 / (d as f32).sqrt();
     let rep = h / kvh;
-    let q = (q * (1.0 / (d as f64).sqrt()))?.reshape((1, kvh, rep * n, d))?;
-    let scores = q.matmul(&k.transpose(2, 3)?)?;
-    let scores = match mask {
-        Some(m) => scores.broadcast_add(m)?,
-        None => scores,
-    };
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-    let out = probs.matmul(&v)?.reshape((1, h, n, d))?;
-    let out = out.transpose(1, 2)?.reshape((n, h * d))?;
+    let mut out = vec![0f32; n * h * d];
+    use rayon::prelude::*;
+    out.par_chunks_mut(d).enumerate().for_each(|(c, dst)| {
+        let (i, head) = (c / h, c % h);
+        let g = head / rep;
+        let q_row = &q[(head * n + i) * d..(head * n + i + 1) * d];
+        let qpos = pos + i;
+        let lo = window.map_or(0, |w| (qpos + 1).saturating_sub(w));
+        attend_row(q_row, &cache.k[g], &cache.v[g], lo..qpos + 1, scale, d, dst);
+    });
+    let out = Tensor::from_vec(out, (n, h * d), &Device::Cpu)?;
     layer.wo.forward(&out)
+}
+
+/// One query row against keys `keys` (softmax over exactly those), into `dst`.
+fn attend_row(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    keys: std::ops::Range<usize>,
+    scale: f32,
+    d: usize,
+    dst: &mut [f32],
+) {
+    let scores: Vec<f32> = keys
+        .clone()
+        .map(|j| dot(q, &k[j * d..(j + 1) * d]) * scale)
+        .collect();
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let weights: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
+    let sum: f32 = weights.iter().sum();
+    dst.fill(0.0);
+    for (j, w) in keys.zip(&weights) {
+        let p = w / sum;
+        for (o, x) in dst.iter_mut().zip(&v[j * d..(j + 1) * d]) {
+            *o += p * x;
+        }
+    }
+}
+
+/// Dot product with 16 independent lanes summed in a fixed order: vectorizes,
+/// and the result depends only on the two vectors.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let split = a.len() / 16 * 16;
+    for (ca, cb) in a[..split].chunks_exact(16).zip(b[..split].chunks_exact(16)) {
+        for l in 0..16 {
+            lanes[l] += ca[l] * cb[l];
+        }
+    }
+    let mut tail = 0f32;
+    for (x, y) in a[split..].iter().zip(&b[split..]) {
+        tail += x * y;
+    }
+    let mut width = 16;
+    while width > 1 {
+        width /= 2;
+        for l in 0..width {
+            lanes[l] += lanes[l + width];
+        }
+    }
+    lanes[0] + tail
 }
 
 fn load_layer(gguf: &Gguf, file: &mut std::fs::File, cfg: &Config, i: usize) -> Result<Layer> {
     let name = |t: &str| format!("blk.{i}.{t}");
     let dev = Device::Cpu;
     let mut linear = |t: &str, with_bias: bool| -> Result<Linear> {
-        let weight = QMatMul::from_arc(Arc::new(gguf.tensor(
-            file,
-            &name(&format!("{t}.weight")),
-            &dev,
-        )?))?;
+        let weight = Arc::new(gguf.tensor(file, &name(&format!("{t}.weight")), &dev)?);
         let bias_name = name(&format!("{t}.bias"));
         let bias = if with_bias && gguf.tensors.contains_key(&bias_name) {
             Some(gguf.tensor(file, &bias_name, &dev)?.dequantize(&dev)?)
         } else {
             None
         };
-        Ok(Linear { weight, bias })
+        Linear::new(weight, bias)
     };
     let qwen = cfg.arch == Arch::Qwen2;
     let (wq, wk, wv) = (
@@ -600,7 +649,7 @@ fn load_layer(gguf: &Gguf, file: &mut std::fs::File, cfg: &Config, i: usize) -> 
         up,
         down,
         sliding: cfg.is_sliding(i),
-        cache: None,
+        cache: KvCache::default(),
     })
 }
 
@@ -642,11 +691,8 @@ mod tests {
             m.reset();
             for (i, &t) in TOKENS.iter().enumerate() {
                 let step = rows(&m.forward(&[t], Logits::Last).expect("decode"));
-                let d = max_diff(&step[0], &all[i]);
-                assert!(
-                    d < 1e-4,
-                    "{arch:?} position {i}: prefill vs decode differ by {d}"
-                );
+                // Batch-invariant attention: bit-identical, not merely close.
+                assert_eq!(step[0], all[i], "{arch:?} position {i}: prefill vs decode");
             }
         }
     }
@@ -660,8 +706,7 @@ mod tests {
             let _ = m.forward(&TOKENS[..6], Logits::All).expect("first chunk");
             let tail = rows(&m.forward(&TOKENS[6..], Logits::All).expect("second chunk"));
             for (j, row) in tail.iter().enumerate() {
-                let d = max_diff(row, &all[6 + j]);
-                assert!(d < 1e-4, "{arch:?} position {}: {d}", 6 + j);
+                assert_eq!(row, &all[6 + j], "{arch:?} position {}", 6 + j);
             }
             let last = rows(&m.forward(&[1], Logits::Last).expect("decode"));
             assert_eq!(last.len(), 1);

@@ -329,8 +329,11 @@ impl Metric for PerplexityScore {
         Better::Lower
     }
     fn default_threshold(&self) -> Option<f64> {
-        // The blog's line: honest mostly < 0.2, other-model text > 0.4.
-        Some(0.4)
+        // SPEC §6.1 gives no threshold, only the blog's observation (honest
+        // Qwen2.5-7B mostly < 0.2, 3B text with 7B proofs > 0.4); with k = 5
+        // and a small model sampling at temperature ~1, honest text scores
+        // far higher. Report only until calibrated (`--threshold` sets one).
+        None
     }
     fn compute(&self, _exec: &[PosView], val: &[PosView]) -> MetricValue {
         let (value, per) = perplexity_score(val);
@@ -508,6 +511,8 @@ fn mean(xs: &[f64]) -> f64 {
 }
 
 #[cfg(test)]
+// One-element slices written as `&[x.clone()]` read better in these cases.
+#[allow(clippy::cloned_ref_to_slice_refs)]
 mod tests {
     use super::*;
 
