@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Setup and the main job on a fresh machine: build nsed, fetch the four models,
-# list them, and run each one on a GSM8K-style question (greedy, chat template),
-# then measure its speed.
+# list them, run each one on a GSM8K-style question (greedy, chat template),
+# verify an inference artifact (honest, then a prefill attack's Gonka fixtures),
+# and measure speed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --release
@@ -16,6 +17,14 @@ done
 echo "=== gemma3-270m (base model: plain-text prompt)"
 "$nsed" --threads 2 generate --model gemma3-270m --raw --max-tokens 60 --stop $'\n\n' \
   --prompt $'Q: Tom has 3 apples and buys 4 more. How many apples does he have?\nA: 3 + 4 = 7. The answer is 7.\n\nQ: '"${question%% Reason*}"$'\nA:'
+echo "=== verification: an artifact with top-5 logprobs and activation proofs, then its check"
+artifact="$(mktemp -d)/run.json"
+"$nsed" --threads 2 generate --model qwen2.5-coder-0.5b --prompt "$question" --max-tokens 96 \
+  --temperature 0.8 --seed 7 --inference-id demo-1 --top-logprobs 5 --proof --artifact "$artifact" >/dev/null
+"$nsed" --threads 2 verify --artifact "$artifact" --replay
+echo "=== Gonka's real fixtures: QwQ-32B INT4 executor vs FP8 validator (exit 1 = fraud)"
+"$nsed" verify --artifact ../shared/fixtures/gonka/inference_response_int4.json \
+  --against ../shared/fixtures/gonka/validation_response_fp8.json || echo "(exit $?: fraud detected)"
 for model in smollm2-135m gemma3-270m qwen2.5-coder-0.5b qwen2.5-coder-1.5b; do
   "$nsed" --threads 2 perf --model "$model"
 done

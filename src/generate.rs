@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::model::{Logits, ModelError};
 use crate::runtime::Runtime;
 use crate::sampling::{
-    apply_repeat_penalty, log_softmax, sample, seed_string, PlainSampler, SamplerKind,
+    apply_repeat_penalty, row_logprobs, sample, seed_string, PlainSampler, SamplerKind,
     SamplingParams, Sha256CounterRng,
 };
 use crate::tokenizer::TokenizerError;
@@ -285,36 +285,22 @@ fn describe(
     id: u32,
     k: usize,
 ) -> Result<GeneratedToken, GenerateError> {
-    let logprobs = log_softmax(logits);
-    let mut order: Vec<u32> = (0..logprobs.len() as u32).collect();
-    let k = k.min(order.len());
-    if k > 0 {
-        order.select_nth_unstable_by(k - 1, |&a, &b| {
-            logprobs[b as usize]
-                .total_cmp(&logprobs[a as usize])
-                .then(a.cmp(&b))
-        });
-        order.truncate(k);
-        order.sort_by(|&a, &b| {
-            logprobs[b as usize]
-                .total_cmp(&logprobs[a as usize])
-                .then(a.cmp(&b))
-        });
-    }
-    let top_logprobs = order[..k]
+    let r = row_logprobs(logits, id, k);
+    let top_logprobs = r
+        .top
         .iter()
-        .map(|&t| {
+        .map(|&(t, logprob)| {
             Ok(TopLogprob {
                 id: t,
                 token: rt.tokenizer.token_string(t)?,
-                logprob: logprobs[t as usize],
+                logprob,
             })
         })
         .collect::<Result<Vec<_>, TokenizerError>>()?;
     Ok(GeneratedToken {
         id,
         token: rt.tokenizer.token_string(id)?,
-        logprob: logprobs[id as usize],
+        logprob: r.chosen,
         top_logprobs,
     })
 }

@@ -31,9 +31,10 @@ use nsed::sampling::SamplingParams;
 )]
 struct Cli {
     /// Worker threads for the tensor kernels (default: $RAYON_NUM_THREADS or all cores).
+    /// `nsed determinism` takes a comma-separated list (e.g. 1,2) and compares them.
     /// Results are bit-identical whatever the count.
-    #[arg(long, global = true)]
-    threads: Option<usize>,
+    #[arg(long, global = true, value_delimiter = ',', value_name = "N")]
+    threads: Vec<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -213,8 +214,9 @@ struct DeterminismArgs {
     /// Generations per thread count (each also run once with the plain sampler for timing).
     #[arg(long, default_value_t = 10)]
     runs: usize,
-    /// Thread counts to compare, comma-separated (each runs in its own process).
-    #[arg(long, value_delimiter = ',', default_values_t = vec![1, 2])]
+    /// Thread counts to compare: the global `--threads 1,2` (default 1,2); each
+    /// count runs in its own process.
+    #[arg(skip = vec![1, 2])]
     thread_counts: Vec<usize>,
     /// Tokens per generation.
     #[arg(long, short = 'n', default_value_t = 64)]
@@ -284,11 +286,23 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    if let Some(n) = cli.threads {
+    let is_determinism = matches!(cli.command, Command::Determinism(_));
+    if cli.threads.len() > 1 && !is_determinism {
+        eprintln!("error: --threads takes one count (a list only for `nsed determinism`)");
+        return ExitCode::from(2);
+    }
+    if let Some(&n) = cli.threads.first() {
         // Read by candle's CPU kernels and rayon's pool before first use.
         std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
     }
-    match run(cli.command) {
+    let command = match cli.command {
+        Command::Determinism(mut args) if !cli.threads.is_empty() => {
+            args.thread_counts = cli.threads.clone();
+            Command::Determinism(args)
+        }
+        other => other,
+    };
+    match run(command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use candle_core::quantized::k_quants::{self, BlockQ6K, QK_K};
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
@@ -194,39 +195,63 @@ impl RmsNorm {
 
 struct Linear {
     weight: QMatMul,
+    /// Q6K weights, multiplied through candle's row-invariant kernel.
+    q6k: Option<Arc<QTensor>>,
     bias: Option<Tensor>,
-    /// candle runs a one-row Q6K product on a different kernel than a
-    /// multi-row one (last-bit differences); two rows keep decode on the
-    /// prefill kernel so both give identical results.
-    pad_single_row: bool,
 }
 
 impl Linear {
     fn new(weight: Arc<QTensor>, bias: Option<Tensor>) -> Result<Self> {
-        Self::with_padding(weight, bias, true)
+        Self::with_row_invariance(weight, bias, true)
     }
 
-    fn with_padding(weight: Arc<QTensor>, bias: Option<Tensor>, pad: bool) -> Result<Self> {
-        let pad_single_row = pad && weight.dtype() == GgmlDType::Q6K;
+    fn with_row_invariance(
+        weight: Arc<QTensor>,
+        bias: Option<Tensor>,
+        row_invariant: bool,
+    ) -> Result<Self> {
+        let q6k = (row_invariant && weight.dtype() == GgmlDType::Q6K).then(|| weight.clone());
         Ok(Self {
             weight: QMatMul::from_arc(weight)?,
+            q6k,
             bias,
-            pad_single_row,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = if self.pad_single_row && x.dim(0)? == 1 {
-            let two = Tensor::cat(&[x, x], 0)?;
-            self.weight.forward(&two)?.narrow(0, 0, 1)?
-        } else {
-            self.weight.forward(x)?
+        let y = match &self.q6k {
+            Some(w) => q6k_matmul(w, x)?,
+            None => self.weight.forward(x)?,
         };
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         })
     }
+}
+
+/// `x · wᵀ` for a Q6K weight through `k_quants::matmul`, whose per-row dot
+/// products are the same code for one row and for many. (candle's default
+/// dispatch sends several rows of Q6K to repacked AVX-512 tiles and one row
+/// to that kernel; their last bits differ, and activations quantized to 8
+/// bits turn that into visible differences between prefill and decode.)
+fn q6k_matmul(w: &QTensor, x: &Tensor) -> Result<Tensor> {
+    let (n, k) = w.shape().dims2()?;
+    let m = x.elem_count() / k;
+    let data = w.data()?;
+    // SAFETY: a CPU QTensor of dtype Q6K stores a Vec<BlockQ6K>; `data()`
+    // borrows its bytes. `align_to` checks the alignment, and any bit pattern
+    // is a valid block (integer arrays and an f16).
+    let (head, blocks, tail) = unsafe { data.align_to::<BlockQ6K>() };
+    if !head.is_empty() || !tail.is_empty() || blocks.len() * QK_K != n * k {
+        return Err(ModelError::Config(
+            "a Q6K tensor has an unexpected layout".into(),
+        ));
+    }
+    let lhs = x.flatten_all()?.to_vec1::<f32>()?;
+    let mut dst = vec![0f32; m * n];
+    k_quants::matmul((m, k, n), &lhs, blocks, &mut dst)?;
+    Ok(Tensor::from_vec(dst, (m, n), &Device::Cpu)?)
 }
 
 struct Layer {
@@ -334,10 +359,11 @@ impl Model {
         } else {
             embedding.clone()
         };
-        // The output projection is not padded: its last-bit differences
-        // (about 1e-6) reach the logits only, not quantized activations, and
-        // padding the largest matrix would cost decode a third of its speed.
-        let output = Linear::with_padding(output, None, false)?;
+        // The output projection keeps candle's fast multi-row Q6K kernel: its
+        // last-bit differences (about 1e-6) reach the logits only, never a
+        // quantized activation, and on the largest matrix the row-invariant
+        // kernel would cost a third of the prefill speed.
+        let output = Linear::with_row_invariance(output, None, false)?;
         let layers = (0..config.n_layer)
             .map(|i| load_layer(gguf, &mut file, &config, i))
             .collect::<Result<Vec<_>>>()?;
@@ -536,18 +562,29 @@ fn attention(
     let scale = 1.0 / (d as f32).sqrt();
     let rep = h / kvh;
     let mut out = vec![0f32; n * h * d];
-    use rayon::prelude::*;
-    out.par_chunks_mut(d).enumerate().for_each(|(c, dst)| {
+    let row = |(c, dst): (usize, &mut [f32])| {
         let (i, head) = (c / h, c % h);
         let g = head / rep;
         let q_row = &q[(head * n + i) * d..(head * n + i + 1) * d];
         let qpos = pos + i;
         let lo = window.map_or(0, |w| (qpos + 1).saturating_sub(w));
         attend_row(q_row, &cache.k[g], &cache.v[g], lo..qpos + 1, scale, d, dst);
-    });
+    };
+    // A decode step's attention is smaller than the cost of waking threads
+    // (and of competing with candle's pool); each row is computed the same
+    // way either way, so the choice cannot change a result.
+    if n * h * (pos + n) * d < PARALLEL_MIN_MACS {
+        out.chunks_mut(d).enumerate().for_each(row);
+    } else {
+        use rayon::prelude::*;
+        out.par_chunks_mut(d).enumerate().for_each(row);
+    }
     let out = Tensor::from_vec(out, (n, h * d), &Device::Cpu)?;
     layer.wo.forward(&out)
 }
+
+/// Below this many multiply-adds, attention runs on the calling thread.
+const PARALLEL_MIN_MACS: usize = 1 << 20;
 
 /// One query row against keys `keys` (softmax over exactly those), into `dst`.
 fn attend_row(

@@ -13,6 +13,8 @@ use crate::registry::hex;
 
 /// Version tag of the seed derivation (SPEC §6.1, "contract v1.0.0").
 pub const SEED_DOMAIN: &str = "gonka-deterministic-sampling-v1";
+/// ln(2^17): see [`candidates`].
+const NEGLIGIBLE_LOG: f64 = 11.783_502_069_519_04;
 /// Probabilities become integer weights on this scale before the draw.
 const WEIGHT_SCALE: f64 = 65536.0;
 
@@ -115,6 +117,41 @@ pub fn log_softmax_shift(logits: &[f32]) -> (f64, f64) {
     (max, sum.ln())
 }
 
+/// What a record needs from one logit row: the chosen token's log-probability
+/// and the top `k` (largest logit first, lowest id on ties), each
+/// `l − max − ln Σ exp(l − max)` computed in f64 and stored as f32. One pass
+/// of exp and a streaming selection: never a whole log-softmax row. The
+/// executor and the validator both use this, so their values agree bit for
+/// bit on equal logits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowLogprobs {
+    pub chosen: f32,
+    pub top: Vec<(u32, f32)>,
+}
+
+pub fn row_logprobs(logits: &[f32], chosen: u32, k: usize) -> RowLogprobs {
+    let (max, log_sum) = log_softmax_shift(logits);
+    let lp = |v: f32| (v as f64 - max - log_sum) as f32;
+    // Kept sorted, best first; a later id never displaces an equal value.
+    let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
+    if k > 0 {
+        for (i, &v) in logits.iter().enumerate() {
+            if best.len() == k && v.total_cmp(&best[k - 1].1).is_le() {
+                continue;
+            }
+            let at = best.partition_point(|&(_, b)| b.total_cmp(&v).is_ge());
+            best.insert(at, (i as u32, v));
+            best.truncate(k);
+        }
+    }
+    RowLogprobs {
+        chosen: logits
+            .get(chosen as usize)
+            .map_or(f32::NEG_INFINITY, |&v| lp(v)),
+        top: best.into_iter().map(|(i, v)| (i, lp(v))).collect(),
+    }
+}
+
 /// Log-probabilities of a whole logit row.
 pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
     let (max, log_sum) = log_softmax_shift(logits);
@@ -162,11 +199,18 @@ pub struct Candidates {
 pub fn candidates(logits: &[f32], p: &SamplingParams) -> Candidates {
     let t = p.temperature;
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    // Tokens below 2^-17 of the most likely one are left out from the
+    // start: the filters only renormalize by a mass >= the top probability,
+    // so such a token would end below 2^-17 = half a weight unit and round
+    // to 0. Leaving them out of the sums too is part of the contract (both
+    // sides run this code); it spares a step sorting the whole vocabulary.
     let mut probs: Vec<(u32, f64)> = logits
         .iter()
         .enumerate()
-        .map(|(i, &l)| (i as u32, ((l as f64 - max) / t).exp()))
-        .filter(|(_, w)| *w > 0.0)
+        .filter_map(|(i, &l)| {
+            let z = (l as f64 - max) / t;
+            (z >= -NEGLIGIBLE_LOG).then(|| (i as u32, z.exp()))
+        })
         .collect();
     if probs.is_empty() {
         // Only NaN or -inf logits (a broken model): nothing to sample from.
@@ -390,6 +434,19 @@ mod tests {
         };
         // p(1)/p(0) = e^-1 = 0.37 kept; p(2)/p(0) = e^-1.5 = 0.22 dropped.
         assert_eq!(candidates(&logits, &p).ids, [0, 1]);
+    }
+
+    #[test]
+    fn row_logprobs_agree_with_the_full_row() {
+        let logits = [0.5f32, 2.0, -1.0, 2.0, 1.5, f32::NEG_INFINITY];
+        let full = log_softmax(&logits);
+        let r = row_logprobs(&logits, 4, 3);
+        // Ties (ids 1 and 3) keep the lower id first.
+        assert_eq!(r.top, vec![(1, full[1]), (3, full[3]), (4, full[4])]);
+        assert_eq!(r.chosen, full[4]);
+        assert_eq!(row_logprobs(&logits, 5, 0).top, vec![]);
+        assert_eq!(row_logprobs(&logits, 5, 0).chosen, f32::NEG_INFINITY);
+        assert_eq!(row_logprobs(&logits, 0, 10).top.len(), 6);
     }
 
     #[test]

@@ -39,12 +39,18 @@ pub fn study(
     threads: usize,
     mut progress: impl FnMut(),
 ) -> Result<DeterminismRun, GenerateError> {
+    // Fixed-length runs: the two samplers draw different tokens, and an early
+    // EOS on one side would make the timings incomparable.
     let seeded = GenerateRequest {
         hash_logits: true,
+        ignore_eos: true,
         sampler: SamplerKind::SeedBound,
         ..req.clone()
     };
+    // Both hash their logits, so the samplers are the only difference.
     let plain = GenerateRequest {
+        hash_logits: true,
+        ignore_eos: true,
         sampler: SamplerKind::Plain,
         ..req.clone()
     };

@@ -17,8 +17,12 @@ use crate::artifact::{Artifact, Request};
 use crate::generate::{generate, GenerateError};
 use crate::model::{Logits, ModelError};
 use crate::runtime::Runtime;
-use crate::sampling::{apply_repeat_penalty, log_softmax, sample, seed_string, Sha256CounterRng};
+use crate::sampling::{
+    apply_repeat_penalty, argmax, candidates, draw, row_logprobs, seed_string, Candidates,
+    Sha256CounterRng,
+};
 use metrics::{Better, Metric, PosView};
+use rayon::prelude::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
@@ -253,16 +257,16 @@ pub fn teacher_forced(
             rt.model.max_positions()
         )));
     }
-    let mut history: Vec<u32> = prompt.to_vec();
     let mut rng = request.map(|r| {
-        let greedy = r.sampling.is_greedy();
-        let seed = if greedy {
+        let seed = if r.sampling.is_greedy() {
             String::new()
         } else {
             seed_string(&r.seed.to_string(), &r.inference_id)
         };
         Sha256CounterRng::new(&seed)
     });
+    // History for the repetition penalty of row r: full[..prompt.len() + r].
+    let full: Vec<u32> = prompt.iter().chain(output).copied().collect();
     let mut views = Vec::with_capacity(output.len());
     let mut derived = Vec::with_capacity(output.len());
     let mut hidden = want_hidden.then(Vec::new);
@@ -271,25 +275,35 @@ pub fn teacher_forced(
         rt.model
             .forward(&prompt[..prompt.len() - 1], Logits::Last)?;
     }
-    // Row r predicts output[r]; its input token is seq[prompt.len() - 1 + r].
-    let seq: Vec<u32> = prompt[prompt.len() - 1..]
-        .iter()
-        .chain(&output[..output.len() - 1])
-        .copied()
-        .collect();
+    // Row r predicts output[r]; its input token is full[prompt.len() - 1 + r].
+    let seq = &full[prompt.len() - 1..full.len() - 1];
     for chunk in seq.chunks(ROWS_PER_CALL) {
+        let r0 = views.len();
         let (logits, h) = rt.model.forward_hidden(chunk, Logits::All)?;
-        for row in 0..chunk.len() {
-            let r = views.len();
-            let raw = logits.get(row)?.to_vec1::<f32>()?;
-            views.push(view_of_row(&raw, output[r], k));
-            if let (Some(req), Some(rng)) = (request, rng.as_mut()) {
-                derived.push(derive_token(&raw, &history, req, rng));
+        let rows = logits.to_vec2::<f32>()?;
+        // The per-row work (log-softmax, top-k, sampling filters) runs in
+        // parallel; the draws stay sequential, in RNG counter order.
+        let per_row: Vec<(PosView, Option<Derivation>)> = rows
+            .par_iter()
+            .enumerate()
+            .map(|(j, raw)| {
+                let r = r0 + j;
+                let view = view_of_row(raw, output[r], k);
+                let d = request.map(|req| derivation(raw, &full[..prompt.len() + r], req));
+                (view, d)
+            })
+            .collect();
+        for (view, d) in per_row {
+            views.push(view);
+            if let (Some(d), Some(rng)) = (d, rng.as_mut()) {
+                derived.push(match d {
+                    Derivation::Greedy(id) => id,
+                    Derivation::Draw(c) => draw(&c, rng),
+                });
             }
-            if let Some(hs) = hidden.as_mut() {
-                hs.push(h.get(row)?.to_vec1::<f32>()?);
-            }
-            history.push(output[r]);
+        }
+        if let Some(hs) = hidden.as_mut() {
+            hs.extend(h.to_vec2::<f32>()?);
         }
     }
     rt.model.reset();
@@ -304,48 +318,42 @@ pub fn teacher_forced(
 
 /// The validator's record of one position, keyed by id.
 fn view_of_row(raw: &[f32], chosen: u32, k: usize) -> PosView {
-    let lp = log_softmax(raw);
-    let top = top_k(&lp, k)
-        .into_iter()
-        .map(|t| (format!("#{t}"), lp[t as usize] as f64))
-        .collect();
+    let r = row_logprobs(raw, chosen, k);
     PosView {
         chosen: format!("#{chosen}"),
-        logprob: lp
-            .get(chosen as usize)
-            .map_or(f64::NEG_INFINITY, |&v| v as f64),
-        top,
+        logprob: r.chosen as f64,
+        top: r
+            .top
+            .into_iter()
+            .map(|(t, lp)| (format!("#{t}"), lp as f64))
+            .collect(),
     }
 }
 
-/// Ids of the `k` largest values, largest first, lowest id on ties.
-pub fn top_k(values: &[f32], k: usize) -> Vec<u32> {
-    let k = k.min(values.len());
-    if k == 0 {
-        return Vec::new();
-    }
-    let by_value = |a: &u32, b: &u32| {
-        values[*b as usize]
-            .total_cmp(&values[*a as usize])
-            .then(a.cmp(b))
-    };
-    let mut order: Vec<u32> = (0..values.len() as u32).collect();
-    order.select_nth_unstable_by(k - 1, by_value);
-    order.truncate(k);
-    order.sort_by(by_value);
-    order
+/// What the executor's sampler did at one position, up to the draw.
+enum Derivation {
+    Greedy(u32),
+    Draw(Candidates),
 }
 
-/// The token the executor's seed-bound sampler must have drawn here.
-fn derive_token(raw: &[f32], history: &[u32], req: &Request, rng: &mut Sha256CounterRng) -> u32 {
+/// Penalty and filters of the executor's seed-bound sampler at one position.
+fn derivation(raw: &[f32], history: &[u32], req: &Request) -> Derivation {
     let s = &req.sampling;
-    if s.repeat_penalty == 1.0 {
-        return sample(raw, s, rng);
+    let adjusted;
+    let logits = if s.repeat_penalty == 1.0 {
+        raw
+    } else {
+        let mut a = raw.to_vec();
+        let recent = &history[history.len().saturating_sub(s.repeat_last_n)..];
+        apply_repeat_penalty(&mut a, recent, s.repeat_penalty);
+        adjusted = a;
+        &adjusted
+    };
+    if s.is_greedy() {
+        Derivation::Greedy(argmax(logits))
+    } else {
+        Derivation::Draw(candidates(logits, s))
     }
-    let mut adjusted = raw.to_vec();
-    let recent = &history[history.len().saturating_sub(s.repeat_last_n)..];
-    apply_repeat_penalty(&mut adjusted, recent, s.repeat_penalty);
-    sample(&adjusted, s, rng)
 }
 
 // ---------------------------------------------------------------------------
