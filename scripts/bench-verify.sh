@@ -13,8 +13,10 @@ echo "| model | N | generate s | verify s | verify / generate |"
 echo "|---|---|---|---|---|"
 for m in "${models[@]}"; do
   "$nsed" --threads 2 perf --model "$m" --verify-cost 64,256,1024 --json |
-    python3 -c 'import json,sys; d=json.load(sys.stdin)
-for r in d["rows"]: print(f"| {d[\"model\"]} | {r[\"n\"]} | {r[\"generate_seconds\"]:.2f} | {r[\"verify_seconds\"]:.2f} | {r[\"ratio\"]:.3f} |")'
+    python3 -c 'import json, sys
+d = json.load(sys.stdin)
+for r in d["rows"]:
+    print("| %s | %d | %.2f | %.2f | %.3f |" % (d["model"], r["n"], r["generate_seconds"], r["verify_seconds"], r["ratio"]))'
 done
 for m in "${models[@]}"; do
   runs=10; [[ $m == qwen2.5-coder-1.5b ]] && runs=5
