@@ -16,10 +16,16 @@
 //! - [`artifact`]: inference artifacts (nsed schema, OpenAI logprobs JSON).
 //! - [`verify`]: replay validation, distance metrics, seed and activation checks.
 //! - [`fraud`]: forged artifacts (prefill attack) for fraud experiments.
+//! - [`vote`]: quadratic, linear and plurality voting; halting rules.
+//! - [`deliberation`]: the NSED protocol, the `Agent` seam, rosters.
+//! - [`bench`]: datasets, grading, every method on the same items, run files.
+//! - [`report`]: Wilson intervals, exact McNemar, summary tables.
 //! - [`output`]: atomic result files (never a partial file).
 
 pub mod artifact;
+pub mod bench;
 pub mod chat;
+pub mod deliberation;
 pub mod fraud;
 pub mod generate;
 pub mod gguf;
@@ -28,9 +34,11 @@ pub mod output;
 pub mod perf;
 pub mod perplexity;
 pub mod registry;
+pub mod report;
 pub mod runtime;
 pub mod sampling;
 #[doc(hidden)]
 pub mod testing;
 pub mod tokenizer;
 pub mod verify;
+pub mod vote;

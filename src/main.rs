@@ -5,6 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod bench_cli;
+
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
@@ -59,6 +61,15 @@ enum Command {
     /// Generate N times per thread count: share of identical output and logits
     /// hashes, and the cost of the seed-bound sampler vs a plain one.
     Determinism(DeterminismArgs),
+    /// Run NSED and the baselines (single models, self-consistency, plurality,
+    /// score-weighted and one-round quadratic votes, debate) on a math set,
+    /// same items and token accounting; one JSON line per item, resumable,
+    /// then a summary with Wilson intervals and paired McNemar tests.
+    Bench(bench_cli::BenchArgs),
+    /// Deliberate on one question and print the transcript: each round's
+    /// answers, the score matrix, the quadratic votes, the winner and why it
+    /// stopped.
+    Deliberate(bench_cli::DeliberateArgs),
 }
 
 #[derive(Subcommand)]
@@ -327,6 +338,8 @@ fn run_simple(command: Command) -> Result<()> {
             models_inspect(&model, tensors)
         }
         Command::Tokenize(args) => tokenize(args),
+        Command::Bench(args) => bench_cli::bench_cmd(args),
+        Command::Deliberate(args) => bench_cli::deliberate_cmd(args),
         Command::Generate(args) => generate_cmd(args),
         Command::Perplexity(args) => perplexity_cmd(args),
         Command::Perf(args) => perf(args),

@@ -1,0 +1,798 @@
+//! `nsed bench`: every method — each model alone, self-consistency,
+//! plurality, score-weighted vote, one-round quadratic vote, debate, full
+//! NSED — on the same items with the same token accounting. One JSON line
+//! per item is written as soon as the item is done, so a killed run loses at
+//! most the item in flight and `--resume` continues without duplicates.
+
+pub mod datasets;
+pub mod grade;
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::deliberation::roster::{AgentSpec, Roster};
+use crate::deliberation::{
+    self, Agent, Proposal, ProposeContext, ProposeRequest, Round, Settings, Task, Transcript, Usage,
+};
+use crate::report::{self, MethodSummary, Paired};
+use crate::sampling::SamplingParams;
+use crate::vote::{self, Halting};
+use datasets::{Dataset, Item, Selection};
+use grade::{AnswerKind, Outcome};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Resume(String),
+    #[error("{path}:{line}: not a result line: {message}")]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
+    move |source| BenchError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A way of answering, compared on the same items.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Full NSED: rounds of propose → cross-evaluate → quadratic vote.
+    Nsed,
+    /// Each distinct model alone, greedy.
+    Single,
+    /// maj@k of one model's temperature samples.
+    SelfConsistency,
+    /// Plurality over the agents' first answers.
+    Plurality,
+    /// One round, the score-weighted (linear) vote of the same ballots.
+    Weighted,
+    /// One round of quadratic voting, no deliberation.
+    Qv,
+    /// Multi-agent debate (Du et al.), majority of the last round.
+    Debate,
+    /// Every method above.
+    All,
+}
+
+impl Method {
+    pub fn expand(list: &[Method]) -> Vec<Method> {
+        let mut v: Vec<Method> = if list.contains(&Method::All) {
+            vec![
+                Method::Nsed,
+                Method::Single,
+                Method::SelfConsistency,
+                Method::Plurality,
+                Method::Weighted,
+                Method::Qv,
+                Method::Debate,
+            ]
+        } else {
+            list.to_vec()
+        };
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// One method's answer to one item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodResult {
+    pub answer: Option<String>,
+    pub outcome: Outcome,
+    pub usage: Usage,
+}
+
+/// Everything about one item: per-method results, and every call behind them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ItemRecord {
+    pub item: String,
+    pub gold: String,
+    pub seed: u64,
+    pub results: BTreeMap<String, MethodResult>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub single: Vec<Proposal>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub self_consistency: Vec<Proposal>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub debate: Vec<Vec<Proposal>>,
+    /// The one-round vote (only when NSED did not run; otherwise it is NSED's
+    /// round 1, whose calls are identical).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qv: Option<Transcript>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nsed: Option<Transcript>,
+}
+
+/// What a run does; everything here goes into `meta.json` and must match to
+/// resume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub dataset: String,
+    pub dataset_sha256: String,
+    pub selection: Selection,
+    pub methods: Vec<Method>,
+    pub roster: Roster,
+    pub settings: Settings,
+}
+
+/// The models and the self-consistency sampler a run uses.
+pub struct Harness {
+    pub agents: Vec<Box<dyn Agent>>,
+    pub specs: Vec<AgentSpec>,
+    /// The agent sampled for self-consistency (index into `agents`, or the
+    /// extra agent).
+    pub sc: Box<dyn Agent>,
+    pub sc_params: SamplingParams,
+    pub sc_k: usize,
+    pub debate_rounds: usize,
+}
+
+fn outcome(answer: Option<&str>, gold: &str, kind: AnswerKind) -> Outcome {
+    match answer {
+        None => Outcome::NoAnswer,
+        Some(a) if grade::same_answer(a, gold, kind) => Outcome::Correct,
+        Some(_) => Outcome::Wrong,
+    }
+}
+
+fn result(answer: Option<&str>, gold: &str, kind: AnswerKind, usage: Usage) -> MethodResult {
+    MethodResult {
+        answer: answer.map(str::to_string),
+        outcome: outcome(answer, gold, kind),
+        usage,
+    }
+}
+
+/// Plurality of proposals' answers, ties broken by a seeded permutation.
+fn vote_answers(props: &[Proposal], key: &str) -> Option<String> {
+    let answers: Vec<Option<&str>> = props.iter().map(|p| p.answer.as_deref()).collect();
+    let priority = deliberation::seeded_permutation((0..props.len()).collect(), key);
+    let mut rank = vec![0; props.len()];
+    for (r, &i) in priority.iter().enumerate() {
+        rank[i] = r;
+    }
+    vote::plurality(&answers, &rank).map(str::to_string)
+}
+
+fn round_usage(r: &Round) -> Usage {
+    r.proposals
+        .iter()
+        .map(|p| p.usage)
+        .chain(
+            r.evaluations
+                .iter()
+                .filter_map(|e| e.evaluation.as_ref().map(|e| e.usage)),
+        )
+        .sum()
+}
+
+/// Run every requested method on one item.
+pub fn run_item(
+    h: &mut Harness,
+    item: &Item,
+    kind: AnswerKind,
+    methods: &[Method],
+    s: &Settings,
+) -> ItemRecord {
+    let task = Task {
+        id: item.id.clone(),
+        problem: item.problem.clone(),
+        kind,
+    };
+    let gold = item.answer.as_str();
+    let names: Vec<String> = h.agents.iter().map(|a| a.name().to_string()).collect();
+    let mut rec = ItemRecord {
+        item: item.id.clone(),
+        gold: gold.to_string(),
+        seed: s.seed,
+        results: BTreeMap::new(),
+        single: Vec::new(),
+        self_consistency: Vec::new(),
+        debate: Vec::new(),
+        qv: None,
+        nsed: None,
+    };
+    let has = |m: Method| methods.contains(&m);
+    // Round-1 proposals: the plurality ballots and debate's first round; the
+    // same requests as NSED's round 1, so the memo shares them.
+    let first: Vec<Proposal> = if has(Method::Plurality) || has(Method::Debate) {
+        (0..h.agents.len())
+            .filter_map(|i| {
+                h.agents[i]
+                    .propose(&deliberation::propose_request(&task, s, i, &names, 1, None))
+                    .ok()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if has(Method::Nsed) {
+        let t = deliberation::deliberate(&mut h.agents, &task, s, |_| {});
+        rec.results
+            .insert("nsed".into(), result(t.answer(), gold, kind, t.usage));
+        rec.nsed = Some(t);
+    }
+    if has(Method::Qv) || has(Method::Weighted) {
+        let one = match &rec.nsed {
+            Some(t) => t.rounds[0].clone(),
+            None => {
+                let mut s1 = s.clone();
+                s1.halting = Halting::Conviction {
+                    effort: 0.0,
+                    min_rounds: 1,
+                    max_rounds: 1,
+                };
+                let t = deliberation::deliberate(&mut h.agents, &task, &s1, |_| {});
+                let r = t.rounds[0].clone();
+                rec.qv = Some(t);
+                r
+            }
+        };
+        let usage = round_usage(&one);
+        let pick = |w: Option<usize>| w.and_then(|w| one.proposals[w].answer.clone());
+        if has(Method::Qv) {
+            let a = pick(one.quadratic.winner);
+            rec.results
+                .insert("qv".into(), result(a.as_deref(), gold, kind, usage));
+        }
+        if has(Method::Weighted) {
+            let a = pick(one.linear.winner);
+            rec.results
+                .insert("weighted".into(), result(a.as_deref(), gold, kind, usage));
+        }
+    }
+    if has(Method::Plurality) {
+        let a = vote_answers(&first, &format!("{}/{}/plurality", s.seed, item.id));
+        let usage = first.iter().map(|p| p.usage).sum();
+        rec.results
+            .insert("plurality".into(), result(a.as_deref(), gold, kind, usage));
+    }
+    if has(Method::Single) {
+        run_single(h, &task, s, &names, gold, &mut rec);
+    }
+    if has(Method::SelfConsistency) {
+        run_self_consistency(h, &task, s, gold, &mut rec);
+    }
+    if has(Method::Debate) {
+        run_debate(h, &task, s, &names, first, gold, &mut rec);
+    }
+    rec
+}
+
+/// Each distinct model alone, greedy (for a greedy agent this is exactly its
+/// NSED round-1 request).
+fn run_single(
+    h: &mut Harness,
+    task: &Task,
+    s: &Settings,
+    names: &[String],
+    gold: &str,
+    rec: &mut ItemRecord,
+) {
+    let mut seen = HashSet::new();
+    for i in 0..h.agents.len() {
+        if !seen.insert(h.specs[i].model.clone()) {
+            continue;
+        }
+        let mut req = deliberation::propose_request(task, s, i, names, 1, None);
+        if h.specs[i].temperature > 0.0 {
+            req.sampling = Some(SamplingParams::default());
+            req.inference_id = format!("{}/single/{}", task.id, names[i]);
+        }
+        let Ok(p) = h.agents[i].propose(&req) else {
+            continue;
+        };
+        let key = format!("single:{}", h.agents[i].model_id());
+        rec.results
+            .insert(key, result(p.answer.as_deref(), gold, task.kind, p.usage));
+        rec.single.push(p);
+    }
+}
+
+fn run_self_consistency(
+    h: &mut Harness,
+    task: &Task,
+    s: &Settings,
+    gold: &str,
+    rec: &mut ItemRecord,
+) {
+    let samples: Vec<Proposal> = (0..h.sc_k)
+        .filter_map(|k| {
+            let req = ProposeRequest {
+                task: task.clone(),
+                round: 1,
+                context: ProposeContext::Fresh,
+                sampling: Some(h.sc_params.clone()),
+                seed: s.seed,
+                inference_id: format!("{}/sc/{k}", task.id),
+                max_tokens: s.max_tokens,
+                max_chars: s.max_chars,
+            };
+            h.sc.propose(&req).ok()
+        })
+        .collect();
+    let a = vote_answers(&samples, &format!("{}/{}/sc", s.seed, task.id));
+    let usage = samples.iter().map(|p| p.usage).sum();
+    rec.results.insert(
+        "self-consistency".into(),
+        result(a.as_deref(), gold, task.kind, usage),
+    );
+    rec.self_consistency = samples;
+}
+
+/// Du et al.: every agent sees the others' previous answers and answers
+/// again; the final answer is the last round's majority.
+fn run_debate(
+    h: &mut Harness,
+    task: &Task,
+    s: &Settings,
+    names: &[String],
+    first: Vec<Proposal>,
+    gold: &str,
+    rec: &mut ItemRecord,
+) {
+    let mut rounds = vec![first];
+    for r in 2..=h.debate_rounds {
+        let prev = &rounds[rounds.len() - 1];
+        let mut next = Vec::new();
+        for (i, agent) in h.agents.iter_mut().enumerate() {
+            let own = prev
+                .iter()
+                .find(|p| p.agent == names[i])
+                .map(|p| p.content.clone());
+            let others = prev
+                .iter()
+                .filter(|p| p.agent != names[i])
+                .map(|p| p.content.clone())
+                .collect();
+            let req = ProposeRequest {
+                task: task.clone(),
+                round: r,
+                context: ProposeContext::Debate { own, others },
+                sampling: None,
+                seed: s.seed,
+                inference_id: format!("{}/debate/r{r}/{}", task.id, names[i]),
+                max_tokens: s.max_tokens,
+                max_chars: s.max_chars,
+            };
+            if let Ok(p) = agent.propose(&req) {
+                next.push(p);
+            }
+        }
+        rounds.push(next);
+    }
+    let last = rounds.last().map(Vec::as_slice).unwrap_or_default();
+    let a = vote_answers(last, &format!("{}/{}/debate", s.seed, task.id));
+    let usage = rounds.iter().flatten().map(|p| p.usage).sum();
+    rec.results.insert(
+        "debate".into(),
+        result(a.as_deref(), gold, task.kind, usage),
+    );
+    rec.debate = rounds;
+}
+
+/// The run directory: `meta.json`, `items.jsonl`, `summary.md`, `summary.csv`.
+pub struct RunDir {
+    pub dir: PathBuf,
+    pub done: HashSet<String>,
+    file: std::fs::File,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Meta {
+    pub schema: String,
+    pub fingerprint: Fingerprint,
+    /// One entry per invocation (a resumed run has several).
+    pub runs: Vec<RunInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub started: String,
+    pub commit: String,
+    pub nsed_version: String,
+    pub host_cpu: String,
+    pub threads: usize,
+    pub models: Vec<(String, String)>,
+    pub command: Vec<String>,
+}
+
+impl RunDir {
+    /// Open a new run, or with `resume` continue one made with the same
+    /// fingerprint (a torn last line from a crash is cut off).
+    pub fn open(
+        dir: &Path,
+        fp: &Fingerprint,
+        info: RunInfo,
+        resume: bool,
+    ) -> Result<Self, BenchError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let items = dir.join("items.jsonl");
+        let meta_path = dir.join("meta.json");
+        let mut meta = Meta {
+            schema: "nsed.bench/v1".into(),
+            fingerprint: fp.clone(),
+            runs: Vec::new(),
+        };
+        let mut done = HashSet::new();
+        if items.exists() || meta_path.exists() {
+            if !resume {
+                return Err(BenchError::Resume(format!(
+                    "{} already holds a run: pass --resume to continue it, or choose another --out",
+                    dir.display()
+                )));
+            }
+            let text = std::fs::read_to_string(&meta_path).map_err(io(&meta_path))?;
+            let old: Meta = serde_json::from_str(&text)
+                .map_err(|e| BenchError::Resume(format!("{}: {e}", meta_path.display())))?;
+            if &old.fingerprint != fp {
+                return Err(BenchError::Resume(format!(
+                    "{} was made with different settings ({}); use another --out",
+                    dir.display(),
+                    differences(&old.fingerprint, fp)
+                )));
+            }
+            meta.runs = old.runs;
+            done = recover(&items)?;
+        }
+        meta.runs.push(info);
+        let json =
+            serde_json::to_vec_pretty(&meta).map_err(|e| BenchError::Resume(e.to_string()))?;
+        crate::output::write_atomic(&meta_path, &json)
+            .map_err(|e| BenchError::Resume(e.to_string()))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&items)
+            .map_err(io(&items))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            done,
+            file,
+        })
+    }
+
+    /// Append one item's line and flush it to disk.
+    pub fn append(&mut self, rec: &ItemRecord) -> Result<(), BenchError> {
+        let path = self.dir.join("items.jsonl");
+        let mut line = serde_json::to_vec(rec).map_err(|e| BenchError::Resume(e.to_string()))?;
+        line.push(b'\n');
+        self.file.write_all(&line).map_err(io(&path))?;
+        self.file.sync_data().map_err(io(&path))?;
+        self.done.insert(rec.item.clone());
+        Ok(())
+    }
+}
+
+fn differences(a: &Fingerprint, b: &Fingerprint) -> String {
+    let (a, b) = (
+        serde_json::to_value(a).unwrap_or_default(),
+        serde_json::to_value(b).unwrap_or_default(),
+    );
+    let keys = [
+        "dataset",
+        "dataset_sha256",
+        "selection",
+        "methods",
+        "roster",
+        "settings",
+    ];
+    keys.iter()
+        .filter(|k| a.get(**k) != b.get(**k))
+        .map(|k| format!("`{k}` differs"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Ids already done; cut a torn trailing line (a crash mid-write).
+fn recover(items: &Path) -> Result<HashSet<String>, BenchError> {
+    let Ok(bytes) = std::fs::read(items) else {
+        return Ok(HashSet::new());
+    };
+    let mut done = HashSet::new();
+    let mut good_len = 0;
+    for (n, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
+        let complete = line.ends_with(b"\n");
+        match serde_json::from_slice::<ItemRecord>(line) {
+            Ok(rec) if complete => {
+                done.insert(rec.item);
+                good_len += line.len();
+            }
+            Err(_) if !complete => break,
+            Ok(_) => break,
+            Err(e) => {
+                return Err(BenchError::Corrupt {
+                    path: items.to_path_buf(),
+                    line: n + 1,
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+    if good_len < bytes.len() {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(items)
+            .map_err(io(items))?;
+        f.set_len(good_len as u64).map_err(io(items))?;
+    }
+    Ok(done)
+}
+
+/// Read a run's records (complete lines only).
+pub fn read_records(dir: &Path) -> Result<Vec<ItemRecord>, BenchError> {
+    let path = dir.join("items.jsonl");
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(n, l)| {
+            serde_json::from_str(l).map_err(|e| BenchError::Corrupt {
+                path: path.clone(),
+                line: n + 1,
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The order methods are listed in: NSED first, then the baselines.
+fn method_rank(name: &str) -> (usize, String) {
+    let order = [
+        "nsed",
+        "qv",
+        "weighted",
+        "plurality",
+        "debate",
+        "self-consistency",
+    ];
+    let rank = order.iter().position(|m| *m == name).unwrap_or(order.len());
+    (rank, name.to_string())
+}
+
+/// Per-method summaries and NSED's paired differences, over `items` (in
+/// order) among the records.
+pub fn summarize(records: &[ItemRecord], items: &[String]) -> (Vec<MethodSummary>, Vec<Paired>) {
+    let by_id: BTreeMap<&str, &ItemRecord> = records.iter().map(|r| (r.item.as_str(), r)).collect();
+    let ordered: Vec<&ItemRecord> = items
+        .iter()
+        .filter_map(|i| by_id.get(i.as_str()).copied())
+        .collect();
+    let mut names: Vec<String> = ordered
+        .iter()
+        .flat_map(|r| r.results.keys().cloned())
+        .collect();
+    names.sort_by_key(|n| method_rank(n));
+    names.dedup();
+    let summaries = names
+        .iter()
+        .map(|m| {
+            let rows: Vec<report::ItemOutcome> = ordered
+                .iter()
+                .filter_map(|r| r.results.get(m))
+                .map(|x| report::ItemOutcome {
+                    correct: x.outcome == Outcome::Correct,
+                    no_answer: x.outcome == Outcome::NoAnswer,
+                    prompt_tokens: x.usage.prompt_tokens,
+                    generated_tokens: x.usage.generated_tokens,
+                    seconds: x.usage.seconds,
+                })
+                .collect();
+            report::summarize(m, &rows)
+        })
+        .collect();
+    let pairs = names
+        .iter()
+        .filter(|m| m.as_str() != "nsed")
+        .filter_map(|m| {
+            let both: Vec<(bool, bool)> = ordered
+                .iter()
+                .filter_map(|r| Some((r.results.get("nsed")?, r.results.get(m)?)))
+                .map(|(a, b)| (a.outcome == Outcome::Correct, b.outcome == Outcome::Correct))
+                .collect();
+            if both.is_empty() {
+                return None;
+            }
+            let (a, b): (Vec<bool>, Vec<bool>) = both.into_iter().unzip();
+            Some(report::paired(("nsed", &a), (m, &b)))
+        })
+        .collect();
+    (summaries, pairs)
+}
+
+/// Write `summary.md` and `summary.csv`; returns the markdown.
+pub fn write_summary(
+    dir: &Path,
+    header: &str,
+    summaries: &[MethodSummary],
+    pairs: &[Paired],
+) -> Result<String, BenchError> {
+    let md = format!("{header}\n{}", report::markdown(summaries, pairs));
+    let wr = |name: &str, bytes: &[u8]| {
+        let p = dir.join(name);
+        crate::output::write_atomic(&p, bytes).map_err(|e| BenchError::Resume(e.to_string()))
+    };
+    wr("summary.md", md.as_bytes())?;
+    wr("summary.csv", report::csv(summaries).as_bytes())?;
+    Ok(md)
+}
+
+/// The git commit of the source tree nsed was built from (with `-dirty`).
+pub fn commit() -> String {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "HEAD"]) {
+        Some(head) => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("{head}-dirty")
+            } else {
+                head
+            }
+        }
+        None => "unknown".into(),
+    }
+}
+
+/// The CPU model name (Linux), for results files.
+pub fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Now, as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Settings for a dataset from a roster (the CLI may override fields).
+pub fn settings_from(
+    roster: &Roster,
+    dataset: &Dataset,
+    max_tokens: Option<usize>,
+    seed: u64,
+) -> Settings {
+    let d = &roster.deliberation;
+    let halting = if d.halting == "evidence" {
+        Halting::Evidence {
+            effort: d.effort,
+            lambda: d.lambda,
+            min_rounds: d.min_rounds,
+            max_rounds: d.max_rounds,
+        }
+    } else {
+        Halting::Conviction {
+            effort: d.effort,
+            min_rounds: d.min_rounds,
+            max_rounds: d.max_rounds,
+        }
+    };
+    Settings {
+        halting,
+        mode: d.evaluation,
+        max_tokens: max_tokens
+            .or_else(|| datasets::default_max_tokens(&dataset.name))
+            .unwrap_or(640),
+        eval_max_tokens: d.eval_max_tokens,
+        max_chars: d.candidate_chars,
+        seed,
+        consensus: d.consensus_stop,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        let s = utc_now();
+        assert_eq!(s.len(), 20);
+        assert!(s.starts_with("20") && s.ends_with('Z'));
+    }
+
+    #[test]
+    fn all_expands_and_lists_dedupe() {
+        assert_eq!(Method::expand(&[Method::All]).len(), 7);
+        assert_eq!(
+            Method::expand(&[Method::Qv, Method::Nsed, Method::Qv]),
+            vec![Method::Nsed, Method::Qv]
+        );
+    }
+
+    #[test]
+    fn torn_last_line_is_cut_on_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let items = dir.path().join("items.jsonl");
+        let rec = |id: &str| ItemRecord {
+            item: id.into(),
+            gold: "1".into(),
+            seed: 0,
+            results: BTreeMap::new(),
+            single: vec![],
+            self_consistency: vec![],
+            debate: vec![],
+            qv: None,
+            nsed: None,
+        };
+        let mut text = serde_json::to_string(&rec("a")).unwrap();
+        text.push('\n');
+        let good = text.len();
+        text.push_str(&serde_json::to_string(&rec("b")).unwrap()[..20]);
+        std::fs::write(&items, &text).unwrap();
+        let done = recover(&items).unwrap();
+        assert_eq!(done, HashSet::from(["a".to_string()]));
+        assert_eq!(std::fs::metadata(&items).unwrap().len() as usize, good);
+        // A corrupt complete line is an error, not silently dropped.
+        std::fs::write(&items, "{\"nope\": 1}\n").unwrap();
+        assert!(matches!(
+            recover(&items),
+            Err(BenchError::Corrupt { line: 1, .. })
+        ));
+    }
+}

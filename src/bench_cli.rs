@@ -1,0 +1,500 @@
+//! `nsed bench` and `nsed deliberate`: argument handling, progress and
+//! printing around the library's deliberation and bench modules.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use nsed::bench::datasets::{self, Selection};
+use nsed::bench::grade::{AnswerKind, Outcome};
+use nsed::bench::{self, Fingerprint, Harness, ItemRecord, Method, RunDir, RunInfo};
+use nsed::deliberation::local::{self, LocalAgent, ModelPool};
+use nsed::deliberation::roster::{AgentSpec, Roster};
+use nsed::deliberation::{self, EvalMode, Round, Settings, Task, Transcript};
+use nsed::sampling::SamplingParams;
+
+/// Deliberation overrides shared by `bench` and `deliberate`.
+#[derive(Args, Clone)]
+pub struct DeliberationArgs {
+    /// Roster file: the agents, their models and sampling, deliberation and
+    /// baseline settings (relative paths are also looked up in the nsed
+    /// source tree).
+    #[arg(long, default_value = "configs/consumer.toml")]
+    pub config: PathBuf,
+    /// Maximum deliberation rounds (overrides the roster).
+    #[arg(long)]
+    pub rounds: Option<usize>,
+    /// Rounds before the halting rule may stop.
+    #[arg(long)]
+    pub min_rounds: Option<usize>,
+    /// Winner conviction in [0, 1] needed to stop early.
+    #[arg(long)]
+    pub effort: Option<f64>,
+    /// How evaluators score, for every agent (overrides per-agent settings).
+    #[arg(long, value_enum)]
+    pub eval_mode: Option<EvalMode>,
+    /// New tokens per answer (default: per dataset; 640 for GSM8K, 768 for
+    /// MATH-500, 1024 for AIME).
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    /// Seed of every sampled call and every shuffle (recorded in results).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// The set: aime25, aime24, aime (1983-2024), gsm8k, math500.
+    pub set: String,
+    #[command(flatten)]
+    pub delib: DeliberationArgs,
+    /// Methods, comma-separated: nsed, single, self-consistency, plurality,
+    /// weighted, qv, debate, or all.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
+    pub method: Vec<Method>,
+    /// Self-consistency samples (overrides the roster).
+    #[arg(long)]
+    pub sc_k: Option<usize>,
+    /// Run at most N items.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Skip the first N items.
+    #[arg(long, default_value_t = 0)]
+    pub offset: usize,
+    /// Only these item ids (comma-separated), e.g. gsm8k-0,gsm8k-7 or 2025-I-1.
+    #[arg(long, value_delimiter = ',')]
+    pub ids: Vec<String>,
+    /// Only items whose gold answer is an integer (MATH-500: 311 of 500).
+    #[arg(long)]
+    pub integer_only: bool,
+    /// Directory of the datasets, e.g. ../shared/datasets (default: $NSED_DATA_DIR).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Run directory (default results/runs/<set>-<roster>): meta.json,
+    /// items.jsonl (one line per item, written as it finishes), summary.md,
+    /// summary.csv.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in --out, skipping items already done (the settings
+    /// must be the same).
+    #[arg(long)]
+    pub resume: bool,
+}
+
+#[derive(Args)]
+pub struct DeliberateArgs {
+    /// The question.
+    pub question: String,
+    #[command(flatten)]
+    pub delib: DeliberationArgs,
+    /// How answers are compared: numeric, aime or expression.
+    #[arg(long, value_enum, default_value = "expression")]
+    pub kind: KindArg,
+    /// Print the whole transcript as JSON instead.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum KindArg {
+    Numeric,
+    Aime,
+    Expression,
+}
+
+impl From<KindArg> for AnswerKind {
+    fn from(k: KindArg) -> Self {
+        match k {
+            KindArg::Numeric => AnswerKind::Numeric,
+            KindArg::Aime => AnswerKind::Aime,
+            KindArg::Expression => AnswerKind::Expression,
+        }
+    }
+}
+
+/// Find a roster: as given, else relative to the nsed source tree.
+fn roster_path(p: &Path) -> PathBuf {
+    if p.exists() || p.is_absolute() {
+        return p.to_path_buf();
+    }
+    let in_tree = Path::new(env!("CARGO_MANIFEST_DIR")).join(p);
+    if in_tree.exists() {
+        in_tree
+    } else {
+        p.to_path_buf()
+    }
+}
+
+/// Load the roster and apply the command-line overrides.
+fn load_roster(a: &DeliberationArgs) -> Result<Roster> {
+    let mut roster = Roster::load(&roster_path(&a.config))?;
+    let d = &mut roster.deliberation;
+    if let Some(r) = a.rounds {
+        d.max_rounds = r;
+        d.min_rounds = d.min_rounds.min(r);
+    }
+    if let Some(r) = a.min_rounds {
+        d.min_rounds = r;
+    }
+    if let Some(e) = a.effort {
+        d.effort = e;
+    }
+    if d.min_rounds == 0 || d.max_rounds < d.min_rounds {
+        bail!("need 1 <= --min-rounds <= --rounds");
+    }
+    if !(0.0..=1.0).contains(&d.effort) {
+        bail!("--effort must be in [0, 1]");
+    }
+    if let Some(m) = a.eval_mode {
+        d.evaluation = m;
+        roster.agents.iter_mut().for_each(|s| s.evaluation = None);
+    }
+    Ok(roster)
+}
+
+pub fn bench_cmd(args: BenchArgs) -> Result<()> {
+    let mut roster = load_roster(&args.delib)?;
+    if let Some(k) = args.sc_k {
+        if k == 0 {
+            bail!("--sc-k must be >= 1");
+        }
+        roster.baselines.self_consistency_k = k;
+    }
+    let dir = datasets::data_dir(args.data_dir.as_deref())?;
+    let dataset = datasets::load(&args.set, &dir)?;
+    let selection = Selection {
+        offset: args.offset,
+        limit: args.limit,
+        ids: args.ids.clone(),
+        integer_only: args.integer_only,
+    };
+    let items = dataset.select(&selection)?;
+    if items.is_empty() {
+        bail!(
+            "no items selected from {} ({} in the set)",
+            dataset.name,
+            dataset.items.len()
+        );
+    }
+    let methods = Method::expand(&args.method);
+    let settings = bench::settings_from(&roster, &dataset, args.delib.max_tokens, args.delib.seed);
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("results/runs/{}-{}", dataset.name, roster.name)));
+    let fp = Fingerprint {
+        dataset: dataset.name.clone(),
+        dataset_sha256: dataset.sha256.clone(),
+        selection,
+        methods: methods.clone(),
+        roster: roster.clone(),
+        settings: settings.clone(),
+    };
+    let mut pool = ModelPool::default();
+    let mut harness = build_harness(&roster, &methods, &mut pool)?;
+    let info = RunInfo {
+        started: bench::utc_now(),
+        commit: bench::commit(),
+        nsed_version: env!("CARGO_PKG_VERSION").to_string(),
+        host_cpu: bench::cpu_name(),
+        threads: rayon::current_num_threads(),
+        models: pool.models(),
+        command: std::env::args().collect(),
+    };
+    let mut run = RunDir::open(&out, &fp, info.clone(), args.resume)?;
+    let todo: Vec<_> = items
+        .iter()
+        .filter(|it| !run.done.contains(&it.id))
+        .collect();
+    eprintln!(
+        "bench {}: {} items ({} done before), methods {}, roster {} → {}",
+        dataset.name,
+        items.len(),
+        items.len() - todo.len(),
+        methods
+            .iter()
+            .map(|m| format!("{m:?}").to_lowercase())
+            .collect::<Vec<_>>()
+            .join(","),
+        roster.name,
+        out.display()
+    );
+    let bar = progress(items.len() as u64, (items.len() - todo.len()) as u64);
+    let mut tally = Running::default();
+    for rec in bench::read_records(&out).unwrap_or_default() {
+        tally.add(&rec);
+    }
+    for item in todo {
+        let rec = bench::run_item(&mut harness, item, dataset.kind, &methods, &settings);
+        run.append(&rec)?;
+        tally.add(&rec);
+        bar.set_message(tally.line());
+        bar.inc(1);
+        if bar.is_hidden() {
+            eprintln!(
+                "[{}/{}] {} {}",
+                bar.position(),
+                items.len(),
+                rec.item,
+                tally.line()
+            );
+        }
+    }
+    bar.finish_and_clear();
+    let records = bench::read_records(&out)?;
+    let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+    let (summaries, pairs) = bench::summarize(&records, &ids);
+    let header = summary_header(&dataset, &roster, &settings, &info, &out, ids.len());
+    let md = bench::write_summary(&out, &header, &summaries, &pairs)?;
+    println!("{md}");
+    Ok(())
+}
+
+fn summary_header(
+    dataset: &datasets::Dataset,
+    roster: &Roster,
+    s: &Settings,
+    info: &RunInfo,
+    out: &Path,
+    n: usize,
+) -> String {
+    let models: Vec<String> = info
+        .models
+        .iter()
+        .map(|(id, sha)| format!("{id} ({})", &sha[..sha.len().min(12)]))
+        .collect();
+    format!(
+        "# {} · roster `{}` · {n} items\n\n\
+         - command: `{}`\n- commit {} · {} · {} · {} threads\n- models: {}\n- dataset sha256 {}\n\
+         - settings: {} · max_tokens {} · eval {:?} · seed {} · items in `{}/items.jsonl`\n",
+        dataset.name,
+        roster.name,
+        info.command.join(" "),
+        info.commit,
+        info.started,
+        info.host_cpu,
+        info.threads,
+        models.join(", "),
+        dataset.sha256,
+        serde_json::to_string(&s.halting).unwrap_or_default(),
+        s.max_tokens,
+        s.mode,
+        s.seed,
+        out.display()
+    )
+}
+
+fn progress(len: u64, done: u64) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_position(done);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:25}] {pos}/{len} ETA {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Running accuracy per method, for the progress line.
+#[derive(Default)]
+struct Running {
+    counts: std::collections::BTreeMap<String, (usize, usize)>,
+}
+
+impl Running {
+    fn add(&mut self, rec: &ItemRecord) {
+        for (m, r) in &rec.results {
+            let e = self.counts.entry(m.clone()).or_default();
+            e.0 += usize::from(r.outcome == Outcome::Correct);
+            e.1 += 1;
+        }
+    }
+
+    fn line(&self) -> String {
+        self.counts
+            .iter()
+            .map(|(m, (c, n))| format!("{} {c}/{n}", m.trim_start_matches("single:")))
+            .collect::<Vec<_>>()
+            .join(" · ")
+    }
+}
+
+fn build_harness(roster: &Roster, methods: &[Method], pool: &mut ModelPool) -> Result<Harness> {
+    let agents = local::build(roster, pool)?;
+    let b = &roster.baselines;
+    let sc_model = roster.self_consistency_model();
+    let sc_spec = AgentSpec {
+        name: "self-consistency".into(),
+        model: sc_model.to_string(),
+        system: roster
+            .agents
+            .iter()
+            .find(|a| a.model == sc_model)
+            .and_then(|a| a.system.clone()),
+        temperature: b.self_consistency_temperature,
+        top_p: 1.0,
+        top_k: 0,
+        seed_offset: 0,
+        evaluation: None,
+    };
+    // Loaded only when needed (it may be a model outside the roster).
+    let sc_rt = if methods.contains(&Method::SelfConsistency) {
+        pool.get(sc_model)
+            .with_context(|| format!("self-consistency model {sc_model}"))?
+    } else {
+        pool.get(&roster.agents[0].model)?
+    };
+    let sc_params = SamplingParams {
+        temperature: b.self_consistency_temperature,
+        ..SamplingParams::default()
+    };
+    Ok(Harness {
+        agents,
+        specs: roster.agents.clone(),
+        sc: Box::new(local::Memo::new(Box::new(LocalAgent::new(sc_spec, sc_rt)))),
+        sc_params,
+        sc_k: b.self_consistency_k,
+        debate_rounds: b.debate_rounds,
+    })
+}
+
+pub fn deliberate_cmd(args: DeliberateArgs) -> Result<()> {
+    if args.question.trim().is_empty() {
+        bail!("the question is empty");
+    }
+    let roster = load_roster(&args.delib)?;
+    let mut pool = ModelPool::default();
+    let mut agents = local::build(&roster, &mut pool)?;
+    let task = Task {
+        id: "question".into(),
+        problem: args.question.clone(),
+        kind: args.kind.into(),
+    };
+    let settings = bench::settings_from(
+        &roster,
+        &empty_dataset(),
+        args.delib.max_tokens,
+        args.delib.seed,
+    );
+    let names: Vec<String> = agents.iter().map(|a| a.name().to_string()).collect();
+    let json = args.json;
+    let t = deliberation::deliberate(&mut agents, &task, &settings, |round| {
+        if !json {
+            print_round(round, &names);
+        }
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&t)?);
+    } else {
+        print_outcome(&t, &names);
+    }
+    Ok(())
+}
+
+fn empty_dataset() -> datasets::Dataset {
+    datasets::Dataset {
+        name: String::new(),
+        kind: AnswerKind::Expression,
+        file: PathBuf::new(),
+        sha256: String::new(),
+        items: Vec::new(),
+    }
+}
+
+fn print_round(r: &Round, names: &[String]) {
+    println!("== round {}", r.round);
+    for p in &r.proposals {
+        println!(
+            "  {:<10} {:<20} answer {:<12} {} tokens, {:.1} s, {}",
+            p.agent,
+            p.model,
+            p.answer.as_deref().unwrap_or("(none)"),
+            p.usage.generated_tokens,
+            p.usage.seconds,
+            p.finish_reason
+        );
+    }
+    for (who, why) in &r.abstentions {
+        println!("  {who:<10} abstained: {why}");
+    }
+    if r.consensus {
+        println!("  every proposal gives the same answer: consensus, nothing to evaluate");
+        return;
+    }
+    if r.evaluations.is_empty() {
+        return;
+    }
+    let cands: Vec<&str> = r.candidates.iter().map(|&c| names[c].as_str()).collect();
+    println!("  raw weights (rows: evaluator; columns: candidate; · own or abstained)");
+    println!(
+        "  {:<10} {}",
+        "",
+        cands.iter().map(|c| format!("{c:>10}")).collect::<String>()
+    );
+    for (rec, ballot) in r.evaluations.iter().zip(&r.ballots) {
+        let cells: String = ballot
+            .iter()
+            .map(|w| w.map_or(format!("{:>10}", "·"), |w| format!("{w:>10.0}")))
+            .collect();
+        let note = match (&rec.evaluation, &rec.error) {
+            (Some(e), _) if e.abstained => " (abstained: unreadable)".to_string(),
+            (Some(e), _) if e.mode == EvalMode::Logprob => " (logprob)".to_string(),
+            (Some(e), _) if e.mode == EvalMode::Generative && e.raw.len() > 1 => {
+                " (retried)".to_string()
+            }
+            (_, Some(err)) => format!(" (failed: {err})"),
+            _ => String::new(),
+        };
+        println!("  {:<10} {cells}{note}", rec.evaluator);
+    }
+    let q = &r.quadratic;
+    println!(
+        "  QV score   {}",
+        q.scores
+            .iter()
+            .map(|s| format!("{s:>10.3}"))
+            .collect::<String>()
+    );
+    println!(
+        "  net supp.  {}",
+        q.net_support
+            .iter()
+            .map(|s| format!("{s:>10.3}"))
+            .collect::<String>()
+    );
+    if let Some(w) = r.winner {
+        println!(
+            "  winner {} (answer {}), conviction {:.3}",
+            cands[w],
+            r.proposals[w].answer.as_deref().unwrap_or("none"),
+            q.conviction
+        );
+    }
+}
+
+fn print_outcome(t: &Transcript, _names: &[String]) {
+    let why = match t.stop {
+        deliberation::StopReason::Converged => {
+            "the winner's conviction reached the effort threshold"
+        }
+        deliberation::StopReason::Consensus => "every proposal gave the same answer",
+        deliberation::StopReason::MaxRounds => "the round limit was reached",
+        deliberation::StopReason::NoQuorum => "fewer than two agents proposed",
+    };
+    println!("== stopped after {} round(s): {why}", t.rounds.len());
+    match &t.winner {
+        Some(w) => println!(
+            "answer: {} (from {}, {})",
+            w.answer.as_deref().unwrap_or("(none)"),
+            w.agent,
+            w.model
+        ),
+        None => println!("answer: none"),
+    }
+    println!(
+        "compute: {} calls, {} prompt + {} generated tokens, {:.1} s of inference",
+        t.usage.calls, t.usage.prompt_tokens, t.usage.generated_tokens, t.usage.seconds
+    );
+}

@@ -1,0 +1,411 @@
+//! Agents that run a model in this process, and a memo that lets several
+//! methods share identical calls (inference is deterministic, so a repeated
+//! request would reproduce the same tokens; each method is still charged the
+//! call's full cost).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use super::roster::{AgentSpec, Roster};
+use super::{
+    parse, prompts, Agent, AgentError, EvalMode, EvaluateRequest, Evaluation, Proposal,
+    ProposeRequest, Usage,
+};
+use crate::bench::grade;
+use crate::chat::{Message, TemplateKind};
+use crate::generate::{generate, GenerateRequest, Generation};
+use crate::model::Logits;
+use crate::runtime::{Runtime, RuntimeError};
+use crate::sampling::{log_softmax, SamplingParams};
+
+pub type SharedRuntime = Rc<RefCell<Runtime>>;
+
+/// Load each distinct model once.
+#[derive(Default)]
+pub struct ModelPool {
+    loaded: HashMap<String, SharedRuntime>,
+}
+
+impl ModelPool {
+    pub fn get(&mut self, spec: &str) -> Result<SharedRuntime, RuntimeError> {
+        if let Some(rt) = self.loaded.get(spec) {
+            return Ok(rt.clone());
+        }
+        let rt = Rc::new(RefCell::new(Runtime::load(spec)?));
+        self.loaded.insert(spec.to_string(), rt.clone());
+        Ok(rt)
+    }
+
+    /// `(id, sha256)` of every loaded model, sorted.
+    pub fn models(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self
+            .loaded
+            .values()
+            .map(|rt| {
+                let rt = rt.borrow();
+                (rt.id(), rt.sha256().unwrap_or_default())
+            })
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+pub struct LocalAgent {
+    spec: AgentSpec,
+    model_id: String,
+    rt: SharedRuntime,
+    yes_ids: Vec<u32>,
+    no_ids: Vec<u32>,
+}
+
+impl LocalAgent {
+    pub fn new(spec: AgentSpec, rt: SharedRuntime) -> Self {
+        let (model_id, yes_ids, no_ids) = {
+            let r = rt.borrow();
+            let single = |words: &[&str]| -> Vec<u32> {
+                let mut ids: Vec<u32> = words
+                    .iter()
+                    .filter_map(|w| match r.tokenizer.encode(w, false, false).as_slice() {
+                        [id] => Some(*id),
+                        _ => None,
+                    })
+                    .collect();
+                ids.sort_unstable();
+                ids.dedup();
+                ids
+            };
+            (
+                r.id(),
+                single(&["Yes", " Yes", "yes", " yes", "YES"]),
+                single(&["No", " No", "no", " no", "NO"]),
+            )
+        };
+        Self {
+            spec,
+            model_id,
+            rt,
+            yes_ids,
+            no_ids,
+        }
+    }
+
+    fn fail(&self, message: impl std::fmt::Display) -> AgentError {
+        AgentError::Failed {
+            agent: self.spec.name.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    fn is_plain(&self) -> bool {
+        self.rt.borrow().template.kind == TemplateKind::Plain
+    }
+
+    /// Tokens of a prompt: chat messages for instruction models (with any
+    /// `extra` turns), the plain text for base models.
+    fn prompt_ids(&self, p: &prompts::Prompt, extra: &[Message]) -> Vec<u32> {
+        let rt = self.rt.borrow();
+        if rt.template.kind == TemplateKind::Plain {
+            return rt.tokenizer.encode(&p.plain, true, false);
+        }
+        let mut messages = Vec::new();
+        if let Some(system) = p.system.as_ref().or(self.spec.system.as_ref()) {
+            messages.push(Message::new("system", system));
+        }
+        messages.push(Message::new("user", &p.user));
+        messages.extend_from_slice(extra);
+        rt.chat_tokens(&messages)
+    }
+
+    fn run(
+        &self,
+        ids: &[u32],
+        sampling: SamplingParams,
+        seed: u64,
+        inference_id: &str,
+        max_tokens: usize,
+        stop: Vec<String>,
+    ) -> Result<Generation, AgentError> {
+        let req = GenerateRequest {
+            sampling,
+            max_tokens,
+            stop,
+            seed: seed.wrapping_add(self.spec.seed_offset),
+            inference_id: inference_id.to_string(),
+            ..GenerateRequest::default()
+        };
+        let mut rt = self.rt.borrow_mut();
+        generate(&mut rt, ids, &req, |_, _| {}).map_err(|e| self.fail(e))
+    }
+
+    fn stop_for(&self, p: &prompts::Prompt) -> Vec<String> {
+        if self.is_plain() {
+            p.plain_stop.clone()
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn evaluate_generative(&self, req: &EvaluateRequest) -> Result<Evaluation, AgentError> {
+        let anchor = req
+            .anchor
+            .as_deref()
+            .map(|a| (a, req.anchor_answer.as_deref()));
+        let p = prompts::evaluate(&req.task.problem, anchor, &req.candidates, req.max_chars);
+        let labels: Vec<String> = req.candidates.iter().map(|c| c.label.clone()).collect();
+        let ids = self.prompt_ids(&p, &[]);
+        let greedy = SamplingParams::default();
+        let g = self.run(
+            &ids,
+            greedy.clone(),
+            req.seed,
+            &req.inference_id,
+            req.max_tokens,
+            self.stop_for(&p),
+        )?;
+        let mut usage = usage_of(&g);
+        let mut raw = vec![g.text.clone()];
+        let mut parsed = parse::parse_scores(&g.text, &labels);
+        if parsed.valid() == 0 {
+            // One retry with a correction; a base model is instead started
+            // on the first label so it continues in the format.
+            let retry_ids = if self.is_plain() {
+                let rt = self.rt.borrow();
+                rt.tokenizer
+                    .encode(&format!("{}{}:", p.plain, labels[0]), true, false)
+            } else {
+                self.prompt_ids(
+                    &p,
+                    &[
+                        Message::new("assistant", &g.text),
+                        Message::new("user", &prompts::evaluate_retry(&labels)),
+                    ],
+                )
+            };
+            let id = format!("{}/retry", req.inference_id);
+            let g2 = self.run(
+                &retry_ids,
+                greedy,
+                req.seed,
+                &id,
+                req.max_tokens,
+                self.stop_for(&p),
+            )?;
+            usage += usage_of(&g2);
+            let text = if self.is_plain() {
+                format!("{}:{}", labels[0], g2.text)
+            } else {
+                g2.text.clone()
+            };
+            parsed = parse::parse_scores(&text, &labels);
+            raw.push(text);
+        }
+        let abstained = parsed.valid() == 0;
+        Ok(Evaluation {
+            mode: EvalMode::Generative,
+            scores: parsed.scores,
+            reasons: parsed.reasons,
+            raw,
+            abstained,
+            notes: parsed.notes,
+            usage,
+        })
+    }
+
+    fn evaluate_logprob(&self, req: &EvaluateRequest) -> Result<Evaluation, AgentError> {
+        if self.yes_ids.is_empty() || self.no_ids.is_empty() {
+            return Err(self.fail("the vocabulary has no single-token Yes/No"));
+        }
+        let mut usage = Usage::default();
+        let mut scores = Vec::new();
+        let mut raw = Vec::new();
+        for c in &req.candidates {
+            let p = prompts::judge(&req.task.problem, &c.text, req.max_chars);
+            let ids = self.prompt_ids(&p, &[]);
+            let start = std::time::Instant::now();
+            let row = {
+                let mut rt = self.rt.borrow_mut();
+                rt.model.reset();
+                let logits = rt
+                    .model
+                    .forward(&ids, Logits::Last)
+                    .map_err(|e| self.fail(e))?;
+                let rows = logits.dim(0).map_err(|e| self.fail(e))?;
+                logits
+                    .get(rows - 1)
+                    .and_then(|r| r.to_vec1::<f32>())
+                    .map_err(|e| self.fail(e))?
+            };
+            let lp = log_softmax(&row);
+            let mass =
+                |ids: &[u32]| -> f64 { ids.iter().map(|&i| (lp[i as usize] as f64).exp()).sum() };
+            let (yes, no) = (mass(&self.yes_ids), mass(&self.no_ids));
+            usage += Usage {
+                calls: 1,
+                prompt_tokens: ids.len(),
+                generated_tokens: 0,
+                seconds: start.elapsed().as_secs_f64(),
+            };
+            raw.push(format!("p(yes)={yes:.6} p(no)={no:.6}"));
+            scores.push((yes + no > 0.0).then(|| 100.0 * (yes - no) / (yes + no)));
+        }
+        let abstained = scores.iter().all(Option::is_none);
+        Ok(Evaluation {
+            mode: EvalMode::Logprob,
+            reasons: vec![None; scores.len()],
+            scores,
+            raw,
+            abstained,
+            notes: Vec::new(),
+            usage,
+        })
+    }
+}
+
+fn usage_of(g: &Generation) -> Usage {
+    Usage {
+        calls: 1,
+        prompt_tokens: g.prompt_ids.len(),
+        generated_tokens: g.tokens.len(),
+        seconds: g.prefill_seconds + g.decode_seconds,
+    }
+}
+
+/// The reasoning part of a response: everything before the final answer's
+/// line.
+fn thought_process(text: &str) -> String {
+    let cut = ["\\boxed", "final answer"]
+        .iter()
+        .filter_map(|m| text.rfind(m))
+        .min()
+        .map(|i| text[..i].rfind('\n').unwrap_or(0))
+        .unwrap_or(text.len());
+    text[..cut].trim_end().to_string()
+}
+
+impl Agent for LocalAgent {
+    fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn propose(&mut self, req: &ProposeRequest) -> Result<Proposal, AgentError> {
+        let p = prompts::propose(&req.task.problem, &req.context, req.max_chars);
+        let ids = self.prompt_ids(&p, &[]);
+        let sampling = req.sampling.clone().unwrap_or_else(|| self.spec.sampling());
+        let g = self.run(
+            &ids,
+            sampling,
+            req.seed,
+            &req.inference_id,
+            req.max_tokens,
+            self.stop_for(&p),
+        )?;
+        let found = grade::extract(&g.text);
+        let answer = found
+            .as_ref()
+            .and_then(|f| grade::canonical(&f.raw, req.task.kind));
+        Ok(Proposal {
+            agent: self.spec.name.clone(),
+            model: self.model_id.clone(),
+            thought_process: thought_process(&g.text),
+            content: g.text.clone(),
+            answer,
+            found: found.map(|f| f.found),
+            finish_reason: serde_json::to_value(g.finish_reason)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            inference_id: req.inference_id.clone(),
+            usage: usage_of(&g),
+        })
+    }
+
+    fn evaluate(&mut self, req: &EvaluateRequest) -> Result<Evaluation, AgentError> {
+        match self.spec.evaluation.unwrap_or(req.mode) {
+            EvalMode::Generative => self.evaluate_generative(req),
+            EvalMode::Logprob => self.evaluate_logprob(req),
+        }
+    }
+}
+
+/// Build the roster's agents, loading each model once.
+pub fn build(roster: &Roster, pool: &mut ModelPool) -> Result<Vec<Box<dyn Agent>>, RuntimeError> {
+    roster
+        .agents
+        .iter()
+        .map(|spec| {
+            let rt = pool.get(&spec.model)?;
+            Ok(Box::new(Memo::new(Box::new(LocalAgent::new(spec.clone(), rt)))) as Box<dyn Agent>)
+        })
+        .collect()
+}
+
+/// Remembers an agent's replies by request, so methods that issue the same
+/// call (round-1 proposals are the plurality vote's ballots and debate's
+/// first round) share it. [`Memo::clear`] between items bounds memory.
+pub struct Memo {
+    inner: Box<dyn Agent>,
+    proposals: HashMap<String, Proposal>,
+    evaluations: HashMap<String, Evaluation>,
+}
+
+impl Memo {
+    pub fn new(inner: Box<dyn Agent>) -> Self {
+        Self {
+            inner,
+            proposals: HashMap::new(),
+            evaluations: HashMap::new(),
+        }
+    }
+}
+
+fn key<T: serde::Serialize>(req: &T) -> String {
+    serde_json::to_string(req).unwrap_or_default()
+}
+
+impl Agent for Memo {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn model_id(&self) -> &str {
+        self.inner.model_id()
+    }
+
+    fn propose(&mut self, req: &ProposeRequest) -> Result<Proposal, AgentError> {
+        let k = key(req);
+        if let Some(p) = self.proposals.get(&k) {
+            return Ok(p.clone());
+        }
+        let p = self.inner.propose(req)?;
+        self.proposals.insert(k, p.clone());
+        Ok(p)
+    }
+
+    fn evaluate(&mut self, req: &EvaluateRequest) -> Result<Evaluation, AgentError> {
+        let k = key(req);
+        if let Some(e) = self.evaluations.get(&k) {
+            return Ok(e.clone());
+        }
+        let e = self.inner.evaluate(req)?;
+        self.evaluations.insert(k, e.clone());
+        Ok(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thought_process_is_the_text_before_the_answer_line() {
+        let t = "Step 1: 2+2=4.\nStep 2: done.\nSo the answer is \\boxed{4}.";
+        assert_eq!(thought_process(t), "Step 1: 2+2=4.\nStep 2: done.");
+        assert_eq!(thought_process("no answer here"), "no answer here");
+    }
+}

@@ -1,0 +1,692 @@
+//! NSED, N-way self-evaluating deliberation (SPEC §3): rounds in which every
+//! agent proposes, every agent scores the others' proposals in one call
+//! (neutral labels, a per-evaluator shuffled order, its own proposal shown as
+//! an anchor and never scored), and a quadratic vote picks the round's winner;
+//! halting by winner conviction. Owns the [`Agent`] seam (local now, NATS
+//! later), the roster configuration, prompts and score parsing.
+
+pub mod local;
+pub mod parse;
+pub mod prompts;
+pub mod roster;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bench::grade::{AnswerKind, Found};
+use crate::sampling::{SamplingParams, Sha256CounterRng};
+use crate::vote::{self, Ballot, Halting, Rule, Tally};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("agent {agent}: {message}")]
+    Failed { agent: String, message: String },
+}
+
+/// Compute spent by one or more model calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub calls: usize,
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    /// Inference time of the calls (prefill + decode).
+    pub seconds: f64,
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, o: Self) {
+        self.calls += o.calls;
+        self.prompt_tokens += o.prompt_tokens;
+        self.generated_tokens += o.generated_tokens;
+        self.seconds += o.seconds;
+    }
+}
+
+impl std::iter::Sum for Usage {
+    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+        let mut total = Self::default();
+        iter.for_each(|u| total += u);
+        total
+    }
+}
+
+/// The problem under deliberation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub problem: String,
+    pub kind: AnswerKind,
+}
+
+/// What a proposer sees besides the problem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum ProposeContext {
+    Fresh,
+    /// NSED round ≥ 2.
+    Revise(Revision),
+    /// Multi-agent debate round ≥ 2 (Du et al.).
+    Debate {
+        own: Option<String>,
+        others: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Revision {
+    pub previous: String,
+    pub previous_score: f64,
+    pub rank: usize,
+    pub of: usize,
+    pub critiques: Vec<Critique>,
+    pub competitors: Vec<Summary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Critique {
+    pub score: f64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub answer: Option<String>,
+    pub score: f64,
+    pub excerpt: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProposeRequest {
+    pub task: Task,
+    pub round: usize,
+    pub context: ProposeContext,
+    /// Overrides the agent's own sampling settings (greedy single-model
+    /// baselines, self-consistency samples).
+    pub sampling: Option<SamplingParams>,
+    pub seed: u64,
+    pub inference_id: String,
+    pub max_tokens: usize,
+    /// How many characters of other texts the prompt may quote.
+    pub max_chars: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub agent: String,
+    pub model: String,
+    /// The reasoning before the final answer.
+    pub thought_process: String,
+    /// The whole response.
+    pub content: String,
+    /// The extracted answer in canonical form (`None`: no answer).
+    pub answer: Option<String>,
+    pub found: Option<Found>,
+    pub finish_reason: String,
+    pub inference_id: String,
+    pub usage: Usage,
+}
+
+/// How evaluators score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum EvalMode {
+    /// The NSED way: the model writes a score per candidate.
+    Generative,
+    /// The model's probability that the candidate is correct, from the
+    /// next-token log-probabilities of a yes/no question, as 100·(2p − 1).
+    Logprob,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub label: String,
+    pub text: String,
+    /// The answer extracted from the text, shown beside it.
+    pub answer: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluateRequest {
+    pub task: Task,
+    pub round: usize,
+    pub anchor: Option<String>,
+    pub anchor_answer: Option<String>,
+    pub candidates: Vec<Candidate>,
+    pub mode: EvalMode,
+    pub seed: u64,
+    pub inference_id: String,
+    pub max_tokens: usize,
+    pub max_chars: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub mode: EvalMode,
+    /// By candidate, in the request's order: the raw endorsement weight.
+    pub scores: Vec<Option<f64>>,
+    pub reasons: Vec<Option<String>>,
+    /// The evaluator's raw replies (two when the first was unreadable).
+    pub raw: Vec<String>,
+    /// No score could be read, even after the retry: the evaluation counts
+    /// as an abstention.
+    pub abstained: bool,
+    pub notes: Vec<String>,
+    pub usage: Usage,
+}
+
+/// A participant: proposes answers and evaluates others' — a model in this
+/// process, or (later) a remote service.
+pub trait Agent {
+    fn name(&self) -> &str;
+    fn model_id(&self) -> &str;
+    fn propose(&mut self, req: &ProposeRequest) -> Result<Proposal, AgentError>;
+    fn evaluate(&mut self, req: &EvaluateRequest) -> Result<Evaluation, AgentError>;
+}
+
+/// Deliberation settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    pub halting: Halting,
+    pub mode: EvalMode,
+    pub max_tokens: usize,
+    pub eval_max_tokens: usize,
+    pub max_chars: usize,
+    pub seed: u64,
+    /// Stop (without evaluating) once every proposal gives the same answer
+    /// and `min_rounds` are done: the protocol's consensus check.
+    pub consensus: bool,
+}
+
+/// One evaluator's call in a round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluationRecord {
+    pub evaluator: String,
+    /// Candidate indices (into the round's candidates) in the order shown.
+    pub shown: Vec<usize>,
+    pub labels: Vec<String>,
+    pub evaluation: Option<Evaluation>,
+    /// Why there is no evaluation (the call failed).
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Round {
+    pub round: usize,
+    /// Index into the roster of each candidate.
+    pub candidates: Vec<usize>,
+    pub proposals: Vec<Proposal>,
+    /// Agents that did not propose, and why.
+    pub abstentions: Vec<(String, String)>,
+    pub evaluations: Vec<EvaluationRecord>,
+    /// `ballots[e][j]`: evaluator e's raw weight for candidate j.
+    pub ballots: Vec<Ballot>,
+    pub quadratic: Tally,
+    /// The same ballots under the linear rule (the score-weighted baseline).
+    pub linear: Tally,
+    pub winner: Option<usize>,
+    /// Every proposal gave the same answer, so nothing was evaluated.
+    pub consensus: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The halting rule was met before max_rounds.
+    Converged,
+    /// Every proposal gave the same answer.
+    Consensus,
+    MaxRounds,
+    /// Fewer than two proposals: nothing to vote on.
+    NoQuorum,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transcript {
+    pub task_id: String,
+    pub rounds: Vec<Round>,
+    pub stop: StopReason,
+    /// The final round's winning proposal.
+    pub winner: Option<Proposal>,
+    pub usage: Usage,
+}
+
+impl Transcript {
+    pub fn answer(&self) -> Option<&str> {
+        self.winner.as_ref().and_then(|p| p.answer.as_deref())
+    }
+}
+
+/// The neutral label of the k-th shown candidate.
+pub fn label(k: usize) -> String {
+    let letter = (b'A' + (k % 26) as u8) as char;
+    format!("Candidate_{letter}")
+}
+
+/// A seeded permutation of `items` (Fisher-Yates over the counter RNG).
+pub fn seeded_permutation(mut items: Vec<usize>, key: &str) -> Vec<usize> {
+    let mut rng = Sha256CounterRng::new(key);
+    for i in (1..items.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        items.swap(i, j);
+    }
+    items
+}
+
+/// Run NSED on one task. `on_round` sees each round as soon as it is tallied.
+pub fn deliberate(
+    agents: &mut [Box<dyn Agent>],
+    task: &Task,
+    s: &Settings,
+    mut on_round: impl FnMut(&Round),
+) -> Transcript {
+    let mut rounds: Vec<Round> = Vec::new();
+    let mut convictions = Vec::new();
+    let stop = loop {
+        let r = rounds.len() + 1;
+        let round = run_round(agents, task, s, r, rounds.last());
+        on_round(&round);
+        let quorum = round.candidates.len() >= 2;
+        let consensus = round.consensus;
+        convictions.push(round.quadratic.conviction);
+        rounds.push(round);
+        if !quorum {
+            break StopReason::NoQuorum;
+        }
+        if consensus {
+            break StopReason::Consensus;
+        }
+        if s.halting.should_stop(r, &convictions) {
+            break if r >= s.halting.max_rounds() {
+                StopReason::MaxRounds
+            } else {
+                StopReason::Converged
+            };
+        }
+    };
+    let winner = rounds
+        .last()
+        .and_then(|r| r.winner.map(|w| r.proposals[w].clone()));
+    let usage = rounds
+        .iter()
+        .flat_map(|r| {
+            r.proposals.iter().map(|p| p.usage).chain(
+                r.evaluations
+                    .iter()
+                    .filter_map(|e| e.evaluation.as_ref().map(|e| e.usage)),
+            )
+        })
+        .sum();
+    Transcript {
+        task_id: task.id.clone(),
+        rounds,
+        stop,
+        winner,
+        usage,
+    }
+}
+
+/// The propose requests of round `r`, built from the previous round.
+pub fn propose_request(
+    task: &Task,
+    s: &Settings,
+    agent: usize,
+    names: &[String],
+    r: usize,
+    prev: Option<&Round>,
+) -> ProposeRequest {
+    let context = prev
+        .and_then(|p| revision(p, agent, s.max_chars))
+        .map_or(ProposeContext::Fresh, ProposeContext::Revise);
+    ProposeRequest {
+        task: task.clone(),
+        round: r,
+        context,
+        sampling: None,
+        seed: s.seed,
+        inference_id: format!("{}/nsed/r{r}/{}/propose", task.id, names[agent]),
+        max_tokens: s.max_tokens,
+        max_chars: s.max_chars,
+    }
+}
+
+fn run_round(
+    agents: &mut [Box<dyn Agent>],
+    task: &Task,
+    s: &Settings,
+    r: usize,
+    prev: Option<&Round>,
+) -> Round {
+    let names: Vec<String> = agents.iter().map(|a| a.name().to_string()).collect();
+    let mut candidates = Vec::new();
+    let mut proposals = Vec::new();
+    let mut abstentions = Vec::new();
+    for (i, agent) in agents.iter_mut().enumerate() {
+        match agent.propose(&propose_request(task, s, i, &names, r, prev)) {
+            Ok(p) => {
+                candidates.push(i);
+                proposals.push(p);
+            }
+            Err(e) => abstentions.push((names[i].clone(), e.to_string())),
+        }
+    }
+    let n = candidates.len();
+    let mut evaluations = Vec::new();
+    let mut ballots = Vec::new();
+    let mut owns = Vec::new();
+    let consensus = s.consensus && n >= 2 && r >= s.halting.min_rounds() && unanimous(&proposals);
+    if n >= 2 && !consensus {
+        for (e, agent) in agents.iter_mut().enumerate() {
+            let own = candidates.iter().position(|&c| c == e);
+            let others: Vec<usize> = (0..n).filter(|&j| Some(j) != own).collect();
+            let key = format!("{}/{}/r{r}/{}/shuffle", s.seed, task.id, names[e]);
+            let shown = seeded_permutation(others, &key);
+            let labels: Vec<String> = (0..shown.len()).map(label).collect();
+            let req = EvaluateRequest {
+                task: task.clone(),
+                round: r,
+                anchor: own.map(|j| proposals[j].content.clone()),
+                anchor_answer: own.and_then(|j| proposals[j].answer.clone()),
+                candidates: shown
+                    .iter()
+                    .zip(&labels)
+                    .map(|(&j, l)| Candidate {
+                        label: l.clone(),
+                        text: proposals[j].content.clone(),
+                        answer: proposals[j].answer.clone(),
+                    })
+                    .collect(),
+                mode: s.mode,
+                seed: s.seed,
+                inference_id: format!("{}/nsed/r{r}/{}/evaluate", task.id, names[e]),
+                max_tokens: s.eval_max_tokens,
+                max_chars: s.max_chars,
+            };
+            let mut ballot: Ballot = vec![None; n];
+            let (evaluation, error) = match agent.evaluate(&req) {
+                Ok(ev) => {
+                    if !ev.abstained {
+                        for (k, &j) in shown.iter().enumerate() {
+                            ballot[j] = ev.scores.get(k).copied().flatten();
+                        }
+                    }
+                    (Some(ev), None)
+                }
+                Err(err) => (None, Some(err.to_string())),
+            };
+            ballots.push(ballot);
+            owns.push(own);
+            evaluations.push(EvaluationRecord {
+                evaluator: names[e].clone(),
+                shown,
+                labels,
+                evaluation,
+                error,
+            });
+        }
+    }
+    let quadratic = vote::tally(&ballots, &owns, n, Rule::Quadratic);
+    let linear = vote::tally(&ballots, &owns, n, Rule::Linear);
+    Round {
+        round: r,
+        winner: if consensus { Some(0) } else { quadratic.winner },
+        consensus,
+        candidates,
+        proposals,
+        abstentions,
+        evaluations,
+        ballots,
+        quadratic,
+        linear,
+    }
+}
+
+/// Whether every proposal has the same (non-empty) answer.
+fn unanimous(proposals: &[Proposal]) -> bool {
+    let first = proposals.first().and_then(|p| p.answer.as_deref());
+    first.is_some() && proposals.iter().all(|p| p.answer.as_deref() == first)
+}
+
+/// Round ≥ 2 context for `agent`: its previous proposal, score and rank, the
+/// critiques it received and short summaries of the competitors.
+fn revision(prev: &Round, agent: usize, max_chars: usize) -> Option<Revision> {
+    let j = prev.candidates.iter().position(|&c| c == agent)?;
+    let scores = &prev.quadratic.scores;
+    let rank = 1 + scores.iter().filter(|&&s| s > scores[j]).count();
+    let critiques = prev
+        .evaluations
+        .iter()
+        .filter_map(|rec| {
+            let ev = rec.evaluation.as_ref()?;
+            let k = rec.shown.iter().position(|&x| x == j)?;
+            let score = ev.scores.get(k).copied().flatten()?;
+            let reason = ev.reasons.get(k).cloned().flatten().unwrap_or_default();
+            Some(Critique { score, reason })
+        })
+        .collect();
+    let competitors = (0..prev.candidates.len())
+        .filter(|&k| k != j)
+        .map(|k| Summary {
+            answer: prev.proposals[k].answer.clone(),
+            score: scores[k],
+            excerpt: prompts::clip(&prev.proposals[k].content, (max_chars / 5).max(120))
+                .replace('\n', " "),
+        })
+        .collect();
+    Some(Revision {
+        previous: prev.proposals[j].content.clone(),
+        previous_score: scores[j],
+        rank,
+        of: prev.candidates.len(),
+        critiques,
+        competitors,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+
+    /// A scripted agent for protocol tests: fixed answers, fixed scores per
+    /// label, and a log of what it was shown.
+    struct Scripted {
+        name: String,
+        answer: String,
+        score: f64,
+        proposals: Rc<RefCell<Vec<ProposeRequest>>>,
+    }
+
+    impl Agent for Scripted {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn model_id(&self) -> &str {
+            "scripted"
+        }
+        fn propose(&mut self, req: &ProposeRequest) -> Result<Proposal, AgentError> {
+            self.proposals.borrow_mut().push(req.clone());
+            Ok(Proposal {
+                agent: self.name.clone(),
+                model: "scripted".into(),
+                thought_process: String::new(),
+                content: format!("{} says \\boxed{{{}}}", self.name, self.answer),
+                answer: Some(self.answer.clone()),
+                found: Some(Found::Boxed),
+                finish_reason: "eos".into(),
+                inference_id: req.inference_id.clone(),
+                usage: Usage {
+                    calls: 1,
+                    prompt_tokens: 10,
+                    generated_tokens: 5,
+                    seconds: 0.1,
+                },
+            })
+        }
+        fn evaluate(&mut self, req: &EvaluateRequest) -> Result<Evaluation, AgentError> {
+            // Endorse candidates whose text carries our own answer.
+            let scores = req
+                .candidates
+                .iter()
+                .map(|c| {
+                    Some(if c.text.contains(&format!("{{{}}}", self.answer)) {
+                        self.score
+                    } else {
+                        -self.score
+                    })
+                })
+                .collect();
+            Ok(Evaluation {
+                mode: req.mode,
+                scores,
+                reasons: vec![Some("because".into()); req.candidates.len()],
+                raw: vec![],
+                abstained: false,
+                notes: vec![],
+                usage: Usage::default(),
+            })
+        }
+    }
+
+    type Log = Rc<RefCell<Vec<ProposeRequest>>>;
+
+    fn logged_agents(answers: &[&str]) -> (Vec<Box<dyn Agent>>, Vec<Log>) {
+        let logs: Vec<Log> = answers.iter().map(|_| Log::default()).collect();
+        let agents = answers
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                Box::new(Scripted {
+                    name: format!("a{i}"),
+                    answer: a.to_string(),
+                    score: 50.0,
+                    proposals: logs[i].clone(),
+                }) as Box<dyn Agent>
+            })
+            .collect();
+        (agents, logs)
+    }
+
+    fn agents(answers: &[&str]) -> Vec<Box<dyn Agent>> {
+        logged_agents(answers).0
+    }
+
+    fn settings(max_rounds: usize) -> Settings {
+        Settings {
+            halting: Halting::Conviction {
+                effort: 0.6,
+                min_rounds: 1,
+                max_rounds,
+            },
+            mode: EvalMode::Generative,
+            max_tokens: 16,
+            eval_max_tokens: 16,
+            max_chars: 1000,
+            seed: 1,
+            consensus: true,
+        }
+    }
+
+    fn task() -> Task {
+        Task {
+            id: "t".into(),
+            problem: "1+1".into(),
+            kind: AnswerKind::Numeric,
+        }
+    }
+
+    #[test]
+    fn majority_answer_wins_and_nobody_scores_itself() {
+        let mut a = agents(&["2", "2", "3"]);
+        let t = deliberate(&mut a, &task(), &settings(3), |_| {});
+        let r = &t.rounds[0];
+        assert_eq!(t.answer(), Some("2"));
+        for (e, rec) in r.evaluations.iter().enumerate() {
+            assert_eq!(rec.shown.len(), 2);
+            assert!(!rec.shown.contains(&e), "evaluator {e} was shown itself");
+            assert_eq!(r.ballots[e][e], None);
+        }
+        // a0 and a1 endorse each other (+0.7071 each) and reject a2 (-0.7071);
+        // a2 rejects both. S = [0, 0, -1.414]: a tie at 0 → lowest index.
+        assert!((r.quadratic.scores[2] + 2f64.sqrt()).abs() < 1e-12);
+        assert_eq!(r.winner, Some(0));
+        // Conviction 0 (a split) never converges: three rounds, and usage is
+        // the sum over calls (3 proposals of 5 tokens per round).
+        assert_eq!(t.rounds.len(), 3);
+        assert_eq!(t.stop, StopReason::MaxRounds);
+        assert_eq!(t.usage.generated_tokens, 45);
+    }
+
+    #[test]
+    fn identical_answers_stop_by_consensus_before_evaluating() {
+        let mut a = agents(&["2", "2", "2"]);
+        let t = deliberate(&mut a, &task(), &settings(3), |_| {});
+        assert_eq!(t.rounds.len(), 1);
+        assert_eq!(t.stop, StopReason::Consensus);
+        assert!(t.rounds[0].evaluations.is_empty());
+        assert_eq!(t.answer(), Some("2"));
+        // Without the consensus check, everyone endorses everyone: conviction
+        // is 1/n, below the effort, so the vote never converges.
+        let mut s = settings(2);
+        s.consensus = false;
+        let t = deliberate(&mut a, &task(), &s, |_| {});
+        assert_eq!(t.rounds.len(), 2);
+        assert!((t.rounds[0].quadratic.conviction - 1.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn mutual_endorsement_of_two_is_a_split() {
+        let mut a = agents(&["2", "2"]);
+        let t = deliberate(
+            &mut a,
+            &task(),
+            &{
+                let mut s = settings(3);
+                s.consensus = false;
+                s
+            },
+            |_| {},
+        );
+        // Each endorses the other: ns = [1, 1], conviction 0.5 < 0.6.
+        assert_eq!(t.rounds.len(), 3);
+        assert!((t.rounds[0].quadratic.conviction - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn split_vote_runs_to_max_rounds_with_revision_context() {
+        let (mut a, logs) = logged_agents(&["1", "2", "3"]);
+        let t = deliberate(&mut a, &task(), &settings(2), |_| {});
+        assert_eq!(t.rounds.len(), 2);
+        assert_eq!(t.stop, StopReason::MaxRounds);
+        // Round 2 proposals carry the previous proposal and 2 critiques.
+        let log = logs[0].borrow();
+        match &log[1].context {
+            ProposeContext::Revise(r) => {
+                assert_eq!(r.critiques.len(), 2);
+                assert_eq!(r.competitors.len(), 2);
+                assert!(r.previous.contains("\\boxed{1}"));
+            }
+            other => panic!("round 2 context: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn order_is_shuffled_per_evaluator_and_seeded() {
+        let a = seeded_permutation((0..8).collect(), "k1");
+        let b = seeded_permutation((0..8).collect(), "k1");
+        let c = seeded_permutation((0..8).collect(), "k2");
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_single_proposal_is_no_quorum() {
+        let mut a = agents(&["2"]);
+        let t = deliberate(&mut a, &task(), &settings(3), |_| {});
+        assert_eq!(t.stop, StopReason::NoQuorum);
+        assert!(t.rounds[0].evaluations.is_empty());
+    }
+}

@@ -1,0 +1,246 @@
+//! Roster files (`configs/*.toml`): which models deliberate, under which
+//! names, with which sampling settings, plus the deliberation and baseline
+//! settings. Unknown keys are errors, so a typo cannot silently change a run.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::EvalMode;
+use crate::sampling::SamplingParams;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RosterError {
+    #[error("cannot read roster {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("roster {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Roster {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub deliberation: DeliberationConfig,
+    #[serde(default)]
+    pub baselines: BaselineConfig,
+    #[serde(rename = "agent")]
+    pub agents: Vec<AgentSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliberationConfig {
+    pub max_rounds: usize,
+    pub min_rounds: usize,
+    /// Winner conviction needed to stop early (SPEC §3 default 0.6).
+    pub effort: f64,
+    /// `conviction` (the paper's simple reading) or `evidence`.
+    pub halting: String,
+    /// λ of the accumulated-evidence rule.
+    pub lambda: f64,
+    pub evaluation: EvalMode,
+    /// New tokens an evaluator may write.
+    pub eval_max_tokens: usize,
+    /// Characters of each other text a prompt may quote (the end is kept).
+    pub candidate_chars: usize,
+    /// The consensus check: stop without evaluating once every proposal
+    /// gives the same answer.
+    pub consensus_stop: bool,
+}
+
+impl Default for DeliberationConfig {
+    fn default() -> Self {
+        Self {
+            max_rounds: 3,
+            min_rounds: 1,
+            effort: 0.6,
+            halting: "conviction".into(),
+            lambda: 1.0,
+            evaluation: EvalMode::Generative,
+            eval_max_tokens: 160,
+            candidate_chars: 1500,
+            consensus_stop: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BaselineConfig {
+    /// The model sampled for self-consistency (default: the first agent's).
+    pub self_consistency_model: Option<String>,
+    pub self_consistency_k: usize,
+    pub self_consistency_temperature: f64,
+    /// Rounds of multi-agent debate, the first being independent answers.
+    pub debate_rounds: usize,
+}
+
+impl Default for BaselineConfig {
+    fn default() -> Self {
+        Self {
+            self_consistency_model: None,
+            self_consistency_k: 5,
+            self_consistency_temperature: 0.7,
+            debate_rounds: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSpec {
+    /// Unique within the roster; letters, digits, `-` and `_` only (it names
+    /// NATS subjects later).
+    pub name: String,
+    /// Registry id or GGUF path.
+    pub model: String,
+    /// A system message (default: the model's own).
+    #[serde(default)]
+    pub system: Option<String>,
+    #[serde(default)]
+    pub temperature: f64,
+    #[serde(default = "one")]
+    pub top_p: f64,
+    #[serde(default)]
+    pub top_k: usize,
+    /// Added to the run's seed, so identical models sample differently.
+    #[serde(default)]
+    pub seed_offset: u64,
+    /// Overrides the roster's evaluation mode for this agent.
+    #[serde(default)]
+    pub evaluation: Option<EvalMode>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl AgentSpec {
+    pub fn sampling(&self) -> SamplingParams {
+        SamplingParams {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            ..SamplingParams::default()
+        }
+    }
+}
+
+/// Whether `name` is usable as an agent id (and a NATS subject token).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+impl Roster {
+    pub fn load(path: &Path) -> Result<Self, RosterError> {
+        let text = std::fs::read_to_string(path).map_err(|source| RosterError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let invalid = |message: String| RosterError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let roster: Roster = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        roster.check().map_err(invalid)?;
+        Ok(roster)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.agents.len() < 2 {
+            return Err("a deliberation needs at least 2 agents (quorum)".into());
+        }
+        for (i, a) in self.agents.iter().enumerate() {
+            if !valid_name(&a.name) {
+                return Err(format!(
+                    "agent name `{}` must be 1-64 letters, digits, `-` or `_`",
+                    a.name
+                ));
+            }
+            if self.agents[..i].iter().any(|b| b.name == a.name) {
+                return Err(format!("agent name `{}` is used twice", a.name));
+            }
+            if !(0.0..=5.0).contains(&a.temperature) || !(0.0..=1.0).contains(&a.top_p) {
+                return Err(format!(
+                    "agent `{}`: temperature in [0, 5], top_p in [0, 1]",
+                    a.name
+                ));
+            }
+        }
+        let d = &self.deliberation;
+        if d.min_rounds == 0 || d.max_rounds < d.min_rounds {
+            return Err("deliberation: need 1 ≤ min_rounds ≤ max_rounds".into());
+        }
+        if !(0.0..=1.0).contains(&d.effort) {
+            return Err("deliberation.effort must be in [0, 1]".into());
+        }
+        if !matches!(d.halting.as_str(), "conviction" | "evidence") {
+            return Err(format!(
+                "deliberation.halting `{}`: use `conviction` or `evidence`",
+                d.halting
+            ));
+        }
+        if self.baselines.self_consistency_k == 0 || self.baselines.debate_rounds == 0 {
+            return Err("baselines: self_consistency_k and debate_rounds must be ≥ 1".into());
+        }
+        Ok(())
+    }
+
+    /// The self-consistency model: configured, else the first agent's.
+    pub fn self_consistency_model(&self) -> &str {
+        self.baselines
+            .self_consistency_model
+            .as_deref()
+            .unwrap_or(&self.agents[0].model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Roster, String> {
+        let r: Roster = toml::from_str(text).map_err(|e| e.to_string())?;
+        r.check()?;
+        Ok(r)
+    }
+
+    const TWO: &str = "name = \"t\"\n[[agent]]\nname = \"a\"\nmodel = \"m\"\n[[agent]]\nname = \"b\"\nmodel = \"m\"\n";
+
+    #[test]
+    fn defaults_and_checks() {
+        let r = parse(TWO).unwrap();
+        assert_eq!(r.deliberation.max_rounds, 3);
+        assert_eq!(r.self_consistency_model(), "m");
+        assert!(parse(&TWO.replace("name = \"b\"", "name = \"a\""))
+            .unwrap_err()
+            .contains("twice"));
+        assert!(parse(&TWO.replace("name = \"b\"", "name = \"b.c\""))
+            .unwrap_err()
+            .contains("letters"));
+        let typo = format!("{TWO}[deliberation]\nmax_round = 2\n");
+        assert!(parse(&typo).unwrap_err().contains("unknown field"));
+        let one = "name = \"t\"\n[[agent]]\nname = \"a\"\nmodel = \"m\"\n";
+        assert!(parse(one).unwrap_err().contains("at least 2"));
+    }
+
+    #[test]
+    fn shipped_rosters_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        for name in ["consumer.toml", "high-perf.toml", "homogeneous.toml"] {
+            let r = Roster::load(&dir.join(name)).unwrap();
+            assert_eq!(r.agents.len(), 3, "{name}");
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! `nsed bench` and `nsed deliberate` end to end on the real models: every
+//! method on three GSM8K items, a run killed mid-way and resumed without
+//! duplicates, the result files, and clear errors on bad input.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nsed::bench::grade::{same_answer, AnswerKind, Outcome};
+use nsed::bench::{ItemRecord, Meta};
+
+fn nsed_cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nsed"));
+    c.args(args)
+        .env("RAYON_NUM_THREADS", "2")
+        .env_remove("NSED_DATA_DIR");
+    c
+}
+
+fn nsed(args: &[&str]) -> Output {
+    nsed_cmd(args).output().expect("nsed runs")
+}
+
+fn complete_lines(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| t.matches('\n').count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
+    let data = common::shared_dir().join("datasets");
+    let data = data.to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let out_s = out.to_str().unwrap();
+    let args = [
+        "bench",
+        "gsm8k",
+        "--data-dir",
+        data,
+        "--limit",
+        "3",
+        "--max-tokens",
+        "192",
+        "--rounds",
+        "2",
+        "--sc-k",
+        "3",
+        "--seed",
+        "5",
+        "--out",
+        out_s,
+    ];
+
+    // Start, wait for the first item's line, then kill -9 mid-run.
+    let mut child = nsed_cmd(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let items = out.join("items.jsonl");
+    let start = Instant::now();
+    while complete_lines(&items) < 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(1200),
+            "no item finished in 20 min"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "nsed exited before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = complete_lines(&items);
+    assert!(before < 3, "the kill came too late to test resume");
+    // A crash in the middle of a write leaves a torn line.
+    let mut torn = std::fs::read(&items).unwrap();
+    torn.extend_from_slice(b"{\"item\":\"gsm8k-2\",\"gold\":\"3");
+    std::fs::write(&items, torn).unwrap();
+
+    // Without --resume the run directory is refused; with other settings too.
+    let o = nsed(&args);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--resume"));
+    let mut changed = args.to_vec();
+    changed[7] = "100";
+    changed.push("--resume");
+    let o = nsed(&changed);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("different settings") && err.contains("settings"),
+        "{err}"
+    );
+
+    let mut resumed = args.to_vec();
+    resumed.push("--resume");
+    let o = nsed(&resumed);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("({before} done before)")),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("| nsed |") && stdout.contains("Wilson"),
+        "{stdout}"
+    );
+
+    // Exactly the three items, each once, each with every method.
+    let text = std::fs::read_to_string(&items).unwrap();
+    let records: Vec<ItemRecord> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<&str> = records.iter().map(|r| r.item.as_str()).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert_eq!(
+        ids.iter().copied().collect::<BTreeSet<_>>(),
+        BTreeSet::from(["gsm8k-0", "gsm8k-1", "gsm8k-2"])
+    );
+    let expected: BTreeSet<String> = [
+        "nsed",
+        "qv",
+        "weighted",
+        "plurality",
+        "debate",
+        "self-consistency",
+        "single:smollm2-135m",
+        "single:gemma3-270m",
+        "single:qwen2.5-coder-0.5b",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for rec in &records {
+        assert_eq!(
+            rec.results.keys().cloned().collect::<BTreeSet<_>>(),
+            expected,
+            "{}",
+            rec.item
+        );
+        for (m, r) in &rec.results {
+            // The recorded outcome is the grade of the recorded answer.
+            let want = match &r.answer {
+                None => Outcome::NoAnswer,
+                Some(a) if same_answer(a, &rec.gold, AnswerKind::Numeric) => Outcome::Correct,
+                Some(_) => Outcome::Wrong,
+            };
+            assert_eq!(r.outcome, want, "{} {m}", rec.item);
+            assert!(
+                r.usage.calls >= 1 && r.usage.prompt_tokens > 0,
+                "{} {m}",
+                rec.item
+            );
+            assert!(
+                r.usage.generated_tokens > 0 && r.usage.seconds > 0.0,
+                "{} {m}",
+                rec.item
+            );
+            assert!(
+                r.usage.generated_tokens <= r.usage.calls * 192,
+                "{} {m}",
+                rec.item
+            );
+        }
+        let nsed = rec.nsed.as_ref().expect("transcript");
+        let r1 = &nsed.rounds[0];
+        // Greedy agents: the single-model answers and debate's first round
+        // are NSED's round-1 proposals (shared calls, same tokens).
+        assert_eq!(rec.single.len(), 3);
+        for p in &rec.single {
+            let q = r1.proposals.iter().find(|q| q.agent == p.agent).unwrap();
+            assert_eq!(p.content, q.content);
+        }
+        assert_eq!(rec.debate.len(), 2);
+        assert_eq!(rec.debate[0].len(), 3);
+        assert_eq!(rec.self_consistency.len(), 3);
+        // Sampled self-consistency draws differ from one another somewhere.
+        let sc: BTreeSet<&str> = rec
+            .self_consistency
+            .iter()
+            .map(|p| p.content.as_str())
+            .collect();
+        assert!(sc.len() > 1, "{}: identical samples", rec.item);
+        // Single-model usage sums to the plurality's.
+        let single: usize = rec.single.iter().map(|p| p.usage.generated_tokens).sum();
+        assert_eq!(single, rec.results["plurality"].usage.generated_tokens);
+        // Nobody scored itself; every evaluator saw the others.
+        for (e, rec_e) in r1.evaluations.iter().enumerate() {
+            assert_eq!(r1.ballots[e][e], None);
+            assert_eq!(rec_e.shown.len(), 2);
+        }
+        assert!(nsed.rounds.len() <= 2);
+    }
+
+    // Result files.
+    let meta: Meta =
+        serde_json::from_str(&std::fs::read_to_string(out.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta.runs.len(), 2, "the crashed run and the resumed one");
+    assert!(meta
+        .runs
+        .iter()
+        .all(|r| r.models.len() == 3 && !r.commit.is_empty()));
+    assert_eq!(
+        meta.fingerprint.dataset_sha256,
+        "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14"
+    );
+    let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + expected.len(), "{csv}");
+    assert!(csv.lines().all(|l| l.split(',').count() == 10));
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md.contains("McNemar") && md.contains("3 items"), "{md}");
+}
+
+#[test]
+fn deliberate_prints_a_transcript() {
+    let o = nsed(&[
+        "deliberate",
+        "--kind",
+        "numeric",
+        "--rounds",
+        "1",
+        "--max-tokens",
+        "96",
+        "What is 12 plus 30? Answer with a number.",
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("== round 1"), "{stdout}");
+    assert!(stdout.contains("stopped after 1 round"), "{stdout}");
+    assert!(stdout.contains("answer: "), "{stdout}");
+    assert!(
+        stdout.contains("prompt +") && stdout.contains("generated tokens"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bench_bad_input_is_a_clear_error() {
+    let data = common::shared_dir().join("datasets");
+    let data = data.to_str().unwrap();
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["bench", "gsm9k", "--data-dir", data],
+            "unknown dataset `gsm9k`",
+        ),
+        (&["bench", "gsm8k"], "NSED_DATA_DIR"),
+        (
+            &["bench", "gsm8k", "--data-dir", "/nonexistent"],
+            "/nonexistent/gsm8k/test.jsonl",
+        ),
+        (
+            &[
+                "bench",
+                "gsm8k",
+                "--data-dir",
+                data,
+                "--config",
+                "/nonexistent.toml",
+            ],
+            "cannot read roster",
+        ),
+        (
+            &["bench", "gsm8k", "--data-dir", data, "--ids", "gsm8k-99999"],
+            "unknown item id",
+        ),
+        (
+            &["bench", "gsm8k", "--data-dir", data, "--effort", "2"],
+            "--effort",
+        ),
+    ];
+    for (args, want) in cases {
+        let o = nsed(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    let o = nsed(&["bench", "gsm8k", "--method", "magic"]);
+    assert_eq!(o.status.code(), Some(2));
+}
