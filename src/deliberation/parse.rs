@@ -49,24 +49,31 @@ fn find_label(line: &str) -> Option<(char, usize)> {
     None
 }
 
-/// The first number in `s` (sign included) and the byte offset after it.
+/// The first standalone number in `s` (sign included) and the byte offset
+/// after it. A number glued to a letter ("3x") is algebra, not a score.
 fn first_number(s: &str) -> Option<(f64, usize)> {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        if b[i].is_ascii_digit() {
-            let mut start = i;
-            if i > 0 && (b[i - 1] == b'-' || b[i - 1] == b'+') {
-                start = i - 1;
-            }
-            let mut end = i;
-            while end < b.len() && (b[end].is_ascii_digit() || b[end] == b'.') {
-                end += 1;
-            }
-            let text = s[start..end].trim_end_matches('.');
-            return text.parse().ok().map(|v| (v, start + text.len()));
+        if !b[i].is_ascii_digit() || (i > 0 && b[i - 1].is_ascii_alphanumeric()) {
+            i += 1;
+            continue;
         }
-        i += 1;
+        let start = if i > 0 && (b[i - 1] == b'-' || b[i - 1] == b'+') {
+            i - 1
+        } else {
+            i
+        };
+        let mut end = i;
+        while end < b.len() && (b[end].is_ascii_digit() || b[end] == b'.') {
+            end += 1;
+        }
+        if b.get(end).is_some_and(u8::is_ascii_alphabetic) {
+            i = end;
+            continue;
+        }
+        let text = s[start..end].trim_end_matches('.');
+        return text.parse().ok().map(|v| (v, start + text.len()));
     }
     None
 }
@@ -200,6 +207,33 @@ mod tests {
         assert_eq!(p.scores, vec![None, None]);
         let p = parse_scores("The candidates are all great, 100 points each!", &labels(2));
         assert_eq!(p.valid(), 0, "a number with no label is not a score");
+    }
+
+    #[test]
+    fn replies_seen_from_the_packaged_models() {
+        // smollm2-135m repeating itself: the first score per label is kept.
+        let p = parse_scores(
+            "Candidate_A: 100\nCandidate_B: 50\n\nCandidate_A: 100\nCandidate_B: 50",
+            &labels(2),
+        );
+        assert_eq!(p.scores, vec![Some(100.0), Some(50.0)]);
+        assert_eq!(p.notes.len(), 2);
+        // smollm2-135m answering the problem instead of scoring: nothing.
+        let p = parse_scores(
+            "A: 1. First, we need to find the total number of bolts.\n2. We multiply 2 by 3.",
+            &labels(2),
+        );
+        assert_eq!(p.valid(), 0);
+        // qwen2.5-coder-0.5b, as asked.
+        let p = parse_scores(
+            "Candidate_A: -100 | The final answer is 20.\nCandidate_B: -50 | The final answer is 2.",
+            &labels(2),
+        );
+        assert_eq!(p.scores, vec![Some(-100.0), Some(-50.0)]);
+        assert_eq!(p.reasons[0].as_deref(), Some("The final answer is 20."));
+        // smollm2-135m writing algebra after a label: no score in it.
+        let p = parse_scores("Candidate_A: 3x + 2x = 4x x 2x", &labels(1));
+        assert_eq!(p.valid(), 0);
     }
 
     #[test]

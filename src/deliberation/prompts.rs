@@ -59,7 +59,12 @@ pub fn propose(problem: &str, context: &ProposeContext, max_chars: usize) -> Pro
             } else {
                 s.push_str("\nCritiques of your solution from the other agents:\n");
                 for c in &r.critiques {
-                    s.push_str(&format!("- score {:+.0}: {}\n", c.score, c.reason));
+                    let reason = if c.reason.is_empty() {
+                        "(no reason given)"
+                    } else {
+                        c.reason.as_str()
+                    };
+                    s.push_str(&format!("- score {:+.0}: {reason}\n", c.score));
                 }
             }
             if !r.competitors.is_empty() {
