@@ -215,7 +215,7 @@ pub fn bench_cmd(args: BenchArgs) -> Result<()> {
         items.len() - todo.len(),
         methods
             .iter()
-            .map(|m| format!("{m:?}").to_lowercase())
+            .filter_map(|m| serde_json::to_value(m).ok()?.as_str().map(str::to_string))
             .collect::<Vec<_>>()
             .join(","),
         roster.name,
