@@ -9,10 +9,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use nsed::bench::datasets::{self, Selection};
 use nsed::bench::grade::{AnswerKind, Outcome};
-use nsed::bench::{self, Fingerprint, Harness, ItemRecord, Method, RunDir, RunInfo};
+use nsed::bench::{self, Fingerprint, Harness, ItemRecord, Meta, Method, RunDir, RunInfo};
 use nsed::deliberation::local::{self, LocalAgent, ModelPool};
 use nsed::deliberation::roster::{AgentSpec, Roster};
-use nsed::deliberation::{self, EvalMode, Round, Settings, Task, Transcript};
+use nsed::deliberation::{self, EvalMode, Round, Task, Transcript};
 use nsed::sampling::SamplingParams;
 
 /// Deliberation overrides shared by `bench` and `deliberate`.
@@ -243,47 +243,64 @@ pub fn bench_cmd(args: BenchArgs) -> Result<()> {
         }
     }
     bar.finish_and_clear();
-    let records = bench::read_records(&out)?;
-    let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
-    let (summaries, pairs) = bench::summarize(&records, &ids);
-    let header = summary_header(&dataset, &roster, &settings, &info, &out, ids.len());
-    let md = bench::write_summary(&out, &header, &summaries, &pairs)?;
-    println!("{md}");
+    println!("{}", report_run(&out)?);
     Ok(())
 }
 
-fn summary_header(
-    dataset: &datasets::Dataset,
-    roster: &Roster,
-    s: &Settings,
-    info: &RunInfo,
-    out: &Path,
-    n: usize,
-) -> String {
-    let models: Vec<String> = info
-        .models
-        .iter()
-        .map(|(id, sha)| format!("{id} ({})", &sha[..sha.len().min(12)]))
-        .collect();
-    format!(
-        "# {} · roster `{}` · {n} items\n\n\
-         - command: `{}`\n- commit {} · {} · {} · {} threads\n- models: {}\n- dataset sha256 {}\n\
-         - settings: {} · max_tokens {} · eval {:?} · seed {} · items in `{}/items.jsonl`\n",
-        dataset.name,
-        roster.name,
-        info.command.join(" "),
-        info.commit,
-        info.started,
-        info.host_cpu,
-        info.threads,
-        models.join(", "),
-        dataset.sha256,
+/// `nsed report bench DIR`: the summary of a run directory (finished or not).
+pub fn report_bench_cmd(dir: &Path) -> Result<()> {
+    println!("{}", report_run(dir)?);
+    Ok(())
+}
+
+/// Summarize the items done in a run directory; writes summary.md and
+/// summary.csv there and returns the markdown.
+fn report_run(dir: &Path) -> Result<String> {
+    let meta_path = dir.join("meta.json");
+    let text = std::fs::read_to_string(&meta_path)
+        .with_context(|| format!("{} is not a bench run directory", dir.display()))?;
+    let meta: Meta =
+        serde_json::from_str(&text).with_context(|| format!("{}", meta_path.display()))?;
+    let records = bench::read_records(dir)?;
+    let ids: Vec<String> = records.iter().map(|r| r.item.clone()).collect();
+    let (summaries, pairs) = bench::summarize(&records, &ids);
+    let header = summary_header(&meta, dir, ids.len());
+    Ok(bench::write_summary(dir, &header, &summaries, &pairs)?)
+}
+
+fn summary_header(meta: &Meta, dir: &Path, n: usize) -> String {
+    let fp = &meta.fingerprint;
+    let s = &fp.settings;
+    let mut out = format!(
+        "# {} · roster `{}` · {n} items\n\n- dataset sha256 {} · selection {}\n\
+         - halting {} · max_tokens {} · eval {:?} · seed {} · items in `{}/items.jsonl`\n",
+        fp.dataset,
+        fp.roster.name,
+        fp.dataset_sha256,
+        serde_json::to_string(&fp.selection).unwrap_or_default(),
         serde_json::to_string(&s.halting).unwrap_or_default(),
         s.max_tokens,
         s.mode,
         s.seed,
-        out.display()
-    )
+        dir.display()
+    );
+    for info in &meta.runs {
+        let models: Vec<String> = info
+            .models
+            .iter()
+            .map(|(id, sha)| format!("{id} ({})", &sha[..sha.len().min(12)]))
+            .collect();
+        out.push_str(&format!(
+            "- run {} · commit {} · {} · {} threads · models {}\n  `{}`\n",
+            info.started,
+            info.commit,
+            info.host_cpu,
+            info.threads,
+            models.join(", "),
+            info.command.join(" ")
+        ));
+    }
+    out
 }
 
 fn progress(len: u64, done: u64) -> ProgressBar {

@@ -70,6 +70,19 @@ enum Command {
     /// answers, the score matrix, the quadratic votes, the winner and why it
     /// stopped.
     Deliberate(bench_cli::DeliberateArgs),
+    /// Summaries of finished or partial runs.
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Rewrite summary.md and summary.csv of a `nsed bench` run directory
+    /// from its items.jsonl (also for a run that was killed), and print them.
+    Bench {
+        /// The run directory (holds meta.json and items.jsonl).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -340,6 +353,7 @@ fn run_simple(command: Command) -> Result<()> {
         Command::Tokenize(args) => tokenize(args),
         Command::Bench(args) => bench_cli::bench_cmd(args),
         Command::Deliberate(args) => bench_cli::deliberate_cmd(args),
+        Command::Report(ReportCommand::Bench { dir }) => bench_cli::report_bench_cmd(&dir),
         Command::Generate(args) => generate_cmd(args),
         Command::Perplexity(args) => perplexity_cmd(args),
         Command::Perf(args) => perf(args),

@@ -747,6 +747,9 @@ pub fn settings_from(
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
     use super::*;
 
     #[test]
@@ -763,6 +766,213 @@ mod tests {
             Method::expand(&[Method::Qv, Method::Nsed, Method::Qv]),
             vec![Method::Nsed, Method::Qv]
         );
+    }
+
+    /// Answers `answers[k % len]` on its k-th proposal; endorses texts that
+    /// carry its latest answer.
+    struct Fixed {
+        name: String,
+        answers: Vec<&'static str>,
+        calls: usize,
+        last: String,
+        /// Proposals actually computed (shared by every agent of a harness).
+        computed: Rc<Cell<usize>>,
+    }
+
+    impl Agent for Fixed {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn model_id(&self) -> &str {
+            &self.name
+        }
+        fn propose(&mut self, req: &ProposeRequest) -> Result<Proposal, deliberation::AgentError> {
+            let a = self.answers[self.calls % self.answers.len()];
+            self.calls += 1;
+            self.computed.set(self.computed.get() + 1);
+            self.last = a.to_string();
+            Ok(Proposal {
+                agent: self.name.clone(),
+                model: self.name.clone(),
+                thought_process: String::new(),
+                content: format!("\\boxed{{{a}}}"),
+                answer: Some(a.to_string()),
+                found: None,
+                finish_reason: "eos".into(),
+                inference_id: req.inference_id.clone(),
+                usage: Usage {
+                    calls: 1,
+                    prompt_tokens: 7,
+                    generated_tokens: 3,
+                    seconds: 0.5,
+                },
+            })
+        }
+        fn evaluate(
+            &mut self,
+            req: &deliberation::EvaluateRequest,
+        ) -> Result<deliberation::Evaluation, deliberation::AgentError> {
+            let scores = req
+                .candidates
+                .iter()
+                .map(|c| {
+                    Some(if c.answer.as_deref() == Some(&self.last) {
+                        80.0
+                    } else {
+                        -20.0
+                    })
+                })
+                .collect();
+            Ok(deliberation::Evaluation {
+                mode: req.mode,
+                scores,
+                reasons: vec![None; req.candidates.len()],
+                raw: vec![],
+                abstained: false,
+                notes: vec![],
+                usage: Usage {
+                    calls: 1,
+                    prompt_tokens: 11,
+                    generated_tokens: 2,
+                    seconds: 0.25,
+                },
+            })
+        }
+    }
+
+    fn harness(
+        answers: [Vec<&'static str>; 3],
+        sc: Vec<&'static str>,
+    ) -> (Harness, Rc<Cell<usize>>) {
+        let computed = Rc::new(Cell::new(0));
+        let agents: Vec<Box<dyn Agent>> = answers
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| {
+                Box::new(crate::deliberation::local::Memo::new(Box::new(Fixed {
+                    name: format!("m{i}"),
+                    answers: a,
+                    calls: 0,
+                    last: String::new(),
+                    computed: computed.clone(),
+                }))) as Box<dyn Agent>
+            })
+            .collect();
+        let spec = |i: usize| AgentSpec {
+            name: format!("m{i}"),
+            model: format!("m{i}"),
+            system: None,
+            temperature: 0.0,
+            top_p: 1.0,
+            top_k: 0,
+            seed_offset: 0,
+            evaluation: None,
+        };
+        let h = Harness {
+            agents,
+            specs: (0..3).map(spec).collect(),
+            sc: Box::new(Fixed {
+                name: "sc".into(),
+                answers: sc,
+                calls: 0,
+                last: String::new(),
+                computed: Rc::new(Cell::new(0)),
+            }),
+            sc_params: SamplingParams {
+                temperature: 0.7,
+                ..SamplingParams::default()
+            },
+            sc_k: 3,
+            debate_rounds: 2,
+        };
+        (h, computed)
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            halting: Halting::Conviction {
+                effort: 0.6,
+                min_rounds: 1,
+                max_rounds: 2,
+            },
+            mode: deliberation::EvalMode::Generative,
+            max_tokens: 8,
+            eval_max_tokens: 8,
+            max_chars: 100,
+            seed: 3,
+            consensus: true,
+        }
+    }
+
+    #[test]
+    fn every_method_on_one_item_with_shared_calls() {
+        // Round 1: 7, 7, 9 (the majority is right); the third agent then
+        // keeps 9 in later rounds and debate.
+        let (mut h, computed) = harness([vec!["7"], vec!["7"], vec!["9"]], vec!["7", "9", "9"]);
+        let item = Item {
+            id: "i".into(),
+            problem: "p".into(),
+            answer: "7".into(),
+        };
+        let all = Method::expand(&[Method::All]);
+        let rec = run_item(&mut h, &item, AnswerKind::Numeric, &all, &settings());
+        let got = |m: &str| rec.results[m].answer.clone();
+        assert_eq!(got("plurality").as_deref(), Some("7"));
+        assert_eq!(
+            got("self-consistency").as_deref(),
+            Some("9"),
+            "maj@3 of 7, 9, 9"
+        );
+        assert_eq!(rec.results["self-consistency"].outcome, Outcome::Wrong);
+        assert_eq!(got("nsed").as_deref(), Some("7"));
+        assert_eq!(got("qv").as_deref(), Some("7"));
+        assert_eq!(got("weighted").as_deref(), Some("7"));
+        assert_eq!(got("debate").as_deref(), Some("7"));
+        for m in ["single:m0", "single:m1"] {
+            assert_eq!(rec.results[m].outcome, Outcome::Correct);
+        }
+        assert_eq!(rec.results["single:m2"].outcome, Outcome::Wrong);
+        // Charged costs: plurality = 3 proposals; qv = 3 proposals + 3
+        // evaluations; debate = 2 rounds of 3 proposals; sc = 3 samples.
+        let u = |m: &str| rec.results[m].usage;
+        assert_eq!(u("plurality").calls, 3);
+        assert_eq!(u("qv").calls, 6);
+        assert_eq!(u("qv").prompt_tokens, 3 * 7 + 3 * 11);
+        assert_eq!(u("weighted"), u("qv"));
+        assert_eq!(u("debate").calls, 6);
+        assert_eq!(u("self-consistency").generated_tokens, 9);
+        assert!(u("nsed").calls >= u("qv").calls);
+        // Round-1 proposals are computed once for single, plurality, debate
+        // and NSED: 3, plus NSED's round 2 (no consensus: 7, 7, 9) and
+        // debate's round 2, 3 each.
+        assert_eq!(computed.get(), 9);
+        assert_eq!(rec.self_consistency.len(), 3);
+        assert_eq!(rec.debate.len(), 2);
+        assert!(
+            rec.qv.is_none(),
+            "qv comes from NSED's round 1 when NSED runs"
+        );
+    }
+
+    #[test]
+    fn qv_alone_runs_one_round() {
+        let (mut h, _) = harness([vec!["1"], vec!["2"], vec!["2"]], vec!["2"]);
+        let item = Item {
+            id: "j".into(),
+            problem: "p".into(),
+            answer: "2".into(),
+        };
+        let rec = run_item(
+            &mut h,
+            &item,
+            AnswerKind::Numeric,
+            &[Method::Qv],
+            &settings(),
+        );
+        let t = rec.qv.as_ref().expect("one-round transcript");
+        assert_eq!(t.rounds.len(), 1);
+        assert_eq!(rec.results["qv"].answer.as_deref(), Some("2"));
+        assert_eq!(rec.results.len(), 1);
     }
 
     #[test]
