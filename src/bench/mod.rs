@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::deliberation::roster::{AgentSpec, Roster};
 use crate::deliberation::{
-    self, Agent, Proposal, ProposeContext, ProposeRequest, Round, Settings, Task, Transcript, Usage,
+    self, Agent, Proposal, ProposeContext, ProposeRequest, Settings, Task, Transcript, Usage,
 };
 use crate::report::{self, MethodSummary, Paired};
 use crate::sampling::SamplingParams;
@@ -182,18 +182,6 @@ fn vote_answers(props: &[Proposal], key: &str) -> Option<String> {
     vote::plurality(&answers, &rank).map(str::to_string)
 }
 
-fn round_usage(r: &Round) -> Usage {
-    r.proposals
-        .iter()
-        .map(|p| p.usage)
-        .chain(
-            r.evaluations
-                .iter()
-                .filter_map(|e| e.evaluation.as_ref().map(|e| e.usage)),
-        )
-        .sum()
-}
-
 /// Run every requested method on one item.
 pub fn run_item(
     h: &mut Harness,
@@ -256,7 +244,7 @@ pub fn run_item(
                 r
             }
         };
-        let usage = round_usage(&one);
+        let usage = one.usage();
         let pick = |w: Option<usize>| w.and_then(|w| one.proposals[w].answer.clone());
         if has(Method::Qv) {
             let a = pick(one.quadratic.winner);

@@ -347,7 +347,8 @@ pub fn build(roster: &Roster, pool: &mut ModelPool) -> Result<Vec<Box<dyn Agent>
 
 /// Remembers an agent's replies by request, so methods that issue the same
 /// call (round-1 proposals are the plurality vote's ballots and debate's
-/// first round) share it. [`Memo::clear`] between items bounds memory.
+/// first round) share it. Requests name their item, so nothing is shared across
+/// items; a run's memo holds a few kilobytes per item.
 pub struct Memo {
     inner: Box<dyn Agent>,
     proposals: HashMap<String, Proposal>,

@@ -227,6 +227,21 @@ pub struct Round {
     pub consensus: bool,
 }
 
+impl Round {
+    /// The compute of the round's calls: proposals and evaluations.
+    pub fn usage(&self) -> Usage {
+        let evaluations = self
+            .evaluations
+            .iter()
+            .filter_map(|e| e.evaluation.as_ref());
+        self.proposals
+            .iter()
+            .map(|p| p.usage)
+            .chain(evaluations.map(|e| e.usage))
+            .sum()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {
@@ -305,16 +320,7 @@ pub fn deliberate(
     let winner = rounds
         .last()
         .and_then(|r| r.winner.map(|w| r.proposals[w].clone()));
-    let usage = rounds
-        .iter()
-        .flat_map(|r| {
-            r.proposals.iter().map(|p| p.usage).chain(
-                r.evaluations
-                    .iter()
-                    .filter_map(|e| e.evaluation.as_ref().map(|e| e.usage)),
-            )
-        })
-        .sum();
+    let usage = rounds.iter().map(Round::usage).sum();
     Transcript {
         task_id: task.id.clone(),
         rounds,
