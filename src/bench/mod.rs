@@ -32,6 +32,8 @@ pub enum BenchError {
     },
     #[error("{0}")]
     Resume(String),
+    #[error("cannot write results: {0}")]
+    Write(String),
     #[error("{path}:{line}: not a result line: {message}")]
     Corrupt {
         path: PathBuf,
@@ -453,9 +455,9 @@ impl RunDir {
         }
         meta.runs.push(info);
         let json =
-            serde_json::to_vec_pretty(&meta).map_err(|e| BenchError::Resume(e.to_string()))?;
+            serde_json::to_vec_pretty(&meta).map_err(|e| BenchError::Write(e.to_string()))?;
         crate::output::write_atomic(&meta_path, &json)
-            .map_err(|e| BenchError::Resume(e.to_string()))?;
+            .map_err(|e| BenchError::Write(e.to_string()))?;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -471,7 +473,7 @@ impl RunDir {
     /// Append one item's line and flush it to disk.
     pub fn append(&mut self, rec: &ItemRecord) -> Result<(), BenchError> {
         let path = self.dir.join("items.jsonl");
-        let mut line = serde_json::to_vec(rec).map_err(|e| BenchError::Resume(e.to_string()))?;
+        let mut line = serde_json::to_vec(rec).map_err(|e| BenchError::Write(e.to_string()))?;
         line.push(b'\n');
         self.file.write_all(&line).map_err(io(&path))?;
         self.file.sync_data().map_err(io(&path))?;
@@ -626,7 +628,7 @@ pub fn write_summary(
     let md = format!("{header}\n{}", report::markdown(summaries, pairs));
     let wr = |name: &str, bytes: &[u8]| {
         let p = dir.join(name);
-        crate::output::write_atomic(&p, bytes).map_err(|e| BenchError::Resume(e.to_string()))
+        crate::output::write_atomic(&p, bytes).map_err(|e| BenchError::Write(e.to_string()))
     };
     wr("summary.md", md.as_bytes())?;
     wr("summary.csv", report::csv(summaries).as_bytes())?;
