@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use nsed::bench::datasets::{self, Selection};
 use nsed::bench::grade::{AnswerKind, Outcome};
-use nsed::bench::{self, Fingerprint, Harness, ItemRecord, Meta, Method, RunDir, RunInfo};
+use nsed::bench::{self, Fingerprint, Harness, ItemRecord, Meta, Method, RunInfo};
 use nsed::deliberation::local::{self, LocalAgent, ModelPool};
 use nsed::deliberation::roster::{AgentSpec, Roster};
 use nsed::deliberation::{self, EvalMode, Round, Task, Transcript};
@@ -203,7 +203,7 @@ pub fn bench_cmd(args: BenchArgs) -> Result<()> {
         models: pool.models(),
         command: std::env::args().collect(),
     };
-    let mut run = RunDir::open(&out, &fp, info.clone(), args.resume)?;
+    let mut run = bench::open_run(&out, &fp, info.clone(), args.resume)?;
     let todo: Vec<_> = items
         .iter()
         .filter(|it| !run.done.contains(&it.id))
@@ -256,11 +256,8 @@ pub fn report_bench_cmd(dir: &Path) -> Result<()> {
 /// Summarize the items done in a run directory; writes summary.md and
 /// summary.csv there and returns the markdown.
 fn report_run(dir: &Path) -> Result<String> {
-    let meta_path = dir.join("meta.json");
-    let text = std::fs::read_to_string(&meta_path)
+    let meta = Meta::read(dir)
         .with_context(|| format!("{} is not a bench run directory", dir.display()))?;
-    let meta: Meta =
-        serde_json::from_str(&text).with_context(|| format!("{}", meta_path.display()))?;
     let records = bench::read_records(dir)?;
     let ids: Vec<String> = records.iter().map(|r| r.item.clone()).collect();
     let (summaries, pairs) = bench::summarize(&records, &ids);

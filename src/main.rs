@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod bench_cli;
+mod fraud_cli;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -70,6 +71,13 @@ enum Command {
     /// answers, the score matrix, the quadratic votes, the winner and why it
     /// stopped.
     Deliberate(bench_cli::DeliberateArgs),
+    /// Fraud experiments: honest (Q8_0) and cheating executors (int4 and
+    /// other re-quantizations, a substituted smaller model, a prefill-
+    /// laundered proof) answer the same prompts; the validator (f32
+    /// reference) replays each artifact and every metric is recorded.
+    /// Resumable; ends with AUCs, detection rates, Gonka's calibration and
+    /// length curves.
+    SimulateFraud(fraud_cli::SimulateFraudArgs),
     /// Summaries of finished or partial runs.
     #[command(subcommand)]
     Report(ReportCommand),
@@ -81,6 +89,12 @@ enum ReportCommand {
     /// from its items.jsonl (also for a run that was killed), and print them.
     Bench {
         /// The run directory (holds meta.json and items.jsonl).
+        dir: PathBuf,
+    },
+    /// Analyze a `nsed simulate-fraud` run directory (finished or not):
+    /// writes report.md, metrics.csv and lengths.csv there and prints them.
+    Fraud {
+        /// The run directory (holds meta.json and samples.jsonl).
         dir: PathBuf,
     },
 }
@@ -354,6 +368,8 @@ fn run_simple(command: Command) -> Result<()> {
         Command::Bench(args) => bench_cli::bench_cmd(args),
         Command::Deliberate(args) => bench_cli::deliberate_cmd(args),
         Command::Report(ReportCommand::Bench { dir }) => bench_cli::report_bench_cmd(&dir),
+        Command::Report(ReportCommand::Fraud { dir }) => fraud_cli::report_fraud_cmd(&dir),
+        Command::SimulateFraud(args) => fraud_cli::simulate_fraud_cmd(args),
         Command::Generate(args) => generate_cmd(args),
         Command::Perplexity(args) => perplexity_cmd(args),
         Command::Perf(args) => perf(args),

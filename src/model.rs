@@ -348,14 +348,28 @@ pub struct Model {
     max_positions: usize,
 }
 
+/// Rewrites each weight matrix as it is loaded: `(tensor name, weight) →
+/// weight`. Fraud experiments build re-quantized executors through it; 1-D
+/// tensors (norms, biases) are never passed.
+pub type WeightMap<'a> = dyn FnMut(&str, QTensor) -> Result<QTensor> + 'a;
+
 impl Model {
     pub fn from_gguf(gguf: &Gguf) -> Result<Self> {
+        Self::from_gguf_mapped(gguf, &mut |_, w| Ok(w))
+    }
+
+    /// Load with every weight matrix passed through `map`.
+    pub fn from_gguf_mapped(gguf: &Gguf, map: &mut WeightMap) -> Result<Self> {
         let config = Config::from_gguf(gguf)?;
         let mut file = gguf.open_data()?;
         let dev = Device::Cpu;
-        let embedding = Arc::new(gguf.tensor(&mut file, "token_embd.weight", &dev)?);
+        let mut matrix = |file: &mut std::fs::File, name: &str| -> Result<Arc<QTensor>> {
+            let w = gguf.tensor(file, name, &dev)?;
+            Ok(Arc::new(map(name, w)?))
+        };
+        let embedding = matrix(&mut file, "token_embd.weight")?;
         let output = if gguf.tensors.contains_key("output.weight") {
-            Arc::new(gguf.tensor(&mut file, "output.weight", &dev)?)
+            matrix(&mut file, "output.weight")?
         } else {
             embedding.clone()
         };
@@ -365,7 +379,7 @@ impl Model {
         // kernel would cost a third of the prefill speed.
         let output = Linear::with_row_invariance(output, None, false)?;
         let layers = (0..config.n_layer)
-            .map(|i| load_layer(gguf, &mut file, &config, i))
+            .map(|i| load_layer(gguf, &mut file, &config, i, &mut matrix))
             .collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::load(gguf, &mut file, "output_norm.weight", config.rms_eps)?;
         let initial = 256;
@@ -636,11 +650,17 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes[0] + tail
 }
 
-fn load_layer(gguf: &Gguf, file: &mut std::fs::File, cfg: &Config, i: usize) -> Result<Layer> {
+fn load_layer(
+    gguf: &Gguf,
+    file: &mut std::fs::File,
+    cfg: &Config,
+    i: usize,
+    matrix: &mut dyn FnMut(&mut std::fs::File, &str) -> Result<Arc<QTensor>>,
+) -> Result<Layer> {
     let name = |t: &str| format!("blk.{i}.{t}");
     let dev = Device::Cpu;
     let mut linear = |t: &str, with_bias: bool| -> Result<Linear> {
-        let weight = Arc::new(gguf.tensor(file, &name(&format!("{t}.weight")), &dev)?);
+        let weight = matrix(file, &name(&format!("{t}.weight")))?;
         let bias_name = name(&format!("{t}.bias"));
         let bias = if with_bias && gguf.tensors.contains_key(&bias_name) {
             Some(gguf.tensor(file, &bias_name, &dev)?.dequantize(&dev)?)

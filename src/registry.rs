@@ -96,6 +96,14 @@ impl ResolvedModel {
                 .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned()),
         }
     }
+
+    /// sha256 of the GGUF file: the registry's (verified at load) or computed.
+    pub fn sha256(&self) -> Result<String, RegistryError> {
+        match &self.entry {
+            Some(e) => Ok(e.sha256.clone()),
+            None => sha256_file(&self.path),
+        }
+    }
 }
 
 impl Registry {

@@ -4,7 +4,7 @@
 
 use crate::chat::{ChatTemplate, Message};
 use crate::gguf::{Gguf, GgufError};
-use crate::model::{Arch, Model, ModelError};
+use crate::model::{Arch, Model, ModelError, WeightMap};
 use crate::registry::{Registry, RegistryError, ResolvedModel};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 
@@ -39,11 +39,20 @@ impl Runtime {
     }
 
     pub fn from_resolved(resolved: ResolvedModel) -> Result<Self, RuntimeError> {
+        Self::from_resolved_mapped(resolved, &mut |_, w| Ok(w))
+    }
+
+    /// Load with every weight matrix passed through `map` (re-quantized
+    /// variants for fraud experiments).
+    pub fn from_resolved_mapped(
+        resolved: ResolvedModel,
+        map: &mut WeightMap,
+    ) -> Result<Self, RuntimeError> {
         let gguf = Gguf::open(&resolved.path)?;
         // An unsupported architecture is the first thing to report.
         Arch::parse(gguf.architecture()?)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
-        let model = Model::from_gguf(&gguf)?;
+        let model = Model::from_gguf_mapped(&gguf, map)?;
         let template = resolved
             .entry
             .as_ref()
@@ -72,10 +81,7 @@ impl Runtime {
 
     /// sha256 of the GGUF file: the registry's (verified at load) or computed.
     pub fn sha256(&self) -> Result<String, RuntimeError> {
-        match &self.resolved.entry {
-            Some(e) => Ok(e.sha256.clone()),
-            None => Ok(crate::registry::sha256_file(&self.resolved.path)?),
-        }
+        Ok(self.resolved.sha256()?)
     }
 
     /// Render a conversation with the chat template and tokenize it, special

@@ -317,20 +317,18 @@ pub enum SamplerKind {
 /// The conventional sampler: same filters in f32, one uniform per draw.
 #[derive(Debug, Clone)]
 pub struct PlainSampler {
-    state: u64,
+    rng: SplitMix64,
 }
 
 impl PlainSampler {
     pub fn new(seed: u64) -> Self {
-        Self { state: seed }
+        Self {
+            rng: SplitMix64::new(seed),
+        }
     }
 
     fn uniform(&mut self) -> f32 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
+        (self.rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
 
     pub fn sample(&mut self, logits: &[f32], p: &SamplingParams) -> u32 {
@@ -372,6 +370,37 @@ impl PlainSampler {
             u -= w;
         }
         probs.last().map_or(0, |x| x.0)
+    }
+}
+
+/// SplitMix64: a tiny, fast, seedable generator for everything outside the
+/// sampling contract (the plain sampler, test weights, bootstrap resamples,
+/// simulations). Not for seed-bound sampling: that is [`Sha256CounterRng`].
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1) with 53 random bits.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in [-scale, scale).
+    pub fn uniform(&mut self, scale: f32) -> f32 {
+        let u = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
+        (2.0 * u - 1.0) * scale
     }
 }
 

@@ -9,28 +9,7 @@ use candle_core::{Device, Tensor};
 use crate::gguf::{self, Value};
 use crate::model::Arch;
 
-/// SplitMix64: a tiny, seedable generator for test weights.
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-scale, scale).
-    pub fn uniform(&mut self, scale: f32) -> f32 {
-        let u = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
-        (2.0 * u - 1.0) * scale
-    }
-}
+pub use crate::sampling::SplitMix64;
 
 pub struct TinySpec {
     pub arch: Arch,

@@ -8,8 +8,7 @@ pub mod datasets;
 pub mod grade;
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +16,7 @@ use crate::deliberation::roster::{AgentSpec, Roster};
 use crate::deliberation::{
     self, Agent, Proposal, ProposeContext, ProposeRequest, Settings, Task, Transcript, Usage,
 };
+use crate::journal::{self, Journal, JournalError, Record};
 use crate::report::{self, MethodSummary, Paired};
 use crate::sampling::SamplingParams;
 use crate::vote::{self, Halting};
@@ -25,28 +25,10 @@ use grade::{AnswerKind, Outcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Resume(String),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
     #[error("cannot write results: {0}")]
     Write(String),
-    #[error("{path}:{line}: not a result line: {message}")]
-    Corrupt {
-        path: PathBuf,
-        line: usize,
-        message: String,
-    },
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
-    move |source| BenchError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 /// A way of answering, compared on the same items.
@@ -390,18 +372,14 @@ fn run_debate(
 }
 
 /// The run directory: `meta.json`, `items.jsonl`, `summary.md`, `summary.csv`.
-pub struct RunDir {
-    pub dir: PathBuf,
-    pub done: HashSet<String>,
-    file: std::fs::File,
-}
+pub type RunDir = Journal<ItemRecord>;
+pub type Meta = journal::Meta<Fingerprint, RunInfo>;
+pub const ITEMS: &str = "items.jsonl";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Meta {
-    pub schema: String,
-    pub fingerprint: Fingerprint,
-    /// One entry per invocation (a resumed run has several).
-    pub runs: Vec<RunInfo>,
+impl Record for ItemRecord {
+    fn key(&self) -> String {
+        self.item.clone()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -415,71 +393,28 @@ pub struct RunInfo {
     pub command: Vec<String>,
 }
 
-impl RunDir {
-    /// Open a new run, or with `resume` continue one made with the same
-    /// fingerprint (a torn last line from a crash is cut off).
-    pub fn open(
-        dir: &Path,
-        fp: &Fingerprint,
-        info: RunInfo,
-        resume: bool,
-    ) -> Result<Self, BenchError> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let items = dir.join("items.jsonl");
-        let meta_path = dir.join("meta.json");
-        let mut meta = Meta {
-            schema: "nsed.bench/v1".into(),
-            fingerprint: fp.clone(),
-            runs: Vec::new(),
-        };
-        let mut done = HashSet::new();
-        if items.exists() || meta_path.exists() {
-            if !resume {
-                return Err(BenchError::Resume(format!(
-                    "{} already holds a run: pass --resume to continue it, or choose another --out",
-                    dir.display()
-                )));
-            }
-            let text = std::fs::read_to_string(&meta_path).map_err(io(&meta_path))?;
-            let old: Meta = serde_json::from_str(&text)
-                .map_err(|e| BenchError::Resume(format!("{}: {e}", meta_path.display())))?;
-            if &old.fingerprint != fp {
-                return Err(BenchError::Resume(format!(
-                    "{} was made with different settings ({}); use another --out",
-                    dir.display(),
-                    differences(&old.fingerprint, fp)
-                )));
-            }
-            meta.runs = old.runs;
-            done = recover(&items)?;
-        }
-        meta.runs.push(info);
-        let json =
-            serde_json::to_vec_pretty(&meta).map_err(|e| BenchError::Write(e.to_string()))?;
-        crate::output::write_atomic(&meta_path, &json)
-            .map_err(|e| BenchError::Write(e.to_string()))?;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&items)
-            .map_err(io(&items))?;
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            done,
-            file,
-        })
-    }
+/// Open a new run, or with `resume` continue one made with the same
+/// fingerprint (a torn last line from a crash is cut off).
+pub fn open_run(
+    dir: &Path,
+    fp: &Fingerprint,
+    info: RunInfo,
+    resume: bool,
+) -> Result<RunDir, BenchError> {
+    Ok(Journal::open(
+        dir,
+        ITEMS,
+        "nsed.bench/v1",
+        fp,
+        info,
+        resume,
+        differences,
+    )?)
+}
 
-    /// Append one item's line and flush it to disk.
-    pub fn append(&mut self, rec: &ItemRecord) -> Result<(), BenchError> {
-        let path = self.dir.join("items.jsonl");
-        let mut line = serde_json::to_vec(rec).map_err(|e| BenchError::Write(e.to_string()))?;
-        line.push(b'\n');
-        self.file.write_all(&line).map_err(io(&path))?;
-        self.file.sync_data().map_err(io(&path))?;
-        self.done.insert(rec.item.clone());
-        Ok(())
-    }
+/// Read a run's records (complete lines only).
+pub fn read_records(dir: &Path) -> Result<Vec<ItemRecord>, BenchError> {
+    Ok(journal::read(dir, ITEMS)?)
 }
 
 fn differences(a: &Fingerprint, b: &Fingerprint) -> String {
@@ -500,58 +435,6 @@ fn differences(a: &Fingerprint, b: &Fingerprint) -> String {
         .map(|k| format!("`{k}` differs"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Ids already done; cut a torn trailing line (a crash mid-write).
-fn recover(items: &Path) -> Result<HashSet<String>, BenchError> {
-    let Ok(bytes) = std::fs::read(items) else {
-        return Ok(HashSet::new());
-    };
-    let mut done = HashSet::new();
-    let mut good_len = 0;
-    for (n, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
-        let complete = line.ends_with(b"\n");
-        match serde_json::from_slice::<ItemRecord>(line) {
-            Ok(rec) if complete => {
-                done.insert(rec.item);
-                good_len += line.len();
-            }
-            Err(_) if !complete => break,
-            Ok(_) => break,
-            Err(e) => {
-                return Err(BenchError::Corrupt {
-                    path: items.to_path_buf(),
-                    line: n + 1,
-                    message: e.to_string(),
-                })
-            }
-        }
-    }
-    if good_len < bytes.len() {
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(items)
-            .map_err(io(items))?;
-        f.set_len(good_len as u64).map_err(io(items))?;
-    }
-    Ok(done)
-}
-
-/// Read a run's records (complete lines only).
-pub fn read_records(dir: &Path) -> Result<Vec<ItemRecord>, BenchError> {
-    let path = dir.join("items.jsonl");
-    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(n, l)| {
-            serde_json::from_str(l).map_err(|e| BenchError::Corrupt {
-                path: path.clone(),
-                line: n + 1,
-                message: e.to_string(),
-            })
-        })
-        .collect()
 }
 
 /// The order methods are listed in: NSED first, then the baselines.
@@ -985,14 +868,8 @@ mod tests {
         let good = text.len();
         text.push_str(&serde_json::to_string(&rec("b")).unwrap()[..20]);
         std::fs::write(&items, &text).unwrap();
-        let done = recover(&items).unwrap();
+        let done = journal::recover::<ItemRecord>(&items).unwrap();
         assert_eq!(done, HashSet::from(["a".to_string()]));
         assert_eq!(std::fs::metadata(&items).unwrap().len() as usize, good);
-        // A corrupt complete line is an error, not silently dropped.
-        std::fs::write(&items, "{\"nope\": 1}\n").unwrap();
-        assert!(matches!(
-            recover(&items),
-            Err(BenchError::Corrupt { line: 1, .. })
-        ));
     }
 }

@@ -1,24 +1,12 @@
-//! Forged artifacts for fraud experiments: what a cheating executor would
-//! publish. So far the prefill attack (SPEC §6.1): a cheap model generates
-//! the tokens, the claimed model computes the logprob "proof" for them in
-//! one teacher-forced pass, and the artifact names the claimed model.
+//! The prefill attack (SPEC §6.1): a cheap model generates the tokens, the
+//! claimed model computes the logprob "proof" for them in one teacher-forced
+//! pass, and the artifact names the claimed model.
 
+use super::FraudError;
 use crate::artifact::{Alt, Artifact, Position, Request};
 use crate::generate::generate;
-use crate::runtime::{Runtime, RuntimeError};
-use crate::verify::{self, VerifyError};
-
-#[derive(Debug, thiserror::Error)]
-pub enum FraudError {
-    #[error(transparent)]
-    Runtime(#[from] RuntimeError),
-    #[error(transparent)]
-    Verify(#[from] VerifyError),
-    #[error(transparent)]
-    Generate(#[from] crate::generate::GenerateError),
-    #[error("the two models do not share a vocabulary: {0}")]
-    Vocabulary(String),
-}
+use crate::runtime::Runtime;
+use crate::verify;
 
 /// Generate with `cheap`, then launder the tokens through `claimed`: the
 /// artifact's logprobs and top-k are exactly what `claimed` computes for

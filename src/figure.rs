@@ -1,0 +1,199 @@
+//! Figures for results, written as PNG and SVG side by side with plotters.
+//! Text needs a TrueType font: `$NSED_FONT`, else DejaVu Sans or Liberation
+//! Sans from the usual system paths (Debian: `fonts-dejavu-core`).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use plotters::prelude::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FigureError {
+    #[error("no TrueType font for figure text: install fonts-dejavu-core or set NSED_FONT to a .ttf file")]
+    NoFont,
+    #[error("cannot draw {path}: {message}")]
+    Draw { path: PathBuf, message: String },
+}
+
+const FONT_PATHS: &[&str] = &[
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+];
+const FAMILY: &str = "sans-serif";
+
+/// Register a font once per process; false if none is readable.
+fn font_ready() -> bool {
+    static READY: OnceLock<bool> = OnceLock::new();
+    *READY.get_or_init(|| {
+        let candidates = std::env::var("NSED_FONT")
+            .ok()
+            .into_iter()
+            .chain(FONT_PATHS.iter().map(|s| s.to_string()));
+        for path in candidates {
+            if let Ok(bytes) = std::fs::read(&path) {
+                // plotters keeps fonts for the whole process.
+                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                if plotters::style::register_font(FAMILY, FontStyle::Normal, bytes).is_ok() {
+                    return true;
+                }
+            }
+        }
+        false
+    })
+}
+
+/// One named line of a chart.
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A line chart: axes, labels and ranges.
+pub struct LineChart<'a> {
+    pub title: String,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    pub x_range: (f64, f64),
+    pub y_range: (f64, f64),
+    /// Category names for integer x positions (e.g. length bins), if any.
+    pub x_names: Option<&'a [&'a str]>,
+    /// Draw the diagonal y = x (ROC charts).
+    pub diagonal: bool,
+}
+
+/// Write `<stem>.png` and `<stem>.svg`.
+pub fn lines(stem: &Path, chart: &LineChart, series: &[Series]) -> Result<(), FigureError> {
+    if !font_ready() {
+        return Err(FigureError::NoFont);
+    }
+    let png = stem.with_extension("png");
+    let svg = stem.with_extension("svg");
+    let err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e: String| FigureError::Draw {
+            path: path.clone(),
+            message: e,
+        }
+    };
+    draw(
+        BitMapBackend::new(&png, (800, 560)).into_drawing_area(),
+        chart,
+        series,
+    )
+    .map_err(err(&png))?;
+    draw(
+        SVGBackend::new(&svg, (800, 560)).into_drawing_area(),
+        chart,
+        series,
+    )
+    .map_err(err(&svg))?;
+    Ok(())
+}
+
+const PALETTE: &[RGBColor] = &[
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(23, 190, 207),
+];
+
+fn draw<DB: DrawingBackend>(
+    area: DrawingArea<DB, plotters::coord::Shift>,
+    chart: &LineChart,
+    series: &[Series],
+) -> Result<(), String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    area.fill(&WHITE).map_err(|x| e(&x))?;
+    let mut c = ChartBuilder::on(&area)
+        .caption(&chart.title, (FAMILY, 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(
+            chart.x_range.0..chart.x_range.1,
+            chart.y_range.0..chart.y_range.1,
+        )
+        .map_err(|x| e(&x))?;
+    let names = chart.x_names;
+    let x_fmt = |x: &f64| match names {
+        Some(n) if (x.fract()).abs() < 1e-9 && *x >= 0.0 => {
+            n.get(*x as usize).map_or(String::new(), |s| s.to_string())
+        }
+        Some(_) => String::new(),
+        None => format!("{x:.2}"),
+    };
+    let mut mesh = c.configure_mesh();
+    mesh.x_desc(chart.x_label)
+        .y_desc(chart.y_label)
+        .label_style((FAMILY, 14))
+        .x_label_formatter(&x_fmt);
+    if let Some(n) = names {
+        mesh.x_labels(n.len());
+    }
+    mesh.draw().map_err(|x| e(&x))?;
+    if chart.diagonal {
+        let lo = chart.x_range.0.max(chart.y_range.0);
+        let hi = chart.x_range.1.min(chart.y_range.1);
+        c.draw_series(LineSeries::new([(lo, lo), (hi, hi)], BLACK.mix(0.3)))
+            .map_err(|x| e(&x))?;
+    }
+    for (i, s) in series.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        c.draw_series(LineSeries::new(
+            s.points.iter().copied(),
+            color.stroke_width(2),
+        ))
+        .map_err(|x| e(&x))?
+        .label(s.name.as_str())
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
+        if names.is_some() {
+            c.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(|x| e(&x))?;
+        }
+    }
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .label_font((FAMILY, 13))
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(|x| e(&x))?;
+    area.present().map_err(|x| e(&x))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_png_and_svg_with_text() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stem = dir.path().join("roc");
+        let chart = LineChart {
+            title: "ROC".into(),
+            x_label: "honest flagged",
+            y_label: "fraud detected",
+            x_range: (0.0, 1.0),
+            y_range: (0.0, 1.0),
+            x_names: None,
+            diagonal: true,
+        };
+        let series = [Series {
+            name: "distance".into(),
+            points: vec![(0.0, 0.0), (0.1, 0.8), (1.0, 1.0)],
+        }];
+        lines(&stem, &chart, &series).expect("draw");
+        let png = std::fs::read(stem.with_extension("png")).expect("png");
+        assert_eq!(&png[1..4], b"PNG");
+        let svg = std::fs::read_to_string(stem.with_extension("svg")).expect("svg");
+        assert!(svg.contains("<svg") && svg.contains("fraud detected") && svg.contains("distance"));
+    }
+}

@@ -1,0 +1,80 @@
+//! Fraud experiments (`nsed simulate-fraud`): what a cheating executor
+//! publishes and whether a validator catches it. This module owns the
+//! executors built from one claimed model ([`variant`]: f32 reference, honest
+//! Q8_0, int4 and other re-quantizations), the attacks (re-quantization,
+//! model substitution, [`prefill`] laundering), the sample runs that score
+//! every verification metric on honest and fraudulent artifacts
+//! ([`samples`]), and their analysis: ROC AUC, detection at fixed false
+//! positive rates, Gonka's calibration and length curves ([`analysis`]).
+
+pub mod analysis;
+pub mod economics;
+pub mod plots;
+pub mod prefill;
+pub mod prompts;
+pub mod samples;
+pub mod variant;
+
+use serde::{Deserialize, Serialize};
+
+pub use prefill::prefill_attack;
+pub use variant::Precision;
+
+use crate::bench::datasets::DatasetError;
+use crate::journal::JournalError;
+use crate::runtime::RuntimeError;
+use crate::verify::VerifyError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FraudError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    #[error(transparent)]
+    Generate(#[from] crate::generate::GenerateError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    #[error("the two models do not share a vocabulary: {0}")]
+    Vocabulary(String),
+    #[error("{0}")]
+    Input(String),
+}
+
+/// How a cheating executor saves compute while claiming the model.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Attack {
+    /// Run the claimed model with cheaper weights.
+    Quant { precision: Precision },
+    /// Run a smaller model with the same tokenizer and claim the big one.
+    Substitute { model: String },
+    /// Generate with a cheap model, then compute the claimed model's
+    /// logprobs for those tokens (a "laundered" proof).
+    Prefill { model: String },
+}
+
+impl Attack {
+    /// The setting name used in records and tables, e.g. `int4`,
+    /// `substitute:qwen2.5-coder-0.5b`.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Quant { precision } => match precision {
+                Precision::Int4 => "int4".into(),
+                p => p.name().into(),
+            },
+            Self::Substitute { model } => format!("substitute:{model}"),
+            Self::Prefill { model } => format!("prefill:{model}"),
+        }
+    }
+}
+
+/// Which side of the experiment a sample is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Honest,
+    Fraud,
+}

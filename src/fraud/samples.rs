@@ -1,0 +1,438 @@
+//! Sample runs: honest and cheating executors answer the same prompts, the
+//! validator replays every artifact, and each sample's metrics (every metric
+//! of [`crate::verify`], the seed check, a per-position summary) become one
+//! journal line as soon as it is done.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::prompts::Prompt;
+use super::variant::{self, Precision, VariantReport};
+use super::{prefill_attack, Attack, FraudError, Role};
+use crate::artifact::{Artifact, ModelClaim, Request};
+use crate::bench::RunInfo;
+use crate::chat::Message;
+use crate::generate::generate;
+use crate::journal::{self, Journal, Record};
+use crate::runtime::Runtime;
+use crate::sampling::SamplingParams;
+use crate::verify;
+
+pub const SAMPLES: &str = "samples.jsonl";
+pub const SCHEMA: &str = "nsed.fraud/v1";
+
+/// What must not change when a run is resumed. Attacks are not part of it:
+/// one run directory collects the fraud samples of several attacks against
+/// the same honest samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub claimed: String,
+    pub claimed_sha256: String,
+    /// The validator's weights.
+    pub validator: Precision,
+    /// The honest executor's weights.
+    pub honest: Precision,
+    /// Why honest artifacts differ from the validator's replay at all.
+    pub honest_disagreement: String,
+    pub sources: Vec<String>,
+    pub temperature_honest: f64,
+    pub temperature_fraud: f64,
+    pub max_tokens: usize,
+    /// Top log-probabilities per position in the artifacts.
+    pub top_k: usize,
+    pub seed: u64,
+}
+
+pub type Meta = journal::Meta<Fingerprint, RunInfo>;
+pub type SampleJournal = Journal<Sample>;
+
+/// Per-position summary of one replay (`None` where a value is undefined:
+/// JSON has no NaN).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Positions {
+    pub executor_logprob: Vec<Option<f32>>,
+    pub validator_logprob: Vec<Option<f32>>,
+    /// Gonka's per-position distance d_i.
+    pub gonka_d: Vec<Option<f32>>,
+}
+
+/// One honest or fraudulent artifact and what the validator made of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub key: String,
+    pub role: Role,
+    /// `honest` or the attack's label.
+    pub setting: String,
+    pub index: usize,
+    pub prompt: String,
+    pub lang: String,
+    pub temperature: f64,
+    pub seed: u64,
+    pub inference_id: String,
+    /// Output length N.
+    pub tokens: usize,
+    pub finish: String,
+    /// A failure before any distance (e.g. the prompt re-tokenizes differently).
+    pub precheck: Option<String>,
+    /// Every metric's value (`name`) and secondary figures (`name.extra`);
+    /// a non-finite value (e.g. an infinite distance after a failed
+    /// pre-check) is left out, as JSON cannot hold it.
+    pub metrics: BTreeMap<String, f64>,
+    /// Share of positions whose seed-bound re-derivation disagrees.
+    pub seed_mismatch: Option<f64>,
+    pub executor_seconds: f64,
+    pub validator_seconds: f64,
+    /// Set when the sample could not be produced; it then has no metrics.
+    pub error: Option<String>,
+    pub positions: Positions,
+}
+
+impl Record for Sample {
+    fn key(&self) -> String {
+        self.key.clone()
+    }
+}
+
+/// The record key of sample `index` of a setting.
+pub fn key(attack: Option<&Attack>, index: usize) -> String {
+    match attack {
+        None => format!("honest/{index}"),
+        Some(a) => format!("{}/{index}", a.label()),
+    }
+}
+
+/// The work of a run, interleaved so a partial run stays balanced: honest
+/// sample i, then sample i of each attack, then i + 1.
+pub fn plan(
+    attacks: &[Attack],
+    honest: usize,
+    fraud: usize,
+    done: &std::collections::HashSet<String>,
+) -> Vec<(Option<Attack>, usize)> {
+    let mut out = Vec::new();
+    for i in 0..honest.max(fraud) {
+        if i < honest {
+            out.push((None, i));
+        }
+        if i < fraud {
+            out.extend(attacks.iter().map(|a| (Some(a.clone()), i)));
+        }
+    }
+    out.retain(|(a, i)| !done.contains(&key(a.as_ref(), *i)));
+    out
+}
+
+/// The loaded executors and validator of one run.
+pub struct Lab {
+    pub fp: Fingerprint,
+    validator: Runtime,
+    honest: Runtime,
+    /// Per attack label: the cheating executor (quant, substitute) or the
+    /// cheap generator (prefill).
+    cheaters: BTreeMap<String, Runtime>,
+    /// What loading each variant did to the weights.
+    pub variants: Vec<(String, VariantReport)>,
+    prompts: Vec<Prompt>,
+}
+
+impl Lab {
+    /// Load the validator, the honest executor and one executor per attack.
+    pub fn load(
+        fp: Fingerprint,
+        attacks: &[Attack],
+        prompts: Vec<Prompt>,
+        mut on_load: impl FnMut(&str),
+    ) -> Result<Self, FraudError> {
+        if prompts.is_empty() {
+            return Err(FraudError::Input("no prompts".into()));
+        }
+        let mut variants = Vec::new();
+        let mut load = |role: &str, spec: &str, p: Precision| -> Result<Runtime, FraudError> {
+            on_load(&format!("{role}: {spec} at {}", p.name()));
+            let (rt, report) = variant::load(spec, p)?;
+            variants.push((role.to_string(), report));
+            Ok(rt)
+        };
+        let validator = load("validator", &fp.claimed, fp.validator)?;
+        let honest = load("honest", &fp.claimed, fp.honest)?;
+        let mut cheaters = BTreeMap::new();
+        for a in attacks {
+            let rt = match a {
+                Attack::Quant { precision } => load(&a.label(), &fp.claimed, *precision)?,
+                Attack::Substitute { model } | Attack::Prefill { model } => {
+                    load(&a.label(), model, fp.honest)?
+                }
+            };
+            let same_vocab = verify::prompt_ids(&rt, &probe())
+                == verify::prompt_ids(&honest, &probe())
+                && rt.tokenizer.vocab_size() == honest.tokenizer.vocab_size();
+            if !same_vocab {
+                return Err(FraudError::Vocabulary(format!(
+                    "{} and {} tokenize differently",
+                    rt.id(),
+                    fp.claimed
+                )));
+            }
+            cheaters.insert(a.label(), rt);
+        }
+        Ok(Self {
+            fp,
+            validator,
+            honest,
+            cheaters,
+            variants,
+            prompts,
+        })
+    }
+
+    /// The models of the run as (role, id) for the run's metadata.
+    pub fn models(&self) -> Vec<(String, String)> {
+        let mut out = vec![
+            ("validator".into(), self.validator.id()),
+            ("honest".into(), self.honest.id()),
+        ];
+        out.extend(self.cheaters.iter().map(|(k, rt)| (k.clone(), rt.id())));
+        out
+    }
+
+    /// Produce and verify sample `index` of `attack` (honest when `None`).
+    /// Failures of the sample itself are recorded in it, not returned.
+    pub fn sample(&mut self, attack: Option<&Attack>, index: usize) -> Sample {
+        let prompt = self.prompts[index % self.prompts.len()].clone();
+        let role = if attack.is_some() {
+            Role::Fraud
+        } else {
+            Role::Honest
+        };
+        let setting = attack.map_or("honest".to_string(), Attack::label);
+        let request = self.request(&prompt, role, &setting, index);
+        let mut sample = Sample {
+            key: key(attack, index),
+            role,
+            setting,
+            index,
+            prompt: prompt.id.clone(),
+            lang: prompt.lang.clone(),
+            temperature: request.sampling.temperature,
+            seed: request.seed,
+            inference_id: request.inference_id.clone(),
+            tokens: 0,
+            finish: String::new(),
+            precheck: None,
+            metrics: BTreeMap::new(),
+            seed_mismatch: None,
+            executor_seconds: 0.0,
+            validator_seconds: 0.0,
+            error: None,
+            positions: Positions::default(),
+        };
+        if let Err(e) = self.fill(&mut sample, attack, &request) {
+            sample.error = Some(e.to_string());
+        }
+        sample
+    }
+
+    fn request(&self, prompt: &Prompt, role: Role, setting: &str, index: usize) -> Request {
+        let temperature = match role {
+            Role::Honest => self.fp.temperature_honest,
+            Role::Fraud => self.fp.temperature_fraud,
+        };
+        Request {
+            messages: vec![Message::new("user", &prompt.text)],
+            raw_prompt: None,
+            sampling: SamplingParams {
+                temperature,
+                ..Default::default()
+            },
+            seed: self.fp.seed.wrapping_add(index as u64),
+            inference_id: format!("{setting}-{index}"),
+            max_tokens: self.fp.max_tokens,
+            stop: Vec::new(),
+            top_logprobs: self.fp.top_k,
+        }
+    }
+
+    fn fill(
+        &mut self,
+        sample: &mut Sample,
+        attack: Option<&Attack>,
+        request: &Request,
+    ) -> Result<(), FraudError> {
+        let start = Instant::now();
+        let mut artifact = self.execute(attack, request)?;
+        sample.executor_seconds = start.elapsed().as_secs_f64();
+        sample.tokens = artifact.positions.len();
+        sample.finish = artifact
+            .output
+            .as_ref()
+            .map(|o| o.finish_reason.clone())
+            .unwrap_or_default();
+        let opts = verify::Options {
+            table: true,
+            ..Default::default()
+        };
+        let report = verify::with_model(
+            &mut self.validator,
+            &mut artifact,
+            None,
+            &sample.setting,
+            &opts,
+        )?;
+        sample.validator_seconds = report.validator_seconds.unwrap_or_default();
+        sample.precheck = report.precheck.clone();
+        for m in &report.metrics {
+            let extras = m.extra.iter().map(|(k, v)| (format!("{}.{k}", m.name), *v));
+            let values = std::iter::once((m.name.to_string(), m.value)).chain(extras);
+            sample.metrics.extend(values.filter(|(_, v)| v.is_finite()));
+        }
+        sample.seed_mismatch = report
+            .seed
+            .as_ref()
+            .map(|s| s.mismatches as f64 / s.positions.max(1) as f64);
+        if let Some(rows) = &report.table {
+            let p = &mut sample.positions;
+            let finite = |v: f64| v.is_finite().then_some(v as f32);
+            for r in rows {
+                p.executor_logprob.push(finite(r.executor_logprob));
+                p.validator_logprob.push(finite(r.validator_logprob));
+                p.gonka_d.push(r.gonka_d.and_then(finite));
+            }
+        }
+        Ok(())
+    }
+
+    /// The artifact the (honest or cheating) executor publishes.
+    fn execute(
+        &mut self,
+        attack: Option<&Attack>,
+        request: &Request,
+    ) -> Result<Artifact, FraudError> {
+        let Some(attack) = attack else {
+            return generate_artifact(&mut self.honest, request);
+        };
+        let cheater = self
+            .cheaters
+            .get_mut(&attack.label())
+            .ok_or_else(|| FraudError::Input(format!("{} is not loaded", attack.label())))?;
+        match attack {
+            Attack::Quant { .. } => generate_artifact(cheater, request),
+            Attack::Substitute { .. } => {
+                let mut artifact = generate_artifact(cheater, request)?;
+                // The substitute claims the model it stands in for.
+                artifact.model = ModelClaim {
+                    id: self.honest.id(),
+                    sha256: self.honest.sha256()?,
+                    arch: self
+                        .honest
+                        .gguf
+                        .architecture()
+                        .unwrap_or_default()
+                        .to_string(),
+                };
+                Ok(artifact)
+            }
+            Attack::Prefill { .. } => prefill_attack(cheater, &mut self.honest, request),
+        }
+    }
+}
+
+/// A short conversation both tokenizers must render to the same ids.
+fn probe() -> Request {
+    Request {
+        messages: vec![Message::new(
+            "user",
+            "Verify: 12 × 7 = 84, naïve café 数学.",
+        )],
+        raw_prompt: None,
+        sampling: SamplingParams::default(),
+        seed: 0,
+        inference_id: String::new(),
+        max_tokens: 1,
+        stop: Vec::new(),
+        top_logprobs: 0,
+    }
+}
+
+fn generate_artifact(rt: &mut Runtime, request: &Request) -> Result<Artifact, FraudError> {
+    let prompt = verify::prompt_ids(rt, request);
+    let gen = generate(
+        rt,
+        &prompt,
+        &request.to_generate(request.top_logprobs, false),
+        |_, _| {},
+    )?;
+    Ok(Artifact::from_generation(rt, request.clone(), &gen, false)?)
+}
+
+/// Open a run directory (new, or resumed with the same fingerprint).
+pub fn open(
+    dir: &Path,
+    fp: &Fingerprint,
+    info: RunInfo,
+    resume: bool,
+) -> Result<SampleJournal, FraudError> {
+    Ok(Journal::open(
+        dir,
+        SAMPLES,
+        SCHEMA,
+        fp,
+        info,
+        resume,
+        differences,
+    )?)
+}
+
+/// Every complete sample of a run directory.
+pub fn read(dir: &Path) -> Result<Vec<Sample>, FraudError> {
+    Ok(journal::read(dir, SAMPLES)?)
+}
+
+fn differences(a: &Fingerprint, b: &Fingerprint) -> String {
+    let (a, b) = (
+        serde_json::to_value(a).unwrap_or_default(),
+        serde_json::to_value(b).unwrap_or_default(),
+    );
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return "unreadable settings".into();
+    };
+    a.iter()
+        .filter(|(k, v)| b.get(*k) != Some(v))
+        .map(|(k, v)| {
+            format!(
+                "`{k}` was {v}, now {}",
+                b.get(k).unwrap_or(&serde_json::Value::Null)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn plan_interleaves_and_skips_done_keys() {
+        let int4 = Attack::Quant {
+            precision: Precision::Int4,
+        };
+        let sub = Attack::Substitute { model: "m".into() };
+        let done = HashSet::from(["honest/0".to_string(), "int4/1".to_string()]);
+        let p = plan(&[int4.clone(), sub.clone()], 3, 2, &done);
+        let keys: Vec<String> = p.iter().map(|(a, i)| key(a.as_ref(), *i)).collect();
+        assert_eq!(
+            keys,
+            [
+                "int4/0",
+                "substitute:m/0",
+                "honest/1",
+                "substitute:m/1",
+                "honest/2"
+            ]
+        );
+    }
+}

@@ -1,0 +1,280 @@
+//! Append-only run journals, shared by `bench` and `fraud`: a directory with
+//! `meta.json` (a fingerprint of the settings that must not change, plus one
+//! entry per invocation) and a JSONL file with one fsynced line per finished
+//! unit of work. A killed run loses at most the unit in flight; `--resume`
+//! cuts a torn last line and continues without duplicating.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Resume(String),
+    #[error("cannot write results: {0}")]
+    Write(String),
+    #[error("{path}:{line}: not a result line: {message}")]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
+    move |source| JournalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One line of a journal, identified by a key unique within the run.
+pub trait Record: Serialize + DeserializeOwned {
+    fn key(&self) -> String;
+}
+
+/// `meta.json`: what the run is (`fingerprint`) and who ran it when (`runs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Meta<F, I> {
+    pub schema: String,
+    pub fingerprint: F,
+    /// One entry per invocation (a resumed run has several).
+    pub runs: Vec<I>,
+}
+
+impl<F: DeserializeOwned, I: DeserializeOwned> Meta<F, I> {
+    pub fn read(dir: &Path) -> Result<Self, JournalError> {
+        let path = dir.join("meta.json");
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        serde_json::from_str(&text)
+            .map_err(|e| JournalError::Resume(format!("{}: {e}", path.display())))
+    }
+}
+
+/// An open journal, appending to `<dir>/<lines>`.
+pub struct Journal<R> {
+    pub dir: PathBuf,
+    /// Keys of the records already written.
+    pub done: HashSet<String>,
+    path: PathBuf,
+    file: std::fs::File,
+    _record: PhantomData<R>,
+}
+
+impl<R: Record> Journal<R> {
+    /// Open a new run in `dir`, or with `resume` continue one made with an
+    /// equal fingerprint; `describe` names what differs when it is not.
+    pub fn open<F, I>(
+        dir: &Path,
+        lines: &str,
+        schema: &str,
+        fingerprint: &F,
+        info: I,
+        resume: bool,
+        describe: impl Fn(&F, &F) -> String,
+    ) -> Result<Self, JournalError>
+    where
+        F: Serialize + DeserializeOwned + PartialEq + Clone,
+        I: Serialize + DeserializeOwned,
+    {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let path = dir.join(lines);
+        let meta_path = dir.join("meta.json");
+        let mut meta = Meta {
+            schema: schema.into(),
+            fingerprint: fingerprint.clone(),
+            runs: Vec::new(),
+        };
+        let mut done = HashSet::new();
+        if path.exists() || meta_path.exists() {
+            if !resume {
+                return Err(JournalError::Resume(format!(
+                    "{} already holds a run: pass --resume to continue it, or choose another --out",
+                    dir.display()
+                )));
+            }
+            let old: Meta<F, I> = Meta::read(dir)?;
+            if &old.fingerprint != fingerprint {
+                return Err(JournalError::Resume(format!(
+                    "{} was made with different settings ({}); use another --out",
+                    dir.display(),
+                    describe(&old.fingerprint, fingerprint)
+                )));
+            }
+            meta.runs = old.runs;
+            done = recover::<R>(&path)?;
+        }
+        meta.runs.push(info);
+        let json =
+            serde_json::to_vec_pretty(&meta).map_err(|e| JournalError::Write(e.to_string()))?;
+        crate::output::write_atomic(&meta_path, &json)
+            .map_err(|e| JournalError::Write(e.to_string()))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            done,
+            path,
+            file,
+            _record: PhantomData,
+        })
+    }
+
+    /// Append one record's line and flush it to disk.
+    pub fn append(&mut self, rec: &R) -> Result<(), JournalError> {
+        let mut line = serde_json::to_vec(rec).map_err(|e| JournalError::Write(e.to_string()))?;
+        line.push(b'\n');
+        self.file.write_all(&line).map_err(io(&self.path))?;
+        self.file.sync_data().map_err(io(&self.path))?;
+        self.done.insert(rec.key());
+        Ok(())
+    }
+}
+
+/// Keys already done; cut a torn trailing line (a crash mid-write).
+pub fn recover<R: Record>(path: &Path) -> Result<HashSet<String>, JournalError> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return Ok(HashSet::new());
+    };
+    let mut done = HashSet::new();
+    let mut good_len = 0;
+    for (n, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
+        let complete = line.ends_with(b"\n");
+        match serde_json::from_slice::<R>(line) {
+            Ok(rec) if complete => {
+                done.insert(rec.key());
+                good_len += line.len();
+            }
+            Err(_) if !complete => break,
+            Ok(_) => break,
+            Err(e) => {
+                return Err(JournalError::Corrupt {
+                    path: path.to_path_buf(),
+                    line: n + 1,
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+    if good_len < bytes.len() {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io(path))?;
+        f.set_len(good_len as u64).map_err(io(path))?;
+    }
+    Ok(done)
+}
+
+/// Read every complete record of `<dir>/<lines>`.
+pub fn read<R: Record>(dir: &Path, lines: &str) -> Result<Vec<R>, JournalError> {
+    let path = dir.join(lines);
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(n, l)| {
+            serde_json::from_str(l).map_err(|e| JournalError::Corrupt {
+                path: path.clone(),
+                line: n + 1,
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Line {
+        id: String,
+        value: f64,
+    }
+
+    impl Record for Line {
+        fn key(&self) -> String {
+            self.id.clone()
+        }
+    }
+
+    fn open(dir: &Path, fp: u32, resume: bool) -> Result<Journal<Line>, JournalError> {
+        let info = "run".to_string();
+        Journal::open(dir, "lines.jsonl", "test/v1", &fp, info, resume, |a, b| {
+            format!("{a} vs {b}")
+        })
+    }
+
+    #[test]
+    fn torn_last_line_is_cut_and_corrupt_lines_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lines.jsonl");
+        let line = |id: &str| {
+            serde_json::to_string(&Line {
+                id: id.into(),
+                value: 1.5,
+            })
+            .unwrap()
+        };
+        let mut text = line("a") + "\n";
+        let good = text.len();
+        text.push_str(&line("b")[..12]);
+        std::fs::write(&path, &text).unwrap();
+        let done = recover::<Line>(&path).unwrap();
+        assert_eq!(done, HashSet::from(["a".to_string()]));
+        assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, good);
+        std::fs::write(&path, "{\"nope\": 1}\n").unwrap();
+        assert!(matches!(
+            recover::<Line>(&path),
+            Err(JournalError::Corrupt { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn resume_keeps_records_and_refuses_changed_settings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut j = open(dir.path(), 7, false).unwrap();
+        j.append(&Line {
+            id: "x".into(),
+            value: 2.0,
+        })
+        .unwrap();
+        drop(j);
+        assert!(matches!(
+            open(dir.path(), 7, false),
+            Err(JournalError::Resume(_))
+        ));
+        let err = open(dir.path(), 8, true)
+            .err()
+            .expect("changed fingerprint");
+        assert!(err.to_string().contains("7 vs 8"), "{err}");
+        let mut j = open(dir.path(), 7, true).unwrap();
+        assert_eq!(j.done, HashSet::from(["x".to_string()]));
+        j.append(&Line {
+            id: "y".into(),
+            value: 3.0,
+        })
+        .unwrap();
+        let all: Vec<Line> = read(dir.path(), "lines.jsonl").unwrap();
+        assert_eq!(
+            all.iter().map(|l| l.value).collect::<Vec<_>>(),
+            vec![2.0, 3.0]
+        );
+        let meta: Meta<u32, String> = Meta::read(dir.path()).unwrap();
+        assert_eq!(meta.runs.len(), 2);
+    }
+}

@@ -1,0 +1,151 @@
+//! `nsed simulate-fraud` end to end on smollm2-135m: honest Q8_0 and int4
+//! executors against the f32 reference validator, a resumed run, the
+//! report files, the economics, and clear errors on bad input.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use nsed::fraud::samples::{self, Sample};
+use nsed::fraud::Role;
+
+fn nsed(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nsed"))
+        .args(args)
+        .env("RAYON_NUM_THREADS", "2")
+        .env_remove("NSED_DATA_DIR")
+        .output()
+        .expect("nsed runs")
+}
+
+fn run(out: &Path, data: &str, n: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "simulate-fraud",
+        "--model",
+        "smollm2-135m",
+        "--quant",
+        "int4",
+        "--samples-honest",
+        n,
+        "--samples-fraud",
+        n,
+        "--max-tokens",
+        "40",
+        "--data-dir",
+        data,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    nsed(&args)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn int4_fraud_run_resumes_reports_and_separates() {
+    let data = common::shared_dir().join("datasets");
+    let data = data.to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("smollm");
+
+    let first = run(&out, data, "3", &[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    // The same directory again without --resume is refused (exit 2).
+    let again = run(&out, data, "3", &[]);
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(stderr(&again).contains("--resume"));
+    let resumed = run(&out, data, "6", &["--resume"]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+
+    let all: Vec<Sample> = samples::read(&out).expect("samples");
+    let mut keys: Vec<&str> = all.iter().map(|s| s.key.as_str()).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 12, "6 honest + 6 int4, no duplicates: {keys:?}");
+    for s in &all {
+        assert!(s.error.is_none(), "{s:?}");
+        assert_eq!(s.tokens, s.positions.gonka_d.len());
+        assert!(s.tokens > 0 && s.tokens <= 40);
+        assert!(s.metrics.contains_key("gonka_similarity.distance"));
+        let t = if s.role == Role::Honest { 0.99 } else { 0.7 };
+        assert_eq!(s.temperature, t);
+    }
+    // Same prompts on both sides: sample i of each setting shares its prompt.
+    for i in 0..6 {
+        let p: Vec<&str> = all
+            .iter()
+            .filter(|s| s.index == i)
+            .map(|s| s.prompt.as_str())
+            .collect();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0], p[1]);
+    }
+    // Int4 weights move the logprobs far more than Q8_0 vs f32 does.
+    let d = |role: Role| -> Vec<f64> {
+        all.iter()
+            .filter(|s| s.role == role)
+            .map(|s| s.metrics["gonka_similarity.distance"])
+            .collect()
+    };
+    let (h, f) = (d(Role::Honest), d(Role::Fraud));
+    let auc = nsed::fraud::analysis::auc(&h, &f).unwrap();
+    assert!(auc >= 0.9, "AUC {auc}: honest {h:?} fraud {f:?}");
+
+    let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    assert!(report.contains("| smollm2-135m | int4 |"), "{report}");
+    assert!(report.contains("6 honest vs 6 fraud samples"), "{report}");
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).expect("metrics.csv");
+    assert_eq!(csv.lines().count(), 1 + 9, "header + 9 metrics:\n{csv}");
+    for f in ["lengths.csv", "perplexity.csv", "variants.json"] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    assert!(out.join("roc-int4.svg").exists() && out.join("roc-int4.png").exists());
+
+    let econ = nsed(&[
+        "simulate-fraud",
+        "--economics",
+        "--out",
+        out.to_str().unwrap(),
+        "--runs",
+        "20",
+        "--epochs",
+        "8",
+        "--traffic",
+        "500",
+    ]);
+    assert!(econ.status.success(), "{}", stderr(&econ));
+    let md = std::fs::read_to_string(out.join("economics.md")).expect("economics.md");
+    assert!(md.contains("| honest | gonka"), "{md}");
+    assert!(md.contains("int4 on 100% from epoch 0"), "{md}");
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let data = common::shared_dir().join("datasets");
+    let data = data.to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("x");
+    let cases: [(&[&str], &str); 3] = [
+        (&["--substitute", "gemma3-270m"], "tokenize differently"),
+        (&["--prompts", "poetry"], "unknown prompt source"),
+        (&["--report"], "not a simulate-fraud run directory"),
+    ];
+    for (extra, needle) in cases {
+        let o = run(&out, data, "1", extra);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{extra:?}: {}", stderr(&o));
+    }
+    let o = nsed(&[
+        "simulate-fraud",
+        "--model",
+        "no-such-model",
+        "--data-dir",
+        data,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no-such-model"), "{}", stderr(&o));
+}
