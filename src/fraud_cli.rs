@@ -323,14 +323,16 @@ fn economics_run(dir: &Path, n: &NetworkArgs) -> Result<String> {
         economics::markdown(&net, &attacks, &outcomes)
     );
     nsed::output::write_atomic(&dir.join("economics.md"), md.as_bytes())?;
-    let mut csv = String::from("strategy,rule,runs,ejected,caught_first_epoch,median_epochs_to_ejection,profit_vs_honest\n");
+    let mut csv = String::from("strategy,rule,runs,ejected,ejected_while_honest,catch_per_epoch,caught_first_epoch,median_epochs_to_ejection,profit_vs_honest\n");
     for o in &outcomes {
         csv.push_str(&format!(
-            "\"{}\",\"{}\",{},{},{},{},{}\n",
+            "\"{}\",\"{}\",{},{},{},{},{},{},{}\n",
             o.strategy,
             o.rule,
             o.runs,
             o.ejected,
+            o.ejected_while_honest,
+            o.catch_per_epoch,
             o.caught_first_epoch,
             o.median_epochs_to_ejection
                 .map_or(String::new(), |m| m.to_string()),

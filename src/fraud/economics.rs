@@ -238,8 +238,13 @@ pub struct Outcome {
     pub runs: usize,
     /// Share of runs ejected within the horizon.
     pub ejected: f64,
+    /// Share ejected before the strategy started cheating (false ejections).
+    pub ejected_while_honest: f64,
     /// Share ejected in the first epoch of cheating (or of service, honest).
     pub caught_first_epoch: f64,
+    /// Ejections per epoch at risk (from the first cheating epoch on): the
+    /// per-epoch catch probability.
+    pub catch_per_epoch: f64,
     /// Median epochs from the start of cheating to ejection, ejected runs only.
     pub median_epochs_to_ejection: Option<f64>,
     /// Mean total profit over the horizon / an honest node's that is never ejected.
@@ -252,7 +257,7 @@ pub fn simulate(net: &Network, s: &Strategy, rule: Rule, runs: usize, seed: u64)
     let honest_epoch = net.traffic as f64 * (1.0 - net.honest_cost);
     let ideal = honest_epoch * net.epochs as f64;
     let mut ejected_at = Vec::new();
-    let mut first = 0;
+    let (mut first, mut before, mut at_risk) = (0, 0, 0usize);
     let mut total = 0.0;
     // Time to ejection counts from the first cheating epoch.
     let start = if s.cheat_share > 0.0 {
@@ -263,24 +268,31 @@ pub fn simulate(net: &Network, s: &Strategy, rule: Rule, runs: usize, seed: u64)
     for _ in 0..runs {
         let (profit, eject) = one_node(net, s, rule, honest_epoch, &mut rng);
         total += profit;
-        if let Some(e) = eject {
-            let since = e.saturating_sub(start);
-            if since == 0 {
-                first += 1;
+        match eject {
+            // Ejected while still honest: a false ejection, not a catch.
+            Some(e) if e < start => before += 1,
+            Some(e) => {
+                let since = e - start;
+                first += (since == 0) as usize;
+                at_risk += since + 1;
+                ejected_at.push(since as f64 + 1.0);
             }
-            ejected_at.push(since as f64 + 1.0);
+            None => at_risk += net.epochs.saturating_sub(start),
         }
     }
     ejected_at.sort_by(f64::total_cmp);
+    let n = runs.max(1) as f64;
     Outcome {
         strategy: s.name.clone(),
         rule: rule.name(),
         runs,
-        ejected: ejected_at.len() as f64 / runs.max(1) as f64,
-        caught_first_epoch: first as f64 / runs.max(1) as f64,
+        ejected: (ejected_at.len() + before) as f64 / n,
+        ejected_while_honest: before as f64 / n,
+        caught_first_epoch: first as f64 / n,
+        catch_per_epoch: ejected_at.len() as f64 / at_risk.max(1) as f64,
         median_epochs_to_ejection: (!ejected_at.is_empty())
             .then(|| ejected_at[ejected_at.len() / 2]),
-        profit_vs_honest: total / runs.max(1) as f64 / ideal,
+        profit_vs_honest: total / n / ideal,
     }
 }
 
@@ -482,14 +494,16 @@ pub fn markdown(net: &Network, attacks: &[AttackInputs], outcomes: &[Outcome]) -
         ));
     }
     out.push_str(
-        "\n| strategy | rule | ejected within horizon | caught in first cheating epoch | median epochs to ejection | profit vs honest |\n|---|---|---|---|---|---|\n",
+        "\n| strategy | rule | ejected within horizon (while still honest) | caught per epoch | caught in first cheating epoch | median epochs to ejection | profit vs honest |\n|---|---|---|---|---|---|---|\n",
     );
     for o in outcomes {
         out.push_str(&format!(
-            "| {} | {} | {:.1}% | {:.1}% | {} | {:.3} |\n",
+            "| {} | {} | {:.1}% ({:.1}%) | {:.3} | {:.1}% | {} | {:.3} |\n",
             o.strategy,
             o.rule,
             100.0 * o.ejected,
+            100.0 * o.ejected_while_honest,
+            o.catch_per_epoch,
             100.0 * o.caught_first_epoch,
             o.median_epochs_to_ejection
                 .map_or("–".into(), |m| format!("{m:.0}")),
