@@ -9,7 +9,8 @@
 #
 # Usage: scripts/fraud-evidence.sh [RUN ...]   (default: all runs, in order)
 #   RUN is one of smollm2-135m qwen2.5-coder-0.5b qwen2.5-coder-1.5b, or
-#   `report` (tables only).
+#   `report` (tables only). THREADS (default 2) sets the kernel threads; two
+#   runs side by side with THREADS=1 each use a 2-core machine best.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export NSED_DATA_DIR="${NSED_DATA_DIR:-../shared/datasets}"
@@ -19,7 +20,7 @@ counts=(--samples-honest "${HONEST:-200}" --samples-fraud "${FRAUD:-100}")
 run() {
   local model=$1; shift
   local out="results/fraud/runs/$model"
-  "$nsed" --threads 2 simulate-fraud --model "$model" "$@" "${counts[@]}" --out "$out" \
+  "$nsed" --threads "${THREADS:-2}" simulate-fraud --model "$model" "$@" "${counts[@]}" --out "$out" \
     $( [ -f "$out/meta.json" ] && echo --resume )
 }
 

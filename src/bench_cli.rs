@@ -243,13 +243,13 @@ pub fn bench_cmd(args: BenchArgs) -> Result<()> {
         }
     }
     bar.finish_and_clear();
-    println!("{}", report_run(&out)?);
+    outln!("{}", report_run(&out)?);
     Ok(())
 }
 
 /// `nsed report bench DIR`: the summary of a run directory (finished or not).
 pub fn report_bench_cmd(dir: &Path) -> Result<()> {
-    println!("{}", report_run(dir)?);
+    outln!("{}", report_run(dir)?);
     Ok(())
 }
 
@@ -400,7 +400,7 @@ pub fn deliberate_cmd(args: DeliberateArgs) -> Result<()> {
         }
     });
     if json {
-        println!("{}", serde_json::to_string_pretty(&t)?);
+        outln!("{}", serde_json::to_string_pretty(&t)?);
     } else {
         print_outcome(&t, &names);
     }
@@ -418,9 +418,9 @@ fn empty_dataset() -> datasets::Dataset {
 }
 
 fn print_round(r: &Round, names: &[String]) {
-    println!("== round {}", r.round);
+    outln!("== round {}", r.round);
     for p in &r.proposals {
-        println!(
+        outln!(
             "  {:<10} {:<20} answer {:<12} {} tokens, {:.1} s, {}",
             p.agent,
             p.model,
@@ -431,18 +431,18 @@ fn print_round(r: &Round, names: &[String]) {
         );
     }
     for (who, why) in &r.abstentions {
-        println!("  {who:<10} abstained: {why}");
+        outln!("  {who:<10} abstained: {why}");
     }
     if r.consensus {
-        println!("  every proposal gives the same answer: consensus, nothing to evaluate");
+        outln!("  every proposal gives the same answer: consensus, nothing to evaluate");
         return;
     }
     if r.evaluations.is_empty() {
         return;
     }
     let cands: Vec<&str> = r.candidates.iter().map(|&c| names[c].as_str()).collect();
-    println!("  raw weights (rows: evaluator; columns: candidate; · own or abstained)");
-    println!(
+    outln!("  raw weights (rows: evaluator; columns: candidate; · own or abstained)");
+    outln!(
         "  {:<10} {}",
         "",
         cands.iter().map(|c| format!("{c:>10}")).collect::<String>()
@@ -461,17 +461,17 @@ fn print_round(r: &Round, names: &[String]) {
             (_, Some(err)) => format!(" (failed: {err})"),
             _ => String::new(),
         };
-        println!("  {:<10} {cells}{note}", rec.evaluator);
+        outln!("  {:<10} {cells}{note}", rec.evaluator);
     }
     let q = &r.quadratic;
-    println!(
+    outln!(
         "  QV score   {}",
         q.scores
             .iter()
             .map(|s| format!("{s:>10.3}"))
             .collect::<String>()
     );
-    println!(
+    outln!(
         "  net supp.  {}",
         q.net_support
             .iter()
@@ -479,7 +479,7 @@ fn print_round(r: &Round, names: &[String]) {
             .collect::<String>()
     );
     if let Some(w) = r.winner {
-        println!(
+        outln!(
             "  winner {} (answer {}), conviction {:.3}",
             cands[w],
             r.proposals[w].answer.as_deref().unwrap_or("none"),
@@ -497,18 +497,21 @@ fn print_outcome(t: &Transcript, _names: &[String]) {
         deliberation::StopReason::MaxRounds => "the round limit was reached",
         deliberation::StopReason::NoQuorum => "fewer than two agents proposed",
     };
-    println!("== stopped after {} round(s): {why}", t.rounds.len());
+    outln!("== stopped after {} round(s): {why}", t.rounds.len());
     match &t.winner {
-        Some(w) => println!(
+        Some(w) => outln!(
             "answer: {} (from {}, {})",
             w.answer.as_deref().unwrap_or("(none)"),
             w.agent,
             w.model
         ),
-        None => println!("answer: none"),
+        None => outln!("answer: none"),
     }
-    println!(
+    outln!(
         "compute: {} calls, {} prompt + {} generated tokens, {:.1} s of inference",
-        t.usage.calls, t.usage.prompt_tokens, t.usage.generated_tokens, t.usage.seconds
+        t.usage.calls,
+        t.usage.prompt_tokens,
+        t.usage.generated_tokens,
+        t.usage.seconds
     );
 }

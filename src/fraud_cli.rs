@@ -159,9 +159,9 @@ impl SimulateFraudArgs {
 pub fn simulate_fraud_cmd(args: SimulateFraudArgs) -> Result<()> {
     let out = args.out_dir();
     if args.report || args.economics {
-        println!("{}", report_run(&out)?);
+        outln!("{}", report_run(&out)?);
         if args.economics {
-            println!("{}", economics_run(&out, &args.network)?);
+            outln!("{}", economics_run(&out, &args.network)?);
         }
         return Ok(());
     }
@@ -228,7 +228,7 @@ pub fn simulate_fraud_cmd(args: SimulateFraudArgs) -> Result<()> {
         &journal.done,
     );
     run(lab, &mut journal, todo)?;
-    println!("{}", report_run(&out)?);
+    outln!("{}", report_run(&out)?);
     Ok(())
 }
 
@@ -345,7 +345,7 @@ fn economics_run(dir: &Path, n: &NetworkArgs) -> Result<String> {
 
 /// `nsed report fraud DIR`.
 pub fn report_fraud_cmd(dir: &Path) -> Result<()> {
-    println!("{}", report_run(dir)?);
+    outln!("{}", report_run(dir)?);
     Ok(())
 }
 

@@ -73,7 +73,7 @@ pub struct Journal<R> {
 
 impl<R: Record> Journal<R> {
     /// Open a new run in `dir`, or with `resume` continue one made with an
-    /// equal fingerprint; `describe` names what differs when it is not.
+    /// equal fingerprint (the error names the settings that differ).
     pub fn open<F, I>(
         dir: &Path,
         lines: &str,
@@ -81,7 +81,6 @@ impl<R: Record> Journal<R> {
         fingerprint: &F,
         info: I,
         resume: bool,
-        describe: impl Fn(&F, &F) -> String,
     ) -> Result<Self, JournalError>
     where
         F: Serialize + DeserializeOwned + PartialEq + Clone,
@@ -108,7 +107,7 @@ impl<R: Record> Journal<R> {
                 return Err(JournalError::Resume(format!(
                     "{} was made with different settings ({}); use another --out",
                     dir.display(),
-                    describe(&old.fingerprint, fingerprint)
+                    differences(&old.fingerprint, fingerprint)
                 )));
             }
             meta.runs = old.runs;
@@ -141,6 +140,57 @@ impl<R: Record> Journal<R> {
         self.file.sync_data().map_err(io(&self.path))?;
         self.done.insert(rec.key());
         Ok(())
+    }
+}
+
+/// The settings two fingerprints disagree on, for a refused resume: each
+/// differing field by its dotted path, with its old and new value (or only
+/// its path when the values are too long to read in one line).
+fn differences<F: Serialize>(old: &F, new: &F) -> String {
+    let value = |f: &F| serde_json::to_value(f).unwrap_or(serde_json::Value::Null);
+    let mut found = Vec::new();
+    diff_values("", &value(old), &value(new), &mut found);
+    found.join(", ")
+}
+
+fn diff_values(
+    path: &str,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    found: &mut Vec<String>,
+) {
+    const READABLE: usize = 60;
+    if old == new {
+        return;
+    }
+    if let (Some(a), Some(b)) = (old.as_object(), new.as_object()) {
+        let null = serde_json::Value::Null;
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        for k in keys {
+            let child = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            diff_values(
+                &child,
+                a.get(k).unwrap_or(&null),
+                b.get(k).unwrap_or(&null),
+                found,
+            );
+        }
+        return;
+    }
+    let name = if path.is_empty() {
+        String::new()
+    } else {
+        format!("`{path}` ")
+    };
+    let (was, now) = (old.to_string(), new.to_string());
+    if was.len() + now.len() <= READABLE {
+        found.push(format!("{name}was {was}, now {now}"));
+    } else {
+        found.push(format!("{name}differs"));
     }
 }
 
@@ -214,9 +264,7 @@ mod tests {
 
     fn open(dir: &Path, fp: u32, resume: bool) -> Result<Journal<Line>, JournalError> {
         let info = "run".to_string();
-        Journal::open(dir, "lines.jsonl", "test/v1", &fp, info, resume, |a, b| {
-            format!("{a} vs {b}")
-        })
+        Journal::open(dir, "lines.jsonl", "test/v1", &fp, info, resume)
     }
 
     #[test]
@@ -261,7 +309,7 @@ mod tests {
         let err = open(dir.path(), 8, true)
             .err()
             .expect("changed fingerprint");
-        assert!(err.to_string().contains("7 vs 8"), "{err}");
+        assert!(err.to_string().contains("was 7, now 8"), "{err}");
         let mut j = open(dir.path(), 7, true).unwrap();
         assert_eq!(j.done, HashSet::from(["x".to_string()]));
         j.append(&Line {
@@ -276,5 +324,20 @@ mod tests {
         );
         let meta: Meta<u32, String> = Meta::read(dir.path()).unwrap();
         assert_eq!(meta.runs.len(), 2);
+    }
+
+    #[test]
+    fn differences_name_each_changed_field() {
+        let old = serde_json::json!({
+            "seed": 42, "model": "a", "roster": "x".repeat(80), "settings": {"max_tokens": 640, "rounds": 2}
+        });
+        let new = serde_json::json!({
+            "seed": 7, "model": "a", "roster": "y".repeat(80), "settings": {"max_tokens": 100, "rounds": 2}, "k": 5
+        });
+        assert_eq!(
+            differences(&old, &new),
+            "`k` was null, now 5, `roster` differs, `seed` was 42, now 7, `settings.max_tokens` was 640, now 100"
+        );
+        assert_eq!(differences(&1u8, &1u8), "");
     }
 }

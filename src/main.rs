@@ -5,6 +5,37 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// `println!` for results on standard output, which ends the process quietly
+/// (exit 0) when the reader has gone away (`nsed … | head`) instead of
+/// panicking on EPIPE. Nothing is lost: result files are written before their
+/// summaries are printed, and journals are fsynced line by line.
+macro_rules! outln {
+    () => {
+        $crate::write_stdout(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!($($arg)*))
+    };
+}
+
+fn write_stdout(line: std::fmt::Arguments) {
+    let mut out = std::io::stdout().lock();
+    let written = out.write_fmt(line).and_then(|()| out.write_all(b"\n"));
+    exit_unless_written(written);
+}
+
+/// Stop on a closed pipe (quietly) or another write error (with a message).
+fn exit_unless_written(result: std::io::Result<()>) {
+    match result {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: cannot write to standard output: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
 mod bench_cli;
 mod fraud_cli;
 
@@ -419,16 +450,21 @@ fn models_list(verify: bool, json: bool) -> Result<()> {
         }));
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    println!("models directory: {}", models_dir().display());
-    println!(
+    outln!("models directory: {}", models_dir().display());
+    outln!(
         "{:<20} {:<14} {:<8} {:<8} {:>9}  {:<18} path",
-        "id", "maker", "arch", "quant", "MB", "status"
+        "id",
+        "maker",
+        "arch",
+        "quant",
+        "MB",
+        "status"
     );
     for (m, r) in registry.models.iter().zip(&rows) {
-        println!(
+        outln!(
             "{:<20} {:<14} {:<8} {:<8} {:>9.1}  {:<18} {}",
             m.id,
             m.maker,
@@ -445,19 +481,22 @@ fn models_list(verify: bool, json: bool) -> Result<()> {
 fn models_inspect(spec: &str, list_tensors: bool) -> Result<()> {
     let resolved = Registry::load()?.resolve(spec)?;
     let gguf = Gguf::open(&resolved.path)?;
-    println!(
+    outln!(
         "file: {} ({} bytes, GGUF v{})",
         gguf.path.display(),
         gguf.file_size,
         gguf.version
     );
     if let Some(e) = &resolved.entry {
-        println!(
+        outln!(
             "registry: {} ({} by {}), sha256 {} verified",
-            e.id, e.name, e.maker, e.sha256
+            e.id,
+            e.name,
+            e.maker,
+            e.sha256
         );
     }
-    println!(
+    outln!(
         "parameters: {} ({:.1} M)",
         gguf.parameter_count(),
         gguf.parameter_count() as f64 / 1e6
@@ -468,18 +507,18 @@ fn models_inspect(spec: &str, list_tensors: bool) -> Result<()> {
         e.0 += 1;
         e.1 += t.n_elements();
     }
-    println!("tensor types:");
+    outln!("tensor types:");
     for (ty, (count, elems)) in &by_type {
-        println!("  {ty:<6} {count:>4} tensors {elems:>12} parameters");
+        outln!("  {ty:<6} {count:>4} tensors {elems:>12} parameters");
     }
-    println!("metadata:");
+    outln!("metadata:");
     for (k, v) in &gguf.metadata {
-        println!("  {k} = {}", v.summary());
+        outln!("  {k} = {}", v.summary());
     }
     if list_tensors {
-        println!("tensors:");
+        outln!("tensors:");
         for t in gguf.tensors.values() {
-            println!(
+            outln!(
                 "  {:<40} {:<6} {:?}",
                 t.name,
                 format!("{:?}", t.dtype),
@@ -501,10 +540,10 @@ fn tokenize(args: TokenizeArgs) -> Result<()> {
             .iter()
             .map(|&id| tok.token_string(id))
             .collect::<Result<Vec<_>, _>>()?;
-        println!("{}", serde_json::json!({ "ids": ids, "tokens": tokens }));
+        outln!("{}", serde_json::json!({ "ids": ids, "tokens": tokens }));
     } else {
         let strs: Vec<String> = ids.iter().map(u32::to_string).collect();
-        println!("{}", strs.join(" "));
+        outln!("{}", strs.join(" "));
     }
     Ok(())
 }
@@ -575,7 +614,7 @@ fn generate_cmd(args: GenerateArgs) -> Result<()> {
         nsed::output::write_atomic(path, artifact.to_json().as_bytes())?;
     }
     if json {
-        println!("{doc}");
+        outln!("{doc}");
     } else {
         stream.finish();
         eprintln!(
@@ -636,13 +675,17 @@ impl Utf8Stream {
         };
         let out: Vec<u8> = self.pending.drain(..valid).collect();
         let mut stdout = std::io::stdout().lock();
-        let _ = stdout.write_all(String::from_utf8_lossy(&out).as_bytes());
-        let _ = stdout.flush();
+        let text = String::from_utf8_lossy(&out);
+        exit_unless_written(
+            stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush()),
+        );
     }
 
     fn finish(&mut self) {
         let rest = std::mem::take(&mut self.pending);
-        println!("{}", String::from_utf8_lossy(&rest));
+        outln!("{}", String::from_utf8_lossy(&rest));
     }
 }
 
@@ -667,9 +710,9 @@ fn perplexity_cmd(args: PerplexityArgs) -> Result<()> {
         nsed::output::write_atomic(path, doc.as_bytes())?;
     }
     if args.json {
-        println!("{doc}");
+        outln!("{doc}");
     } else {
-        println!(
+        outln!(
             "{}: PPL = {:.4} +/- {:.5} over {} chunks of {} tokens ({} predictions, {} tokens in text)",
             report.model, report.ppl, report.ppl_err, report.chunks, report.ctx, report.scored, report.tokens
         );
@@ -710,14 +753,14 @@ fn perf(args: PerfArgs) -> Result<()> {
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
     let rss = nsed::perf::peak_rss_mib();
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"model": rt.id(), "prompt_tokens": args.prompt_tokens, "gen_tokens": args.gen_tokens,
                 "repeats": args.repeats, "threads": threads, "prefill_tok_per_s": prefill, "decode_tok_per_s": decode,
                 "peak_rss_mib": rss, "runs": runs})
         );
     } else {
-        println!(
+        outln!(
             "{}: prefill {:.1} tok/s ({} tokens), decode {:.1} tok/s ({} steps), threads {threads}, \
              median of {}, peak RSS {:.0} MiB",
             rt.id(),
@@ -773,7 +816,7 @@ fn verify_cmd(args: VerifyArgs) -> Result<ExitCode> {
         nsed::output::write_atomic(path, doc.as_bytes())?;
     }
     if args.json {
-        println!("{doc}");
+        outln!("{doc}");
     } else {
         print_report(&report);
     }
@@ -785,7 +828,7 @@ fn verify_cmd(args: VerifyArgs) -> Result<ExitCode> {
 
 fn print_report(r: &nsed::verify::Report) {
     use nsed::verify::metrics::Better;
-    println!(
+    outln!(
         "executor  {}  ({} positions, k = {})\nvalidator {}{}",
         r.executor,
         r.positions,
@@ -796,11 +839,14 @@ fn print_report(r: &nsed::verify::Report) {
         ))
     );
     if let Some(p) = &r.precheck {
-        println!("pre-check FAILED: {p}");
+        outln!("pre-check FAILED: {p}");
     }
-    println!(
+    outln!(
         "\n{:<18} {:>12} {:>12} {:>8}  extra",
-        "metric", "value", "threshold", "verdict"
+        "metric",
+        "value",
+        "threshold",
+        "verdict"
     );
     for m in &r.metrics {
         let threshold = m.threshold.map_or("-".to_string(), |t| {
@@ -814,7 +860,7 @@ fn print_report(r: &nsed::verify::Report) {
             )
         });
         let extra: Vec<String> = m.extra.iter().map(|(k, v)| format!("{k} {v:.7}")).collect();
-        println!(
+        outln!(
             "{:<18} {:>12.7} {:>12} {:>8}  {}",
             m.name,
             m.value,
@@ -824,7 +870,7 @@ fn print_report(r: &nsed::verify::Report) {
         );
     }
     if let Some(s) = &r.seed {
-        println!(
+        outln!(
             "\nseed-bound sampling: {}/{} re-derived tokens differ (tolerance {:.1}%){} -> {:?}",
             s.mismatches,
             s.positions,
@@ -835,13 +881,13 @@ fn print_report(r: &nsed::verify::Report) {
         );
     }
     if let Some(p) = &r.proof {
-        println!(
+        outln!(
             "activation proof ({}): {}/{} chunks pass; {:.1} bytes/token vs {:.1} bytes/token of logprob JSON",
             p.scheme, p.passed, p.chunks, p.proof_bytes_per_token, p.logprob_bytes_per_token
         );
     }
     if let Some(rp) = &r.replay {
-        println!(
+        outln!(
             "bit-exact replay: {} ({} vs {} tokens; ids sha256 {} vs {}){}",
             if rp.identical {
                 "IDENTICAL"
@@ -857,13 +903,19 @@ fn print_report(r: &nsed::verify::Report) {
         );
     }
     if let Some(rows) = &r.table {
-        println!(
+        outln!(
             "\n{:>5} {:>10} {:>12} {:>12} {:>10} {:>10} {:>8}",
-            "pos", "token", "exec lp", "valid lp", "gonka d", "dist2 d", "seed"
+            "pos",
+            "token",
+            "exec lp",
+            "valid lp",
+            "gonka d",
+            "dist2 d",
+            "seed"
         );
         for row in rows {
             let f = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.6}"));
-            println!(
+            outln!(
                 "{:>5} {:>10} {:>12.6} {:>12.6} {:>10} {:>10} {:>8}",
                 row.position,
                 row.token,
@@ -875,7 +927,7 @@ fn print_report(r: &nsed::verify::Report) {
             );
         }
     }
-    println!(
+    outln!(
         "\nverdict: {}",
         match r.verdict {
             nsed::verify::Verdict::Fail => "FAIL (exit 1)",
@@ -909,7 +961,7 @@ fn determinism_cmd(args: DeterminismArgs) -> Result<()> {
             nsed::verify::determinism::study(&mut rt, &prompt, &req, args.runs, threads, || {
                 eprint!(".")
             })?;
-        println!("{}", serde_json::to_string(&run)?);
+        outln!("{}", serde_json::to_string(&run)?);
         return Ok(());
     }
     let exe = std::env::current_exe().context("cannot find the nsed executable")?;
@@ -948,14 +1000,14 @@ fn determinism_cmd(args: DeterminismArgs) -> Result<()> {
     });
     if args.json {
         let doc = serde_json::json!({ "model": args.model, "runs": runs, "identical_across_thread_counts": same_across });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
-    println!("| threads | runs | tokens | identical outputs | identical logits | seed-bound s/run | plain s/run | overhead | sampler µs/token (seed-bound / plain) |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    outln!("| threads | runs | tokens | identical outputs | identical logits | seed-bound s/run | plain s/run | overhead | sampler µs/token (seed-bound / plain) |");
+    outln!("|---|---|---|---|---|---|---|---|---|");
     for r in &runs {
         let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
-        println!(
+        outln!(
             "| {} | {} | {} | {:.0}% | {:.0}% | {:.3} | {:.3} | {:+.2}% | {:.1} / {:.1} |",
             r["threads"],
             r["runs"],
@@ -969,7 +1021,7 @@ fn determinism_cmd(args: DeterminismArgs) -> Result<()> {
             f("plain_sampler_us_per_token"),
         );
     }
-    println!(
+    outln!(
         "\nidentical across thread counts: {}",
         if same_across { "yes" } else { "NO" }
     );
@@ -986,7 +1038,7 @@ fn verify_cost(rt: &mut Runtime, prompt: &[u32], args: &PerfArgs) -> Result<()> 
         }
         let c = nsed::perf::verify_cost(rt, prompt, n, 5)?;
         if !args.json {
-            println!(
+            outln!(
                 "{}: N = {n}: generate {:.2} s, verify {:.2} s, verify/generate = {:.3} ({:.1}x cheaper)",
                 rt.id(),
                 c.generate_seconds,
@@ -1001,7 +1053,7 @@ fn verify_cost(rt: &mut Runtime, prompt: &[u32], args: &PerfArgs) -> Result<()> 
         let doc = serde_json::json!({"model": rt.id(), "prompt_tokens": prompt.len(), "top_logprobs": 5,
             "rows": rows.iter().map(|c| serde_json::json!({"n": c.output_tokens, "generate_seconds": c.generate_seconds,
                 "verify_seconds": c.verify_seconds, "ratio": c.ratio()})).collect::<Vec<_>>()});
-        println!("{doc}");
+        outln!("{doc}");
     }
     Ok(())
 }

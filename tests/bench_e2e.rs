@@ -95,7 +95,7 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("different settings") && err.contains("settings"),
+        err.contains("different settings") && err.contains("max_tokens` was 192, now 100"),
         "{err}"
     );
 

@@ -121,3 +121,19 @@ fn perf_runs_the_requested_number_of_steps() {
         "the model is resident"
     );
 }
+
+#[test]
+fn closed_stdout_ends_quietly_instead_of_panicking() {
+    // `nsed … | head`: the reader is gone before nsed writes its first line.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nsed"))
+        .args(["models", "inspect", "gemma3-270m", "--tensors"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("nsed runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("nsed exits");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -408,33 +408,12 @@ pub fn open_run(
         fp,
         info,
         resume,
-        differences,
     )?)
 }
 
 /// Read a run's records (complete lines only).
 pub fn read_records(dir: &Path) -> Result<Vec<ItemRecord>, BenchError> {
     Ok(journal::read(dir, ITEMS)?)
-}
-
-fn differences(a: &Fingerprint, b: &Fingerprint) -> String {
-    let (a, b) = (
-        serde_json::to_value(a).unwrap_or_default(),
-        serde_json::to_value(b).unwrap_or_default(),
-    );
-    let keys = [
-        "dataset",
-        "dataset_sha256",
-        "selection",
-        "methods",
-        "roster",
-        "settings",
-    ];
-    keys.iter()
-        .filter(|k| a.get(**k) != b.get(**k))
-        .map(|k| format!("`{k}` differs"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The order methods are listed in: NSED first, then the baselines.

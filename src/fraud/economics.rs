@@ -113,10 +113,25 @@ impl Rule {
     pub fn name(&self) -> String {
         match self {
             Self::Gonka => "gonka (consecutive + one-sigma)".into(),
-            Self::Sprt { p1, alpha, beta } => format!("SPRT p1={p1} α={alpha} β={beta}"),
-            Self::Binomial { alpha } => format!("exact binomial per epoch α={alpha}"),
+            Self::Sprt { p1, alpha, beta } => format!(
+                "SPRT p1={} α={} β={}",
+                short(*p1),
+                short(*alpha),
+                short(*beta)
+            ),
+            Self::Binomial { alpha } => format!("exact binomial per epoch α={}", short(*alpha)),
         }
     }
+}
+
+/// A parameter as a reader writes it: at most 4 decimals and no trailing
+/// zeros (0.15, not 0.15000000000000002); small values in e-notation (1e-5).
+fn short(x: f64) -> String {
+    if x != 0.0 && x.abs() < 1e-3 {
+        return format!("{x:e}");
+    }
+    let s = format!("{x:.4}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// The state of a rule over one node's life.
@@ -516,6 +531,18 @@ pub fn markdown(net: &Network, attacks: &[AttackInputs], outcomes: &[Outcome]) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rule_names_print_parameters_short() {
+        let sprt = Rule::Sprt {
+            p1: 0.1 + 0.05,
+            alpha: 1e-5,
+            beta: 0.1,
+        };
+        assert_eq!(sprt.name(), "SPRT p1=0.15 α=1e-5 β=0.1");
+        assert_eq!(short(10.0), "10");
+        assert_eq!(short(0.0), "0");
+    }
 
     #[test]
     fn reputation_and_validation_schedules_match_spec() {

@@ -374,40 +374,12 @@ pub fn open(
     info: RunInfo,
     resume: bool,
 ) -> Result<SampleJournal, FraudError> {
-    Ok(Journal::open(
-        dir,
-        SAMPLES,
-        SCHEMA,
-        fp,
-        info,
-        resume,
-        differences,
-    )?)
+    Ok(Journal::open(dir, SAMPLES, SCHEMA, fp, info, resume)?)
 }
 
 /// Every complete sample of a run directory.
 pub fn read(dir: &Path) -> Result<Vec<Sample>, FraudError> {
     Ok(journal::read(dir, SAMPLES)?)
-}
-
-fn differences(a: &Fingerprint, b: &Fingerprint) -> String {
-    let (a, b) = (
-        serde_json::to_value(a).unwrap_or_default(),
-        serde_json::to_value(b).unwrap_or_default(),
-    );
-    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
-        return "unreadable settings".into();
-    };
-    a.iter()
-        .filter(|(k, v)| b.get(*k) != Some(v))
-        .map(|(k, v)| {
-            format!(
-                "`{k}` was {v}, now {}",
-                b.get(k).unwrap_or(&serde_json::Value::Null)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]
