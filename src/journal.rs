@@ -229,11 +229,14 @@ pub fn recover<R: Record>(path: &Path) -> Result<HashSet<String>, JournalError> 
     Ok(done)
 }
 
-/// Read every complete record of `<dir>/<lines>`.
+/// Read every complete record of `<dir>/<lines>`. A last line without its
+/// newline is a write in progress (a running experiment) and is left out.
 pub fn read<R: Record>(dir: &Path, lines: &str) -> Result<Vec<R>, JournalError> {
     let path = dir.join(lines);
     let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-    text.lines()
+    let complete = text.rfind('\n').map_or("", |end| &text[..=end]);
+    complete
+        .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(n, l)| {
@@ -322,6 +325,14 @@ mod tests {
             all.iter().map(|l| l.value).collect::<Vec<_>>(),
             vec![2.0, 3.0]
         );
+        // A reader during a write sees the finished lines only.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("lines.jsonl"))
+            .unwrap();
+        f.write_all(b"{\"id\":\"z\",\"va").unwrap();
+        let all: Vec<Line> = read(dir.path(), "lines.jsonl").unwrap();
+        assert_eq!(all.len(), 2);
         let meta: Meta<u32, String> = Meta::read(dir.path()).unwrap();
         assert_eq!(meta.runs.len(), 2);
     }
