@@ -497,7 +497,8 @@ pub fn write_summary(
     Ok(md)
 }
 
-/// The git commit of the source tree nsed was built from (with `-dirty`).
+/// The git commit of the source tree nsed runs from (`-dirty` when tracked
+/// files outside `results/` have changes).
 pub fn commit() -> String {
     let dir = env!("CARGO_MANIFEST_DIR");
     let git = |args: &[&str]| {
@@ -512,8 +513,16 @@ pub fn commit() -> String {
     };
     match git(&["rev-parse", "HEAD"]) {
         Some(head) => {
-            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty());
+            // Results written by running experiments do not make the code dirty.
+            let dirty = git(&[
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":!results",
+            ])
+            .is_some_and(|s| !s.is_empty());
             if dirty {
                 format!("{head}-dirty")
             } else {
