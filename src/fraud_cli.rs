@@ -379,12 +379,11 @@ fn report_run(dir: &Path) -> Result<String> {
 
 fn header(meta: &Meta, a: &Analysis, dir: &Path) -> String {
     let fp = &meta.fingerprint;
-    let last = meta.runs.last();
     format!(
         "# Fraud detection · claimed `{}` · {} honest samples{}\n\n\
          - validator {} · honest executor {} · honest disagreement: {}\n\
          - prompts {} · temperature honest {} / fraud {} · max tokens {} · top-k {} · seed {}\n\
-         - model sha256 {} · commit {} · {} · {} threads · {}\n\
+         - model sha256 {} · {}\n\
          - run directory `{}`; regenerate with `nsed report fraud {}`\n",
         fp.claimed,
         a.honest_n,
@@ -403,11 +402,36 @@ fn header(meta: &Meta, a: &Analysis, dir: &Path) -> String {
         fp.top_k,
         fp.seed,
         fp.claimed_sha256,
-        last.map_or("?", |r| r.commit.as_str()),
-        last.map_or("?", |r| r.host_cpu.as_str()),
-        last.map_or(0, |r| r.threads),
-        last.map_or("?", |r| r.started.as_str()),
+        provenance(&meta.runs),
         dir.display(),
         dir.display()
+    )
+}
+
+/// Who produced the samples: every invocation of a resumed run, not only
+/// the last (the fingerprint guarantees they share every setting that
+/// changes a sample; thread count and commit may differ).
+fn provenance(runs: &[RunInfo]) -> String {
+    let distinct = |field: &dyn Fn(&RunInfo) -> String| {
+        let mut seen: Vec<String> = Vec::new();
+        for value in runs.iter().map(field) {
+            if !seen.contains(&value) {
+                seen.push(value);
+            }
+        }
+        seen.join(", ")
+    };
+    let (Some(first), Some(last)) = (runs.first(), runs.last()) else {
+        return "no invocation recorded".into();
+    };
+    format!(
+        "{} invocation{} from {} to {} · commit {} · {} · threads {}",
+        runs.len(),
+        if runs.len() == 1 { "" } else { "s" },
+        first.started,
+        last.started,
+        distinct(&|r| r.commit.clone()),
+        distinct(&|r| r.host_cpu.clone()),
+        distinct(&|r| r.threads.to_string())
     )
 }

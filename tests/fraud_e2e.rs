@@ -98,6 +98,8 @@ fn int4_fraud_run_resumes_reports_and_separates() {
     let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");
     assert!(report.contains("| smollm2-135m | int4 |"), "{report}");
     assert!(report.contains("6 honest vs 6 fraud samples"), "{report}");
+    // The header names both invocations of the resumed run.
+    assert!(report.contains("· 2 invocations from "), "{report}");
     let csv = std::fs::read_to_string(out.join("metrics.csv")).expect("metrics.csv");
     assert_eq!(csv.lines().count(), 1 + 9, "header + 9 metrics:\n{csv}");
     for f in ["lengths.csv", "perplexity.csv", "variants.json"] {
