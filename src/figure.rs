@@ -68,8 +68,8 @@ pub fn lines(stem: &Path, chart: &LineChart, series: &[Series]) -> Result<(), Fi
     if !font_ready() {
         return Err(FigureError::NoFont);
     }
-    let png = stem.with_extension("png");
-    let svg = stem.with_extension("svg");
+    let png = with_suffix(stem, "png");
+    let svg = with_suffix(stem, "svg");
     let err = |path: &Path| {
         let path = path.to_path_buf();
         move |e: String| FigureError::Draw {
@@ -90,6 +90,15 @@ pub fn lines(stem: &Path, chart: &LineChart, series: &[Series]) -> Result<(), Fi
     )
     .map_err(err(&svg))?;
     Ok(())
+}
+
+/// `<stem>.<ext>`, keeping any dots already in the stem: `Path::with_extension`
+/// would turn `roc-substitute-qwen2.5-coder-0.5b` into `roc-substitute-qwen2.png`.
+fn with_suffix(stem: &Path, ext: &str) -> PathBuf {
+    let mut name = stem.as_os_str().to_os_string();
+    name.push(".");
+    name.push(ext);
+    PathBuf::from(name)
 }
 
 const PALETTE: &[RGBColor] = &[
@@ -176,7 +185,8 @@ mod tests {
     #[test]
     fn writes_png_and_svg_with_text() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let stem = dir.path().join("roc");
+        // A dotted model name must survive: roc-qwen2.5-coder-0.5b.png.
+        let stem = dir.path().join("roc-qwen2.5-coder-0.5b");
         let chart = LineChart {
             title: "ROC".into(),
             x_label: "honest flagged",
@@ -191,9 +201,10 @@ mod tests {
             points: vec![(0.0, 0.0), (0.1, 0.8), (1.0, 1.0)],
         }];
         lines(&stem, &chart, &series).expect("draw");
-        let png = std::fs::read(stem.with_extension("png")).expect("png");
+        let png = std::fs::read(dir.path().join("roc-qwen2.5-coder-0.5b.png")).expect("png");
         assert_eq!(&png[1..4], b"PNG");
-        let svg = std::fs::read_to_string(stem.with_extension("svg")).expect("svg");
+        let svg =
+            std::fs::read_to_string(dir.path().join("roc-qwen2.5-coder-0.5b.svg")).expect("svg");
         assert!(svg.contains("<svg") && svg.contains("fraud detected") && svg.contains("distance"));
     }
 }

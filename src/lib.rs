@@ -19,6 +19,7 @@
 //! - [`vote`]: quadratic, linear and plurality voting; halting rules.
 //! - [`deliberation`]: the NSED protocol, the `Agent` seam, rosters.
 //! - [`bench`]: datasets, grading, every method on the same items, run files.
+//! - [`sandbox`]: untrusted Python under rlimits, private uid and namespaces.
 //! - [`report`]: Wilson intervals, exact McNemar, summary tables.
 //! - [`output`]: atomic result files (never a partial file).
 
@@ -39,6 +40,7 @@ pub mod registry;
 pub mod report;
 pub mod runtime;
 pub mod sampling;
+pub mod sandbox;
 #[doc(hidden)]
 pub mod testing;
 pub mod tokenizer;

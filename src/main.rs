@@ -38,6 +38,7 @@ fn exit_unless_written(result: std::io::Result<()>) {
 
 mod bench_cli;
 mod fraud_cli;
+mod sandbox_cli;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -109,6 +110,11 @@ enum Command {
     /// Resumable; ends with AUCs, detection rates, Gonka's calibration and
     /// length curves.
     SimulateFraud(fraud_cli::SimulateFraudArgs),
+    /// Run untrusted Python as the code benchmarks do: `python3 -I` in a
+    /// fresh directory with rlimits, a private uid (as root), no network and
+    /// a private /tmp where the kernel allows, a wall-clock kill.
+    #[command(subcommand)]
+    Sandbox(sandbox_cli::SandboxCommand),
     /// Summaries of finished or partial runs.
     #[command(subcommand)]
     Report(ReportCommand),
@@ -385,6 +391,7 @@ fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Verify(args) => verify_cmd(args),
         Command::Determinism(args) => done(determinism_cmd(args)),
+        Command::Sandbox(command) => sandbox_cli::sandbox_cmd(command),
         command => done(run_simple(command)),
     }
 }
@@ -404,7 +411,9 @@ fn run_simple(command: Command) -> Result<()> {
         Command::Generate(args) => generate_cmd(args),
         Command::Perplexity(args) => perplexity_cmd(args),
         Command::Perf(args) => perf(args),
-        Command::Verify(_) | Command::Determinism(_) => unreachable!("dispatched in run"),
+        Command::Verify(_) | Command::Determinism(_) | Command::Sandbox(_) => {
+            unreachable!("dispatched in run")
+        }
     }
 }
 

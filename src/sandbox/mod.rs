@@ -1,0 +1,511 @@
+//! Running untrusted Python — generated programs and their tests — so that
+//! hostile code is contained, counted as a failure, and the run goes on.
+//!
+//! Each run gets `python3 -I` in a fresh temporary directory with a cleared
+//! environment, its own session and process group, rlimits set in the child
+//! before exec, and, where this machine allows (probed once, reported in
+//! [`Protections`]): a private uid (when nsed runs as root), a network
+//! namespace with no interface up, and private tmpfs over the world-writable
+//! directories. A wall-clock limit kills the whole group; output is capped
+//! while it is read; after every run whatever is left of the group and the
+//! uid is killed.
+
+mod child;
+mod reap;
+
+use std::io::{self, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use child::{RawLimits, Setup};
+
+/// Errors of the sandbox itself (a program that fails is not an error: it is
+/// an [`Execution`] with a failing [`Status`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("no python3 found (looked in {0}); install python3 or pass --python")]
+    NoPython(String),
+    #[error("{path} does not run in the sandbox: {message}")]
+    PythonUnusable { path: PathBuf, message: String },
+    #[error("cannot prepare the sandbox directory: {0}")]
+    Scratch(io::Error),
+    #[error("cannot start the sandboxed program: {0}")]
+    Spawn(io::Error),
+    #[error("cannot wait for the sandboxed program: {0}")]
+    Wait(io::Error),
+}
+
+/// Resource limits of one run (the wall-clock limit is per call).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Limits {
+    /// Virtual memory (RLIMIT_AS), bytes.
+    pub address_space: u64,
+    /// Largest file the program may write (RLIMIT_FSIZE), bytes.
+    pub file_size: u64,
+    /// Open file descriptors (RLIMIT_NOFILE).
+    pub open_files: u64,
+    /// Processes of the run's uid (RLIMIT_NPROC; holds only with a private uid).
+    pub processes: u64,
+    /// Bytes kept of stdout and of stderr; more output ends the run.
+    pub output_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            address_space: 2 << 30,
+            file_size: 16 << 20,
+            open_files: 64,
+            processes: 64,
+            output_bytes: 4 << 20,
+        }
+    }
+}
+
+/// Which protections actually apply on this machine (recorded with results).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Protections {
+    pub python: PathBuf,
+    /// `python3 -I`, empty environment, fresh temp dir, own process group,
+    /// rlimits, wall-clock kill of the group, capped output: always.
+    pub baseline: bool,
+    pub private_uid: bool,
+    pub network_namespace: bool,
+    pub private_tmp: bool,
+    pub limits: Limits,
+    /// Why each missing protection is missing.
+    pub missing: Vec<String>,
+}
+
+impl Protections {
+    /// One line for logs and result headers.
+    pub fn summary(&self) -> String {
+        let on = |b: bool| if b { "yes" } else { "no" };
+        format!(
+            "python {} -I, cleared env, temp dir, process group, rlimits (AS {} MiB, fsize {} MiB, nofile {}, nproc {}), wall-clock kill; private uid {}; network namespace {}; private /tmp {}",
+            self.python.display(),
+            self.limits.address_space >> 20,
+            self.limits.file_size >> 20,
+            self.limits.open_files,
+            self.limits.processes,
+            on(self.private_uid),
+            on(self.network_namespace),
+            on(self.private_tmp),
+        )
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Status {
+    Exited {
+        code: i32,
+    },
+    /// Killed by a signal: SIGXCPU (24) means the CPU-seconds limit.
+    Signaled {
+        signal: i32,
+    },
+    /// The wall-clock limit passed; the group was killed.
+    Timeout,
+    /// More output than `Limits::output_bytes`; the group was killed.
+    OutputLimit,
+}
+
+/// What a run did.
+#[derive(Clone, Debug)]
+pub struct Execution {
+    pub status: Status,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub wall: Duration,
+    /// Processes of the run still alive when its main process ended (or was
+    /// killed), all killed since; counted only with a private uid.
+    pub leftovers_killed: usize,
+}
+
+impl Execution {
+    /// Exited 0 and left no process behind (a program that plants a
+    /// grandchild fails even if its own output was right).
+    pub fn succeeded(&self) -> bool {
+        self.status == Status::Exited { code: 0 } && self.leftovers_killed == 0
+    }
+
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// One program to run: its source, what it reads on stdin, its wall limit.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub program: String,
+    pub stdin: Vec<u8>,
+    pub wall: Duration,
+}
+
+/// A probed sandbox; `run` may be called from several threads at once.
+pub struct Sandbox {
+    protections: Protections,
+    setup: Setup,
+    scratch: PathBuf,
+}
+
+/// The next private-uid slot, shared by every `Sandbox` of the process so
+/// that no two live runs share a uid (one run's cleanup kills by uid).
+static NEXT_SLOT: AtomicU32 = AtomicU32::new(0);
+
+/// Private uids: 256 slots per nsed process, so concurrent runs never share
+/// a process limit and every leftover of a run can be found by its uid.
+const UID_BASE: u32 = 100_000;
+const UID_SLOTS: u32 = 256;
+
+impl Sandbox {
+    /// Find Python and probe which protections this machine allows.
+    pub fn new(python: Option<PathBuf>, limits: Limits) -> Result<Sandbox, SandboxError> {
+        let python = match python {
+            Some(p) => p,
+            None => find_python()?,
+        };
+        let mut sandbox = Sandbox {
+            protections: Protections {
+                python,
+                baseline: true,
+                private_uid: false,
+                network_namespace: false,
+                private_tmp: false,
+                limits,
+                missing: Vec::new(),
+            },
+            setup: Setup::default(),
+            scratch: std::env::temp_dir(),
+        };
+        if !reap::become_subreaper() {
+            sandbox
+                .protections
+                .missing
+                .push("subreaper: killed leftovers are reaped by init, not nsed".into());
+        }
+        sandbox.probe()?;
+        Ok(sandbox)
+    }
+
+    pub fn protections(&self) -> &Protections {
+        &self.protections
+    }
+
+    /// Try each protection on top of those already granted; keep what works.
+    fn probe(&mut self) -> Result<(), SandboxError> {
+        self.try_setup(self.setup)
+            .map_err(|message| SandboxError::PythonUnusable {
+                path: self.protections.python.clone(),
+                message,
+            })?;
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            let with_uid = Setup {
+                uid: Some(next_uid()),
+                ..self.setup
+            };
+            match self.try_setup(with_uid) {
+                Ok(()) => {
+                    self.setup = with_uid;
+                    self.protections.private_uid = true;
+                }
+                Err(e) => self.note_missing("private uid", &e),
+            }
+        } else {
+            self.protections.missing.push(
+                "private uid: nsed is not root, so the process limit (fork bombs) is not enforced and the program runs as your user".into(),
+            );
+        }
+        let net = Setup {
+            net_namespace: true,
+            ..self.setup
+        };
+        match self.try_setup(net) {
+            Ok(()) => {
+                self.setup = net;
+                self.protections.network_namespace = true;
+            }
+            Err(e) => self.note_missing("network namespace", &e),
+        }
+        let tmp = Setup {
+            private_tmp: true,
+            ..self.setup
+        };
+        match self.try_setup(tmp) {
+            Ok(()) => {
+                self.setup = tmp;
+                self.protections.private_tmp = true;
+            }
+            Err(e) => self.note_missing("private /tmp", &e),
+        }
+        Ok(())
+    }
+
+    fn note_missing(&mut self, what: &str, why: &str) {
+        self.protections.missing.push(format!("{what}: {why}"));
+    }
+
+    fn try_setup(&self, setup: Setup) -> Result<(), String> {
+        let job = Job {
+            program: "print('sandbox ok')\n".into(),
+            stdin: Vec::new(),
+            wall: Duration::from_secs(10),
+        };
+        match self.run_with(setup, &job) {
+            Ok(run) if run.succeeded() && run.stdout == b"sandbox ok\n" => Ok(()),
+            Ok(run) => Err(format!(
+                "test program ended with {:?}: {}",
+                run.status,
+                run.stderr_text().trim()
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Run one program under every protection the probe granted.
+    pub fn run(&self, job: &Job) -> Result<Execution, SandboxError> {
+        let setup = Setup {
+            uid: self.setup.uid.map(|_| next_uid()),
+            ..self.setup
+        };
+        self.run_with(setup, job)
+    }
+
+    /// Run `jobs` with up to `parallel` at a time; results in input order.
+    pub fn run_all(
+        &self,
+        jobs: &[Job],
+        parallel: usize,
+        on_done: impl Fn(usize, &Result<Execution, SandboxError>) + Sync,
+    ) -> Vec<Result<Execution, SandboxError>> {
+        let next = AtomicUsize::new(0);
+        let (tx, rx) = mpsc::channel();
+        std::thread::scope(|scope| {
+            for _ in 0..parallel.clamp(1, jobs.len().max(1)) {
+                let tx = tx.clone();
+                let (next, on_done) = (&next, &on_done);
+                scope.spawn(move || loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    let result = self.run(job);
+                    on_done(i, &result);
+                    // The receiver lives until the scope ends.
+                    let _ = tx.send((i, result));
+                });
+            }
+        });
+        drop(tx);
+        let mut results: Vec<_> = rx.into_iter().collect();
+        results.sort_by_key(|(i, _)| *i);
+        results.into_iter().map(|(_, r)| r).collect()
+    }
+
+    fn run_with(&self, setup: Setup, job: &Job) -> Result<Execution, SandboxError> {
+        let dir = self.prepare_dir(setup, &job.program)?;
+        let limits = self.protections.limits;
+        let raw = RawLimits {
+            address_space: limits.address_space,
+            cpu_seconds: job.wall.as_secs() + 1,
+            file_size: limits.file_size,
+            open_files: limits.open_files,
+            processes: limits.processes,
+        };
+        let mut command = Command::new(&self.protections.python);
+        command
+            .args(["-I", "-B", "main.py"])
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("LANG", "C.UTF-8")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // SAFETY: `enter` makes only async-signal-safe syscalls.
+        unsafe {
+            command.pre_exec(move || child::enter(setup, raw));
+        }
+        let start = Instant::now();
+        let child = command.spawn().map_err(SandboxError::Spawn)?;
+        let execution = supervise(child, setup, job, limits.output_bytes, start);
+        drop(dir);
+        execution
+    }
+
+    /// A fresh directory holding `main.py`, owned by the run's uid.
+    fn prepare_dir(&self, setup: Setup, program: &str) -> Result<tempfile::TempDir, SandboxError> {
+        let dir = tempfile::Builder::new()
+            .prefix("nsed-sandbox-")
+            .tempdir_in(&self.scratch)
+            .map_err(SandboxError::Scratch)?;
+        std::fs::write(dir.path().join("main.py"), program).map_err(SandboxError::Scratch)?;
+        if let Some(uid) = setup.uid {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(uid))
+                .map_err(SandboxError::Scratch)?;
+        }
+        Ok(dir)
+    }
+}
+
+/// A private uid for one run: unique among the live runs of this process
+/// (256 slots), and apart from other nsed processes' by the pid.
+fn next_uid() -> u32 {
+    let slot = NEXT_SLOT.fetch_add(1, Ordering::Relaxed) % UID_SLOTS;
+    UID_BASE + (std::process::id() % 16_000) * UID_SLOTS + slot
+}
+
+/// Feed stdin, read capped output, enforce the wall clock, then kill every
+/// leftover of the run.
+fn supervise(
+    mut child: Child,
+    setup: Setup,
+    job: &Job,
+    cap: usize,
+    start: Instant,
+) -> Result<Execution, SandboxError> {
+    let overflow = Arc::new(AtomicBool::new(false));
+    if let Some(mut stdin) = child.stdin.take() {
+        let input = job.stdin.clone();
+        // A program that never reads must not block us: write from a thread;
+        // EPIPE (the program exited) is not an error.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+    }
+    let stdout = child
+        .stdout
+        .take()
+        .map(|p| capture(p, cap, overflow.clone()));
+    let stderr = child
+        .stderr
+        .take()
+        .map(|p| capture(p, cap, overflow.clone()));
+    let mut status = wait_bounded(&mut child, start + job.wall, &overflow)?;
+    if overflow.load(Ordering::Relaxed) {
+        // The program may have died of the closed pipe before we saw the flag.
+        status = Status::OutputLimit;
+    }
+    let wall = start.elapsed();
+    let main = child.id();
+    // Counted before the kill: what the program left running when it ended.
+    let leftovers_killed = setup.uid.map_or(0, |uid| reap::count_live(uid, main));
+    reap::kill_group(main);
+    if let Some(uid) = setup.uid {
+        reap::kill_uid(uid, main);
+    }
+    let _ = child.wait();
+    // A leftover that escaped both group and uid (only possible without a
+    // private uid) may hold a pipe open: do not wait for it forever.
+    let collect = |rx: Option<mpsc::Receiver<Vec<u8>>>| {
+        rx.and_then(|rx| rx.recv_timeout(Duration::from_secs(2)).ok())
+            .unwrap_or_default()
+    };
+    Ok(Execution {
+        status,
+        stdout: collect(stdout),
+        stderr: collect(stderr),
+        wall,
+        leftovers_killed,
+    })
+}
+
+fn wait_bounded(
+    child: &mut Child,
+    deadline: Instant,
+    overflow: &AtomicBool,
+) -> Result<Status, SandboxError> {
+    let mut poll = Duration::from_millis(1);
+    loop {
+        if let Some(status) = child.try_wait().map_err(SandboxError::Wait)? {
+            return Ok(match (status.code(), status.signal()) {
+                (Some(code), _) => Status::Exited { code },
+                (None, Some(signal)) => Status::Signaled { signal },
+                (None, None) => Status::Signaled { signal: 0 },
+            });
+        }
+        if overflow.load(Ordering::Relaxed) {
+            reap::kill_group(child.id());
+            return Ok(Status::OutputLimit);
+        }
+        if Instant::now() >= deadline {
+            reap::kill_group(child.id());
+            return Ok(Status::Timeout);
+        }
+        std::thread::sleep(poll);
+        poll = (poll * 2).min(Duration::from_millis(10));
+    }
+}
+
+/// Read `pipe` on a thread, keeping at most `cap` bytes; past the cap, raise
+/// `overflow` and stop reading (the writer then gets EPIPE).
+fn capture(
+    mut pipe: impl Read + Send + 'static,
+    cap: usize,
+    overflow: Arc<AtomicBool>,
+) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut chunk = [0u8; 64 << 10];
+        loop {
+            match pipe.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) if kept.len() + n > cap => {
+                    kept.extend_from_slice(&chunk[..cap - kept.len()]);
+                    overflow.store(true, Ordering::Relaxed);
+                    break;
+                }
+                Ok(n) => kept.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let _ = tx.send(kept);
+    });
+    rx
+}
+
+/// The system Python first: a per-user install (pyenv under /root) is not
+/// readable by the sandbox's private uid.
+fn find_python() -> Result<PathBuf, SandboxError> {
+    let mut candidates = vec![
+        PathBuf::from("/usr/bin/python3"),
+        PathBuf::from("/usr/local/bin/python3"),
+    ];
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path).map(|d| d.join("python3")));
+    }
+    candidates
+        .iter()
+        .find(|p| is_executable(p))
+        .cloned()
+        .ok_or_else(|| {
+            SandboxError::NoPython(
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
+        })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests;

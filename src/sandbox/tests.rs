@@ -1,0 +1,119 @@
+//! Real Python, real limits: each test runs a program in the sandbox.
+
+use super::*;
+
+fn sandbox(limits: Limits) -> Sandbox {
+    Sandbox::new(None, limits).expect("python3 and a sandbox")
+}
+
+fn job(program: &str, stdin: &str, wall_ms: u64) -> Job {
+    Job {
+        program: program.into(),
+        stdin: stdin.as_bytes().to_vec(),
+        wall: Duration::from_millis(wall_ms),
+    }
+}
+
+#[test]
+fn runs_a_program_on_stdin_and_keeps_its_exit_code() {
+    let sb = sandbox(Limits::default());
+    let run = sb
+        .run(&job(
+            "import sys\nprint(sys.stdin.read().upper(), end='')\n",
+            "abc\n",
+            5000,
+        ))
+        .expect("run");
+    assert_eq!(run.status, Status::Exited { code: 0 });
+    assert_eq!(run.stdout_text(), "ABC\n");
+    let run = sb
+        .run(&job("import sys\nsys.exit(3)\n", "", 5000))
+        .expect("run");
+    assert_eq!(run.status, Status::Exited { code: 3 });
+    assert!(!run.succeeded());
+}
+
+#[test]
+fn environment_is_cleared_and_directory_is_fresh() {
+    let sb = sandbox(Limits::default());
+    let program = "import os\nprint(sorted(os.environ))\nprint(sorted(os.listdir('.')))\n";
+    let run = sb.run(&job(program, "", 5000)).expect("run");
+    assert_eq!(run.stdout_text(), "['LANG', 'PATH']\n['main.py']\n");
+}
+
+#[test]
+fn wall_clock_limit_kills_a_busy_loop() {
+    let sb = sandbox(Limits::default());
+    let run = sb
+        .run(&job("while True:\n    pass\n", "", 700))
+        .expect("run");
+    assert_eq!(run.status, Status::Timeout);
+    assert!(run.wall < Duration::from_secs(3), "{:?}", run.wall);
+}
+
+#[test]
+fn output_past_the_cap_ends_the_run() {
+    let limits = Limits {
+        output_bytes: 1000,
+        ..Limits::default()
+    };
+    let sb = sandbox(limits);
+    let run = sb
+        .run(&job("while True:\n    print('x' * 99)\n", "", 5000))
+        .expect("run");
+    assert_eq!(run.status, Status::OutputLimit);
+    assert_eq!(run.stdout.len(), 1000);
+}
+
+#[test]
+fn memory_limit_turns_a_huge_allocation_into_an_error() {
+    let sb = sandbox(Limits::default());
+    let run = sb
+        .run(&job("x = bytearray(50 * 10**9)\n", "", 5000))
+        .expect("run");
+    assert_eq!(run.status, Status::Exited { code: 1 });
+    assert!(
+        run.stderr_text().contains("MemoryError"),
+        "{}",
+        run.stderr_text()
+    );
+}
+
+#[test]
+fn root_gets_a_private_uid_and_missing_protections_are_explained() {
+    let sb = sandbox(Limits::default());
+    let p = sb.protections();
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        assert!(p.private_uid, "{:?}", p.missing);
+        let run = sb
+            .run(&job("import os\nprint(os.getuid())\n", "", 5000))
+            .expect("run");
+        let uid: u32 = run.stdout_text().trim().parse().expect("a uid");
+        assert!(uid >= UID_BASE, "{uid}");
+    }
+    let missing = [p.private_uid, p.network_namespace, p.private_tmp]
+        .iter()
+        .filter(|on| !**on)
+        .count();
+    let explained = p
+        .missing
+        .iter()
+        .filter(|m| !m.starts_with("subreaper"))
+        .count();
+    assert_eq!(explained, missing, "{:?}", p.missing);
+}
+
+#[test]
+fn run_all_keeps_input_order() {
+    let sb = sandbox(Limits::default());
+    let jobs: Vec<Job> = (0..5)
+        .map(|i| job(&format!("print({i} * {i})\n"), "", 5000))
+        .collect();
+    let outputs: Vec<String> = sb
+        .run_all(&jobs, 2, |_, _| {})
+        .into_iter()
+        .map(|r| r.expect("run").stdout_text())
+        .collect();
+    assert_eq!(outputs, ["0\n", "1\n", "4\n", "9\n", "16\n"]);
+}

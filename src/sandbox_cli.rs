@@ -1,0 +1,154 @@
+//! `nsed sandbox`: show which protections apply on this machine, and run
+//! Python files under them (the same sandbox the code benchmarks use).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use nsed::sandbox::{Execution, Job, Limits, Sandbox, SandboxError};
+
+#[derive(Subcommand)]
+pub enum SandboxCommand {
+    /// Print which protections apply here (private uid, network namespace,
+    /// private /tmp, limits) and why any is missing, as JSON.
+    Probe(SandboxOpts),
+    /// Run Python files in the sandbox, several at a time; one JSON line per
+    /// file as it finishes (status, wall time, output sizes, stderr tail).
+    /// Exit 0 when every program exited 0, 1 when any failed.
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+pub struct SandboxOpts {
+    /// The Python interpreter (default: the system python3, which the
+    /// sandbox's private uid can read).
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// Address-space limit per program, MiB.
+    #[arg(long, default_value_t = 2048)]
+    memory_mib: u64,
+    /// Output kept per stream, KiB; more ends the program.
+    #[arg(long, default_value_t = 4096)]
+    output_kib: usize,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Python files to run.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// File fed to every program on standard input.
+    #[arg(long)]
+    stdin: Option<PathBuf>,
+    /// Wall-clock limit per program, seconds.
+    #[arg(long, default_value_t = 6.0)]
+    timeout: f64,
+    /// Programs run at once (default: the number of cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    #[command(flatten)]
+    opts: SandboxOpts,
+}
+
+impl SandboxOpts {
+    fn sandbox(&self) -> Result<Sandbox, SandboxError> {
+        let limits = Limits {
+            address_space: self.memory_mib << 20,
+            output_bytes: self.output_kib << 10,
+            ..Limits::default()
+        };
+        Sandbox::new(self.python.clone(), limits)
+    }
+}
+
+pub fn sandbox_cmd(command: SandboxCommand) -> Result<ExitCode> {
+    match command {
+        SandboxCommand::Probe(opts) => {
+            let sandbox = opts.sandbox()?;
+            outln!("{}", serde_json::to_string_pretty(sandbox.protections())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        SandboxCommand::Run(args) => run_files(args),
+    }
+}
+
+fn run_files(args: RunArgs) -> Result<ExitCode> {
+    if !(args.timeout > 0.0 && args.timeout <= 86_400.0) {
+        bail!(
+            "--timeout must be between 0 and 86400 seconds, not {}",
+            args.timeout
+        );
+    }
+    let stdin = match &args.stdin {
+        Some(path) => std::fs::read(path)
+            .with_context(|| format!("cannot read --stdin {}", path.display()))?,
+        None => Vec::new(),
+    };
+    let jobs = args
+        .files
+        .iter()
+        .map(|file| {
+            let program = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read program {}", file.display()))?;
+            Ok(Job {
+                program,
+                stdin: stdin.clone(),
+                wall: Duration::from_secs_f64(args.timeout),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let sandbox = args.opts.sandbox()?;
+    eprintln!("sandbox: {}", sandbox.protections().summary());
+    for why in &sandbox.protections().missing {
+        eprintln!("sandbox: missing {why}");
+    }
+    let parallel = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let results = sandbox.run_all(&jobs, parallel, |i, result| {
+        outln!("{}", result_line(&args.files[i], result));
+    });
+    let all_ok = results
+        .iter()
+        .all(|r| r.as_ref().is_ok_and(Execution::succeeded));
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn result_line(file: &std::path::Path, result: &Result<Execution, SandboxError>) -> String {
+    let value = match result {
+        Ok(run) => json!({
+            "file": file,
+            "succeeded": run.succeeded(),
+            "status": run.status,
+            "wall_ms": run.wall.as_millis() as u64,
+            "stdout_bytes": run.stdout.len(),
+            "stdout_head": head(&run.stdout_text(), 400),
+            "stderr_tail": tail(&run.stderr_text(), 400),
+            "leftovers_killed": run.leftovers_killed,
+        }),
+        Err(e) => json!({ "file": file, "error": e.to_string() }),
+    };
+    value.to_string()
+}
+
+fn head(text: &str, max: usize) -> &str {
+    let end = text.char_indices().nth(max).map_or(text.len(), |(i, _)| i);
+    &text[..end]
+}
+
+fn tail(text: &str, max: usize) -> &str {
+    let count = text.chars().count();
+    let start = text
+        .char_indices()
+        .nth(count.saturating_sub(max))
+        .map_or(text.len(), |(i, _)| i);
+    &text[start..]
+}
