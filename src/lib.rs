@@ -20,12 +20,14 @@
 //! - [`deliberation`]: the NSED protocol, the `Agent` seam, rosters.
 //! - [`bench`]: datasets, grading, every method on the same items, run files.
 //! - [`sandbox`]: untrusted Python under rlimits, private uid and namespaces.
+//! - [`codebench`]: LiveCodeBench, HumanEval and MBPP: prompts, extraction, grading.
 //! - [`report`]: Wilson intervals, exact McNemar, summary tables.
 //! - [`output`]: atomic result files (never a partial file).
 
 pub mod artifact;
 pub mod bench;
 pub mod chat;
+pub mod codebench;
 pub mod deliberation;
 pub mod figure;
 pub mod fraud;

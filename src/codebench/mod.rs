@@ -1,0 +1,33 @@
+//! Code benchmarks: LiveCodeBench (stdin and functional problems), HumanEval
+//! and MBPP — loading the problems, prompting and extracting code exactly as
+//! the official harnesses do, and grading programs in the [`crate::sandbox`]
+//! with LiveCodeBench's comparison rules and result codes.
+
+pub mod decimal;
+pub mod extract;
+pub mod grade;
+pub mod problems;
+pub mod prompts;
+
+pub use grade::{grade, pass_at_k, Outcome, TestCode, Verdict};
+pub use problems::{Check, CodeSet, IoTest, LcbFilter, Problem};
+
+/// Errors of loading code problems.
+#[derive(Debug, thiserror::Error)]
+pub enum CodeError {
+    #[error("unknown code set `{0}`; known: lcb, humaneval, mbpp")]
+    Unknown(String),
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Record {
+        path: std::path::PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("private tests: {0}")]
+    PrivateTests(String),
+}

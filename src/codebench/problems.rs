@@ -1,0 +1,447 @@
+//! Code problems from the data directory: `lcb` (LiveCodeBench release_v1,
+//! public tests; hidden tests decoded when a file has them), `humaneval`
+//! (164) and `mbpp` (the test split, task ids 11-510).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::CodeError;
+
+/// One input/output test (LiveCodeBench).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IoTest {
+    pub input: String,
+    pub output: String,
+}
+
+/// How a problem is checked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Check {
+    /// A program reading stdin; output compared line by line, then as decimals.
+    Stdin {
+        public: Vec<IoTest>,
+        hidden: Vec<IoTest>,
+    },
+    /// LeetCode: `Solution().<func_name>(*json_inputs) == json_output`.
+    Functional {
+        func_name: String,
+        public: Vec<IoTest>,
+        hidden: Vec<IoTest>,
+    },
+    /// HumanEval: `prompt + completion`, then `test` and `check(entry_point)`.
+    HumanEval { test: String, entry_point: String },
+    /// MBPP: `test_setup_code`, the code, then each assert.
+    Mbpp { setup: String, asserts: Vec<String> },
+}
+
+/// One problem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Problem {
+    pub id: String,
+    pub title: String,
+    /// The question (LCB), the function prompt (HumanEval), the task (MBPP).
+    pub statement: String,
+    /// LCB starter code (functional problems); empty otherwise.
+    pub starter_code: String,
+    pub platform: String,
+    pub difficulty: String,
+    pub contest_date: String,
+    /// One of LiveCodeBench's 17 known-bad problems (SPEC §5).
+    pub flawed: bool,
+    pub check: Check,
+}
+
+impl Problem {
+    /// Public tests (what models may see), for LCB problems.
+    pub fn public_tests(&self) -> &[IoTest] {
+        match &self.check {
+            Check::Stdin { public, .. } | Check::Functional { public, .. } => public,
+            _ => &[],
+        }
+    }
+
+    /// Hidden tests (never shown to a model); empty in the shared data.
+    pub fn hidden_tests(&self) -> &[IoTest] {
+        match &self.check {
+            Check::Stdin { hidden, .. } | Check::Functional { hidden, .. } => hidden,
+            _ => &[],
+        }
+    }
+}
+
+/// A loaded set, with the file's sha256 for provenance.
+#[derive(Debug, Clone)]
+pub struct CodeSet {
+    pub name: String,
+    pub file: PathBuf,
+    pub sha256: String,
+    pub problems: Vec<Problem>,
+    /// MBPP's few-shot examples (tasks 2, 3, 4); empty for other sets.
+    pub fewshot: Vec<Problem>,
+    /// Problems dropped by the filter as known-bad (LCB).
+    pub excluded_flawed: usize,
+}
+
+/// LiveCodeBench's errata: multiple valid outputs, interactive, bad tests.
+pub const LCB_FLAWED: [&str; 17] = [
+    "abc311_c",
+    "abc326_d",
+    "abc327_b",
+    "abc333_e",
+    "abc343_e",
+    "abc362_c",
+    "abc343_a",
+    "arc185_c",
+    "find-words-containing-character",
+    "find-the-peaks",
+    "generate-binary-strings-without-adjacent-zeros",
+    "abc337_e",
+    "abc355_e",
+    "abc350_c",
+    "apply-operations-to-make-string-empty",
+    "most-frequent-ids",
+    "arc189_a",
+];
+
+/// Which LCB problems to keep.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LcbFilter {
+    /// Keep problems with `contest_date` ≥ this (ISO date prefix).
+    pub since: Option<String>,
+    /// Keep problems with `contest_date` < this.
+    pub until: Option<String>,
+    /// Keep only these platforms (atcoder, leetcode, codeforces); empty = all.
+    pub platforms: Vec<String>,
+    /// Keep only these difficulties (easy, medium, hard); empty = all.
+    pub difficulties: Vec<String>,
+    /// Keep the known-bad problems (flagged) instead of dropping them.
+    pub keep_flawed: bool,
+}
+
+impl LcbFilter {
+    fn keeps(&self, p: &Problem) -> bool {
+        let date = p.contest_date.as_str();
+        self.since.as_deref().is_none_or(|s| date >= s)
+            && self.until.as_deref().is_none_or(|u| date < u)
+            && (self.platforms.is_empty() || self.platforms.contains(&p.platform))
+            && (self.difficulties.is_empty() || self.difficulties.contains(&p.difficulty))
+    }
+}
+
+/// The set names `nsed bench` accepts for code.
+pub const NAMES: [&str; 3] = ["lcb", "humaneval", "mbpp"];
+
+/// Load a code set from the data directory.
+pub fn load(name: &str, dir: &Path, filter: &LcbFilter) -> Result<CodeSet, CodeError> {
+    let file = match name {
+        "lcb" => "livecodebench/lcb_release_v1_public.jsonl",
+        "humaneval" => "humaneval/HumanEval.jsonl",
+        "mbpp" => "mbpp/mbpp.jsonl",
+        other => return Err(CodeError::Unknown(other.to_string())),
+    };
+    let path = dir.join(file);
+    let (records, sha256) = read_jsonl(&path)?;
+    let parsed = records
+        .iter()
+        .map(|(line, v)| {
+            let problem = match name {
+                "lcb" => parse_lcb(v),
+                "humaneval" => parse_humaneval(v),
+                _ => parse_mbpp(v),
+            };
+            problem.map_err(|message| CodeError::Record {
+                path: path.clone(),
+                line: *line,
+                message,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut set = CodeSet {
+        name: name.to_string(),
+        file: path,
+        sha256,
+        problems: Vec::new(),
+        fewshot: Vec::new(),
+        excluded_flawed: 0,
+    };
+    for p in parsed {
+        match name {
+            "lcb" if !filter.keeps(&p) => {}
+            "lcb" if p.flawed && !filter.keep_flawed => set.excluded_flawed += 1,
+            "mbpp" => match mbpp_task(&p) {
+                2..=4 => set.fewshot.push(p),
+                11..=510 => set.problems.push(p),
+                _ => {}
+            },
+            _ => set.problems.push(p),
+        }
+    }
+    Ok(set)
+}
+
+fn read_jsonl(path: &Path) -> Result<(Vec<(usize, Value)>, String), CodeError> {
+    let bytes = std::fs::read(path).map_err(|source| CodeError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let sha256 = {
+        use sha2::Digest;
+        crate::registry::hex(&sha2::Sha256::digest(&bytes))
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let mut records = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v = serde_json::from_str(line).map_err(|e| CodeError::Record {
+            path: path.to_path_buf(),
+            line: i + 1,
+            message: e.to_string(),
+        })?;
+        records.push((i + 1, v));
+    }
+    Ok((records, sha256))
+}
+
+fn text(v: &Value, key: &str) -> Result<String, String> {
+    match v.get(key) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(_) => Err(format!("field `{key}` is not a string")),
+        None => Err(format!("missing field `{key}`")),
+    }
+}
+
+fn parse_lcb(v: &Value) -> Result<Problem, String> {
+    let id = text(v, "question_id")?;
+    let public = io_tests(&text(v, "public_test_cases")?)
+        .map_err(|e| format!("{id}: public_test_cases: {e}"))?;
+    let hidden = match v.get("private_test_cases").and_then(Value::as_str) {
+        Some(s) if !s.is_empty() => {
+            decode_private_tests(s).map_err(|e| format!("{id}: private_test_cases: {e}"))?
+        }
+        _ => Vec::new(),
+    };
+    let metadata: Value =
+        serde_json::from_str(&text(v, "metadata")?).map_err(|e| format!("{id}: metadata: {e}"))?;
+    let check = match metadata.get("func_name").and_then(Value::as_str) {
+        Some(func_name) => Check::Functional {
+            func_name: func_name.to_string(),
+            public,
+            hidden,
+        },
+        None => Check::Stdin { public, hidden },
+    };
+    Ok(Problem {
+        flawed: LCB_FLAWED.contains(&id.as_str()),
+        title: text(v, "question_title")?,
+        statement: text(v, "question_content")?,
+        starter_code: text(v, "starter_code")?,
+        platform: text(v, "platform")?,
+        difficulty: text(v, "difficulty")?,
+        contest_date: text(v, "contest_date")?,
+        check,
+        id,
+    })
+}
+
+/// A JSON list of `{input, output, testtype}`.
+fn io_tests(json: &str) -> Result<Vec<IoTest>, String> {
+    #[derive(Deserialize)]
+    struct Raw {
+        input: String,
+        output: String,
+    }
+    let raw: Vec<Raw> = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    Ok(raw
+        .into_iter()
+        .map(|r| IoTest {
+            input: r.input,
+            output: r.output,
+        })
+        .collect())
+}
+
+/// LiveCodeBench's hidden tests: plain JSON, or base64(zlib(pickle(str)))
+/// of a JSON list, as `lcb_runner` decodes them.
+pub fn decode_private_tests(s: &str) -> Result<Vec<IoTest>, CodeError> {
+    if let Ok(tests) = io_tests(s) {
+        return Ok(tests);
+    }
+    let err = |what: &str, e: String| CodeError::PrivateTests(format!("{what}: {e}"));
+    let compressed = base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .map_err(|e| err("base64", e.to_string()))?;
+    let mut pickled = Vec::new();
+    flate2::read::ZlibDecoder::new(compressed.as_slice())
+        .read_to_end(&mut pickled)
+        .map_err(|e| err("zlib", e.to_string()))?;
+    let json: String = serde_pickle::from_slice(&pickled, serde_pickle::DeOptions::new())
+        .map_err(|e| err("pickle", e.to_string()))?;
+    io_tests(&json).map_err(|e| err("json", e))
+}
+
+fn parse_humaneval(v: &Value) -> Result<Problem, String> {
+    let prompt = text(v, "prompt")?;
+    Ok(Problem {
+        id: text(v, "task_id")?,
+        title: text(v, "entry_point")?,
+        statement: prompt,
+        starter_code: String::new(),
+        platform: "humaneval".into(),
+        difficulty: String::new(),
+        contest_date: String::new(),
+        flawed: false,
+        check: Check::HumanEval {
+            test: text(v, "test")?,
+            entry_point: text(v, "entry_point")?,
+        },
+    })
+}
+
+fn parse_mbpp(v: &Value) -> Result<Problem, String> {
+    let asserts = v
+        .get("test_list")
+        .and_then(Value::as_array)
+        .ok_or("missing list `test_list`")?
+        .iter()
+        .map(|a| {
+            a.as_str()
+                .map(str::to_string)
+                .ok_or("a test is not a string")
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Problem {
+        id: format!("mbpp/{}", text(v, "task_id")?),
+        title: String::new(),
+        statement: text(v, "text")?,
+        // MBPP's reference solution: used only for the few-shot examples.
+        starter_code: text(v, "code")?,
+        platform: "mbpp".into(),
+        difficulty: String::new(),
+        contest_date: String::new(),
+        flawed: false,
+        check: Check::Mbpp {
+            setup: text(v, "test_setup_code")?,
+            asserts,
+        },
+    })
+}
+
+fn mbpp_task(p: &Problem) -> u32 {
+    p.id.strip_prefix("mbpp/")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data_dir() -> Option<PathBuf> {
+        let dir = std::env::var_os("NSED_DATA_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets")
+            });
+        dir.is_dir().then_some(dir)
+    }
+
+    #[test]
+    fn lcb_release_v1_counts_match_its_provenance() {
+        let Some(dir) = data_dir() else { return };
+        let all = load(
+            "lcb",
+            &dir,
+            &LcbFilter {
+                keep_flawed: true,
+                ..LcbFilter::default()
+            },
+        )
+        .expect("lcb");
+        assert_eq!(all.problems.len(), 400);
+        let functional = all
+            .problems
+            .iter()
+            .filter(|p| matches!(p.check, Check::Functional { .. }))
+            .count();
+        assert_eq!(functional, 181);
+        let tests: usize = all.problems.iter().map(|p| p.public_tests().len()).sum();
+        assert!((2.5..2.7).contains(&(tests as f64 / 400.0)), "{tests}");
+        assert!(all.problems.iter().all(|p| p.hidden_tests().is_empty()));
+        let flawed = all.problems.iter().filter(|p| p.flawed).count();
+        let clean = load("lcb", &dir, &LcbFilter::default()).expect("lcb");
+        assert_eq!(clean.problems.len() + flawed, 400);
+        assert_eq!(clean.excluded_flawed, flawed);
+        let easy_leetcode = load(
+            "lcb",
+            &dir,
+            &LcbFilter {
+                platforms: vec!["leetcode".into()],
+                difficulties: vec!["easy".into()],
+                since: Some("2023-09-01".into()),
+                ..LcbFilter::default()
+            },
+        )
+        .expect("lcb");
+        assert!(!easy_leetcode.problems.is_empty());
+        assert!(easy_leetcode
+            .problems
+            .iter()
+            .all(|p| p.platform == "leetcode"
+                && p.difficulty == "easy"
+                && p.contest_date.as_str() >= "2023-09-01"));
+    }
+
+    #[test]
+    fn humaneval_and_mbpp_splits() {
+        let Some(dir) = data_dir() else { return };
+        let he = load("humaneval", &dir, &LcbFilter::default()).expect("humaneval");
+        assert_eq!(he.problems.len(), 164);
+        assert_eq!(he.problems[0].id, "HumanEval/0");
+        let mbpp = load("mbpp", &dir, &LcbFilter::default()).expect("mbpp");
+        assert_eq!(mbpp.problems.len(), 500);
+        assert_eq!(mbpp.problems[0].id, "mbpp/11");
+        assert_eq!(mbpp.problems[499].id, "mbpp/510");
+        let shots: Vec<&str> = mbpp.fewshot.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(shots, ["mbpp/2", "mbpp/3", "mbpp/4"]);
+    }
+
+    #[test]
+    fn private_tests_decode_from_base64_zlib_pickle() {
+        // Encoded by real Python the way the official dataset is.
+        let script = "import base64, json, pickle, zlib\n\
+            s = json.dumps([{'input': '1 2\\n', 'output': '3\\n', 'testtype': 'stdin'}])\n\
+            print(base64.b64encode(zlib.compress(pickle.dumps(s))).decode())";
+        let out = std::process::Command::new("python3")
+            .args(["-c", script])
+            .output()
+            .expect("python3");
+        let encoded = String::from_utf8(out.stdout).expect("utf-8");
+        let tests = decode_private_tests(encoded.trim()).expect("decoded");
+        assert_eq!(
+            tests,
+            [IoTest {
+                input: "1 2\n".into(),
+                output: "3\n".into()
+            }]
+        );
+        let plain = r#"[{"input": "x", "output": "y", "testtype": "stdin"}]"#;
+        assert_eq!(decode_private_tests(plain).expect("plain").len(), 1);
+        assert!(decode_private_tests("not base64 !!").is_err());
+    }
+
+    #[test]
+    fn unknown_set_is_a_clear_error() {
+        let e = load("lcb2", Path::new("/nonexistent"), &LcbFilter::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown code set `lcb2`"), "{e}");
+    }
+}
