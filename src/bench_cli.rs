@@ -9,11 +9,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use nsed::bench::datasets::{self, Selection};
 use nsed::bench::grade::{AnswerKind, Outcome};
-use nsed::bench::{self, Fingerprint, Harness, ItemRecord, Meta, Method, RunInfo};
+use nsed::bench::{self, CodeSettings, Fingerprint, Harness, ItemRecord, Meta, Method, RunInfo};
+use nsed::codebench::{self, CodeAgent, CodeContext, LcbFilter};
 use nsed::deliberation::local::{self, LocalAgent, ModelPool};
 use nsed::deliberation::roster::{AgentSpec, Roster};
 use nsed::deliberation::{self, EvalMode, Round, Task, Transcript};
 use nsed::sampling::SamplingParams;
+use nsed::sandbox::{Limits, Sandbox};
 
 /// Deliberation overrides shared by `bench` and `deliberate`.
 #[derive(Args, Clone)]
@@ -46,7 +48,8 @@ pub struct DeliberationArgs {
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// The set: aime25, aime24, aime (1983-2024), gsm8k, math500.
+    /// The set: aime25, aime24, aime (1983-2024), gsm8k, math500; code:
+    /// lcb (LiveCodeBench release_v1), humaneval, mbpp (test split 11-510).
     pub set: String,
     #[command(flatten)]
     pub delib: DeliberationArgs,
@@ -72,6 +75,8 @@ pub struct BenchArgs {
     /// Directory of the datasets, e.g. ../shared/datasets (default: $NSED_DATA_DIR).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub code: CodeArgs,
     /// Run directory (default results/runs/<set>-<roster>): meta.json,
     /// items.jsonl (one line per item, written as it finishes), summary.md,
     /// summary.csv.
@@ -81,6 +86,88 @@ pub struct BenchArgs {
     /// must be the same).
     #[arg(long)]
     pub resume: bool,
+}
+
+/// Selection and sandbox of the code sets.
+#[derive(Args, Clone)]
+pub struct CodeArgs {
+    /// lcb: only these difficulties (easy, medium, hard; comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub difficulty: Vec<String>,
+    /// lcb: only these platforms (atcoder, leetcode, codeforces).
+    #[arg(long, value_delimiter = ',')]
+    pub platform: Vec<String>,
+    /// lcb: problems from contests on or after this date (YYYY-MM-DD).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// lcb: problems from contests before this date.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// lcb: keep the 17 known-bad problems (flagged) instead of dropping them.
+    #[arg(long)]
+    pub keep_flawed: bool,
+    /// Python for the sandbox (default: the system python3).
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+}
+
+impl CodeArgs {
+    fn filter(&self) -> LcbFilter {
+        LcbFilter {
+            since: self.since.clone(),
+            until: self.until.clone(),
+            platforms: self.platform.clone(),
+            difficulties: self.difficulty.clone(),
+            keep_flawed: self.keep_flawed,
+        }
+    }
+}
+
+/// A code set as bench items, with its grading context.
+fn load_code_set(
+    name: &str,
+    dir: &Path,
+    args: &CodeArgs,
+) -> Result<(datasets::Dataset, std::sync::Arc<CodeContext>, CodeSettings)> {
+    let filter = args.filter();
+    let set = codebench::problems::load(name, dir, &filter)?;
+    let sandbox = Sandbox::new(args.python.clone(), Limits::default())?;
+    eprintln!("sandbox: {}", sandbox.protections().summary());
+    for why in &sandbox.protections().missing {
+        eprintln!("sandbox: missing {why}");
+    }
+    if set.excluded_flawed > 0 {
+        eprintln!(
+            "{name}: {} known-bad problems excluded (--keep-flawed keeps them)",
+            set.excluded_flawed
+        );
+    }
+    let hidden = set.problems.iter().any(|p| !p.hidden_tests().is_empty());
+    let graded_on = match (name, hidden) {
+        ("lcb", false) => "public tests only (the data has no hidden tests)",
+        ("lcb", true) => "public and hidden tests",
+        _ => "the official check program",
+    };
+    let dataset = datasets::Dataset {
+        name: name.to_string(),
+        kind: AnswerKind::Code,
+        file: set.file.clone(),
+        sha256: set.sha256.clone(),
+        items: set
+            .problems
+            .iter()
+            .map(|p| datasets::Item {
+                id: p.id.clone(),
+                problem: p.statement.clone(),
+                answer: String::new(),
+            })
+            .collect(),
+    };
+    let settings = CodeSettings {
+        filter,
+        graded_on: graded_on.to_string(),
+    };
+    Ok((dataset, CodeContext::new(set, sandbox), settings))
 }
 
 #[derive(Args)]
@@ -163,7 +250,13 @@ pub fn bench_cmd(args: BenchArgs) -> Result<()> {
         roster.baselines.self_consistency_k = k;
     }
     let dir = datasets::data_dir(args.data_dir.as_deref())?;
-    let dataset = datasets::load(&args.set, &dir)?;
+    let (dataset, code, code_settings) = if codebench::problems::NAMES.contains(&args.set.as_str())
+    {
+        let (d, c, s) = load_code_set(&args.set, &dir, &args.code)?;
+        (d, Some(c), Some(s))
+    } else {
+        (datasets::load(&args.set, &dir)?, None, None)
+    };
     let selection = Selection {
         offset: args.offset,
         limit: args.limit,
@@ -191,9 +284,10 @@ pub fn bench_cmd(args: BenchArgs) -> Result<()> {
         methods: methods.clone(),
         roster: roster.clone(),
         settings: settings.clone(),
+        code: code_settings,
     };
     let mut pool = ModelPool::default();
-    let mut harness = build_harness(&roster, &methods, &mut pool)?;
+    let mut harness = build_harness(&roster, &methods, &mut pool, code.clone())?;
     let info = RunInfo {
         started: bench::utc_now(),
         commit: bench::commit(),
@@ -202,6 +296,7 @@ pub fn bench_cmd(args: BenchArgs) -> Result<()> {
         threads: rayon::current_num_threads(),
         models: pool.models(),
         command: std::env::args().collect(),
+        sandbox: code.as_ref().map(|c| c.sandbox.protections().clone()),
     };
     let mut run = bench::open_run(&out, &fp, info.clone(), args.resume)?;
     let todo: Vec<_> = items
@@ -281,6 +376,14 @@ fn summary_header(meta: &Meta, dir: &Path, n: usize) -> String {
         s.seed,
         dir.display()
     );
+    if let Some(code) = &fp.code {
+        out.push_str(&format!("- graded on {}", code.graded_on));
+        if fp.dataset == "lcb" {
+            let filter = serde_json::to_string(&code.filter).unwrap_or_default();
+            out.push_str(&format!(" · filter {filter}"));
+        }
+        out.push('\n');
+    }
     for info in &meta.runs {
         let models: Vec<String> = info
             .models
@@ -335,8 +438,21 @@ impl Running {
     }
 }
 
-fn build_harness(roster: &Roster, methods: &[Method], pool: &mut ModelPool) -> Result<Harness> {
+fn build_harness(
+    roster: &Roster,
+    methods: &[Method],
+    pool: &mut ModelPool,
+    code: Option<std::sync::Arc<CodeContext>>,
+) -> Result<Harness> {
     let agents = local::build(roster, pool)?;
+    // For code, every proposal is run on the public tests as it is made.
+    let wrap = |agent: Box<dyn nsed::deliberation::Agent>| -> Box<dyn nsed::deliberation::Agent> {
+        match &code {
+            Some(ctx) => Box::new(CodeAgent::new(agent, ctx.clone())),
+            None => agent,
+        }
+    };
+    let agents = agents.into_iter().map(wrap).collect();
     let b = &roster.baselines;
     let sc_model = roster.self_consistency_model();
     let sc_spec = AgentSpec {
@@ -367,10 +483,13 @@ fn build_harness(roster: &Roster, methods: &[Method], pool: &mut ModelPool) -> R
     Ok(Harness {
         agents,
         specs: roster.agents.clone(),
-        sc: Box::new(local::Memo::new(Box::new(LocalAgent::new(sc_spec, sc_rt)))),
+        sc: wrap(Box::new(local::Memo::new(Box::new(LocalAgent::new(
+            sc_spec, sc_rt,
+        ))))),
         sc_params,
         sc_k: b.self_consistency_k,
         debate_rounds: b.debate_rounds,
+        code,
     })
 }
 
@@ -385,6 +504,7 @@ pub fn deliberate_cmd(args: DeliberateArgs) -> Result<()> {
         id: "question".into(),
         problem: args.question.clone(),
         kind: args.kind.into(),
+        system: None,
     };
     let settings = bench::settings_from(
         &roster,

@@ -218,6 +218,7 @@ pub fn simulate_fraud_cmd(args: SimulateFraudArgs) -> Result<()> {
         threads: rayon::current_num_threads(),
         models: lab.models(),
         command: std::env::args().collect(),
+        sandbox: None,
     };
     let mut journal = samples::open(&out, &fp, info, args.resume)?;
     write_variants(&out, &lab)?;

@@ -31,6 +31,9 @@ pub enum AnswerKind {
     Numeric,
     /// A LaTeX expression: normalized strings, else numerically when both parse.
     Expression,
+    /// A program, graded by running tests ([`crate::codebench`]); its
+    /// "answer" in deliberation is its behaviour on the public tests.
+    Code,
 }
 
 /// The outcome of grading one response.
@@ -299,6 +302,8 @@ pub fn canonical(raw: &str, kind: AnswerKind) -> Option<String> {
             (v.fract() == 0.0 && (0.0..=999.0).contains(&v)).then(|| format!("{}", v as i64))
         }
         AnswerKind::Numeric => as_number(raw).map(format_number),
+        // A program's behaviour is not read from text.
+        AnswerKind::Code => None,
         AnswerKind::Expression => {
             let n = normalize(raw);
             if n.is_empty() {

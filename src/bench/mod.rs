@@ -9,9 +9,11 @@ pub mod grade;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::codebench::{self, CodeContext, Verdict};
 use crate::deliberation::roster::{AgentSpec, Roster};
 use crate::deliberation::{
     self, Agent, Proposal, ProposeContext, ProposeRequest, Settings, Task, Transcript, Usage,
@@ -89,9 +91,13 @@ impl Method {
 /// One method's answer to one item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MethodResult {
+    /// The answer; for code, the chosen program.
     pub answer: Option<String>,
     pub outcome: Outcome,
     pub usage: Usage,
+    /// Code: the program's grade on every test (LCB result codes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
 }
 
 /// Everything about one item: per-method results, and every call behind them.
@@ -125,6 +131,17 @@ pub struct Fingerprint {
     pub methods: Vec<Method>,
     pub roster: Roster,
     pub settings: Settings,
+    /// Code sets: the problem filter and which tests grade.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<CodeSettings>,
+}
+
+/// What a code run selects and grades on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CodeSettings {
+    pub filter: codebench::LcbFilter,
+    /// "public tests only" when the data has no hidden tests.
+    pub graded_on: String,
 }
 
 /// The models and the self-consistency sampler a run uses.
@@ -137,6 +154,9 @@ pub struct Harness {
     pub sc_params: SamplingParams,
     pub sc_k: usize,
     pub debate_rounds: usize,
+    /// Code sets: problems, sandbox and grading (the agents are wrapped in
+    /// [`codebench::CodeAgent`]s that attach public-test evidence).
+    pub code: Option<Arc<CodeContext>>,
 }
 
 fn outcome(answer: Option<&str>, gold: &str, kind: AnswerKind) -> Outcome {
@@ -147,23 +167,53 @@ fn outcome(answer: Option<&str>, gold: &str, kind: AnswerKind) -> Outcome {
     }
 }
 
-fn result(answer: Option<&str>, gold: &str, kind: AnswerKind, usage: Usage) -> MethodResult {
+/// Grade a method's chosen proposal: its answer against the gold for math;
+/// for code, its program on every test in the sandbox.
+fn result(
+    code: Option<&CodeContext>,
+    task: &Task,
+    gold: &str,
+    chosen: Option<&Proposal>,
+    usage: Usage,
+) -> MethodResult {
+    let problem = code.and_then(|c| Some((c, c.problem(&task.id)?)));
+    let Some((ctx, problem)) = problem else {
+        let answer = chosen.and_then(|p| p.answer.as_deref());
+        return MethodResult {
+            answer: answer.map(str::to_string),
+            outcome: outcome(answer, gold, task.kind),
+            usage,
+            verdict: None,
+        };
+    };
+    let program = chosen.map_or(String::new(), |p| ctx.program(problem, &p.content));
+    let verdict = (!program.trim().is_empty())
+        .then(|| ctx.grade(problem, &program).ok())
+        .flatten();
     MethodResult {
-        answer: answer.map(str::to_string),
-        outcome: outcome(answer, gold, kind),
+        outcome: verdict.as_ref().map_or(Outcome::NoAnswer, |v| {
+            codebench::agent::outcome(&program, v)
+        }),
+        answer: (!program.trim().is_empty()).then_some(program),
         usage,
+        verdict,
     }
 }
 
-/// Plurality of proposals' answers, ties broken by a seeded permutation.
-fn vote_answers(props: &[Proposal], key: &str) -> Option<String> {
+/// Plurality of proposals' answers (for code: behaviour classes), ties
+/// broken by a seeded permutation; the winner's highest-priority member.
+fn vote_answers<'a>(props: &'a [Proposal], key: &str) -> Option<&'a Proposal> {
     let answers: Vec<Option<&str>> = props.iter().map(|p| p.answer.as_deref()).collect();
     let priority = deliberation::seeded_permutation((0..props.len()).collect(), key);
     let mut rank = vec![0; props.len()];
     for (r, &i) in priority.iter().enumerate() {
         rank[i] = r;
     }
-    vote::plurality(&answers, &rank).map(str::to_string)
+    let winner = vote::plurality(&answers, &rank)?;
+    priority
+        .iter()
+        .map(|&i| &props[i])
+        .find(|p| p.answer.as_deref() == Some(winner))
 }
 
 /// Run every requested method on one item.
@@ -174,11 +224,20 @@ pub fn run_item(
     methods: &[Method],
     s: &Settings,
 ) -> ItemRecord {
-    let task = Task {
-        id: item.id.clone(),
-        problem: item.problem.clone(),
-        kind,
+    let code = h.code.clone();
+    let task = match code
+        .as_deref()
+        .and_then(|c| Some(c.task(c.problem(&item.id)?)))
+    {
+        Some(task) => task,
+        None => Task {
+            id: item.id.clone(),
+            problem: item.problem.clone(),
+            kind,
+            system: None,
+        },
     };
+    let code = code.as_deref();
     let gold = item.answer.as_str();
     let names: Vec<String> = h.agents.iter().map(|a| a.name().to_string()).collect();
     let mut rec = ItemRecord {
@@ -208,8 +267,10 @@ pub fn run_item(
     };
     if has(Method::Nsed) {
         let t = deliberation::deliberate(&mut h.agents, &task, s, |_| {});
-        rec.results
-            .insert("nsed".into(), result(t.answer(), gold, kind, t.usage));
+        rec.results.insert(
+            "nsed".into(),
+            result(code, &task, gold, t.winner.as_ref(), t.usage),
+        );
         rec.nsed = Some(t);
     }
     if has(Method::Qv) || has(Method::Weighted) {
@@ -229,23 +290,23 @@ pub fn run_item(
             }
         };
         let usage = one.usage();
-        let pick = |w: Option<usize>| w.and_then(|w| one.proposals[w].answer.clone());
+        let pick = |w: Option<usize>| w.map(|w| &one.proposals[w]);
         if has(Method::Qv) {
-            let a = pick(one.quadratic.winner);
+            let chosen = pick(one.quadratic.winner);
             rec.results
-                .insert("qv".into(), result(a.as_deref(), gold, kind, usage));
+                .insert("qv".into(), result(code, &task, gold, chosen, usage));
         }
         if has(Method::Weighted) {
-            let a = pick(one.linear.winner);
+            let chosen = pick(one.linear.winner);
             rec.results
-                .insert("weighted".into(), result(a.as_deref(), gold, kind, usage));
+                .insert("weighted".into(), result(code, &task, gold, chosen, usage));
         }
     }
     if has(Method::Plurality) {
-        let a = vote_answers(&first, &format!("{}/{}/plurality", s.seed, item.id));
+        let chosen = vote_answers(&first, &format!("{}/{}/plurality", s.seed, item.id));
         let usage = first.iter().map(|p| p.usage).sum();
         rec.results
-            .insert("plurality".into(), result(a.as_deref(), gold, kind, usage));
+            .insert("plurality".into(), result(code, &task, gold, chosen, usage));
     }
     if has(Method::Single) {
         run_single(h, &task, s, &names, gold, &mut rec);
@@ -283,8 +344,8 @@ fn run_single(
             continue;
         };
         let key = format!("single:{}", h.agents[i].model_id());
-        rec.results
-            .insert(key, result(p.answer.as_deref(), gold, task.kind, p.usage));
+        let graded = result(h.code.as_deref(), task, gold, Some(&p), p.usage);
+        rec.results.insert(key, graded);
         rec.single.push(p);
     }
 }
@@ -311,12 +372,10 @@ fn run_self_consistency(
             h.sc.propose(&req).ok()
         })
         .collect();
-    let a = vote_answers(&samples, &format!("{}/{}/sc", s.seed, task.id));
+    let chosen = vote_answers(&samples, &format!("{}/{}/sc", s.seed, task.id));
     let usage = samples.iter().map(|p| p.usage).sum();
-    rec.results.insert(
-        "self-consistency".into(),
-        result(a.as_deref(), gold, task.kind, usage),
-    );
+    let graded = result(h.code.as_deref(), task, gold, chosen, usage);
+    rec.results.insert("self-consistency".into(), graded);
     rec.self_consistency = samples;
 }
 
@@ -362,12 +421,10 @@ fn run_debate(
         rounds.push(next);
     }
     let last = rounds.last().map(Vec::as_slice).unwrap_or_default();
-    let a = vote_answers(last, &format!("{}/{}/debate", s.seed, task.id));
+    let chosen = vote_answers(last, &format!("{}/{}/debate", s.seed, task.id));
     let usage = rounds.iter().flatten().map(|p| p.usage).sum();
-    rec.results.insert(
-        "debate".into(),
-        result(a.as_deref(), gold, task.kind, usage),
-    );
+    let graded = result(h.code.as_deref(), task, gold, chosen, usage);
+    rec.results.insert("debate".into(), graded);
     rec.debate = rounds;
 }
 
@@ -391,6 +448,9 @@ pub struct RunInfo {
     pub threads: usize,
     pub models: Vec<(String, String)>,
     pub command: Vec<String>,
+    /// Code sets: the protections the sandbox actually applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<crate::sandbox::Protections>,
 }
 
 /// Open a new run, or with `resume` continue one made with the same
@@ -598,6 +658,7 @@ pub fn settings_from(
         mode: d.evaluation,
         max_tokens: max_tokens
             .or_else(|| datasets::default_max_tokens(&dataset.name))
+            .or_else(|| codebench::problems::default_max_tokens(&dataset.name))
             .unwrap_or(640),
         eval_max_tokens: d.eval_max_tokens,
         max_chars: d.candidate_chars,
@@ -745,6 +806,7 @@ mod tests {
             },
             sc_k: 3,
             debate_rounds: 2,
+            code: None,
         };
         (h, computed)
     }

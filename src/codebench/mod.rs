@@ -3,12 +3,14 @@
 //! the official harnesses do, and grading programs in the [`crate::sandbox`]
 //! with LiveCodeBench's comparison rules and result codes.
 
+pub mod agent;
 pub mod decimal;
 pub mod extract;
 pub mod grade;
 pub mod problems;
 pub mod prompts;
 
+pub use agent::{CodeAgent, CodeContext};
 pub use grade::{grade, pass_at_k, Outcome, TestCode, Verdict};
 pub use problems::{Check, CodeSet, IoTest, LcbFilter, Problem};
 

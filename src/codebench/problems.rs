@@ -136,6 +136,15 @@ impl LcbFilter {
 /// The set names `nsed bench` accepts for code.
 pub const NAMES: [&str; 3] = ["lcb", "humaneval", "mbpp"];
 
+/// The default answer budget of a code set (a program plus some reasoning).
+pub fn default_max_tokens(name: &str) -> Option<usize> {
+    match name {
+        "lcb" => Some(1024),
+        "humaneval" | "mbpp" => Some(768),
+        _ => None,
+    }
+}
+
 /// Load a code set from the data directory.
 pub fn load(name: &str, dir: &Path, filter: &LcbFilter) -> Result<CodeSet, CodeError> {
     let file = match name {

@@ -12,7 +12,7 @@ use super::{
     parse, prompts, Agent, AgentError, EvalMode, EvaluateRequest, Evaluation, Proposal,
     ProposeRequest, Usage,
 };
-use crate::bench::grade;
+use crate::bench::grade::{self, AnswerKind};
 use crate::chat::{Message, TemplateKind};
 use crate::generate::{generate, GenerateRequest, Generation};
 use crate::model::Logits;
@@ -152,7 +152,7 @@ impl LocalAgent {
             .anchor
             .as_deref()
             .map(|a| (a, req.anchor_answer.as_deref()));
-        let p = prompts::evaluate(&req.task.problem, anchor, &req.candidates, req.max_chars);
+        let p = prompts::evaluate(&req.task, anchor, &req.candidates, req.max_chars);
         let labels: Vec<String> = req.candidates.iter().map(|c| c.label.clone()).collect();
         let ids = self.prompt_ids(&p, &[]);
         let greedy = SamplingParams::default();
@@ -221,7 +221,7 @@ impl LocalAgent {
         let mut scores = Vec::new();
         let mut raw = Vec::new();
         for c in &req.candidates {
-            let p = prompts::judge(&req.task.problem, &c.text, req.max_chars);
+            let p = prompts::judge(&req.task, &c.text, req.max_chars);
             let ids = self.prompt_ids(&p, &[]);
             let start = std::time::Instant::now();
             let row = {
@@ -294,7 +294,7 @@ impl Agent for LocalAgent {
     }
 
     fn propose(&mut self, req: &ProposeRequest) -> Result<Proposal, AgentError> {
-        let p = prompts::propose(&req.task.problem, &req.context, req.max_chars);
+        let p = prompts::propose(&req.task, &req.context, req.max_chars);
         let ids = self.prompt_ids(&p, &[]);
         let sampling = req.sampling.clone().unwrap_or_else(|| self.spec.sampling());
         let g = self.run(
@@ -305,7 +305,11 @@ impl Agent for LocalAgent {
             req.max_tokens,
             self.stop_for(&p),
         )?;
-        let found = grade::extract(&g.text);
+        // A program's answer (its behaviour) is filled in by the code
+        // benchmark's agent wrapper, which can run it.
+        let found = (req.task.kind != AnswerKind::Code)
+            .then(|| grade::extract(&g.text))
+            .flatten();
         let answer = found
             .as_ref()
             .and_then(|f| grade::canonical(&f.raw, req.task.kind));

@@ -53,8 +53,12 @@ impl std::iter::Sum for Usage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     pub id: String,
+    /// The problem; for code, the harness's whole user message.
     pub problem: String,
     pub kind: AnswerKind,
+    /// A harness's system message (LiveCodeBench's), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
 }
 
 /// What a proposer sees besides the problem.
@@ -598,6 +602,7 @@ mod tests {
             id: "t".into(),
             problem: "1+1".into(),
             kind: AnswerKind::Numeric,
+            system: None,
         }
     }
 

@@ -2,7 +2,8 @@
 //! (plain template) get the same request as few-shot plain text, since a base
 //! model continues text rather than following instructions.
 
-use super::{Candidate, ProposeContext};
+use super::{Candidate, ProposeContext, Task};
+use crate::bench::grade::AnswerKind;
 
 /// A rendered request: chat messages for instruction models, or plain text
 /// (and stop strings) for base models.
@@ -32,6 +33,20 @@ Answer: Subtract 5 from both sides: 2x = 12. Divide by 2: x = 6. The final answe
 const ANSWER_FORMAT: &str =
     "Please reason step by step, and put your final answer within \\boxed{}.";
 
+/// For code, the final answer is a program in a fenced block (the harness's
+/// own format instruction is already part of the problem text).
+const CODE_FORMAT: &str =
+    "Give the complete Python program, enclosed in ```python and ``` as the question's format asks.";
+
+/// The instruction that ends a request, and how a candidate's "answer" is
+/// named: for code it is its behaviour on the public tests.
+fn wording(kind: AnswerKind) -> (&'static str, &'static str) {
+    match kind {
+        AnswerKind::Code => (CODE_FORMAT, "public tests"),
+        _ => (ANSWER_FORMAT, "final answer"),
+    }
+}
+
 /// How many characters of each candidate an evaluator is shown (the end of
 /// the text, where the answer is, is kept).
 pub fn clip(text: &str, max_chars: usize) -> String {
@@ -43,9 +58,13 @@ pub fn clip(text: &str, max_chars: usize) -> String {
     format!("[…] {tail}")
 }
 
-pub fn propose(problem: &str, context: &ProposeContext, max_chars: usize) -> Prompt {
+pub fn propose(task: &Task, context: &ProposeContext, max_chars: usize) -> Prompt {
+    let problem = task.problem.as_str();
+    let (format_rule, answer_name) = wording(task.kind);
     let user = match context {
-        ProposeContext::Fresh => format!("{problem}\n{ANSWER_FORMAT}"),
+        // A code harness's prompt already ends with its format instruction.
+        ProposeContext::Fresh if task.kind == AnswerKind::Code => problem.to_string(),
+        ProposeContext::Fresh => format!("{problem}\n{format_rule}"),
         ProposeContext::Revise(r) => {
             let mut s = format!(
                 "{problem}\n\nIn the previous round you proposed this solution; it scored {:+.2} and ranked {} of {}:\n<<<\n{}\n>>>\n",
@@ -71,7 +90,7 @@ pub fn propose(problem: &str, context: &ProposeContext, max_chars: usize) -> Pro
                 s.push_str("\nThe other agents' proposals:\n");
                 for c in &r.competitors {
                     s.push_str(&format!(
-                        "- final answer {} (score {:+.2}): {}\n",
+                        "- {answer_name}: {} (score {:+.2}): {}\n",
                         c.answer.as_deref().unwrap_or("none"),
                         c.score,
                         c.excerpt
@@ -80,7 +99,7 @@ pub fn propose(problem: &str, context: &ProposeContext, max_chars: usize) -> Pro
             }
             s.push_str(&format!(
                 "\nWrite a new, complete solution that fixes the problems the critiques raise. \
-                 Do not simply copy the previous winner: check every step yourself. {ANSWER_FORMAT}"
+                 Do not simply copy the previous winner: check every step yourself. {format_rule}"
             ));
             s
         }
@@ -101,13 +120,13 @@ pub fn propose(problem: &str, context: &ProposeContext, max_chars: usize) -> Pro
             }
             s.push_str(&format!(
                 "\nUsing the solutions from other agents as additional information, can you give an updated answer? \
-                 Examine your solution and the other agents' solutions step by step. {ANSWER_FORMAT}"
+                 Examine your solution and the other agents' solutions step by step. {format_rule}"
             ));
             s
         }
     };
     Prompt {
-        system: None,
+        system: task.system.clone(),
         plain: format!(
             "{FEW_SHOT}Question: {}\nAnswer:",
             plain_context(problem, context, max_chars)
@@ -141,16 +160,18 @@ fn plain_context(problem: &str, context: &ProposeContext, max_chars: usize) -> S
 /// The generative evaluation: the evaluator's own solution as anchor, the
 /// others under neutral labels, one score line per candidate.
 pub fn evaluate(
-    problem: &str,
+    task: &Task,
     anchor: Option<(&str, Option<&str>)>,
     candidates: &[Candidate],
     max_chars: usize,
 ) -> Prompt {
+    let problem = task.problem.as_str();
+    let (_, answer_name) = wording(task.kind);
     let shown = |a: Option<&str>| a.unwrap_or("none found").to_string();
     let mut s = format!("Problem:\n{problem}\n\n");
     if let Some((anchor, answer)) = anchor {
         s.push_str(&format!(
-            "Your own solution (final answer: {}; trust it unless you find a mistake in it):\n<<<\n{}\n>>>\n\n",
+            "Your own solution ({answer_name}: {}; trust it unless you find a mistake in it):\n<<<\n{}\n>>>\n\n",
             shown(answer),
             clip(anchor, max_chars)
         ));
@@ -158,7 +179,7 @@ pub fn evaluate(
     s.push_str("Solutions from other agents to score:\n");
     for c in candidates {
         s.push_str(&format!(
-            "\n### {} (final answer: {})\n{}\n",
+            "\n### {} ({answer_name}: {})\n{}\n",
             c.label,
             shown(c.answer.as_deref()),
             clip(&c.text, max_chars)
@@ -182,7 +203,7 @@ pub fn evaluate(
     }
     plain.push_str("\nScores from -100 (wrong) to +100 (verified), one line per candidate:\n");
     Prompt {
-        system: None,
+        system: task.system.clone(),
         user: s,
         plain,
         plain_stop: vec!["\n\n".into()],
@@ -199,12 +220,17 @@ pub fn evaluate_retry(labels: &[String]) -> String {
 
 /// The `logprob` evaluation: a yes/no question whose next-token
 /// probabilities give the score.
-pub fn judge(problem: &str, candidate: &str, max_chars: usize) -> Prompt {
+pub fn judge(task: &Task, candidate: &str, max_chars: usize) -> Prompt {
+    let problem = task.problem.as_str();
     let text = clip(candidate, max_chars);
+    let question = match task.kind {
+        AnswerKind::Code => "Is the proposed program correct on every valid input?",
+        _ => "Is the proposed solution's final answer correct?",
+    };
     Prompt {
-        system: None,
+        system: task.system.clone(),
         user: format!(
-            "Problem:\n{problem}\n\nProposed solution:\n{text}\n\nIs the proposed solution's final answer correct? Answer only Yes or No."
+            "Problem:\n{problem}\n\nProposed solution:\n{text}\n\n{question} Answer only Yes or No."
         ),
         plain: format!(
             "Problem: {problem}\nProposed solution: {text}\nQuestion: Is the proposed solution's final answer correct (Yes or No)?\nAnswer:"

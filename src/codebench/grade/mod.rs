@@ -387,6 +387,17 @@ fn tagged_reports(stdout: &str, nonce: &str) -> Vec<(usize, TestCode, String)> {
         .collect()
 }
 
+/// Public evidence for HumanEval/MBPP: `program` followed by a `driver`
+/// that raises at the first failing example, naming it.
+pub fn grade_public_script(
+    sandbox: &Sandbox,
+    program: &str,
+    driver: &str,
+    wall: Duration,
+) -> Result<Verdict, SandboxError> {
+    grade_script(sandbox, &format!("{program}\n{driver}"), wall)
+}
+
 /// HumanEval/MBPP: run the check program in a fresh global namespace (as
 /// `exec(program, {})` does); passed iff it completes without exception.
 fn grade_script(sandbox: &Sandbox, program: &str, wall: Duration) -> Result<Verdict, SandboxError> {

@@ -1,0 +1,338 @@
+//! Code in deliberation: every proposal's program is run on the problem's
+//! PUBLIC tests before anyone evaluates it, and that evidence becomes the
+//! proposal's "answer" — what evaluators see beside the code, what plurality
+//! votes over (programs that behave the same fall in one class), and what a
+//! revision sees of its competitors. Hidden tests are used only to grade.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::grade::{self, TestCode, Tests, Verdict};
+use super::problems::{Check, CodeSet, Problem};
+use super::{extract, prompts};
+use crate::bench::grade::AnswerKind;
+use crate::deliberation::{
+    Agent, AgentError, EvaluateRequest, Evaluation, Proposal, ProposeRequest, Task,
+};
+use crate::sandbox::{Sandbox, SandboxError};
+
+/// A code set with its sandbox: builds tasks, extracts, runs and grades.
+pub struct CodeContext {
+    pub set: CodeSet,
+    pub sandbox: Sandbox,
+    by_id: HashMap<String, usize>,
+}
+
+impl CodeContext {
+    pub fn new(set: CodeSet, sandbox: Sandbox) -> Arc<CodeContext> {
+        let by_id = set
+            .problems
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id.clone(), i))
+            .collect();
+        Arc::new(CodeContext {
+            set,
+            sandbox,
+            by_id,
+        })
+    }
+
+    pub fn problem(&self, id: &str) -> Option<&Problem> {
+        self.by_id.get(id).map(|&i| &self.set.problems[i])
+    }
+
+    /// The deliberation task of a problem: the harness's own prompt.
+    pub fn task(&self, problem: &Problem) -> Task {
+        let messages = prompts::for_problem(problem, &self.set.fewshot);
+        let system = messages
+            .iter()
+            .find(|m| m.role == "system")
+            .map(|m| m.content.clone());
+        let user = messages
+            .iter()
+            .filter(|m| m.role == "user")
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        Task {
+            id: problem.id.clone(),
+            problem: user,
+            kind: AnswerKind::Code,
+            system,
+        }
+    }
+
+    /// The program in a response, extracted as the problem's harness does.
+    pub fn program(&self, problem: &Problem, response: &str) -> String {
+        match &problem.check {
+            Check::Stdin { .. } | Check::Functional { .. } => extract::lcb(response),
+            Check::HumanEval { entry_point, .. } => extract::humaneval(response, entry_point),
+            Check::Mbpp { .. } => extract::mbpp(response),
+        }
+    }
+
+    /// The score: every test (public and hidden).
+    pub fn grade(&self, problem: &Problem, program: &str) -> Result<Verdict, SandboxError> {
+        grade::grade(&self.sandbox, problem, program, Tests::All)
+    }
+
+    /// What a program does on the public tests, as one line a model can
+    /// read; equal lines mean equal behaviour. `None` for an empty program.
+    pub fn behaviour(&self, problem: &Problem, program: &str) -> Option<String> {
+        if program.trim().is_empty() {
+            return None;
+        }
+        let verdict = match &problem.check {
+            Check::Stdin { .. } | Check::Functional { .. } => {
+                grade::grade(&self.sandbox, problem, program, Tests::Public)
+            }
+            Check::HumanEval { .. } => grade::grade_public_script(
+                &self.sandbox,
+                &format!("{}{program}", problem.statement),
+                &doctest_driver(&problem.statement),
+                grade::HUMANEVAL_TIMEOUT,
+            ),
+            Check::Mbpp { setup, asserts } => grade::grade_public_script(
+                &self.sandbox,
+                &format!("{program}\n{setup}"),
+                &assert_driver(asserts),
+                grade::MBPP_TIMEOUT,
+            ),
+        };
+        Some(match verdict {
+            Ok(v) => describe(problem, &v),
+            Err(e) => format!("could not be run: {e}"),
+        })
+    }
+}
+
+/// One line of evidence from a verdict on public tests.
+fn describe(problem: &Problem, v: &Verdict) -> String {
+    let what = match problem.check {
+        Check::HumanEval { .. } => "docstring examples",
+        _ => "public tests",
+    };
+    let Some(f) = &v.failure else {
+        return format!("passed all {what}");
+    };
+    let shown = |s: &str| s.trim().replace('\n', "⏎");
+    let label = match f.code {
+        TestCode::WrongAnswer => "wrong answer",
+        TestCode::TimeLimit | TestCode::GlobalTimeout => "time limit exceeded",
+        _ => "error",
+    };
+    if matches!(problem.check, Check::HumanEval { .. } | Check::Mbpp { .. }) {
+        // The driver's message names the failing example or assert.
+        return format!("failed on {what}: {}", shown(&f.error));
+    }
+    let mut line = format!("{label} on {what} #{}", f.index + 1);
+    if !f.input.is_empty() {
+        line.push_str(&format!(": input {}", shown(&f.input)));
+    }
+    if !f.expected.is_empty() {
+        line.push_str(&format!(", expected {}", shown(&f.expected)));
+    }
+    if f.code == TestCode::WrongAnswer && !f.output.is_empty() {
+        line.push_str(&format!(", got {}", shown(&f.output)));
+    } else if !f.error.is_empty() {
+        line.push_str(&format!(" — {}", shown(&f.error)));
+    }
+    line
+}
+
+/// Runs each docstring example of the prompt's functions (Python's doctest
+/// parser on the docstrings, as `__doc__` holds them) and stops at the first
+/// that fails, naming it.
+fn doctest_driver(prompt: &str) -> String {
+    format!(
+        "import ast as _nsed_ast, doctest as _nsed_doctest\n\
+         _nsed_defs = [n for n in _nsed_ast.walk(_nsed_ast.parse({})) if isinstance(n, (_nsed_ast.FunctionDef, _nsed_ast.AsyncFunctionDef))]\n\
+         _nsed_examples = [e for n in _nsed_defs for e in _nsed_doctest.DocTestParser().get_examples(_nsed_ast.get_docstring(n) or '')]\n\
+         for _nsed_i, _nsed_ex in enumerate(_nsed_examples):\n    \
+             _nsed_value = eval(_nsed_ex.source, globals())\n    \
+             _nsed_got = '' if _nsed_value is None else repr(_nsed_value)\n    \
+             if _nsed_got.strip() != _nsed_ex.want.strip():\n        \
+                 raise AssertionError('example %d: %s expected %s, got %s' % (_nsed_i + 1, _nsed_ex.source.strip(), _nsed_ex.want.strip(), _nsed_got))\n",
+        serde_json::Value::String(prompt.to_string())
+    )
+}
+
+/// Runs each assert and stops at the first that fails, naming it.
+fn assert_driver(asserts: &[String]) -> String {
+    let list = serde_json::to_string(asserts).unwrap_or_else(|_| "[]".into());
+    format!(
+        "for _nsed_i, _nsed_t in enumerate({list}):\n    \
+             try:\n        \
+                 exec(_nsed_t, globals())\n    \
+             except Exception as _nsed_e:\n        \
+                 raise AssertionError('test %d: %s (%r)' % (_nsed_i + 1, _nsed_t.strip(), _nsed_e))\n"
+    )
+}
+
+/// An agent whose proposals carry their public-test behaviour as answer.
+pub struct CodeAgent {
+    inner: Box<dyn Agent>,
+    ctx: Arc<CodeContext>,
+}
+
+impl CodeAgent {
+    pub fn new(inner: Box<dyn Agent>, ctx: Arc<CodeContext>) -> Self {
+        CodeAgent { inner, ctx }
+    }
+}
+
+impl Agent for CodeAgent {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn model_id(&self) -> &str {
+        self.inner.model_id()
+    }
+
+    fn propose(&mut self, req: &ProposeRequest) -> Result<Proposal, AgentError> {
+        let mut p = self.inner.propose(req)?;
+        if let Some(problem) = self.ctx.problem(&req.task.id) {
+            let program = self.ctx.program(problem, &p.content);
+            p.answer = self.ctx.behaviour(problem, &program);
+        }
+        Ok(p)
+    }
+
+    fn evaluate(&mut self, req: &EvaluateRequest) -> Result<Evaluation, AgentError> {
+        self.inner.evaluate(req)
+    }
+}
+
+/// The outcome of a graded program for the bench tables.
+pub fn outcome(program: &str, verdict: &Verdict) -> crate::bench::grade::Outcome {
+    use crate::bench::grade::Outcome;
+    if program.trim().is_empty() {
+        Outcome::NoAnswer
+    } else if verdict.passed {
+        Outcome::Correct
+    } else {
+        Outcome::Wrong
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codebench::problems::{self, IoTest, LcbFilter};
+    use crate::sandbox::Limits;
+
+    fn context(problems: Vec<Problem>) -> Arc<CodeContext> {
+        let set = CodeSet {
+            name: "test".into(),
+            file: std::path::PathBuf::new(),
+            sha256: String::new(),
+            problems,
+            fewshot: Vec::new(),
+            excluded_flawed: 0,
+        };
+        CodeContext::new(set, Sandbox::new(None, Limits::default()).expect("sandbox"))
+    }
+
+    fn stdin_problem(public: Vec<IoTest>, hidden: Vec<IoTest>) -> Problem {
+        Problem {
+            id: "sum".into(),
+            title: String::new(),
+            statement: "Print the sum of two integers.".into(),
+            starter_code: String::new(),
+            platform: "atcoder".into(),
+            difficulty: "easy".into(),
+            contest_date: String::new(),
+            flawed: false,
+            check: Check::Stdin { public, hidden },
+        }
+    }
+
+    fn io(input: &str, output: &str) -> IoTest {
+        IoTest {
+            input: input.into(),
+            output: output.into(),
+        }
+    }
+
+    #[test]
+    fn evidence_uses_public_tests_only_and_grading_uses_all() {
+        // Correct on the public test, wrong on the hidden one.
+        let p = stdin_problem(vec![io("1 2\n", "3\n")], vec![io("5 5\n", "10\n")]);
+        let ctx = context(vec![p.clone()]);
+        let response = "Here:\n```python\na, b = map(int, input().split())\nprint(3 if a == 1 else a - b)\n```\n";
+        let program = ctx.program(&p, response);
+        assert_eq!(
+            ctx.behaviour(&p, &program).as_deref(),
+            Some("passed all public tests")
+        );
+        let v = ctx.grade(&p, &program).expect("grade");
+        assert!(!v.passed);
+        assert_eq!(v.results, [1, -2]);
+        // The hidden test's input never appears in what a model is shown.
+        let wrong = ctx.behaviour(&p, "print(0)").expect("evidence");
+        assert_eq!(
+            wrong,
+            "wrong answer on public tests #1: input 1 2, expected 3, got 0"
+        );
+        assert!(!wrong.contains("5 5"));
+        assert_eq!(ctx.behaviour(&p, "  "), None);
+    }
+
+    #[test]
+    fn humaneval_evidence_runs_the_docstring_examples() {
+        let dir = std::env::var_os("NSED_DATA_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets")
+            });
+        let Ok(set) = problems::load("humaneval", &dir, &LcbFilter::default()) else {
+            return;
+        };
+        let p = set.problems[0].clone();
+        let ctx = context(vec![p.clone()]);
+        let right = "```python\ndef has_close_elements(numbers, threshold):\n    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])\n```";
+        let program = ctx.program(&p, right);
+        assert_eq!(
+            ctx.behaviour(&p, &program).as_deref(),
+            Some("passed all docstring examples")
+        );
+        let wrong = ctx.program(
+            &p,
+            "```python\ndef has_close_elements(numbers, threshold):\n    return False\n```",
+        );
+        let evidence = ctx.behaviour(&p, &wrong).expect("evidence");
+        assert!(
+            evidence.contains("example 2: has_close_elements([1.0, 2.8, 3.0, 4.0, 5.0, 2.0], 0.3) expected True, got False"),
+            "{evidence}"
+        );
+    }
+
+    #[test]
+    fn mbpp_evidence_names_the_failing_assert() {
+        let p = Problem {
+            id: "mbpp/1".into(),
+            check: Check::Mbpp {
+                setup: String::new(),
+                asserts: vec![
+                    "assert double(1) == 2".into(),
+                    "assert double(3) == 6".into(),
+                ],
+            },
+            ..stdin_problem(vec![], vec![])
+        };
+        let ctx = context(vec![p.clone()]);
+        let evidence = ctx
+            .behaviour(&p, "def double(x):\n    return 2 if x == 1 else 0")
+            .expect("evidence");
+        assert!(
+            evidence.starts_with("failed on public tests: "),
+            "{evidence}"
+        );
+        assert!(
+            evidence.contains("test 2: assert double(3) == 6"),
+            "{evidence}"
+        );
+    }
+}
