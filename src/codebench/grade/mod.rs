@@ -198,6 +198,9 @@ fn run_failure(run: &Execution) -> Option<(TestCode, String)> {
     }
 }
 
+/// Tests run in batches of as many as there are cores, in order; the
+/// first failure ends the grade after its batch (so a slow failing program
+/// costs at most one batch of time limits).
 fn grade_stdin(sandbox: &Sandbox, code: &str, tests: &[IoTest]) -> Result<Verdict, SandboxError> {
     let program = stdin_program(code);
     let mut verdict = Verdict {
@@ -207,32 +210,39 @@ fn grade_stdin(sandbox: &Sandbox, code: &str, tests: &[IoTest]) -> Result<Verdic
         failure: None,
         wall_ms: 0,
     };
-    for (index, test) in tests.iter().enumerate() {
-        let run = sandbox.run(&Job {
-            program: program.clone(),
-            stdin: test.input.as_bytes().to_vec(),
-            wall: LCB_TIMEOUT,
-        })?;
-        verdict.wall_ms += run.wall.as_millis() as u64;
-        let output = run.stdout_text();
-        let failed = run_failure(&run).or_else(|| {
-            (!stdout_matches(&output, &test.output))
-                .then(|| (TestCode::WrongAnswer, "Wrong Answer".to_string()))
-        });
-        match failed {
-            None => verdict.results.push(TestCode::Pass.lcb()),
-            Some((code, error)) => {
-                verdict.results.push(code.lcb());
-                verdict.failure = Some(Outcome {
-                    index,
-                    code,
-                    input: truncate(&test.input),
-                    expected: truncate(&test.output),
-                    output: truncate(&output),
-                    error,
-                });
-                return Ok(verdict);
-            }
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    for (batch_no, batch) in tests.chunks(cores).enumerate() {
+        let jobs: Vec<Job> = batch
+            .iter()
+            .map(|test| Job {
+                program: program.clone(),
+                stdin: test.input.as_bytes().to_vec(),
+                wall: LCB_TIMEOUT,
+            })
+            .collect();
+        let runs = sandbox.run_all(&jobs, cores, |_, _| {});
+        for (offset, (test, run)) in batch.iter().zip(runs).enumerate() {
+            let run = run?;
+            verdict.wall_ms += run.wall.as_millis() as u64;
+            let output = run.stdout_text();
+            let failed = run_failure(&run).or_else(|| {
+                (!stdout_matches(&output, &test.output))
+                    .then(|| (TestCode::WrongAnswer, "Wrong Answer".to_string()))
+            });
+            let Some((code, error)) = failed else {
+                verdict.results.push(TestCode::Pass.lcb());
+                continue;
+            };
+            verdict.results.push(code.lcb());
+            verdict.failure = Some(Outcome {
+                index: batch_no * cores + offset,
+                code,
+                input: truncate(&test.input),
+                expected: truncate(&test.output),
+                output: truncate(&output),
+                error,
+            });
+            return Ok(verdict);
         }
     }
     verdict.passed = true;
