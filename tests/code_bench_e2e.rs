@@ -72,6 +72,18 @@ fn bench_lcb_grades_programs_in_the_sandbox_and_records_protections() {
         }
     }
 
+    // The first agent wrote probe inputs (one call), charged to plurality
+    // on top of its three proposals, never to a single model.
+    let probes = rec.probes.as_ref().expect("probe inputs requested");
+    assert_eq!(probes.usage.calls, 1);
+    assert!(probes.inputs.len() <= 3);
+    assert_eq!(rec.results["plurality"].usage.calls, 4);
+    for (method, r) in &rec.results {
+        if method.starts_with("single:") {
+            assert_eq!(r.usage.calls, 1, "{method}");
+        }
+    }
+
     let meta = Meta::read(&out).expect("meta");
     let protections = meta.runs[0].sandbox.as_ref().expect("protections recorded");
     assert!(protections.baseline);

@@ -119,6 +119,9 @@ pub struct ItemRecord {
     pub qv: Option<Transcript>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nsed: Option<Transcript>,
+    /// Code: the model-written probe inputs behind the behaviour classes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probes: Option<codebench::agent::Probes>,
 }
 
 /// What a run does; everything here goes into `meta.json` and must match to
@@ -203,7 +206,7 @@ fn result(
 /// Plurality of proposals' answers (for code: behaviour classes), ties
 /// broken by a seeded permutation; the winner's highest-priority member.
 fn vote_answers<'a>(props: &'a [Proposal], key: &str) -> Option<&'a Proposal> {
-    let answers: Vec<Option<&str>> = props.iter().map(|p| p.answer.as_deref()).collect();
+    let answers: Vec<Option<&str>> = props.iter().map(Proposal::class).collect();
     let priority = deliberation::seeded_permutation((0..props.len()).collect(), key);
     let mut rank = vec![0; props.len()];
     for (r, &i) in priority.iter().enumerate() {
@@ -213,7 +216,7 @@ fn vote_answers<'a>(props: &'a [Proposal], key: &str) -> Option<&'a Proposal> {
     priority
         .iter()
         .map(|&i| &props[i])
-        .find(|p| p.answer.as_deref() == Some(winner))
+        .find(|p| p.class() == Some(winner))
 }
 
 /// Run every requested method on one item.
@@ -250,7 +253,12 @@ pub fn run_item(
         debate: Vec::new(),
         qv: None,
         nsed: None,
+        probes: None,
     };
+    // Code: probe inputs first, so every proposal's behaviour class has them.
+    if let (Some(c), Some(author)) = (code, h.agents.first_mut()) {
+        rec.probes = c.write_probes(author.as_mut(), &task, s.seed, s.max_chars);
+    }
     let has = |m: Method| methods.contains(&m);
     // Round-1 proposals: the plurality ballots and debate's first round; the
     // same requests as NSED's round 1, so the memo shares them.
@@ -316,6 +324,15 @@ pub fn run_item(
     }
     if has(Method::Debate) {
         run_debate(h, &task, s, &names, first, gold, &mut rec);
+    }
+    // Every method but a single model's answer groups proposals by
+    // behaviour, so each is charged the call that wrote the probes.
+    if let Some(probes) = &rec.probes {
+        for (method, r) in rec.results.iter_mut() {
+            if !method.starts_with("single:") {
+                r.usage += probes.usage;
+            }
+        }
     }
     rec
 }
@@ -720,6 +737,7 @@ mod tests {
                 content: format!("\\boxed{{{a}}}"),
                 answer: Some(a.to_string()),
                 found: None,
+                behaviour: None,
                 finish_reason: "eos".into(),
                 inference_id: req.inference_id.clone(),
                 usage: Usage {
@@ -912,6 +930,7 @@ mod tests {
             debate: vec![],
             qv: None,
             nsed: None,
+            probes: None,
         };
         let mut text = serde_json::to_string(&rec("a")).unwrap();
         text.push('\n');

@@ -5,15 +5,19 @@
 //! revision sees of its competitors. Hidden tests are used only to grade.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
 
 use super::grade::{self, TestCode, Tests, Verdict};
 use super::problems::{Check, CodeSet, Problem};
 use super::{extract, prompts};
 use crate::bench::grade::AnswerKind;
 use crate::deliberation::{
-    Agent, AgentError, EvaluateRequest, Evaluation, Proposal, ProposeRequest, Task,
+    Agent, AgentError, EvaluateRequest, Evaluation, Proposal, ProposeContext, ProposeRequest, Task,
+    Usage,
 };
+use crate::sampling::SamplingParams;
 use crate::sandbox::{Sandbox, SandboxError};
 
 /// A code set with its sandbox: builds tasks, extracts, runs and grades.
@@ -21,7 +25,24 @@ pub struct CodeContext {
     pub set: CodeSet,
     pub sandbox: Sandbox,
     by_id: HashMap<String, usize>,
+    probes: Mutex<HashMap<String, Probes>>,
 }
+
+/// Inputs a model wrote for a problem (they have no expected outputs): two
+/// programs that pass the same public tests but answer these differently
+/// fall in different behaviour classes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Probes {
+    pub author: String,
+    pub inputs: Vec<String>,
+    /// The call that wrote them, charged to the methods that vote over
+    /// behaviour classes.
+    pub usage: Usage,
+}
+
+/// How many probe inputs to ask for, and the tokens to write them.
+const PROBES: usize = 3;
+const PROBE_TOKENS: usize = 384;
 
 impl CodeContext {
     pub fn new(set: CodeSet, sandbox: Sandbox) -> Arc<CodeContext> {
@@ -35,6 +56,7 @@ impl CodeContext {
             set,
             sandbox,
             by_id,
+            probes: Mutex::new(HashMap::new()),
         })
     }
 
@@ -105,6 +127,112 @@ impl CodeContext {
             Err(e) => format!("could not be run: {e}"),
         })
     }
+}
+
+impl CodeContext {
+    /// Ask `agent` (greedy) for probe inputs to a LiveCodeBench problem and
+    /// keep them for the item; `None` for other sets or when none parse.
+    pub fn write_probes(
+        &self,
+        agent: &mut dyn Agent,
+        task: &Task,
+        seed: u64,
+        max_chars: usize,
+    ) -> Option<Probes> {
+        let problem = self.problem(&task.id)?;
+        let request = probe_request(problem)?;
+        let req = ProposeRequest {
+            task: Task {
+                id: format!("{}/probes", task.id),
+                problem: request,
+                kind: AnswerKind::Code,
+                system: None,
+            },
+            round: 1,
+            context: ProposeContext::Fresh,
+            sampling: Some(SamplingParams::default()),
+            seed,
+            inference_id: format!("{}/probes", task.id),
+            max_tokens: PROBE_TOKENS,
+            max_chars,
+        };
+        let reply = agent.propose(&req).ok()?;
+        let probes = Probes {
+            author: reply.model.clone(),
+            inputs: parse_probes(problem, &reply.content),
+            usage: reply.usage,
+        };
+        if let Ok(mut all) = self.probes.lock() {
+            all.insert(task.id.clone(), probes.clone());
+        }
+        Some(probes)
+    }
+
+    /// The behaviour-class key of a program: its public-test evidence and
+    /// its outputs on the item's probe inputs (`None` without probes).
+    pub fn class(&self, problem: &Problem, program: &str, evidence: &str) -> Option<String> {
+        let inputs = self
+            .probes
+            .lock()
+            .ok()?
+            .get(&problem.id)
+            .map(|p| p.inputs.clone())?;
+        if inputs.is_empty() || program.trim().is_empty() {
+            return None;
+        }
+        let outputs = grade::probe_outputs(&self.sandbox, problem, program, &inputs).ok()?;
+        Some(format!(
+            "{evidence}\nprobe outputs: {}",
+            outputs.join(" ␞ ")
+        ))
+    }
+}
+
+/// The request for probe inputs, for LiveCodeBench problems.
+fn probe_request(problem: &Problem) -> Option<String> {
+    let ending = "Put each input alone in its own ```text code block.";
+    match &problem.check {
+        Check::Stdin { .. } => Some(format!(
+            "{}\n\nDo not solve the problem. Write {PROBES} new, different test inputs for it, in exactly the input format described above, including edge cases. {ending}",
+            problem.statement
+        )),
+        Check::Functional { func_name, public, .. } => {
+            let example = public.first().map(|t| t.input.as_str()).unwrap_or("");
+            Some(format!(
+                "{}\n\nDo not solve the problem. Write {PROBES} new, different test inputs for `{func_name}`: its arguments, one JSON value per line, in the same form as this example:\n```text\n{example}\n```\n{ending}",
+                problem.statement
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Up to `PROBES` inputs from the fenced blocks of a reply; functional
+/// inputs must be one JSON value per argument line, as many lines as the
+/// public tests have.
+fn parse_probes(problem: &Problem, reply: &str) -> Vec<String> {
+    let arity = problem
+        .public_tests()
+        .first()
+        .map(|t| t.input.lines().count());
+    extract::blocks(reply)
+        .into_iter()
+        .map(|b| b.trim().to_string())
+        .filter(|b| !b.is_empty())
+        .filter(|b| match &problem.check {
+            Check::Functional { .. } => {
+                Some(b.lines().count()) == arity
+                    && b.lines()
+                        .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+            }
+            _ => true,
+        })
+        .map(|b| match problem.check {
+            Check::Stdin { .. } => format!("{b}\n"),
+            _ => b,
+        })
+        .take(PROBES)
+        .collect()
 }
 
 /// One line of evidence from a verdict on public tests.
@@ -196,6 +324,10 @@ impl Agent for CodeAgent {
         if let Some(problem) = self.ctx.problem(&req.task.id) {
             let program = self.ctx.program(problem, &p.content);
             p.answer = self.ctx.behaviour(problem, &program);
+            p.behaviour = p
+                .answer
+                .as_deref()
+                .and_then(|evidence| self.ctx.class(problem, &program, evidence));
         }
         Ok(p)
     }
@@ -307,6 +439,63 @@ mod tests {
             evidence.contains("example 2: has_close_elements([1.0, 2.8, 3.0, 4.0, 5.0, 2.0], 0.3) expected True, got False"),
             "{evidence}"
         );
+    }
+
+    #[test]
+    fn probes_split_programs_that_pass_the_same_public_tests() {
+        let p = stdin_problem(vec![io("1 2\n", "3\n")], vec![]);
+        let ctx = context(vec![p.clone()]);
+        let reply = "Inputs:\n```text\n5 5\n```\n```text\n-1 1\n```\n```\n\n```";
+        let inputs = parse_probes(&p, reply);
+        assert_eq!(inputs, ["5 5\n", "-1 1\n"]);
+        ctx.probes.lock().expect("lock").insert(
+            p.id.clone(),
+            Probes {
+                author: "m".into(),
+                inputs,
+                usage: Usage::default(),
+            },
+        );
+        let sum = "a, b = map(int, input().split())\nprint(a + b)";
+        let also_sum = "print(sum(map(int, input().split())))";
+        let fake = "input()\nprint(3)";
+        let class = |program: &str| {
+            let evidence = ctx.behaviour(&p, program).expect("evidence");
+            ctx.class(&p, program, &evidence).expect("class")
+        };
+        assert_eq!(ctx.behaviour(&p, fake), ctx.behaviour(&p, sum));
+        assert_eq!(class(sum), class(also_sum));
+        assert_ne!(class(sum), class(fake));
+        assert!(
+            class(sum).ends_with("probe outputs: 10 ␞ 0"),
+            "{}",
+            class(sum)
+        );
+    }
+
+    #[test]
+    fn functional_probes_must_be_json_argument_lines() {
+        let p = Problem {
+            check: Check::Functional {
+                func_name: "f".into(),
+                public: vec![io("[1, 2]\n3", "4")],
+                hidden: vec![],
+            },
+            ..stdin_problem(vec![], vec![])
+        };
+        let reply = "```text\n[5]\n1\n```\n```text\n[1]\n```\n```text\nnot json\nx\n```";
+        assert_eq!(parse_probes(&p, reply), ["[5]\n1"]);
+        let ctx = context(vec![p.clone()]);
+        let program =
+            "class Solution:\n    def f(self, xs, k):\n        return (sum(xs) + k, None)\n";
+        let outputs = grade::probe_outputs(
+            &ctx.sandbox,
+            &p,
+            program,
+            &["[5]\n1".into(), "[]\n\"x\"".into()],
+        )
+        .expect("outputs");
+        assert_eq!(outputs, ["[6, None]", "<error>"]);
     }
 
     #[test]

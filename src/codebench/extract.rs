@@ -18,7 +18,7 @@ pub fn lcb(answer: &str) -> String {
 }
 
 /// Every fenced code block, in order.
-fn blocks(answer: &str) -> Vec<String> {
+pub fn blocks(answer: &str) -> Vec<String> {
     let mut found = Vec::new();
     let mut current: Option<Vec<&str>> = None;
     for line in answer.split('\n') {

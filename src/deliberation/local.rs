@@ -320,6 +320,7 @@ impl Agent for LocalAgent {
             content: g.text.clone(),
             answer,
             found: found.map(|f| f.found),
+            behaviour: None,
             finish_reason: serde_json::to_value(g.finish_reason)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))

@@ -124,6 +124,11 @@ pub struct Proposal {
     /// The extracted answer in canonical form (`None`: no answer).
     pub answer: Option<String>,
     pub found: Option<Found>,
+    /// What groups proposals into classes when the answer alone does not:
+    /// for code, the program's outputs on the public tests and on
+    /// model-written probe inputs. Votes and consensus use it when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behaviour: Option<String>,
     pub finish_reason: String,
     pub inference_id: String,
     pub usage: Usage,
@@ -451,8 +456,15 @@ fn run_round(
 
 /// Whether every proposal has the same (non-empty) answer.
 fn unanimous(proposals: &[Proposal]) -> bool {
-    let first = proposals.first().and_then(|p| p.answer.as_deref());
-    first.is_some() && proposals.iter().all(|p| p.answer.as_deref() == first)
+    let first = proposals.first().and_then(Proposal::class);
+    first.is_some() && proposals.iter().all(|p| p.class() == first)
+}
+
+impl Proposal {
+    /// The key proposals are grouped by: the behaviour, else the answer.
+    pub fn class(&self) -> Option<&str> {
+        self.behaviour.as_deref().or(self.answer.as_deref())
+    }
 }
 
 /// Round ≥ 2 context for `agent`: its previous proposal, score and rank, the
@@ -523,6 +535,7 @@ mod tests {
                 content: format!("{} says \\boxed{{{}}}", self.name, self.answer),
                 answer: Some(self.answer.clone()),
                 found: Some(Found::Boxed),
+                behaviour: None,
                 finish_reason: "eos".into(),
                 inference_id: req.inference_id.clone(),
                 usage: Usage {

@@ -298,12 +298,16 @@ for _nsed_i, (_nsed_in, _nsed_expected) in enumerate(zip(_nsed_inputs, _nsed_out
     except Exception as e:
         _nsed_signal.alarm(0)
         _nsed_report(_nsed_i, -3 if "timeoutexception" in repr(e).lower() else -4, repr(e))
+        if _nsed_job.get("probe"):
+            continue
         break
     finally:
         _nsed_signal.alarm(0)
     if not _nsed_ok:
         _nsed_report(_nsed_i, -2, repr(_nsed_got))
-        break
+        if not _nsed_job.get("probe"):
+            break
+        continue
     _nsed_report(_nsed_i, 1)
 _nsed_os._exit(0)
 "#;
@@ -314,25 +318,7 @@ fn grade_functional(
     func_name: &str,
     tests: &[IoTest],
 ) -> Result<Verdict, SandboxError> {
-    let nonce = nonce();
-    let payload = json!({
-        "nonce": nonce,
-        "imports": LCB_IMPORTS,
-        "code": code,
-        "fn": func_name,
-        "timeout": LCB_TIMEOUT.as_secs(),
-        "inputs": tests.iter().map(|t| &t.input).collect::<Vec<_>>(),
-        "outputs": tests.iter().map(|t| &t.output).collect::<Vec<_>>(),
-    });
-    // lcb_runner's global limit: (timeout + 1) per test, plus 5 s.
-    let global =
-        (LCB_TIMEOUT + Duration::from_secs(1)) * tests.len() as u32 + Duration::from_secs(5);
-    let run = sandbox.run(&Job {
-        program: FUNCTIONAL_HARNESS.to_string(),
-        stdin: payload.to_string().into_bytes(),
-        wall: global,
-    })?;
-    let reports = tagged_reports(&run.stdout_text(), &nonce);
+    let (run, reports) = run_functional(sandbox, code, func_name, tests, false)?;
     let mut verdict = Verdict {
         passed: false,
         results: Vec::new(),
@@ -381,8 +367,107 @@ fn functional_failure(tests: &[IoTest], index: usize, code: TestCode, detail: &s
     }
 }
 
+/// One harness report: test index, result code, detail (repr or error).
+type Report = (usize, TestCode, String);
+
+/// Run the functional harness; `probe` runs every test whatever fails.
+fn run_functional(
+    sandbox: &Sandbox,
+    code: &str,
+    func_name: &str,
+    tests: &[IoTest],
+    probe: bool,
+) -> Result<(Execution, Vec<Report>), SandboxError> {
+    let nonce = nonce();
+    let payload = json!({
+        "nonce": nonce,
+        "imports": LCB_IMPORTS,
+        "code": code,
+        "fn": func_name,
+        "timeout": LCB_TIMEOUT.as_secs(),
+        "probe": probe,
+        "inputs": tests.iter().map(|t| &t.input).collect::<Vec<_>>(),
+        "outputs": tests.iter().map(|t| &t.output).collect::<Vec<_>>(),
+    });
+    // lcb_runner's global limit: (timeout + 1) per test, plus 5 s.
+    let global =
+        (LCB_TIMEOUT + Duration::from_secs(1)) * tests.len() as u32 + Duration::from_secs(5);
+    let run = sandbox.run(&Job {
+        program: FUNCTIONAL_HARNESS.to_string(),
+        stdin: payload.to_string().into_bytes(),
+        wall: global,
+    })?;
+    let reports = tagged_reports(&run.stdout_text(), &nonce);
+    Ok((run, reports))
+}
+
+/// What a program outputs on inputs that have no expected output (probes
+/// written by a model), one entry each: the stripped output, the returned
+/// value's repr, or `<error>`/`<time limit>`; for grouping programs that
+/// behave the same. LiveCodeBench problems only; empty otherwise.
+pub fn probe_outputs(
+    sandbox: &Sandbox,
+    problem: &Problem,
+    code: &str,
+    inputs: &[String],
+) -> Result<Vec<String>, SandboxError> {
+    let failure_label = |code: TestCode| match code {
+        TestCode::TimeLimit | TestCode::GlobalTimeout => "<time limit>".to_string(),
+        _ => "<error>".to_string(),
+    };
+    match &problem.check {
+        Check::Stdin { .. } => {
+            let program = stdin_program(code);
+            let jobs: Vec<Job> = inputs
+                .iter()
+                .map(|input| Job {
+                    program: program.clone(),
+                    stdin: input.as_bytes().to_vec(),
+                    wall: LCB_TIMEOUT,
+                })
+                .collect();
+            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+            sandbox
+                .run_all(&jobs, cores, |_, _| {})
+                .into_iter()
+                .map(|run| {
+                    let run = run?;
+                    Ok(match run_failure(&run) {
+                        Some((code, _)) => failure_label(code),
+                        None => {
+                            let text = run.stdout_text();
+                            let lines: Vec<&str> = text.trim().split('\n').map(str::trim).collect();
+                            lines.join("\n")
+                        }
+                    })
+                })
+                .collect()
+        }
+        Check::Functional { func_name, .. } => {
+            // An expected value no program returns: every probe reports
+            // "wrong answer" with the repr of what it returned.
+            let tests: Vec<IoTest> = inputs
+                .iter()
+                .map(|input| IoTest {
+                    input: input.clone(),
+                    output: "\"__nsed_probe__\"".into(),
+                })
+                .collect();
+            let (_, reports) = run_functional(sandbox, code, func_name, &tests, true)?;
+            Ok((0..inputs.len())
+                .map(|i| match reports.iter().find(|(index, _, _)| *index == i) {
+                    Some((_, TestCode::WrongAnswer, got)) => got.clone(),
+                    Some((_, code, _)) => failure_label(*code),
+                    None => "<error>".to_string(),
+                })
+                .collect())
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
 /// `(index, code, detail)` of each line that carries the nonce.
-fn tagged_reports(stdout: &str, nonce: &str) -> Vec<(usize, TestCode, String)> {
+fn tagged_reports(stdout: &str, nonce: &str) -> Vec<Report> {
     stdout
         .lines()
         .filter_map(|l| l.strip_prefix(nonce)?.strip_prefix(' '))
