@@ -10,9 +10,6 @@ use std::process::ExitCode;
 /// panicking on EPIPE. Nothing is lost: result files are written before their
 /// summaries are printed, and journals are fsynced line by line.
 macro_rules! outln {
-    () => {
-        $crate::write_stdout(format_args!(""))
-    };
     ($($arg:tt)*) => {
         $crate::write_stdout(format_args!($($arg)*))
     };
