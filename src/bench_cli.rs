@@ -444,15 +444,15 @@ fn build_harness(
     pool: &mut ModelPool,
     code: Option<std::sync::Arc<CodeContext>>,
 ) -> Result<Harness> {
-    let agents = local::build(roster, pool)?;
-    // For code, every proposal is run on the public tests as it is made.
+    // For code, every proposal is run on the public tests as it is made
+    // (inside the memo, so a shared request runs its program once).
     let wrap = |agent: Box<dyn nsed::deliberation::Agent>| -> Box<dyn nsed::deliberation::Agent> {
         match &code {
             Some(ctx) => Box::new(CodeAgent::new(agent, ctx.clone())),
             None => agent,
         }
     };
-    let agents = agents.into_iter().map(wrap).collect();
+    let agents = local::build_with(roster, pool, wrap)?;
     let b = &roster.baselines;
     let sc_model = roster.self_consistency_model();
     let sc_spec = AgentSpec {
@@ -483,7 +483,7 @@ fn build_harness(
     Ok(Harness {
         agents,
         specs: roster.agents.clone(),
-        sc: wrap(Box::new(local::Memo::new(Box::new(LocalAgent::new(
+        sc: Box::new(local::Memo::new(wrap(Box::new(LocalAgent::new(
             sc_spec, sc_rt,
         ))))),
         sc_params,

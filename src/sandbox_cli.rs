@@ -106,9 +106,7 @@ fn run_files(args: RunArgs) -> Result<ExitCode> {
     for why in &sandbox.protections().missing {
         eprintln!("sandbox: missing {why}");
     }
-    let parallel = args.jobs.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-    });
+    let parallel = args.jobs.unwrap_or_else(nsed::sandbox::cores);
     let results = sandbox.run_all(&jobs, parallel, |i, result| {
         outln!("{}", result_line(&args.files[i], result));
     });

@@ -120,28 +120,15 @@ pub fn load(name: &str, dir: &Path) -> Result<Dataset, DatasetError> {
         .find(|s| s.name == name)
         .ok_or_else(|| DatasetError::Unknown(name.to_string()))?;
     let file = dir.join(spec.file);
-    let bytes = std::fs::read(&file).map_err(|source| DatasetError::Io {
-        path: file.clone(),
-        source,
-    })?;
-    let sha256 = {
-        use sha2::Digest;
-        crate::registry::hex(&sha2::Sha256::digest(&bytes))
-    };
-    let text = String::from_utf8_lossy(&bytes);
+    let (records, sha256) = read_jsonl(&file)?;
     let mut items = Vec::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let record = |message: String| DatasetError::Record {
+    for (line, v) in &records {
+        let item = (spec.parse)(v, items.len()).map_err(|message| DatasetError::Record {
             path: file.clone(),
-            line: i + 1,
+            line: *line,
             message,
-        };
-        let v: Value = serde_json::from_str(line).map_err(|e| record(e.to_string()))?;
-        items.push((spec.parse)(&v, items.len()).map_err(record)?);
+        })?;
+        items.push(item);
     }
     Ok(Dataset {
         name: name.to_string(),
@@ -150,6 +137,33 @@ pub fn load(name: &str, dir: &Path) -> Result<Dataset, DatasetError> {
         sha256,
         items,
     })
+}
+
+/// A JSON-lines file: each record with its 1-based line number (blank
+/// lines skipped), and the file's sha256 for provenance.
+pub fn read_jsonl(path: &Path) -> Result<(Vec<(usize, Value)>, String), DatasetError> {
+    let bytes = std::fs::read(path).map_err(|source| DatasetError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let sha256 = {
+        use sha2::Digest;
+        crate::registry::hex(&sha2::Sha256::digest(&bytes))
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let mut records = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v = serde_json::from_str(line).map_err(|e| DatasetError::Record {
+            path: path.to_path_buf(),
+            line: i + 1,
+            message: e.to_string(),
+        })?;
+        records.push((i + 1, v));
+    }
+    Ok((records, sha256))
 }
 
 fn field<'a>(v: &'a Value, key: &str) -> Result<&'a Value, String> {

@@ -19,17 +19,9 @@ pub use problems::{Check, CodeSet, IoTest, LcbFilter, Problem};
 pub enum CodeError {
     #[error("unknown code set `{0}`; known: lcb, humaneval, mbpp")]
     Unknown(String),
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}: {message}")]
-    Record {
-        path: std::path::PathBuf,
-        line: usize,
-        message: String,
-    },
+    /// Reading the file or one of its records.
+    #[error(transparent)]
+    Data(#[from] crate::bench::datasets::DatasetError),
     #[error("private tests: {0}")]
     PrivateTests(String),
 }

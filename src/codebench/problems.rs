@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::CodeError;
+use crate::bench::datasets::DatasetError;
 
 /// One input/output test (LiveCodeBench).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,7 +155,7 @@ pub fn load(name: &str, dir: &Path, filter: &LcbFilter) -> Result<CodeSet, CodeE
         other => return Err(CodeError::Unknown(other.to_string())),
     };
     let path = dir.join(file);
-    let (records, sha256) = read_jsonl(&path)?;
+    let (records, sha256) = crate::bench::datasets::read_jsonl(&path)?;
     let parsed = records
         .iter()
         .map(|(line, v)| {
@@ -163,7 +164,7 @@ pub fn load(name: &str, dir: &Path, filter: &LcbFilter) -> Result<CodeSet, CodeE
                 "humaneval" => parse_humaneval(v),
                 _ => parse_mbpp(v),
             };
-            problem.map_err(|message| CodeError::Record {
+            problem.map_err(|message| DatasetError::Record {
                 path: path.clone(),
                 line: *line,
                 message,
@@ -191,31 +192,6 @@ pub fn load(name: &str, dir: &Path, filter: &LcbFilter) -> Result<CodeSet, CodeE
         }
     }
     Ok(set)
-}
-
-fn read_jsonl(path: &Path) -> Result<(Vec<(usize, Value)>, String), CodeError> {
-    let bytes = std::fs::read(path).map_err(|source| CodeError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let sha256 = {
-        use sha2::Digest;
-        crate::registry::hex(&sha2::Sha256::digest(&bytes))
-    };
-    let text = String::from_utf8_lossy(&bytes);
-    let mut records = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v = serde_json::from_str(line).map_err(|e| CodeError::Record {
-            path: path.to_path_buf(),
-            line: i + 1,
-            message: e.to_string(),
-        })?;
-        records.push((i + 1, v));
-    }
-    Ok((records, sha256))
 }
 
 fn text(v: &Value, key: &str) -> Result<String, String> {

@@ -340,12 +340,24 @@ impl Agent for LocalAgent {
 
 /// Build the roster's agents, loading each model once.
 pub fn build(roster: &Roster, pool: &mut ModelPool) -> Result<Vec<Box<dyn Agent>>, RuntimeError> {
+    build_with(roster, pool, |agent| agent)
+}
+
+/// As [`build`], with `wrap` applied to each model agent inside its memo,
+/// so what the wrapper adds (e.g. running a proposed program) is
+/// remembered with the reply instead of being redone on every memo hit.
+pub fn build_with(
+    roster: &Roster,
+    pool: &mut ModelPool,
+    wrap: impl Fn(Box<dyn Agent>) -> Box<dyn Agent>,
+) -> Result<Vec<Box<dyn Agent>>, RuntimeError> {
     roster
         .agents
         .iter()
         .map(|spec| {
             let rt = pool.get(&spec.model)?;
-            Ok(Box::new(Memo::new(Box::new(LocalAgent::new(spec.clone(), rt)))) as Box<dyn Agent>)
+            let agent = wrap(Box::new(LocalAgent::new(spec.clone(), rt)));
+            Ok(Box::new(Memo::new(agent)) as Box<dyn Agent>)
         })
         .collect()
 }

@@ -213,17 +213,8 @@ impl Sandbox {
             })?;
         // SAFETY: geteuid cannot fail.
         if unsafe { libc::geteuid() } == 0 {
-            let with_uid = Setup {
-                uid: Some(next_uid()),
-                ..self.setup
-            };
-            match self.try_setup(with_uid) {
-                Ok(()) => {
-                    self.setup = with_uid;
-                    self.protections.private_uid = true;
-                }
-                Err(e) => self.note_missing("private uid", &e),
-            }
+            let uid = Some(next_uid());
+            self.protections.private_uid = self.grant(Setup { uid, ..self.setup }, "private uid");
         } else {
             self.protections.missing.push(
                 "private uid: nsed is not root, so the process limit (fork bombs) is not enforced and the program runs as your user".into(),
@@ -233,25 +224,27 @@ impl Sandbox {
             net_namespace: true,
             ..self.setup
         };
-        match self.try_setup(net) {
-            Ok(()) => {
-                self.setup = net;
-                self.protections.network_namespace = true;
-            }
-            Err(e) => self.note_missing("network namespace", &e),
-        }
+        self.protections.network_namespace = self.grant(net, "network namespace");
         let tmp = Setup {
             private_tmp: true,
             ..self.setup
         };
-        match self.try_setup(tmp) {
-            Ok(()) => {
-                self.setup = tmp;
-                self.protections.private_tmp = true;
-            }
-            Err(e) => self.note_missing("private /tmp", &e),
-        }
+        self.protections.private_tmp = self.grant(tmp, "private /tmp");
         Ok(())
+    }
+
+    /// Keep `candidate` if a test program runs under it; else say why not.
+    fn grant(&mut self, candidate: Setup, what: &str) -> bool {
+        match self.try_setup(candidate) {
+            Ok(()) => {
+                self.setup = candidate;
+                true
+            }
+            Err(why) => {
+                self.note_missing(what, &why);
+                false
+            }
+        }
     }
 
     fn note_missing(&mut self, what: &str, why: &str) {
@@ -357,6 +350,11 @@ impl Sandbox {
         }
         Ok(dir)
     }
+}
+
+/// How many programs to run at once: one per core.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 /// A private uid for one run: unique among the live runs of this process

@@ -210,7 +210,7 @@ fn grade_stdin(sandbox: &Sandbox, code: &str, tests: &[IoTest]) -> Result<Verdic
         failure: None,
         wall_ms: 0,
     };
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let cores = crate::sandbox::cores();
     for (batch_no, batch) in tests.chunks(cores).enumerate() {
         let jobs: Vec<Job> = batch
             .iter()
@@ -252,13 +252,16 @@ fn grade_stdin(sandbox: &Sandbox, code: &str, tests: &[IoTest]) -> Result<Verdic
 /// `grade_stdio`'s comparison: stripped lines, equal counts, then per line
 /// exact equality or else equal decimal token lists.
 pub fn stdout_matches(prediction: &str, expected: &str) -> bool {
-    let lines =
-        |s: &str| -> Vec<String> { s.trim().split('\n').map(|l| l.trim().to_string()).collect() };
-    let (p, e) = (lines(prediction), lines(expected));
+    let (p, e) = (stripped_lines(prediction), stripped_lines(expected));
     p.len() == e.len()
         && p.iter()
             .zip(&e)
             .all(|(a, b)| a == b || decimal::lines_equal(a, b) == Some(true))
+}
+
+/// `get_stripped_lines`: the text stripped, split on newlines, each stripped.
+fn stripped_lines(text: &str) -> Vec<&str> {
+    text.trim().split('\n').map(str::trim).collect()
 }
 
 /// The functional harness: a fixed program; the job comes on stdin.
@@ -426,7 +429,7 @@ pub fn probe_outputs(
                     wall: LCB_TIMEOUT,
                 })
                 .collect();
-            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+            let cores = crate::sandbox::cores();
             sandbox
                 .run_all(&jobs, cores, |_, _| {})
                 .into_iter()
@@ -434,11 +437,7 @@ pub fn probe_outputs(
                     let run = run?;
                     Ok(match run_failure(&run) {
                         Some((code, _)) => failure_label(code),
-                        None => {
-                            let text = run.stdout_text();
-                            let lines: Vec<&str> = text.trim().split('\n').map(str::trim).collect();
-                            lines.join("\n")
-                        }
+                        None => stripped_lines(&run.stdout_text()).join("\n"),
                     })
                 })
                 .collect()
