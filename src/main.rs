@@ -92,9 +92,10 @@ enum Command {
     /// hashes, and the cost of the seed-bound sampler vs a plain one.
     Determinism(DeterminismArgs),
     /// Run NSED and the baselines (single models, self-consistency, plurality,
-    /// score-weighted and one-round quadratic votes, debate) on a math set,
-    /// same items and token accounting; one JSON line per item, resumable,
-    /// then a summary with Wilson intervals and paired McNemar tests.
+    /// score-weighted and one-round quadratic votes, debate) on a math or
+    /// code set, same items and token accounting; one JSON line per item,
+    /// resumable, then a summary with Wilson intervals and paired McNemar
+    /// tests. Code proposals are run on the public tests in the sandbox.
     Bench(bench_cli::BenchArgs),
     /// Deliberate on one question and print the transcript: each round's
     /// answers, the score matrix, the quadratic votes, the winner and why it

@@ -142,8 +142,9 @@ impl CodeContext {
 }
 
 impl CodeContext {
-    /// Ask `agent` (greedy) for probe inputs to a LiveCodeBench problem and
-    /// keep them for the item; `None` for other sets or when none parse.
+    /// Ask `agent` (greedy) for probe inputs to a problem (LCB: stdin texts
+    /// or JSON arguments; HumanEval and MBPP: calls of the function) and keep
+    /// them for the item; `None` when the problem names no function to call.
     pub fn write_probes(
         &self,
         agent: &mut dyn Agent,
@@ -215,14 +216,26 @@ fn probe_request(problem: &Problem) -> Option<String> {
                 problem.statement
             ))
         }
-        _ => None,
+        Check::HumanEval { .. } | Check::Mbpp { .. } => {
+            let callee = problem.callee()?;
+            Some(format!(
+                "{}\n\nDo not solve the problem. Write {PROBES} new, different calls of `{callee}` that test it, including edge cases: Python expressions such as `{callee}(...)`, one per line, in one ```python code block. Do not write the expected results.",
+                problem.statement
+            ))
+        }
     }
 }
 
 /// Up to `PROBES` inputs from the fenced blocks of a reply; functional
 /// inputs must be one JSON value per argument line, as many lines as the
-/// public tests have.
+/// public tests have; HumanEval and MBPP inputs are calls of the function.
 fn parse_probes(problem: &Problem, reply: &str) -> Vec<String> {
+    if let Check::HumanEval { .. } | Check::Mbpp { .. } = problem.check {
+        return problem
+            .callee()
+            .map(|callee| parse_calls(&callee, reply))
+            .unwrap_or_default();
+    }
     let arity = problem
         .public_tests()
         .first()
@@ -245,6 +258,70 @@ fn parse_probes(problem: &Problem, reply: &str) -> Vec<String> {
         })
         .take(PROBES)
         .collect()
+}
+
+/// Up to `PROBES` distinct calls `callee(...)` from a reply's fenced blocks
+/// (or its text, without blocks), one per line, whatever wraps them
+/// (`assert callee(1) == 2`, `print(callee(1))` give `callee(1)`).
+fn parse_calls(callee: &str, reply: &str) -> Vec<String> {
+    let blocks = extract::blocks(reply);
+    let text = if blocks.is_empty() {
+        reply.to_string()
+    } else {
+        blocks.join("\n")
+    };
+    let mut calls: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let Some(call) = call_in(callee, line) else {
+            continue;
+        };
+        if !calls.contains(&call) {
+            calls.push(call);
+        }
+        if calls.len() == PROBES {
+            break;
+        }
+    }
+    calls
+}
+
+/// The first `callee(...)` in a line, with balanced brackets (quotes
+/// respected); `None` if it does not close on that line.
+fn call_in(callee: &str, line: &str) -> Option<String> {
+    let pattern = format!("{callee}(");
+    let start = line.match_indices(&pattern).map(|(i, _)| i).find(|&i| {
+        line[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '.'))
+    })?;
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (offset, c) in line[start + callee.len()..].char_indices() {
+        if let Some(q) = quote {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                _ if c == q => quote = None,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '\'' | '"' => quote = Some(c),
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    let end = start + callee.len() + offset + 1;
+                    return Some(line[start..end].to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// One line of evidence from a verdict on public tests.
@@ -508,6 +585,64 @@ mod tests {
         )
         .expect("outputs");
         assert_eq!(outputs, ["[6, None]", "<error>"]);
+    }
+
+    #[test]
+    fn call_probes_are_balanced_calls_of_the_function() {
+        let reply = "Calls:\n```python\nassert double(1) == 2\nprint(double([1, (2, 3)]))\ndouble(')(')  # odd\nredouble(4)\nx.double(5)\ndouble(1)\ndouble(2\n```\n";
+        assert_eq!(
+            parse_calls("double", reply),
+            ["double(1)", "double([1, (2, 3)])", "double(')(')"]
+        );
+        assert_eq!(
+            parse_calls("double", "try double(7) or double(8)"),
+            ["double(7)"]
+        );
+        assert!(parse_calls("double", "no calls here").is_empty());
+    }
+
+    #[test]
+    fn mbpp_probes_split_programs_that_pass_the_same_asserts() {
+        let p = Problem {
+            id: "mbpp/1".into(),
+            check: Check::Mbpp {
+                setup: String::new(),
+                asserts: vec!["assert set(evens([1, 2])) == {2}".into()],
+            },
+            ..stdin_problem(vec![], vec![])
+        };
+        let ctx = context(vec![p.clone()]);
+        let reply = "```python\nevens([4, 3, 'a'])\nevens(list(range(50)))\nevens(None)\n```";
+        let inputs = parse_probes(&p, reply);
+        assert_eq!(inputs.len(), 3);
+        ctx.probes.lock().expect("lock").insert(
+            p.id.clone(),
+            Probes {
+                author: "m".into(),
+                inputs,
+                usage: Usage::default(),
+            },
+        );
+        let class = |program: &str| {
+            let evidence = ctx.behaviour(&p, program).expect("evidence");
+            assert_eq!(evidence, "passed all public tests");
+            ctx.class(&p, program, &evidence).expect("class")
+        };
+        // Sets of strings print in hash order; the class key must not.
+        let as_set = "def evens(xs):\n    return {x for x in xs if isinstance(x, int) and x % 2 == 0} | {str(x) for x in xs if isinstance(x, str)}";
+        let as_set_again = "def evens(xs):\n    out = set()\n    for x in xs:\n        if isinstance(x, str) or x % 2 == 0:\n            out.add(x if isinstance(x, int) else str(x))\n    return out";
+        let ints_only = "def evens(xs):\n    return [x for x in xs if x % 2 == 0]";
+        assert_eq!(class(as_set), class(as_set_again));
+        let ints = class(ints_only);
+        assert_ne!(class(as_set), ints);
+        assert!(
+            ints.ends_with("probe outputs: <error: TypeError> ␞ [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34, 36, 38, 40, 42, 44, 46, 48] ␞ <error: TypeError>"),
+            "{ints}"
+        );
+        let hangs = "def evens(xs):\n    while xs is None:\n        pass\n    return {x for x in xs if isinstance(x, int) and x % 2 == 0} | {str(x) for x in xs if isinstance(x, str)}";
+        assert!(class(hangs).ends_with("␞ <time limit>"), "{}", class(hangs));
+        let request = probe_request(&p).expect("request");
+        assert!(request.contains("calls of `evens`"), "{request}");
     }
 
     #[test]

@@ -73,6 +73,81 @@ impl Problem {
             _ => &[],
         }
     }
+
+    /// The function a solution must define, where the set names one: LCB
+    /// functional's method, HumanEval's entry point, and for MBPP the first
+    /// function its first assert calls.
+    pub fn callee(&self) -> Option<String> {
+        match &self.check {
+            Check::Functional { func_name, .. } => Some(func_name.clone()),
+            Check::HumanEval { entry_point, .. } => Some(entry_point.clone()),
+            Check::Mbpp { asserts, .. } => asserts.first().and_then(|a| mbpp_callee(a)),
+            Check::Stdin { .. } => None,
+        }
+    }
+}
+
+/// The function an MBPP assert tests: the first name called that is not a
+/// wrapper such as `set(...)` or `math.isclose(...)`; if every name is one
+/// (task 126 defines its own `sum`), the first name called.
+fn mbpp_callee(assert: &str) -> Option<String> {
+    const WRAPPERS: [&str; 22] = [
+        "set",
+        "sorted",
+        "isclose",
+        "abs",
+        "round",
+        "list",
+        "tuple",
+        "str",
+        "int",
+        "float",
+        "len",
+        "frozenset",
+        "dict",
+        "bool",
+        "all",
+        "any",
+        "type",
+        "isinstance",
+        "sum",
+        "max",
+        "min",
+        "repr",
+    ];
+    let called = called_names(assert);
+    called
+        .iter()
+        .find(|n| !WRAPPERS.contains(&n.as_str()))
+        .or_else(|| called.first())
+        .cloned()
+}
+
+/// Identifiers immediately followed by `(` (spaces allowed), in order;
+/// attribute calls (`math.isclose`) give their last part.
+fn called_names(code: &str) -> Vec<String> {
+    let bytes = code.as_bytes();
+    let mut names = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c.is_ascii_alphabetic() || c == b'_' {
+            let start = i;
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                i += 1;
+            }
+            let mut j = i;
+            while j < bytes.len() && bytes[j] == b' ' {
+                j += 1;
+            }
+            if bytes.get(j) == Some(&b'(') && code[start..i] != *"assert" {
+                names.push(code[start..i].to_string());
+            }
+        } else {
+            i += 1;
+        }
+    }
+    names
 }
 
 /// A loaded set, with the file's sha256 for provenance.
@@ -327,6 +402,8 @@ fn mbpp_task(p: &Problem) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     fn data_dir() -> Option<PathBuf> {
@@ -396,6 +473,47 @@ mod tests {
         assert_eq!(mbpp.problems[499].id, "mbpp/510");
         let shots: Vec<&str> = mbpp.fewshot.iter().map(|p| p.id.as_str()).collect();
         assert_eq!(shots, ["mbpp/2", "mbpp/3", "mbpp/4"]);
+    }
+
+    #[test]
+    fn mbpp_callee_skips_wrappers_but_not_a_task_own_sum() {
+        let callee = |a: &str| mbpp_callee(a);
+        assert_eq!(
+            callee("assert set(similar_elements((3, 4), (5, 4))) == set((4,))").as_deref(),
+            Some("similar_elements")
+        );
+        assert_eq!(
+            callee("assert math.isclose(area_tetrahedron(3), 15.58, rel_tol=0.001)").as_deref(),
+            Some("area_tetrahedron")
+        );
+        assert_eq!(callee("assert sum(10,15) == 6").as_deref(), Some("sum"));
+        assert_eq!(callee("assert x == 1"), None);
+    }
+
+    #[test]
+    fn every_mbpp_callee_is_defined_by_the_reference_program() {
+        let Some(dir) = data_dir() else { return };
+        let mbpp = load("mbpp", &dir, &LcbFilter::default()).expect("mbpp");
+        let (records, _) =
+            crate::bench::datasets::read_jsonl(&dir.join("mbpp/mbpp.jsonl")).expect("read");
+        let reference: HashMap<String, String> = records
+            .iter()
+            .filter_map(|(_, r)| {
+                Some((
+                    format!("mbpp/{}", r.get("task_id")?.as_u64()?),
+                    r.get("code")?.as_str()?.to_string(),
+                ))
+            })
+            .collect();
+        for p in &mbpp.problems {
+            let name = p.callee().unwrap_or_default();
+            let code = &reference[&p.id];
+            assert!(
+                !name.is_empty() && code.contains(&format!("def {name}")),
+                "{}: {name:?}",
+                p.id
+            );
+        }
     }
 
     #[test]

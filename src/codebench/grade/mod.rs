@@ -30,6 +30,10 @@ pub const LCB_IMPORTS: &str = "from string import *\nfrom re import *\nfrom date
 pub const LCB_TIMEOUT: Duration = Duration::from_secs(6);
 pub const HUMANEVAL_TIMEOUT: Duration = Duration::from_secs(3);
 pub const MBPP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Per probe call (HumanEval, MBPP): probes only sort programs into
+/// behaviour classes, and a model-written call that runs longer than this is
+/// almost always a hang.
+pub const PROBE_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// LiveCodeBench's per-test result codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -407,7 +411,8 @@ fn run_functional(
 /// What a program outputs on inputs that have no expected output (probes
 /// written by a model), one entry each: the stripped output, the returned
 /// value's repr, or `<error>`/`<time limit>`; for grouping programs that
-/// behave the same. LiveCodeBench problems only; empty otherwise.
+/// behave the same. LCB stdin probes are input texts, LCB functional probes
+/// JSON argument lines, HumanEval and MBPP probes call expressions.
 pub fn probe_outputs(
     sandbox: &Sandbox,
     problem: &Problem,
@@ -461,8 +466,89 @@ pub fn probe_outputs(
                 })
                 .collect())
         }
-        _ => Ok(Vec::new()),
+        Check::HumanEval { .. } => {
+            call_outputs(sandbox, &format!("{}{code}", problem.statement), inputs)
+        }
+        Check::Mbpp { setup, .. } => call_outputs(sandbox, &format!("{code}\n{setup}"), inputs),
     }
+}
+
+/// What each call expression (`f(1, [2])`, written by a model) evaluates to
+/// after `program` runs: a canonical repr (sets and dicts sorted, so string
+/// hashing does not split equal values), `<error: Type>`, or `<time limit>`
+/// (`PROBE_CALL_TIMEOUT` each, by alarm; a run killed by the wall clock
+/// leaves the rest `<time limit>`). `<error>` for all when the program itself
+/// fails.
+fn call_outputs(
+    sandbox: &Sandbox,
+    program: &str,
+    calls: &[String],
+) -> Result<Vec<String>, SandboxError> {
+    let per_call = PROBE_CALL_TIMEOUT;
+    let nonce = nonce();
+    let calls_literal = serde_json::to_string(calls).unwrap_or_else(|_| "[]".into());
+    let harness = format!(
+        "import os as _os, sys as _sys, signal as _signal
+_nonce = _sys.stdin.readline().strip()
+_fd = _os.dup(1)
+def _report(i, s):
+    _os.write(_fd, ('\\n%s %d %s\\n' % (_nonce, i, s.replace('\\n', ' '))).encode())
+def _canon(v, depth=0):
+    if depth > 20:
+        return '...'
+    if isinstance(v, (set, frozenset)):
+        return '{{' + ', '.join(sorted(_canon(x, depth + 1) for x in v)) + '}}'
+    if isinstance(v, dict):
+        return '{{' + ', '.join(sorted(_canon(k, depth + 1) + ': ' + _canon(x, depth + 1) for k, x in v.items())) + '}}'
+    if isinstance(v, (list, tuple)):
+        inner = ', '.join(_canon(x, depth + 1) for x in v)
+        return '[' + inner + ']' if isinstance(v, list) else '(' + inner + ')'
+    return repr(v)
+class _Alarm(BaseException):
+    pass
+def _ring(signum, frame):
+    raise _Alarm()
+_g = {{}}
+try:
+    exec(compile({program}, 'solution.py', 'exec'), _g)
+except BaseException:
+    _os._exit(1)
+_signal.signal(_signal.SIGALRM, _ring)
+for _i, _call in enumerate({calls_literal}):
+    _signal.alarm({secs})
+    try:
+        _out = _canon(eval(_call, _g))[:300]
+    except _Alarm:
+        _out = '<time limit>'
+    except BaseException as _e:
+        _out = '<error: %s>' % type(_e).__name__
+    finally:
+        _signal.alarm(0)
+    _report(_i, _out)
+",
+        program = py_literal(program),
+        secs = per_call.as_secs().max(1),
+    );
+    let run = sandbox.run(&Job {
+        program: harness,
+        stdin: format!("{nonce}\n").into_bytes(),
+        wall: per_call * (calls.len() as u32 + 1),
+    })?;
+    if matches!(run.status, Status::Exited { code } if code != 0) {
+        return Ok(vec!["<error>".to_string(); calls.len()]);
+    }
+    let stdout = run.stdout_text();
+    let prefix = format!("{nonce} ");
+    let mut outputs = vec!["<time limit>".to_string(); calls.len()];
+    for line in stdout.lines().filter_map(|l| l.strip_prefix(&prefix)) {
+        let Some((index, value)) = line.split_once(' ') else {
+            continue;
+        };
+        if let Some(slot) = index.parse::<usize>().ok().and_then(|i| outputs.get_mut(i)) {
+            *slot = value.to_string();
+        }
+    }
+    Ok(outputs)
 }
 
 /// `(index, code, detail)` of each line that carries the nonce.
