@@ -469,8 +469,9 @@ fn build_harness(
         seed_offset: 0,
         evaluation: None,
     };
-    // Loaded only when needed (it may be a model outside the roster).
-    let sc_rt = if methods.contains(&Method::SelfConsistency) {
+    // Loaded only when needed (it may be a model outside the roster); code
+    // sets need it to write the probe inputs.
+    let sc_rt = if methods.contains(&Method::SelfConsistency) || code.is_some() {
         pool.get(sc_model)
             .with_context(|| format!("self-consistency model {sc_model}"))?
     } else {

@@ -72,9 +72,10 @@ fn bench_lcb_grades_programs_in_the_sandbox_and_records_protections() {
         }
     }
 
-    // The first agent wrote probe inputs (one call), charged to plurality
-    // on top of its three proposals, never to a single model.
+    // The strongest member wrote probe inputs (one call), charged to
+    // plurality on top of its three proposals, never to a single model.
     let probes = rec.probes.as_ref().expect("probe inputs requested");
+    assert_eq!(probes.author, "qwen2.5-coder-0.5b");
     assert_eq!(probes.usage.calls, 1);
     assert!(probes.inputs.len() <= 3);
     assert_eq!(rec.results["plurality"].usage.calls, 4);

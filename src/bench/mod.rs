@@ -256,8 +256,9 @@ pub fn run_item(
         probes: None,
     };
     // Code: probe inputs first, so every proposal's behaviour class has them.
-    if let (Some(c), Some(author)) = (code, h.agents.first_mut()) {
-        rec.probes = c.write_probes(author.as_mut(), &task, s.seed, s.max_chars);
+    // The roster's strongest member (its self-consistency model) writes them.
+    if let Some(c) = code {
+        rec.probes = c.write_probes(h.sc.as_mut(), &task, s.seed, s.max_chars);
     }
     let has = |m: Method| methods.contains(&m);
     // Round-1 proposals: the plurality ballots and debate's first round; the
