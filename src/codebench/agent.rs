@@ -219,7 +219,7 @@ fn probe_request(problem: &Problem) -> Option<String> {
         Check::HumanEval { .. } | Check::Mbpp { .. } => {
             let callee = problem.callee()?;
             Some(format!(
-                "{}\n\nDo not solve the problem. Write {PROBES} new, different calls of `{callee}` that test it, including edge cases: Python expressions such as `{callee}(...)`, one per line, in one ```python code block. Do not write the expected results.",
+                "{}\n\nDo not solve the problem. Write {PROBES} new calls of `{callee}` that test it, different from the examples above and including edge cases: Python expressions such as `{callee}(...)` with concrete argument values, one per line, in one ```python code block. Do not write the expected results.",
                 problem.statement
             ))
         }
@@ -230,11 +230,22 @@ fn probe_request(problem: &Problem) -> Option<String> {
 /// inputs must be one JSON value per argument line, as many lines as the
 /// public tests have; HumanEval and MBPP inputs are calls of the function.
 fn parse_probes(problem: &Problem, reply: &str) -> Vec<String> {
-    if let Check::HumanEval { .. } | Check::Mbpp { .. } = problem.check {
-        return problem
-            .callee()
-            .map(|callee| parse_calls(&callee, reply))
-            .unwrap_or_default();
+    if let Check::HumanEval { .. } | Check::Mbpp { .. } = &problem.check {
+        // A call the problem already shows (its signature, a docstring
+        // example, an MBPP assert) tells nothing the public tests do not.
+        let shown = |call: &String| {
+            problem.statement.contains(call.as_str())
+                || matches!(&problem.check, Check::Mbpp { asserts, .. }
+                    if asserts.iter().any(|a| a.contains(call.as_str())))
+        };
+        let Some(callee) = problem.callee() else {
+            return Vec::new();
+        };
+        return parse_calls(&callee, reply)
+            .into_iter()
+            .filter(|c| !shown(c))
+            .take(PROBES)
+            .collect();
     }
     let arity = problem
         .public_tests()
@@ -260,7 +271,7 @@ fn parse_probes(problem: &Problem, reply: &str) -> Vec<String> {
         .collect()
 }
 
-/// Up to `PROBES` distinct calls `callee(...)` from a reply's fenced blocks
+/// The distinct calls `callee(...)` in a reply's fenced blocks
 /// (or its text, without blocks), one per line, whatever wraps them
 /// (`assert callee(1) == 2`, `print(callee(1))` give `callee(1)`).
 fn parse_calls(callee: &str, reply: &str) -> Vec<String> {
@@ -277,9 +288,6 @@ fn parse_calls(callee: &str, reply: &str) -> Vec<String> {
         };
         if !calls.contains(&call) {
             calls.push(call);
-        }
-        if calls.len() == PROBES {
-            break;
         }
     }
     calls
@@ -612,9 +620,17 @@ mod tests {
             ..stdin_problem(vec![], vec![])
         };
         let ctx = context(vec![p.clone()]);
-        let reply = "```python\nevens([4, 3, 'a'])\nevens(list(range(50)))\nevens(None)\n```";
+        // The assert's own call is dropped: the public test already runs it.
+        let reply = "```python\nevens([1, 2])\nevens([4, 3, 'a'])\nevens(list(range(50)))\nevens(None)\nevens([])\n```";
         let inputs = parse_probes(&p, reply);
-        assert_eq!(inputs.len(), 3);
+        assert_eq!(
+            inputs,
+            [
+                "evens([4, 3, 'a'])",
+                "evens(list(range(50)))",
+                "evens(None)"
+            ]
+        );
         ctx.probes.lock().expect("lock").insert(
             p.id.clone(),
             Probes {
