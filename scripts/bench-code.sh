@@ -16,21 +16,8 @@
 #   after that long; the item in flight is redone on resume.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-export NSED_DATA_DIR="${NSED_DATA_DIR:-../shared/datasets}"
-nsed=target/release/nsed
+source scripts/lib/runs.sh
 common=(--method all --rounds 2)
-
-run() {
-  local name=$1; shift
-  local out="results/runs/$name"
-  local limit=()
-  [ -n "${SLICE:-}" ] && limit=(timeout --signal=INT --kill-after=30s "$SLICE")
-  local rc=0
-  "${limit[@]}" "$nsed" --threads "${THREADS:-2}" bench "$@" "${common[@]}" --out "$out" \
-    $( [ -f "$out/meta.json" ] && echo --resume ) || rc=$?
-  # 124: the slice ran out; the run resumes next time.
-  case $rc in 0|124) ;; *) exit "$rc" ;; esac
-}
 
 one() {
   case $1 in
@@ -46,17 +33,5 @@ one() {
 }
 
 all=(humaneval-consumer humaneval-high-perf mbpp-consumer mbpp-high-perf lcb-consumer lcb-high-perf)
-[ -x "$nsed" ] || cargo build --release
 for r in "${@:-${all[@]}}"; do one "$r"; done
-
-# Regenerate the summaries of every run present (partial runs included: each
-# table gives its n), then the results page.
-{
-  cat results/code.intro.md
-  for r in "${all[@]}"; do
-    [ -f "results/runs/$r/meta.json" ] || continue
-    echo
-    "$nsed" report bench "results/runs/$r" | sed 's/^# /## /'
-  done
-} > results/code.md
-echo "wrote results/code.md"
+write_page results/code.intro.md results/code.md "${all[@]}"

@@ -4,22 +4,16 @@
 # and high-perf rosters, and all 30 AIME 2025 problems. Each run is resumable:
 # re-running this script continues unfinished runs and skips finished items,
 # so it can be spread over several sessions (a full pass is tens of hours on a
-# 2-core CPU). Then results/deliberation.md is regenerated from the summaries.
+# 2-core CPU; THREADS and SLICE as in scripts/lib/runs.sh). Then
+# results/deliberation.md is regenerated from the summaries.
 #
 # Usage: scripts/bench-deliberation.sh [RUN ...]   (default: all runs, in order)
 #   RUN is one of gsm8k-consumer gsm8k-high-perf math500-consumer
 #   math500-high-perf aime25-consumer aime25-high-perf, or `report` (tables only).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-export NSED_DATA_DIR="${NSED_DATA_DIR:-../shared/datasets}"
-nsed=target/release/nsed
+source scripts/lib/runs.sh
 common=(--method all --rounds 2)
-
-run() {
-  local name=$1; shift
-  "$nsed" --threads 2 bench "$@" "${common[@]}" --out "results/runs/$name" \
-    $( [ -f "results/runs/$name/meta.json" ] && echo --resume )
-}
 
 one() {
   case $1 in
@@ -35,17 +29,5 @@ one() {
 }
 
 all=(gsm8k-consumer gsm8k-high-perf math500-consumer math500-high-perf aime25-consumer aime25-high-perf)
-[ -x "$nsed" ] || cargo build --release
 for r in "${@:-${all[@]}}"; do one "$r"; done
-
-# Regenerate the summaries of every run present (partial runs included: each
-# table gives its n), then the results page.
-{
-  cat results/deliberation.intro.md
-  for r in "${all[@]}"; do
-    [ -f "results/runs/$r/meta.json" ] || continue
-    echo
-    "$nsed" report bench "results/runs/$r" | sed 's/^# /## /'
-  done
-} > results/deliberation.md
-echo "wrote results/deliberation.md"
+write_page results/deliberation.intro.md results/deliberation.md "${all[@]}"

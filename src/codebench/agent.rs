@@ -478,6 +478,17 @@ mod tests {
         }
     }
 
+    fn set_probes(ctx: &CodeContext, p: &Problem, inputs: Vec<String>) {
+        ctx.probes.lock().expect("lock").insert(
+            p.id.clone(),
+            Probes {
+                author: "m".into(),
+                inputs,
+                usage: Usage::default(),
+            },
+        );
+    }
+
     fn io(input: &str, output: &str) -> IoTest {
         IoTest {
             input: input.into(),
@@ -545,14 +556,7 @@ mod tests {
         let reply = "Inputs:\n```text\n5 5\n```\n```text\n-1 1\n```\n```\n\n```";
         let inputs = parse_probes(&p, reply);
         assert_eq!(inputs, ["5 5\n", "-1 1\n"]);
-        ctx.probes.lock().expect("lock").insert(
-            p.id.clone(),
-            Probes {
-                author: "m".into(),
-                inputs,
-                usage: Usage::default(),
-            },
-        );
+        set_probes(&ctx, &p, inputs);
         let sum = "a, b = map(int, input().split())\nprint(a + b)";
         let also_sum = "print(sum(map(int, input().split())))";
         let fake = "input()\nprint(3)";
@@ -631,14 +635,7 @@ mod tests {
                 "evens(None)"
             ]
         );
-        ctx.probes.lock().expect("lock").insert(
-            p.id.clone(),
-            Probes {
-                author: "m".into(),
-                inputs,
-                usage: Usage::default(),
-            },
-        );
+        set_probes(&ctx, &p, inputs);
         let class = |program: &str| {
             let evidence = ctx.behaviour(&p, program).expect("evidence");
             assert_eq!(evidence, "passed all public tests");

@@ -126,28 +126,17 @@ fn mbpp_callee(assert: &str) -> Option<String> {
 /// Identifiers immediately followed by `(` (spaces allowed), in order;
 /// attribute calls (`math.isclose`) give their last part.
 fn called_names(code: &str) -> Vec<String> {
-    let bytes = code.as_bytes();
-    let mut names = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        let c = bytes[i];
-        if c.is_ascii_alphabetic() || c == b'_' {
-            let start = i;
-            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
-                i += 1;
-            }
-            let mut j = i;
-            while j < bytes.len() && bytes[j] == b' ' {
-                j += 1;
-            }
-            if bytes.get(j) == Some(&b'(') && code[start..i] != *"assert" {
-                names.push(code[start..i].to_string());
-            }
-        } else {
-            i += 1;
-        }
-    }
-    names
+    static CALL: std::sync::OnceLock<Option<fancy_regex::Regex>> = std::sync::OnceLock::new();
+    let Some(call) = CALL
+        .get_or_init(|| fancy_regex::Regex::new(r"\b([A-Za-z_]\w*) *\(").ok())
+        .as_ref()
+    else {
+        return Vec::new();
+    };
+    call.captures_iter(code)
+        .filter_map(|c| c.ok()?.get(1).map(|m| m.as_str().to_string()))
+        .filter(|name| name != "assert")
+        .collect()
 }
 
 /// A loaded set, with the file's sha256 for provenance.
