@@ -38,6 +38,7 @@ pub mod model;
 pub mod output;
 pub mod perf;
 pub mod perplexity;
+pub mod qmm;
 pub mod registry;
 pub mod report;
 pub mod runtime;

@@ -11,11 +11,11 @@
 
 use std::sync::Arc;
 
-use candle_core::quantized::k_quants::{self, BlockQ6K, QK_K};
-use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
 use crate::gguf::{Gguf, GgufError};
+use crate::qmm::{self, Format, PackedMatrix, QmmError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -34,6 +34,8 @@ pub enum ModelError {
     TokenOutOfRange { id: u32, vocab: usize },
     #[error("tensor computation failed: {0}")]
     Candle(Box<candle_core::Error>),
+    #[error(transparent)]
+    Kernel(#[from] QmmError),
 }
 
 impl From<candle_core::Error> for ModelError {
@@ -135,13 +137,13 @@ impl Config {
 
     fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(ModelError::Config(m));
-        if self.n_head == 0 || self.n_kv_head == 0 || self.n_head % self.n_kv_head != 0 {
+        if self.n_head == 0 || self.n_kv_head == 0 || !self.n_head.is_multiple_of(self.n_kv_head) {
             return bad(format!(
                 "{} heads / {} KV heads",
                 self.n_head, self.n_kv_head
             ));
         }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             return bad(format!("head dimension {}", self.head_dim));
         }
         if self.n_layer == 0 || self.n_embd == 0 {
@@ -151,7 +153,7 @@ impl Config {
     }
 
     fn is_sliding(&self, layer: usize) -> bool {
-        self.sliding_window.is_some() && (layer + 1) % self.swa_pattern != 0
+        self.sliding_window.is_some() && !(layer + 1).is_multiple_of(self.swa_pattern)
     }
 }
 
@@ -193,35 +195,51 @@ impl RmsNorm {
     }
 }
 
+/// A weight matrix: repacked for nsed's row-invariant kernels ([`qmm`]) when
+/// its format has one, else candle's quantized matmul (F32/F16 weights and
+/// exotic re-quantizations of fraud experiments).
+#[derive(Clone)]
+enum Weight {
+    Packed(Arc<PackedMatrix>),
+    Candle(Arc<QTensor>),
+}
+
+impl Weight {
+    /// Repack `w` if a kernel exists for its format; the GGUF blocks are
+    /// dropped when the last reference to them goes.
+    fn new(w: Arc<QTensor>) -> Result<Self> {
+        if Format::from_ggml(w.dtype()).is_none() {
+            return Ok(Self::Candle(w));
+        }
+        let (n, k) = w.shape().dims2()?;
+        let packed = PackedMatrix::pack(w.dtype(), n, k, &w.data()?)?;
+        Ok(Self::Packed(Arc::new(packed)))
+    }
+}
+
 struct Linear {
-    weight: QMatMul,
-    /// Q6K weights, multiplied through candle's row-invariant kernel.
-    q6k: Option<Arc<QTensor>>,
+    kernel: Kernel,
     bias: Option<Tensor>,
 }
 
-impl Linear {
-    fn new(weight: Arc<QTensor>, bias: Option<Tensor>) -> Result<Self> {
-        Self::with_row_invariance(weight, bias, true)
-    }
+enum Kernel {
+    Packed(Arc<PackedMatrix>),
+    Candle(QMatMul),
+}
 
-    fn with_row_invariance(
-        weight: Arc<QTensor>,
-        bias: Option<Tensor>,
-        row_invariant: bool,
-    ) -> Result<Self> {
-        let q6k = (row_invariant && weight.dtype() == GgmlDType::Q6K).then(|| weight.clone());
-        Ok(Self {
-            weight: QMatMul::from_arc(weight)?,
-            q6k,
-            bias,
-        })
+impl Linear {
+    fn new(weight: Weight, bias: Option<Tensor>) -> Result<Self> {
+        let kernel = match weight {
+            Weight::Packed(w) => Kernel::Packed(w),
+            Weight::Candle(w) => Kernel::Candle(QMatMul::from_arc(w)?),
+        };
+        Ok(Self { kernel, bias })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = match &self.q6k {
-            Some(w) => q6k_matmul(w, x)?,
-            None => self.weight.forward(x)?,
+        let y = match &self.kernel {
+            Kernel::Packed(w) => packed_matmul(w, x)?,
+            Kernel::Candle(q) => q.forward(x)?,
         };
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,
@@ -230,28 +248,15 @@ impl Linear {
     }
 }
 
-/// `x · wᵀ` for a Q6K weight through `k_quants::matmul`, whose per-row dot
-/// products are the same code for one row and for many. (candle's default
-/// dispatch sends several rows of Q6K to repacked AVX-512 tiles and one row
-/// to that kernel; their last bits differ, and activations quantized to 8
-/// bits turn that into visible differences between prefill and decode.)
-fn q6k_matmul(w: &QTensor, x: &Tensor) -> Result<Tensor> {
-    let (n, k) = w.shape().dims2()?;
-    let m = x.elem_count() / k;
-    let data = w.data()?;
-    // SAFETY: a CPU QTensor of dtype Q6K stores a Vec<BlockQ6K>; `data()`
-    // borrows its bytes. `align_to` checks the alignment, and any bit pattern
-    // is a valid block (integer arrays and an f16).
-    let (head, blocks, tail) = unsafe { data.align_to::<BlockQ6K>() };
-    if !head.is_empty() || !tail.is_empty() || blocks.len() * QK_K != n * k {
-        return Err(ModelError::Config(
-            "a Q6K tensor has an unexpected layout".into(),
-        ));
-    }
+/// `x · wᵀ` through the row-invariant kernel: a row's result is the same
+/// bits whether it comes alone (decode) or in a prefill batch, at any thread
+/// count, so a validator's one-pass replay of a generation is bit-exact.
+fn packed_matmul(w: &PackedMatrix, x: &Tensor) -> Result<Tensor> {
+    let k = w.cols();
     let lhs = x.flatten_all()?.to_vec1::<f32>()?;
-    let mut dst = vec![0f32; m * n];
-    k_quants::matmul((m, k, n), &lhs, blocks, &mut dst)?;
-    Ok(Tensor::from_vec(dst, (m, n), &Device::Cpu)?)
+    let m = lhs.len() / k;
+    let y = qmm::matmul(w, &lhs)?;
+    Ok(Tensor::from_vec(y, (m, w.rows()), &Device::Cpu)?)
 }
 
 struct Layer {
@@ -336,7 +341,7 @@ impl Rope {
 /// A loaded model with its KV cache.
 pub struct Model {
     pub config: Config,
-    embedding: Arc<QTensor>,
+    embedding: Weight,
     layers: Vec<Layer>,
     norm: RmsNorm,
     output: Linear,
@@ -355,17 +360,30 @@ pub type WeightMap<'a> = dyn FnMut(&str, QTensor) -> Result<QTensor> + 'a;
 
 impl Model {
     pub fn from_gguf(gguf: &Gguf) -> Result<Self> {
-        Self::from_gguf_mapped(gguf, &mut |_, w| Ok(w))
+        Self::load(gguf, None)
     }
 
     /// Load with every weight matrix passed through `map`.
     pub fn from_gguf_mapped(gguf: &Gguf, map: &mut WeightMap) -> Result<Self> {
+        Self::load(gguf, Some(map))
+    }
+
+    fn load(gguf: &Gguf, mut map: Option<&mut WeightMap>) -> Result<Self> {
         let config = Config::from_gguf(gguf)?;
         let mut file = gguf.open_data()?;
         let dev = Device::Cpu;
-        let mut matrix = |file: &mut std::fs::File, name: &str| -> Result<Arc<QTensor>> {
+        let mut matrix = |file: &mut std::fs::File, name: &str| -> Result<Weight> {
+            let info = gguf.tensor_info(name)?;
+            if map.is_none() && info.dims.len() == 2 && Format::from_ggml(info.dtype).is_some() {
+                // Streamed straight from the file into the packed layout.
+                return Ok(Weight::Packed(Arc::new(read_packed(gguf, file, name)?)));
+            }
             let w = gguf.tensor(file, name, &dev)?;
-            Ok(Arc::new(map(name, w)?))
+            let w = match map.as_mut() {
+                Some(map) => map(name, w)?,
+                None => w,
+            };
+            Weight::new(Arc::new(w))
         };
         let embedding = matrix(&mut file, "token_embd.weight")?;
         let output = if gguf.tensors.contains_key("output.weight") {
@@ -373,11 +391,8 @@ impl Model {
         } else {
             embedding.clone()
         };
-        // The output projection keeps candle's fast multi-row Q6K kernel: its
-        // last-bit differences (about 1e-6) reach the logits only, never a
-        // quantized activation, and on the largest matrix the row-invariant
-        // kernel would cost a third of the prefill speed.
-        let output = Linear::with_row_invariance(output, None, false)?;
+        // A tied output shares the embedding's packed matrix (one copy).
+        let output = Linear::new(output, None)?;
         let layers = (0..config.n_layer)
             .map(|i| load_layer(gguf, &mut file, &config, i, &mut matrix))
             .collect::<Result<Vec<_>>>()?;
@@ -459,27 +474,22 @@ impl Model {
 
     /// Dequantize the embedding rows of `tokens` (the table stays quantized).
     fn embed(&self, tokens: &[u32]) -> Result<Tensor> {
-        let vocab = self.config.vocab_size;
-        let dtype = self.embedding.dtype();
-        let row_bytes = self.config.n_embd / dtype.block_size() * dtype.type_size();
-        let data = self.embedding.data()?;
-        let mut rows = Vec::with_capacity(tokens.len() * row_bytes);
-        for &t in tokens {
-            if t as usize >= vocab {
-                return Err(ModelError::TokenOutOfRange { id: t, vocab });
-            }
-            let start = t as usize * row_bytes;
-            rows.extend_from_slice(&data[start..start + row_bytes]);
+        let (vocab, width) = (self.config.vocab_size, self.config.n_embd);
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(ModelError::TokenOutOfRange { id, vocab });
         }
-        let q = qtensor_from_ggml(
-            dtype,
-            &rows,
-            vec![tokens.len(), self.config.n_embd],
-            &Device::Cpu,
-        )?;
-        let x = q.dequantize(&Device::Cpu)?;
+        let x = match &self.embedding {
+            Weight::Packed(table) => {
+                let mut rows = vec![0f32; tokens.len() * width];
+                for (&t, row) in tokens.iter().zip(rows.chunks_exact_mut(width)) {
+                    table.row_f32(t as usize, row);
+                }
+                Tensor::from_vec(rows, (tokens.len(), width), &Device::Cpu)?
+            }
+            Weight::Candle(table) => gather_rows(table, tokens, width)?,
+        };
         Ok(match self.config.arch {
-            Arch::Gemma3 => (x * (self.config.n_embd as f64).sqrt())?,
+            Arch::Gemma3 => (x * (width as f64).sqrt())?,
             _ => x,
         })
     }
@@ -520,6 +530,31 @@ impl Model {
         };
         Ok((x + h)?)
     }
+}
+
+/// A matrix packed while it is read from the GGUF file.
+fn read_packed(gguf: &Gguf, file: &mut std::fs::File, name: &str) -> Result<PackedMatrix> {
+    use std::io::{Seek, SeekFrom};
+    let info = gguf.tensor_info(name)?;
+    let (n, k) = (info.dims[0], info.dims[1]);
+    file.seek(SeekFrom::Start(info.offset))
+        .map_err(|e| ModelError::Config(format!("reading tensor `{name}`: {e}")))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    Ok(PackedMatrix::from_reader(info.dtype, n, k, &mut reader)?)
+}
+
+/// Rows `tokens` of a GGUF-quantized table, dequantized.
+fn gather_rows(table: &QTensor, tokens: &[u32], width: usize) -> Result<Tensor> {
+    let dtype = table.dtype();
+    let row_bytes = width / dtype.block_size() * dtype.type_size();
+    let data = table.data()?;
+    let mut rows = Vec::with_capacity(tokens.len() * row_bytes);
+    for &t in tokens {
+        let start = t as usize * row_bytes;
+        rows.extend_from_slice(&data[start..start + row_bytes]);
+    }
+    let q = qtensor_from_ggml(dtype, &rows, vec![tokens.len(), width], &Device::Cpu)?;
+    Ok(q.dequantize(&Device::Cpu)?)
 }
 
 /// Keys and values of past positions, per KV head, row-major `[pos][head_dim]`.
@@ -601,7 +636,8 @@ fn attention(
 const PARALLEL_MIN_MACS: usize = 1 << 20;
 
 /// One query row against keys `keys` (softmax over exactly those), into `dst`.
-fn attend_row(
+/// Public for the criterion benches.
+pub fn attend_row(
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -655,7 +691,7 @@ fn load_layer(
     file: &mut std::fs::File,
     cfg: &Config,
     i: usize,
-    matrix: &mut dyn FnMut(&mut std::fs::File, &str) -> Result<Arc<QTensor>>,
+    matrix: &mut dyn FnMut(&mut std::fs::File, &str) -> Result<Weight>,
 ) -> Result<Layer> {
     let name = |t: &str| format!("blk.{i}.{t}");
     let dev = Device::Cpu;

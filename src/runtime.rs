@@ -39,7 +39,7 @@ impl Runtime {
     }
 
     pub fn from_resolved(resolved: ResolvedModel) -> Result<Self, RuntimeError> {
-        Self::from_resolved_mapped(resolved, &mut |_, w| Ok(w))
+        Self::load_resolved(resolved, None)
     }
 
     /// Load with every weight matrix passed through `map` (re-quantized
@@ -48,11 +48,21 @@ impl Runtime {
         resolved: ResolvedModel,
         map: &mut WeightMap,
     ) -> Result<Self, RuntimeError> {
+        Self::load_resolved(resolved, Some(map))
+    }
+
+    fn load_resolved(
+        resolved: ResolvedModel,
+        map: Option<&mut WeightMap>,
+    ) -> Result<Self, RuntimeError> {
         let gguf = Gguf::open(&resolved.path)?;
         // An unsupported architecture is the first thing to report.
         Arch::parse(gguf.architecture()?)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
-        let model = Model::from_gguf_mapped(&gguf, map)?;
+        let model = match map {
+            Some(map) => Model::from_gguf_mapped(&gguf, map)?,
+            None => Model::from_gguf(&gguf)?,
+        };
         let template = resolved
             .entry
             .as_ref()

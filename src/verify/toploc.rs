@@ -121,7 +121,7 @@ impl ChunkProof {
     }
 
     pub fn from_bytes(b: &[u8]) -> Option<Self> {
-        if b.len() < 4 || b.len() % 2 != 0 {
+        if b.len() < 4 || !b.len().is_multiple_of(2) {
             return None;
         }
         let words: Vec<u16> = b

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Build llama.cpp's `llama-bench` once, from the llama.cpp tree vendored in the
+# llama-cpp-python source package, into a cache directory outside git, and
+# print its path. The only network access is the Python package registry:
+#   pip download --no-binary llama-cpp-python --no-deps llama-cpp-python
+# cmake comes from the registry too (pip install --user cmake) when missing.
+#
+# usage: scripts/bench-llamacpp.sh            build if needed, print the binary path
+#        LLAMACPP_VERSION=0.3.20 scripts/bench-llamacpp.sh   pin another sdist
+# env:   NSED_LLAMACPP_DIR (default ~/.cache/nsed/llama.cpp), JOBS (default nproc)
+set -euo pipefail
+
+version="${LLAMACPP_VERSION:-0.3.36}"
+cache="${NSED_LLAMACPP_DIR:-$HOME/.cache/nsed/llama.cpp}/$version"
+bin="$cache/build/bin/llama-bench"
+jobs="${JOBS:-$(nproc)}"
+
+if [[ -x "$bin" ]]; then
+    echo "$bin"
+    exit 0
+fi
+mkdir -p "$cache"
+log() { echo "bench-llamacpp: $*" >&2; }
+
+export PATH="$HOME/.local/bin:$PATH"
+if ! command -v cmake >/dev/null; then
+    log "cmake missing: installing it from the package registry (pip --user)"
+    python3 -m pip install -q --user --disable-pip-version-check cmake >&2
+    command -v cmake >/dev/null || { log "cmake still not on PATH"; exit 2; }
+fi
+
+src="$cache/src"
+if [[ ! -f "$src/vendor/llama.cpp/CMakeLists.txt" ]]; then
+    log "downloading the llama-cpp-python $version source package"
+    tmp="$(mktemp -d)"
+    trap 'rm -rf "$tmp"' EXIT
+    python3 -m pip download -q --disable-pip-version-check --no-binary llama-cpp-python \
+        --no-deps -d "$tmp" "llama-cpp-python==$version" >&2
+    sdist=("$tmp"/llama_cpp_python-*.tar.gz)
+    [[ -f "${sdist[0]}" ]] || { log "no sdist downloaded"; exit 2; }
+    sha256sum "${sdist[0]}" | tee "$cache/sdist.sha256" >&2
+    rm -rf "$src" && mkdir -p "$src"
+    tar -xzf "${sdist[0]}" -C "$src" --strip-components=1
+fi
+
+# Native CPU build, OpenMP off so that -t 2 means two threads and nothing else;
+# only the llama-bench target.
+log "building llama-bench with $jobs jobs (a few minutes)"
+cmake -S "$src/vendor/llama.cpp" -B "$cache/build" -DCMAKE_BUILD_TYPE=Release \
+    -DGGML_NATIVE=ON -DGGML_OPENMP=OFF -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
+    -DLLAMA_BUILD_TOOLS=ON >"$cache/cmake.log" 2>&1 || { tail -30 "$cache/cmake.log" >&2; exit 2; }
+cmake --build "$cache/build" --target llama-bench -j "$jobs" >"$cache/build.log" 2>&1 \
+    || { tail -30 "$cache/build.log" >&2; exit 2; }
+[[ -x "$bin" ]] || { log "build finished but $bin is missing"; exit 2; }
+echo "$bin"
