@@ -517,13 +517,7 @@ impl Model {
         };
         let x = (x + h)?;
         let h = layer.ffn_norm.forward(&x)?;
-        let gate = layer.gate.forward(&h)?;
-        let gate = match cfg.arch {
-            // Gemma: GELU (tanh approximation), as llama.cpp; the others SiLU.
-            Arch::Gemma3 => gate.gelu()?,
-            _ => candle_nn::ops::silu(&gate)?,
-        };
-        let h = layer.down.forward(&(gate * layer.up.forward(&h)?)?)?;
+        let h = mlp(layer, cfg.arch, &h)?;
         let h = match &layer.post_ffn_norm {
             Some(norm) => norm.forward(&h)?,
             None => h,
@@ -555,6 +549,50 @@ fn gather_rows(table: &QTensor, tokens: &[u32], width: usize) -> Result<Tensor> 
     }
     let q = qtensor_from_ggml(dtype, &rows, vec![tokens.len(), width], &Device::Cpu)?;
     Ok(q.dequantize(&Device::Cpu)?)
+}
+
+/// `down(act(gate(h)) · up(h))`. With packed weights it runs on plain
+/// vectors: one conversion in and out, and the activation fused with the
+/// product on the kernel pool (candle's element-wise ops would run on a
+/// second, spinning thread pool).
+fn mlp(layer: &Layer, arch: Arch, h: &Tensor) -> Result<Tensor> {
+    let (Kernel::Packed(gate), Kernel::Packed(up), Kernel::Packed(down)) =
+        (&layer.gate.kernel, &layer.up.kernel, &layer.down.kernel)
+    else {
+        let gate = layer.gate.forward(h)?;
+        let gate = match arch {
+            Arch::Gemma3 => gate.gelu()?,
+            _ => candle_nn::ops::silu(&gate)?,
+        };
+        return layer.down.forward(&(gate * layer.up.forward(h)?)?);
+    };
+    let x = h.flatten_all()?.to_vec1::<f32>()?;
+    let m = x.len() / gate.cols();
+    let mut a = qmm::matmul(gate, &x)?;
+    let b = qmm::matmul(up, &x)?;
+    let act: fn(f32) -> f32 = match arch {
+        // Gemma: GELU (tanh approximation), as llama.cpp; the others SiLU.
+        Arch::Gemma3 => gelu_tanh,
+        _ => silu,
+    };
+    use rayon::prelude::*;
+    a.par_chunks_mut(4096)
+        .zip(b.par_chunks(4096))
+        .for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(g, u)| *g = act(*g) * u));
+    let y = qmm::matmul(down, &a)?;
+    Ok(Tensor::from_vec(y, (m, down.rows()), &Device::Cpu)?)
+}
+
+/// GELU, tanh approximation, as `x · sigmoid(2z)` = `½x(1 + tanh z)`,
+/// `z = √(2/π)(x + 0.044715x³)`: one exponential per element.
+fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    let z = SQRT_2_OVER_PI * x * (1.0 + 0.044_715 * x * x);
+    x / (1.0 + (-2.0 * z).exp())
+}
+
+fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
 }
 
 /// Keys and values of past positions, per KV head, row-major `[pos][head_dim]`.
