@@ -541,7 +541,7 @@ impl QuantizedRows {
         // Blocks are independent, so splitting them among threads cannot
         // change a bit; chunks of 64 blocks keep the tasks coarse.
         const CHUNK: usize = 64;
-        let work = |(((xs, qs), ds), hs): (((&[f32], &mut [i8]), &mut [f32]), &mut [i32])| {
+        let work = |(((xs, qs), ds), hs): BlockSlices| {
             for (((xb, qb), d), h) in xs
                 .chunks_exact(BLOCK)
                 .zip(qs.chunks_exact_mut(BLOCK))
@@ -570,6 +570,9 @@ impl QuantizedRows {
         self.m
     }
 }
+
+/// Matching slices of activations, codes, scales and half sums.
+type BlockSlices<'a> = (((&'a [f32], &'a mut [i8]), &'a mut [f32]), &'a mut [i32]);
 
 /// One block to int8 codes (round half to even: one instruction, vectorizes),
 /// the sums of its two halves; returns the scale.
