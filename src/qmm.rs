@@ -68,6 +68,8 @@ enum Codes {
     Nibble,
     /// Nibbles plus one 64-bit mask per 4-element step for the fifth bit.
     Nibble5,
+    /// Nibbles plus two such mask planes, for the fifth and sixth bits.
+    Nibble6,
     /// One code per byte.
     Byte,
 }
@@ -125,7 +127,8 @@ impl Format {
         match self {
             Self::Q4_0 | Self::Q4_1 | Self::Q4K => Codes::Nibble,
             Self::Q5_0 => Codes::Nibble5,
-            Self::Q8_0 | Self::Q6K => Codes::Byte,
+            Self::Q6K => Codes::Nibble6,
+            Self::Q8_0 => Codes::Byte,
         }
     }
 
@@ -188,6 +191,7 @@ impl Format {
         match self.codes() {
             Codes::Nibble => GROUP * BLOCK / 2,
             Codes::Nibble5 => GROUP * BLOCK / 2 + 8 * 8,
+            Codes::Nibble6 => GROUP * BLOCK / 2 + 2 * 8 * 8,
             Codes::Byte => GROUP * BLOCK,
         }
     }
@@ -289,7 +293,7 @@ fn decode_q6k(blk: &[u8], codes: &mut [u8], block_meta: &mut Vec<u8>, super_meta
 }
 
 /// A weight matrix `[n, k]` repacked for the kernels; it replaces the GGUF
-/// blocks in memory (about the same size: 4.6 bits per Q4_K weight, 8.6 per
+/// blocks in memory (about the same size: 4.6 bits per Q4_K weight, 6.6 per
 /// Q6_K, 5.0 per Q4_0, 5.5 per Q4_1 and Q5_0, 8.5 per Q8_0).
 pub struct PackedMatrix {
     format: Format,
@@ -489,11 +493,18 @@ fn put_code(codes: Codes, dst: &mut [u8], lane: usize, e: usize, c: u8) {
     let byte = 4 * lane + i;
     match codes {
         Codes::Byte => dst[t * 64 + byte] = c,
-        Codes::Nibble | Codes::Nibble5 => {
+        Codes::Nibble | Codes::Nibble5 | Codes::Nibble6 => {
             let at = (t % 4) * 64 + byte;
             dst[at] |= if t < 4 { c & 15 } else { (c & 15) << 4 };
-            if codes == Codes::Nibble5 && c & 16 != 0 {
-                dst[256 + t * 8 + byte / 8] |= 1 << (byte % 8);
+            for (plane, bit) in [(0, 16), (1, 32)] {
+                let planes = match codes {
+                    Codes::Nibble5 => 1,
+                    Codes::Nibble6 => 2,
+                    _ => 0,
+                };
+                if plane < planes && c & bit != 0 {
+                    dst[256 + plane * 64 + t * 8 + byte / 8] |= 1 << (byte % 8);
+                }
             }
         }
     }
@@ -504,12 +515,20 @@ fn get_code(codes: Codes, src: &[u8], lane: usize, e: usize) -> u8 {
     let byte = 4 * lane + i;
     match codes {
         Codes::Byte => src[t * 64 + byte],
-        Codes::Nibble | Codes::Nibble5 => {
+        Codes::Nibble | Codes::Nibble5 | Codes::Nibble6 => {
             let packed = src[(t % 4) * 64 + byte];
-            let low = if t < 4 { packed & 15 } else { packed >> 4 };
-            let high =
-                codes == Codes::Nibble5 && src[256 + t * 8 + byte / 8] & (1 << (byte % 8)) != 0;
-            low | if high { 16 } else { 0 }
+            let mut code = if t < 4 { packed & 15 } else { packed >> 4 };
+            let planes = match codes {
+                Codes::Nibble5 => 1,
+                Codes::Nibble6 => 2,
+                _ => 0,
+            };
+            for (plane, bit) in [(0, 16), (1, 32)].into_iter().take(planes) {
+                if src[256 + plane * 64 + t * 8 + byte / 8] & (1 << (byte % 8)) != 0 {
+                    code |= bit;
+                }
+            }
+            code
         }
     }
 }
@@ -735,22 +754,25 @@ mod simd {
                         *vt = _mm512_loadu_si512(codes[t * 64..].as_ptr().cast());
                     }
                 }
-                Codes::Nibble | Codes::Nibble5 => {
+                Codes::Nibble | Codes::Nibble5 | Codes::Nibble6 => {
                     let low = _mm512_set1_epi8(15);
                     for u in 0..4 {
                         let p = _mm512_loadu_si512(codes[u * 64..].as_ptr().cast());
                         v[u] = _mm512_and_si512(p, low);
                         v[u + 4] = _mm512_and_si512(_mm512_srli_epi16(p, 4), low);
                     }
-                    if format.codes() == Codes::Nibble5 {
-                        let sixteen = _mm512_set1_epi8(16);
+                    let planes = match format.codes() {
+                        Codes::Nibble5 => 1,
+                        Codes::Nibble6 => 2,
+                        _ => 0,
+                    };
+                    for plane in 0..planes {
+                        let bit = _mm512_set1_epi8(16 << plane);
                         for (t, vt) in v.iter_mut().enumerate() {
-                            let mask = u64::from_le_bytes(
-                                codes[256 + t * 8..256 + t * 8 + 8]
-                                    .try_into()
-                                    .unwrap_or([0; 8]),
-                            );
-                            *vt = _mm512_mask_add_epi8(*vt, mask, *vt, sixteen);
+                            let at = 256 + plane * 64 + t * 8;
+                            let mask =
+                                u64::from_le_bytes(codes[at..at + 8].try_into().unwrap_or([0; 8]));
+                            *vt = _mm512_mask_add_epi8(*vt, mask, *vt, bit);
                         }
                     }
                 }
@@ -830,6 +852,9 @@ mod simd {
         }
     }
 
+    /// How far ahead (in blocks) a one-row product prefetches its weights.
+    const PREFETCH_BLOCKS: usize = 8;
+
     /// Rows `i0..i0 + R` against group `g`. Each row's lanes see exactly the
     /// operations of the portable kernel, whatever R.
     #[inline(always)]
@@ -849,6 +874,15 @@ mod simd {
             let mut acc = [_mm512_setzero_ps(); R];
             for b in 0..nb {
                 let codes = &w.codes[(g * nb + b) * code_bytes..][..code_bytes];
+                // Decode streams weights from memory: ask for them early.
+                if R == 1 {
+                    let ahead = (g * nb + b + PREFETCH_BLOCKS) * code_bytes;
+                    for line in (0..code_bytes).step_by(64) {
+                        if let Some(p) = w.codes.get(ahead + line) {
+                            _mm_prefetch::<_MM_HINT_T0>((p as *const u8).cast());
+                        }
+                    }
+                }
                 let v = unpack(format, codes);
                 let (s0, s1, min) = scales(format, w, g, b);
                 for (r, acc_r) in acc.iter_mut().enumerate() {
