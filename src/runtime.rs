@@ -30,6 +30,15 @@ pub struct Runtime {
     pub stop_ids: Vec<u32>,
 }
 
+/// Return freed heap pages to the OS (glibc keeps them otherwise).
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; no pointer is touched.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 impl Runtime {
     /// Load a registry id or a GGUF path.
     pub fn load(spec: &str) -> Result<Self, RuntimeError> {
@@ -55,10 +64,14 @@ impl Runtime {
         resolved: ResolvedModel,
         map: Option<&mut WeightMap>,
     ) -> Result<Self, RuntimeError> {
-        let gguf = Gguf::open(&resolved.path)?;
+        let mut gguf = Gguf::open(&resolved.path)?;
         // An unsupported architecture is the first thing to report.
         Arch::parse(gguf.architecture()?)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
+        // The vocabulary arrays have served; free them before the weights
+        // arrive, so the peak RSS does not hold both.
+        gguf.drop_arrays();
+        trim_heap();
         let model = match map {
             Some(map) => Model::from_gguf_mapped(&gguf, map)?,
             None => Model::from_gguf(&gguf)?,
