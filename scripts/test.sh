@@ -6,4 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/fetch-models.sh
 export RAYON_NUM_THREADS="${RAYON_NUM_THREADS:-2}"
-cargo test --all-targets -- --test-threads "${NSED_TEST_THREADS:-1}"
+cargo test --lib --bins --tests -- --test-threads "${NSED_TEST_THREADS:-1}"
+# The criterion benches (benches/kernels.rs) take no libtest flags: built, and
+# each benchmark run once as a smoke test.
+cargo test --benches
