@@ -11,18 +11,7 @@ use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use nsed::qmm::{matmul, PackedMatrix};
 use nsed::sampling::{argmax, sample, SamplingParams, Sha256CounterRng};
-
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
+use nsed::testing::pseudo_random as values;
 
 fn packed(dtype: GgmlDType, n: usize, k: usize) -> PackedMatrix {
     let w = Tensor::from_vec(values(n * k, 3), (n, k), &Device::Cpu).expect("tensor");

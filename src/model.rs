@@ -14,7 +14,7 @@ use std::sync::Arc;
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
-use crate::gguf::{Gguf, GgufError};
+use crate::gguf::{Gguf, GgufError, TensorInfo};
 use crate::qmm::{self, Format, PackedMatrix, QmmError};
 
 #[derive(Debug, thiserror::Error)]
@@ -376,7 +376,7 @@ impl Model {
             let info = gguf.tensor_info(name)?;
             if map.is_none() && info.dims.len() == 2 && Format::from_ggml(info.dtype).is_some() {
                 // Streamed straight from the file into the packed layout.
-                return Ok(Weight::Packed(Arc::new(read_packed(gguf, file, name)?)));
+                return Ok(Weight::Packed(Arc::new(read_packed(info, file)?)));
             }
             let w = gguf.tensor(file, name, &dev)?;
             let w = match map.as_mut() {
@@ -527,12 +527,11 @@ impl Model {
 }
 
 /// A matrix packed while it is read from the GGUF file.
-fn read_packed(gguf: &Gguf, file: &mut std::fs::File, name: &str) -> Result<PackedMatrix> {
+fn read_packed(info: &TensorInfo, file: &mut std::fs::File) -> Result<PackedMatrix> {
     use std::io::{Seek, SeekFrom};
-    let info = gguf.tensor_info(name)?;
     let (n, k) = (info.dims[0], info.dims[1]);
     file.seek(SeekFrom::Start(info.offset))
-        .map_err(|e| ModelError::Config(format!("reading tensor `{name}`: {e}")))?;
+        .map_err(|e| ModelError::Config(format!("reading tensor `{}`: {e}", info.name)))?;
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
     Ok(PackedMatrix::from_reader(info.dtype, n, k, &mut reader)?)
 }

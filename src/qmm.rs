@@ -74,6 +74,18 @@ enum Codes {
     Byte,
 }
 
+impl Codes {
+    /// Bit planes (u64 masks per step) above the nibbles: bits 4 and 5.
+    #[inline(always)]
+    fn planes(self) -> usize {
+        match self {
+            Self::Nibble5 => 1,
+            Self::Nibble6 => 2,
+            Self::Nibble | Self::Byte => 0,
+        }
+    }
+}
+
 impl Format {
     const ALL: [Self; 6] = [
         Self::Q4_0,
@@ -497,12 +509,7 @@ fn put_code(codes: Codes, dst: &mut [u8], lane: usize, e: usize, c: u8) {
             let at = (t % 4) * 64 + byte;
             dst[at] |= if t < 4 { c & 15 } else { (c & 15) << 4 };
             for (plane, bit) in [(0, 16), (1, 32)] {
-                let planes = match codes {
-                    Codes::Nibble5 => 1,
-                    Codes::Nibble6 => 2,
-                    _ => 0,
-                };
-                if plane < planes && c & bit != 0 {
+                if plane < codes.planes() && c & bit != 0 {
                     dst[256 + plane * 64 + t * 8 + byte / 8] |= 1 << (byte % 8);
                 }
             }
@@ -518,12 +525,7 @@ fn get_code(codes: Codes, src: &[u8], lane: usize, e: usize) -> u8 {
         Codes::Nibble | Codes::Nibble5 | Codes::Nibble6 => {
             let packed = src[(t % 4) * 64 + byte];
             let mut code = if t < 4 { packed & 15 } else { packed >> 4 };
-            let planes = match codes {
-                Codes::Nibble5 => 1,
-                Codes::Nibble6 => 2,
-                _ => 0,
-            };
-            for (plane, bit) in [(0, 16), (1, 32)].into_iter().take(planes) {
+            for (plane, bit) in [(0, 16), (1, 32)].into_iter().take(codes.planes()) {
                 if src[256 + plane * 64 + t * 8 + byte / 8] & (1 << (byte % 8)) != 0 {
                     code |= bit;
                 }
@@ -537,7 +539,6 @@ fn get_code(codes: Codes, src: &[u8], lane: usize, e: usize) -> u8 {
 /// scale, and the integer sums of each 16-element half.
 pub struct QuantizedRows {
     m: usize,
-    k: usize,
     q: Vec<i8>,
     d: Vec<f32>,
     half_sums: Vec<i32>,
@@ -552,7 +553,6 @@ impl QuantizedRows {
         let blocks = x.len() / BLOCK;
         let mut rows = Self {
             m,
-            k,
             q: vec![0; x.len()],
             d: vec![0.0; blocks],
             half_sums: vec![0; 2 * blocks],
@@ -584,10 +584,6 @@ impl QuantizedRows {
         }
         Ok(rows)
     }
-
-    pub fn rows(&self) -> usize {
-        self.m
-    }
 }
 
 /// Matching slices of activations, codes, scales and half sums.
@@ -613,12 +609,6 @@ fn quantize_block(xb: &[f32], qb: &mut [i8], half_sums: &mut [i32]) -> f32 {
 /// column groups. Bit-identical for any thread count and any `m`.
 pub fn matmul(w: &PackedMatrix, x: &[f32]) -> Result<Vec<f32>, QmmError> {
     let acts = QuantizedRows::quantize(x, w.k)?;
-    if acts.k != w.k {
-        return Err(QmmError::Activations {
-            got: x.len(),
-            k: w.k,
-        });
-    }
     let (m, n) = (acts.m, w.n);
     let groups = n.div_ceil(GROUP);
     let mut out = vec![0f32; m * groups * GROUP];
@@ -761,12 +751,7 @@ mod simd {
                         v[u] = _mm512_and_si512(p, low);
                         v[u + 4] = _mm512_and_si512(_mm512_srli_epi16(p, 4), low);
                     }
-                    let planes = match format.codes() {
-                        Codes::Nibble5 => 1,
-                        Codes::Nibble6 => 2,
-                        _ => 0,
-                    };
-                    for plane in 0..planes {
+                    for plane in 0..format.codes().planes() {
                         let bit = _mm512_set1_epi8(16 << plane);
                         for (t, vt) in v.iter_mut().enumerate() {
                             let at = 256 + plane * 64 + t * 8;
@@ -953,6 +938,8 @@ mod tests {
     use candle_core::quantized::QTensor;
     use candle_core::{Device, Tensor};
 
+    use crate::testing::pseudo_random as values;
+
     const FORMATS: [GgmlDType; 6] = [
         GgmlDType::Q4_0,
         GgmlDType::Q4_1,
@@ -961,19 +948,6 @@ mod tests {
         GgmlDType::Q4K,
         GgmlDType::Q6K,
     ];
-
-    /// Deterministic pseudo-random values in [-1, 1) (xorshift).
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
 
     /// A GGUF-quantized `[n, k]` matrix, its packed form and its dequantized values.
     fn matrix(dtype: GgmlDType, n: usize, k: usize) -> (PackedMatrix, Vec<f32>) {
