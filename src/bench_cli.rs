@@ -14,8 +14,10 @@ use nsed::codebench::{self, CodeAgent, CodeContext, LcbFilter};
 use nsed::deliberation::local::{self, LocalAgent, ModelPool};
 use nsed::deliberation::roster::{AgentSpec, Roster};
 use nsed::deliberation::{self, EvalMode, Round, Task, Transcript};
+use nsed::federation::{self, Federation};
 use nsed::sampling::SamplingParams;
 use nsed::sandbox::{Limits, Sandbox};
+use std::sync::Arc;
 
 /// Deliberation overrides shared by `bench` and `deliberate`.
 #[derive(Args, Clone)]
@@ -44,6 +46,22 @@ pub struct DeliberationArgs {
     /// Seed of every sampled call and every shuffle (recorded in results).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Agents reached over NATS instead of loaded here: roster names,
+    /// comma-separated, or `all`. Each must be running as `nsed agent serve
+    /// --name NAME` (same as `transport = "nats"` in the roster).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub remote: Vec<String>,
+    /// NATS server of the remote agents (overrides the roster's
+    /// `[federation] url`; default nats://127.0.0.1:4222).
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
+    /// Seconds a remote agent has for each call, in both phases (overrides
+    /// the roster); past it the agent is excluded from the round.
+    #[arg(long, value_name = "SECONDS")]
+    pub phase_timeout: Option<f64>,
+    /// Job id on the NATS subjects (default: a fresh one).
+    #[arg(long)]
+    pub job: Option<String>,
 }
 
 #[derive(Args)]
@@ -182,6 +200,10 @@ pub struct DeliberateArgs {
     /// Print the whole transcript as JSON instead.
     #[arg(long)]
     pub json: bool,
+    /// With remote agents: write the federation log (every accepted signed
+    /// reply verbatim, rejections, exclusions, reconnects) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -238,7 +260,41 @@ fn load_roster(a: &DeliberationArgs) -> Result<Roster> {
         d.evaluation = m;
         roster.agents.iter_mut().for_each(|s| s.evaluation = None);
     }
+    roster.make_remote(&a.remote).map_err(anyhow::Error::msg)?;
+    let f = &mut roster.federation;
+    if let Some(url) = &a.nats {
+        f.url = url.clone();
+    }
+    if let Some(t) = a.phase_timeout {
+        if !(t.is_finite() && t > 0.0) {
+            bail!("--phase-timeout must be positive seconds");
+        }
+        f.propose_timeout_s = t;
+        f.evaluate_timeout_s = t;
+    }
     Ok(roster)
+}
+
+/// The federation of the roster's remote agents, if it has any: connected,
+/// every remote agent discovered and its key pinned.
+fn connect_federation(roster: &Roster, job: Option<String>) -> Result<Option<Arc<Federation>>> {
+    if !roster.has_remote() {
+        return Ok(None);
+    }
+    let fed = Federation::for_roster(roster, job)?;
+    eprintln!(
+        "federation: job {} on {}; remote agents {}",
+        fed.job(),
+        fed.url(),
+        roster
+            .agents
+            .iter()
+            .filter(|a| !a.transport.is_local())
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(Some(fed))
 }
 
 pub fn bench_cmd(args: BenchArgs) -> Result<()> {
@@ -282,23 +338,38 @@ pub fn bench_cmd(args: BenchArgs) -> Result<()> {
         dataset_sha256: dataset.sha256.clone(),
         selection,
         methods: methods.clone(),
-        roster: roster.clone(),
+        // Where the agents run does not change the results (tests show it),
+        // so a run may be resumed with another server.
+        roster: Roster {
+            federation: Default::default(),
+            ..roster.clone()
+        },
         settings: settings.clone(),
         code: code_settings,
     };
+    let fed = connect_federation(&roster, args.delib.job.clone())?;
     let mut pool = ModelPool::default();
-    let mut harness = build_harness(&roster, &methods, &mut pool, code.clone())?;
+    let mut harness = build_harness(&roster, &methods, &mut pool, code.clone(), fed.as_ref())?;
+    let mut models = pool.models();
+    if let Some(fed) = &fed {
+        models.extend(fed.models());
+        models.sort();
+        models.dedup();
+    }
     let info = RunInfo {
         started: bench::utc_now(),
         commit: bench::commit(),
         nsed_version: env!("CARGO_PKG_VERSION").to_string(),
         host_cpu: bench::cpu_name(),
         threads: rayon::current_num_threads(),
-        models: pool.models(),
+        models,
         command: std::env::args().collect(),
         sandbox: code.as_ref().map(|c| c.sandbox.protections().clone()),
     };
     let mut run = bench::open_run(&out, &fp, info.clone(), args.resume)?;
+    if let Some(fed) = &fed {
+        fed.set_log(&out.join("federation.jsonl"))?;
+    }
     let todo: Vec<_> = items
         .iter()
         .filter(|it| !run.done.contains(&it.id))
@@ -338,6 +409,12 @@ pub fn bench_cmd(args: BenchArgs) -> Result<()> {
         }
     }
     bar.finish_and_clear();
+    if let Some(fed) = &fed {
+        eprintln!(
+            "federation: {}",
+            serde_json::to_string(&fed.stats()).unwrap_or_default()
+        );
+    }
     outln!("{}", report_run(&out)?);
     Ok(())
 }
@@ -443,6 +520,7 @@ fn build_harness(
     methods: &[Method],
     pool: &mut ModelPool,
     code: Option<std::sync::Arc<CodeContext>>,
+    fed: Option<&Arc<Federation>>,
 ) -> Result<Harness> {
     // For code, every proposal is run on the public tests as it is made
     // (inside the memo, so a shared request runs its program once).
@@ -452,7 +530,7 @@ fn build_harness(
             None => agent,
         }
     };
-    let agents = local::build_with(roster, pool, wrap)?;
+    let agents = federation::build_agents(roster, pool, fed, wrap)?;
     let b = &roster.baselines;
     let sc_model = roster.self_consistency_model();
     let sc_spec = AgentSpec {
@@ -468,6 +546,8 @@ fn build_harness(
         top_k: 0,
         seed_offset: 0,
         evaluation: None,
+        transport: Default::default(),
+        public_key: None,
     };
     // Loaded only when needed (it may be a model outside the roster); code
     // sets need it to write the probe inputs.
@@ -499,8 +579,12 @@ pub fn deliberate_cmd(args: DeliberateArgs) -> Result<()> {
         bail!("the question is empty");
     }
     let roster = load_roster(&args.delib)?;
+    let fed = connect_federation(&roster, args.delib.job.clone())?;
+    if let (Some(fed), Some(path)) = (&fed, &args.audit) {
+        fed.set_log(path)?;
+    }
     let mut pool = ModelPool::default();
-    let mut agents = local::build(&roster, &mut pool)?;
+    let mut agents = federation::build_agents(&roster, &mut pool, fed.as_ref(), |a| a)?;
     let task = Task {
         id: "question".into(),
         problem: args.question.clone(),

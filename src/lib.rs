@@ -29,6 +29,7 @@ pub mod bench;
 pub mod chat;
 pub mod codebench;
 pub mod deliberation;
+pub mod federation;
 pub mod figure;
 pub mod fraud;
 pub mod generate;

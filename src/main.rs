@@ -34,6 +34,7 @@ fn exit_unless_written(result: std::io::Result<()>) {
 }
 
 mod bench_cli;
+mod federation_cli;
 mod fraud_cli;
 mod sandbox_cli;
 
@@ -116,6 +117,12 @@ enum Command {
     /// Summaries of finished or partial runs.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Serve a model as a deliberation agent over NATS, or make its key.
+    #[command(subcommand)]
+    Agent(federation_cli::AgentCommand),
+    /// List the agents live on a NATS server (name, model, sha256, key,
+    /// load); --ping measures transport latency and throughput.
+    Agents(federation_cli::AgentsArgs),
 }
 
 #[derive(Subcommand)]
@@ -425,6 +432,8 @@ fn run_simple(command: Command) -> Result<()> {
         Command::Generate(args) => generate_cmd(args),
         Command::Perplexity(args) => perplexity_cmd(args),
         Command::Perf(args) => perf(args),
+        Command::Agent(command) => federation_cli::agent_cmd(command),
+        Command::Agents(args) => federation_cli::agents_cmd(args),
         Command::Verify(_) | Command::Determinism(_) | Command::Sandbox(_) => {
             unreachable!("dispatched in run")
         }

@@ -747,6 +747,7 @@ mod tests {
                     generated_tokens: 3,
                     seconds: 0.5,
                 },
+                attestation: None,
             })
         }
         fn evaluate(
@@ -777,6 +778,7 @@ mod tests {
                     generated_tokens: 2,
                     seconds: 0.25,
                 },
+                attestation: None,
             })
         }
     }
@@ -808,6 +810,8 @@ mod tests {
             top_k: 0,
             seed_offset: 0,
             evaluation: None,
+            transport: Default::default(),
+            public_key: None,
         };
         let h = Harness {
             agents,

@@ -432,6 +432,10 @@ impl Agent for CodeAgent {
     fn evaluate(&mut self, req: &EvaluateRequest) -> Result<Evaluation, AgentError> {
         self.inner.evaluate(req)
     }
+
+    fn prefetch(&mut self, call: crate::deliberation::Call<'_>) {
+        self.inner.prefetch(call);
+    }
 }
 
 /// The outcome of a graded program for the bench tables.

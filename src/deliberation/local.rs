@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use super::roster::{AgentSpec, Roster};
 use super::{
-    parse, prompts, Agent, AgentError, EvalMode, EvaluateRequest, Evaluation, Proposal,
+    parse, prompts, Agent, AgentError, Call, EvalMode, EvaluateRequest, Evaluation, Proposal,
     ProposeRequest, Usage,
 };
 use crate::bench::grade::{self, AnswerKind};
@@ -210,6 +210,7 @@ impl LocalAgent {
             abstained,
             notes: parsed.notes,
             usage,
+            attestation: None,
         })
     }
 
@@ -259,6 +260,7 @@ impl LocalAgent {
             abstained,
             notes: Vec::new(),
             usage,
+            attestation: None,
         })
     }
 }
@@ -327,6 +329,7 @@ impl Agent for LocalAgent {
                 .unwrap_or_default(),
             inference_id: req.inference_id.clone(),
             usage: usage_of(&g),
+            attestation: None,
         })
     }
 
@@ -413,6 +416,16 @@ impl Agent for Memo {
         let e = self.inner.evaluate(req)?;
         self.evaluations.insert(k, e.clone());
         Ok(e)
+    }
+
+    fn prefetch(&mut self, call: Call<'_>) {
+        let known = match call {
+            Call::Propose(req) => self.proposals.contains_key(&key(req)),
+            Call::Evaluate(req) => self.evaluations.contains_key(&key(req)),
+        };
+        if !known {
+            self.inner.prefetch(call);
+        }
     }
 }
 

@@ -132,6 +132,9 @@ pub struct Proposal {
     pub finish_reason: String,
     pub inference_id: String,
     pub usage: Usage,
+    /// Set when the proposal came from a remote agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<Attestation>,
 }
 
 /// How evaluators score.
@@ -180,15 +183,42 @@ pub struct Evaluation {
     pub abstained: bool,
     pub notes: Vec<String>,
     pub usage: Usage,
+    /// Set when the evaluation came from a remote agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<Attestation>,
+}
+
+/// A call announced ahead of time with [`Agent::prefetch`].
+#[derive(Debug, Clone, Copy)]
+pub enum Call<'a> {
+    Propose(&'a ProposeRequest),
+    Evaluate(&'a EvaluateRequest),
 }
 
 /// A participant: proposes answers and evaluates others' — a model in this
-/// process, or (later) a remote service.
+/// process ([`local::LocalAgent`]) or a service on another machine reached
+/// over NATS ([`crate::federation::NatsAgent`]).
 pub trait Agent {
     fn name(&self) -> &str;
     fn model_id(&self) -> &str;
     fn propose(&mut self, req: &ProposeRequest) -> Result<Proposal, AgentError>;
     fn evaluate(&mut self, req: &EvaluateRequest) -> Result<Evaluation, AgentError>;
+    /// The call this agent will be asked next in the current phase. A
+    /// remote agent starts it now, so a phase's calls run in parallel on
+    /// their machines; the later `propose`/`evaluate` with the same request
+    /// collects the reply. Local agents ignore it: their calls share this
+    /// machine's cores anyway.
+    fn prefetch(&mut self, _call: Call<'_>) {}
+}
+
+/// Who signed a reply that crossed the network: the agent's Ed25519 public
+/// key, its signature, and the sha256 of the exact signed bytes (kept
+/// verbatim in the run's audit log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attestation {
+    pub public_key: String,
+    pub signature: String,
+    pub signed_sha256: String,
 }
 
 /// Deliberation settings.
@@ -371,11 +401,17 @@ fn run_round(
     prev: Option<&Round>,
 ) -> Round {
     let names: Vec<String> = agents.iter().map(|a| a.name().to_string()).collect();
+    let requests: Vec<ProposeRequest> = (0..agents.len())
+        .map(|i| propose_request(task, s, i, &names, r, prev))
+        .collect();
+    for (agent, req) in agents.iter_mut().zip(&requests) {
+        agent.prefetch(Call::Propose(req));
+    }
     let mut candidates = Vec::new();
     let mut proposals = Vec::new();
     let mut abstentions = Vec::new();
-    for (i, agent) in agents.iter_mut().enumerate() {
-        match agent.propose(&propose_request(task, s, i, &names, r, prev)) {
+    for (i, (agent, req)) in agents.iter_mut().zip(&requests).enumerate() {
+        match agent.propose(req) {
             Ok(p) => {
                 candidates.push(i);
                 proposals.push(p);
@@ -384,60 +420,12 @@ fn run_round(
         }
     }
     let n = candidates.len();
-    let mut evaluations = Vec::new();
-    let mut ballots = Vec::new();
-    let mut owns = Vec::new();
     let consensus = s.consensus && n >= 2 && r >= s.halting.min_rounds() && unanimous(&proposals);
-    if n >= 2 && !consensus {
-        for (e, agent) in agents.iter_mut().enumerate() {
-            let own = candidates.iter().position(|&c| c == e);
-            let others: Vec<usize> = (0..n).filter(|&j| Some(j) != own).collect();
-            let key = format!("{}/{}/r{r}/{}/shuffle", s.seed, task.id, names[e]);
-            let shown = seeded_permutation(others, &key);
-            let labels: Vec<String> = (0..shown.len()).map(label).collect();
-            let req = EvaluateRequest {
-                task: task.clone(),
-                round: r,
-                anchor: own.map(|j| proposals[j].content.clone()),
-                anchor_answer: own.and_then(|j| proposals[j].answer.clone()),
-                candidates: shown
-                    .iter()
-                    .zip(&labels)
-                    .map(|(&j, l)| Candidate {
-                        label: l.clone(),
-                        text: proposals[j].content.clone(),
-                        answer: proposals[j].answer.clone(),
-                    })
-                    .collect(),
-                mode: s.mode,
-                seed: s.seed,
-                inference_id: format!("{}/nsed/r{r}/{}/evaluate", task.id, names[e]),
-                max_tokens: s.eval_max_tokens,
-                max_chars: s.max_chars,
-            };
-            let mut ballot: Ballot = vec![None; n];
-            let (evaluation, error) = match agent.evaluate(&req) {
-                Ok(ev) => {
-                    if !ev.abstained {
-                        for (k, &j) in shown.iter().enumerate() {
-                            ballot[j] = ev.scores.get(k).copied().flatten();
-                        }
-                    }
-                    (Some(ev), None)
-                }
-                Err(err) => (None, Some(err.to_string())),
-            };
-            ballots.push(ballot);
-            owns.push(own);
-            evaluations.push(EvaluationRecord {
-                evaluator: names[e].clone(),
-                shown,
-                labels,
-                evaluation,
-                error,
-            });
-        }
-    }
+    let (evaluations, ballots, owns) = if n >= 2 && !consensus {
+        evaluate_phase(agents, task, s, r, &names, &candidates, &proposals)
+    } else {
+        Default::default()
+    };
     let quadratic = vote::tally(&ballots, &owns, n, Rule::Quadratic);
     let linear = vote::tally(&ballots, &owns, n, Rule::Linear);
     Round {
@@ -452,6 +440,106 @@ fn run_round(
         quadratic,
         linear,
     }
+}
+
+/// One evaluator's view of a round: the candidates it is shown (every
+/// proposal but its own, in its own seeded order) and the request.
+struct BallotPlan {
+    own: Option<usize>,
+    shown: Vec<usize>,
+    labels: Vec<String>,
+    request: EvaluateRequest,
+}
+
+fn ballot_plan(
+    task: &Task,
+    s: &Settings,
+    r: usize,
+    evaluator: usize,
+    names: &[String],
+    candidates: &[usize],
+    proposals: &[Proposal],
+) -> BallotPlan {
+    let n = candidates.len();
+    let own = candidates.iter().position(|&c| c == evaluator);
+    let others: Vec<usize> = (0..n).filter(|&j| Some(j) != own).collect();
+    let key = format!("{}/{}/r{r}/{}/shuffle", s.seed, task.id, names[evaluator]);
+    let shown = seeded_permutation(others, &key);
+    let labels: Vec<String> = (0..shown.len()).map(label).collect();
+    let request = EvaluateRequest {
+        task: task.clone(),
+        round: r,
+        anchor: own.map(|j| proposals[j].content.clone()),
+        anchor_answer: own.and_then(|j| proposals[j].answer.clone()),
+        candidates: shown
+            .iter()
+            .zip(&labels)
+            .map(|(&j, l)| Candidate {
+                label: l.clone(),
+                text: proposals[j].content.clone(),
+                answer: proposals[j].answer.clone(),
+            })
+            .collect(),
+        mode: s.mode,
+        seed: s.seed,
+        inference_id: format!("{}/nsed/r{r}/{}/evaluate", task.id, names[evaluator]),
+        max_tokens: s.eval_max_tokens,
+        max_chars: s.max_chars,
+    };
+    BallotPlan {
+        own,
+        shown,
+        labels,
+        request,
+    }
+}
+
+type EvaluatePhase = (Vec<EvaluationRecord>, Vec<Ballot>, Vec<Option<usize>>);
+
+/// Every agent scores the others' proposals. A failed call (an error, a
+/// timeout, a dead remote agent) is recorded with its reason and casts no
+/// votes: it counts neither toward the ranking nor toward convergence.
+fn evaluate_phase(
+    agents: &mut [Box<dyn Agent>],
+    task: &Task,
+    s: &Settings,
+    r: usize,
+    names: &[String],
+    candidates: &[usize],
+    proposals: &[Proposal],
+) -> EvaluatePhase {
+    let n = candidates.len();
+    let plans: Vec<BallotPlan> = (0..agents.len())
+        .map(|e| ballot_plan(task, s, r, e, names, candidates, proposals))
+        .collect();
+    for (agent, plan) in agents.iter_mut().zip(&plans) {
+        agent.prefetch(Call::Evaluate(&plan.request));
+    }
+    let mut phase = EvaluatePhase::default();
+    for ((agent, plan), name) in agents.iter_mut().zip(plans).zip(names) {
+        let mut ballot: Ballot = vec![None; n];
+        let (evaluation, error) = match agent.evaluate(&plan.request) {
+            Ok(ev) => {
+                if !ev.abstained {
+                    for (k, &j) in plan.shown.iter().enumerate() {
+                        ballot[j] = ev.scores.get(k).copied().flatten();
+                    }
+                }
+                (Some(ev), None)
+            }
+            Err(err) => (None, Some(err.to_string())),
+        };
+        phase.0.push(EvaluationRecord {
+            evaluator: name.clone(),
+            shown: plan.shown,
+            labels: plan.labels,
+            evaluation,
+            error,
+        });
+        phase.1.push(ballot);
+        phase.2.push(plan.own);
+    }
+    phase
 }
 
 /// Whether every proposal has the same (non-empty) answer.
@@ -544,6 +632,7 @@ mod tests {
                     generated_tokens: 5,
                     seconds: 0.1,
                 },
+                attestation: None,
             })
         }
         fn evaluate(&mut self, req: &EvaluateRequest) -> Result<Evaluation, AgentError> {
@@ -567,6 +656,7 @@ mod tests {
                 abstained: false,
                 notes: vec![],
                 usage: Usage::default(),
+                attestation: None,
             })
         }
     }

@@ -30,6 +30,9 @@ pub struct Roster {
     pub deliberation: DeliberationConfig,
     #[serde(default)]
     pub baselines: BaselineConfig,
+    /// Where `transport = "nats"` agents are reached, and the timeouts.
+    #[serde(default, skip_serializing_if = "FederationConfig::is_default")]
+    pub federation: FederationConfig,
     #[serde(rename = "agent")]
     pub agents: Vec<AgentSpec>,
 }
@@ -93,6 +96,59 @@ impl Default for BaselineConfig {
     }
 }
 
+/// The NATS side of a roster: the server and the per-phase timeouts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationConfig {
+    pub url: String,
+    /// Seconds a remote agent has to return a proposal, from the moment
+    /// the phase sends it; past it the agent is excluded from the round.
+    pub propose_timeout_s: f64,
+    /// The same for an evaluation.
+    pub evaluate_timeout_s: f64,
+    /// How long discovery waits for every remote agent at start.
+    pub discover_timeout_s: f64,
+    /// A task not yet acknowledged is sent again after this many seconds
+    /// (and after every reconnect); agents ignore the duplicates.
+    pub resend_s: f64,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            propose_timeout_s: 900.0,
+            evaluate_timeout_s: 600.0,
+            discover_timeout_s: 5.0,
+            resend_s: 5.0,
+        }
+    }
+}
+
+impl FederationConfig {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Where an agent runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// In this process.
+    #[default]
+    Local,
+    /// An `nsed agent serve` process with this agent's name, reached through
+    /// the roster's `[federation] url`.
+    Nats,
+}
+
+impl Transport {
+    pub fn is_local(&self) -> bool {
+        *self == Transport::Local
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSpec {
@@ -116,6 +172,13 @@ pub struct AgentSpec {
     /// Overrides the roster's evaluation mode for this agent.
     #[serde(default)]
     pub evaluation: Option<EvalMode>,
+    #[serde(default, skip_serializing_if = "Transport::is_local")]
+    pub transport: Transport,
+    /// A remote agent's Ed25519 public key (base64, from `nsed agent
+    /// keygen`). Without it, the key the agent announces at discovery is
+    /// pinned for the run (trust on first use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
 }
 
 fn one() -> f64 {
@@ -178,6 +241,16 @@ impl Roster {
                 ));
             }
         }
+        let f = &self.federation;
+        let timeouts = [
+            f.propose_timeout_s,
+            f.evaluate_timeout_s,
+            f.discover_timeout_s,
+            f.resend_s,
+        ];
+        if timeouts.iter().any(|t| !(t.is_finite() && *t > 0.0)) {
+            return Err("federation: timeouts must be positive seconds".into());
+        }
         let d = &self.deliberation;
         if d.min_rounds == 0 || d.max_rounds < d.min_rounds {
             return Err("deliberation: need 1 ≤ min_rounds ≤ max_rounds".into());
@@ -195,6 +268,26 @@ impl Roster {
             return Err("baselines: self_consistency_k and debate_rounds must be ≥ 1".into());
         }
         Ok(())
+    }
+
+    /// Make the named agents (or every agent, for `all`) remote.
+    pub fn make_remote(&mut self, names: &[String]) -> Result<(), String> {
+        let all = names.iter().any(|n| n == "all");
+        for n in names.iter().filter(|n| n.as_str() != "all") {
+            if !self.agents.iter().any(|a| &a.name == n) {
+                return Err(format!("--remote {n}: no agent of that name in the roster"));
+            }
+        }
+        for a in &mut self.agents {
+            if all || names.contains(&a.name) {
+                a.transport = Transport::Nats;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn has_remote(&self) -> bool {
+        self.agents.iter().any(|a| a.transport == Transport::Nats)
     }
 
     /// The self-consistency model: configured, else the first agent's.

@@ -1,0 +1,850 @@
+//! The orchestrator's side: one NATS connection per run ([`Federation`]),
+//! discovery and key pinning of the roster's remote agents, and
+//! [`NatsAgent`], the [`Agent`] whose calls are tasks to a remote service.
+//!
+//! Every reply is checked before it is accepted: the signature, the key
+//! pinned for that agent, and that its job, round, agent, action and call id
+//! are the ones asked (a reply replayed from another call or round, forged
+//! with another key, misattributed or malformed is refused and recorded).
+//! A call fails, which excludes the agent from that phase, when its
+//! per-phase timeout passes or the agent misses three heartbeats. Tasks not
+//! yet acknowledged are sent again every `resend_s` and after a reconnect;
+//! the agents ignore duplicates, and duplicate replies are ignored here.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde::Serialize;
+use serde_json::json;
+
+use super::identity::open;
+use super::wire::{
+    self, digest, Action, Body, Envelope, Outcome, Profile, StatusMsg, TaskBody, TaskMsg, SCHEMA,
+};
+use super::{heartbeat_subject, result_subject, task_subject, FederationError, DISCOVER_SUBJECT};
+use crate::deliberation::roster::{AgentSpec, FederationConfig, Roster, Transport};
+use crate::deliberation::{
+    Agent, AgentError, Attestation, Call, EvaluateRequest, Evaluation, Proposal, ProposeRequest,
+};
+
+/// Message counts of a run, for the log and `results/federation.md`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    pub tasks: u64,
+    pub resent: u64,
+    pub replies: u64,
+    pub acks: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub excluded: u64,
+    pub messages_in: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// A reply that passed every check.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub outcome: Outcome,
+    pub attestation: Attestation,
+    /// Seconds from sending the task to accepting the reply.
+    pub wall: f64,
+}
+
+type Reply = Result<Accepted, String>;
+
+struct Pending {
+    agent: String,
+    round: usize,
+    action: Action,
+    subject: String,
+    bytes: Vec<u8>,
+    sent: Instant,
+    last_sent: Instant,
+    deadline: Instant,
+    timeout: Duration,
+    /// The connection generation in which the agent acknowledged it.
+    acked: Option<u64>,
+    tx: Option<tokio::sync::oneshot::Sender<Reply>>,
+}
+
+struct Seen {
+    status: StatusMsg,
+    last: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    pending: HashMap<String, Pending>,
+    answered: HashSet<String>,
+    agents: HashMap<String, Seen>,
+    pinned: HashMap<String, String>,
+    /// Bumped at every (re)connect: acknowledgements of an older generation
+    /// do not stop a resend, since the reply may have been lost.
+    generation: u64,
+    connected_at: Option<Instant>,
+    stats: Stats,
+    rejections: Vec<(String, String)>,
+    assembler: wire::Assembler,
+}
+
+struct Shared {
+    job: String,
+    resend: Duration,
+    state: Mutex<State>,
+    log: Mutex<Option<std::fs::File>>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Append one event to the run's federation log (JSON lines), or print
+    /// the ones that need attention when there is no log.
+    fn event(&self, event: &str, mut fields: serde_json::Value) {
+        fields["t"] = json!(super::unix_now());
+        fields["event"] = json!(event);
+        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        match log.as_mut() {
+            Some(f) => {
+                let _ = writeln!(f, "{fields}");
+            }
+            None if event != "accepted" && event != "duplicate" => {
+                eprintln!("federation: {fields}")
+            }
+            None => {}
+        }
+    }
+
+    fn reject(&self, subject: &str, reason: String) {
+        {
+            let mut st = self.state();
+            st.stats.rejected += 1;
+            st.rejections.push((subject.to_string(), reason.clone()));
+        }
+        self.event("rejected", json!({"subject": subject, "reason": reason}));
+    }
+}
+
+/// One run's connection to the federation.
+pub struct Federation {
+    rt: tokio::runtime::Runtime,
+    client: async_nats::Client,
+    shared: Arc<Shared>,
+    config: FederationConfig,
+}
+
+impl Federation {
+    /// Connect for job `job` (a fresh id when `None`) and start listening
+    /// for its replies and for heartbeats.
+    pub fn connect(
+        config: &FederationConfig,
+        job: Option<String>,
+    ) -> Result<Arc<Self>, FederationError> {
+        let job = job.unwrap_or_else(super::new_job_id);
+        wire::check_name("job", &job).map_err(FederationError::Invalid)?;
+        if job == "agents" {
+            return Err(FederationError::Invalid(
+                "job id `agents` is reserved".into(),
+            ));
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("nsed-nats")
+            .enable_all()
+            .build()?;
+        let shared = Arc::new(Shared {
+            job: job.clone(),
+            resend: Duration::from_secs_f64(config.resend_s),
+            state: Mutex::new(State::default()),
+            log: Mutex::new(None),
+        });
+        let hook_shared = shared.clone();
+        let hook: super::EventHook = Arc::new(move |event| on_event(&hook_shared, event));
+        let client = rt.block_on(super::connect(&config.url, "nsed-orchestrator", Some(hook)))?;
+        shared.state().connected_at = Some(Instant::now());
+        let nats = |e: async_nats::SubscribeError| FederationError::Nats(e.to_string());
+        let results = rt
+            .block_on(client.subscribe(format!("nsed.{job}.result.>")))
+            .map_err(nats)?;
+        let beats = rt
+            .block_on(client.subscribe("nsed.agents.heartbeat.*"))
+            .map_err(nats)?;
+        rt.spawn(listen(shared.clone(), results));
+        rt.spawn(listen(shared.clone(), beats));
+        rt.spawn(watch(shared.clone(), client.clone()));
+        Ok(Arc::new(Self {
+            rt,
+            client,
+            shared,
+            config: config.clone(),
+        }))
+    }
+
+    /// Connect and admit every remote agent of the roster: each must answer
+    /// discovery with the roster's model (and key, when the roster names
+    /// one); its key is pinned for the run.
+    pub fn for_roster(roster: &Roster, job: Option<String>) -> Result<Arc<Self>, FederationError> {
+        let fed = Self::connect(&roster.federation, job)?;
+        let remote: Vec<&AgentSpec> = roster
+            .agents
+            .iter()
+            .filter(|a| a.transport == Transport::Nats)
+            .collect();
+        let names: Vec<String> = remote.iter().map(|a| a.name.clone()).collect();
+        let found = fed.discover(
+            Duration::from_secs_f64(roster.federation.discover_timeout_s),
+            &names,
+        )?;
+        for spec in remote {
+            fed.admit(spec, &found)?;
+        }
+        Ok(fed)
+    }
+
+    pub fn job(&self) -> &str {
+        &self.shared.job
+    }
+
+    pub fn url(&self) -> &str {
+        &self.config.url
+    }
+
+    /// Write the run's events (accepted replies verbatim: the signed audit
+    /// trail; rejections, exclusions, resends, reconnects) to `path`.
+    pub fn set_log(&self, path: &Path) -> Result<(), FederationError> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        *self.shared.log.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
+        Ok(())
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.state().stats.clone()
+    }
+
+    /// Messages refused so far: (subject, reason).
+    pub fn rejections(&self) -> Vec<(String, String)> {
+        self.shared.state().rejections.clone()
+    }
+
+    /// `(model id, sha256)` announced by each admitted agent.
+    pub fn models(&self) -> Vec<(String, String)> {
+        let st = self.shared.state();
+        let mut v: Vec<(String, String)> = st
+            .agents
+            .iter()
+            .filter(|(name, _)| st.pinned.contains_key(*name))
+            .map(|(_, s)| (s.status.model.clone(), s.status.model_sha256.clone()))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The admitted status of `agent`.
+    pub fn status(&self, agent: &str) -> Option<StatusMsg> {
+        self.shared
+            .state()
+            .agents
+            .get(agent)
+            .map(|s| s.status.clone())
+    }
+
+    /// Ask every agent on the server to describe itself; waits `wait`, or
+    /// less once every name in `want` has answered. Answers with a bad
+    /// signature are refused.
+    pub fn discover(
+        &self,
+        wait: Duration,
+        want: &[String],
+    ) -> Result<Vec<StatusMsg>, FederationError> {
+        self.rt.block_on(async {
+            let inbox = self.client.new_inbox();
+            let mut sub = self
+                .client
+                .subscribe(inbox.clone())
+                .await
+                .map_err(|e| FederationError::Nats(e.to_string()))?;
+            self.client
+                .publish_with_reply(DISCOVER_SUBJECT, inbox, Vec::new().into())
+                .await
+                .map_err(|e| FederationError::Nats(e.to_string()))?;
+            let _ = self.client.flush().await;
+            let deadline = tokio::time::Instant::now() + wait;
+            let mut found: Vec<StatusMsg> = Vec::new();
+            let mut assembler = wire::Assembler::default();
+            while !want.iter().all(|w| found.iter().any(|s| &s.agent == w)) || want.is_empty() {
+                let msg = match tokio::time::timeout_at(deadline, sub.next()).await {
+                    Ok(Some(m)) => m,
+                    _ => break,
+                };
+                // The server's "no responders" notice has no payload.
+                if msg.status.is_some() || msg.payload.is_empty() {
+                    continue;
+                }
+                let Ok(Some(bytes)) = super::reassemble(&mut assembler, &msg) else {
+                    continue;
+                };
+                match status_of(&bytes) {
+                    Ok(s) => found.push(s),
+                    Err(e) => self
+                        .shared
+                        .reject(msg.subject.as_str(), format!("discovery answer: {e}")),
+                }
+            }
+            found.sort_by(|a, b| (&a.agent, &a.instance).cmp(&(&b.agent, &b.instance)));
+            Ok(found)
+        })
+    }
+
+    fn admit(&self, spec: &AgentSpec, found: &[StatusMsg]) -> Result<(), FederationError> {
+        let s = found.iter().find(|s| s.agent == spec.name).ok_or_else(|| {
+            FederationError::Discovery(format!(
+                "agent `{}` did not answer on {}; start it with `nsed agent serve --nats {} --model {} --name {}`",
+                spec.name, self.config.url, self.config.url, spec.model, spec.name
+            ))
+        })?;
+        if let Some(key) = &spec.public_key {
+            if key.trim() != s.public_key {
+                return Err(FederationError::Discovery(format!(
+                    "agent `{}` announced key {} but the roster expects {}",
+                    spec.name, s.public_key, key
+                )));
+            }
+        }
+        let expected = expected_model_id(&spec.model);
+        if s.model != expected {
+            return Err(FederationError::Discovery(format!(
+                "agent `{}` serves model `{}` but the roster says `{}`",
+                spec.name, s.model, expected
+            )));
+        }
+        let mut st = self.shared.state();
+        st.pinned.insert(spec.name.clone(), s.public_key.clone());
+        st.agents.insert(
+            spec.name.clone(),
+            Seen {
+                status: s.clone(),
+                last: Instant::now(),
+            },
+        );
+        drop(st);
+        self.shared.event(
+            "admitted",
+            json!({"agent": spec.name, "model": s.model, "sha256": s.model_sha256, "public_key": s.public_key, "instance": s.instance}),
+        );
+        Ok(())
+    }
+
+    /// Send a task; the reply is collected with [`Federation::wait`].
+    pub fn send(&self, task: &TaskMsg, timeout: Duration) -> Result<Ticket, String> {
+        let bytes = serde_json::to_vec(task).map_err(|e| e.to_string())?;
+        let call = digest(&bytes);
+        let subject = task_subject(&task.job, &task.agent, task.action);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let now = Instant::now();
+        {
+            let mut st = self.shared.state();
+            st.stats.tasks += 1;
+            st.stats.bytes_out += bytes.len() as u64;
+            st.pending.insert(
+                call.clone(),
+                Pending {
+                    agent: task.agent.clone(),
+                    round: task.round,
+                    action: task.action,
+                    subject: subject.clone(),
+                    bytes: bytes.clone(),
+                    sent: now,
+                    last_sent: now,
+                    deadline: now + timeout,
+                    timeout,
+                    acked: None,
+                    tx: Some(tx),
+                },
+            );
+        }
+        // A failed publish (disconnected, say) is retried by the resend
+        // loop until the deadline.
+        if let Err(e) = self
+            .rt
+            .block_on(super::publish(&self.client, subject, bytes))
+        {
+            self.shared
+                .event("send-failed", json!({"call": call, "error": e.to_string()}));
+        }
+        Ok(Ticket { call, rx })
+    }
+
+    /// The reply to a sent task, or why there is none (timeout, dead agent,
+    /// error on the agent).
+    pub fn wait(&self, ticket: Ticket) -> Reply {
+        let bound = {
+            let st = self.shared.state();
+            st.pending
+                .get(&ticket.call)
+                .map_or(Duration::from_secs(1), |p| {
+                    p.deadline.saturating_duration_since(Instant::now())
+                })
+        };
+        // The watcher fails the call at its deadline; the extra bound only
+        // guards against a stopped runtime.
+        let bounded =
+            async move { tokio::time::timeout(bound + Duration::from_secs(10), ticket.rx).await };
+        match self.rt.block_on(bounded) {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => Err("the federation connection closed".into()),
+            Err(_) => Err("no reply (the watcher stopped)".into()),
+        }
+    }
+
+    /// Round-trip one ping through `agent` (the transport and signing cost,
+    /// without the model).
+    pub fn ping(&self, agent: &str, payload: String, timeout: Duration) -> Reply {
+        let ticket = self.send_ping(agent, payload, timeout)?;
+        self.wait(ticket)
+    }
+
+    /// Send a ping without waiting for it.
+    pub fn send_ping(
+        &self,
+        agent: &str,
+        payload: String,
+        timeout: Duration,
+    ) -> Result<Ticket, String> {
+        let task = TaskMsg {
+            schema: SCHEMA,
+            job: self.shared.job.clone(),
+            round: 0,
+            agent: agent.to_string(),
+            action: Action::Ping,
+            profile: Profile::of(&AgentSpec {
+                name: agent.into(),
+                model: String::new(),
+                system: None,
+                temperature: 0.0,
+                top_p: 1.0,
+                top_k: 0,
+                seed_offset: 0,
+                evaluation: None,
+                transport: Transport::Nats,
+                public_key: None,
+            }),
+            body: TaskBody::Ping(payload),
+        };
+        self.send(&task, timeout)
+    }
+
+    /// Pin an agent's key and mark it alive without discovery (for `nsed
+    /// agents --ping`, which pings whatever answered discovery).
+    pub fn pin(&self, status: &StatusMsg) {
+        let mut st = self.shared.state();
+        st.pinned
+            .insert(status.agent.clone(), status.public_key.clone());
+        st.agents.insert(
+            status.agent.clone(),
+            Seen {
+                status: status.clone(),
+                last: Instant::now(),
+            },
+        );
+    }
+}
+
+impl Drop for Federation {
+    fn drop(&mut self) {
+        let client = self.client.clone();
+        let _ = self.rt.block_on(async move {
+            tokio::time::timeout(Duration::from_secs(2), client.flush()).await
+        });
+    }
+}
+
+/// The id a served model announces for a roster's model spec: the registry
+/// id, or the file stem of a GGUF path.
+fn expected_model_id(spec: &str) -> String {
+    let path = Path::new(spec);
+    if spec.ends_with(".gguf") || spec.contains('/') {
+        return path
+            .file_stem()
+            .map_or_else(|| spec.to_string(), |s| s.to_string_lossy().into_owned());
+    }
+    spec.to_string()
+}
+
+/// A status message from its envelope bytes: the signature must hold and
+/// be by the key the status announces.
+fn status_of(bytes: &[u8]) -> Result<StatusMsg, String> {
+    let env: Envelope = serde_json::from_slice(bytes).map_err(|e| format!("malformed: {e}"))?;
+    match open(&env)? {
+        (Body::Status(s), _) if s.public_key == env.public_key => {
+            wire::check_name("agent", &s.agent)?;
+            Ok(s)
+        }
+        (Body::Status(_), _) => Err("signed by a key other than the one it announces".into()),
+        _ => Err("not a status message".into()),
+    }
+}
+
+fn on_event(shared: &Shared, event: async_nats::Event) {
+    match event {
+        async_nats::Event::Connected => {
+            let generation = {
+                let mut st = shared.state();
+                st.generation += 1;
+                st.connected_at = Some(Instant::now());
+                st.generation
+            };
+            if generation > 1 {
+                shared.event("reconnected", json!({"generation": generation}));
+            }
+        }
+        async_nats::Event::Disconnected => shared.event("disconnected", json!({})),
+        other => shared.event("nats", json!({"detail": other.to_string()})),
+    }
+}
+
+/// Handle every message on a subscription: replies and acks of the job,
+/// heartbeats.
+async fn listen(shared: Arc<Shared>, mut sub: async_nats::Subscriber) {
+    while let Some(msg) = sub.next().await {
+        let whole = {
+            let mut st = shared.state();
+            st.stats.messages_in += 1;
+            st.stats.bytes_in += msg.payload.len() as u64;
+            super::reassemble(&mut st.assembler, &msg)
+        };
+        match whole {
+            Ok(Some(bytes)) => on_message(&shared, msg.subject.as_str(), &bytes),
+            Ok(None) => {}
+            Err(e) => shared.reject(msg.subject.as_str(), e),
+        }
+    }
+}
+
+fn on_message(shared: &Shared, subject: &str, bytes: &[u8]) {
+    let env: Envelope = match serde_json::from_slice(bytes) {
+        Ok(e) => e,
+        Err(e) => {
+            return shared.reject(
+                subject,
+                format!("malformed JSON ({} bytes): {e}", bytes.len()),
+            )
+        }
+    };
+    let (body, att) = match open(&env) {
+        Ok(x) => x,
+        Err(e) => return shared.reject(subject, e),
+    };
+    match body {
+        Body::Reply(r) => on_reply(shared, subject, *r, att, &env),
+        Body::Ack(a) => {
+            let mut st = shared.state();
+            let generation = st.generation;
+            let pinned = st.pinned.get(&a.agent).cloned();
+            if let Some(p) = st.pending.get_mut(&a.call) {
+                if pinned.as_deref() == Some(att.public_key.as_str()) && p.agent == a.agent {
+                    p.acked = Some(generation);
+                    st.stats.acks += 1;
+                }
+            }
+        }
+        Body::Status(s) => {
+            let mut st = shared.state();
+            match st.pinned.get(&s.agent) {
+                Some(k) if *k != att.public_key || s.public_key != att.public_key => {
+                    drop(st);
+                    shared.reject(
+                        subject,
+                        format!("heartbeat of `{}` signed by another key", s.agent),
+                    );
+                }
+                Some(_) if subject == heartbeat_subject(&s.agent) => {
+                    st.agents.insert(
+                        s.agent.clone(),
+                        Seen {
+                            status: s,
+                            last: Instant::now(),
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn on_reply(shared: &Shared, subject: &str, r: wire::ReplyMsg, att: Attestation, env: &Envelope) {
+    let mut st = shared.state();
+    let pinned = st.pinned.get(&r.agent).cloned();
+    let reason = if pinned.as_deref() != Some(att.public_key.as_str()) {
+        Some(format!(
+            "reply for `{}` signed by {}, not by its pinned key",
+            r.agent, att.public_key
+        ))
+    } else if r.job != shared.job {
+        Some(format!("reply of job `{}` on job `{}`", r.job, shared.job))
+    } else if subject != result_subject(&r.job, r.round, &r.agent, r.action) {
+        Some(format!(
+            "replayed or misrouted: signed for round {} {} of `{}`, arrived on {subject}",
+            r.round,
+            r.action.as_str(),
+            r.agent
+        ))
+    } else if !st.pending.contains_key(&r.call) && st.answered.contains(&r.call) {
+        st.stats.duplicates += 1;
+        drop(st);
+        shared.event("duplicate", json!({"call": r.call}));
+        return;
+    } else {
+        match st.pending.get(&r.call) {
+            None => Some(format!(
+                "reply to a call never made: {}",
+                &r.call[..r.call.len().min(16)]
+            )),
+            Some(p) if p.agent != r.agent || p.round != r.round || p.action != r.action => {
+                Some(format!(
+                    "misattributed: call was round {} {} of `{}`",
+                    p.round,
+                    p.action.as_str(),
+                    p.agent
+                ))
+            }
+            Some(_) => None,
+        }
+    };
+    if let Some(reason) = reason {
+        drop(st);
+        return shared.reject(subject, reason);
+    }
+    let Some(mut p) = st.pending.remove(&r.call) else {
+        return;
+    };
+    st.answered.insert(r.call.clone());
+    st.stats.replies += 1;
+    drop(st);
+    let wall = p.sent.elapsed().as_secs_f64();
+    let inference = match &r.outcome {
+        Outcome::Proposal(x) => x.usage.seconds,
+        Outcome::Evaluation(x) => x.usage.seconds,
+        _ => 0.0,
+    };
+    shared.event(
+        "accepted",
+        json!({"agent": r.agent, "round": r.round, "action": r.action, "call": r.call,
+               "wall_s": wall, "inference_s": inference, "envelope": env}),
+    );
+    if let Some(tx) = p.tx.take() {
+        let _ = tx.send(Ok(Accepted {
+            outcome: r.outcome,
+            attestation: att,
+            wall,
+        }));
+    }
+}
+
+/// Every 100 ms: fail calls past their deadline or whose agent stopped
+/// sending heartbeats, and resend tasks not acknowledged.
+async fn watch(shared: Arc<Shared>, client: async_nats::Client) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let connected = client.connection_state() == async_nats::connection::State::Connected;
+        let (failed, resend) = sweep(&shared, connected);
+        for (agent, tx, why) in failed {
+            shared.event("excluded", json!({"agent": agent, "reason": why}));
+            let _ = tx.send(Err(why));
+        }
+        for (subject, bytes) in resend {
+            let _ = super::publish(&client, subject, bytes).await;
+        }
+    }
+}
+
+type Failed = Vec<(String, tokio::sync::oneshot::Sender<Reply>, String)>;
+
+fn sweep(shared: &Shared, connected: bool) -> (Failed, Vec<(String, Vec<u8>)>) {
+    let now = Instant::now();
+    let mut st = shared.state();
+    let generation = st.generation;
+    let since_connect = st.connected_at.map_or(Duration::ZERO, |t| now - t);
+    let mut failed = Vec::new();
+    let mut resend = Vec::new();
+    let mut dead = Vec::new();
+    for (call, p) in &st.pending {
+        if now >= p.deadline {
+            let why = format!(
+                "excluded: no reply within the {:.0} s phase timeout",
+                p.timeout.as_secs_f64()
+            );
+            dead.push((call.clone(), why));
+            continue;
+        }
+        if let Some(seen) = st.agents.get(&p.agent) {
+            // Three missed heartbeats; our own outage does not count.
+            let limit = Duration::from_secs_f64(3.0 * seen.status.heartbeat_s.max(0.2));
+            let silent = (now - seen.last).min(since_connect);
+            if connected && silent > limit {
+                let why = format!(
+                    "excluded: no heartbeat for {:.1} s (presumed dead)",
+                    silent.as_secs_f64()
+                );
+                dead.push((call.clone(), why));
+                continue;
+            }
+        }
+        if connected && p.acked != Some(generation) && now - p.last_sent >= shared.resend {
+            resend.push(call.clone());
+        }
+    }
+    for (call, why) in dead {
+        if let Some(mut p) = st.pending.remove(&call) {
+            st.stats.excluded += 1;
+            if let Some(tx) = p.tx.take() {
+                failed.push((p.agent.clone(), tx, why));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for call in resend {
+        if let Some(p) = st.pending.get_mut(&call) {
+            p.last_sent = now;
+            out.push((p.subject.clone(), p.bytes.clone()));
+        }
+    }
+    st.stats.resent += out.len() as u64;
+    (failed, out)
+}
+
+/// A task in flight.
+pub struct Ticket {
+    call: String,
+    rx: tokio::sync::oneshot::Receiver<Reply>,
+}
+
+/// An agent served by `nsed agent serve` somewhere on the federation.
+pub struct NatsAgent {
+    fed: Arc<Federation>,
+    spec: AgentSpec,
+    profile: Profile,
+    model_id: String,
+    tickets: HashMap<String, Ticket>,
+}
+
+impl NatsAgent {
+    /// The agent must have been admitted (see [`Federation::for_roster`]).
+    pub fn new(fed: Arc<Federation>, spec: &AgentSpec) -> Result<Self, FederationError> {
+        let status = fed.status(&spec.name).ok_or_else(|| {
+            FederationError::Discovery(format!("agent `{}` was not admitted", spec.name))
+        })?;
+        Ok(Self {
+            profile: Profile::of(spec),
+            spec: spec.clone(),
+            model_id: status.model,
+            fed,
+            tickets: HashMap::new(),
+        })
+    }
+
+    fn task(&self, round: usize, body: TaskBody) -> TaskMsg {
+        TaskMsg {
+            schema: SCHEMA,
+            job: self.fed.job().to_string(),
+            round,
+            agent: self.spec.name.clone(),
+            action: TaskMsg::action_of(&body, &self.profile),
+            profile: self.profile.clone(),
+            body,
+        }
+    }
+
+    fn timeout(&self, action: Action) -> Duration {
+        let c = &self.fed.config;
+        Duration::from_secs_f64(match action {
+            Action::Propose => c.propose_timeout_s,
+            _ => c.evaluate_timeout_s,
+        })
+    }
+
+    fn start(&mut self, task: TaskMsg) {
+        let call = call_id(&task);
+        if self.tickets.contains_key(&call) {
+            return;
+        }
+        if let Ok(t) = self.fed.send(&task, self.timeout(task.action)) {
+            self.tickets.insert(call, t);
+        }
+    }
+
+    fn call(&mut self, task: TaskMsg) -> Result<Accepted, AgentError> {
+        let ticket = match self.tickets.remove(&call_id(&task)) {
+            Some(t) => t,
+            None => self
+                .fed
+                .send(&task, self.timeout(task.action))
+                .map_err(|m| self.fail(m))?,
+        };
+        self.fed.wait(ticket).map_err(|m| self.fail(m))
+    }
+
+    fn fail(&self, message: String) -> AgentError {
+        AgentError::Failed {
+            agent: self.spec.name.clone(),
+            message,
+        }
+    }
+}
+
+fn call_id(task: &TaskMsg) -> String {
+    digest(&serde_json::to_vec(task).unwrap_or_default())
+}
+
+impl Agent for NatsAgent {
+    fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn propose(&mut self, req: &ProposeRequest) -> Result<Proposal, AgentError> {
+        let a = self.call(self.task(req.round, TaskBody::Propose(req.clone())))?;
+        match a.outcome {
+            Outcome::Proposal(mut p) => {
+                p.attestation = Some(a.attestation);
+                Ok(p)
+            }
+            Outcome::Error(m) => Err(self.fail(m)),
+            _ => Err(self.fail("the agent answered a proposal with something else".into())),
+        }
+    }
+
+    fn evaluate(&mut self, req: &EvaluateRequest) -> Result<Evaluation, AgentError> {
+        let a = self.call(self.task(req.round, TaskBody::Evaluate(req.clone())))?;
+        match a.outcome {
+            Outcome::Evaluation(mut e) => {
+                e.attestation = Some(a.attestation);
+                Ok(e)
+            }
+            Outcome::Error(m) => Err(self.fail(m)),
+            _ => Err(self.fail("the agent answered an evaluation with something else".into())),
+        }
+    }
+
+    fn prefetch(&mut self, call: Call<'_>) {
+        let task = match call {
+            Call::Propose(req) => self.task(req.round, TaskBody::Propose(req.clone())),
+            Call::Evaluate(req) => self.task(req.round, TaskBody::Evaluate(req.clone())),
+        };
+        self.start(task);
+    }
+}

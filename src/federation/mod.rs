@@ -1,0 +1,166 @@
+//! Federation: deliberation with each agent in its own process, on its own
+//! machine, coordinated only by messages through a NATS server (SPEC §9).
+//! Owns the subject layout, the versioned wire schema ([`wire`]), agent
+//! identity ([`identity`]), the agent service (`nsed agent serve`,
+//! [`service`]) and the orchestrator's side ([`client`]): a [`NatsAgent`]
+//! implements the same [`Agent`] trait as a local model, so the protocol
+//! code does not know where its agents run.
+
+pub mod client;
+pub mod identity;
+pub mod service;
+pub mod wire;
+
+use std::sync::Arc;
+
+pub use client::{Federation, NatsAgent};
+
+use crate::deliberation::local::{LocalAgent, Memo, ModelPool};
+use crate::deliberation::roster::{Roster, Transport};
+use crate::deliberation::Agent;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FederationError {
+    #[error("cannot reach the NATS server at {url}: {message} (is nats-server running? start one with `nats-server -a 127.0.0.1 -p 4222`)")]
+    Connect { url: String, message: String },
+    #[error("NATS: {0}")]
+    Nats(String),
+    #[error("key: {0}")]
+    Key(String),
+    #[error("message of {bytes} bytes is above the {limit}-byte limit")]
+    TooLarge { bytes: usize, limit: usize },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("discovery: {0}")]
+    Discovery(String),
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Subject of a task: `nsed.{job}.task.{agent}.{action}`.
+pub fn task_subject(job: &str, agent: &str, action: wire::Action) -> String {
+    format!("nsed.{job}.task.{agent}.{}", action.as_str())
+}
+
+/// Subject of replies and acknowledgements:
+/// `nsed.{job}.result.{round}.{agent}.{action}`.
+pub fn result_subject(job: &str, round: usize, agent: &str, action: wire::Action) -> String {
+    format!("nsed.{job}.result.{round}.{agent}.{}", action.as_str())
+}
+
+pub const DISCOVER_SUBJECT: &str = "nsed.agents.discover";
+
+pub fn heartbeat_subject(agent: &str) -> String {
+    format!("nsed.agents.heartbeat.{agent}")
+}
+
+/// A fresh job id: `j` and 16 hex digits.
+pub fn new_job_id() -> String {
+    let mut b = [0u8; 8];
+    let _ = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!("j{:016x}", u64::from_le_bytes(b) ^ now)
+}
+
+/// The roster's agents: local ones load their model here (each model once),
+/// remote ones are reached through `federation`. `wrap` is applied to each
+/// inside its memo (see [`crate::deliberation::local::build_with`]).
+pub fn build_agents(
+    roster: &Roster,
+    pool: &mut ModelPool,
+    federation: Option<&Arc<Federation>>,
+    wrap: impl Fn(Box<dyn Agent>) -> Box<dyn Agent>,
+) -> Result<Vec<Box<dyn Agent>>, FederationError> {
+    roster
+        .agents
+        .iter()
+        .map(|spec| {
+            let agent: Box<dyn Agent> = match (spec.transport, federation) {
+                (Transport::Local, _) => {
+                    Box::new(LocalAgent::new(spec.clone(), pool.get(&spec.model)?))
+                }
+                (Transport::Nats, Some(fed)) => Box::new(NatsAgent::new(fed.clone(), spec)?),
+                (Transport::Nats, None) => return Err(FederationError::Invalid(format!(
+                    "agent `{}` is remote (transport = \"nats\") but no federation is connected",
+                    spec.name
+                ))),
+            };
+            Ok(Box::new(Memo::new(wrap(agent))) as Box<dyn Agent>)
+        })
+        .collect()
+}
+
+/// Called with the client's connection events (reconnects, errors).
+pub type EventHook = Arc<dyn Fn(async_nats::Event) + Send + Sync>;
+
+/// Connect to `url`, failing clearly when no server answers; after that the
+/// client reconnects forever (at most 2 s apart) and resubscribes.
+pub async fn connect(
+    url: &str,
+    name: &str,
+    hook: Option<EventHook>,
+) -> Result<async_nats::Client, FederationError> {
+    let mut options = async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(std::time::Duration::from_secs(5))
+        .max_reconnects(None)
+        .reconnect_delay_callback(|attempts| {
+            std::time::Duration::from_millis((100 * attempts as u64).min(2000))
+        });
+    if let Some(hook) = hook {
+        options = options.event_callback(move |event| {
+            hook(event);
+            async {}
+        });
+    }
+    options
+        .connect(url)
+        .await
+        .map_err(|e| FederationError::Connect {
+            url: url.to_string(),
+            message: e.to_string(),
+        })
+}
+
+/// Publish `bytes` on `subject`, chunked to the server's max payload.
+pub async fn publish(
+    client: &async_nats::Client,
+    subject: String,
+    bytes: Vec<u8>,
+) -> Result<(), FederationError> {
+    let max = client.server_info().max_payload.max(4096);
+    let id = wire::digest(&bytes)[..16].to_string();
+    for frame in wire::frames(bytes, max, &id)? {
+        let sent = match frame.chunk {
+            Some(c) => {
+                client
+                    .publish_with_headers(subject.clone(), c.headers(), frame.payload.into())
+                    .await
+            }
+            None => client.publish(subject.clone(), frame.payload.into()).await,
+        };
+        sent.map_err(|e| FederationError::Nats(format!("publish on {subject}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The whole message of one NATS message, once all its chunks are in.
+pub fn reassemble(
+    assembler: &mut wire::Assembler,
+    msg: &async_nats::Message,
+) -> Result<Option<Vec<u8>>, String> {
+    let chunk = wire::Chunk::from_headers(msg.headers.as_ref())?;
+    assembler.push(chunk, &msg.payload)
+}
+
+/// Seconds since the Unix epoch, for logs.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
