@@ -42,6 +42,8 @@ pub struct Stats {
     pub rejected: u64,
     pub excluded: u64,
     pub messages_in: u64,
+    /// Whole messages that arrived in several chunks.
+    pub chunked_in: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
 }
@@ -96,7 +98,15 @@ struct Shared {
     job: String,
     resend: Duration,
     state: Mutex<State>,
-    log: Mutex<Option<std::fs::File>>,
+    log: Mutex<Log>,
+}
+
+/// The run's event log: a file once [`Federation::set_log`] names one; the
+/// events before that are kept and written first.
+#[derive(Default)]
+struct Log {
+    file: Option<std::fs::File>,
+    early: Vec<String>,
 }
 
 impl Shared {
@@ -110,14 +120,16 @@ impl Shared {
         fields["t"] = json!(super::unix_now());
         fields["event"] = json!(event);
         let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
-        match log.as_mut() {
+        match log.file.as_mut() {
             Some(f) => {
                 let _ = writeln!(f, "{fields}");
             }
-            None if event != "accepted" && event != "duplicate" => {
-                eprintln!("federation: {fields}")
+            None => {
+                if event != "accepted" && event != "duplicate" {
+                    eprintln!("federation: {fields}");
+                }
+                log.early.push(fields.to_string());
             }
-            None => {}
         }
     }
 
@@ -162,7 +174,7 @@ impl Federation {
             job: job.clone(),
             resend: Duration::from_secs_f64(config.resend_s),
             state: Mutex::new(State::default()),
-            log: Mutex::new(None),
+            log: Mutex::new(Log::default()),
         });
         let hook_shared = shared.clone();
         let hook: super::EventHook = Arc::new(move |event| on_event(&hook_shared, event));
@@ -218,11 +230,15 @@ impl Federation {
     /// Write the run's events (accepted replies verbatim: the signed audit
     /// trail; rejections, exclusions, resends, reconnects) to `path`.
     pub fn set_log(&self, path: &Path) -> Result<(), FederationError> {
-        let f = std::fs::OpenOptions::new()
+        let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)?;
-        *self.shared.log.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
+        let mut log = self.shared.log.lock().unwrap_or_else(|p| p.into_inner());
+        for line in log.early.drain(..) {
+            writeln!(f, "{line}")?;
+        }
+        log.file = Some(f);
         Ok(())
     }
 
@@ -520,7 +536,15 @@ async fn listen(shared: Arc<Shared>, mut sub: async_nats::Subscriber) {
             let mut st = shared.state();
             st.stats.messages_in += 1;
             st.stats.bytes_in += msg.payload.len() as u64;
-            super::reassemble(&mut st.assembler, &msg)
+            let whole = super::reassemble(&mut st.assembler, &msg);
+            let chunked = msg
+                .headers
+                .as_ref()
+                .is_some_and(|h| h.get(wire::HEADER_MSG).is_some());
+            if chunked && matches!(whole, Ok(Some(_))) {
+                st.stats.chunked_in += 1;
+            }
+            whole
         };
         match whole {
             Ok(Some(bytes)) => on_message(&shared, msg.subject.as_str(), &bytes),

@@ -85,10 +85,12 @@ pub fn build_agents(
                     Box::new(LocalAgent::new(spec.clone(), pool.get(&spec.model)?))
                 }
                 (Transport::Nats, Some(fed)) => Box::new(NatsAgent::new(fed.clone(), spec)?),
-                (Transport::Nats, None) => return Err(FederationError::Invalid(format!(
+                (Transport::Nats, None) => {
+                    return Err(FederationError::Invalid(format!(
                     "agent `{}` is remote (transport = \"nats\") but no federation is connected",
                     spec.name
-                ))),
+                )))
+                }
             };
             Ok(Box::new(Memo::new(wrap(agent))) as Box<dyn Agent>)
         })
@@ -133,7 +135,10 @@ pub async fn publish(
     subject: String,
     bytes: Vec<u8>,
 ) -> Result<(), FederationError> {
-    let max = client.server_info().max_payload.max(4096);
+    let max = match client.server_info().max_payload {
+        0 => 1 << 20,
+        n => n,
+    };
     let id = wire::digest(&bytes)[..16].to_string();
     for frame in wire::frames(bytes, max, &id)? {
         let sent = match frame.chunk {

@@ -56,6 +56,9 @@ const CACHE: usize = 512;
 
 /// Load the model, connect, and serve until interrupted.
 pub fn serve(opts: ServeOptions) -> Result<(), FederationError> {
+    if let Some(name) = &opts.name {
+        wire::check_name("agent name", name).map_err(FederationError::Invalid)?;
+    }
     let identity = match &opts.key {
         Some(path) => Identity::load(path)?,
         None => Identity::generate()?,

@@ -328,7 +328,12 @@ pub fn frames(
             payload: bytes,
         }]);
     }
-    let size = max_payload.saturating_sub(HEADER_ROOM).max(1024);
+    if max_payload < 2 * HEADER_ROOM {
+        return Err(FederationError::Invalid(format!(
+            "the server's max_payload of {max_payload} bytes is too small to carry chunks"
+        )));
+    }
+    let size = max_payload - HEADER_ROOM;
     let count = bytes.len().div_ceil(size);
     Ok(bytes
         .chunks(size)
@@ -430,7 +435,9 @@ impl Assembler {
             ));
         }
         if p.parts.iter().all(Option::is_some) {
-            let p = self.partial.remove(&c.msg).expect("present");
+            let Some(p) = self.partial.remove(&c.msg) else {
+                return Ok(None);
+            };
             if p.have != p.total {
                 return Err(format!(
                     "chunks carry {} of {} declared bytes",

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: where ../shared and the models are.
 #![allow(dead_code)]
 
+pub mod nats;
+
 use std::path::PathBuf;
 
 use nsed::gguf::Gguf;

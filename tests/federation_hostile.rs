@@ -1,0 +1,231 @@
+//! A hostile peer on the NATS server: while a real `nsed agent serve`
+//! answers two calls, an attacker sees every task and answers first with a
+//! malformed reply, a reply forged with another key, an oversized chunked
+//! message, inconsistent chunks, the genuine reply of round 1 replayed onto
+//! round 2, and a forged heartbeat. The orchestrator must refuse and record
+//! each, and return exactly what the model computes in process.
+
+mod common;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use common::nats::{run_bounded, AgentProc, Server};
+use nsed::bench::grade::AnswerKind;
+use nsed::deliberation::local::LocalAgent;
+use nsed::deliberation::roster::Roster;
+use nsed::deliberation::{Agent, Proposal, ProposeContext, ProposeRequest, Task, Usage};
+use nsed::federation::identity::{open, Identity};
+use nsed::federation::wire::{
+    digest, Body, Chunk, Envelope, Outcome, ReplyMsg, StatusMsg, TaskMsg, SCHEMA,
+};
+use nsed::federation::{heartbeat_subject, result_subject, Federation, NatsAgent};
+
+fn forged_reply(task: &TaskMsg, call: &str) -> Body {
+    Body::Reply(Box::new(ReplyMsg {
+        schema: SCHEMA,
+        job: task.job.clone(),
+        round: task.round,
+        agent: task.agent.clone(),
+        action: task.action,
+        call: call.to_string(),
+        instance: "evil".into(),
+        model: "smollm2-135m".into(),
+        model_sha256: "0".repeat(64),
+        outcome: Outcome::Proposal(Proposal {
+            agent: task.agent.clone(),
+            model: "smollm2-135m".into(),
+            thought_process: String::new(),
+            content: "forged \\boxed{999}".into(),
+            answer: Some("999".into()),
+            found: None,
+            behaviour: None,
+            finish_reason: "eos".into(),
+            inference_id: "forged".into(),
+            usage: Usage::default(),
+            attestation: None,
+        }),
+    }))
+}
+
+fn forged_heartbeat(me: &Identity) -> Body {
+    Body::Status(StatusMsg {
+        schema: SCHEMA,
+        agent: "victim".into(),
+        instance: "evil".into(),
+        model: "smollm2-135m".into(),
+        model_sha256: "0".repeat(64),
+        public_key: me.public_key(),
+        nsed_version: "0".into(),
+        started: "now".into(),
+        heartbeat_s: 1.0,
+        busy: false,
+        queued: 0,
+        served: 0,
+    })
+}
+
+/// Answer every task to `victim` with hostile messages until `stop`.
+fn attacker(url: String, stop: Arc<AtomicBool>) -> usize {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let client = async_nats::connect(url).await.unwrap();
+        let mut tasks = client.subscribe("nsed.*.task.victim.*").await.unwrap();
+        let mut results = client.subscribe("nsed.*.result.*.victim.*").await.unwrap();
+        let me = Identity::generate().unwrap();
+        let mut captured: Option<Vec<u8>> = None;
+        let mut attacks = 0;
+        loop {
+            tokio::select! {
+                Some(m) = tasks.next() => {
+                    let Ok(task) = serde_json::from_slice::<TaskMsg>(&m.payload) else { continue };
+                    let call = digest(&m.payload);
+                    let subject = result_subject(&task.job, task.round, "victim", task.action);
+                    let send = |bytes: Vec<u8>| client.publish(subject.clone(), bytes.into());
+                    send(b"{\"schema\":1,\"signed\":".to_vec()).await.unwrap();
+                    let forged = serde_json::to_vec(&me.seal(&forged_reply(&task, &call))).unwrap();
+                    send(forged).await.unwrap();
+                    let huge = Chunk { msg: "big".into(), index: 0, count: 2, total: 1 << 40 };
+                    client.publish_with_headers(subject.clone(), huge.headers(), "x".into()).await.unwrap();
+                    let bad = Chunk { msg: "bad".into(), index: 5, count: 2, total: 10 };
+                    client.publish_with_headers(subject.clone(), bad.headers(), "x".into()).await.unwrap();
+                    if let Some(genuine) = &captured {
+                        send(genuine.clone()).await.unwrap();
+                    }
+                    let beat = serde_json::to_vec(&me.seal(&forged_heartbeat(&me))).unwrap();
+                    client.publish(heartbeat_subject("victim"), beat.into()).await.unwrap();
+                    client.flush().await.unwrap();
+                    attacks += 1;
+                }
+                Some(m) = results.next() => {
+                    // Keep the victim's first genuine reply, for the replay.
+                    let genuine = serde_json::from_slice::<Envelope>(&m.payload)
+                        .ok()
+                        .and_then(|env| open(&env).ok())
+                        .is_some_and(|(body, _)| matches!(body, Body::Reply(r) if r.instance != "evil"));
+                    if genuine && captured.is_none() {
+                        captured = Some(m.payload.to_vec());
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                    if stop.load(Ordering::Relaxed) {
+                        break attacks;
+                    }
+                }
+            }
+        }
+    })
+}
+
+#[test]
+fn forged_replayed_oversized_and_malformed_replies_are_refused() {
+    common::registry_model_path("smollm2-135m");
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(1 << 20);
+    let url = server.url();
+    let key = tmp.path().join("victim.key");
+    let out = run_bounded(
+        {
+            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_nsed"));
+            c.args(["agent", "keygen", "--out"]).arg(&key);
+            c
+        },
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success());
+    let public_key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let _victim = AgentProc::start(
+        tmp.path(),
+        &url,
+        "smollm2-135m",
+        "victim",
+        &["--key", key.to_str().unwrap()],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let attack = {
+        let (url, stop) = (url.clone(), stop.clone());
+        std::thread::spawn(move || attacker(url, stop))
+    };
+    std::thread::sleep(Duration::from_millis(300)); // the attacker subscribes
+
+    let roster_path = tmp.path().join("roster.toml");
+    std::fs::write(
+        &roster_path,
+        format!(
+            "name = \"hostile\"\n[federation]\nurl = \"{url}\"\nresend_s = 1.0\npropose_timeout_s = 120.0\n\
+             [[agent]]\nname = \"victim\"\nmodel = \"smollm2-135m\"\ntransport = \"nats\"\npublic_key = \"{public_key}\"\n\
+             [[agent]]\nname = \"other\"\nmodel = \"smollm2-135m\"\n"
+        ),
+    )
+    .unwrap();
+    let roster = Roster::load(&roster_path).unwrap();
+    let fed = Federation::for_roster(&roster, None).unwrap();
+    let spec = roster.agents[0].clone();
+    let mut remote = NatsAgent::new(fed.clone(), &spec).unwrap();
+    let req = |round: usize| ProposeRequest {
+        task: Task {
+            id: "hostile".into(),
+            problem: "What is 7 times 6?".into(),
+            kind: AnswerKind::Numeric,
+            system: None,
+        },
+        round,
+        context: ProposeContext::Fresh,
+        sampling: None,
+        seed: 9,
+        inference_id: format!("hostile/r{round}"),
+        max_tokens: 48,
+        max_chars: 600,
+    };
+    let p1 = remote.propose(&req(1)).expect("round 1 reply");
+    std::thread::sleep(Duration::from_millis(300)); // the attacker captures it
+    let p2 = remote.propose(&req(2)).expect("round 2 reply");
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(attack.join().unwrap(), 2);
+
+    // What came back is what the model computes here.
+    let rt = Rc::new(RefCell::new(
+        nsed::runtime::Runtime::load("smollm2-135m").unwrap(),
+    ));
+    let mut local = LocalAgent::new(spec.clone(), rt);
+    for (p, round) in [(&p1, 1), (&p2, 2)] {
+        let l = local.propose(&req(round)).unwrap();
+        assert_eq!(p.content, l.content);
+        assert_eq!(p.answer, l.answer);
+        assert_eq!(p.usage.generated_tokens, l.usage.generated_tokens);
+        let att = p.attestation.as_ref().expect("signed");
+        assert_eq!(att.public_key, public_key);
+    }
+
+    let rejections = fed.rejections();
+    let count = |needle: &str| {
+        rejections
+            .iter()
+            .filter(|(_, r)| r.contains(needle))
+            .count()
+    };
+    let summary = format!("{rejections:#?}");
+    assert_eq!(count("malformed JSON"), 2, "{summary}");
+    assert_eq!(count("not by its pinned key"), 2, "{summary}");
+    assert_eq!(count("oversized message"), 2, "{summary}");
+    assert_eq!(count("inconsistent chunk"), 2, "{summary}");
+    assert_eq!(
+        count("replayed or misrouted: signed for round 1"),
+        1,
+        "{summary}"
+    );
+    assert!(
+        count("heartbeat of `victim` signed by another key") >= 1,
+        "{summary}"
+    );
+    assert_eq!(fed.stats().replies, 2);
+}
