@@ -139,6 +139,14 @@ enum ReportCommand {
         /// The run directory (holds meta.json and samples.jsonl).
         dir: PathBuf,
     },
+    /// Transport figures of a run with remote agents, from its federation
+    /// log: per-call overhead (wall − inference) by action, per-phase added
+    /// latency, rejections, exclusions, reconnects.
+    Federation {
+        /// A bench run directory (its federation.jsonl) or a log file
+        /// (`deliberate --audit`).
+        path: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -428,6 +436,9 @@ fn run_simple(command: Command) -> Result<()> {
         Command::Deliberate(args) => bench_cli::deliberate_cmd(args),
         Command::Report(ReportCommand::Bench { dir }) => bench_cli::report_bench_cmd(&dir),
         Command::Report(ReportCommand::Fraud { dir }) => fraud_cli::report_fraud_cmd(&dir),
+        Command::Report(ReportCommand::Federation { path }) => {
+            federation_cli::report_federation_cmd(&path)
+        }
         Command::SimulateFraud(args) => fraud_cli::simulate_fraud_cmd(args),
         Command::Generate(args) => generate_cmd(args),
         Command::Perplexity(args) => perplexity_cmd(args),

@@ -190,7 +190,9 @@ fn forged_replayed_oversized_and_malformed_replies_are_refused() {
     let p2 = remote.propose(&req(2)).expect("round 2 reply");
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
-    assert_eq!(attack.join().unwrap(), 2);
+    // One attack per task seen (two, or more if a task was resent).
+    let attacks = attack.join().unwrap();
+    assert!(attacks >= 2);
 
     // What came back is what the model computes here.
     let rt = Rc::new(RefCell::new(

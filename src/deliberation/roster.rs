@@ -323,17 +323,56 @@ mod tests {
             .unwrap_err()
             .contains("letters"));
         let typo = format!("{TWO}[deliberation]\nmax_round = 2\n");
+        let zero = format!("{TWO}[federation]\nresend_s = 0\n");
+        assert!(parse(&zero).unwrap_err().contains("positive"));
         assert!(parse(&typo).unwrap_err().contains("unknown field"));
         let one = "name = \"t\"\n[[agent]]\nname = \"a\"\nmodel = \"m\"\n";
         assert!(parse(one).unwrap_err().contains("at least 2"));
     }
 
     #[test]
+    fn remote_agents_by_name() {
+        let mut r = parse(TWO).unwrap();
+        r.make_remote(&["b".into()]).unwrap();
+        assert!(r.agents[0].transport.is_local());
+        assert_eq!(r.agents[1].transport, Transport::Nats);
+        assert!(r.has_remote());
+        assert!(r
+            .make_remote(&["zz".into()])
+            .unwrap_err()
+            .contains("no agent"));
+        r.make_remote(&["all".into()]).unwrap();
+        assert!(r.agents.iter().all(|a| a.transport == Transport::Nats));
+        // Local rosters serialize as before (run fingerprints are unchanged).
+        let local = serde_json::to_string(&parse(TWO).unwrap()).unwrap();
+        assert!(!local.contains("transport") && !local.contains("federation"));
+    }
+
+    #[test]
     fn shipped_rosters_parse() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
-        for name in ["consumer.toml", "high-perf.toml", "homogeneous.toml"] {
+        for name in [
+            "consumer.toml",
+            "high-perf.toml",
+            "homogeneous.toml",
+            "federated.toml",
+        ] {
             let r = Roster::load(&dir.join(name)).unwrap();
             assert_eq!(r.agents.len(), 3, "{name}");
         }
+        // The federated roster is consumer.toml with every agent remote.
+        let consumer = Roster::load(&dir.join("consumer.toml")).unwrap();
+        let mut federated = Roster::load(&dir.join("federated.toml")).unwrap();
+        assert!(federated
+            .agents
+            .iter()
+            .all(|a| a.transport == Transport::Nats));
+        federated
+            .agents
+            .iter_mut()
+            .for_each(|a| a.transport = Transport::Local);
+        assert_eq!(federated.agents, consumer.agents);
+        assert_eq!(federated.deliberation, consumer.deliberation);
+        assert_eq!(federated.baselines, consumer.baselines);
     }
 }

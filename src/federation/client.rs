@@ -60,6 +60,8 @@ pub struct Accepted {
 type Reply = Result<Accepted, String>;
 
 struct Pending {
+    /// The request's inference id (`{task}/{method}/r{round}/{agent}/{action}`).
+    label: String,
     agent: String,
     round: usize,
     action: Action,
@@ -374,6 +376,11 @@ impl Federation {
             st.pending.insert(
                 call.clone(),
                 Pending {
+                    label: match &task.body {
+                        TaskBody::Propose(r) => r.inference_id.clone(),
+                        TaskBody::Evaluate(r) => r.inference_id.clone(),
+                        TaskBody::Ping(_) => "ping".into(),
+                    },
                     agent: task.agent.clone(),
                     round: task.round,
                     action: task.action,
@@ -663,7 +670,7 @@ fn on_reply(shared: &Shared, subject: &str, r: wire::ReplyMsg, att: Attestation,
     };
     shared.event(
         "accepted",
-        json!({"agent": r.agent, "round": r.round, "action": r.action, "call": r.call,
+        json!({"agent": r.agent, "round": r.round, "action": r.action, "call": r.call, "label": p.label,
                "wall_s": wall, "inference_s": inference, "envelope": env}),
     );
     if let Some(tx) = p.tx.take() {
