@@ -231,3 +231,60 @@ fn forged_replayed_oversized_and_malformed_replies_are_refused() {
     );
     assert_eq!(fed.stats().replies, 2);
 }
+
+#[test]
+fn two_replicas_of_one_agent_share_its_calls_without_repeating_any() {
+    common::registry_model_path("smollm2-135m");
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(1 << 20);
+    let url = server.url();
+    let (dir1, dir2) = (tmp.path().join("r1"), tmp.path().join("r2"));
+    std::fs::create_dir_all(&dir1).unwrap();
+    std::fs::create_dir_all(&dir2).unwrap();
+    // Two replicas, each with its own fresh key (trusted at discovery).
+    let r1 = AgentProc::start(&dir1, &url, "smollm2-135m", "twin", &[]);
+    let r2 = AgentProc::start(&dir2, &url, "smollm2-135m", "twin", &[]);
+    let roster_path = tmp.path().join("roster.toml");
+    std::fs::write(
+        &roster_path,
+        format!(
+            "name = \"twins\"\n[federation]\nurl = \"{url}\"\npropose_timeout_s = 120.0\n\
+             [[agent]]\nname = \"twin\"\nmodel = \"smollm2-135m\"\ntransport = \"nats\"\n\
+             [[agent]]\nname = \"other\"\nmodel = \"smollm2-135m\"\n"
+        ),
+    )
+    .unwrap();
+    let roster = Roster::load(&roster_path).unwrap();
+    let fed = Federation::for_roster(&roster, None).unwrap();
+    let mut twin = NatsAgent::new(fed.clone(), &roster.agents[0]).unwrap();
+    let requests: Vec<ProposeRequest> = (0..12)
+        .map(|i| ProposeRequest {
+            task: Task {
+                id: format!("twins-{i}"),
+                problem: format!("What is {i} plus {i}?"),
+                kind: AnswerKind::Numeric,
+                system: None,
+            },
+            round: 1,
+            context: ProposeContext::Fresh,
+            sampling: None,
+            seed: i,
+            inference_id: format!("twins-{i}/nsed/r1/twin/propose"),
+            max_tokens: 16,
+            max_chars: 600,
+        })
+        .collect();
+    for r in &requests {
+        twin.prefetch(nsed::deliberation::Call::Propose(r));
+    }
+    for r in &requests {
+        let p = twin.propose(r).expect("every call is answered");
+        assert_eq!(p.inference_id, r.inference_id);
+    }
+    // Each call ran once, and both replicas ran some.
+    let ran = |a: &AgentProc| a.text().matches(" propose r1 ").count();
+    let (n1, n2) = (ran(&r1), ran(&r2));
+    assert_eq!(n1 + n2, 12, "replica logs: {n1} + {n2}");
+    assert!(n1 > 0 && n2 > 0, "one replica took every call: {n1} + {n2}");
+    assert!(fed.rejections().is_empty(), "{:?}", fed.rejections());
+}

@@ -2,8 +2,9 @@
 //! agent proposes, every agent scores the others' proposals in one call
 //! (neutral labels, a per-evaluator shuffled order, its own proposal shown as
 //! an anchor and never scored), and a quadratic vote picks the round's winner;
-//! halting by winner conviction. Owns the [`Agent`] seam (local now, NATS
-//! later), the roster configuration, prompts and score parsing.
+//! halting by winner conviction. Owns the [`Agent`] seam (a model in this
+//! process, or one served over NATS by [`crate::federation`]), the roster
+//! configuration, prompts and score parsing.
 
 pub mod local;
 pub mod parse;

@@ -73,6 +73,9 @@ struct Pending {
     timeout: Duration,
     /// The connection generation in which the agent acknowledged it.
     acked: Option<u64>,
+    /// The replica that acknowledged it: its heartbeats say whether the
+    /// call is still alive.
+    instance: Option<String>,
     tx: Option<tokio::sync::oneshot::Sender<Reply>>,
 }
 
@@ -86,7 +89,10 @@ struct State {
     pending: HashMap<String, Pending>,
     answered: HashSet<String>,
     agents: HashMap<String, Seen>,
-    pinned: HashMap<String, String>,
+    /// Last heartbeat of each replica (instance id).
+    instances: HashMap<String, Instant>,
+    /// The keys trusted for each agent name: one, or one per replica.
+    pinned: HashMap<String, Vec<String>>,
     /// Bumped at every (re)connect: acknowledgements of an older generation
     /// do not stop a resend, since the reply may have been lost.
     generation: u64,
@@ -94,6 +100,14 @@ struct State {
     stats: Stats,
     rejections: Vec<(String, String)>,
     assembler: wire::Assembler,
+}
+
+impl State {
+    fn trusts(&self, agent: &str, key: &str) -> bool {
+        self.pinned
+            .get(agent)
+            .is_some_and(|keys| keys.iter().any(|k| k == key))
+    }
 }
 
 struct Shared {
@@ -296,10 +310,21 @@ impl Federation {
                 .await
                 .map_err(|e| FederationError::Nats(e.to_string()))?;
             let _ = self.client.flush().await;
-            let deadline = tokio::time::Instant::now() + wait;
+            let mut deadline = tokio::time::Instant::now() + wait;
             let mut found: Vec<StatusMsg> = Vec::new();
             let mut assembler = wire::Assembler::default();
-            while !want.iter().all(|w| found.iter().any(|s| &s.agent == w)) || want.is_empty() {
+            let mut complete = false;
+            loop {
+                // Once every wanted name has answered, other replicas of
+                // them get a short grace to answer too.
+                if !complete
+                    && !want.is_empty()
+                    && want.iter().all(|w| found.iter().any(|s| &s.agent == w))
+                {
+                    complete = true;
+                    let grace = tokio::time::Instant::now() + Duration::from_millis(300);
+                    deadline = deadline.min(grace);
+                }
                 let msg = match tokio::time::timeout_at(deadline, sub.next()).await {
                     Ok(Some(m)) => m,
                     _ => break,
@@ -323,42 +348,42 @@ impl Federation {
         })
     }
 
+    /// Admit every replica of `spec` that answered discovery: each must
+    /// serve the roster's model and, when the roster names a key, sign with
+    /// it; otherwise each replica's announced key is trusted for the run.
     fn admit(&self, spec: &AgentSpec, found: &[StatusMsg]) -> Result<(), FederationError> {
-        let s = found.iter().find(|s| s.agent == spec.name).ok_or_else(|| {
-            FederationError::Discovery(format!(
+        let replicas: Vec<&StatusMsg> = found.iter().filter(|s| s.agent == spec.name).collect();
+        if replicas.is_empty() {
+            return Err(FederationError::Discovery(format!(
                 "agent `{}` did not answer on {}; start it with `nsed agent serve --nats {} --model {} --name {}`",
                 spec.name, self.config.url, self.config.url, spec.model, spec.name
-            ))
-        })?;
-        if let Some(key) = &spec.public_key {
-            if key.trim() != s.public_key {
+            )));
+        }
+        let expected = expected_model_id(&spec.model);
+        for s in &replicas {
+            if let Some(key) = &spec.public_key {
+                if key.trim() != s.public_key {
+                    return Err(FederationError::Discovery(format!(
+                        "agent `{}` (instance {}) announced key {} but the roster expects {}",
+                        spec.name, s.instance, s.public_key, key
+                    )));
+                }
+            }
+            if s.model != expected {
                 return Err(FederationError::Discovery(format!(
-                    "agent `{}` announced key {} but the roster expects {}",
-                    spec.name, s.public_key, key
+                    "agent `{}` serves model `{}` but the roster says `{}`",
+                    spec.name, s.model, expected
                 )));
             }
         }
-        let expected = expected_model_id(&spec.model);
-        if s.model != expected {
-            return Err(FederationError::Discovery(format!(
-                "agent `{}` serves model `{}` but the roster says `{}`",
-                spec.name, s.model, expected
-            )));
+        for s in replicas {
+            self.pin(s);
+            self.shared.event(
+                "admitted",
+                json!({"agent": spec.name, "model": s.model, "sha256": s.model_sha256,
+                       "public_key": s.public_key, "instance": s.instance}),
+            );
         }
-        let mut st = self.shared.state();
-        st.pinned.insert(spec.name.clone(), s.public_key.clone());
-        st.agents.insert(
-            spec.name.clone(),
-            Seen {
-                status: s.clone(),
-                last: Instant::now(),
-            },
-        );
-        drop(st);
-        self.shared.event(
-            "admitted",
-            json!({"agent": spec.name, "model": s.model, "sha256": s.model_sha256, "public_key": s.public_key, "instance": s.instance}),
-        );
         Ok(())
     }
 
@@ -391,6 +416,7 @@ impl Federation {
                     deadline: now + timeout,
                     timeout,
                     acked: None,
+                    instance: None,
                     tx: Some(tx),
                 },
             );
@@ -466,12 +492,15 @@ impl Federation {
         self.send(&task, timeout)
     }
 
-    /// Pin an agent's key and mark it alive without discovery (for `nsed
-    /// agents --ping`, which pings whatever answered discovery).
+    /// Trust a replica's key for its agent name and mark it alive (also
+    /// for `nsed agents --ping`, which pings whatever answered discovery).
     pub fn pin(&self, status: &StatusMsg) {
         let mut st = self.shared.state();
-        st.pinned
-            .insert(status.agent.clone(), status.public_key.clone());
+        let keys = st.pinned.entry(status.agent.clone()).or_default();
+        if !keys.contains(&status.public_key) {
+            keys.push(status.public_key.clone());
+        }
+        st.instances.insert(status.instance.clone(), Instant::now());
         st.agents.insert(
             status.agent.clone(),
             Seen {
@@ -580,43 +609,43 @@ fn on_message(shared: &Shared, subject: &str, bytes: &[u8]) {
         Body::Ack(a) => {
             let mut st = shared.state();
             let generation = st.generation;
-            let pinned = st.pinned.get(&a.agent).cloned();
+            let trusted = st.trusts(&a.agent, &att.public_key);
             if let Some(p) = st.pending.get_mut(&a.call) {
-                if pinned.as_deref() == Some(att.public_key.as_str()) && p.agent == a.agent {
+                if trusted && p.agent == a.agent {
                     p.acked = Some(generation);
+                    p.instance = Some(a.instance.clone());
                     st.stats.acks += 1;
                 }
             }
         }
         Body::Status(s) => {
             let mut st = shared.state();
-            match st.pinned.get(&s.agent) {
-                Some(k) if *k != att.public_key || s.public_key != att.public_key => {
-                    drop(st);
-                    shared.reject(
-                        subject,
-                        format!("heartbeat of `{}` signed by another key", s.agent),
-                    );
-                }
-                Some(_) if subject == heartbeat_subject(&s.agent) => {
-                    st.agents.insert(
-                        s.agent.clone(),
-                        Seen {
-                            status: s,
-                            last: Instant::now(),
-                        },
-                    );
-                }
-                _ => {}
+            if !st.pinned.contains_key(&s.agent) || subject != heartbeat_subject(&s.agent) {
+                return;
             }
+            if !st.trusts(&s.agent, &att.public_key) || s.public_key != att.public_key {
+                drop(st);
+                return shared.reject(
+                    subject,
+                    format!("heartbeat of `{}` signed by another key", s.agent),
+                );
+            }
+            let now = Instant::now();
+            st.instances.insert(s.instance.clone(), now);
+            st.agents.insert(
+                s.agent.clone(),
+                Seen {
+                    status: s,
+                    last: now,
+                },
+            );
         }
     }
 }
 
 fn on_reply(shared: &Shared, subject: &str, r: wire::ReplyMsg, att: Attestation, env: &Envelope) {
     let mut st = shared.state();
-    let pinned = st.pinned.get(&r.agent).cloned();
-    let reason = if pinned.as_deref() != Some(att.public_key.as_str()) {
+    let reason = if !st.trusts(&r.agent, &att.public_key) {
         Some(format!(
             "reply for `{}` signed by {}, not by its pinned key",
             r.agent, att.public_key
@@ -720,9 +749,17 @@ fn sweep(shared: &Shared, connected: bool) -> (Failed, Vec<(String, Vec<u8>)>) {
             continue;
         }
         if let Some(seen) = st.agents.get(&p.agent) {
-            // Three missed heartbeats; our own outage does not count.
+            // Three missed heartbeats of the replica running the call (of
+            // any replica, before one acknowledged it); our own outage does
+            // not count.
             let limit = Duration::from_secs_f64(3.0 * seen.status.heartbeat_s.max(0.2));
-            let silent = (now - seen.last).min(since_connect);
+            let last = p
+                .instance
+                .as_ref()
+                .and_then(|i| st.instances.get(i))
+                .copied()
+                .unwrap_or(seen.last);
+            let silent = (now - last).min(since_connect);
             if connected && silent > limit {
                 let why = format!(
                     "excluded: no heartbeat for {:.1} s (presumed dead)",
