@@ -364,78 +364,48 @@ fn a_server_restart_mid_run_loses_nothing() {
     assert!(!log.iter().any(|e| e["event"] == "excluded"));
 }
 
+fn nsed_with(args: &[&str]) -> Command {
+    let mut c = Command::new(nsed_bin());
+    c.args(args);
+    c
+}
+
+/// The command fails as a usage or input error (exit 2) saying `needle`.
+fn expect_input_error(cmd: Command, needle: &str) {
+    let out = run_bounded(cmd, Duration::from_secs(60));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+}
+
 #[test]
 fn clear_errors_without_a_server_or_an_agent() {
     // Nothing listens on port 1.
-    let out = run_bounded(
-        {
-            let mut c = Command::new(nsed_bin());
-            c.args(["agents", "--nats", "nats://127.0.0.1:1"]);
-            c
-        },
-        Duration::from_secs(60),
+    expect_input_error(
+        nsed_with(&["agents", "--nats", "nats://127.0.0.1:1"]),
+        "cannot reach the NATS server",
     );
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot reach the NATS server"), "{err}");
-
     // A live server, no agents: the roster's remote agent is named.
     let server = Server::start(1 << 20);
+    let url = server.url();
     let tmp = tempfile::tempdir().unwrap();
     let roster = write_roster(tmp.path(), TRIO);
-    let out = run_bounded(
-        deliberate_cmd(&roster, &["--remote", "b", "--nats", &server.url()]),
-        Duration::from_secs(60),
+    expect_input_error(
+        deliberate_cmd(&roster, &["--remote", "b", "--nats", &url]),
+        "agent `b` did not answer",
     );
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("agent `b` did not answer"), "{err}");
-    let out = run_bounded(
-        deliberate_cmd(&roster, &["--remote", "zed", "--nats", &server.url()]),
-        Duration::from_secs(60),
+    expect_input_error(
+        deliberate_cmd(&roster, &["--remote", "zed", "--nats", &url]),
+        "no agent of that name",
     );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no agent of that name"));
-
     // Bad names and keys.
-    let out = run_bounded(
-        {
-            let mut c = Command::new(nsed_bin());
-            c.args([
-                "agent",
-                "serve",
-                "--nats",
-                &server.url(),
-                "--model",
-                "smollm2-135m",
-                "--name",
-                "a.b",
-            ]);
-            c
-        },
-        Duration::from_secs(60),
-    );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("must be 1-64 letters"));
+    let serve = ["agent", "serve", "--nats", &url, "--model", "smollm2-135m"];
+    let mut bad_name = nsed_with(&serve);
+    bad_name.args(["--name", "a.b"]);
+    expect_input_error(bad_name, "must be 1-64 letters");
     let key = tmp.path().join("k.json");
     std::fs::write(&key, "{\"type\": \"nsed-ed25519\"").unwrap();
-    let out = run_bounded(
-        {
-            let mut c = Command::new(nsed_bin());
-            c.args([
-                "agent",
-                "serve",
-                "--nats",
-                &server.url(),
-                "--model",
-                "smollm2-135m",
-                "--key",
-            ])
-            .arg(&key);
-            c
-        },
-        Duration::from_secs(60),
-    );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("key:"));
+    let mut bad_key = nsed_with(&serve);
+    bad_key.arg("--key").arg(&key);
+    expect_input_error(bad_key, "key:");
 }

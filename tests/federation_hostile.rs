@@ -24,7 +24,7 @@ use nsed::federation::identity::{open, Identity};
 use nsed::federation::wire::{
     digest, Body, Chunk, Envelope, Outcome, ReplyMsg, StatusMsg, TaskMsg, SCHEMA,
 };
-use nsed::federation::{heartbeat_subject, result_subject, Federation, NatsAgent};
+use nsed::federation::{heartbeat_subject, Federation, NatsAgent};
 
 fn forged_reply(task: &TaskMsg, call: &str) -> Body {
     Body::Reply(Box::new(ReplyMsg {
@@ -88,7 +88,7 @@ fn attacker(url: String, stop: Arc<AtomicBool>) -> usize {
                 Some(m) = tasks.next() => {
                     let Ok(task) = serde_json::from_slice::<TaskMsg>(&m.payload) else { continue };
                     let call = digest(&m.payload);
-                    let subject = result_subject(&task.job, task.round, "victim", task.action);
+                    let subject = task.result_subject();
                     let send = |bytes: Vec<u8>| client.publish(subject.clone(), bytes.into());
                     send(b"{\"schema\":1,\"signed\":".to_vec()).await.unwrap();
                     let forged = serde_json::to_vec(&me.seal(&forged_reply(&task, &call))).unwrap();

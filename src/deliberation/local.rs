@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use super::roster::{AgentSpec, Roster};
+use super::roster::AgentSpec;
 use super::{
     parse, prompts, Agent, AgentError, Call, EvalMode, EvaluateRequest, Evaluation, Proposal,
     ProposeRequest, Usage,
@@ -339,30 +339,6 @@ impl Agent for LocalAgent {
             EvalMode::Logprob => self.evaluate_logprob(req),
         }
     }
-}
-
-/// Build the roster's agents, loading each model once.
-pub fn build(roster: &Roster, pool: &mut ModelPool) -> Result<Vec<Box<dyn Agent>>, RuntimeError> {
-    build_with(roster, pool, |agent| agent)
-}
-
-/// As [`build`], with `wrap` applied to each model agent inside its memo,
-/// so what the wrapper adds (e.g. running a proposed program) is
-/// remembered with the reply instead of being redone on every memo hit.
-pub fn build_with(
-    roster: &Roster,
-    pool: &mut ModelPool,
-    wrap: impl Fn(Box<dyn Agent>) -> Box<dyn Agent>,
-) -> Result<Vec<Box<dyn Agent>>, RuntimeError> {
-    roster
-        .agents
-        .iter()
-        .map(|spec| {
-            let rt = pool.get(&spec.model)?;
-            let agent = wrap(Box::new(LocalAgent::new(spec.clone(), rt)));
-            Ok(Box::new(Memo::new(agent)) as Box<dyn Agent>)
-        })
-        .collect()
 }
 
 /// Remembers an agent's replies by request, so methods that issue the same

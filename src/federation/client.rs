@@ -25,7 +25,7 @@ use super::identity::open;
 use super::wire::{
     self, digest, Action, Body, Envelope, Outcome, Profile, StatusMsg, TaskBody, TaskMsg, SCHEMA,
 };
-use super::{heartbeat_subject, result_subject, task_subject, FederationError, DISCOVER_SUBJECT};
+use super::{heartbeat_subject, result_subject, FederationError, DISCOVER_SUBJECT};
 use crate::deliberation::roster::{AgentSpec, FederationConfig, Roster, Transport};
 use crate::deliberation::{
     Agent, AgentError, Attestation, Call, EvaluateRequest, Evaluation, Proposal, ProposeRequest,
@@ -388,10 +388,9 @@ impl Federation {
     }
 
     /// Send a task; the reply is collected with [`Federation::wait`].
-    pub fn send(&self, task: &TaskMsg, timeout: Duration) -> Result<Ticket, String> {
-        let bytes = serde_json::to_vec(task).map_err(|e| e.to_string())?;
-        let call = digest(&bytes);
-        let subject = task_subject(&task.job, &task.agent, task.action);
+    pub fn send(&self, encoded: Encoded, timeout: Duration) -> Result<Ticket, String> {
+        let Encoded { task, bytes, call } = encoded;
+        let subject = task.subject();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let now = Instant::now();
         {
@@ -475,21 +474,10 @@ impl Federation {
             round: 0,
             agent: agent.to_string(),
             action: Action::Ping,
-            profile: Profile::of(&AgentSpec {
-                name: agent.into(),
-                model: String::new(),
-                system: None,
-                temperature: 0.0,
-                top_p: 1.0,
-                top_k: 0,
-                seed_offset: 0,
-                evaluation: None,
-                transport: Transport::Nats,
-                public_key: None,
-            }),
+            profile: Profile::default(),
             body: TaskBody::Ping(payload),
         };
-        self.send(&task, timeout)
+        self.send(Encoded::new(task)?, timeout)
     }
 
     /// Trust a replica's key for its agent name and mark it alive (also
@@ -842,23 +830,28 @@ impl NatsAgent {
         })
     }
 
+    /// Send a task ahead; a failure here resurfaces when it is called.
     fn start(&mut self, task: TaskMsg) {
-        let call = call_id(&task);
-        if self.tickets.contains_key(&call) {
+        let Ok(encoded) = Encoded::new(task) else {
+            return;
+        };
+        if self.tickets.contains_key(&encoded.call) {
             return;
         }
-        if let Ok(t) = self.fed.send(&task, self.timeout(task.action)) {
+        let (call, timeout) = (encoded.call.clone(), self.timeout(encoded.task.action));
+        if let Ok(t) = self.fed.send(encoded, timeout) {
             self.tickets.insert(call, t);
         }
     }
 
     fn call(&mut self, task: TaskMsg) -> Result<Accepted, AgentError> {
-        let ticket = match self.tickets.remove(&call_id(&task)) {
+        let encoded = Encoded::new(task).map_err(|m| self.fail(m))?;
+        let ticket = match self.tickets.remove(&encoded.call) {
             Some(t) => t,
-            None => self
-                .fed
-                .send(&task, self.timeout(task.action))
-                .map_err(|m| self.fail(m))?,
+            None => {
+                let timeout = self.timeout(encoded.task.action);
+                self.fed.send(encoded, timeout).map_err(|m| self.fail(m))?
+            }
         };
         self.fed.wait(ticket).map_err(|m| self.fail(m))
     }
@@ -871,8 +864,19 @@ impl NatsAgent {
     }
 }
 
-fn call_id(task: &TaskMsg) -> String {
-    digest(&serde_json::to_vec(task).unwrap_or_default())
+/// A task with its bytes and call id (their sha256), serialized once.
+pub struct Encoded {
+    task: TaskMsg,
+    bytes: Vec<u8>,
+    call: String,
+}
+
+impl Encoded {
+    pub fn new(task: TaskMsg) -> Result<Self, String> {
+        let bytes = serde_json::to_vec(&task).map_err(|e| e.to_string())?;
+        let call = digest(&bytes);
+        Ok(Self { task, bytes, call })
+    }
 }
 
 impl Agent for NatsAgent {

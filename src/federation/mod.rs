@@ -68,8 +68,9 @@ pub fn new_job_id() -> String {
 }
 
 /// The roster's agents: local ones load their model here (each model once),
-/// remote ones are reached through `federation`. `wrap` is applied to each
-/// inside its memo (see [`crate::deliberation::local::build_with`]).
+/// remote ones are reached through `federation`. Each is wrapped by `wrap`
+/// inside its memo, so what the wrapper adds (e.g. running a proposed
+/// program) is remembered with the reply instead of redone on every hit.
 pub fn build_agents(
     roster: &Roster,
     pool: &mut ModelPool,

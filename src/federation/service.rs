@@ -20,7 +20,7 @@ use super::identity::Identity;
 use super::wire::{
     self, digest, AckMsg, Body, Outcome, ReplyMsg, StatusMsg, TaskBody, TaskMsg, SCHEMA,
 };
-use super::{heartbeat_subject, result_subject, task_subject, FederationError, DISCOVER_SUBJECT};
+use super::{heartbeat_subject, FederationError, DISCOVER_SUBJECT};
 use crate::deliberation::local::LocalAgent;
 use crate::deliberation::Agent;
 use crate::runtime::Runtime;
@@ -263,8 +263,7 @@ impl Service {
         if let Err(e) = task.check() {
             return log(&name, format!("refused a task on {}: {e}", msg.subject));
         }
-        if task.agent != name || msg.subject.as_str() != task_subject(&task.job, &name, task.action)
-        {
+        if task.agent != name || msg.subject.as_str() != task.subject() {
             return log(
                 &name,
                 format!("refused a task for `{}` on {}", task.agent, msg.subject),
@@ -311,8 +310,7 @@ impl Service {
             call: call.to_string(),
             instance: self.status.instance.clone(),
         });
-        let subject = result_subject(&task.job, task.round, &task.agent, task.action);
-        let _ = super::publish(&self.client, subject, self.sealed(ack)).await;
+        let _ = super::publish(&self.client, task.result_subject(), self.sealed(ack)).await;
     }
 
     async fn on_done(&mut self, d: Done) {
@@ -349,7 +347,7 @@ impl Service {
             model_sha256: self.status.model_sha256.clone(),
             outcome,
         }));
-        let subject = result_subject(&task.job, task.round, &task.agent, task.action);
+        let subject = task.result_subject();
         let bytes = self.sealed(reply);
         self.cache
             .insert(call.to_string(), (subject.clone(), bytes.clone()));

@@ -60,6 +60,20 @@ pub struct Profile {
     pub evaluation: Option<EvalMode>,
 }
 
+/// An agent's own defaults: greedy, no system override (pings use it).
+impl Default for Profile {
+    fn default() -> Self {
+        Self {
+            system: None,
+            temperature: 0.0,
+            top_p: 1.0,
+            top_k: 0,
+            seed_offset: 0,
+            evaluation: None,
+        }
+    }
+}
+
 impl Profile {
     pub fn of(spec: &AgentSpec) -> Self {
         Self {
@@ -125,6 +139,16 @@ impl TaskMsg {
             },
             TaskBody::Ping(_) => Action::Ping,
         }
+    }
+
+    /// Where the task is published.
+    pub fn subject(&self) -> String {
+        super::task_subject(&self.job, &self.agent, self.action)
+    }
+
+    /// Where its acknowledgement and reply are published.
+    pub fn result_subject(&self) -> String {
+        super::result_subject(&self.job, self.round, &self.agent, self.action)
     }
 
     /// Check what the bytes cannot say about themselves: the version, the
@@ -551,17 +575,7 @@ mod tests {
             round: 1,
             agent: "a".into(),
             action: Action::Ping,
-            profile: Profile::of(
-                &Profile {
-                    system: None,
-                    temperature: 0.0,
-                    top_p: 1.0,
-                    top_k: 0,
-                    seed_offset: 0,
-                    evaluation: None,
-                }
-                .spec("a", "m"),
-            ),
+            profile: Profile::default(),
             body: TaskBody::Ping("hi".into()),
         };
         task.check().unwrap();
