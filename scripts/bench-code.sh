@@ -6,7 +6,8 @@
 # runs and skips finished items (items run in the set's order, so a partial
 # run holds the first n). A full pass is days of CPU on 2 cores: spread it
 # over sessions, and use SLICE to share a session between runs. Then
-# results/code.md is regenerated from the run directories.
+# $OUT/code.md is rebuilt from the runs (OUT as in scripts/lib/runs.sh,
+# default results).
 #
 # Usage: scripts/bench-code.sh [RUN ...]   (default: all runs, in order)
 #   RUN is one of humaneval-consumer humaneval-high-perf mbpp-consumer
@@ -34,4 +35,4 @@ one() {
 
 all=(humaneval-consumer humaneval-high-perf mbpp-consumer mbpp-high-perf lcb-consumer lcb-high-perf)
 for r in "${@:-${all[@]}}"; do one "$r"; done
-write_page results/code.intro.md results/code.md "${all[@]}"
+page code

@@ -5,7 +5,8 @@
 # re-running this script continues unfinished runs and skips finished items,
 # so it can be spread over several sessions (a full pass is tens of hours on a
 # 2-core CPU; THREADS and SLICE as in scripts/lib/runs.sh). Then
-# results/deliberation.md is regenerated from the summaries.
+# $OUT/deliberation.md (the NSED table) is rebuilt from the runs (OUT as in
+# scripts/lib/runs.sh, default results).
 #
 # Usage: scripts/bench-deliberation.sh [RUN ...]   (default: all runs, in order)
 #   RUN is one of gsm8k-consumer gsm8k-high-perf math500-consumer
@@ -30,4 +31,4 @@ one() {
 
 all=(gsm8k-consumer gsm8k-high-perf math500-consumer math500-high-perf aime25-consumer aime25-high-perf)
 for r in "${@:-${all[@]}}"; do one "$r"; done
-write_page results/deliberation.intro.md results/deliberation.md "${all[@]}"
+page deliberation

@@ -427,7 +427,7 @@ pub fn report_bench_cmd(dir: &Path) -> Result<()> {
 
 /// Summarize the items done in a run directory; writes summary.md and
 /// summary.csv there and returns the markdown.
-fn report_run(dir: &Path) -> Result<String> {
+pub(crate) fn report_run(dir: &Path) -> Result<String> {
     let meta = Meta::read(dir)
         .with_context(|| format!("{} is not a bench run directory", dir.display()))?;
     let records = bench::read_records(dir)?;

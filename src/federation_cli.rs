@@ -183,6 +183,12 @@ fn ping_agent(fed: &Federation, agent: &str, n: usize, bytes: usize) -> Result<(
 /// `nsed report federation PATH`: what a run's federation log says about the
 /// transport. PATH is a bench run directory or a federation log file.
 pub fn report_federation_cmd(path: &std::path::Path) -> Result<()> {
+    outln!("{}", report_of(path)?);
+    Ok(())
+}
+
+/// The report of a run directory's or a log file's federation events.
+pub fn report_of(path: &std::path::Path) -> Result<String> {
     let file = if path.is_dir() {
         path.join("federation.jsonl")
     } else {
@@ -199,8 +205,7 @@ pub fn report_federation_cmd(path: &std::path::Path) -> Result<()> {
             Err(e) => bail!("{} line {}: {e}", file.display(), i + 1),
         }
     }
-    outln!("{}", federation_report(&events));
-    Ok(())
+    Ok(federation_report(&events))
 }
 
 /// Quantile by nearest rank of sorted values.

@@ -352,7 +352,7 @@ pub fn report_fraud_cmd(dir: &Path) -> Result<()> {
 
 /// Analyze a run directory; writes report.md, metrics.csv and lengths.csv
 /// there and returns the markdown.
-fn report_run(dir: &Path) -> Result<String> {
+pub(crate) fn report_run(dir: &Path) -> Result<String> {
     let meta = Meta::read(dir)
         .with_context(|| format!("{} is not a simulate-fraud run directory", dir.display()))?;
     let samples = samples::read(dir)?;

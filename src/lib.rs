@@ -22,6 +22,7 @@
 //! - [`sandbox`]: untrusted Python under rlimits, private uid and namespaces.
 //! - [`codebench`]: LiveCodeBench, HumanEval and MBPP: prompts, extraction, grading.
 //! - [`report`]: Wilson intervals, exact McNemar, summary tables.
+//! - [`tables`]: the paper-style results pages, rebuilt from the data files.
 //! - [`output`]: atomic result files (never a partial file).
 
 pub mod artifact;
@@ -45,6 +46,7 @@ pub mod report;
 pub mod runtime;
 pub mod sampling;
 pub mod sandbox;
+pub mod tables;
 #[doc(hidden)]
 pub mod testing;
 pub mod tokenizer;

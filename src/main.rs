@@ -37,6 +37,7 @@ mod bench_cli;
 mod federation_cli;
 mod fraud_cli;
 mod sandbox_cli;
+mod tables_cli;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -133,6 +134,15 @@ enum ReportCommand {
         /// The run directory (holds meta.json and items.jsonl).
         dir: PathBuf,
     },
+    /// Rebuild the results pages (`<table>.md` and `<table>.csv`) from the
+    /// data in a results directory, without rerunning anything: the NSED
+    /// table (deliberation, code), fraud detection, determinism, speed,
+    /// federation. `--readme` also refreshes the README's results section.
+    Tables(tables_cli::TablesArgs),
+    /// Record who produced a table (command, commit, date, CPU, models and
+    /// data sha256) in `<results>/stamps/<table>.json`; called by
+    /// `scripts/reproduce.sh` when a table's experiments finish.
+    Stamp(tables_cli::StampArgs),
     /// Analyze a `nsed simulate-fraud` run directory (finished or not):
     /// writes report.md, metrics.csv and lengths.csv there and prints them.
     Fraud {
@@ -439,6 +449,8 @@ fn run_simple(command: Command) -> Result<()> {
         Command::Report(ReportCommand::Federation { path }) => {
             federation_cli::report_federation_cmd(&path)
         }
+        Command::Report(ReportCommand::Tables(args)) => tables_cli::tables_cmd(args),
+        Command::Report(ReportCommand::Stamp(args)) => tables_cli::stamp_cmd(args),
         Command::SimulateFraud(args) => fraud_cli::simulate_fraud_cmd(args),
         Command::Generate(args) => generate_cmd(args),
         Command::Perplexity(args) => perplexity_cmd(args),

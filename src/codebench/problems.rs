@@ -210,14 +210,19 @@ pub fn default_max_tokens(name: &str) -> Option<usize> {
     }
 }
 
+/// The file of a code set, relative to the data directory.
+pub fn file_of(name: &str) -> Option<&'static str> {
+    match name {
+        "lcb" => Some("livecodebench/lcb_release_v1_public.jsonl"),
+        "humaneval" => Some("humaneval/HumanEval.jsonl"),
+        "mbpp" => Some("mbpp/mbpp.jsonl"),
+        _ => None,
+    }
+}
+
 /// Load a code set from the data directory.
 pub fn load(name: &str, dir: &Path, filter: &LcbFilter) -> Result<CodeSet, CodeError> {
-    let file = match name {
-        "lcb" => "livecodebench/lcb_release_v1_public.jsonl",
-        "humaneval" => "humaneval/HumanEval.jsonl",
-        "mbpp" => "mbpp/mbpp.jsonl",
-        other => return Err(CodeError::Unknown(other.to_string())),
-    };
+    let file = file_of(name).ok_or_else(|| CodeError::Unknown(name.to_string()))?;
     let path = dir.join(file);
     let (records, sha256) = crate::bench::datasets::read_jsonl(&path)?;
     let parsed = records

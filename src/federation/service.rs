@@ -241,7 +241,9 @@ impl Service {
             }
         }
         log(&name, "stopping");
-        let _ = self.client.flush().await;
+        // Bounded: with the server gone, a flush would wait for a reconnect
+        // that never comes.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
         Ok(())
     }
 

@@ -444,14 +444,14 @@ impl Analysis {
         out
     }
 
-    fn row(&self, setting: &str, metric: &str) -> Option<&MetricRow> {
+    pub fn row(&self, setting: &str, metric: &str) -> Option<&MetricRow> {
         self.rows
             .iter()
             .find(|r| r.setting == setting && r.metric == metric)
     }
 
     /// (bounds "lo–hi", mean held-out detection, honest flagged k/n).
-    fn calibration_summary(&self, setting: &str) -> (String, String, String) {
+    pub fn calibration_summary(&self, setting: &str) -> (String, String, String) {
         let Some(splits) = self.calibration.get(setting).filter(|s| !s.is_empty()) else {
             return ("–".into(), "–".into(), "–".into());
         };

@@ -2,13 +2,13 @@
 //! count identical output and logits hashes, and time the seed-bound sampler
 //! against a conventional float sampler on the same work.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::generate::{generate, GenerateError, GenerateRequest};
 use crate::runtime::Runtime;
 use crate::sampling::SamplerKind;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeterminismRun {
     pub threads: usize,
     pub runs: usize,

@@ -1,0 +1,342 @@
+//! `scripts/reproduce.sh --scale ci` end to end: every table is produced from
+//! real runs (models, datasets, sandbox, nats-server), is well-formed, carries
+//! its stamp, and meets floors that cannot pass by accident; then
+//! `nsed report tables` rebuilds the same pages from the data alone.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TABLES: [&str; 6] = [
+    "deliberation",
+    "code",
+    "fraud",
+    "determinism",
+    "perf",
+    "federation",
+];
+
+fn nsed() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nsed"));
+    c.env("NSED_DATA_DIR", common::shared_dir().join("datasets"));
+    c
+}
+
+/// Rows of a CSV as header → value maps.
+fn read_csv(path: &Path) -> Vec<HashMap<String, String>> {
+    let mut reader = csv::Reader::from_path(path)
+        .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()));
+    let header: Vec<String> = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_string)
+        .collect();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(r.len(), header.len(), "{}: ragged row", path.display());
+            header
+                .iter()
+                .cloned()
+                .zip(r.iter().map(str::to_string))
+                .collect()
+        })
+        .collect()
+}
+
+fn num(row: &HashMap<String, String>, key: &str) -> f64 {
+    row.get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{key} is not a number in {row:?}"))
+}
+
+/// Every markdown table has as many cells per row as its header, and a
+/// separator line under the header.
+fn assert_tables_well_formed(md: &str, page: &str) {
+    let cells = |l: &str| l.trim().trim_matches('|').split('|').count();
+    let lines: Vec<&str> = md.lines().collect();
+    let mut i = 0;
+    let mut tables = 0;
+    while i < lines.len() {
+        if !lines[i].starts_with('|') {
+            i += 1;
+            continue;
+        }
+        tables += 1;
+        let width = cells(lines[i]);
+        let sep = lines.get(i + 1).copied().unwrap_or("");
+        assert!(
+            sep.starts_with("|---") && cells(sep) == width,
+            "{page}: table header without separator: {}",
+            lines[i]
+        );
+        i += 2;
+        while i < lines.len() && lines[i].starts_with('|') {
+            assert_eq!(cells(lines[i]), width, "{page}: ragged row {}", lines[i]);
+            i += 1;
+        }
+    }
+    assert!(tables > 0, "{page} has no table");
+}
+
+/// Wilson 95% interval, computed here independently of nsed.
+fn wilson(k: f64, n: f64) -> (f64, f64) {
+    let z = 1.959_963_984_540_054_f64;
+    let p = k / n;
+    let d = 1.0 + z * z / n;
+    let c = (p + z * z / (2.0 * n)) / d;
+    let h = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / d;
+    ((c - h).max(0.0), (c + h).min(1.0))
+}
+
+fn check_stamp(dir: &Path, table: &str, models: &[&str], data: &[&str]) {
+    let path = dir.join("stamps").join(format!("{table}.json"));
+    let text = std::fs::read_to_string(&path).expect("stamp written");
+    let stamp: serde_json::Value = serde_json::from_str(&text).expect("stamp is JSON");
+    assert_eq!(stamp["scale"], "ci");
+    assert_eq!(stamp["table"], table);
+    assert!(stamp["command"]
+        .as_str()
+        .unwrap()
+        .starts_with("scripts/reproduce.sh --scale ci"));
+    let commit = stamp["commit"].as_str().unwrap();
+    assert!(commit.len() >= 40 && commit[..40].chars().all(|c| c.is_ascii_hexdigit()));
+    assert!(!stamp["cpu"].as_str().unwrap().is_empty());
+    let is_sha = |v: &serde_json::Value| {
+        v.as_str()
+            .is_some_and(|s| s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()))
+    };
+    let names = |key: &str| -> Vec<String> {
+        stamp[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|pair| {
+                assert!(is_sha(&pair[1]), "{table}: {key} without sha256: {pair}");
+                pair[0].as_str().unwrap().to_string()
+            })
+            .collect()
+    };
+    assert_eq!(names("models"), models, "{table} stamp models");
+    assert_eq!(names("data"), data, "{table} stamp data");
+}
+
+fn check_deliberation(dir: &Path) {
+    let rows = read_csv(&dir.join("deliberation.csv"));
+    let methods: Vec<&str> = rows.iter().map(|r| r["method"].as_str()).collect();
+    for m in [
+        "nsed",
+        "plurality",
+        "single:smollm2-135m",
+        "single:gemma3-270m",
+        "single:qwen2.5-coder-0.5b",
+    ] {
+        assert!(
+            methods.contains(&m),
+            "deliberation.csv lacks {m}: {methods:?}"
+        );
+    }
+    for r in rows.iter().filter(|r| r["dataset"] == "gsm8k") {
+        check_accuracy_row(r, 10.0);
+    }
+    let tokens = |m: &str| {
+        let r = rows.iter().find(|r| r["method"] == m).unwrap();
+        num(r, "prompt_tokens_per_item") + num(r, "generated_tokens_per_item")
+    };
+    // NSED's compute includes the round-1 proposals plurality votes over.
+    assert!(tokens("nsed") > tokens("plurality"));
+    assert!(tokens("plurality") > tokens("single:smollm2-135m"));
+    let md = std::fs::read_to_string(dir.join("deliberation.md")).unwrap();
+    assert!(md.contains("| consumer | **NSED** | "));
+    assert!(md.contains("(10) |"), "accuracy cells give n");
+    assert!(md.contains("The paper's claims beside ours"));
+}
+
+/// n as expected, accuracy = correct / n, its Wilson interval around it.
+fn check_accuracy_row(r: &HashMap<String, String>, n: f64) {
+    assert_eq!(num(r, "n"), n, "{r:?}");
+    let (k, acc) = (num(r, "correct"), num(r, "accuracy"));
+    assert!((acc - k / n).abs() < 1e-6, "{r:?}");
+    let (lo, hi) = wilson(k, n);
+    assert!(
+        (num(r, "ci_low") - lo).abs() < 1e-5,
+        "{r:?}: Wilson low {lo}"
+    );
+    assert!(
+        (num(r, "ci_high") - hi).abs() < 1e-5,
+        "{r:?}: Wilson high {hi}"
+    );
+    assert!(num(r, "seconds_per_item") > 0.0);
+}
+
+fn check_code(dir: &Path) {
+    let rows = read_csv(&dir.join("code.csv"));
+    assert!(rows.iter().any(|r| r["method"] == "nsed"));
+    assert!(rows
+        .iter()
+        .any(|r| r["method"] == "single:qwen2.5-coder-0.5b"));
+    for r in &rows {
+        assert_eq!(r["dataset"], "humaneval");
+        check_accuracy_row(r, 5.0);
+    }
+}
+
+fn check_fraud(dir: &Path) {
+    let rows = read_csv(&dir.join("fraud.csv"));
+    let sim = rows
+        .iter()
+        .find(|r| r["setting"] == "int4" && r["metric"] == "gonka_similarity")
+        .expect("int4 similarity row");
+    assert_eq!(sim["model"], "smollm2-135m");
+    assert_eq!((num(sim, "honest_n"), num(sim, "fraud_n")), (30.0, 30.0));
+    let (auc, lo, hi) = (num(sim, "auc"), num(sim, "auc_low"), num(sim, "auc_high"));
+    assert!(lo <= auc && auc <= hi, "{sim:?}");
+    // The floor: int4 is told apart from honest Q8_0 better than chance,
+    // with the whole 95% interval above 0.5.
+    assert!(lo > 0.5, "int4 AUC interval reaches chance: {sim:?}");
+    let md = std::fs::read_to_string(dir.join("fraud.md")).unwrap();
+    assert!(
+        md.contains("| smollm2-135m | q8_0 / f32 | int4 | 30 | 30 |"),
+        "{md}"
+    );
+    assert!(dir.join("fraud/runs/smollm2-135m/roc-int4.svg").exists());
+}
+
+fn check_determinism(dir: &Path) {
+    let rows = read_csv(&dir.join("determinism.csv"));
+    assert_eq!(rows.len(), 2, "threads 1 and 2");
+    for r in &rows {
+        assert_eq!(num(r, "runs"), 20.0);
+        assert_eq!(num(r, "identical_output_share"), 1.0, "{r:?}");
+        assert_eq!(num(r, "identical_logits_share"), 1.0, "{r:?}");
+        assert_eq!(r["identical_across_thread_counts"], "true");
+    }
+    assert_eq!(rows[0]["output_sha256"], rows[1]["output_sha256"]);
+}
+
+fn check_perf(dir: &Path) {
+    let rows = read_csv(&dir.join("perf.csv"));
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    assert_eq!(r["model"], "smollm2-135m");
+    // A 135M model on 2 cores: far above 1 token/s either way.
+    assert!(num(r, "nsed_prefill_tok_s") > 10.0, "{r:?}");
+    assert!(num(r, "nsed_decode_tok_s") > 5.0, "{r:?}");
+    assert!(num(r, "nsed_rss_mib") > 50.0, "{r:?}");
+}
+
+fn check_federation(dir: &Path) {
+    let rows = read_csv(&dir.join("federation.csv"));
+    assert_eq!(
+        rows[0]["identical"], "true",
+        "remote results equal in-process"
+    );
+    assert_eq!(num(&rows[0], "items"), 1.0);
+    let md = std::fs::read_to_string(dir.join("federation.md")).unwrap();
+    assert!(md.contains("**identical** to the in-process run"));
+    assert!(md.contains("round trips/s"));
+}
+
+#[test]
+fn reproduce_ci_scale_produces_every_table() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reproduce-ci");
+    let _ = std::fs::remove_dir_all(&out);
+    // Bounded: CI scale takes ~20 minutes on 2 cores.
+    let status = Command::new("timeout")
+        .args(["--kill-after=30s", "3000", "bash", "scripts/reproduce.sh"])
+        .args(["--scale", "ci", "--out"])
+        .arg(&out)
+        .current_dir(&root)
+        .env("NSED_BIN", env!("CARGO_BIN_EXE_nsed"))
+        .env("NSED_DATA_DIR", common::shared_dir().join("datasets"))
+        .status()
+        .expect("bash runs");
+    assert!(
+        status.success(),
+        "scripts/reproduce.sh --scale ci: {status}"
+    );
+
+    let mut pages = HashMap::new();
+    for table in TABLES {
+        let md = std::fs::read_to_string(out.join(format!("{table}.md")))
+            .unwrap_or_else(|_| panic!("{table}.md was not written"));
+        assert!(md.starts_with("# "), "{table}.md has a title");
+        assert!(
+            md.contains("> Produced by `scripts/reproduce.sh --scale ci")
+                && md.contains("(scale **ci**)"),
+            "{table}.md is stamped"
+        );
+        assert_tables_well_formed(&md, table);
+        pages.insert(table, md);
+    }
+    let consumer = ["smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b"];
+    check_stamp(&out, "deliberation", &consumer, &["gsm8k"]);
+    check_stamp(&out, "code", &consumer, &["humaneval"]);
+    check_stamp(
+        &out,
+        "fraud",
+        &["smollm2-135m"],
+        &["gsm8k", "math500", "lcb"],
+    );
+    check_stamp(&out, "determinism", &["smollm2-135m"], &[]);
+    check_stamp(&out, "perf", &["smollm2-135m"], &[]);
+    check_stamp(&out, "federation", &consumer, &["gsm8k"]);
+    check_deliberation(&out);
+    check_code(&out);
+    check_fraud(&out);
+    check_determinism(&out);
+    check_perf(&out);
+    check_federation(&out);
+
+    // The pages come back byte for byte from the data alone.
+    for table in TABLES {
+        std::fs::remove_file(out.join(format!("{table}.md"))).unwrap();
+    }
+    let rebuilt = nsed()
+        .args(["report", "tables", "--results"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        rebuilt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rebuilt.stderr)
+    );
+    for table in TABLES {
+        let md = std::fs::read_to_string(out.join(format!("{table}.md"))).unwrap();
+        assert_eq!(md, pages[table], "{table}.md rebuilt differently");
+    }
+
+    // And the README's results section is refreshed between its markers.
+    let readme = out.join("README.md");
+    std::fs::write(
+        &readme,
+        "# x\n\n## Results\n\n<!-- results:begin -->\nold\n<!-- results:end -->\n\n## After\n",
+    )
+    .unwrap();
+    let status = nsed()
+        .args(["report", "tables", "--only", "perf", "--results"])
+        .arg(&out)
+        .arg("--readme")
+        .arg(&readme)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(&readme).unwrap();
+    assert!(!text.contains("\nold\n"));
+    assert!(text.ends_with("<!-- results:end -->\n\n## After\n"));
+    for title in [
+        "### Deliberation",
+        "### Fraud detection",
+        "### Determinism",
+        "### Speed",
+        "### Federation",
+    ] {
+        assert!(text.contains(title), "README section lacks {title}");
+    }
+}
