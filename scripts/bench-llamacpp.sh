@@ -11,7 +11,15 @@
 set -euo pipefail
 
 version="${LLAMACPP_VERSION:-0.3.36}"
-cache="${NSED_LLAMACPP_DIR:-$HOME/.cache/nsed/llama.cpp}/$version"
+# On CPUs with AMX (Sapphire Rapids and later), -march=native compiles ggml's
+# AMX matmul, whose tile instructions fault (SIGILL) unless the kernel has
+# granted the process AMX state, as on this VM. nsed uses AVX-512 VNNI, not
+# AMX, so AMX is left out and both programs use the same instruction set.
+flavor="" cflags=""
+if grep -q -w amx_tile /proc/cpuinfo 2>/dev/null; then
+    flavor="-noamx" cflags="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+fi
+cache="${NSED_LLAMACPP_DIR:-$HOME/.cache/nsed/llama.cpp}/$version$flavor"
 bin="$cache/build/bin/llama-bench"
 jobs="${JOBS:-$(nproc)}"
 
@@ -48,6 +56,7 @@ fi
 log "building llama-bench with $jobs jobs (a few minutes)"
 cmake -S "$src/vendor/llama.cpp" -B "$cache/build" -DCMAKE_BUILD_TYPE=Release \
     -DGGML_NATIVE=ON -DGGML_OPENMP=OFF -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF \
+    -DCMAKE_C_FLAGS="$cflags" -DCMAKE_CXX_FLAGS="$cflags" \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
     -DLLAMA_BUILD_TOOLS=ON >"$cache/cmake.log" 2>&1 || { tail -30 "$cache/cmake.log" >&2; exit 2; }
 cmake --build "$cache/build" --target llama-bench -j "$jobs" >"$cache/build.log" 2>&1 \

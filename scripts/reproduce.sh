@@ -21,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 command_line="scripts/reproduce.sh $*"
-usage() { sed -n '7,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '7,20p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 
 scale="" only="deliberation,code,fraud,determinism,perf,federation" out=""
 while [[ $# -gt 0 ]]; do
@@ -29,19 +29,16 @@ while [[ $# -gt 0 ]]; do
     --scale) scale=${2:-}; shift ;;
     --only) only=${2:-}; shift ;;
     --out) out=${2:-}; shift ;;
-    -h|--help) usage ;;
-    *) echo "reproduce: unknown argument $1" >&2; usage ;;
+    -h|--help) usage 0 ;;
+    *) echo "reproduce: unknown argument $1" >&2; usage >&2 ;;
   esac
   shift
 done
 case $scale in
   full) out=${out:-results} ;;
   ci) out=${out:-target/reproduce-ci} ;;
-  *) echo "reproduce: --scale full or --scale ci" >&2; usage ;;
+  *) echo "reproduce: --scale full or --scale ci" >&2; usage >&2 ;;
 esac
-export OUT=$out
-mkdir -p "$OUT"
-source scripts/lib/runs.sh
 IFS=, read -r -a tables <<< "$only"
 for t in "${tables[@]}"; do
   case $t in
@@ -49,6 +46,9 @@ for t in "${tables[@]}"; do
     *) echo "reproduce: unknown table $t (deliberation, code, fraud, determinism, perf, federation)" >&2; exit 2 ;;
   esac
 done
+export OUT=$out
+mkdir -p "$OUT"
+source scripts/lib/runs.sh
 
 consumer=smollm2-135m,gemma3-270m,qwen2.5-coder-0.5b
 all_models=$consumer,qwen2.5-coder-1.5b

@@ -139,7 +139,7 @@ impl Stamp {
             None => short(&self.commit),
         };
         format!(
-            "> Produced by `{}` (scale **{}**), {} → {}, commit `{}`, nsed {}, \
+            "> Produced by `{}` (scale **{}**); last invocation {} → {}, commit `{}`, nsed {}, \
              CPU {} ({} cores).  \n> Models (sha256): {}.  \n> Data (sha256): {}.\n",
             self.command,
             self.scale,
@@ -186,8 +186,8 @@ pub fn assemble(
     let stamp = match Stamp::read(results, table)? {
         Some(s) => s.markdown(),
         None => "> No reproduce stamp: these data were made by the experiment scripts \
-                 directly; each run's own header below gives its commit, date, CPU, \
-                 models and command.\n"
+                 directly, not by `scripts/reproduce.sh`; each run's own header and data \
+                 files give their commit, date, CPU, models and command.\n"
             .to_string(),
     };
     let rebuild = format!(
