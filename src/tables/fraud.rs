@@ -115,30 +115,28 @@ pub fn metrics_markdown(runs: &[FraudRun]) -> String {
     out
 }
 
-/// The CSV of every (model, attack, metric).
+/// The CSV of every (model, attack, metric): each run's `metrics.csv`
+/// lines, prefixed with the claimed model and the honest and validator
+/// precisions.
 pub fn csv(runs: &[FraudRun]) -> String {
-    let mut out = String::from(
-        "model,honest,validator,setting,metric,honest_n,fraud_n,auc,auc_low,auc_high,zero_fp_threshold,zero_fp_detected,fpr_1e2_detected,fpr_1e3_detected\n",
-    );
+    let mut out = String::from("model,honest,validator,");
+    let mut header_done = false;
     for run in runs {
         let fp = &run.meta.fingerprint;
-        for r in &run.analysis.rows {
+        let metrics = run.analysis.metrics_csv();
+        let mut lines = metrics.lines();
+        let header = lines.next().unwrap_or_default();
+        if !header_done {
+            out.push_str(header);
+            out.push('\n');
+            header_done = true;
+        }
+        for line in lines {
             out.push_str(&format!(
-                "{},{},{},{},{},{},{},{:.6},{:.6},{:.6},{},{},{},{}\n",
+                "{},{},{},{line}\n",
                 fp.claimed,
                 fp.honest.name(),
-                fp.validator.name(),
-                r.setting,
-                r.metric,
-                r.honest_n,
-                r.fraud_n,
-                r.auc,
-                r.auc_low,
-                r.auc_high,
-                r.zero_fp.threshold,
-                r.zero_fp.detected,
-                r.fpr_1e2.detected,
-                r.fpr_1e3.detected
+                fp.validator.name()
             ));
         }
     }
