@@ -7,16 +7,27 @@
 #
 # usage: scripts/bench-llamacpp.sh            build if needed, print the binary path
 #        LLAMACPP_VERSION=0.3.20 scripts/bench-llamacpp.sh   pin another sdist
+#        LLAMACPP_ISA=avx2 scripts/bench-llamacpp.sh   a build without AVX-512
+#            (GGML_NATIVE=OFF, AVX2+FMA+F16C), to compare like for like with
+#            nsed's NSED_KERNEL=avx2 on a machine that has AVX-512
 # env:   NSED_LLAMACPP_DIR (default ~/.cache/nsed/llama.cpp), JOBS (default nproc)
 set -euo pipefail
 
 version="${LLAMACPP_VERSION:-0.3.36}"
+isa="${LLAMACPP_ISA:-native}"
+case "$isa" in
+    native) isa_flags=(-DGGML_NATIVE=ON) ;;
+    avx2) isa_flags=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+                     -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF) ;;
+    *) echo "bench-llamacpp: LLAMACPP_ISA must be native or avx2, not '$isa'" >&2; exit 2 ;;
+esac
 # On CPUs with AMX (Sapphire Rapids and later), -march=native compiles ggml's
 # AMX matmul, whose tile instructions fault (SIGILL) unless the kernel has
 # granted the process AMX state, as on this VM. nsed uses AVX-512 VNNI, not
 # AMX, so AMX is left out and both programs use the same instruction set.
 flavor="" cflags=""
-if grep -q -w amx_tile /proc/cpuinfo 2>/dev/null; then
+[[ $isa == native ]] || flavor="-$isa"
+if [[ $isa == native ]] && grep -q -w amx_tile /proc/cpuinfo 2>/dev/null; then
     flavor="-noamx" cflags="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 fi
 cache="${NSED_LLAMACPP_DIR:-$HOME/.cache/nsed/llama.cpp}/$version$flavor"
@@ -51,11 +62,11 @@ if [[ ! -f "$src/vendor/llama.cpp/CMakeLists.txt" ]]; then
     tar -xzf "${sdist[0]}" -C "$src" --strip-components=1
 fi
 
-# Native CPU build, OpenMP off so that -t 2 means two threads and nothing else;
+# Native (or AVX2-only) CPU build, OpenMP off so that -t 2 means two threads and nothing else;
 # only the llama-bench target.
 log "building llama-bench with $jobs jobs (a few minutes)"
 cmake -S "$src/vendor/llama.cpp" -B "$cache/build" -DCMAKE_BUILD_TYPE=Release \
-    -DGGML_NATIVE=ON -DGGML_OPENMP=OFF -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF \
+    "${isa_flags[@]}" -DGGML_OPENMP=OFF -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF \
     -DCMAKE_C_FLAGS="$cflags" -DCMAKE_CXX_FLAGS="$cflags" \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
     -DLLAMA_BUILD_TOOLS=ON >"$cache/cmake.log" 2>&1 || { tail -30 "$cache/cmake.log" >&2; exit 2; }

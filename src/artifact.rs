@@ -429,20 +429,15 @@ pub fn text_sha256(text: &str) -> String {
     hex(&Sha256::digest(text.as_bytes()))
 }
 
-/// The instruction-set level candle's kernels were compiled for (they are
-/// chosen at build time; logits are bit-identical only within one level).
-pub fn isa_level() -> &'static str {
-    if cfg!(all(target_arch = "x86_64", target_feature = "avx512f")) {
-        "x86_64-avx512"
-    } else if cfg!(all(target_arch = "x86_64", target_feature = "avx2")) {
-        "x86_64-avx2"
-    } else if cfg!(target_arch = "x86_64") {
-        "x86_64-sse2"
-    } else if cfg!(target_arch = "aarch64") {
-        "aarch64-neon"
-    } else {
-        "generic"
-    }
+/// The architecture and kernel path that produced the logits, e.g.
+/// `x86_64-avx512vnni`. Every path gives the same bits (see [`crate::qmm`]),
+/// so this records provenance; it is not a condition of replay.
+pub fn isa_level() -> String {
+    format!(
+        "{}-{}",
+        std::env::consts::ARCH,
+        crate::qmm::path::active().name()
+    )
 }
 
 /// A parse failure: JSON syntax, or an invariant broken.

@@ -361,6 +361,7 @@ pub fn bench_cmd(args: BenchArgs) -> Result<()> {
         commit: bench::commit(),
         nsed_version: env!("CARGO_PKG_VERSION").to_string(),
         host_cpu: bench::cpu_name(),
+        kernel: nsed::qmm::path::active().name().to_string(),
         threads: rayon::current_num_threads(),
         models,
         command: std::env::args().collect(),
@@ -468,10 +469,11 @@ fn summary_header(meta: &Meta, dir: &Path, n: usize) -> String {
             .map(|(id, sha)| format!("{id} ({})", &sha[..sha.len().min(12)]))
             .collect();
         out.push_str(&format!(
-            "- run {} · commit {} · {} · {} threads · models {}\n  `{}`\n",
+            "- run {} · commit {} · {}{} · {} threads · models {}\n  `{}`\n",
             info.started,
             info.commit,
             info.host_cpu,
+            kernel_note(&info.kernel),
             info.threads,
             models.join(", "),
             info.command.join(" ")
@@ -719,4 +721,13 @@ fn print_outcome(t: &Transcript, _names: &[String]) {
         t.usage.generated_tokens,
         t.usage.seconds
     );
+}
+
+/// ` · kernel NAME` for runs that recorded their kernel path (older runs did not).
+fn kernel_note(kernel: &str) -> String {
+    if kernel.is_empty() {
+        String::new()
+    } else {
+        format!(" · kernel {kernel}")
+    }
 }

@@ -215,6 +215,7 @@ pub fn simulate_fraud_cmd(args: SimulateFraudArgs) -> Result<()> {
         commit: bench::commit(),
         nsed_version: env!("CARGO_PKG_VERSION").to_string(),
         host_cpu: bench::cpu_name(),
+        kernel: nsed::qmm::path::active().name().to_string(),
         threads: rayon::current_num_threads(),
         models: lab.models(),
         command: std::env::args().collect(),

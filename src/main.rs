@@ -61,6 +61,9 @@ use nsed::sampling::SamplingParams;
                   Models are registry ids (`nsed models list`) fetched by \
                   scripts/fetch-models.sh into $NSED_MODELS (default ~/.cache/nsed/models), \
                   or paths to any GGUF file.\n\n\
+                  The quantized kernels are chosen at start-up from the CPU's features \
+                  (AVX-512 VNNI, AVX-VNNI, AVX2, else portable); NSED_KERNEL=auto|portable|\
+                  avx2|avxvnni|avx512vnni forces one. Every path computes the same bits.\n\n\
                   Exit codes: 0 ok, 1 negative verdict, 2 usage or input error."
 )]
 struct Cli {
@@ -384,6 +387,10 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    if let Err(e) = nsed::qmm::path::init_from_env() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let is_determinism = matches!(cli.command, Command::Determinism(_));
     if cli.threads.len() > 1 && !is_determinism {
         eprintln!("error: --threads takes one count (a list only for `nsed determinism`)");
@@ -556,15 +563,42 @@ fn models_inspect(spec: &str, list_tensors: bool) -> Result<()> {
         gguf.parameter_count(),
         gguf.parameter_count() as f64 / 1e6
     );
-    let mut by_type: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    let kernel = nsed::qmm::path::active();
+    let paths: Vec<&str> = nsed::qmm::path::available()
+        .iter()
+        .map(|p| p.name())
+        .collect();
+    outln!(
+        "kernel: {kernel} (this CPU has: {}; {}=NAME forces one)",
+        paths.join(", "),
+        nsed::qmm::path::KERNEL_ENV
+    );
+    let mut by_type: std::collections::BTreeMap<String, (usize, usize, &str)> = Default::default();
     for t in gguf.tensors.values() {
-        let e = by_type.entry(format!("{:?}", t.dtype)).or_default();
+        let runs_on = if t.dims.len() < 2 {
+            "vector (norms, biases)"
+        } else if nsed::qmm::Format::from_ggml(t.dtype).is_some() {
+            "qmm"
+        } else {
+            "fallback: candle's kernel"
+        };
+        let e = by_type
+            .entry(format!("{:?}", t.dtype))
+            .or_insert((0, 0, runs_on));
         e.0 += 1;
         e.1 += t.n_elements();
+        if runs_on != "vector (norms, biases)" {
+            e.2 = runs_on;
+        }
     }
     outln!("tensor types:");
-    for (ty, (count, elems)) in &by_type {
-        outln!("  {ty:<6} {count:>4} tensors {elems:>12} parameters");
+    for (ty, (count, elems, runs_on)) in &by_type {
+        let runs_on = if *runs_on == "qmm" {
+            format!("qmm ({kernel})")
+        } else {
+            runs_on.to_string()
+        };
+        outln!("  {ty:<6} {count:>4} tensors {elems:>12} parameters  {runs_on}");
     }
     outln!("metadata:");
     for (k, v) in &gguf.metadata {
@@ -807,17 +841,18 @@ fn perf(args: PerfArgs) -> Result<()> {
     let decode = median(runs.iter().map(|r| r.decode_tok_per_s()).collect());
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
     let rss = nsed::perf::peak_rss_mib();
+    let kernel = nsed::qmm::path::active();
     if args.json {
         outln!(
             "{}",
             serde_json::json!({"model": rt.id(), "prompt_tokens": args.prompt_tokens, "gen_tokens": args.gen_tokens,
-                "repeats": args.repeats, "threads": threads, "prefill_tok_per_s": prefill, "decode_tok_per_s": decode,
-                "peak_rss_mib": rss, "runs": runs})
+                "repeats": args.repeats, "threads": threads, "kernel": kernel.name(),
+                "prefill_tok_per_s": prefill, "decode_tok_per_s": decode, "peak_rss_mib": rss, "runs": runs})
         );
     } else {
         outln!(
             "{}: prefill {:.1} tok/s ({} tokens), decode {:.1} tok/s ({} steps), threads {threads}, \
-             median of {}, peak RSS {:.0} MiB",
+             kernel {kernel}, median of {}, peak RSS {:.0} MiB",
             rt.id(),
             prefill,
             args.prompt_tokens,

@@ -322,6 +322,7 @@ pub fn stamp_cmd(a: StampArgs) -> Result<()> {
         commit: bench::commit(),
         cpu: bench::cpu_name(),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        kernel: nsed::qmm::path::active().name().into(),
         nsed_version: env!("CARGO_PKG_VERSION").into(),
         models,
         data,

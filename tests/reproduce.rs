@@ -223,6 +223,8 @@ fn check_perf(dir: &Path) {
     assert_eq!(rows.len(), 1);
     let r = &rows[0];
     assert_eq!(r["model"], "smollm2-135m");
+    let kernel = nsed::qmm::path::KernelPath::from_name(&r["kernel"]);
+    assert!(kernel.is_some_and(|k| k.is_available()), "{r:?}");
     // A 135M model on 2 cores: far above 1 token/s either way.
     assert!(num(r, "nsed_prefill_tok_s") > 10.0, "{r:?}");
     assert!(num(r, "nsed_decode_tok_s") > 5.0, "{r:?}");

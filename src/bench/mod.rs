@@ -463,6 +463,10 @@ pub struct RunInfo {
     pub commit: String,
     pub nsed_version: String,
     pub host_cpu: String,
+    /// The qmm kernel path that ran (`avx2`, `avx512vnni`, …); every path
+    /// gives the same bits, so it explains speed, not results.
+    #[serde(default)]
+    pub kernel: String,
     pub threads: usize,
     pub models: Vec<(String, String)>,
     pub command: Vec<String>,

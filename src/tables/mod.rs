@@ -98,6 +98,9 @@ pub struct Stamp {
     pub commit: String,
     pub cpu: String,
     pub cores: usize,
+    /// The qmm kernel path (`avx2`, `avx512vnni`, …); empty in older stamps.
+    #[serde(default)]
+    pub kernel: String,
     pub nsed_version: String,
     /// (model id, GGUF sha256).
     pub models: Vec<(String, String)>,
@@ -140,7 +143,7 @@ impl Stamp {
         };
         format!(
             "> Produced by `{}` (scale **{}**); last invocation {} → {}, commit `{}`, nsed {}, \
-             CPU {} ({} cores).  \n> Models (sha256): {}.  \n> Data (sha256): {}.\n",
+             CPU {} ({} cores{}).  \n> Models (sha256): {}.  \n> Data (sha256): {}.\n",
             self.command,
             self.scale,
             self.started,
@@ -149,6 +152,11 @@ impl Stamp {
             self.nsed_version,
             self.cpu,
             self.cores,
+            if self.kernel.is_empty() {
+                String::new()
+            } else {
+                format!(", kernel {}", self.kernel)
+            },
             list(&self.models),
             list(&self.data)
         )
@@ -300,6 +308,7 @@ mod tests {
             commit: "0123456789abcdef".into(),
             cpu: "AMD EPYC".into(),
             cores: 2,
+            kernel: "avx2".into(),
             nsed_version: "0.1.0".into(),
             models: vec![("smollm2-135m".into(), "b179c9523d0e6a0f".into())],
             data: vec![],

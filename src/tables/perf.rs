@@ -1,7 +1,10 @@
 //! The speed table: nsed against llama.cpp on the same GGUF files, prefill
 //! and decode tokens/s and peak memory, the median over interleaved rounds,
 //! from `perf/raw.jsonl` (one line per measurement, written by
-//! `scripts/bench-compare.sh`).
+//! `scripts/bench-compare.sh`). Rows are per model and per pairing of nsed's
+//! kernel path with a llama.cpp build (e.g. `NSED_KERNEL=avx2` against a
+//! llama.cpp built for AVX2 only), since a claim on one instruction set is
+//! not a claim about another.
 
 use std::path::Path;
 
@@ -26,6 +29,20 @@ pub struct Measurement {
     /// llama.cpp's build commit.
     #[serde(default)]
     pub build: Option<String>,
+    /// The pairing this measurement belongs to: nsed's kernel path, and
+    /// for llama.cpp lines the path it was paired with (absent in old data).
+    #[serde(default)]
+    pub kernel: Option<String>,
+    /// llama.cpp's build flavour: `native` or `avx2`.
+    #[serde(default)]
+    pub llama_isa: Option<String>,
+}
+
+impl Measurement {
+    /// The pairing label of a row: `avx2 vs llama.cpp avx2`, …
+    fn pairing(&self) -> String {
+        self.kernel.clone().unwrap_or_default()
+    }
 }
 
 pub fn read(results: &Path) -> Result<Vec<Measurement>, TablesError> {
@@ -57,10 +74,14 @@ fn median(mut xs: Vec<f64>) -> Option<f64> {
     })
 }
 
-/// A model's medians: (nsed, llama.cpp) prefill, decode and RSS.
+/// A model's medians under one pairing: (nsed, llama.cpp) prefill, decode and RSS.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub model: String,
+    /// nsed's kernel path (empty where the data did not record it).
+    pub kernel: String,
+    /// llama.cpp's build flavour for this pairing, if llama.cpp ran.
+    pub llama_isa: Option<String>,
     pub file_mib: Option<f64>,
     pub rounds: usize,
     pub nsed_prefill: Option<f64>,
@@ -72,23 +93,26 @@ pub struct Row {
 }
 
 pub fn rows(ms: &[Measurement]) -> Vec<Row> {
-    let mut models: Vec<&str> = Vec::new();
+    let mut keys: Vec<(String, &str)> = Vec::new();
     for m in ms {
-        if !models.contains(&m.model.as_str()) {
-            models.push(&m.model);
+        let key = (m.pairing(), m.model.as_str());
+        if !keys.contains(&key) {
+            keys.push(key);
         }
     }
-    models
-        .into_iter()
-        .map(|model| {
+    keys.into_iter()
+        .map(|(kernel, model)| {
+            let of = |m: &&Measurement| m.model == model && m.pairing() == kernel;
             let pick = |tool: &str, f: &dyn Fn(&Measurement) -> Option<f64>| {
                 median(
                     ms.iter()
-                        .filter(|m| m.model == model && m.tool == tool)
+                        .filter(of)
+                        .filter(|m| m.tool == tool)
                         .filter_map(f)
                         .collect(),
                 )
             };
+            let llama_isa = ms.iter().filter(of).find_map(|m| m.llama_isa.clone());
             let file_mib = ms
                 .iter()
                 .find(|m| m.model == model && m.file.is_some())
@@ -96,11 +120,10 @@ pub fn rows(ms: &[Measurement]) -> Vec<Row> {
                 .map(|md| md.len() as f64 / (1 << 20) as f64);
             Row {
                 model: model.to_string(),
+                kernel: kernel.clone(),
+                llama_isa,
                 file_mib,
-                rounds: ms
-                    .iter()
-                    .filter(|m| m.model == model && m.tool == "nsed")
-                    .count(),
+                rounds: ms.iter().filter(of).filter(|m| m.tool == "nsed").count(),
                 nsed_prefill: pick("nsed", &|m| m.prefill),
                 llama_prefill: pick("llama.cpp", &|m| m.prefill),
                 nsed_decode: pick("nsed", &|m| m.decode),
@@ -129,12 +152,24 @@ pub fn markdown(ms: &[Measurement]) -> String {
         return "No measurements yet.\n".into();
     }
     let mut out = String::from(
-        "| model | GGUF MiB | rounds | nsed prefill tok/s | llama.cpp prefill | ratio | nsed decode tok/s | llama.cpp decode | ratio | nsed peak RSS MiB | llama.cpp peak RSS MiB |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| nsed kernel | llama.cpp build | model | GGUF MiB | rounds | nsed prefill tok/s | llama.cpp prefill | ratio | nsed decode tok/s | llama.cpp decode | ratio | nsed peak RSS MiB | llama.cpp peak RSS MiB |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in &rows {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            if r.kernel.is_empty() {
+                "not recorded"
+            } else {
+                &r.kernel
+            },
+            r.llama_isa
+                .as_deref()
+                .unwrap_or(if r.llama_prefill.is_some() {
+                    "native"
+                } else {
+                    "–"
+                }),
             r.model,
             cell(r.file_mib, 0),
             r.rounds,
@@ -159,11 +194,13 @@ pub fn markdown(ms: &[Measurement]) -> String {
 pub fn csv(ms: &[Measurement]) -> String {
     let opt = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.3}"));
     let mut out = String::from(
-        "model,file_mib,rounds,nsed_prefill_tok_s,llamacpp_prefill_tok_s,nsed_decode_tok_s,llamacpp_decode_tok_s,nsed_rss_mib,llamacpp_rss_mib\n",
+        "kernel,llamacpp_isa,model,file_mib,rounds,nsed_prefill_tok_s,llamacpp_prefill_tok_s,nsed_decode_tok_s,llamacpp_decode_tok_s,nsed_rss_mib,llamacpp_rss_mib\n",
     );
     for r in rows(ms) {
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{}\n",
+            r.kernel,
+            r.llama_isa.as_deref().unwrap_or(""),
             r.model,
             opt(r.file_mib),
             r.rounds,
@@ -191,6 +228,8 @@ mod tests {
             decode: Some(decode),
             rss_mib: None,
             build: None,
+            kernel: None,
+            llama_isa: None,
         }
     }
 
@@ -215,7 +254,37 @@ mod tests {
     #[test]
     fn nsed_alone_leaves_llama_columns_empty() {
         let md = markdown(&[m("nsed", "a", 100.0, 10.0)]);
-        assert!(md.contains("| a | – | 1 | 100.0 | – | – | 10.0 | – | – |"));
+        assert!(md.contains("| not recorded | – | a | – | 1 | 100.0 | – | – | 10.0 | – | – |"));
         assert!(md.contains("llama.cpp was not run"));
+    }
+
+    #[test]
+    fn pairings_are_separate_rows() {
+        let tag = |mut x: Measurement, kernel: &str, isa: &str| {
+            x.kernel = Some(kernel.into());
+            x.llama_isa = (x.tool != "nsed").then(|| isa.into());
+            x
+        };
+        let ms = vec![
+            tag(m("nsed", "a", 100.0, 10.0), "avx2", ""),
+            tag(m("llama.cpp", "a", 50.0, 20.0), "avx2", "avx2"),
+            tag(m("nsed", "a", 300.0, 30.0), "avx512vnni", ""),
+            tag(m("llama.cpp", "a", 100.0, 20.0), "avx512vnni", "native"),
+        ];
+        let rows = rows(&ms);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            (rows[0].kernel.as_str(), rows[0].nsed_prefill),
+            ("avx2", Some(100.0))
+        );
+        assert_eq!(rows[0].llama_isa.as_deref(), Some("avx2"));
+        assert_eq!(rows[1].llama_prefill, Some(100.0));
+        let md = markdown(&ms);
+        assert!(md.contains("| avx2 | avx2 | a |"), "{md}");
+        assert!(md.contains("| avx512vnni | native | a |"), "{md}");
+        assert!(
+            md.contains("| **2.00x** |") && md.contains("| **3.00x** |"),
+            "{md}"
+        );
     }
 }

@@ -2,24 +2,38 @@
 //! weight formats of the roster (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K).
 //!
 //! Weights are repacked once at load, replacing the GGUF blocks: 16 output
-//! rows are interleaved so that one 64-byte vector holds 4 consecutive codes
-//! of each of the 16 rows, and one VNNI instruction (`vpdpbusd`) advances 16
-//! dot products by 4 elements against a broadcast activation word. Every lane
-//! is one output column, so nothing is reduced across lanes.
-//! Activations are quantized per 32-element block to int8 with an f32 scale.
+//! rows are interleaved so that 64 bytes hold 4 consecutive codes of each of
+//! the 16 rows. One AVX-512 VNNI instruction (`vpdpbusd`) then advances all
+//! 16 dot products by 4 elements against a broadcast activation word; the
+//! 256-bit kernels do the same for 8 rows at a time. Every lane is one output
+//! column, so nothing is reduced across lanes. Activations are quantized per
+//! 32-element block to int8 with an f32 scale.
 //!
-//! **Row invariance by construction.** An output element is
+//! **One result on every path and machine.** An output element is
 //! `Σ_b fma(isum_b, s_b·dx_b, acc)` over its blocks `b` in order, where the
-//! integer block sums are exact; the same instructions compute it whether its
-//! activation row comes alone (decode) or in a tile of four (prefill), and
-//! whichever thread owns its column group. So prefill logits equal decode
-//! logits bit for bit, at any thread count. The portable kernel performs
-//! the same floating-point operations in the same order and is the
-//! reference the AVX-512 kernel is tested against, bit for bit.
+//! integer block sums are exact. Every kernel path ([`path::KernelPath`]:
+//! portable, AVX2, AVX-VNNI, AVX-512 VNNI) computes the same integers and
+//! then the same float operations in the same order, whether a row comes
+//! alone (decode) or in a tile of four (prefill), and whichever thread owns
+//! its column group. So logits are bit-identical across paths, thread counts,
+//! batch shapes and machines. The element-wise reference kernel in
+//! [`portable`] is the oracle every path is tested against, bit for bit.
+//!
+//! The path is chosen at run time from the CPU's features ([`path::active`]),
+//! so one binary built for baseline x86-64 is fast everywhere.
 
 use candle_core::quantized::GgmlDType;
 use half::f16;
 use rayon::prelude::*;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+pub mod path;
+mod portable;
+
+pub use path::KernelPath;
 
 /// Output rows interleaved per group (one 512-bit vector of f32 lanes).
 const GROUP: usize = 16;
@@ -48,6 +62,8 @@ pub enum QmmError {
     Read(std::io::Error),
     #[error("activations have {got} elements, not a multiple of the row length {k}")]
     Activations { got: usize, k: usize },
+    #[error("the {0} kernel path needs instructions this CPU lacks")]
+    PathUnavailable(KernelPath),
 }
 
 /// The GGUF block formats with a repacked kernel.
@@ -589,15 +605,21 @@ impl QuantizedRows {
 /// Matching slices of activations, codes, scales and half sums.
 type BlockSlices<'a> = (((&'a [f32], &'a mut [i8]), &'a mut [f32]), &'a mut [i32]);
 
-/// One block to int8 codes (round half to even: one instruction, vectorizes),
+/// One block to int8 codes (round half to even),
 /// the sums of its two halves; returns the scale.
 #[inline]
 fn quantize_block(xb: &[f32], qb: &mut [i8], half_sums: &mut [i32]) -> f32 {
     let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
     let d = amax / 127.0;
     let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+    // Round half to even by adding and subtracting 1.5·2^23: exact for
+    // |y| ≤ 2^22, so after the clamp it equals `round_ties_even` bit for
+    // bit, and it vectorizes on every target (`roundeven` needs SSE4.1 on
+    // x86-64 and is a libm call without it).
+    const ROUNDER: f32 = 12_582_912.0;
     for (q, &v) in qb.iter_mut().zip(xb) {
-        *q = (v * id).round_ties_even().clamp(-127.0, 127.0) as i8;
+        let y = (v * id).clamp(-127.0, 127.0);
+        *q = ((y + ROUNDER) - ROUNDER) as i8;
     }
     for (sum, half) in half_sums.iter_mut().zip(qb.chunks_exact(16)) {
         *sum = half.iter().map(|&q| q as i32).sum();
@@ -606,8 +628,17 @@ fn quantize_block(xb: &[f32], qb: &mut [i8], half_sums: &mut [i32]) -> f32 {
 }
 
 /// `x · wᵀ`: `[m, k] × [n, k]ᵀ → [m, n]`, row-major f32, parallel over
-/// column groups. Bit-identical for any thread count and any `m`.
+/// column groups, on the process's kernel path ([`path::active`]).
+/// Bit-identical for any path, thread count and `m`.
 pub fn matmul(w: &PackedMatrix, x: &[f32]) -> Result<Vec<f32>, QmmError> {
+    matmul_with(path::active(), w, x)
+}
+
+/// [`matmul`] on a given kernel path (tests and benchmarks compare paths).
+pub fn matmul_with(path: KernelPath, w: &PackedMatrix, x: &[f32]) -> Result<Vec<f32>, QmmError> {
+    if !path.is_available() {
+        return Err(QmmError::PathUnavailable(path));
+    }
     let acts = QuantizedRows::quantize(x, w.k)?;
     let (m, n) = (acts.m, w.n);
     let groups = n.div_ceil(GROUP);
@@ -618,7 +649,7 @@ pub fn matmul(w: &PackedMatrix, x: &[f32]) -> Result<Vec<f32>, QmmError> {
     let per_group = m * GROUP;
     let work = |(c, slice): (usize, &mut [f32])| {
         for (i, dst) in slice.chunks_exact_mut(per_group).enumerate() {
-            group_kernel(w, &acts, c * chunk + i, dst);
+            group_kernel(path, w, &acts, c * chunk + i, dst);
         }
     };
     if m * n * w.k < PARALLEL_MIN_MACS {
@@ -642,293 +673,25 @@ pub fn matmul(w: &PackedMatrix, x: &[f32]) -> Result<Vec<f32>, QmmError> {
 /// Below this many multiply-adds, a product runs on the calling thread.
 const PARALLEL_MIN_MACS: usize = 1 << 16;
 
-/// All activation rows against one column group; `dst` is `[m][16]`.
-fn group_kernel(w: &PackedMatrix, acts: &QuantizedRows, g: usize, dst: &mut [f32]) {
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_feature = "avx512vnni",
-        target_feature = "avx512bw"
-    ))]
-    {
-        simd::group_kernel(w, acts, g, dst);
-    }
-    #[cfg(not(all(
-        target_arch = "x86_64",
-        target_feature = "avx512vnni",
-        target_feature = "avx512bw"
-    )))]
-    {
-        portable_group_kernel(w, acts, g, dst);
-    }
-}
-
-/// The reference kernel: the same floating-point operations, lane by lane.
-#[cfg_attr(
-    all(
-        target_arch = "x86_64",
-        target_feature = "avx512vnni",
-        target_feature = "avx512bw"
-    ),
-    allow(dead_code)
-)]
-pub(crate) fn portable_group_kernel(
+/// All activation rows against one column group on `path`; `dst` is `[m][16]`.
+/// The caller has checked that the CPU can run `path`.
+fn group_kernel(
+    path: KernelPath,
     w: &PackedMatrix,
     acts: &QuantizedRows,
     g: usize,
     dst: &mut [f32],
 ) {
-    let (nb, off) = (w.k / BLOCK, w.format.offset());
-    for (i, out) in dst.chunks_exact_mut(GROUP).enumerate() {
-        for (lane, acc_out) in out.iter_mut().enumerate() {
-            let r = g * GROUP + lane;
-            let mut acc = 0f32;
-            for b in 0..nb {
-                let (s0, s1, min) = if r < w.n {
-                    w.block_scales(r, b)
-                } else {
-                    (0.0, 0.0, 0.0)
-                };
-                let dx = acts.d[i * nb + b];
-                let xq = &acts.q[(i * nb + b) * BLOCK..][..BLOCK];
-                let hs = &acts.half_sums[(i * nb + b) * 2..][..2];
-                let dot = |range: std::ops::Range<usize>| -> i32 {
-                    range
-                        .map(|e| {
-                            let c = if r < w.n { w.code(r, b * BLOCK + e) } else { 0 };
-                            c as i32 * xq[e] as i32
-                        })
-                        .sum()
-                };
-                if w.format.halves() {
-                    let i0 = dot(0..16) - off * hs[0];
-                    let i1 = dot(16..32) - off * hs[1];
-                    acc = (i0 as f32).mul_add(s0 * dx, acc);
-                    acc = (i1 as f32).mul_add(s1 * dx, acc);
-                } else {
-                    let bsum = hs[0] + hs[1];
-                    let isum = dot(0..32) - off * bsum;
-                    acc = (isum as f32).mul_add(s0 * dx, acc);
-                    if w.format.has_min() {
-                        acc = min.mul_add(dx * bsum as f32, acc);
-                    }
-                }
-            }
-            *acc_out = acc;
-        }
-    }
-}
-
-#[cfg(all(
-    target_arch = "x86_64",
-    target_feature = "avx512vnni",
-    target_feature = "avx512bw"
-))]
-mod simd {
-    //! The AVX-512 VNNI kernel. Safe to call: the cfg guarantees the target
-    //! features at compile time, and every load stays inside the packed
-    //! buffers (checked by the slice indexing that computes each pointer).
-
-    use super::*;
-    use std::arch::x86_64::*;
-
-    /// The 8 steps of unpacked codes of (group g, block b), one vector each.
-    #[inline(always)]
-    fn unpack(format: Format, codes: &[u8]) -> [__m512i; 8] {
-        let mut v = [unsafe { _mm512_setzero_si512() }; 8];
-        // SAFETY: `codes` holds `format.code_bytes()` bytes (sliced by the
-        // caller); every read below is inside it.
-        unsafe {
-            match format.codes() {
-                Codes::Byte => {
-                    for (t, vt) in v.iter_mut().enumerate() {
-                        *vt = _mm512_loadu_si512(codes[t * 64..].as_ptr().cast());
-                    }
-                }
-                Codes::Nibble | Codes::Nibble5 | Codes::Nibble6 => {
-                    let low = _mm512_set1_epi8(15);
-                    for u in 0..4 {
-                        let p = _mm512_loadu_si512(codes[u * 64..].as_ptr().cast());
-                        v[u] = _mm512_and_si512(p, low);
-                        v[u + 4] = _mm512_and_si512(_mm512_srli_epi16(p, 4), low);
-                    }
-                    for plane in 0..format.codes().planes() {
-                        let bit = _mm512_set1_epi8(16 << plane);
-                        for (t, vt) in v.iter_mut().enumerate() {
-                            let at = 256 + plane * 64 + t * 8;
-                            let mask =
-                                u64::from_le_bytes(codes[at..at + 8].try_into().unwrap_or([0; 8]));
-                            *vt = _mm512_mask_add_epi8(*vt, mask, *vt, bit);
-                        }
-                    }
-                }
-            }
-        }
-        v
-    }
-
-    /// Per-lane scales of (group g, block b): (first half, second half, min).
-    #[inline(always)]
-    fn scales(format: Format, w: &PackedMatrix, g: usize, b: usize) -> (__m512, __m512, __m512) {
-        let nb = w.k / BLOCK;
-        let bm = format.block_meta();
-        let meta = &w.meta[(g * nb + b) * GROUP * bm..][..GROUP * bm];
-        // SAFETY: each load reads 16 or 32 bytes of a field that `pack`
-        // allocated for this (group, block) or (group, super-block).
-        unsafe {
-            let halves = |at: &[u8]| _mm512_cvtph_ps(_mm256_loadu_si256(at.as_ptr().cast()));
-            let bytes_u = |at: &[u8]| {
-                _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(at.as_ptr().cast())))
-            };
-            let bytes_i = |at: &[u8]| {
-                _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(at.as_ptr().cast())))
-            };
-            let zero = _mm512_setzero_ps();
-            let supers = || {
-                let sm = format.super_meta();
-                &w.supers[(g * (w.k / 256) + b / 8) * GROUP * sm..][..GROUP * sm]
-            };
-            match format {
-                Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => {
-                    let d = halves(meta);
-                    (d, d, zero)
-                }
-                Format::Q4_1 => (halves(meta), zero, halves(&meta[2 * GROUP..])),
-                Format::Q4K => {
-                    let (d, dmin) = (halves(supers()), halves(&supers()[2 * GROUP..]));
-                    let s = _mm512_mul_ps(d, bytes_u(meta));
-                    let m = _mm512_mul_ps(dmin, bytes_u(&meta[GROUP..]));
-                    (s, zero, _mm512_sub_ps(zero, m))
-                }
-                Format::Q6K => {
-                    let d = halves(supers());
-                    (
-                        _mm512_mul_ps(d, bytes_i(meta)),
-                        _mm512_mul_ps(d, bytes_i(&meta[GROUP..])),
-                        zero,
-                    )
-                }
-            }
-        }
-    }
-
-    pub(super) fn group_kernel(w: &PackedMatrix, acts: &QuantizedRows, g: usize, dst: &mut [f32]) {
-        // One monomorphized kernel per format: no format dispatch in the loops.
-        match w.format {
-            Format::Q4_0 => rows::<0>(w, acts, g, dst),
-            Format::Q4_1 => rows::<1>(w, acts, g, dst),
-            Format::Q5_0 => rows::<2>(w, acts, g, dst),
-            Format::Q8_0 => rows::<3>(w, acts, g, dst),
-            Format::Q4K => rows::<4>(w, acts, g, dst),
-            Format::Q6K => rows::<5>(w, acts, g, dst),
-        }
-    }
-
-    fn rows<const F: usize>(w: &PackedMatrix, acts: &QuantizedRows, g: usize, dst: &mut [f32]) {
-        let m = acts.m;
-        let mut i = 0;
-        while i < m {
-            match m - i {
-                1 => tile::<F, 1>(w, acts, g, i, dst),
-                2 => tile::<F, 2>(w, acts, g, i, dst),
-                3 => tile::<F, 3>(w, acts, g, i, dst),
-                _ => tile::<F, ROW_TILE>(w, acts, g, i, dst),
-            }
-            i += ROW_TILE.min(m - i);
-        }
-    }
-
-    /// How far ahead (in blocks) a one-row product prefetches its weights.
-    const PREFETCH_BLOCKS: usize = 8;
-
-    /// Rows `i0..i0 + R` against group `g`. Each row's lanes see exactly the
-    /// operations of the portable kernel, whatever R.
-    #[inline(always)]
-    fn tile<const F: usize, const R: usize>(
-        w: &PackedMatrix,
-        acts: &QuantizedRows,
-        g: usize,
-        i0: usize,
-        dst: &mut [f32],
-    ) {
-        let format = Format::from_id(F);
-        let (nb, off) = (w.k / BLOCK, format.offset());
-        let code_bytes = format.code_bytes();
-        // SAFETY: AVX-512 F/BW/VNNI are enabled at compile time (cfg); loads
-        // of activation words read 4 bytes inside row i's block b.
-        unsafe {
-            let mut acc = [_mm512_setzero_ps(); R];
-            for b in 0..nb {
-                let codes = &w.codes[(g * nb + b) * code_bytes..][..code_bytes];
-                // Decode streams weights from memory: ask for them early.
-                if R == 1 {
-                    let ahead = (g * nb + b + PREFETCH_BLOCKS) * code_bytes;
-                    for line in (0..code_bytes).step_by(64) {
-                        if let Some(p) = w.codes.get(ahead + line) {
-                            _mm_prefetch::<_MM_HINT_T0>((p as *const u8).cast());
-                        }
-                    }
-                }
-                let v = unpack(format, codes);
-                let (s0, s1, min) = scales(format, w, g, b);
-                for (r, acc_r) in acc.iter_mut().enumerate() {
-                    let i = i0 + r;
-                    let xq = &acts.q[(i * nb + b) * BLOCK..][..BLOCK];
-                    let hs = &acts.half_sums[(i * nb + b) * 2..][..2];
-                    let dx = acts.d[i * nb + b];
-                    let word = |t: usize| {
-                        _mm512_set1_epi32(i32::from_le_bytes([
-                            xq[4 * t] as u8,
-                            xq[4 * t + 1] as u8,
-                            xq[4 * t + 2] as u8,
-                            xq[4 * t + 3] as u8,
-                        ]))
-                    };
-                    let dxv = _mm512_set1_ps(dx);
-                    if format.halves() {
-                        let mut h = [_mm512_setzero_si512(); 2];
-                        for t in 0..8 {
-                            h[t / 4] = _mm512_dpbusd_epi32(h[t / 4], v[t], word(t));
-                        }
-                        let i0v = _mm512_sub_epi32(h[0], _mm512_set1_epi32(off * hs[0]));
-                        let i1v = _mm512_sub_epi32(h[1], _mm512_set1_epi32(off * hs[1]));
-                        *acc_r = _mm512_fmadd_ps(
-                            _mm512_cvtepi32_ps(i0v),
-                            _mm512_mul_ps(s0, dxv),
-                            *acc_r,
-                        );
-                        *acc_r = _mm512_fmadd_ps(
-                            _mm512_cvtepi32_ps(i1v),
-                            _mm512_mul_ps(s1, dxv),
-                            *acc_r,
-                        );
-                    } else {
-                        // Two chains for latency; integer sums are exact, so
-                        // the split cannot change a bit.
-                        let mut h = [_mm512_setzero_si512(); 2];
-                        for t in 0..8 {
-                            h[t % 2] = _mm512_dpbusd_epi32(h[t % 2], v[t], word(t));
-                        }
-                        let bsum = hs[0] + hs[1];
-                        let isum = _mm512_sub_epi32(
-                            _mm512_add_epi32(h[0], h[1]),
-                            _mm512_set1_epi32(off * bsum),
-                        );
-                        *acc_r = _mm512_fmadd_ps(
-                            _mm512_cvtepi32_ps(isum),
-                            _mm512_mul_ps(s0, dxv),
-                            *acc_r,
-                        );
-                        if format.has_min() {
-                            *acc_r = _mm512_fmadd_ps(min, _mm512_set1_ps(dx * bsum as f32), *acc_r);
-                        }
-                    }
-                }
-            }
-            for (r, acc_r) in acc.iter().enumerate() {
-                let out = &mut dst[(i0 + r) * GROUP..][..GROUP];
-                _mm512_storeu_ps(out.as_mut_ptr(), *acc_r);
-            }
-        }
+    match path {
+        // SAFETY (all three): `matmul_with` checked `path.is_available()`,
+        // which detects exactly the features each entry point requires.
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx512Vnni => unsafe { avx512::group_kernel(w, acts, g, dst) },
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::AvxVnni => unsafe { avx2::group_kernel_vnni(w, acts, g, dst) },
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2 => unsafe { avx2::group_kernel(w, acts, g, dst) },
+        _ => portable::group_kernel(w, acts, g, dst),
     }
 }
 
@@ -1005,25 +768,100 @@ mod tests {
     }
 
     #[test]
-    fn fast_kernel_equals_the_portable_reference_bit_for_bit() {
+    fn every_path_equals_the_reference_bit_for_bit() {
+        let paths = path::available();
+        assert!(paths.contains(&KernelPath::Portable));
         for dtype in FORMATS {
-            let (n, k) = (40, 512);
-            let (p, _) = matrix(dtype, n, k);
-            for m in [1, 2, 3, 4, 5, 9] {
-                let acts = QuantizedRows::quantize(&values(m * k, m as u64), k).unwrap();
-                for g in 0..n.div_ceil(GROUP) {
-                    let mut fast = vec![0f32; m * GROUP];
-                    let mut slow = vec![0f32; m * GROUP];
-                    group_kernel(&p, &acts, g, &mut fast);
-                    portable_group_kernel(&p, &acts, g, &mut slow);
-                    let (fb, sb): (Vec<u32>, Vec<u32>) = (
-                        fast.iter().map(|v| v.to_bits()).collect(),
-                        slow.iter().map(|v| v.to_bits()).collect(),
-                    );
-                    assert_eq!(fb, sb, "{dtype:?} m={m} group {g}");
+            let k_quant = matches!(dtype, GgmlDType::Q4K | GgmlDType::Q6K);
+            // A padded last group (40 = 2·16 + 8 rows), and for the 32-element
+            // formats a row length that is not a multiple of 256.
+            let shapes: &[(usize, usize)] = if k_quant {
+                &[(40, 512)]
+            } else {
+                &[(40, 512), (24, 96)]
+            };
+            for &(n, k) in shapes {
+                let (p, _) = matrix(dtype, n, k);
+                for m in [1, 2, 3, 4, 5, 9, 16, 128] {
+                    let acts = QuantizedRows::quantize(&values(m * k, m as u64), k).unwrap();
+                    for g in 0..n.div_ceil(GROUP) {
+                        let mut want = vec![0f32; m * GROUP];
+                        portable::reference_group_kernel(&p, &acts, g, &mut want);
+                        let want: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
+                        for &path in &paths {
+                            let mut got = vec![f32::NAN; m * GROUP];
+                            group_kernel(path, &p, &acts, g, &mut got);
+                            let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+                            assert_eq!(got, want, "{path} {dtype:?} {n}x{k} m={m} group {g}");
+                        }
+                    }
                 }
             }
         }
+    }
+
+    #[test]
+    fn paths_agree_through_matmul_and_differ_from_a_perturbed_weight() {
+        let (n, k, m) = (70, 768, 6);
+        for dtype in FORMATS {
+            let (p, _) = matrix(dtype, n, k);
+            let x = values(m * k, 17);
+            let want = matmul_with(KernelPath::Portable, &p, &x).unwrap();
+            for path in path::available() {
+                assert_eq!(matmul_with(path, &p, &x).unwrap(), want, "{path} {dtype:?}");
+            }
+            // Negative control: one flipped code bit changes the product.
+            let mut q = PackedMatrix {
+                codes: p.codes.clone(),
+                meta: p.meta.clone(),
+                supers: p.supers.clone(),
+                ..p
+            };
+            q.codes[3] ^= 1;
+            assert_ne!(
+                matmul_with(KernelPath::Portable, &q, &x).unwrap(),
+                want,
+                "{dtype:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unavailable_path_is_an_error() {
+        let (p, _) = matrix(GgmlDType::Q8_0, 16, 64);
+        for path in KernelPath::ALL.into_iter().filter(|p| !p.is_available()) {
+            assert!(matches!(
+                matmul_with(path, &p, &[0.5; 64]),
+                Err(QmmError::PathUnavailable(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn activation_rounding_is_half_to_even() {
+        let mut x: Vec<f32> = (0..4096).map(|i| (i as f32 - 2048.0) / 16.0).collect();
+        x.extend([
+            0.5, 1.5, 2.5, -0.5, -2.5, 126.5, -126.5, 127.0, -127.0, 1e-30,
+        ]);
+        x.resize(x.len().div_ceil(BLOCK) * BLOCK, 0.0);
+        for block in x.chunks_exact(BLOCK) {
+            let (mut q, mut hs) = ([0i8; BLOCK], [0i32; 2]);
+            let d = quantize_block(block, &mut q, &mut hs);
+            let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+            for (&v, &got) in block.iter().zip(&q) {
+                let want = (v * id).round_ties_even().clamp(-127.0, 127.0) as i8;
+                assert_eq!(got, want, "{v} (scale {d})");
+            }
+            assert_eq!(hs[0], q[..16].iter().map(|&v| v as i32).sum::<i32>());
+        }
+        let (mut q, mut hs) = ([0i8; BLOCK], [0i32; 2]);
+        let mut ties = [0f32; BLOCK];
+        ties[0] = 127.0;
+        ties[1] = 0.5;
+        ties[2] = 1.5;
+        ties[3] = -2.5;
+        quantize_block(&ties, &mut q, &mut hs);
+        assert_eq!(&q[..4], &[127, 0, 2, -2]);
     }
 
     #[test]

@@ -1,0 +1,392 @@
+//! The 256-bit x86-64 kernels over the same packed layout as the AVX-512 one:
+//! one vector holds 8 of a group's 16 output rows, so a group is two halves.
+//!
+//! - **AVX2** (AMD Zen 1-3, Intel Haswell and later): `vpmaddubsw` multiplies
+//!   unsigned codes by signed activations into i16 pairs, `vpmaddwd` widens
+//!   to i32. Pairs are summed in i16 only as far as they provably cannot
+//!   saturate (codes < 16: 8 steps; < 32: 4; < 64: 2); Q8_0's codes use the
+//!   sign trick (|w| × sign(w)·x, every pair below 2^15). The i32 block sums
+//!   are therefore exact, equal to the other paths' sums.
+//! - **AVX-VNNI** (Intel Alder Lake and later client cores): `vpdpbusd` with
+//!   a VEX encoding does the four products and the i32 sum in one.
+//!
+//! Both then do the float work of the reference kernel, lane by lane: one FMA
+//! of the converted block sum by `scale · dx`, and one for the minimum.
+
+use super::{Codes, Format, PackedMatrix, QuantizedRows, BLOCK, GROUP, ROW_TILE};
+use std::arch::x86_64::*;
+
+/// Output rows per vector.
+const LANES: usize = 8;
+/// How far ahead (in blocks) a one-row product prefetches its weights.
+const PREFETCH_BLOCKS: usize = 8;
+
+/// AVX2 entry point.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C.
+pub(super) unsafe fn group_kernel(
+    w: &PackedMatrix,
+    acts: &QuantizedRows,
+    g: usize,
+    dst: &mut [f32],
+) {
+    // SAFETY: the caller guarantees the features of `rows_avx2`.
+    unsafe {
+        match w.format {
+            Format::Q4_0 => rows_avx2::<0>(w, acts, g, dst),
+            Format::Q4_1 => rows_avx2::<1>(w, acts, g, dst),
+            Format::Q5_0 => rows_avx2::<2>(w, acts, g, dst),
+            Format::Q8_0 => rows_avx2::<3>(w, acts, g, dst),
+            Format::Q4K => rows_avx2::<4>(w, acts, g, dst),
+            Format::Q6K => rows_avx2::<5>(w, acts, g, dst),
+        }
+    }
+}
+
+/// AVX-VNNI entry point.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA, F16C and AVX-VNNI.
+pub(super) unsafe fn group_kernel_vnni(
+    w: &PackedMatrix,
+    acts: &QuantizedRows,
+    g: usize,
+    dst: &mut [f32],
+) {
+    // SAFETY: the caller guarantees the features of `rows_vnni`.
+    unsafe {
+        match w.format {
+            Format::Q4_0 => rows_vnni::<0>(w, acts, g, dst),
+            Format::Q4_1 => rows_vnni::<1>(w, acts, g, dst),
+            Format::Q5_0 => rows_vnni::<2>(w, acts, g, dst),
+            Format::Q8_0 => rows_vnni::<3>(w, acts, g, dst),
+            Format::Q4K => rows_vnni::<4>(w, acts, g, dst),
+            Format::Q6K => rows_vnni::<5>(w, acts, g, dst),
+        }
+    }
+}
+
+/// The two kernels share every line but the integer block sums; this macro
+/// writes one `rows`/`tile`/`half_block` family per instruction set, each
+/// compiled with its own target features.
+macro_rules! kernel_family {
+    ($features:literal, $rows:ident, $tile:ident, $half_block:ident, $sums:ident) => {
+        #[target_feature(enable = $features)]
+        unsafe fn $rows<const F: usize>(
+            w: &PackedMatrix,
+            acts: &QuantizedRows,
+            g: usize,
+            dst: &mut [f32],
+        ) {
+            let m = acts.m;
+            let mut i = 0;
+            // SAFETY (all four calls): same target features as this function.
+            while i < m {
+                unsafe {
+                    match m - i {
+                        1 => $tile::<F, 1>(w, acts, g, i, dst),
+                        2 => $tile::<F, 2>(w, acts, g, i, dst),
+                        3 => $tile::<F, 3>(w, acts, g, i, dst),
+                        _ => $tile::<F, ROW_TILE>(w, acts, g, i, dst),
+                    }
+                }
+                i += ROW_TILE.min(m - i);
+            }
+        }
+
+        /// Rows `i0..i0 + R` against group `g`. A single row (decode) walks
+        /// the blocks once, both halves per block, prefetching ahead; a tile
+        /// walks them once per half, which keeps its 4 accumulators, 8 code
+        /// vectors and temporaries within the 16 registers.
+        #[target_feature(enable = $features)]
+        unsafe fn $tile<const F: usize, const R: usize>(
+            w: &PackedMatrix,
+            acts: &QuantizedRows,
+            g: usize,
+            i0: usize,
+            dst: &mut [f32],
+        ) {
+            let format = Format::from_id(F);
+            let (nb, code_bytes) = (w.k / BLOCK, format.code_bytes());
+            if R == 1 {
+                let mut acc = [_mm256_setzero_ps(); 2];
+                for b in 0..nb {
+                    let ahead = (g * nb + b + PREFETCH_BLOCKS) * code_bytes;
+                    for line in (0..code_bytes).step_by(64) {
+                        if let Some(p) = w.codes.get(ahead + line) {
+                            // SAFETY: a prefetch of a valid address.
+                            _mm_prefetch::<_MM_HINT_T0>((p as *const u8).cast());
+                        }
+                    }
+                    for (half, acc_h) in acc.iter_mut().enumerate() {
+                        // SAFETY: same target features.
+                        unsafe {
+                            $half_block::<F, 1>(
+                                w,
+                                acts,
+                                g,
+                                b,
+                                half,
+                                i0,
+                                std::slice::from_mut(acc_h),
+                            )
+                        };
+                    }
+                }
+                for (half, acc_h) in acc.iter().enumerate() {
+                    let out = &mut dst[i0 * GROUP + half * LANES..][..LANES];
+                    // SAFETY: `out` holds 8 floats.
+                    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), *acc_h) };
+                }
+            } else {
+                for half in 0..2 {
+                    let mut acc = [_mm256_setzero_ps(); R];
+                    for b in 0..nb {
+                        // SAFETY: same target features.
+                        unsafe { $half_block::<F, R>(w, acts, g, b, half, i0, &mut acc) };
+                    }
+                    for (r, acc_r) in acc.iter().enumerate() {
+                        let out = &mut dst[(i0 + r) * GROUP + half * LANES..][..LANES];
+                        // SAFETY: `out` holds 8 floats.
+                        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), *acc_r) };
+                    }
+                }
+            }
+        }
+
+        /// One block of one half-group for rows `i0..i0 + R`: the exact
+        /// integer sums, then the reference kernel's FMAs.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn $half_block<const F: usize, const R: usize>(
+            w: &PackedMatrix,
+            acts: &QuantizedRows,
+            g: usize,
+            b: usize,
+            half: usize,
+            i0: usize,
+            acc: &mut [__m256],
+        ) {
+            let format = Format::from_id(F);
+            let (nb, code_bytes) = (w.k / BLOCK, format.code_bytes());
+            let rec = &w.codes[(g * nb + b) * code_bytes..][..code_bytes];
+            // SAFETY: same target features; `rec` is a whole record.
+            let v = unsafe { unpack(format, rec, half) };
+            let (s0, s1, min) = unsafe { scales(format, w, g, b, half) };
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let at = (i0 + r) * nb + b;
+                let xq = &acts.q[at * BLOCK..][..BLOCK];
+                let hs = &acts.half_sums[at * 2..][..2];
+                let dxv = _mm256_set1_ps(acts.d[at]);
+                // SAFETY: same target features; `xq` is a whole block.
+                let (i0v, i1v) = unsafe { $sums(format, &v, xq, hs) };
+                *acc_r = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0v), _mm256_mul_ps(s0, dxv), *acc_r);
+                if format.halves() {
+                    *acc_r =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1v), _mm256_mul_ps(s1, dxv), *acc_r);
+                } else if format.has_min() {
+                    let dxb = _mm256_set1_ps(acts.d[at] * (hs[0] + hs[1]) as f32);
+                    *acc_r = _mm256_fmadd_ps(min, dxb, *acc_r);
+                }
+            }
+        }
+    };
+}
+
+kernel_family!(
+    "avx2,fma,f16c",
+    rows_avx2,
+    tile_avx2,
+    half_block_avx2,
+    sums_avx2
+);
+kernel_family!(
+    "avx2,fma,f16c,avxvnni",
+    rows_vnni,
+    tile_vnni,
+    half_block_vnni,
+    sums_vnni
+);
+
+/// The 4 activation bytes of step `t`, in every i32 lane.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn word(xq: &[i8], t: usize) -> __m256i {
+    let b = &xq[4 * t..4 * t + 4];
+    _mm256_set1_epi32(i32::from_le_bytes([
+        b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8,
+    ]))
+}
+
+/// The exact integer block sums Σ(code − offset)·x of one half-group against
+/// one activation row: (elements 0-15, 16-31) for Q6_K's two scales, else
+/// (whole block, unused). AVX2: `vpmaddubsw` pairs summed in i16 only as far
+/// as they cannot saturate, then `vpmaddwd` to i32.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn sums_avx2(format: Format, v: &[__m256i; 8], xq: &[i8], hs: &[i32]) -> (__m256i, __m256i) {
+    let ones = _mm256_set1_epi16(1);
+    let pairs = |t: usize| _mm256_maddubs_epi16(v[t], word(xq, t));
+    // Sum `steps` consecutive steps' i16 pairs, then widen to i32.
+    let run = |from: usize, steps: usize| {
+        let mut h = pairs(from);
+        for t in from + 1..from + steps {
+            h = _mm256_add_epi16(h, pairs(t));
+        }
+        _mm256_madd_epi16(h, ones)
+    };
+    let minus = |sum: __m256i, count: i32| {
+        _mm256_sub_epi32(sum, _mm256_set1_epi32(format.offset() * count))
+    };
+    let whole = hs[0] + hs[1];
+    let unused = _mm256_setzero_si256();
+    match format.codes() {
+        // Codes < 16: a pair is at most 2·15·127 = 3810, eight steps 30480.
+        Codes::Nibble => (minus(run(0, 8), whole), unused),
+        // Codes < 32: a pair is at most 7874, four steps 31496.
+        Codes::Nibble5 => (minus(_mm256_add_epi32(run(0, 4), run(4, 4)), whole), unused),
+        // Codes < 64: a pair is at most 16002, two steps 32004.
+        Codes::Nibble6 => (
+            minus(_mm256_add_epi32(run(0, 2), run(2, 2)), hs[0]),
+            minus(_mm256_add_epi32(run(4, 2), run(6, 2)), hs[1]),
+        ),
+        // Codes 0..=255 would saturate: multiply |w| (w = code − 128, the
+        // GGUF value) by sign(w)·x, every pair at most 2·128·127 = 32512.
+        Codes::Byte => {
+            let flip = _mm256_set1_epi8(-128);
+            let mut h = [_mm256_setzero_si256(); 2];
+            for (t, vt) in v.iter().enumerate() {
+                let wt = _mm256_xor_si256(*vt, flip);
+                let x = _mm256_sign_epi8(word(xq, t), wt);
+                let p = _mm256_maddubs_epi16(_mm256_abs_epi8(wt), x);
+                h[t % 2] = _mm256_add_epi32(h[t % 2], _mm256_madd_epi16(p, ones));
+            }
+            (_mm256_add_epi32(h[0], h[1]), unused)
+        }
+    }
+}
+
+/// As [`sums_avx2`], with `vpdpbusd` (AVX-VNNI): four products and their
+/// i32 sum in one instruction, no i16 stage, no sign trick.
+#[inline]
+#[target_feature(enable = "avx2,avxvnni")]
+unsafe fn sums_vnni(format: Format, v: &[__m256i; 8], xq: &[i8], hs: &[i32]) -> (__m256i, __m256i) {
+    let mut h = [_mm256_setzero_si256(); 2];
+    for (t, vt) in v.iter().enumerate() {
+        let slot = if format.halves() { t / 4 } else { t % 2 };
+        h[slot] = _mm256_dpbusd_avx_epi32(h[slot], *vt, word(xq, t));
+    }
+    let minus = |sum: __m256i, count: i32| {
+        _mm256_sub_epi32(sum, _mm256_set1_epi32(format.offset() * count))
+    };
+    if format.halves() {
+        (minus(h[0], hs[0]), minus(h[1], hs[1]))
+    } else {
+        (minus(_mm256_add_epi32(h[0], h[1]), hs[0] + hs[1]), h[1])
+    }
+}
+
+/// The 8 steps of unpacked codes of one record's half-group (lanes
+/// `8·half..8·half + 8`), one vector each: byte 4·lane + i of step t is
+/// element 4t + i of that lane's row.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn unpack(format: Format, rec: &[u8], half: usize) -> [__m256i; 8] {
+    let load = |at: usize| {
+        let bytes = &rec[at..at + 32];
+        // SAFETY: `bytes` holds the 32 bytes read.
+        unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
+    };
+    let mut v = [_mm256_setzero_si256(); 8];
+    match format.codes() {
+        Codes::Byte => {
+            for (t, vt) in v.iter_mut().enumerate() {
+                *vt = load(t * 64 + half * 32);
+            }
+        }
+        Codes::Nibble | Codes::Nibble5 | Codes::Nibble6 => {
+            let low = _mm256_set1_epi8(15);
+            for u in 0..4 {
+                let p = load(u * 64 + half * 32);
+                v[u] = _mm256_and_si256(p, low);
+                v[u + 4] = _mm256_and_si256(_mm256_srli_epi16(p, 4), low);
+            }
+            // Each plane holds one bit per code byte: expand the half's 32
+            // mask bits to 32 bytes (byte j gets mask byte j / 8, tested
+            // against bit j % 8) and add the plane's value where set.
+            let spread = _mm256_setr_epi8(
+                0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, //
+                2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
+            );
+            let bits = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+            for plane in 0..format.codes().planes() {
+                let value = _mm256_set1_epi8(16 << plane);
+                for (t, vt) in v.iter_mut().enumerate() {
+                    let at = 256 + plane * 64 + t * 8 + half * 4;
+                    let mask = u32::from_le_bytes([rec[at], rec[at + 1], rec[at + 2], rec[at + 3]]);
+                    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(mask as i32), spread);
+                    let set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bits), bits);
+                    *vt = _mm256_or_si256(*vt, _mm256_and_si256(set, value));
+                }
+            }
+        }
+    }
+    v
+}
+
+/// Per-lane scales of one record's half-group: (first half, second half,
+/// min), computed with the reference kernel's float operations.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn scales(
+    format: Format,
+    w: &PackedMatrix,
+    g: usize,
+    b: usize,
+    half: usize,
+) -> (__m256, __m256, __m256) {
+    let nb = w.k / BLOCK;
+    let bm = format.block_meta();
+    let meta = &w.meta[(g * nb + b) * GROUP * bm..][..GROUP * bm];
+    // f16 fields: 16 lanes × 2 bytes; this half's 8 lanes are 16 bytes.
+    let halves = |buf: &[u8], field: usize| {
+        let at = &buf[field * 2 * GROUP + half * 16..][..16];
+        // SAFETY: `at` holds the 16 bytes read.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(at.as_ptr().cast())) }
+    };
+    // u8 / i8 fields: 16 lanes × 1 byte; this half's 8 lanes are 8 bytes.
+    let byte_field = |field: usize| {
+        let at = &meta[field * GROUP + half * LANES..][..LANES];
+        // SAFETY: `at` holds the 8 bytes read.
+        unsafe { _mm_loadl_epi64(at.as_ptr().cast()) }
+    };
+    let unsigned = |field: usize| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(byte_field(field)));
+    let signed = |field: usize| _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(byte_field(field)));
+    let supers = || {
+        let sm = format.super_meta();
+        &w.supers[(g * (w.k / 256) + b / 8) * GROUP * sm..][..GROUP * sm]
+    };
+    let zero = _mm256_setzero_ps();
+    match format {
+        Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => {
+            let d = halves(meta, 0);
+            (d, d, zero)
+        }
+        Format::Q4_1 => (halves(meta, 0), zero, halves(meta, 1)),
+        Format::Q4K => {
+            let (d, dmin) = (halves(supers(), 0), halves(supers(), 1));
+            let s = _mm256_mul_ps(d, unsigned(0));
+            let m = _mm256_mul_ps(dmin, unsigned(1));
+            (s, zero, _mm256_sub_ps(zero, m))
+        }
+        Format::Q6K => {
+            let d = halves(supers(), 0);
+            (
+                _mm256_mul_ps(d, signed(0)),
+                _mm256_mul_ps(d, signed(1)),
+                zero,
+            )
+        }
+    }
+}

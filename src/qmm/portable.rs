@@ -1,0 +1,185 @@
+//! The portable kernel: plain Rust that LLVM vectorizes for whatever target it
+//! is built for. It is what aarch64 runs until a NEON kernel is measured, and
+//! what x86-64 runs without AVX2. Each (group, block) record is unpacked once
+//! into 16 rows of 32 `i16` codes, then every activation row takes plain
+//! integer dot products against them (`pmaddwd` / `smlal` after LLVM).
+//!
+//! Also here: the element-wise reference kernel that every path is tested
+//! against, bit for bit.
+
+use super::{Codes, Format, PackedMatrix, QuantizedRows, BLOCK, GROUP};
+
+/// All activation rows against group `g`; `dst` is `[m][16]`.
+pub(super) fn group_kernel(w: &PackedMatrix, acts: &QuantizedRows, g: usize, dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has FMA (checked on the line above).
+        unsafe { group_kernel_fma(w, acts, g, dst) };
+        return;
+    }
+    by_format(w, acts, g, dst);
+}
+
+/// The same code compiled with FMA, so that `mul_add` is one instruction
+/// rather than a call into libm (as it always is on aarch64). The results
+/// are the same bits either way: `mul_add` is a fused multiply-add by
+/// definition, however it is computed.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+unsafe fn group_kernel_fma(w: &PackedMatrix, acts: &QuantizedRows, g: usize, dst: &mut [f32]) {
+    by_format(w, acts, g, dst);
+}
+
+/// One monomorphized loop per format: no format dispatch inside.
+#[inline(always)]
+fn by_format(w: &PackedMatrix, acts: &QuantizedRows, g: usize, dst: &mut [f32]) {
+    match w.format {
+        Format::Q4_0 => rows::<0>(w, acts, g, dst),
+        Format::Q4_1 => rows::<1>(w, acts, g, dst),
+        Format::Q5_0 => rows::<2>(w, acts, g, dst),
+        Format::Q8_0 => rows::<3>(w, acts, g, dst),
+        Format::Q4K => rows::<4>(w, acts, g, dst),
+        Format::Q6K => rows::<5>(w, acts, g, dst),
+    }
+}
+
+#[inline(always)]
+fn rows<const F: usize>(w: &PackedMatrix, acts: &QuantizedRows, g: usize, dst: &mut [f32]) {
+    let format = Format::from_id(F);
+    let (nb, off, code_bytes) = (w.k / BLOCK, format.offset(), format.code_bytes());
+    dst.fill(0.0);
+    let mut codes = [[0i16; BLOCK]; GROUP];
+    let mut scales = [(0f32, 0f32, 0f32); GROUP];
+    for b in 0..nb {
+        unpack(
+            format,
+            &w.codes[(g * nb + b) * code_bytes..][..code_bytes],
+            &mut codes,
+        );
+        for (lane, s) in scales.iter_mut().enumerate() {
+            *s = w.block_scales(g * GROUP + lane, b);
+        }
+        for (i, out) in dst.chunks_exact_mut(GROUP).enumerate() {
+            let at = i * nb + b;
+            let xq = &acts.q[at * BLOCK..][..BLOCK];
+            let x: [i16; BLOCK] = std::array::from_fn(|e| xq[e] as i16);
+            let (hs, dx) = (&acts.half_sums[at * 2..][..2], acts.d[at]);
+            for ((acc, c), &(s0, s1, min)) in out.iter_mut().zip(&codes).zip(&scales) {
+                if format.halves() {
+                    let i0 = dot(&c[..16], &x[..16]) - off * hs[0];
+                    let i1 = dot(&c[16..], &x[16..]) - off * hs[1];
+                    *acc = (i0 as f32).mul_add(s0 * dx, *acc);
+                    *acc = (i1 as f32).mul_add(s1 * dx, *acc);
+                } else {
+                    let bsum = hs[0] + hs[1];
+                    let isum = dot(c, &x) - off * bsum;
+                    *acc = (isum as f32).mul_add(s0 * dx, *acc);
+                    if format.has_min() {
+                        *acc = min.mul_add(dx * bsum as f32, *acc);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Exact integer dot product (|terms| < 2^15, at most 32 of them).
+#[inline(always)]
+fn dot(a: &[i16], b: &[i16]) -> i32 {
+    a.iter().zip(b).map(|(&a, &b)| a as i32 * b as i32).sum()
+}
+
+/// The codes of one (group, block) record as 16 rows of 32 elements (see
+/// `put_code` in the parent module for the layout).
+#[inline(always)]
+fn unpack(format: Format, rec: &[u8], codes: &mut [[i16; BLOCK]; GROUP]) {
+    match format.codes() {
+        Codes::Byte => {
+            for t in 0..8 {
+                let step = &rec[t * 64..][..64];
+                for (lane, row) in codes.iter_mut().enumerate() {
+                    for i in 0..4 {
+                        row[4 * t + i] = step[4 * lane + i] as i16;
+                    }
+                }
+            }
+        }
+        Codes::Nibble | Codes::Nibble5 | Codes::Nibble6 => {
+            for u in 0..4 {
+                let step = &rec[u * 64..][..64];
+                for (lane, row) in codes.iter_mut().enumerate() {
+                    for i in 0..4 {
+                        let byte = step[4 * lane + i];
+                        row[4 * u + i] = (byte & 15) as i16;
+                        row[4 * u + 16 + i] = (byte >> 4) as i16;
+                    }
+                }
+            }
+            for plane in 0..format.codes().planes() {
+                let bit = 16i16 << plane;
+                for t in 0..8 {
+                    let at = 256 + plane * 64 + t * 8;
+                    let mut mask = [0u8; 8];
+                    mask.copy_from_slice(&rec[at..at + 8]);
+                    let mask = u64::from_le_bytes(mask);
+                    for (lane, row) in codes.iter_mut().enumerate() {
+                        for i in 0..4 {
+                            row[4 * t + i] |= ((mask >> (4 * lane + i)) & 1) as i16 * bit;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The reference kernel: every code read one at a time through the packing's
+/// own accessors, the same floating-point operations lane by lane. It is the
+/// oracle the other paths are tested against; nothing runs it in production.
+#[cfg(test)]
+pub(super) fn reference_group_kernel(
+    w: &PackedMatrix,
+    acts: &QuantizedRows,
+    g: usize,
+    dst: &mut [f32],
+) {
+    let (nb, off) = (w.k / BLOCK, w.format.offset());
+    for (i, out) in dst.chunks_exact_mut(GROUP).enumerate() {
+        for (lane, acc_out) in out.iter_mut().enumerate() {
+            let r = g * GROUP + lane;
+            let mut acc = 0f32;
+            for b in 0..nb {
+                let (s0, s1, min) = if r < w.n {
+                    w.block_scales(r, b)
+                } else {
+                    (0.0, 0.0, 0.0)
+                };
+                let dx = acts.d[i * nb + b];
+                let xq = &acts.q[(i * nb + b) * BLOCK..][..BLOCK];
+                let hs = &acts.half_sums[(i * nb + b) * 2..][..2];
+                let dot = |range: std::ops::Range<usize>| -> i32 {
+                    range
+                        .map(|e| {
+                            let c = if r < w.n { w.code(r, b * BLOCK + e) } else { 0 };
+                            c as i32 * xq[e] as i32
+                        })
+                        .sum()
+                };
+                if w.format.halves() {
+                    let i0 = dot(0..16) - off * hs[0];
+                    let i1 = dot(16..32) - off * hs[1];
+                    acc = (i0 as f32).mul_add(s0 * dx, acc);
+                    acc = (i1 as f32).mul_add(s1 * dx, acc);
+                } else {
+                    let bsum = hs[0] + hs[1];
+                    let isum = dot(0..32) - off * bsum;
+                    acc = (isum as f32).mul_add(s0 * dx, acc);
+                    if w.format.has_min() {
+                        acc = min.mul_add(dx * bsum as f32, acc);
+                    }
+                }
+            }
+            *acc_out = acc;
+        }
+    }
+}

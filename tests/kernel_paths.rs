@@ -1,0 +1,127 @@
+//! Every kernel path this CPU has gives the same generation, bit for bit, on
+//! all four models: `nsed determinism` under each `NSED_KERNEL` must print the
+//! logits and output hashes committed in `results/determinism/<model>.json`
+//! (recorded on other machines, other paths). Also: a bad `NSED_KERNEL` is a
+//! clear exit-2 error naming the paths this CPU has.
+
+mod common;
+
+use std::process::Command;
+
+use nsed::qmm::path::{available, KernelPath};
+
+const MODELS: [&str; 4] = [
+    "smollm2-135m",
+    "gemma3-270m",
+    "qwen2.5-coder-0.5b",
+    "qwen2.5-coder-1.5b",
+];
+
+fn nsed() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nsed"))
+}
+
+/// The committed (logits, output) sha256 of a model's determinism report.
+fn committed(model: &str) -> (String, String) {
+    let path = format!(
+        "{}/results/determinism/{model}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).expect("committed determinism report");
+    let report: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let run = &report["runs"][0];
+    assert_eq!(run["tokens"], 64, "{path}: the hashes are of 64-token runs");
+    (
+        run["logits_sha256"].as_str().expect("logits hash").into(),
+        run["output_sha256"].as_str().expect("output hash").into(),
+    )
+}
+
+/// One determinism run (the command's defaults: 64 tokens, T 0.8, seed 42)
+/// on `path` at 2 threads: (logits, output) sha256.
+fn run_on(path: KernelPath, model: &str) -> (String, String) {
+    common::registry_model_path(model);
+    let out = nsed()
+        .env("NSED_KERNEL", path.name())
+        .args(["--threads", "2", "determinism", "--model", model])
+        .args(["--runs", "1", "--json"])
+        .output()
+        .expect("run nsed");
+    assert!(
+        out.status.success(),
+        "{path} {model}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let run = &report["runs"][0];
+    assert_eq!(run["identical_logits_share"], 1.0, "{path} {model}");
+    (
+        run["logits_sha256"].as_str().expect("logits hash").into(),
+        run["output_sha256"].as_str().expect("output hash").into(),
+    )
+}
+
+#[test]
+fn every_path_reproduces_the_committed_hashes_on_every_model() {
+    let paths = available();
+    eprintln!("kernel paths on this CPU: {paths:?}");
+    assert!(paths.contains(&KernelPath::Portable));
+    for model in MODELS {
+        let want = committed(model);
+        for &path in &paths {
+            let got = run_on(path, model);
+            assert_eq!(got, want, "{model} on the {path} path");
+            eprintln!("{model} {path}: logits {}", &got.0[..16]);
+        }
+    }
+}
+
+#[test]
+fn a_different_seed_gives_different_hashes() {
+    // Negative control: the hashes do depend on what was computed.
+    let want = committed("smollm2-135m");
+    let out = nsed()
+        .args(["--threads", "2", "determinism", "--model", "smollm2-135m"])
+        .args(["--runs", "1", "--seed", "43", "--json"])
+        .output()
+        .expect("run nsed");
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let got = report["runs"][0]["logits_sha256"].as_str().expect("hash");
+    assert_ne!(got, want.0);
+}
+
+#[test]
+fn a_bad_kernel_setting_is_a_usage_error_naming_the_paths() {
+    let names: Vec<&str> = available().iter().map(|p| p.name()).collect();
+    let mut settings = vec!["sse9".to_string()];
+    settings.extend(
+        KernelPath::ALL
+            .into_iter()
+            .filter(|p| !p.is_available())
+            .map(|p| p.name().to_string()),
+    );
+    for setting in settings {
+        let out = nsed()
+            .env("NSED_KERNEL", &setting)
+            .args(["models", "list"])
+            .output()
+            .expect("run nsed");
+        assert_eq!(out.status.code(), Some(2), "NSED_KERNEL={setting}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(err.contains(&setting), "{err}");
+        for name in &names {
+            assert!(err.contains(name), "names {name}: {err}");
+        }
+    }
+    let out = nsed()
+        .env("NSED_KERNEL", "portable")
+        .args(["models", "inspect", "smollm2-135m"])
+        .output()
+        .expect("run nsed");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("kernel: portable"), "{text}");
+    assert!(text.contains("qmm (portable)"), "{text}");
+}
