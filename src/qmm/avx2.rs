@@ -172,8 +172,8 @@ macro_rules! kernel_family {
             let (nb, code_bytes) = (w.k / BLOCK, format.code_bytes());
             let rec = &w.codes[(g * nb + b) * code_bytes..][..code_bytes];
             // SAFETY: same target features; `rec` is a whole record.
-            let v = unsafe { unpack(format, rec, half) };
-            let (s0, s1, min) = unsafe { scales(format, w, g, b, half) };
+            let v = unsafe { unpack::<F>(rec, half) };
+            let (s0, s1, min) = unsafe { scales::<F>(w, g, b, half) };
             for (r, acc_r) in acc.iter_mut().enumerate() {
                 let at = (i0 + r) * nb + b;
                 let xq = &acts.q[at * BLOCK..][..BLOCK];
@@ -292,7 +292,8 @@ unsafe fn sums_vnni(format: Format, v: &[__m256i; 8], xq: &[i8], hs: &[i32]) -> 
 /// element 4t + i of that lane's row.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn unpack(format: Format, rec: &[u8], half: usize) -> [__m256i; 8] {
+unsafe fn unpack<const F: usize>(rec: &[u8], half: usize) -> [__m256i; 8] {
+    let format = Format::from_id(F);
     let load = |at: usize| {
         let bytes = &rec[at..at + 32];
         // SAFETY: `bytes` holds the 32 bytes read.
@@ -312,22 +313,21 @@ unsafe fn unpack(format: Format, rec: &[u8], half: usize) -> [__m256i; 8] {
                 v[u] = _mm256_and_si256(p, low);
                 v[u + 4] = _mm256_and_si256(_mm256_srli_epi16(p, 4), low);
             }
-            // Each plane holds one bit per code byte: expand the half's 32
-            // mask bits to 32 bytes (byte j gets mask byte j / 8, tested
-            // against bit j % 8) and add the plane's value where set.
-            let spread = _mm256_setr_epi8(
-                0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, //
-                2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
-            );
-            let bits = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+            // A plane byte holds, at bit t, the extra bit of step t's code in
+            // the same byte: shift bit t to the plane's bit (4 or 5) and
+            // keep it. Shifts are of 16-bit lanes; the counts (at most 5)
+            // never move a bit across the byte boundary into the kept one.
             for plane in 0..format.codes().planes() {
-                let value = _mm256_set1_epi8(16 << plane);
+                let bits = load(256 + plane * 64 + half * 32);
+                let keep = _mm256_set1_epi8(16 << plane);
                 for (t, vt) in v.iter_mut().enumerate() {
-                    let at = 256 + plane * 64 + t * 8 + half * 4;
-                    let mask = u32::from_le_bytes([rec[at], rec[at + 1], rec[at + 2], rec[at + 3]]);
-                    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(mask as i32), spread);
-                    let set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bits), bits);
-                    *vt = _mm256_or_si256(*vt, _mm256_and_si256(set, value));
+                    let target = 4 + plane;
+                    let moved = if t <= target {
+                        _mm256_sll_epi16(bits, _mm_cvtsi32_si128((target - t) as i32))
+                    } else {
+                        _mm256_srl_epi16(bits, _mm_cvtsi32_si128((t - target) as i32))
+                    };
+                    *vt = _mm256_or_si256(*vt, _mm256_and_si256(moved, keep));
                 }
             }
         }
@@ -339,13 +339,13 @@ unsafe fn unpack(format: Format, rec: &[u8], half: usize) -> [__m256i; 8] {
 /// min), computed with the reference kernel's float operations.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn scales(
-    format: Format,
+unsafe fn scales<const F: usize>(
     w: &PackedMatrix,
     g: usize,
     b: usize,
     half: usize,
 ) -> (__m256, __m256, __m256) {
+    let format = Format::from_id(F);
     let nb = w.k / BLOCK;
     let bm = format.block_meta();
     let meta = &w.meta[(g * nb + b) * GROUP * bm..][..GROUP * bm];

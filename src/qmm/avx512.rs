@@ -9,7 +9,8 @@ use std::arch::x86_64::*;
 /// The 8 steps of unpacked codes of (group g, block b), one vector each.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn unpack(format: Format, codes: &[u8]) -> [__m512i; 8] {
+unsafe fn unpack<const F: usize>(codes: &[u8]) -> [__m512i; 8] {
+    let format = Format::from_id(F);
     let mut v = [_mm512_setzero_si512(); 8];
     // SAFETY: `codes` holds `format.code_bytes()` bytes (sliced by the
     // caller); every read below is inside it.
@@ -27,13 +28,13 @@ unsafe fn unpack(format: Format, codes: &[u8]) -> [__m512i; 8] {
                     v[u] = _mm512_and_si512(p, low);
                     v[u + 4] = _mm512_and_si512(_mm512_srli_epi16(p, 4), low);
                 }
+                // Plane byte j holds, at bit t, the extra bit of step t.
                 for plane in 0..format.codes().planes() {
-                    let bit = _mm512_set1_epi8(16 << plane);
+                    let bits = _mm512_loadu_si512(codes[256 + plane * 64..].as_ptr().cast());
+                    let value = _mm512_set1_epi8(16 << plane);
                     for (t, vt) in v.iter_mut().enumerate() {
-                        let at = 256 + plane * 64 + t * 8;
-                        let mask =
-                            u64::from_le_bytes(codes[at..at + 8].try_into().unwrap_or([0; 8]));
-                        *vt = _mm512_mask_add_epi8(*vt, mask, *vt, bit);
+                        let set = _mm512_test_epi8_mask(bits, _mm512_set1_epi8(1 << t));
+                        *vt = _mm512_mask_add_epi8(*vt, set, *vt, value);
                     }
                 }
             }
@@ -158,7 +159,7 @@ unsafe fn tile<const F: usize, const R: usize>(
                     }
                 }
             }
-            let v = unpack(format, codes);
+            let v = unpack::<F>(codes);
             let (s0, s1, min) = scales(format, w, g, b);
             for (r, acc_r) in acc.iter_mut().enumerate() {
                 let i = i0 + r;

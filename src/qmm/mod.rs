@@ -82,16 +82,16 @@ pub enum Format {
 enum Codes {
     /// Two 4-bit codes per byte.
     Nibble,
-    /// Nibbles plus one 64-bit mask per 4-element step for the fifth bit.
+    /// Nibbles plus a 64-byte plane of fifth bits (see `put_code`).
     Nibble5,
-    /// Nibbles plus two such mask planes, for the fifth and sixth bits.
+    /// Nibbles plus two such planes, for the fifth and sixth bits.
     Nibble6,
     /// One code per byte.
     Byte,
 }
 
 impl Codes {
-    /// Bit planes (u64 masks per step) above the nibbles: bits 4 and 5.
+    /// Bit planes (64 bytes each) above the nibbles: bits 4 and 5.
     #[inline(always)]
     fn planes(self) -> usize {
         match self {
@@ -514,8 +514,10 @@ fn spread(dst: &mut [u8], record: &[u8], width: usize, lane: usize) {
 
 /// Codes of (group, block) are laid out by 4-element step `t` (0..8): the
 /// 64 bytes of step t hold, at byte 4·lane + i, element 4t + i of row `lane`.
-/// Nibbles pack step t (low) with step t + 4 (high) in 256 bytes; the fifth
-/// bit of Q5_0 follows as one u64 mask per step.
+/// Nibbles pack step t (low) with step t + 4 (high) in 256 bytes. The fifth
+/// (and Q6_K's sixth) bit follow as 64-byte planes: plane byte 4·lane + i
+/// holds, at bit t, the extra bit of element 4t + i. One vector load of a
+/// plane then serves all 8 steps (a shift and a mask per step).
 fn put_code(codes: Codes, dst: &mut [u8], lane: usize, e: usize, c: u8) {
     let (t, i) = (e / 4, e % 4);
     let byte = 4 * lane + i;
@@ -526,7 +528,7 @@ fn put_code(codes: Codes, dst: &mut [u8], lane: usize, e: usize, c: u8) {
             dst[at] |= if t < 4 { c & 15 } else { (c & 15) << 4 };
             for (plane, bit) in [(0, 16), (1, 32)] {
                 if plane < codes.planes() && c & bit != 0 {
-                    dst[256 + plane * 64 + t * 8 + byte / 8] |= 1 << (byte % 8);
+                    dst[256 + plane * 64 + byte] |= 1 << t;
                 }
             }
         }
@@ -542,7 +544,7 @@ fn get_code(codes: Codes, src: &[u8], lane: usize, e: usize) -> u8 {
             let packed = src[(t % 4) * 64 + byte];
             let mut code = if t < 4 { packed & 15 } else { packed >> 4 };
             for (plane, bit) in [(0, 16), (1, 32)].into_iter().take(codes.planes()) {
-                if src[256 + plane * 64 + t * 8 + byte / 8] & (1 << (byte % 8)) != 0 {
+                if src[256 + plane * 64 + byte] & (1 << t) != 0 {
                     code |= bit;
                 }
             }

@@ -116,15 +116,13 @@ fn unpack(format: Format, rec: &[u8], codes: &mut [[i16; BLOCK]; GROUP]) {
                 }
             }
             for plane in 0..format.codes().planes() {
-                let bit = 16i16 << plane;
-                for t in 0..8 {
-                    let at = 256 + plane * 64 + t * 8;
-                    let mut mask = [0u8; 8];
-                    mask.copy_from_slice(&rec[at..at + 8]);
-                    let mask = u64::from_le_bytes(mask);
-                    for (lane, row) in codes.iter_mut().enumerate() {
-                        for i in 0..4 {
-                            row[4 * t + i] |= ((mask >> (4 * lane + i)) & 1) as i16 * bit;
+                let bits = &rec[256 + plane * 64..][..64];
+                let shift = 4 + plane;
+                for (lane, row) in codes.iter_mut().enumerate() {
+                    for i in 0..4 {
+                        let b = bits[4 * lane + i] as i16;
+                        for t in 0..8 {
+                            row[4 * t + i] |= ((b >> t) & 1) << shift;
                         }
                     }
                 }
