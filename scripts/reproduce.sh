@@ -90,7 +90,15 @@ experiments() {
       COST=0 RUNS=20 TOKENS=32 scripts/bench-verify.sh smollm2-135m >&2
       uses smollm2-135m - ;;
     full:perf)
-      scripts/bench-compare.sh >&2
+      # One row per kernel path this CPU has: the best against a native
+      # llama.cpp, AVX2 against an AVX2-only llama.cpp (like for like on a
+      # machine with AVX-512), and the portable path against native.
+      local have best pairs
+      have="$("$nsed" models inspect smollm2-135m | sed -n 's/^kernel: [a-z0-9]* (this CPU has: \([a-z0-9, ]*\);.*/\1/p')"
+      best="${have##*, }" pairs="$best:native"
+      [[ $best != avx2 && $have == *avx2* ]] && pairs+=" avx2:avx2"
+      [[ $best != portable ]] && pairs+=" portable:native"
+      PAIRS="${PAIRS:-$pairs}" scripts/bench-compare.sh >&2
       uses $all_models - ;;
     ci:perf)
       # nsed alone: building llama.cpp would take longer than the whole table.

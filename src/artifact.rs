@@ -308,7 +308,7 @@ impl Artifact {
             schema: SCHEMA.into(),
             format: Format::Nsed,
             nsed_version: env!("CARGO_PKG_VERSION").into(),
-            isa: isa_level().into(),
+            isa: isa_level(),
             model: ModelClaim {
                 id: rt.id(),
                 sha256: rt.sha256()?,
@@ -335,7 +335,7 @@ impl Artifact {
         self.positions.iter().map(|p| p.id).collect()
     }
 
-    /// k: the top-k width (the same at every position, by [`Artifact::check`]).
+    /// k: the top-k width (the same at every position, by `Artifact::check`).
     pub fn k(&self) -> usize {
         self.positions.first().map_or(0, |p| p.top_logprobs.len())
     }

@@ -18,7 +18,7 @@
 //! - [`fraud`]: forged artifacts (prefill attack) for fraud experiments.
 //! - [`vote`]: quadratic, linear and plurality voting; halting rules.
 //! - [`deliberation`]: the NSED protocol, the `Agent` seam, rosters.
-//! - [`bench`]: datasets, grading, every method on the same items, run files.
+//! - [`bench`](mod@bench): datasets, grading, every method on the same items, run files.
 //! - [`sandbox`]: untrusted Python under rlimits, private uid and namespaces.
 //! - [`codebench`]: LiveCodeBench, HumanEval and MBPP: prompts, extraction, grading.
 //! - [`report`]: Wilson intervals, exact McNemar, summary tables.

@@ -208,6 +208,44 @@ kernel_family!(
     half_block_vnni,
     sums_vnni
 );
+#[cfg(test)]
+kernel_family!(
+    "avx2,fma,f16c,avx512vnni,avx512vl",
+    rows_evex,
+    tile_evex,
+    half_block_evex,
+    sums_evex
+);
+
+/// The AVX-VNNI kernel's code with the EVEX `vpdpbusd` (tests only), or
+/// `false` when this CPU lacks AVX-512 VNNI + VL.
+#[cfg(test)]
+pub(super) fn group_kernel_vnni_evex(
+    w: &PackedMatrix,
+    acts: &QuantizedRows,
+    g: usize,
+    dst: &mut [f32],
+) -> bool {
+    let has = is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
+        && is_x86_feature_detected!("avx512vnni")
+        && is_x86_feature_detected!("avx512vl");
+    if has {
+        // SAFETY: every feature `rows_evex` enables was detected above.
+        unsafe {
+            match w.format {
+                Format::Q4_0 => rows_evex::<0>(w, acts, g, dst),
+                Format::Q4_1 => rows_evex::<1>(w, acts, g, dst),
+                Format::Q5_0 => rows_evex::<2>(w, acts, g, dst),
+                Format::Q8_0 => rows_evex::<3>(w, acts, g, dst),
+                Format::Q4K => rows_evex::<4>(w, acts, g, dst),
+                Format::Q6K => rows_evex::<5>(w, acts, g, dst),
+            }
+        }
+    }
+    has
+}
 
 /// The 4 activation bytes of step `t`, in every i32 lane.
 #[inline]
@@ -267,25 +305,41 @@ unsafe fn sums_avx2(format: Format, v: &[__m256i; 8], xq: &[i8], hs: &[i32]) -> 
     }
 }
 
-/// As [`sums_avx2`], with `vpdpbusd` (AVX-VNNI): four products and their
-/// i32 sum in one instruction, no i16 stage, no sign trick.
-#[inline]
-#[target_feature(enable = "avx2,avxvnni")]
-unsafe fn sums_vnni(format: Format, v: &[__m256i; 8], xq: &[i8], hs: &[i32]) -> (__m256i, __m256i) {
-    let mut h = [_mm256_setzero_si256(); 2];
-    for (t, vt) in v.iter().enumerate() {
-        let slot = if format.halves() { t / 4 } else { t % 2 };
-        h[slot] = _mm256_dpbusd_avx_epi32(h[slot], *vt, word(xq, t));
-    }
-    let minus = |sum: __m256i, count: i32| {
-        _mm256_sub_epi32(sum, _mm256_set1_epi32(format.offset() * count))
+/// As [`sums_avx2`], with a 256-bit `vpdpbusd`: four products and their i32
+/// sum in one instruction, no i16 stage, no sign trick. `$dpbusd` is the
+/// VEX (AVX-VNNI) form in production; the tests also build the EVEX form
+/// (AVX-512 VNNI + VL), the same operation, to check this code on CPUs that
+/// have AVX-512 but not AVX-VNNI.
+macro_rules! vnni_sums {
+    ($name:ident, $features:literal, $dpbusd:ident) => {
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn $name(
+            format: Format,
+            v: &[__m256i; 8],
+            xq: &[i8],
+            hs: &[i32],
+        ) -> (__m256i, __m256i) {
+            let mut h = [_mm256_setzero_si256(); 2];
+            for (t, vt) in v.iter().enumerate() {
+                let slot = if format.halves() { t / 4 } else { t % 2 };
+                h[slot] = $dpbusd(h[slot], *vt, word(xq, t));
+            }
+            let minus = |sum: __m256i, count: i32| {
+                _mm256_sub_epi32(sum, _mm256_set1_epi32(format.offset() * count))
+            };
+            if format.halves() {
+                (minus(h[0], hs[0]), minus(h[1], hs[1]))
+            } else {
+                (minus(_mm256_add_epi32(h[0], h[1]), hs[0] + hs[1]), h[1])
+            }
+        }
     };
-    if format.halves() {
-        (minus(h[0], hs[0]), minus(h[1], hs[1]))
-    } else {
-        (minus(_mm256_add_epi32(h[0], h[1]), hs[0] + hs[1]), h[1])
-    }
 }
+
+vnni_sums!(sums_vnni, "avx2,avxvnni", _mm256_dpbusd_avx_epi32);
+#[cfg(test)]
+vnni_sums!(sums_evex, "avx2,avx512vnni,avx512vl", _mm256_dpbusd_epi32);
 
 /// The 8 steps of unpacked codes of one record's half-group (lanes
 /// `8·half..8·half + 8`), one vector each: byte 4·lane + i of step t is

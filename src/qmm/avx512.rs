@@ -158,6 +158,11 @@ unsafe fn tile<const F: usize, const R: usize>(
                         _mm_prefetch::<_MM_HINT_T0>((p as *const u8).cast());
                     }
                 }
+                // The block scales are a second stream: one line ahead too.
+                let meta_ahead = (g * nb + b + PREFETCH_BLOCKS) * GROUP * format.block_meta();
+                if let Some(p) = w.meta.get(meta_ahead) {
+                    _mm_prefetch::<_MM_HINT_T0>((p as *const u8).cast());
+                }
             }
             let v = unpack::<F>(codes);
             let (s0, s1, min) = scales(format, w, g, b);

@@ -17,7 +17,7 @@
 //! alone (decode) or in a tile of four (prefill), and whichever thread owns
 //! its column group. So logits are bit-identical across paths, thread counts,
 //! batch shapes and machines. The element-wise reference kernel in
-//! [`portable`] is the oracle every path is tested against, bit for bit.
+//! `portable` is the oracle every path is tested against, bit for bit.
 //!
 //! The path is chosen at run time from the CPU's features ([`path::active`]),
 //! so one binary built for baseline x86-64 is fast everywhere.
@@ -40,6 +40,7 @@ const GROUP: usize = 16;
 /// Elements per quantization block of the repacked layout.
 const BLOCK: usize = 32;
 /// Activation rows that share one unpacking of a weight block.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const ROW_TILE: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
@@ -795,6 +796,19 @@ mod tests {
                             group_kernel(path, &p, &acts, g, &mut got);
                             let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
                             assert_eq!(got, want, "{path} {dtype:?} {n}x{k} m={m} group {g}");
+                        }
+                        // The AVX-VNNI code through the EVEX `vpdpbusd`,
+                        // where the CPU has AVX-512 VNNI but not AVX-VNNI.
+                        #[cfg(target_arch = "x86_64")]
+                        {
+                            let mut got = vec![f32::NAN; m * GROUP];
+                            let ran = avx2::group_kernel_vnni_evex(&p, &acts, g, &mut got);
+                            // Every CPU with the 512-bit path has the EVEX form.
+                            assert!(ran || !KernelPath::Avx512Vnni.is_available());
+                            if ran {
+                                let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+                                assert_eq!(got, want, "avxvnni (EVEX) {dtype:?} {n}x{k} m={m}");
+                            }
                         }
                     }
                 }

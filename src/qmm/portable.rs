@@ -56,9 +56,7 @@ fn rows<const F: usize>(w: &PackedMatrix, acts: &QuantizedRows, g: usize, dst: &
             &w.codes[(g * nb + b) * code_bytes..][..code_bytes],
             &mut codes,
         );
-        for (lane, s) in scales.iter_mut().enumerate() {
-            *s = w.block_scales(g * GROUP + lane, b);
-        }
+        lane_scales(format, w, g, b, &mut scales);
         for (i, out) in dst.chunks_exact_mut(GROUP).enumerate() {
             let at = i * nb + b;
             let xq = &acts.q[at * BLOCK..][..BLOCK];
@@ -81,6 +79,74 @@ fn rows<const F: usize>(w: &PackedMatrix, acts: &QuantizedRows, g: usize, dst: &
             }
         }
     }
+}
+
+/// The 16 lanes' scales of (group g, block b): (first half, second half,
+/// min), the float operations of `PackedMatrix::block_scales`, over fields
+/// stored lane-contiguous so that the loops vectorize.
+#[inline(always)]
+fn lane_scales(
+    format: Format,
+    w: &PackedMatrix,
+    g: usize,
+    b: usize,
+    out: &mut [(f32, f32, f32); GROUP],
+) {
+    let nb = w.k / BLOCK;
+    let bm = format.block_meta();
+    let meta = &w.meta[(g * nb + b) * GROUP * bm..][..GROUP * bm];
+    let half = |buf: &[u8], field: usize, lane: usize| {
+        let at = field * 2 * GROUP + 2 * lane;
+        f16_to_f32(u16::from_le_bytes([buf[at], buf[at + 1]]))
+    };
+    let byte = |field: usize, lane: usize| meta[field * GROUP + lane];
+    let sm = format.super_meta();
+    let supers = if sm > 0 {
+        &w.supers[(g * (w.k / 256) + b / 8) * GROUP * sm..][..GROUP * sm]
+    } else {
+        &[][..]
+    };
+    for (lane, s) in out.iter_mut().enumerate() {
+        *s = match format {
+            Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => {
+                let d = half(meta, 0, lane);
+                (d, d, 0.0)
+            }
+            Format::Q4_1 => (half(meta, 0, lane), 0.0, half(meta, 1, lane)),
+            Format::Q4K => {
+                let (d, dmin) = (half(supers, 0, lane), half(supers, 1, lane));
+                (
+                    d * byte(0, lane) as f32,
+                    0.0,
+                    0.0 - dmin * byte(1, lane) as f32,
+                )
+            }
+            Format::Q6K => {
+                let d = half(supers, 0, lane);
+                (
+                    d * byte(0, lane) as i8 as f32,
+                    d * byte(1, lane) as i8 as f32,
+                    0.0,
+                )
+            }
+        };
+    }
+}
+
+/// IEEE half to single precision, exactly, without branches: the half's
+/// exponent and mantissa bits placed in a single, scaled by 2^112 (exact for
+/// normal and subnormal halves); infinities and NaNs get the top exponent.
+#[inline(always)]
+pub(super) fn f16_to_f32(h: u16) -> f32 {
+    const SCALE: f32 = f32::from_bits((127 + 112) << 23); // 2^112
+    let magnitude = ((h & 0x7fff) as u32) << 13;
+    let finite = f32::from_bits(magnitude) * SCALE;
+    let bits = if h & 0x7c00 == 0x7c00 {
+        magnitude | 0x7f80_0000
+    } else {
+        finite.to_bits()
+    };
+    f32::from_bits(bits | ((h & 0x8000) as u32) << 16)
 }
 
 /// Exact integer dot product (|terms| < 2^15, at most 32 of them).
@@ -178,6 +244,22 @@ pub(super) fn reference_group_kernel(
                 }
             }
             *acc_out = acc;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn half_conversion_is_exact_for_every_half() {
+        for h in 0..=u16::MAX {
+            let want = half::f16::from_bits(h).to_f32();
+            let got = super::f16_to_f32(h);
+            if want.is_nan() {
+                assert!(got.is_nan(), "{h:#06x}");
+            } else {
+                assert_eq!(got.to_bits(), want.to_bits(), "{h:#06x}");
+            }
         }
     }
 }
