@@ -224,7 +224,8 @@ pub struct Artifact {
     pub schema: String,
     pub format: Format,
     pub nsed_version: String,
-    /// Instruction-set level of the kernels that produced the logits.
+    /// Architecture and kernel path that produced the logits (provenance:
+    /// every path computes the same bits).
     pub isa: String,
     pub model: ModelClaim,
     pub request: Option<Request>,
