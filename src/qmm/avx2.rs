@@ -32,16 +32,7 @@ pub(super) unsafe fn group_kernel(
     dst: &mut [f32],
 ) {
     // SAFETY: the caller guarantees the features of `rows_avx2`.
-    unsafe {
-        match w.format {
-            Format::Q4_0 => rows_avx2::<0>(w, acts, g, dst),
-            Format::Q4_1 => rows_avx2::<1>(w, acts, g, dst),
-            Format::Q5_0 => rows_avx2::<2>(w, acts, g, dst),
-            Format::Q8_0 => rows_avx2::<3>(w, acts, g, dst),
-            Format::Q4K => rows_avx2::<4>(w, acts, g, dst),
-            Format::Q6K => rows_avx2::<5>(w, acts, g, dst),
-        }
-    }
+    unsafe { by_format!(w.format, rows_avx2(w, acts, g, dst)) }
 }
 
 /// AVX-VNNI entry point.
@@ -55,16 +46,7 @@ pub(super) unsafe fn group_kernel_vnni(
     dst: &mut [f32],
 ) {
     // SAFETY: the caller guarantees the features of `rows_vnni`.
-    unsafe {
-        match w.format {
-            Format::Q4_0 => rows_vnni::<0>(w, acts, g, dst),
-            Format::Q4_1 => rows_vnni::<1>(w, acts, g, dst),
-            Format::Q5_0 => rows_vnni::<2>(w, acts, g, dst),
-            Format::Q8_0 => rows_vnni::<3>(w, acts, g, dst),
-            Format::Q4K => rows_vnni::<4>(w, acts, g, dst),
-            Format::Q6K => rows_vnni::<5>(w, acts, g, dst),
-        }
-    }
+    unsafe { by_format!(w.format, rows_vnni(w, acts, g, dst)) }
 }
 
 /// The two kernels share every line but the integer block sums; this macro
@@ -233,16 +215,7 @@ pub(super) fn group_kernel_vnni_evex(
         && is_x86_feature_detected!("avx512vl");
     if has {
         // SAFETY: every feature `rows_evex` enables was detected above.
-        unsafe {
-            match w.format {
-                Format::Q4_0 => rows_evex::<0>(w, acts, g, dst),
-                Format::Q4_1 => rows_evex::<1>(w, acts, g, dst),
-                Format::Q5_0 => rows_evex::<2>(w, acts, g, dst),
-                Format::Q8_0 => rows_evex::<3>(w, acts, g, dst),
-                Format::Q4K => rows_evex::<4>(w, acts, g, dst),
-                Format::Q6K => rows_evex::<5>(w, acts, g, dst),
-            }
-        }
+        unsafe { by_format!(w.format, rows_evex(w, acts, g, dst)) }
     }
     has
 }

@@ -101,16 +101,7 @@ pub(super) unsafe fn group_kernel(
 ) {
     // One monomorphized kernel per format: no format dispatch in the loops.
     // SAFETY: the caller guarantees the features of `rows`.
-    unsafe {
-        match w.format {
-            Format::Q4_0 => rows::<0>(w, acts, g, dst),
-            Format::Q4_1 => rows::<1>(w, acts, g, dst),
-            Format::Q5_0 => rows::<2>(w, acts, g, dst),
-            Format::Q8_0 => rows::<3>(w, acts, g, dst),
-            Format::Q4K => rows::<4>(w, acts, g, dst),
-            Format::Q6K => rows::<5>(w, acts, g, dst),
-        }
-    }
+    unsafe { by_format!(w.format, rows(w, acts, g, dst)) }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]

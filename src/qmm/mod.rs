@@ -26,6 +26,21 @@ use candle_core::quantized::GgmlDType;
 use half::f16;
 use rayon::prelude::*;
 
+/// `$rows::<F>(args…)` for the format's index `F` in [`Format::ALL`]: each
+/// kernel is monomorphized per format, with no format dispatch in its loops.
+macro_rules! by_format {
+    ($format:expr, $rows:ident($($arg:expr),*)) => {
+        match $format {
+            Format::Q4_0 => $rows::<0>($($arg),*),
+            Format::Q4_1 => $rows::<1>($($arg),*),
+            Format::Q5_0 => $rows::<2>($($arg),*),
+            Format::Q8_0 => $rows::<3>($($arg),*),
+            Format::Q4K => $rows::<4>($($arg),*),
+            Format::Q6K => $rows::<5>($($arg),*),
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]

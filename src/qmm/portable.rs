@@ -17,7 +17,7 @@ pub(super) fn group_kernel(w: &PackedMatrix, acts: &QuantizedRows, g: usize, dst
         unsafe { group_kernel_fma(w, acts, g, dst) };
         return;
     }
-    by_format(w, acts, g, dst);
+    rows_by_format(w, acts, g, dst);
 }
 
 /// The same code compiled with FMA, so that `mul_add` is one instruction
@@ -27,20 +27,13 @@ pub(super) fn group_kernel(w: &PackedMatrix, acts: &QuantizedRows, g: usize, dst
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "fma")]
 unsafe fn group_kernel_fma(w: &PackedMatrix, acts: &QuantizedRows, g: usize, dst: &mut [f32]) {
-    by_format(w, acts, g, dst);
+    rows_by_format(w, acts, g, dst);
 }
 
 /// One monomorphized loop per format: no format dispatch inside.
 #[inline(always)]
-fn by_format(w: &PackedMatrix, acts: &QuantizedRows, g: usize, dst: &mut [f32]) {
-    match w.format {
-        Format::Q4_0 => rows::<0>(w, acts, g, dst),
-        Format::Q4_1 => rows::<1>(w, acts, g, dst),
-        Format::Q5_0 => rows::<2>(w, acts, g, dst),
-        Format::Q8_0 => rows::<3>(w, acts, g, dst),
-        Format::Q4K => rows::<4>(w, acts, g, dst),
-        Format::Q6K => rows::<5>(w, acts, g, dst),
-    }
+fn rows_by_format(w: &PackedMatrix, acts: &QuantizedRows, g: usize, dst: &mut [f32]) {
+    by_format!(w.format, rows(w, acts, g, dst))
 }
 
 #[inline(always)]
