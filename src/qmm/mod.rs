@@ -57,6 +57,8 @@ const BLOCK: usize = 32;
 /// Activation rows that share one unpacking of a weight block.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const ROW_TILE: usize = 4;
+/// Column groups packed per batch of GGUF rows read at load.
+const PACK_BATCH: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QmmError {
@@ -98,7 +100,7 @@ pub enum Format {
 enum Codes {
     /// Two 4-bit codes per byte.
     Nibble,
-    /// Nibbles plus a 64-byte plane of fifth bits (see `put_code`).
+    /// Nibbles plus a 64-byte plane of fifth bits (see `put_block`).
     Nibble5,
     /// Nibbles plus two such planes, for the fifth and sixth bits.
     Nibble6,
@@ -401,37 +403,29 @@ impl PackedMatrix {
             meta: vec![0; groups * nb * GROUP * bm],
             supers: vec![0; groups * ns * GROUP * sm],
         };
-        let mut raw = vec![0u8; row_bytes];
-        for r in 0..n {
-            src.read_exact(&mut raw).map_err(QmmError::Read)?;
-            packed.place_row(r, &decode_row(format, &raw, k));
+        let per_group = (nb * format.code_bytes(), nb * GROUP * bm, ns * GROUP * sm);
+        // A batch of groups' GGUF rows is read, then its groups are packed in
+        // parallel (each writes only its own records).
+        let mut raw = vec![0u8; PACK_BATCH * GROUP * row_bytes];
+        for first in (0..groups).step_by(PACK_BATCH) {
+            let count = PACK_BATCH.min(groups - first);
+            let raw = &mut raw[..(n - first * GROUP).min(count * GROUP) * row_bytes];
+            src.read_exact(raw).map_err(QmmError::Read)?;
+            let span = |len: usize| first * len..(first + count) * len;
+            let codes = per_group_slices(&mut packed.codes[span(per_group.0)], per_group.0, count);
+            let meta = per_group_slices(&mut packed.meta[span(per_group.1)], per_group.1, count);
+            let supers =
+                per_group_slices(&mut packed.supers[span(per_group.2)], per_group.2, count);
+            codes
+                .into_par_iter()
+                .zip(meta)
+                .zip(supers)
+                .zip(raw.par_chunks(GROUP * row_bytes))
+                .for_each(|(((codes, meta), supers), rows)| {
+                    pack_group(format, k, rows, codes, meta, supers)
+                });
         }
         Ok(packed)
-    }
-
-    fn place_row(&mut self, r: usize, row: &DecodedRow) {
-        let (g, lane) = (r / GROUP, r % GROUP);
-        let (nb, ns) = (self.k / BLOCK, self.k / 256);
-        let (bm, sm) = (self.format.block_meta(), self.format.super_meta());
-        for b in 0..nb {
-            let codes = &row.codes[b * BLOCK..(b + 1) * BLOCK];
-            let at = (g * nb + b) * self.format.code_bytes();
-            let dst = &mut self.codes[at..at + self.format.code_bytes()];
-            for (e, &c) in codes.iter().enumerate() {
-                put_code(self.format.codes(), dst, lane, e, c);
-            }
-            let meta = &mut self.meta[(g * nb + b) * GROUP * bm..][..GROUP * bm];
-            spread(
-                meta,
-                &row.block_meta[b * bm..][..bm],
-                self.format.block_width(),
-                lane,
-            );
-        }
-        for s in 0..ns.min(row.super_meta.len() / sm.max(1)) {
-            let supers = &mut self.supers[(g * ns + s) * GROUP * sm..][..GROUP * sm];
-            spread(supers, &row.super_meta[s * sm..][..sm], 2, lane);
-        }
     }
 
     pub fn rows(&self) -> usize {
@@ -534,19 +528,78 @@ fn spread(dst: &mut [u8], record: &[u8], width: usize, lane: usize) {
 /// (and Q6_K's sixth) bit follow as 64-byte planes: plane byte 4·lane + i
 /// holds, at bit t, the extra bit of element 4t + i. One vector load of a
 /// plane then serves all 8 steps (a shift and a mask per step).
-fn put_code(codes: Codes, dst: &mut [u8], lane: usize, e: usize, c: u8) {
-    let (t, i) = (e / 4, e % 4);
-    let byte = 4 * lane + i;
+/// `put_block` writes row `lane`'s 32 codes of one block (`block`).
+fn put_block(codes: Codes, dst: &mut [u8], lane: usize, block: &[u8]) {
+    let step = |t: usize| {
+        u32::from_le_bytes([
+            block[4 * t],
+            block[4 * t + 1],
+            block[4 * t + 2],
+            block[4 * t + 3],
+        ])
+    };
+    let mut put = |at: usize, word: u32| {
+        dst[at + 4 * lane..][..4].copy_from_slice(&word.to_le_bytes());
+    };
     match codes {
-        Codes::Byte => dst[t * 64 + byte] = c,
+        Codes::Byte => (0..8).for_each(|t| put(t * 64, step(t))),
         Codes::Nibble | Codes::Nibble5 | Codes::Nibble6 => {
-            let at = (t % 4) * 64 + byte;
-            dst[at] |= if t < 4 { c & 15 } else { (c & 15) << 4 };
-            for (plane, bit) in [(0, 16), (1, 32)] {
-                if plane < codes.planes() && c & bit != 0 {
-                    dst[256 + plane * 64 + byte] |= 1 << t;
-                }
+            const LOW: u32 = 0x0F0F_0F0F;
+            for t in 0..4 {
+                put(t * 64, (step(t) & LOW) | ((step(t + 4) & LOW) << 4));
             }
+            for plane in 0..codes.planes() {
+                // Byte i of the plane word gets, at bit t, bit 4 + plane of
+                // element 4t + i.
+                let bits = (0..8).fold(0u32, |acc, t| {
+                    acc | (((step(t) >> (4 + plane)) & 0x0101_0101) << t)
+                });
+                put(256 + plane * 64, bits);
+            }
+        }
+    }
+}
+
+/// `buf` cut into `count` slices of `len` bytes (empty ones when `len` is 0).
+fn per_group_slices(buf: &mut [u8], len: usize, count: usize) -> Vec<&mut [u8]> {
+    match len {
+        0 => (0..count).map(|_| Default::default()).collect(),
+        _ => buf.chunks_mut(len).collect(),
+    }
+}
+
+/// Pack one group's GGUF rows (up to 16 of `rows`, in order) into the
+/// group's code, block-metadata and super-block records.
+fn pack_group(
+    format: Format,
+    k: usize,
+    rows: &[u8],
+    codes: &mut [u8],
+    meta: &mut [u8],
+    supers: &mut [u8],
+) {
+    let row_bytes = k / format.source_block() * format.source_bytes();
+    let (nb, ns) = (k / BLOCK, k / 256);
+    let (cb, bm, sm) = (
+        format.code_bytes(),
+        format.block_meta(),
+        format.super_meta(),
+    );
+    for (lane, src) in rows.chunks_exact(row_bytes).enumerate() {
+        let row = decode_row(format, src, k);
+        for b in 0..nb {
+            let block = &row.codes[b * BLOCK..][..BLOCK];
+            put_block(format.codes(), &mut codes[b * cb..][..cb], lane, block);
+            spread(
+                &mut meta[b * GROUP * bm..][..GROUP * bm],
+                &row.block_meta[b * bm..][..bm],
+                format.block_width(),
+                lane,
+            );
+        }
+        for s in 0..ns.min(row.super_meta.len() / sm.max(1)) {
+            let dst = &mut supers[s * GROUP * sm..][..GROUP * sm];
+            spread(dst, &row.super_meta[s * sm..][..sm], 2, lane);
         }
     }
 }

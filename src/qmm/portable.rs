@@ -149,7 +149,7 @@ fn dot(a: &[i16], b: &[i16]) -> i32 {
 }
 
 /// The codes of one (group, block) record as 16 rows of 32 elements (see
-/// `put_code` in the parent module for the layout).
+/// `put_block` in the parent module for the layout).
 #[inline(always)]
 fn unpack(format: Format, rec: &[u8], codes: &mut [[i16; BLOCK]; GROUP]) {
     match format.codes() {
