@@ -62,20 +62,20 @@ experiments() {
       scripts/bench-deliberation.sh >&2
       uses $all_models gsm8k,math500,aime25 ;;
     ci:deliberation)
-      # 10 GSM8K items, consumer roster: NSED (2 rounds) against each model
+      # 6 GSM8K items, consumer roster: NSED (2 rounds) against each model
       # alone and the plurality vote (the singles and plurality reuse NSED's
       # round-1 proposals, so they cost nothing more).
       common=(--method nsed,single,plurality --rounds 2 --max-tokens 192)
-      run gsm8k-consumer gsm8k --config configs/consumer.toml --limit 10
+      run gsm8k-consumer gsm8k --config configs/consumer.toml --limit 6
       uses $consumer gsm8k ;;
     full:code)
       scripts/bench-code.sh >&2
       uses $all_models humaneval,mbpp,lcb ;;
     ci:code)
-      # 5 HumanEval items in the sandbox: one round of proposals and votes
+      # 3 HumanEval items in the sandbox: one round of proposals and votes
       # (NSED halts after it) against each model alone.
       common=(--method nsed,single --rounds 1 --max-tokens 192)
-      run humaneval-consumer humaneval --config configs/consumer.toml --limit 5
+      run humaneval-consumer humaneval --config configs/consumer.toml --limit 3
       uses $consumer humaneval ;;
     full:fraud)
       scripts/fraud-evidence.sh >&2

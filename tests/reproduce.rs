@@ -141,7 +141,7 @@ fn check_deliberation(dir: &Path) {
         );
     }
     for r in rows.iter().filter(|r| r["dataset"] == "gsm8k") {
-        check_accuracy_row(r, 10.0);
+        check_accuracy_row(r, 6.0);
     }
     let tokens = |m: &str| {
         let r = rows.iter().find(|r| r["method"] == m).unwrap();
@@ -152,7 +152,7 @@ fn check_deliberation(dir: &Path) {
     assert!(tokens("plurality") > tokens("single:smollm2-135m"));
     let md = std::fs::read_to_string(dir.join("deliberation.md")).unwrap();
     assert!(md.contains("| consumer | **NSED** | "));
-    assert!(md.contains("(10) |"), "accuracy cells give n");
+    assert!(md.contains("(6) |"), "accuracy cells give n");
     assert!(md.contains("The paper's claims beside ours"));
 }
 
@@ -181,7 +181,7 @@ fn check_code(dir: &Path) {
         .any(|r| r["method"] == "single:qwen2.5-coder-0.5b"));
     for r in &rows {
         assert_eq!(r["dataset"], "humaneval");
-        check_accuracy_row(r, 5.0);
+        check_accuracy_row(r, 3.0);
     }
 }
 

@@ -49,11 +49,55 @@ pub(super) unsafe fn group_kernel_vnni(
     unsafe { by_format!(w.format, rows_vnni(w, acts, g, dst)) }
 }
 
+/// The exact i32 sums of block `b` of a 4-bit format for `R` activation
+/// rows, `[half][row]`: each step's two half-group code vectors share the
+/// row's broadcast activation word. A macro so that it expands inside each
+/// family's target-feature function (closures and helpers would not inline).
+macro_rules! nibble_sums {
+    ($records:expr, $b:expr, $cb:expr, $xs:expr, $step:ident, $finish:ident, $r:expr) => {{
+        let rec = &$records[$b * $cb..][..$cb];
+        let low = _mm256_set1_epi8(15);
+        let mut h = [[_mm256_setzero_si256(); $r]; 2];
+        for u in 0..4 {
+            let p0 = _mm256_loadu_si256(rec[u * 64..][..32].as_ptr().cast());
+            let p1 = _mm256_loadu_si256(rec[u * 64 + 32..][..32].as_ptr().cast());
+            let v0 = (
+                _mm256_and_si256(p0, low),
+                _mm256_and_si256(_mm256_srli_epi16(p0, 4), low),
+            );
+            let v1 = (
+                _mm256_and_si256(p1, low),
+                _mm256_and_si256(_mm256_srli_epi16(p1, 4), low),
+            );
+            for r in 0..$r {
+                let x = &$xs[r][$b * BLOCK..][..BLOCK];
+                let (lo, hi) = (word(x, u), word(x, u + 4));
+                h[0][r] = $step($step(h[0][r], v0.0, lo), v0.1, hi);
+                h[1][r] = $step($step(h[1][r], v1.0, lo), v1.1, hi);
+            }
+            // SAFETY: an empty instruction sequence; as a compiler memory
+            // barrier it keeps the next step's loads from being hoisted
+            // above this one, which made the compiler spill to the stack.
+            std::arch::asm!("", options(nostack, preserves_flags));
+        }
+        h.map(|half| half.map(|acc| $finish(acc)))
+    }};
+}
+
 /// The two kernels share every line but the integer block sums; this macro
 /// writes one `rows`/`tile`/`half_block` family per instruction set, each
 /// compiled with its own target features.
 macro_rules! kernel_family {
-    ($features:literal, $rows:ident, $tile:ident, $half_block:ident, $sums:ident) => {
+    (
+        $features:literal,
+        $rows:ident,
+        $tile:ident,
+        $nibble_tile:ident,
+        $half_block:ident,
+        $sums:ident,
+        $step:ident,
+        $finish:ident
+    ) => {
         #[target_feature(enable = $features)]
         unsafe fn $rows<const F: usize>(
             w: &PackedMatrix,
@@ -62,12 +106,16 @@ macro_rules! kernel_family {
             dst: &mut [f32],
         ) {
             let m = acts.m;
+            let nibbles = matches!(Format::from_id(F).codes(), Codes::Nibble);
             let mut i = 0;
-            // SAFETY (all four calls): same target features as this function.
+            // SAFETY (all calls): same target features as this function.
             while i < m {
                 unsafe {
                     match m - i {
                         1 => $tile::<F, 1>(w, acts, g, i, dst),
+                        2 if nibbles => $nibble_tile::<F, 2>(w, acts, g, i, dst),
+                        3 if nibbles => $nibble_tile::<F, 3>(w, acts, g, i, dst),
+                        _ if nibbles => $nibble_tile::<F, ROW_TILE>(w, acts, g, i, dst),
                         2 => $tile::<F, 2>(w, acts, g, i, dst),
                         3 => $tile::<F, 3>(w, acts, g, i, dst),
                         _ => $tile::<F, ROW_TILE>(w, acts, g, i, dst),
@@ -137,6 +185,59 @@ macro_rules! kernel_family {
             }
         }
 
+        /// Rows `i0..i0 + R` of a 4-bit format (codes < 16) against group
+        /// `g`, both halves per block: each activation word broadcast serves
+        /// two products, and all 8 steps sum in one integer accumulator per
+        /// row and half (`$step`, at most 8 · 3810 in i16 on AVX2). The float
+        /// work per block is the reference kernel's, in its order, on
+        /// accumulators kept in `dst` (in L1): holding 2R of them in
+        /// registers next to the integer work made the compiler spill.
+        #[target_feature(enable = $features)]
+        unsafe fn $nibble_tile<const F: usize, const R: usize>(
+            w: &PackedMatrix,
+            acts: &QuantizedRows,
+            g: usize,
+            i0: usize,
+            dst: &mut [f32],
+        ) {
+            let format = Format::from_id(F);
+            let (nb, cb) = (w.k / BLOCK, format.code_bytes());
+            let records = &w.codes[g * nb * cb..][..nb * cb];
+            let xs: [&[i8]; R] =
+                std::array::from_fn(|r| &acts.q[(i0 + r) * nb * BLOCK..][..nb * BLOCK]);
+            let out = &mut dst[i0 * GROUP..][..R * GROUP];
+            out.fill(0.0);
+            for b in 0..nb {
+                // SAFETY: same target features; the record is whole.
+                let sums = unsafe { nibble_sums!(records, b, cb, xs, $step, $finish, R) };
+                for (half, sums_h) in sums.iter().enumerate() {
+                    // SAFETY: same target features.
+                    let (s0, _, min) = unsafe { scales::<F>(w, g, b, half) };
+                    for (r, sum) in sums_h.iter().enumerate() {
+                        let at = (i0 + r) * nb + b;
+                        let hs = &acts.half_sums[at * 2..][..2];
+                        let whole = hs[0] + hs[1];
+                        let sum =
+                            _mm256_sub_epi32(*sum, _mm256_set1_epi32(format.offset() * whole));
+                        let dx = acts.d[at];
+                        let lanes = &mut out[r * GROUP + half * LANES..][..LANES];
+                        // SAFETY: `lanes` holds 8 floats.
+                        let mut acc = unsafe { _mm256_loadu_ps(lanes.as_ptr()) };
+                        acc = _mm256_fmadd_ps(
+                            _mm256_cvtepi32_ps(sum),
+                            _mm256_mul_ps(s0, _mm256_set1_ps(dx)),
+                            acc,
+                        );
+                        if format.has_min() {
+                            acc = _mm256_fmadd_ps(min, _mm256_set1_ps(dx * whole as f32), acc);
+                        }
+                        // SAFETY: as above.
+                        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+                    }
+                }
+            }
+        }
+
         /// One block of one half-group for rows `i0..i0 + R`: the exact
         /// integer sums, then the reference kernel's FMAs.
         #[inline]
@@ -180,24 +281,73 @@ kernel_family!(
     "avx2,fma,f16c",
     rows_avx2,
     tile_avx2,
+    nibble_tile_avx2,
     half_block_avx2,
-    sums_avx2
+    sums_avx2,
+    step_avx2,
+    finish_avx2
 );
 kernel_family!(
     "avx2,fma,f16c,avxvnni",
     rows_vnni,
     tile_vnni,
+    nibble_tile_vnni,
     half_block_vnni,
-    sums_vnni
+    sums_vnni,
+    step_vnni,
+    finish_vnni
 );
 #[cfg(test)]
 kernel_family!(
     "avx2,fma,f16c,avx512vnni,avx512vl",
     rows_evex,
     tile_evex,
+    nibble_tile_evex,
     half_block_evex,
-    sums_evex
+    sums_evex,
+    step_evex,
+    finish_evex
 );
+
+/// One step of 4-bit codes into an i16 pair accumulator (AVX2). Exact while
+/// at most 8 steps are summed: a pair is at most 2 · 15 · 127 = 3810.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn step_avx2(acc: __m256i, codes: __m256i, x: __m256i) -> __m256i {
+    _mm256_add_epi16(acc, _mm256_maddubs_epi16(codes, x))
+}
+
+/// The i16 pair accumulator of [`step_avx2`] widened to i32 sums.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn finish_avx2(acc: __m256i) -> __m256i {
+    _mm256_madd_epi16(acc, _mm256_set1_epi16(1))
+}
+
+/// One step into an i32 accumulator with the VEX `vpdpbusd`.
+#[inline]
+#[target_feature(enable = "avx2,avxvnni")]
+fn step_vnni(acc: __m256i, codes: __m256i, x: __m256i) -> __m256i {
+    _mm256_dpbusd_avx_epi32(acc, codes, x)
+}
+
+/// `vpdpbusd` accumulates in i32 already.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn finish_vnni(acc: __m256i) -> __m256i {
+    acc
+}
+
+/// [`step_vnni`] with the EVEX `vpdpbusd` (tests only).
+#[cfg(test)]
+#[inline]
+#[target_feature(enable = "avx2,avx512vnni,avx512vl")]
+fn step_evex(acc: __m256i, codes: __m256i, x: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(acc, codes, x)
+}
+
+#[cfg(test)]
+use finish_vnni as finish_evex;
 
 /// The AVX-VNNI kernel's code with the EVEX `vpdpbusd` (tests only), or
 /// `false` when this CPU lacks AVX-512 VNNI + VL.
