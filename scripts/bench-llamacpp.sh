@@ -10,6 +10,9 @@
 #        LLAMACPP_ISA=avx2 scripts/bench-llamacpp.sh   a build without AVX-512
 #            (GGML_NATIVE=OFF, AVX2+FMA+F16C), to compare like for like with
 #            nsed's NSED_KERNEL=avx2 on a machine that has AVX-512
+#        LLAMACPP_ISA=avxvnni scripts/bench-llamacpp.sh   AVX2 plus the 256-bit
+#            AVX-VNNI dot products (Intel Alder Lake+, AMD Zen 5), no AVX-512:
+#            the like-for-like build for NSED_KERNEL=avxvnni
 # env:   NSED_LLAMACPP_DIR (default ~/.cache/nsed/llama.cpp), JOBS (default nproc)
 set -euo pipefail
 
@@ -19,7 +22,9 @@ case "$isa" in
     native) isa_flags=(-DGGML_NATIVE=ON) ;;
     avx2) isa_flags=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
                      -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF) ;;
-    *) echo "bench-llamacpp: LLAMACPP_ISA must be native or avx2, not '$isa'" >&2; exit 2 ;;
+    avxvnni) isa_flags=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+                        -DGGML_AVX512=OFF -DGGML_AVX_VNNI=ON) ;;
+    *) echo "bench-llamacpp: LLAMACPP_ISA must be native, avx2 or avxvnni, not '$isa'" >&2; exit 2 ;;
 esac
 # On CPUs with AMX (Sapphire Rapids and later), -march=native compiles ggml's
 # AMX matmul, whose tile instructions fault (SIGILL) unless the kernel has

@@ -354,6 +354,10 @@ impl Artifact {
         let k = self.k();
         for (i, p) in self.positions.iter().enumerate() {
             check_logprob(p.logprob, &format!("position {i}"))?;
+            check_bytes(&p.token, p.bytes.as_deref(), i)?;
+            for alt in &p.top_logprobs {
+                check_bytes(&alt.token, alt.bytes.as_deref(), i)?;
+            }
             if p.top_logprobs.len() != k {
                 return Err(format!(
                     "position {i} has {} top logprobs but position 0 has {k}: k must be the same everywhere",
@@ -371,6 +375,9 @@ impl Artifact {
                     ));
                 }
             }
+        }
+        if let Some(proof) = &self.proof {
+            check_proof_shape(proof, self.positions.len())?;
         }
         if let (Some(out), Some(ids)) = (&self.output, self.output_ids()) {
             if out.ids_sha256 != ids_sha256(&ids) {
@@ -720,14 +727,8 @@ impl VocabIndex {
             }
             return Ok(id);
         }
+        check_bytes(token, bytes, pos)?;
         let from_string = token_string_bytes(token);
-        if let Some(b) = bytes {
-            if String::from_utf8_lossy(b) != token && from_string.as_deref() != Some(b) {
-                return Err(format!(
-                    "position {pos}: token {token:?} does not round-trip: its bytes {b:?} say otherwise"
-                ));
-            }
-        }
         let key = bytes
             .map(<[u8]>::to_vec)
             .or(from_string)
@@ -743,6 +744,69 @@ fn is_ordinary(tok: &Tokenizer, id: u32) -> bool {
         tok.token_type(id),
         Some(TokenType::Normal | TokenType::Byte)
     )
+}
+
+/// An activation proof must be one nsed can check and be well formed: the
+/// scheme and its parameters, one chunk per 32 positions, each chunk hex of
+/// a modulus and 1 to `TOPK` coefficients inside the field. A malformed
+/// proof is an input error in every mode (exit 2), never a failed check.
+fn check_proof_shape(proof: &ActivationProof, positions: usize) -> Result<(), String> {
+    use crate::verify::toploc;
+    if proof.scheme != toploc::SCHEME || proof.chunk != toploc::CHUNK || proof.topk != toploc::TOPK
+    {
+        return Err(format!(
+            "unsupported proof scheme {:?} (chunk {}, topk {}); nsed checks {} (chunk {}, topk {})",
+            proof.scheme,
+            proof.chunk,
+            proof.topk,
+            toploc::SCHEME,
+            toploc::CHUNK,
+            toploc::TOPK
+        ));
+    }
+    let expected = positions.div_ceil(toploc::CHUNK);
+    if proof.chunks.len() != expected {
+        return Err(format!(
+            "the proof has {} chunks, but {positions} positions need {expected}",
+            proof.chunks.len()
+        ));
+    }
+    for (i, chunk) in proof.chunks.iter().enumerate() {
+        let bytes = unhex(chunk).ok_or_else(|| format!("proof chunk {i} is not hex"))?;
+        if bytes.len() > 2 + 2 * toploc::TOPK || toploc::ChunkProof::from_bytes(&bytes).is_none() {
+            return Err(format!(
+                "proof chunk {i} is malformed ({} bytes; a modulus and 1 to {} coefficients below {} expected)",
+                bytes.len(),
+                toploc::TOPK,
+                toploc::PRIME
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Bytes of a hex string (`None` when it is not hex).
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// A token's `bytes`, when given, must be what its string says (as lossy
+/// UTF-8, or in vLLM's `bytes:\xNN` form): checked on every read, so no
+/// mode of `verify` compares a position whose two spellings disagree.
+fn check_bytes(token: &str, bytes: Option<&[u8]>, pos: usize) -> Result<(), String> {
+    let Some(b) = bytes else { return Ok(()) };
+    if String::from_utf8_lossy(b) == token || token_string_bytes(token).as_deref() == Some(b) {
+        return Ok(());
+    }
+    Err(format!(
+        "position {pos}: token {token:?} does not round-trip: its bytes {b:?} say otherwise"
+    ))
 }
 
 /// The bytes a token string stands for; vLLM writes tokens that are not

@@ -28,20 +28,20 @@ pub struct DeliberationArgs {
     #[arg(long, default_value = "configs/consumer.toml")]
     pub config: PathBuf,
     /// Maximum deliberation rounds (overrides the roster).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::bounds::count(1, 100))]
     pub rounds: Option<usize>,
     /// Rounds before the halting rule may stop.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::bounds::count(0, 100))]
     pub min_rounds: Option<usize>,
     /// Winner conviction in [0, 1] needed to stop early.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::bounds::unit)]
     pub effort: Option<f64>,
     /// How evaluators score, for every agent (overrides per-agent settings).
     #[arg(long, value_enum)]
     pub eval_mode: Option<EvalMode>,
     /// New tokens per answer (default: per dataset; 640 for GSM8K, 768 for
     /// MATH-500, 1024 for AIME).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::bounds::tokens())]
     pub max_tokens: Option<usize>,
     /// Seed of every sampled call and every shuffle (recorded in results).
     #[arg(long, default_value_t = 42)]
@@ -57,7 +57,7 @@ pub struct DeliberationArgs {
     pub nats: Option<String>,
     /// Seconds a remote agent has for each call, in both phases (overrides
     /// the roster); past it the agent is excluded from the round.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = crate::bounds::seconds)]
     pub phase_timeout: Option<f64>,
     /// Job id on the NATS subjects (default: a fresh one).
     #[arg(long)]
@@ -76,13 +76,13 @@ pub struct BenchArgs {
     #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
     pub method: Vec<Method>,
     /// Self-consistency samples (overrides the roster).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::bounds::count(1, 1000))]
     pub sc_k: Option<usize>,
     /// Run at most N items.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::bounds::count(1, u32::MAX as u64))]
     pub limit: Option<usize>,
     /// Skip the first N items.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::bounds::count(0, u32::MAX as u64))]
     pub offset: usize,
     /// Only these item ids (comma-separated), e.g. gsm8k-0,gsm8k-7 or 2025-I-1.
     #[arg(long, value_delimiter = ',')]

@@ -46,10 +46,10 @@ pub struct ServeArgs {
     pub key: Option<PathBuf>,
     /// Seconds between heartbeats; orchestrators presume the agent dead
     /// after three missed ones.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = crate::bounds::seconds)]
     pub heartbeat: f64,
     /// Fault injection for tests: hold every reply this many seconds.
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, value_parser = crate::bounds::seconds)]
     pub fault_delay: Option<f64>,
 }
 
@@ -59,17 +59,17 @@ pub struct AgentsArgs {
     #[arg(long, value_name = "URL", default_value = "nats://127.0.0.1:4222")]
     pub nats: String,
     /// Seconds to wait for answers.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::bounds::seconds)]
     pub wait: f64,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
     /// Also round-trip N signed pings through each agent (sequentially,
     /// then N in flight at once) and print latency and messages/s.
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = crate::bounds::count(0, 1_000_000))]
     pub ping: usize,
     /// Bytes of each ping's payload.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = crate::bounds::count(0, 64 << 20))]
     pub ping_bytes: usize,
 }
 

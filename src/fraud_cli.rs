@@ -33,22 +33,22 @@ pub struct SimulateFraudArgs {
     #[arg(long)]
     pub prefill: Option<String>,
     /// Honest samples (shared by every attack of the run directory).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = crate::bounds::count(0, 1_000_000))]
     pub samples_honest: usize,
     /// Fraud samples per attack.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = crate::bounds::count(0, 1_000_000))]
     pub samples_fraud: usize,
     /// Sampling temperature of honest executors (Gonka: 0.99).
-    #[arg(long, default_value_t = 0.99)]
+    #[arg(long, default_value_t = 0.99, value_parser = crate::bounds::temperature)]
     pub temp_honest: f64,
     /// Sampling temperature of cheating executors (Gonka: 0.7).
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = 0.7, value_parser = crate::bounds::temperature)]
     pub temp_fraud: f64,
     /// New tokens per sample at most (≥ 1024 fills the longest length bin).
-    #[arg(long, default_value_t = 1100)]
+    #[arg(long, default_value_t = 1100, value_parser = crate::bounds::tokens())]
     pub max_tokens: usize,
     /// Top log-probabilities per position in each artifact.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = crate::bounds::count(1, 256))]
     pub top_k: usize,
     /// Base seed: sample i is seeded seed + i (recorded per sample).
     #[arg(long, default_value_t = 42)]
@@ -91,34 +91,34 @@ pub struct SimulateFraudArgs {
 #[derive(Args)]
 pub struct NetworkArgs {
     /// Inferences the node serves per epoch (≥ 10000: mature nodes ~1% validated).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = crate::bounds::count_u64(1, 1_000_000_000))]
     pub traffic: u64,
     /// Equal-power validators.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = crate::bounds::count(1, 100_000))]
     pub validators: usize,
     /// Epochs simulated (30 to full reputation).
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, value_parser = crate::bounds::count(1, 100_000))]
     pub epochs: usize,
     /// Simulated nodes per strategy and rule.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = crate::bounds::count(1, 1_000_000))]
     pub runs: usize,
     /// The honest failure rate the status rules assume (Gonka: 0.05).
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, value_parser = crate::bounds::unit)]
     pub network_fpr: f64,
     /// The node's true honest failure rate (default: measured, held-out).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::bounds::unit)]
     pub honest_fail: Option<f64>,
     /// Cost of an honest inference as a share of its reward.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = crate::bounds::amount)]
     pub honest_cost: f64,
     /// Collateral in epochs of honest profit (20% slashed when INVALID).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = crate::bounds::amount)]
     pub collateral_epochs: f64,
     /// Cost of the claimed model's proof prefill relative to decoding (prefill attack).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = crate::bounds::amount)]
     pub prefill_cost: f64,
     /// Shares of requests cheated on.
-    #[arg(long, value_delimiter = ',', default_value = "0.01,0.05,0.2,1")]
+    #[arg(long, value_delimiter = ',', default_value = "0.01,0.05,0.2,1", value_parser = crate::bounds::unit)]
     pub cheat_shares: Vec<f64>,
 }
 

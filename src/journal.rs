@@ -2,7 +2,10 @@
 //! `meta.json` (a fingerprint of the settings that must not change, plus one
 //! entry per invocation) and a JSONL file with one fsynced line per finished
 //! unit of work. A killed run loses at most the unit in flight; `--resume`
-//! cuts a torn last line and continues without duplicating.
+//! cuts a torn last line and continues without duplicating. A run holds an
+//! exclusive lock on `<dir>/.lock` while it writes, so a second run on the
+//! same directory is refused instead of interleaving its lines; readers
+//! refuse a journal in which a key occurs twice.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -23,6 +26,15 @@ pub enum JournalError {
     Resume(String),
     #[error("cannot write results: {0}")]
     Write(String),
+    #[error("{dir} is in use by another nsed run (it holds {dir}/.lock); wait for it to end or choose another --out")]
+    Busy { dir: PathBuf },
+    #[error("{path}:{line}: `{key}` was already recorded on line {first}; the file was written by two runs at once or edited: remove the duplicate")]
+    Duplicate {
+        path: PathBuf,
+        line: usize,
+        first: usize,
+        key: String,
+    },
     #[error("{path}:{line}: not a result line: {message}")]
     Corrupt {
         path: PathBuf,
@@ -68,6 +80,8 @@ pub struct Journal<R> {
     pub done: HashSet<String>,
     path: PathBuf,
     file: std::fs::File,
+    /// Held (locked) for as long as the journal is open.
+    _lock: std::fs::File,
     _record: PhantomData<R>,
 }
 
@@ -87,6 +101,7 @@ impl<R: Record> Journal<R> {
         I: Serialize + DeserializeOwned,
     {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let lock = lock_dir(dir)?;
         let path = dir.join(lines);
         let meta_path = dir.join("meta.json");
         let mut meta = Meta {
@@ -128,6 +143,7 @@ impl<R: Record> Journal<R> {
             done,
             path,
             file,
+            _lock: lock,
             _record: PhantomData,
         })
     }
@@ -140,6 +156,25 @@ impl<R: Record> Journal<R> {
         self.file.sync_data().map_err(io(&self.path))?;
         self.done.insert(rec.key());
         Ok(())
+    }
+}
+
+/// Take the run directory's lock (released when the file is closed, also
+/// when the process is killed), or say which directory is busy.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, JournalError> {
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::Busy {
+            dir: dir.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(&path)(e)),
     }
 }
 
@@ -235,18 +270,30 @@ pub fn read<R: Record>(dir: &Path, lines: &str) -> Result<Vec<R>, JournalError> 
     let path = dir.join(lines);
     let text = std::fs::read_to_string(&path).map_err(io(&path))?;
     let complete = text.rfind('\n').map_or("", |end| &text[..=end]);
-    complete
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(n, l)| {
-            serde_json::from_str(l).map_err(|e| JournalError::Corrupt {
-                path: path.clone(),
+    let mut first_line = std::collections::HashMap::new();
+    let mut records = Vec::new();
+    for (n, l) in complete.lines().enumerate() {
+        if l.trim().is_empty() {
+            continue;
+        }
+        let rec: R = serde_json::from_str(l).map_err(|e| JournalError::Corrupt {
+            path: path.clone(),
+            line: n + 1,
+            message: e.to_string(),
+        })?;
+        let key = rec.key();
+        if let Some(&first) = first_line.get(&key) {
+            return Err(JournalError::Duplicate {
+                path,
                 line: n + 1,
-                message: e.to_string(),
-            })
-        })
-        .collect()
+                first,
+                key,
+            });
+        }
+        first_line.insert(key, n + 1);
+        records.push(rec);
+    }
+    Ok(records)
 }
 
 #[cfg(test)]
@@ -293,6 +340,40 @@ mod tests {
             recover::<Line>(&path),
             Err(JournalError::Corrupt { line: 1, .. })
         ));
+    }
+
+    #[test]
+    fn a_second_run_on_the_same_directory_is_refused_while_the_first_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = open(dir.path(), 7, false).unwrap();
+        let err = open(dir.path(), 7, true).err().expect("busy");
+        assert!(matches!(err, JournalError::Busy { .. }), "{err}");
+        assert!(err.to_string().contains("another --out"), "{err}");
+        drop(first);
+        // Released with the first run: the same directory resumes.
+        open(dir.path(), 7, true).expect("lock released");
+    }
+
+    #[test]
+    fn readers_refuse_a_key_recorded_twice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lines = "{\"id\":\"a\",\"value\":1.0}\n{\"id\":\"b\",\"value\":1.0}\n";
+        std::fs::write(dir.path().join("lines.jsonl"), lines).unwrap();
+        assert_eq!(read::<Line>(dir.path(), "lines.jsonl").unwrap().len(), 2);
+        let twice = format!("{lines}{{\"id\":\"a\",\"value\":2.0}}\n");
+        std::fs::write(dir.path().join("lines.jsonl"), twice).unwrap();
+        let err = read::<Line>(dir.path(), "lines.jsonl").expect_err("duplicate");
+        assert!(
+            matches!(
+                err,
+                JournalError::Duplicate {
+                    line: 3,
+                    first: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

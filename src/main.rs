@@ -5,27 +5,40 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// `println!` for results on standard output, which ends the process quietly
-/// (exit 0) when the reader has gone away (`nsed … | head`) instead of
-/// panicking on EPIPE. Nothing is lost: result files are written before their
-/// summaries are printed, and journals are fsynced line by line.
+/// `println!` for results on standard output that survives a reader who has
+/// gone away (`nsed verify … | head`): instead of panicking on EPIPE, further
+/// output is dropped and the command runs to its end, so its exit code (a
+/// verdict: 1 for fraud or a failed program) and its result files stand.
 macro_rules! outln {
     ($($arg:tt)*) => {
         $crate::write_stdout(format_args!($($arg)*))
     };
 }
 
+/// Set once standard output's reader has gone: nothing more is written there.
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn write_stdout(line: std::fmt::Arguments) {
+    if stdout_closed() {
+        return;
+    }
     let mut out = std::io::stdout().lock();
     let written = out.write_fmt(line).and_then(|()| out.write_all(b"\n"));
-    exit_unless_written(written);
+    note_written(written);
 }
 
-/// Stop on a closed pipe (quietly) or another write error (with a message).
-fn exit_unless_written(result: std::io::Result<()>) {
+fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A closed pipe silences standard output (the work goes on); another write
+/// error (a full disk behind a redirect) stops the run with exit 2.
+fn note_written(result: std::io::Result<()>) {
     match result {
         Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         Err(e) => {
             eprintln!("error: cannot write to standard output: {e}");
             std::process::exit(2);
@@ -34,6 +47,7 @@ fn exit_unless_written(result: std::io::Result<()>) {
 }
 
 mod bench_cli;
+mod bounds;
 mod federation_cli;
 mod fraud_cli;
 mod sandbox_cli;
@@ -70,7 +84,7 @@ struct Cli {
     /// Worker threads for the tensor kernels (default: $RAYON_NUM_THREADS or all cores).
     /// `nsed determinism` takes a comma-separated list (e.g. 1,2) and compares them.
     /// Results are bit-identical whatever the count.
-    #[arg(long, global = true, value_delimiter = ',', value_name = "N")]
+    #[arg(long, global = true, value_delimiter = ',', value_name = "N", value_parser = bounds::threads)]
     threads: Vec<usize>,
     #[command(subcommand)]
     command: Command,
@@ -232,10 +246,10 @@ struct GenerateArgs {
     #[arg(long, default_value = "")]
     inference_id: String,
     /// 0 is greedy.
-    #[arg(long, short, default_value_t = 0.0)]
+    #[arg(long, short, default_value_t = 0.0, value_parser = bounds::temperature)]
     temperature: f64,
     /// Keep the k most likely tokens (0: off).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = bounds::count(0, bounds::MAX_TOKENS))]
     top_k: usize,
     /// Nucleus sampling mass (1: off).
     #[arg(long, default_value_t = 1.0)]
@@ -247,13 +261,13 @@ struct GenerateArgs {
     #[arg(long, default_value_t = 1.0)]
     repeat_penalty: f32,
     /// Maximum new tokens.
-    #[arg(long, short = 'n', default_value_t = 256)]
+    #[arg(long, short = 'n', default_value_t = 256, value_parser = bounds::tokens())]
     max_tokens: usize,
     /// Stop when the output contains this string (repeatable).
     #[arg(long)]
     stop: Vec<String>,
     /// Record the K most likely tokens and their log-probabilities per position.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = bounds::count(0, 256))]
     top_logprobs: usize,
     /// Print one JSON document instead of streaming text.
     #[arg(long)]
@@ -294,7 +308,7 @@ struct VerifyArgs {
     #[arg(long = "threshold", value_name = "NAME=VALUE")]
     thresholds: Vec<String>,
     /// Largest share of re-derived sampled tokens that may differ for an honest verdict.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, value_parser = bounds::unit)]
     seed_tolerance: f64,
     /// Print the per-position table.
     #[arg(long)]
@@ -313,16 +327,16 @@ struct DeterminismArgs {
     #[arg(long, short)]
     model: String,
     /// Generations per thread count (each also run once with the plain sampler for timing).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = bounds::count(1, 10_000))]
     runs: usize,
     /// Thread counts to compare: the global `--threads 1,2` (default 1,2); each
     /// count runs in its own process.
     #[arg(skip = vec![1, 2])]
     thread_counts: Vec<usize>,
     /// Tokens per generation.
-    #[arg(long, short = 'n', default_value_t = 64)]
+    #[arg(long, short = 'n', default_value_t = 64, value_parser = bounds::tokens())]
     max_tokens: usize,
-    #[arg(long, short, default_value_t = 0.8)]
+    #[arg(long, short, default_value_t = 0.8, value_parser = bounds::temperature)]
     temperature: f64,
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -345,10 +359,10 @@ struct PerplexityArgs {
     #[arg(long, short)]
     file: PathBuf,
     /// Tokens per chunk.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = bounds::count(2, bounds::MAX_TOKENS))]
     ctx: usize,
     /// Score only the first N chunks.
-    #[arg(long)]
+    #[arg(long, value_parser = bounds::count(1, u32::MAX as u64))]
     chunks: Option<usize>,
     #[arg(long)]
     json: bool,
@@ -362,18 +376,18 @@ struct PerfArgs {
     #[arg(long, short)]
     model: String,
     /// Prompt length for the prefill measurement.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = bounds::tokens())]
     prompt_tokens: usize,
     /// Greedy decode steps for the decode measurement.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = bounds::tokens())]
     gen_tokens: usize,
     /// Measured repetitions (after one warm-up); the median is reported.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = bounds::count(1, 1000))]
     repeats: usize,
     /// Instead: verification cost vs generation for these output lengths
     /// (comma-separated), e.g. 64,256,1024. The executor generates N tokens
     /// with top-5 logprobs; the validator replays them in one teacher-forced pass.
-    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    #[arg(long, value_delimiter = ',', value_name = "N,...", value_parser = bounds::tokens())]
     verify_cost: Vec<usize>,
     #[arg(long)]
     json: bool,
@@ -399,6 +413,17 @@ fn main() -> ExitCode {
     if let Some(&n) = cli.threads.first() {
         // Read by candle's CPU kernels and rayon's pool before first use.
         std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
+    }
+    // `agent serve` drains on SIGTERM/SIGINT itself; every other command
+    // removes its half-written temporary files when interrupted.
+    let serves = matches!(
+        cli.command,
+        Command::Agent(federation_cli::AgentCommand::Serve(_))
+    );
+    if !serves {
+        if let Err(e) = nsed::output::remove_partials_on_signal() {
+            eprintln!("warning: no signal handler (an interrupt may leave a .partial file): {e}");
+        }
     }
     let command = match cli.command {
         Command::Determinism(mut args) if !cli.threads.is_empty() => {
@@ -649,7 +674,10 @@ fn generate_cmd(args: GenerateArgs) -> Result<()> {
             "--min-p must be in [0, 1)",
             (0.0..1.0).contains(&args.min_p),
         ),
-        ("--repeat-penalty must be > 0", args.repeat_penalty > 0.0),
+        (
+            "--repeat-penalty must be a finite number > 0",
+            args.repeat_penalty.is_finite() && args.repeat_penalty > 0.0,
+        ),
         ("--max-tokens must be > 0", args.max_tokens > 0),
     ] {
         if !ok {
@@ -763,9 +791,12 @@ impl Utf8Stream {
             Err(_) => self.pending.len(),
         };
         let out: Vec<u8> = self.pending.drain(..valid).collect();
+        if stdout_closed() {
+            return;
+        }
         let mut stdout = std::io::stdout().lock();
         let text = String::from_utf8_lossy(&out);
-        exit_unless_written(
+        note_written(
             stdout
                 .write_all(text.as_bytes())
                 .and_then(|()| stdout.flush()),

@@ -1,9 +1,14 @@
-//! Result files written atomically: the bytes go to a temporary file beside
-//! the target, which is renamed into place only once complete. A crash or an
-//! error never leaves a partial file, and an existing file is replaced whole.
+//! Result files written atomically and safely: the bytes go to a new file
+//! beside the target, created exclusively under an unpredictable name (a
+//! planted symlink cannot redirect the write), fsynced, then renamed into
+//! place. A crash or an error never leaves a partial file at the target, an
+//! interrupt (SIGINT, SIGTERM, SIGHUP) removes the temporary file, and only
+//! regular files are ever replaced (never a device, FIFO, directory or link).
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write {path}: {source}")]
@@ -12,42 +17,132 @@ pub struct OutputError {
     pub source: std::io::Error,
 }
 
-/// Write `bytes` to `path` atomically (same-directory temp file + rename).
+/// Temporary files being written now, removed by the signal handler.
+static IN_FLIGHT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Write `bytes` to `path` atomically, readable by everyone (mode 0644 less
+/// the umask): results, tables, artifacts.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
+    write_with_mode(path, bytes, 0o644)
+}
+
+/// Write `bytes` to a new file at `path` readable by its owner only (0600),
+/// atomically: a key file is either whole or absent, never empty.
+pub fn write_private_new(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
+    if path.symlink_metadata().is_ok() {
+        return Err(OutputError {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the file exists; it is kept (choose another path or remove it)",
+            ),
+        });
+    }
+    write_with_mode(path, bytes, 0o600)
+}
+
+fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), OutputError> {
     let err = |source| OutputError {
         path: path.to_path_buf(),
         source,
     };
+    refuse_non_regular(path).map_err(err)?;
+    let (dir, name) = split(path).map_err(err)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".partial")
+        .permissions(std::fs::Permissions::from_mode(mode))
+        .tempfile_in(&dir)
+        .map_err(err)?;
+    track(tmp.path(), true);
+    let written = (|| {
+        let mut file = tmp.as_file();
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        let tmp_path = tmp.path().to_path_buf();
+        tmp.persist(path).map_err(|e| e.error)?;
+        track(&tmp_path, false);
+        // The rename is durable once the directory is synced.
+        std::fs::File::open(&dir)?.sync_all()
+    })();
+    // On error `tmp` was dropped inside the closure, which removed the file.
+    if written.is_err() {
+        clear_tracked();
+    }
+    written.map_err(err)
+}
+
+/// Only a regular file (or nothing) may be replaced: writing "to" a device
+/// or FIFO would replace it with a file, and to a symlink would replace the
+/// link where the user meant its target.
+fn refuse_non_regular(path: &Path) -> std::io::Result<()> {
+    match path.symlink_metadata() {
+        Ok(meta) if !meta.file_type().is_file() => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "it is not a regular file (a device, FIFO, directory or symlink); give the path of a new or regular file",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn split(path: &Path) -> std::io::Result<(PathBuf, String)> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
     let name = path.file_name().ok_or_else(|| {
-        err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "the path names no file",
-        ))
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path names no file")
     })?;
-    let tmp = dir.join(format!(
-        ".{}.{}.partial",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    Ok((dir, name.to_string_lossy().into_owned()))
+}
+
+fn track(tmp: &Path, live: bool) {
+    let mut list = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+    if live {
+        list.push(tmp.to_path_buf());
+    } else {
+        list.retain(|p| p != tmp);
     }
-    result.map_err(err)
+}
+
+fn clear_tracked() {
+    let mut list = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+    list.retain(|p| p.exists());
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: remove the temporary files being written,
+/// then end with the conventional status (128 + signal). Call once from the
+/// binary's `main`; a handler thread does the work, so no allocation or lock
+/// happens inside the signal handler itself.
+pub fn remove_partials_on_signal() -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    std::thread::Builder::new()
+        .name("nsed-signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                let list = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+                for tmp in list.iter() {
+                    let _ = std::fs::remove_file(tmp);
+                }
+                std::process::exit(128 + signal);
+            }
+        })?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
 
     #[test]
     fn writes_whole_file_and_leaves_no_temp() {
@@ -56,13 +151,65 @@ mod tests {
         write_atomic(&path, b"{\"a\":1}").expect("write");
         write_atomic(&path, b"{\"a\":2}").expect("replace");
         assert_eq!(std::fs::read(&path).expect("read"), b"{\"a\":2}");
-        let names: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
-        assert_eq!(names.len(), 1, "no temp file left");
+        assert_eq!(names(dir.path()), ["out.json"]);
     }
 
     #[test]
     fn unwritable_directory_is_an_error() {
         let err = write_atomic(Path::new("/nonexistent-dir/out.json"), b"x").expect_err("no dir");
         assert!(err.to_string().contains("/nonexistent-dir/out.json"));
+    }
+
+    #[test]
+    fn devices_fifos_and_links_are_never_replaced() {
+        let err = write_atomic(Path::new("/dev/full"), b"x").expect_err("a device");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        assert!(Path::new("/dev/full")
+            .metadata()
+            .is_ok_and(|m| !m.file_type().is_file()));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").expect("victim");
+        let link = dir.path().join("out.json");
+        std::os::unix::fs::symlink(&victim, &link).expect("symlink");
+        write_atomic(&link, b"x").expect_err("a symlink");
+        assert_eq!(std::fs::read_to_string(&victim).expect("read"), "keep");
+        let fifo = dir.path().join("fifo");
+        let c_path = std::ffi::CString::new(fifo.to_str().expect("utf-8")).expect("c path");
+        // SAFETY: mkfifo reads a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        write_atomic(&fifo, b"x").expect_err("a FIFO");
+        assert!(fifo.symlink_metadata().is_ok_and(|m| !m.is_file()));
+    }
+
+    #[test]
+    fn a_planted_link_at_the_old_temp_name_is_not_followed() {
+        // The temp name used to be `.NAME.PID.partial`: predictable, so a
+        // link planted there redirected the write.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").expect("victim");
+        let planted = dir
+            .path()
+            .join(format!(".out.json.{}.partial", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).expect("symlink");
+        write_atomic(&dir.path().join("out.json"), b"new").expect("write");
+        assert_eq!(std::fs::read_to_string(&victim).expect("read"), "keep");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out.json")).expect("read"),
+            "new"
+        );
+    }
+
+    #[test]
+    fn private_files_are_owner_only_and_never_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("agent.key");
+        write_private_new(&key, b"secret").expect("write");
+        let mode = key.metadata().expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        write_private_new(&key, b"other").expect_err("exists");
+        assert_eq!(std::fs::read(&key).expect("read"), b"secret");
+        assert_eq!(names(dir.path()), ["agent.key"]);
     }
 }

@@ -29,11 +29,14 @@ pub struct SandboxOpts {
     #[arg(long)]
     python: Option<PathBuf>,
     /// Address-space limit per program, MiB.
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = 2048, value_parser = crate::bounds::count_u64(32, 1 << 20))]
     memory_mib: u64,
     /// Output kept per stream, KiB; more ends the program.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = crate::bounds::count(1, 1 << 20))]
     output_kib: usize,
+    /// Bytes the program may write in all (its private tmpfs), MiB.
+    #[arg(long, default_value_t = 64, value_parser = crate::bounds::count_u64(1, 1 << 16))]
+    disk_mib: u64,
 }
 
 #[derive(Args)]
@@ -45,10 +48,10 @@ pub struct RunArgs {
     #[arg(long)]
     stdin: Option<PathBuf>,
     /// Wall-clock limit per program, seconds.
-    #[arg(long, default_value_t = 6.0)]
+    #[arg(long, default_value_t = 6.0, value_parser = crate::bounds::seconds)]
     timeout: f64,
     /// Programs run at once (default: the number of cores).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::bounds::count(1, 256))]
     jobs: Option<usize>,
     #[command(flatten)]
     opts: SandboxOpts,
@@ -59,6 +62,7 @@ impl SandboxOpts {
         let limits = Limits {
             address_space: self.memory_mib << 20,
             output_bytes: self.output_kib << 10,
+            disk: self.disk_mib << 20,
             ..Limits::default()
         };
         Sandbox::new(self.python.clone(), limits)

@@ -9,7 +9,7 @@
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 
-use fancy_regex::Regex;
+use fancy_regex::{Regex, RegexBuilder};
 
 use crate::gguf::{Gguf, GgufError, Value};
 
@@ -326,8 +326,16 @@ impl Tokenizer {
                 Some(id) => out.push(id),
                 None => {
                     let s = &symbols.items[i];
-                    // llama.cpp: an unknown symbol falls back to its single bytes.
+                    // llama.cpp: an unknown symbol falls back to its single
+                    // bytes, each looked up as a one-byte string. Only an
+                    // ASCII byte can be such a string (vocabulary entries
+                    // are UTF-8), so the others are dropped, as there: a
+                    // byte whose character the vocabulary lacks (SmolLM2
+                    // has none for 0xF1) cannot be encoded.
                     for byte in word[s.start..s.start + s.len].bytes() {
+                        if !byte.is_ascii() {
+                            continue;
+                        }
                         if let Some(id) = self.token_id(&(byte as char).to_string()) {
                             out.push(id);
                         }
@@ -407,7 +415,10 @@ fn pre_tokenize<'t>(regexes: &[Regex], text: &'t str) -> Vec<&'t str> {
         let mut next = Vec::with_capacity(pieces.len() * 2);
         for piece in pieces {
             let mut last = 0;
-            for m in re.find_iter(piece).flatten() {
+            for m in re.find_iter(piece) {
+                // A matcher error (none is expected without a step limit)
+                // leaves the rest of the piece whole rather than looping.
+                let Ok(m) = m else { break };
                 if m.start() > last {
                     next.push(&piece[last..m.start()]);
                 }
@@ -554,7 +565,16 @@ fn bpe(gguf: &Gguf, token_to_id: &HashMap<String, u32>, pre: Option<&str>) -> Re
     };
     let pre = patterns
         .iter()
-        .map(|p| Regex::new(p).map_err(|e| TokenizerError::Metadata(e.to_string())))
+        .map(|p| {
+            // The patterns have no nested repetition, so a match costs time
+            // linear in its length; the default step limit (10^6) only made
+            // a pre-token of a million letters fail — and the failure
+            // repeat forever at the same position.
+            RegexBuilder::new(p)
+                .backtrack_limit(usize::MAX)
+                .build()
+                .map_err(|e| TokenizerError::Metadata(e.to_string()))
+        })
         .collect::<Result<Vec<_>>>()?;
     let mut merges = HashMap::new();
     for (rank, m) in string_array(gguf, "tokenizer.ggml.merges")?

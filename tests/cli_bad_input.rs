@@ -348,3 +348,204 @@ fn hub_models_come_from_the_hf_cache_and_fail_clearly() {
     );
     assert_input_error(&out, "cannot get `hf://tiny-org/tiny-repo/absent.gguf`");
 }
+
+/// A malformed activation proof is an input error (exit 2) in every mode,
+/// not a failed check (exit 1), and not ignored by `--against`.
+#[test]
+fn malformed_proofs_are_input_errors_in_every_mode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = tiny(dir.path(), Arch::Llama, |_| {});
+    let artifact = dir.path().join("a.json");
+    let out = nsed(
+        &[
+            "generate",
+            "-m",
+            s(&model),
+            "-p",
+            "the",
+            "--raw",
+            "-n",
+            "6",
+            "-t",
+            "0.8",
+            "--top-logprobs",
+            "3",
+            "--proof",
+            "--artifact",
+            s(&artifact),
+        ],
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let honest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&artifact).expect("artifact")).expect("json");
+    assert_eq!(honest["proof"]["chunks"].as_array().map(Vec::len), Some(1));
+    let write = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut doc = honest.clone();
+        edit(&mut doc);
+        let path = dir.path().join(name);
+        std::fs::write(&path, doc.to_string()).expect("write");
+        path
+    };
+    type Edit<'a> = &'a dyn Fn(&mut serde_json::Value);
+    let cases: [(&str, Edit, &str); 3] = [
+        (
+            "not_hex.json",
+            &|d| d["proof"]["chunks"][0] = "zz".into(),
+            "not hex",
+        ),
+        (
+            "short.json",
+            &|d| d["proof"]["chunks"] = serde_json::json!([]),
+            "chunks",
+        ),
+        (
+            "scheme.json",
+            &|d| d["proof"]["scheme"] = "other".into(),
+            "unsupported proof scheme",
+        ),
+    ];
+    for (name, edit, needle) in cases {
+        let bad = write(name, edit);
+        let with_model = nsed(&["verify", "--artifact", s(&bad), "-m", s(&model)], &[]);
+        assert_input_error(&with_model, needle);
+        let against = nsed(
+            &["verify", "--artifact", s(&bad), "--against", s(&artifact)],
+            &[],
+        );
+        assert_input_error(&against, needle);
+    }
+}
+
+/// `verify --replay` decodes at most one token past the artifact's own
+/// length, whatever `request.max_tokens` says.
+#[test]
+fn replay_is_bounded_by_the_artifacts_length() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = tiny(dir.path(), Arch::Llama, |s| s.context_length = 512);
+    let artifact = dir.path().join("a.json");
+    let out = nsed(
+        &[
+            "generate",
+            "-m",
+            s(&model),
+            "-p",
+            "the",
+            "--raw",
+            "-n",
+            "2",
+            "--top-logprobs",
+            "2",
+            "--artifact",
+            s(&artifact),
+        ],
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&artifact).expect("artifact")).expect("json");
+    doc["request"]["max_tokens"] = 400.into();
+    std::fs::write(&artifact, doc.to_string()).expect("write");
+    let out = nsed(
+        &[
+            "verify",
+            "--json",
+            "--replay",
+            "--artifact",
+            s(&artifact),
+            "-m",
+            s(&model),
+        ],
+        &[],
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    let replayed = report["replay"]["replay_tokens"]
+        .as_u64()
+        .expect("replay tokens");
+    assert!(
+        replayed <= 3,
+        "replayed {replayed} tokens for a 2-position artifact"
+    );
+}
+
+/// Numbers past a sane range are refused by the parser (exit 2, the flag
+/// named), before any model is loaded or memory allocated: no panic, no
+/// wrap-around to "no limit", no endless loop.
+#[test]
+fn out_of_range_numbers_are_refused_before_any_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = tiny(dir.path(), Arch::Llama, |_| {});
+    let program = dir.path().join("p.py");
+    std::fs::write(&program, "print(1)\n").expect("program");
+    let m = s(&model);
+    let p = s(&program);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["perf", "-m", m, "--prompt-tokens", "4611686018427387904"],
+            "--prompt-tokens",
+        ),
+        (
+            vec!["perf", "-m", m, "--gen-tokens", "18446744073709551615"],
+            "--gen-tokens",
+        ),
+        (vec!["perf", "-m", m, "--verify-cost", "0"], "--verify-cost"),
+        (
+            vec!["--threads", "20000", "tokenize", "-m", m, "--text", "hi"],
+            "--threads",
+        ),
+        (
+            vec!["perplexity", "-m", m, "-f", p, "--chunks", "0"],
+            "--chunks",
+        ),
+        (
+            vec!["generate", "-m", m, "-p", "hi", "-t", "inf"],
+            "--temperature",
+        ),
+        (
+            vec!["generate", "-m", m, "-p", "hi", "-t", "NaN"],
+            "--temperature",
+        ),
+        (
+            vec!["simulate-fraud", "--economics", "--network-fpr", "NaN"],
+            "--network-fpr",
+        ),
+        (
+            vec!["simulate-fraud", "--economics", "--validators", "0"],
+            "--validators",
+        ),
+        (
+            vec!["sandbox", "run", "--memory-mib", "18446744073709551615", p],
+            "--memory-mib",
+        ),
+        (
+            vec!["sandbox", "run", "--output-kib", "18446744073709551615", p],
+            "--output-kib",
+        ),
+        (vec!["sandbox", "run", "--timeout", "inf", p], "--timeout"),
+    ];
+    for (args, flag) in cases {
+        let start = std::time::Instant::now();
+        let out = nsed(&args, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "{args:?} took {:?}",
+            start.elapsed()
+        );
+    }
+}

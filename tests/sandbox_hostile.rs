@@ -66,6 +66,26 @@ fn programs(port: u16, canary: &Path, nonce: &str, repo: &Path) -> Vec<(&'static
             ),
         ),
         (
+            "fork_hopping",
+            format!(
+                "import os, sys\nif os.fork() == 0:\n    os.setsid()\n    for _ in range(50):\n        if os.fork():\n            os._exit(0)\n    os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(600)  # {MARKER}'])\nprint('parent done')\n"
+            ),
+        ),
+        (
+            "inherited_fd",
+            "import os\nfor fd in range(3, 64):\n    try:\n        os.write(fd, b'pwned')\n        print('wrote', fd)\n    except OSError:\n        pass\nprint('done')\n".into(),
+        ),
+        (
+            "fill_tmpfs",
+            "total = 0\ntry:\n    for i in range(16):\n        with open('f%d' % i, 'wb') as f:\n            for _ in range(8):\n                f.write(b'x' * (1 << 20))\n                total += 1 << 20\nexcept OSError as e:\n    print('stopped', e)\nprint('total', total)\n".into(),
+        ),
+        (
+            "read_host",
+            format!(
+                "import os\npids = [d for d in os.listdir('/proc') if d.isdigit()]\nprint('pids', len(pids))\nfor d in pids:\n    try:\n        print('cmdline', open('/proc/%s/cmdline' % d, 'rb').read()[:40])\n    except OSError:\n        pass\nfor p in ['{repo}/Cargo.toml', '/etc/passwd', '/etc/hostname', '{canary}', '/root']:\n    try:\n        os.listdir(p) if p == '/root' else open(p).read(10)\n        print('read', p)\n    except OSError:\n        pass\nfor p in ['/x', '/usr/x', '/etc/x']:\n    try:\n        open(p, 'w').write('x')\n        print('wrote', p)\n    except OSError:\n        pass\n"
+            ),
+        ),
+        (
             "delete_nsed_files",
             format!(
                 "import os, shutil\ntry:\n    os.remove('{canary}')\nexcept OSError as e:\n    print('refused', e)\nshutil.rmtree(os.path.dirname('{canary}'), ignore_errors=True)\n"
@@ -99,8 +119,17 @@ fn hostile_programs_are_contained_and_nsed_survives() {
     }
 
     let secret = "nsed-secret-value-91c2";
+    // A descriptor nsed inherits from its caller (fd 9, a file the programs
+    // must not reach), as `(exec 9>>secret.log; nsed sandbox run …)` gives.
+    let inherited = scratch.path().join("secret.log");
+    std::fs::write(&inherited, "").expect("secret log");
     let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nsed"))
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg("exec 9>>\"$1\"; shift; exec \"$@\"")
+        .arg("bash")
+        .arg(&inherited)
+        .arg(env!("CARGO_BIN_EXE_nsed"))
         .args(["sandbox", "run", "--timeout", "3", "--jobs", "2"])
         .args(&files)
         .current_dir(&workdir)
@@ -110,7 +139,7 @@ fn hostile_programs_are_contained_and_nsed_survives() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("nsed starts");
-    // Bound the whole suite: 12 programs, 2 at a time, 3 s each at most.
+    // Bound the whole suite: 16 programs, 2 at a time, 3 s each at most.
     while child.try_wait().expect("wait").is_none() {
         if start.elapsed() > Duration::from_secs(120) {
             let _ = child.kill();
@@ -205,11 +234,47 @@ fn hostile_programs_are_contained_and_nsed_survives() {
             "{}",
             results["delete_nsed_files"]
         );
-        // A grandchild that outlived its parent is found by uid and killed,
-        // and the run fails for leaving it.
-        assert!(results["grandchild"]["leftovers_killed"].as_u64() >= Some(1));
-        assert_ne!(results["grandchild"]["succeeded"], true);
+        // A grandchild that outlived its parent is killed, and the run
+        // fails for leaving it; so is one that hops from fork to fork after
+        // setsid (the PID namespace's init ends it, whatever its group).
+        for name in ["grandchild", "fork_hopping"] {
+            assert!(
+                results[name]["leftovers_killed"].as_u64() >= Some(1),
+                "{}",
+                results[name]
+            );
+            assert_ne!(results[name]["succeeded"], true, "{}", results[name]);
+        }
+        // As root the private root is in force: host files, other
+        // processes and the rest of the disk are out of reach.
+        assert!(stderr.contains(") yes; private /tmp"), "{stderr}");
+        let read_host = stdout_of("read_host");
+        assert!(!read_host.contains("read "), "{read_host}");
+        assert!(!read_host.contains("wrote"), "{read_host}");
+        let pids: usize = read_host
+            .lines()
+            .find_map(|l| l.strip_prefix("pids "))
+            .and_then(|n| n.parse().ok())
+            .expect("pids line");
+        assert!(pids <= 2, "sees {pids} processes: {read_host}");
+        assert!(!read_host.contains("nsed"), "{read_host}");
+        // Disk use is bounded by the 64 MiB tmpfs, not only per file.
+        let fill = stdout_of("fill_tmpfs");
+        let total: u64 = fill
+            .lines()
+            .find_map(|l| l.strip_prefix("total "))
+            .and_then(|n| n.parse().ok())
+            .expect("total line");
+        assert!(total <= 64 << 20, "{fill}");
+        assert!(fill.contains("No space left"), "{fill}");
     }
+    // No descriptor nsed inherited reaches a program.
+    assert!(
+        !stdout_of("inherited_fd").contains("wrote"),
+        "{}",
+        results["inherited_fd"]
+    );
+    assert_eq!(std::fs::read(&inherited).expect("secret log"), b"");
 
     // No file outside the sandbox directories; those are gone too.
     assert_eq!(
@@ -274,4 +339,25 @@ fn stray_processes() -> Vec<String> {
         }
     }
     stray
+}
+
+/// `nsed sandbox run fail.py | true`: the reader is gone before the result
+/// line is printed; "a program failed" (exit 1) must survive the closed pipe.
+#[test]
+fn a_closed_stdout_keeps_the_failure_exit_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let program = dir.path().join("fail.py");
+    std::fs::write(&program, "print('x')\nraise SystemExit(3)\n").expect("program");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nsed"))
+        .args(["sandbox", "run"])
+        .arg(&program)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nsed starts");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

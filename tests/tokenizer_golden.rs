@@ -84,3 +84,24 @@ fn qwen_coder_0_5b_matches_llama_cpp() {
 fn qwen_coder_1_5b_matches_llama_cpp() {
     check_model("qwen2.5-coder-1.5b", "qwen2.5-coder-1.5b-instruct.jsonl");
 }
+
+/// A pre-token of millions of characters tokenizes in time linear in its
+/// length and round-trips. It used to hang: past 10^6 regex steps the
+/// matcher failed, and the failure repeated forever at the same position.
+/// The bound below is a hang detector (a generous multiple of the few
+/// seconds this takes), not a speed claim.
+#[test]
+fn ten_megabytes_of_one_letter_tokenize_and_round_trip() {
+    let text = "a".repeat(10 << 20);
+    for model in ["smollm2-135m", "qwen2.5-coder-0.5b", "gemma3-270m"] {
+        let gguf = common::open_registry_gguf(model);
+        let tok = Tokenizer::from_gguf(&gguf).expect("tokenizer loads");
+        let start = std::time::Instant::now();
+        let ids = tok.encode(&text, false, false);
+        let took = start.elapsed();
+        eprintln!("{model}: 10 MiB of 'a' -> {} ids in {took:?}", ids.len());
+        assert!(took.as_secs() < 120, "{model}: {took:?}");
+        assert!(ids.len() < text.len() / 2, "{model}: merges happened");
+        assert_eq!(tok.decode(&ids).expect("decode"), text, "{model}");
+    }
+}

@@ -250,3 +250,38 @@ fn run_measuring_peak(args: &[&str]) -> (Output, u64) {
     let _ = sampler.join();
     (out, peak.load(std::sync::atomic::Ordering::Relaxed))
 }
+
+/// `nsed verify … | head -0`: the reader is gone before the report is
+/// printed; the verdict (exit 1) must survive the closed pipe.
+#[test]
+fn a_closed_stdout_keeps_the_negative_verdict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let short = edited(dir.path(), "short.json", |d| content(d).truncate(40));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nsed"))
+        .args(["verify", "--artifact"])
+        .arg(fixture("inference_response.json"))
+        .arg("--against")
+        .arg(&short)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Token bytes that disagree with the token string are refused in every
+/// mode, `--against` included (it used to compare such positions).
+#[test]
+fn disagreeing_bytes_are_an_input_error_with_against() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = fixture("validation_response.json");
+    let lying = edited(dir.path(), "lying.json", |d| {
+        let pos = &mut content(d)[3];
+        pos["bytes"] = serde_json::json!([112, 119, 110]);
+    });
+    assert_input_error(&against(&lying, &good), "does not round-trip");
+}

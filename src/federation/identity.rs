@@ -1,7 +1,6 @@
 //! Agent identity: Ed25519 keys (`nsed agent keygen`), sealing a message
 //! into a signed [`Envelope`] and opening one.
 
-use std::io::Write;
 use std::path::Path;
 
 use base64::Engine;
@@ -63,9 +62,9 @@ impl Identity {
         Ok(id)
     }
 
-    /// Write the key to a new file (mode 0600); an existing file is kept.
+    /// Write the key to a new file (mode 0600), atomically: a killed keygen
+    /// leaves no file (never an empty one); an existing file is kept.
     pub fn save(&self, path: &Path) -> Result<(), FederationError> {
-        use std::os::unix::fs::OpenOptionsExt;
         let file = KeyFile {
             kind: KEY_TYPE.into(),
             secret_key: B64.encode(self.key.to_bytes()),
@@ -73,14 +72,8 @@ impl Identity {
         };
         let text =
             serde_json::to_string_pretty(&file).map_err(|e| FederationError::Key(e.to_string()))?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| FederationError::Key(format!("{}: {e}", path.display())))?;
-        f.write_all(format!("{text}\n").as_bytes())
-            .map_err(|e| FederationError::Key(format!("{}: {e}", path.display())))
+        crate::output::write_private_new(path, format!("{text}\n").as_bytes())
+            .map_err(|e| FederationError::Key(e.to_string()))
     }
 
     /// The public key, base64.

@@ -1,8 +1,31 @@
 //! What the forked child does to itself between `fork` and `exec`.
 //!
 //! Runs in the child of a multi-threaded parent, so only async-signal-safe
-//! calls: raw syscalls through `libc`, static C strings, no allocation.
+//! calls: raw syscalls through `libc`, static C strings, stack buffers, no
+//! allocation.
+//!
+//! With a private root (the strongest setup) three processes take part:
+//!
+//! - the **keeper**, nsed's direct child: it enters new PID, mount and
+//!   network namespaces, closes every inherited descriptor, forks the init
+//!   and waits for it;
+//! - the **init**, PID 1 of the new namespace: it builds the minimal
+//!   read-only root (below), forks the program, reaps, and once the program
+//!   has ended kills and counts whatever it left running, then writes one
+//!   [`Report`] to nsed. When it exits the kernel kills every process left in
+//!   the namespace, whatever it did with `setsid`;
+//! - the **program**: it takes the limits and the private uid, marks every
+//!   descriptor above 2 close-on-exec, and returns to `exec` Python.
+//!
+//! The root is a small tmpfs holding read-only binds of `/usr` (the
+//! interpreter and its standard library) and `/etc/ld.so.cache`, the
+//! distribution's `/bin`-style links, `null`, `zero`, `full`, `random`,
+//! `urandom` under `/dev`, a private `/proc` that shows only the run's own
+//! processes (`hidepid=2`), and a size-limited tmpfs at `/tmp` holding the
+//! working directory `/tmp/sandbox` with a copy of the program. Nothing else
+//! of the host is visible, and the program can write at most the tmpfs size.
 
+use std::ffi::CStr;
 use std::io;
 
 /// The protections to apply, decided once by the probe (see `Sandbox::new`).
@@ -12,8 +35,12 @@ pub(super) struct Setup {
     /// so neither loopback nor the outside is reachable.
     pub net_namespace: bool,
     /// `unshare(CLONE_NEWNS)` and fresh tmpfs over the world-writable
-    /// directories, so writes "outside" land in memory that dies with the run.
+    /// directories, so writes "outside" land in memory that dies with the run
+    /// (the fallback where a private root is refused).
     pub private_tmp: bool,
+    /// A PID namespace whose init ends every descendant, and the minimal
+    /// read-only root described above (implies its own mount namespace).
+    pub private_root: bool,
     /// Switch to this uid/gid (only possible as root): process limits hold,
     /// the parent cannot be signalled and nsed's files cannot be touched.
     pub uid: Option<u32>,
@@ -27,10 +54,128 @@ pub(super) struct RawLimits {
     pub file_size: u64,
     pub open_files: u64,
     pub processes: u64,
+    /// Size of the private root's writable tmpfs, bytes.
+    pub disk: u64,
+}
+
+/// What the init tells nsed through the report pipe: 12 bytes, a tag then
+/// two numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Report {
+    /// The program ended with this `wait` status; `leftovers` processes it
+    /// left running were killed.
+    Ended { status: i32, leftovers: u32 },
+    /// A setup step failed with this errno (before the program ran).
+    SetupFailed { step: Step, errno: i32 },
+}
+
+pub(super) const REPORT_BYTES: usize = 12;
+
+impl Report {
+    fn to_bytes(self) -> [u8; REPORT_BYTES] {
+        let (tag, a, b) = match self {
+            Report::Ended { status, leftovers } => (1u32, status, leftovers),
+            Report::SetupFailed { step, errno } => (2u32, errno, step as u32),
+        };
+        let mut out = [0u8; REPORT_BYTES];
+        out[..4].copy_from_slice(&tag.to_le_bytes());
+        out[4..8].copy_from_slice(&a.to_le_bytes());
+        out[8..].copy_from_slice(&b.to_le_bytes());
+        out
+    }
+
+    pub(super) fn from_bytes(bytes: &[u8; REPORT_BYTES]) -> Option<Report> {
+        let word = |i: usize| [bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]];
+        let (tag, a, b) = (
+            u32::from_le_bytes(word(0)),
+            i32::from_le_bytes(word(4)),
+            u32::from_le_bytes(word(8)),
+        );
+        match tag {
+            1 => Some(Report::Ended {
+                status: a,
+                leftovers: b,
+            }),
+            2 => Some(Report::SetupFailed {
+                step: Step::from_u32(b)?,
+                errno: a,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The setup steps, named in a failure report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub(super) enum Step {
+    Namespaces = 1,
+    Fork,
+    PrivateMounts,
+    RootTmpfs,
+    BindUsr,
+    SystemLinks,
+    Devices,
+    Proc,
+    TmpTmpfs,
+    CopyProgram,
+    PivotRoot,
+    ReadOnlyRoot,
+    Limits,
+    Uid,
+    Descriptors,
+}
+
+impl Step {
+    fn from_u32(v: u32) -> Option<Step> {
+        use Step::*;
+        [
+            Namespaces,
+            Fork,
+            PrivateMounts,
+            RootTmpfs,
+            BindUsr,
+            SystemLinks,
+            Devices,
+            Proc,
+            TmpTmpfs,
+            CopyProgram,
+            PivotRoot,
+            ReadOnlyRoot,
+            Limits,
+            Uid,
+            Descriptors,
+        ]
+        .into_iter()
+        .find(|s| *s as u32 == v)
+    }
+
+    pub(super) fn describe(self) -> &'static str {
+        match self {
+            Step::Namespaces => "unshare (PID, mount, network namespaces)",
+            Step::Fork => "fork of the namespace's init or program",
+            Step::PrivateMounts => "making mounts private",
+            Step::RootTmpfs => "tmpfs for the private root",
+            Step::BindUsr => "read-only bind of /usr",
+            Step::SystemLinks => "/bin, /lib links or binds",
+            Step::Devices => "binding /dev/null and friends",
+            Step::Proc => "private /proc",
+            Step::TmpTmpfs => "size-limited tmpfs at /tmp",
+            Step::CopyProgram => "copying the program into the private root",
+            Step::PivotRoot => "pivot_root",
+            Step::ReadOnlyRoot => "remounting the root read-only",
+            Step::Limits => "setrlimit",
+            Step::Uid => "switching to the private uid",
+            Step::Descriptors => "closing inherited descriptors",
+        }
+    }
 }
 
 /// World-writable places a hostile program could leave files in.
-const SHARED_WRITABLE: [&std::ffi::CStr; 4] = [c"/tmp", c"/var/tmp", c"/dev/shm", c"/run/lock"];
+const SHARED_WRITABLE: [&CStr; 4] = [c"/tmp", c"/var/tmp", c"/dev/shm", c"/run/lock"];
+
+/// Where the run's directory appears inside the sandbox.
+const RUN_DIR: &CStr = c"/tmp/sandbox";
 
 fn check(result: libc::c_int) -> io::Result<()> {
     if result < 0 {
@@ -38,6 +183,19 @@ fn check(result: libc::c_int) -> io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// `check`, naming the step on failure.
+fn step(result: libc::c_int, step: Step) -> Result<(), (Step, i32)> {
+    if result < 0 {
+        Err((step, errno()))
+    } else {
+        Ok(())
+    }
+}
+
+fn errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
 fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> {
@@ -50,47 +208,231 @@ fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> 
 }
 
 /// Apply `setup` and `limits` to the calling (child) process. The working
-/// directory was already set by `Command::current_dir`, before this runs.
+/// directory was already set by `Command::current_dir`, before this runs:
+/// it is the run's host directory, holding `main.py` and an empty `root`.
+/// `report` is the write end of nsed's report pipe. With a private root,
+/// only the program's process returns from here (to `exec`); the keeper
+/// and the init end inside.
 ///
 /// # Safety
 /// Call only in the child between fork and exec (`CommandExt::pre_exec`).
-pub(super) unsafe fn enter(setup: Setup, limits: RawLimits) -> io::Result<()> {
+pub(super) unsafe fn enter(setup: Setup, limits: RawLimits, report: libc::c_int) -> io::Result<()> {
     // Own session and process group: one kill reaches every descendant that
-    // does not call setsid itself (those are found by uid, see `reap`).
+    // does not call setsid itself (those die with the PID namespace's init,
+    // or are found by uid, see `reap`).
     check(libc::setsid())?;
-    let mut flags = 0;
+    // If nsed dies, so does the run.
+    check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
+    if setup.private_root {
+        become_program_in_private_root(setup, limits, report);
+    } else {
+        let mut flags = 0;
+        if setup.net_namespace {
+            flags |= libc::CLONE_NEWNET;
+        }
+        if setup.private_tmp {
+            flags |= libc::CLONE_NEWNS;
+        }
+        if flags != 0 {
+            check(libc::unshare(flags))?;
+        }
+        if setup.private_tmp {
+            private_tmp()?;
+        }
+    }
+    program(setup, limits).map_err(|(failed, e)| {
+        write_report(
+            report,
+            Report::SetupFailed {
+                step: failed,
+                errno: e,
+            },
+        );
+        io::Error::from_raw_os_error(e)
+    })
+}
+
+/// Keeper, then init, then program: returns only in the program's process.
+unsafe fn become_program_in_private_root(setup: Setup, limits: RawLimits, report: libc::c_int) {
+    // Descriptors nsed had open (other runs' pipes, files of the caller)
+    // are closed here, since the keeper and the init never exec. Only the
+    // standard streams and the report pipe stay.
+    close_all_but(report);
+    let mut flags = libc::CLONE_NEWPID | libc::CLONE_NEWNS;
     if setup.net_namespace {
         flags |= libc::CLONE_NEWNET;
     }
-    if setup.private_tmp {
-        flags |= libc::CLONE_NEWNS;
+    if libc::unshare(flags) < 0 {
+        fail(report, Step::Namespaces, errno());
     }
-    if flags != 0 {
-        check(libc::unshare(flags))?;
+    let init = libc::fork();
+    if init < 0 {
+        fail(report, Step::Fork, errno());
     }
-    if setup.private_tmp {
-        private_tmp()?;
+    if init > 0 {
+        // The keeper ends as the init does.
+        let status = wait_for(init);
+        if libc::WIFEXITED(status) {
+            libc::_exit(libc::WEXITSTATUS(status));
+        }
+        libc::_exit(128 + libc::WTERMSIG(status));
     }
-    set_limit(libc::RLIMIT_AS, limits.address_space)?;
-    set_limit(libc::RLIMIT_CPU, limits.cpu_seconds)?;
-    set_limit(libc::RLIMIT_FSIZE, limits.file_size)?;
-    set_limit(libc::RLIMIT_NOFILE, limits.open_files)?;
-    set_limit(libc::RLIMIT_CORE, 0)?;
+    // PID 1 of the new namespace, in a session of its own (group 1 as the
+    // program sees it), so that no group the program can name holds both
+    // the init and itself.
+    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+    libc::setsid();
+    if let Err((failed, e)) = private_root(setup, limits) {
+        fail(report, failed, e);
+    }
+    let program_pid = libc::fork();
+    if program_pid < 0 {
+        fail(report, Step::Fork, errno());
+    }
+    if program_pid > 0 {
+        let status = reap_until(program_pid);
+        let leftovers = kill_the_rest();
+        write_report(report, Report::Ended { status, leftovers });
+        libc::_exit(0);
+    }
+    // The program: its own process group. A timeout kills the keeper's
+    // group; the init dies with the keeper (PDEATHSIG) and the namespace
+    // with the init.
+    libc::setpgid(0, 0);
+}
+
+unsafe fn fail(report: libc::c_int, failed: Step, e: i32) -> ! {
+    write_report(
+        report,
+        Report::SetupFailed {
+            step: failed,
+            errno: e,
+        },
+    );
+    libc::_exit(125);
+}
+
+unsafe fn write_report(fd: libc::c_int, report: Report) {
+    let bytes = report.to_bytes();
+    libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+}
+
+/// Wait for `pid`, retrying on EINTR; its raw wait status.
+unsafe fn wait_for(pid: libc::pid_t) -> i32 {
+    let mut status = 0;
+    while libc::waitpid(pid, &mut status, 0) < 0 {
+        if errno() != libc::EINTR {
+            return 0;
+        }
+    }
+    status
+}
+
+/// As init: reap every child (adopted orphans included) until `program`
+/// ends; its raw wait status.
+unsafe fn reap_until(program: libc::pid_t) -> i32 {
+    loop {
+        let mut status = 0;
+        let pid = libc::waitpid(-1, &mut status, 0);
+        if pid == program {
+            return status;
+        }
+        if pid < 0 && errno() != libc::EINTR {
+            return 0;
+        }
+    }
+}
+
+/// After the program ended: reap the zombies, kill every process still in
+/// the namespace, and count them as they are reaped.
+unsafe fn kill_the_rest() -> u32 {
+    let mut status = 0;
+    while libc::waitpid(-1, &mut status, libc::WNOHANG) > 0 {}
+    // kill(-1) from a namespace's init reaches every other process in it.
+    if libc::kill(-1, libc::SIGKILL) < 0 {
+        return 0;
+    }
+    let mut killed = 0;
+    loop {
+        let pid = libc::waitpid(-1, &mut status, 0);
+        if pid > 0 {
+            killed += 1;
+        } else if errno() != libc::EINTR {
+            return killed;
+        }
+    }
+}
+
+/// Close every descriptor above 2 except `keep`.
+unsafe fn close_all_but(keep: libc::c_int) {
+    let keep = keep as libc::c_uint;
+    if keep > 3 {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            keep - 1,
+            0 as libc::c_uint,
+        );
+    }
+    libc::syscall(
+        libc::SYS_close_range,
+        keep + 1,
+        libc::c_uint::MAX,
+        0 as libc::c_uint,
+    );
+}
+
+/// The program's own setup: limits, uid, descriptors. Shared by every
+/// setup (with or without a private root).
+unsafe fn program(setup: Setup, limits: RawLimits) -> Result<(), (Step, i32)> {
+    let as_step = |r: io::Result<()>, s: Step| r.map_err(|e| (s, e.raw_os_error().unwrap_or(0)));
+    as_step(
+        set_limit(libc::RLIMIT_AS, limits.address_space),
+        Step::Limits,
+    )?;
+    as_step(
+        set_limit(libc::RLIMIT_CPU, limits.cpu_seconds),
+        Step::Limits,
+    )?;
+    as_step(
+        set_limit(libc::RLIMIT_FSIZE, limits.file_size),
+        Step::Limits,
+    )?;
+    as_step(
+        set_limit(libc::RLIMIT_NOFILE, limits.open_files),
+        Step::Limits,
+    )?;
+    as_step(set_limit(libc::RLIMIT_CORE, 0), Step::Limits)?;
     if let Some(uid) = setup.uid {
         // RLIMIT_NPROC counts the processes of the real uid; it is not
         // enforced for root, hence the switch below.
-        set_limit(libc::RLIMIT_NPROC, limits.processes)?;
-        check(libc::setgroups(0, std::ptr::null()))?;
-        check(libc::setgid(uid))?;
-        check(libc::setuid(uid))?;
+        as_step(
+            set_limit(libc::RLIMIT_NPROC, limits.processes),
+            Step::Limits,
+        )?;
+        step(libc::setgroups(0, std::ptr::null()), Step::Uid)?;
+        step(libc::setgid(uid), Step::Uid)?;
+        step(libc::setuid(uid), Step::Uid)?;
     }
-    // Set after the uid change, which clears it: if nsed dies, so does the run.
-    check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
+    // Set after the uid change, which clears it.
+    step(
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0),
+        Step::Uid,
+    )?;
+    // Every descriptor above 2 (the report pipe, anything the caller of nsed
+    // left open) closes at exec; Rust's exec-error pipe still works.
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    let closed = libc::syscall(
+        libc::SYS_close_range,
+        3 as libc::c_uint,
+        libc::c_uint::MAX,
+        CLOSE_RANGE_CLOEXEC,
+    );
+    if closed < 0 {
+        return Err((Step::Descriptors, errno()));
+    }
     Ok(())
 }
-
-/// Where the run's directory appears when /tmp is private.
-const RUN_DIR: &std::ffi::CStr = c"/tmp/sandbox";
 
 /// Make this mount namespace's mounts private (nothing propagates back to
 /// the host), cover each world-writable directory with a small tmpfs, and
@@ -126,4 +468,316 @@ unsafe fn private_tmp() -> io::Result<()> {
         std::ptr::null(),
     ))?;
     check(libc::chdir(RUN_DIR.as_ptr()))
+}
+
+/// Entries of `/` that distributions make links into `/usr` (merged /usr) or
+/// keep as directories; linked or bound read-only alike.
+const SYSTEM_DIRS: [(&CStr, &CStr); 6] = [
+    (c"/bin", c"root/bin"),
+    (c"/sbin", c"root/sbin"),
+    (c"/lib", c"root/lib"),
+    (c"/lib64", c"root/lib64"),
+    (c"/lib32", c"root/lib32"),
+    (c"/libx32", c"root/libx32"),
+];
+
+/// Devices a Python program may open.
+const DEVICES: [(&CStr, &CStr); 5] = [
+    (c"/dev/null", c"root/dev/null"),
+    (c"/dev/zero", c"root/dev/zero"),
+    (c"/dev/full", c"root/dev/full"),
+    (c"/dev/random", c"root/dev/random"),
+    (c"/dev/urandom", c"root/dev/urandom"),
+];
+
+const DEVICE_LINKS: [(&CStr, &CStr); 5] = [
+    (c"/proc/self/fd", c"root/dev/fd"),
+    (c"/proc/self/fd/0", c"root/dev/stdin"),
+    (c"/proc/self/fd/1", c"root/dev/stdout"),
+    (c"/proc/self/fd/2", c"root/dev/stderr"),
+    // POSIX semaphores (multiprocessing) live in /dev/shm.
+    (c"/tmp", c"root/dev/shm"),
+];
+
+/// Build the minimal root on a tmpfs mounted over `./root` and pivot into
+/// it; the working directory ends as `/tmp/sandbox`. Runs as the init of
+/// the new PID namespace (a fresh `/proc` needs it), in a new mount
+/// namespace, as root.
+unsafe fn private_root(setup: Setup, limits: RawLimits) -> Result<(), (Step, i32)> {
+    let null = std::ptr::null();
+    step(
+        libc::mount(
+            c"none".as_ptr(),
+            c"/".as_ptr(),
+            null,
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ),
+        Step::PrivateMounts,
+    )?;
+    step(
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            c"root".as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            c"size=1m,mode=755".as_ptr().cast(),
+        ),
+        Step::RootTmpfs,
+    )?;
+    step(libc::mkdir(c"root/usr".as_ptr(), 0o755), Step::BindUsr)?;
+    bind_read_only(c"/usr", c"root/usr", libc::MS_NOSUID | libc::MS_NODEV)
+        .map_err(|e| (Step::BindUsr, e))?;
+    for (host, inside) in SYSTEM_DIRS {
+        link_or_bind(host, inside).map_err(|e| (Step::SystemLinks, e))?;
+    }
+    step(libc::mkdir(c"root/etc".as_ptr(), 0o755), Step::SystemLinks)?;
+    // The dynamic linker's cache: without it, libraries outside the default
+    // paths are not found. Absent on some systems; then nothing is bound.
+    if libc::access(c"/etc/ld.so.cache".as_ptr(), libc::R_OK) == 0 {
+        touch(c"root/etc/ld.so.cache").map_err(|e| (Step::SystemLinks, e))?;
+        bind_read_only(
+            c"/etc/ld.so.cache",
+            c"root/etc/ld.so.cache",
+            libc::MS_NOSUID,
+        )
+        .map_err(|e| (Step::SystemLinks, e))?;
+    }
+    step(libc::mkdir(c"root/dev".as_ptr(), 0o755), Step::Devices)?;
+    for (host, inside) in DEVICES {
+        touch(inside).map_err(|e| (Step::Devices, e))?;
+        step(
+            libc::mount(
+                host.as_ptr(),
+                inside.as_ptr(),
+                null,
+                libc::MS_BIND,
+                std::ptr::null(),
+            ),
+            Step::Devices,
+        )?;
+    }
+    for (target, link) in DEVICE_LINKS {
+        step(libc::symlink(target.as_ptr(), link.as_ptr()), Step::Devices)?;
+    }
+    step(libc::mkdir(c"root/proc".as_ptr(), 0o555), Step::Proc)?;
+    step(
+        libc::mount(
+            c"proc".as_ptr(),
+            c"root/proc".as_ptr(),
+            c"proc".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            c"hidepid=2".as_ptr().cast(),
+        ),
+        Step::Proc,
+    )?;
+    step(libc::mkdir(c"root/tmp".as_ptr(), 0o1777), Step::TmpTmpfs)?;
+    let mut options = [0u8; 64];
+    tmpfs_options(limits.disk, &mut options);
+    step(
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            c"root/tmp".as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            options.as_ptr().cast(),
+        ),
+        Step::TmpTmpfs,
+    )?;
+    step(
+        libc::mkdir(c"root/tmp/sandbox".as_ptr(), 0o755),
+        Step::TmpTmpfs,
+    )?;
+    if let Some(uid) = setup.uid {
+        step(
+            libc::chown(c"root/tmp/sandbox".as_ptr(), uid, uid),
+            Step::TmpTmpfs,
+        )?;
+    }
+    copy_file(c"main.py", c"root/tmp/sandbox/main.py").map_err(|e| (Step::CopyProgram, e))?;
+    step(libc::mkdir(c"root/.old".as_ptr(), 0o700), Step::PivotRoot)?;
+    step(libc::chdir(c"root".as_ptr()), Step::PivotRoot)?;
+    let pivoted = libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".old".as_ptr());
+    if pivoted < 0 {
+        return Err((Step::PivotRoot, errno()));
+    }
+    step(libc::chdir(c"/".as_ptr()), Step::PivotRoot)?;
+    step(
+        libc::umount2(c"/.old".as_ptr(), libc::MNT_DETACH),
+        Step::PivotRoot,
+    )?;
+    step(libc::rmdir(c"/.old".as_ptr()), Step::PivotRoot)?;
+    step(
+        libc::mount(
+            null,
+            c"/".as_ptr(),
+            null,
+            libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+            std::ptr::null(),
+        ),
+        Step::ReadOnlyRoot,
+    )?;
+    step(libc::chdir(RUN_DIR.as_ptr()), Step::PivotRoot)
+}
+
+/// Bind `host` at `inside`, then make the bind read-only.
+unsafe fn bind_read_only(host: &CStr, inside: &CStr, extra: libc::c_ulong) -> Result<(), i32> {
+    let null = std::ptr::null();
+    if libc::mount(
+        host.as_ptr(),
+        inside.as_ptr(),
+        null,
+        libc::MS_BIND | libc::MS_REC,
+        std::ptr::null(),
+    ) < 0
+    {
+        return Err(errno());
+    }
+    let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | extra;
+    if libc::mount(null, inside.as_ptr(), null, flags, std::ptr::null()) < 0 {
+        return Err(errno());
+    }
+    Ok(())
+}
+
+/// Recreate the host's link at `host` inside, or bind its directory
+/// read-only; nothing when the host has neither.
+unsafe fn link_or_bind(host: &CStr, inside: &CStr) -> Result<(), i32> {
+    let mut target = [0u8; 256];
+    let n = libc::readlink(host.as_ptr(), target.as_mut_ptr().cast(), target.len() - 1);
+    if n >= 0 {
+        // `target` is zeroed past the n bytes read, so it is NUL-terminated.
+        if libc::symlink(target.as_ptr().cast(), inside.as_ptr()) < 0 {
+            return Err(errno());
+        }
+        return Ok(());
+    }
+    match errno() {
+        libc::ENOENT => Ok(()),
+        libc::EINVAL => {
+            if libc::mkdir(inside.as_ptr(), 0o755) < 0 {
+                return Err(errno());
+            }
+            bind_read_only(host, inside, libc::MS_NOSUID | libc::MS_NODEV)
+        }
+        e => Err(e),
+    }
+}
+
+/// Create an empty file (a mount point for a bind of a file).
+unsafe fn touch(path: &CStr) -> Result<(), i32> {
+    let fd = libc::open(
+        path.as_ptr(),
+        libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
+        0o644,
+    );
+    if fd < 0 {
+        return Err(errno());
+    }
+    libc::close(fd);
+    Ok(())
+}
+
+/// Copy `from` to the new file `to` (mode 0644) through a stack buffer.
+unsafe fn copy_file(from: &CStr, to: &CStr) -> Result<(), i32> {
+    let src = libc::open(from.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+    if src < 0 {
+        return Err(errno());
+    }
+    let dst = libc::open(
+        to.as_ptr(),
+        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+        0o644,
+    );
+    if dst < 0 {
+        let e = errno();
+        libc::close(src);
+        return Err(e);
+    }
+    let mut buf = [0u8; 4096];
+    let result = loop {
+        let n = libc::read(src, buf.as_mut_ptr().cast(), buf.len());
+        if n == 0 {
+            break Ok(());
+        }
+        if n < 0 {
+            if errno() == libc::EINTR {
+                continue;
+            }
+            break Err(errno());
+        }
+        let mut done = 0;
+        while done < n as usize {
+            let w = libc::write(dst, buf[done..].as_ptr().cast(), n as usize - done);
+            if w <= 0 {
+                return Err(errno());
+            }
+            done += w as usize;
+        }
+    };
+    libc::close(src);
+    libc::close(dst);
+    result
+}
+
+/// `size=<bytes>,mode=1777` NUL-terminated into `out`, without allocating.
+fn tmpfs_options(bytes: u64, out: &mut [u8; 64]) {
+    let mut digits = [0u8; 20];
+    let mut n = bytes;
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut at = 0;
+    for &b in b"size=" {
+        out[at] = b;
+        at += 1;
+    }
+    for i in (0..len).rev() {
+        out[at] = digits[i];
+        at += 1;
+    }
+    for &b in b",mode=1777" {
+        out[at] = b;
+        at += 1;
+    }
+    out[at] = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_round_trip() {
+        for report in [
+            Report::Ended {
+                status: 9,
+                leftovers: 3,
+            },
+            Report::SetupFailed {
+                step: Step::PivotRoot,
+                errno: libc::EPERM,
+            },
+        ] {
+            assert_eq!(Report::from_bytes(&report.to_bytes()), Some(report));
+        }
+        assert_eq!(Report::from_bytes(&[0; REPORT_BYTES]), None);
+    }
+
+    #[test]
+    fn tmpfs_options_are_written_without_allocating() {
+        let mut out = [0xffu8; 64];
+        tmpfs_options(67_108_864, &mut out);
+        let text = CStr::from_bytes_until_nul(&out).expect("NUL-terminated");
+        assert_eq!(text.to_str(), Ok("size=67108864,mode=1777"));
+        tmpfs_options(0, &mut out);
+        let text = CStr::from_bytes_until_nul(&out).expect("NUL-terminated");
+        assert_eq!(text.to_str(), Ok("size=0,mode=1777"));
+    }
 }

@@ -3,17 +3,23 @@
 //!
 //! Each run gets `python3 -I` in a fresh temporary directory with a cleared
 //! environment, its own session and process group, rlimits set in the child
-//! before exec, and, where this machine allows (probed once, reported in
-//! [`Protections`]): a private uid (when nsed runs as root), a network
-//! namespace with no interface up, and private tmpfs over the world-writable
-//! directories. A wall-clock limit kills the whole group; output is capped
-//! while it is read; after every run whatever is left of the group and the
-//! uid is killed.
+//! before exec, every inherited descriptor above 2 closed, and, where this
+//! machine allows (probed once, reported in [`Protections`]): a private uid
+//! (when nsed runs as root), a network namespace with no interface up, and
+//! a private root — a PID namespace whose init kills every process the
+//! program leaves (whatever it does with `setsid`), a minimal read-only
+//! filesystem (`/usr`, a few devices, a private `/proc`) and a size-limited
+//! tmpfs as the only writable place (see `child`). Where the kernel refuses
+//! a private root, private tmpfs over the world-writable directories is the
+//! fallback, with a warning. A wall-clock limit kills the whole group;
+//! output is capped while it is read; after every run whatever is left of
+//! the group and the uid is killed.
 
 mod child;
 mod reap;
 
 use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -39,6 +45,11 @@ pub enum SandboxError {
     Spawn(io::Error),
     #[error("cannot wait for the sandboxed program: {0}")]
     Wait(io::Error),
+    #[error("sandbox setup failed at {step}: {source}")]
+    Setup {
+        step: &'static str,
+        source: io::Error,
+    },
 }
 
 /// Resource limits of one run (the wall-clock limit is per call).
@@ -54,6 +65,13 @@ pub struct Limits {
     pub processes: u64,
     /// Bytes kept of stdout and of stderr; more output ends the run.
     pub output_bytes: usize,
+    /// Bytes the program may write in all (the private root's tmpfs).
+    #[serde(default = "default_disk")]
+    pub disk: u64,
+}
+
+fn default_disk() -> u64 {
+    Limits::default().disk
 }
 
 impl Default for Limits {
@@ -64,6 +82,7 @@ impl Default for Limits {
             open_files: 64,
             processes: 64,
             output_bytes: 4 << 20,
+            disk: 64 << 20,
         }
     }
 }
@@ -78,6 +97,9 @@ pub struct Protections {
     pub private_uid: bool,
     pub network_namespace: bool,
     pub private_tmp: bool,
+    /// PID namespace, minimal read-only root, private `/proc`, tmpfs quota.
+    #[serde(default)]
+    pub private_root: bool,
     pub limits: Limits,
     /// Why each missing protection is missing.
     pub missing: Vec<String>,
@@ -88,7 +110,7 @@ impl Protections {
     pub fn summary(&self) -> String {
         let on = |b: bool| if b { "yes" } else { "no" };
         format!(
-            "python {} -I, cleared env, temp dir, process group, rlimits (AS {} MiB, fsize {} MiB, nofile {}, nproc {}), wall-clock kill; private uid {}; network namespace {}; private /tmp {}",
+            "python {} -I, cleared env, temp dir, process group, inherited fds closed, rlimits (AS {} MiB, fsize {} MiB, nofile {}, nproc {}), wall-clock kill; private uid {}; network namespace {}; private root (PID namespace, read-only /usr, private /proc, {} MiB tmpfs) {}; private /tmp {}",
             self.python.display(),
             self.limits.address_space >> 20,
             self.limits.file_size >> 20,
@@ -96,6 +118,8 @@ impl Protections {
             self.limits.processes,
             on(self.private_uid),
             on(self.network_namespace),
+            self.limits.disk >> 20,
+            on(self.private_root),
             on(self.private_tmp),
         )
     }
@@ -184,6 +208,7 @@ impl Sandbox {
                 private_uid: false,
                 network_namespace: false,
                 private_tmp: false,
+                private_root: false,
                 limits,
                 missing: Vec::new(),
             },
@@ -230,6 +255,14 @@ impl Sandbox {
             ..self.setup
         };
         self.protections.private_tmp = self.grant(tmp, "private /tmp");
+        let root = Setup {
+            private_root: true,
+            ..self.setup
+        };
+        self.protections.private_root = self.grant(
+            root,
+            "private root (PID namespace, read-only filesystem, private /proc, disk quota)",
+        );
         Ok(())
     }
 
@@ -315,7 +348,10 @@ impl Sandbox {
             file_size: limits.file_size,
             open_files: limits.open_files,
             processes: limits.processes,
+            disk: limits.disk,
         };
+        let (report_read, report_write) = report_pipe().map_err(SandboxError::Spawn)?;
+        let report_fd = report_write.as_raw_fd();
         let mut command = Command::new(&self.protections.python);
         command
             .args(["-I", "-B", "main.py"])
@@ -328,11 +364,14 @@ impl Sandbox {
             .stderr(Stdio::piped());
         // SAFETY: `enter` makes only async-signal-safe syscalls.
         unsafe {
-            command.pre_exec(move || child::enter(setup, raw));
+            command.pre_exec(move || child::enter(setup, raw, report_fd));
         }
         let start = Instant::now();
-        let child = command.spawn().map_err(SandboxError::Spawn)?;
-        let execution = supervise(child, setup, job, limits.output_bytes, start);
+        let spawned = command.spawn();
+        // Only the child's copies of the write end may remain.
+        drop(report_write);
+        let child = spawned.map_err(SandboxError::Spawn)?;
+        let execution = supervise(child, setup, job, limits.output_bytes, start, &report_read);
         drop(dir);
         execution
     }
@@ -344,6 +383,10 @@ impl Sandbox {
             .tempdir_in(&self.scratch)
             .map_err(SandboxError::Scratch)?;
         std::fs::write(dir.path().join("main.py"), program).map_err(SandboxError::Scratch)?;
+        if setup.private_root {
+            // The mount point of the private root's tmpfs.
+            std::fs::create_dir(dir.path().join("root")).map_err(SandboxError::Scratch)?;
+        }
         if let Some(uid) = setup.uid {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(uid))
                 .map_err(SandboxError::Scratch)?;
@@ -372,6 +415,7 @@ fn supervise(
     job: &Job,
     cap: usize,
     start: Instant,
+    report: &OwnedFd,
 ) -> Result<Execution, SandboxError> {
     let overflow = Arc::new(AtomicBool::new(false));
     if let Some(mut stdin) = child.stdin.take() {
@@ -398,12 +442,32 @@ fn supervise(
     let wall = start.elapsed();
     let main = child.id();
     // Counted before the kill: what the program left running when it ended.
-    let leftovers_killed = setup.uid.map_or(0, |uid| reap::count_live(uid, main));
+    let mut leftovers_killed = setup.uid.map_or(0, |uid| reap::count_live(uid, main));
     reap::kill_group(main);
     if let Some(uid) = setup.uid {
         reap::kill_uid(uid, main);
     }
     let _ = child.wait();
+    match read_report(report) {
+        Some(child::Report::SetupFailed { step, errno }) => {
+            return Err(SandboxError::Setup {
+                step: step.describe(),
+                source: io::Error::from_raw_os_error(errno),
+            })
+        }
+        Some(child::Report::Ended {
+            status: raw,
+            leftovers,
+        }) => {
+            // With a private root, the keeper's status stands for the init's;
+            // the program's own comes from the report.
+            if matches!(status, Status::Exited { .. } | Status::Signaled { .. }) {
+                status = status_of(raw);
+            }
+            leftovers_killed += leftovers as usize;
+        }
+        None => {}
+    }
     // A leftover that escaped both group and uid (only possible without a
     // private uid) may hold a pipe open: do not wait for it forever.
     let collect = |rx: Option<mpsc::Receiver<Vec<u8>>>| {
@@ -417,6 +481,52 @@ fn supervise(
         wall,
         leftovers_killed,
     })
+}
+
+/// A pipe for the child's [`child::Report`]: both ends close-on-exec, the
+/// read end non-blocking (it is read once, after the run has ended).
+fn report_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array on success.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// The first report in the pipe (a setup failure wins over an end).
+fn read_report(pipe: &OwnedFd) -> Option<child::Report> {
+    let mut file = std::fs::File::from(pipe.try_clone().ok()?);
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4 * child::REPORT_BYTES];
+    while let Ok(n @ 1..) = file.read(&mut chunk) {
+        bytes.extend_from_slice(&chunk[..n]);
+    }
+    let reports: Vec<child::Report> = bytes
+        .chunks_exact(child::REPORT_BYTES)
+        .filter_map(|c| child::Report::from_bytes(c.try_into().ok()?))
+        .collect();
+    reports
+        .iter()
+        .find(|r| matches!(r, child::Report::SetupFailed { .. }))
+        .or(reports.first())
+        .copied()
+}
+
+/// A raw `wait` status as a [`Status`].
+fn status_of(raw: i32) -> Status {
+    if libc::WIFEXITED(raw) {
+        Status::Exited {
+            code: libc::WEXITSTATUS(raw),
+        }
+    } else if libc::WIFSIGNALED(raw) {
+        Status::Signaled {
+            signal: libc::WTERMSIG(raw),
+        }
+    } else {
+        Status::Signaled { signal: 0 }
+    }
 }
 
 fn wait_bounded(
