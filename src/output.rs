@@ -1,9 +1,13 @@
 //! Result files written atomically and safely: the bytes go to a new file
-//! beside the target, created exclusively under an unpredictable name (a
-//! planted symlink cannot redirect the write), fsynced, then renamed into
-//! place. A crash or an error never leaves a partial file at the target, an
-//! interrupt (SIGINT, SIGTERM, SIGHUP) removes the temporary file, and only
-//! regular files are ever replaced (never a device, FIFO, directory or link).
+//! beside the target, fsynced, then renamed into place. On Linux that file
+//! is unnamed while it is written (`O_TMPFILE`) and gets a name, random and
+//! never following or replacing what is there, only when complete, so even
+//! SIGKILL mid-write leaves nothing behind; elsewhere it is created
+//! exclusively under an unpredictable name (a planted symlink cannot
+//! redirect the write). A crash or an error never leaves a partial file at
+//! the target, an interrupt (SIGINT, SIGTERM, SIGHUP) removes the temporary
+//! file, and only regular files are ever replaced (never a device, FIFO,
+//! directory or link).
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -48,6 +52,12 @@ fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), OutputErr
     };
     refuse_non_regular(path).map_err(err)?;
     let (dir, name) = split(path).map_err(err)?;
+    match write_unnamed(&dir, &name, path, bytes, mode) {
+        Ok(()) => return Ok(()),
+        // Not supported by this file system or kernel: a named temp file.
+        Err(Unnamed::Unsupported) => {}
+        Err(Unnamed::Io(e)) => return Err(err(e)),
+    }
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".partial")
@@ -70,6 +80,76 @@ fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), OutputErr
         clear_tracked();
     }
     written.map_err(err)
+}
+
+enum Unnamed {
+    Unsupported,
+    Io(std::io::Error),
+}
+
+/// Write through an `O_TMPFILE` file in `dir`, link it under a fresh random
+/// name (`linkat` neither follows nor replaces an existing entry) and rename
+/// that over `path`.
+fn write_unnamed(
+    dir: &Path,
+    name: &str,
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<(), Unnamed> {
+    use rustix::fs::{linkat, openat, AtFlags, Mode, OFlags, CWD};
+    use rustix::io::Errno;
+    let flags = OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC;
+    let fd = match openat(CWD, dir, flags, Mode::from_raw_mode(mode)) {
+        Ok(fd) => fd,
+        Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOSYS) => {
+            return Err(Unnamed::Unsupported)
+        }
+        Err(e) => return Err(Unnamed::Io(e.into())),
+    };
+    let mut file = std::fs::File::from(fd);
+    let io = Unnamed::Io;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+    for _ in 0..16 {
+        let tmp = dir.join(format!(".{name}.{:016x}.partial", random_u64()));
+        match linkat(CWD, &proc_path, CWD, &tmp, AtFlags::SYMLINK_FOLLOW) {
+            Ok(()) => {
+                track(&tmp, true);
+                let renamed = std::fs::rename(&tmp, path);
+                if renamed.is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                track(&tmp, false);
+                renamed.map_err(io)?;
+                return std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io);
+            }
+            Err(Errno::EXIST) => continue,
+            // No /proc to name the file by: a named temp file instead.
+            Err(Errno::NOENT) => return Err(Unnamed::Unsupported),
+            Err(e) => return Err(Unnamed::Io(e.into())),
+        }
+    }
+    Err(Unnamed::Io(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        "no free temporary name after 16 tries",
+    )))
+}
+
+/// 64 random bits from the standard library's per-process hash keys and the
+/// clock: an unpredictable temporary name, not a secret.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
 }
 
 /// Only a regular file (or nothing) may be replaced: writing "to" a device
@@ -199,6 +279,22 @@ mod tests {
             std::fs::read_to_string(dir.path().join("out.json")).expect("read"),
             "new"
         );
+    }
+
+    #[test]
+    fn unnamed_temp_files_are_used_where_the_kernel_has_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.json");
+        match write_unnamed(dir.path(), "out.json", &path, b"whole", 0o644) {
+            Ok(()) => {
+                assert_eq!(std::fs::read(&path).expect("read"), b"whole");
+                assert_eq!(names(dir.path()), ["out.json"]);
+            }
+            Err(Unnamed::Unsupported) => {
+                eprintln!("O_TMPFILE unsupported here: named temp files are used");
+            }
+            Err(Unnamed::Io(e)) => panic!("{e}"),
+        }
     }
 
     #[test]

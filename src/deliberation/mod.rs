@@ -33,11 +33,13 @@ pub struct Usage {
     pub seconds: f64,
 }
 
+/// Saturating: counts come back from results files and remote agents, and a
+/// hostile or corrupt 2^64 − 1 must not wrap a total to a small number.
 impl std::ops::AddAssign for Usage {
     fn add_assign(&mut self, o: Self) {
-        self.calls += o.calls;
-        self.prompt_tokens += o.prompt_tokens;
-        self.generated_tokens += o.generated_tokens;
+        self.calls = self.calls.saturating_add(o.calls);
+        self.prompt_tokens = self.prompt_tokens.saturating_add(o.prompt_tokens);
+        self.generated_tokens = self.generated_tokens.saturating_add(o.generated_tokens);
         self.seconds += o.seconds;
     }
 }
@@ -598,6 +600,26 @@ mod tests {
     use std::rc::Rc;
 
     use super::*;
+
+    #[test]
+    fn usage_totals_saturate_instead_of_wrapping() {
+        let huge = Usage {
+            calls: 1,
+            prompt_tokens: usize::MAX,
+            generated_tokens: usize::MAX - 1,
+            seconds: 1.0,
+        };
+        let small = Usage {
+            calls: 1,
+            prompt_tokens: 5,
+            generated_tokens: 5,
+            seconds: 1.0,
+        };
+        let total: Usage = [huge, small].into_iter().sum();
+        assert_eq!(total.prompt_tokens, usize::MAX);
+        assert_eq!(total.generated_tokens, usize::MAX);
+        assert_eq!(total.calls, 2);
+    }
 
     /// A scripted agent for protocol tests: fixed answers, fixed scores per
     /// label, and a log of what it was shown.
