@@ -152,7 +152,7 @@ fn load_code_set(
     let sandbox = Sandbox::new(args.python.clone(), Limits::default())?;
     eprintln!("sandbox: {}", sandbox.protections().summary());
     for why in &sandbox.protections().missing {
-        eprintln!("sandbox: missing {why}");
+        eprintln!("warning: sandbox protection missing: {why}");
     }
     if set.excluded_flawed > 0 {
         eprintln!(

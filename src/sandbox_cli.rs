@@ -108,7 +108,7 @@ fn run_files(args: RunArgs) -> Result<ExitCode> {
     let sandbox = args.opts.sandbox()?;
     eprintln!("sandbox: {}", sandbox.protections().summary());
     for why in &sandbox.protections().missing {
-        eprintln!("sandbox: missing {why}");
+        eprintln!("warning: sandbox protection missing: {why}");
     }
     let parallel = args.jobs.unwrap_or_else(nsed::sandbox::cores);
     let results = sandbox.run_all(&jobs, parallel, |i, result| {
