@@ -73,13 +73,6 @@ pub struct AgentsArgs {
     pub ping_bytes: usize,
 }
 
-fn seconds(what: &str, s: f64) -> Result<Duration> {
-    if !(s.is_finite() && s > 0.0) {
-        bail!("{what} must be positive seconds");
-    }
-    Ok(Duration::from_secs_f64(s))
-}
-
 pub fn agent_cmd(command: AgentCommand) -> Result<()> {
     match command {
         AgentCommand::Keygen { out } => {
@@ -94,12 +87,9 @@ pub fn agent_cmd(command: AgentCommand) -> Result<()> {
                 model: a.model,
                 name: a.name,
                 key: a.key,
-                heartbeat: seconds("--heartbeat", a.heartbeat)?,
+                heartbeat: Duration::from_secs_f64(a.heartbeat),
                 threads: rayon::current_num_threads(),
-                fault_delay: a
-                    .fault_delay
-                    .map(|s| seconds("--fault-delay", s))
-                    .transpose()?,
+                fault_delay: a.fault_delay.map(Duration::from_secs_f64),
             };
             Ok(service::serve(opts)?)
         }
@@ -112,7 +102,7 @@ pub fn agents_cmd(a: AgentsArgs) -> Result<()> {
         ..FederationConfig::default()
     };
     let fed = Federation::connect(&config, None)?;
-    let found = fed.discover(seconds("--wait", a.wait)?, &[])?;
+    let found = fed.discover(Duration::from_secs_f64(a.wait), &[])?;
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&found)?);
     } else {

@@ -345,7 +345,7 @@ mod tests {
     #[test]
     fn a_second_run_on_the_same_directory_is_refused_while_the_first_writes() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let first = open(dir.path(), 7, false).unwrap();
+        let first = open(dir.path(), 7, false).expect("first run opens");
         let err = open(dir.path(), 7, true).err().expect("busy");
         assert!(matches!(err, JournalError::Busy { .. }), "{err}");
         assert!(err.to_string().contains("another --out"), "{err}");
@@ -358,10 +358,11 @@ mod tests {
     fn readers_refuse_a_key_recorded_twice() {
         let dir = tempfile::tempdir().expect("tempdir");
         let lines = "{\"id\":\"a\",\"value\":1.0}\n{\"id\":\"b\",\"value\":1.0}\n";
-        std::fs::write(dir.path().join("lines.jsonl"), lines).unwrap();
-        assert_eq!(read::<Line>(dir.path(), "lines.jsonl").unwrap().len(), 2);
+        std::fs::write(dir.path().join("lines.jsonl"), lines).expect("write");
+        let records = read::<Line>(dir.path(), "lines.jsonl").expect("distinct keys read");
+        assert_eq!(records.len(), 2);
         let twice = format!("{lines}{{\"id\":\"a\",\"value\":2.0}}\n");
-        std::fs::write(dir.path().join("lines.jsonl"), twice).unwrap();
+        std::fs::write(dir.path().join("lines.jsonl"), twice).expect("write");
         let err = read::<Line>(dir.path(), "lines.jsonl").expect_err("duplicate");
         assert!(
             matches!(

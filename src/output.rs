@@ -27,11 +27,12 @@ static IN_FLIGHT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 /// Write `bytes` to `path` atomically, readable by everyone (mode 0644 less
 /// the umask): results, tables, artifacts.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
-    write_with_mode(path, bytes, 0o644)
+    write_with_mode(path, bytes, 0o644, Replace::Yes)
 }
 
 /// Write `bytes` to a new file at `path` readable by its owner only (0600),
-/// atomically: a key file is either whole or absent, never empty.
+/// atomically: a key file is either whole or absent, never empty, and an
+/// existing file is never replaced (also not one created meanwhile).
 pub fn write_private_new(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
     if path.symlink_metadata().is_ok() {
         return Err(OutputError {
@@ -42,44 +43,44 @@ pub fn write_private_new(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
             ),
         });
     }
-    write_with_mode(path, bytes, 0o600)
+    write_with_mode(path, bytes, 0o600, Replace::No)
 }
 
-fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), OutputError> {
+/// Whether the final rename may replace a file at the target.
+#[derive(Clone, Copy)]
+enum Replace {
+    Yes,
+    No,
+}
+
+fn write_with_mode(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    replace: Replace,
+) -> Result<(), OutputError> {
     let err = |source| OutputError {
         path: path.to_path_buf(),
         source,
     };
     refuse_non_regular(path).map_err(err)?;
     let (dir, name) = split(path).map_err(err)?;
-    match write_unnamed(&dir, &name, path, bytes, mode) {
-        Ok(()) => return Ok(()),
+    let prefix = format!(".{name}.");
+    let temp_name = || {
+        let mut builder = tempfile::Builder::new();
+        builder
+            .prefix(&prefix)
+            .suffix(".partial")
+            .permissions(std::fs::Permissions::from_mode(mode));
+        builder
+    };
+    let tmp = match write_unnamed(&dir, temp_name(), bytes, mode) {
+        Ok(tmp) => tmp,
         // Not supported by this file system or kernel: a named temp file.
-        Err(Unnamed::Unsupported) => {}
+        Err(Unnamed::Unsupported) => write_named(&dir, temp_name(), bytes).map_err(err)?,
         Err(Unnamed::Io(e)) => return Err(err(e)),
-    }
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".partial")
-        .permissions(std::fs::Permissions::from_mode(mode))
-        .tempfile_in(&dir)
-        .map_err(err)?;
-    track(tmp.path(), true);
-    let written = (|| {
-        let mut file = tmp.as_file();
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        let tmp_path = tmp.path().to_path_buf();
-        tmp.persist(path).map_err(|e| e.error)?;
-        track(&tmp_path, false);
-        // The rename is durable once the directory is synced.
-        std::fs::File::open(&dir)?.sync_all()
-    })();
-    // On error `tmp` was dropped inside the closure, which removed the file.
-    if written.is_err() {
-        clear_tracked();
-    }
-    written.map_err(err)
+    };
+    place(tmp, path, &dir, replace).map_err(err)
 }
 
 enum Unnamed {
@@ -87,16 +88,15 @@ enum Unnamed {
     Io(std::io::Error),
 }
 
-/// Write through an `O_TMPFILE` file in `dir`, link it under a fresh random
-/// name (`linkat` neither follows nor replaces an existing entry) and rename
-/// that over `path`.
+/// Write through an `O_TMPFILE` file in `dir` and, once complete, link it
+/// under a fresh temporary name (`linkat` neither follows nor replaces an
+/// existing entry; `tempfile` draws the names and retries).
 fn write_unnamed(
     dir: &Path,
-    name: &str,
-    path: &Path,
+    names: tempfile::Builder,
     bytes: &[u8],
     mode: u32,
-) -> Result<(), Unnamed> {
+) -> Result<tempfile::TempPath, Unnamed> {
     use rustix::fs::{linkat, openat, AtFlags, Mode, OFlags, CWD};
     use rustix::io::Errno;
     let flags = OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC;
@@ -108,48 +108,61 @@ fn write_unnamed(
         Err(e) => return Err(Unnamed::Io(e.into())),
     };
     let mut file = std::fs::File::from(fd);
-    let io = Unnamed::Io;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
+    file.write_all(bytes).map_err(Unnamed::Io)?;
+    file.sync_all().map_err(Unnamed::Io)?;
     let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
-    for _ in 0..16 {
-        let tmp = dir.join(format!(".{name}.{:016x}.partial", random_u64()));
-        match linkat(CWD, &proc_path, CWD, &tmp, AtFlags::SYMLINK_FOLLOW) {
-            Ok(()) => {
-                track(&tmp, true);
-                let renamed = std::fs::rename(&tmp, path);
-                if renamed.is_err() {
-                    let _ = std::fs::remove_file(&tmp);
-                }
-                track(&tmp, false);
-                renamed.map_err(io)?;
-                return std::fs::File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(io);
-            }
-            Err(Errno::EXIST) => continue,
-            // No /proc to name the file by: a named temp file instead.
-            Err(Errno::NOENT) => return Err(Unnamed::Unsupported),
-            Err(e) => return Err(Unnamed::Io(e.into())),
-        }
+    let linked = names.make_in(dir, |tmp| {
+        linkat(CWD, &proc_path, CWD, tmp, AtFlags::SYMLINK_FOLLOW).map_err(std::io::Error::from)
+    });
+    match linked {
+        Ok(linked) => Ok(linked.into_temp_path()),
+        // No /proc to name the file by: a named temp file instead.
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Err(Unnamed::Unsupported),
+        Err(e) => Err(Unnamed::Io(e)),
     }
-    Err(Unnamed::Io(std::io::Error::new(
-        std::io::ErrorKind::AlreadyExists,
-        "no free temporary name after 16 tries",
-    )))
 }
 
-/// 64 random bits from the standard library's per-process hash keys and the
-/// clock: an unpredictable temporary name, not a secret.
-fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
+/// Write through a new file under a fresh temporary name (`O_EXCL`), listed
+/// for the signal handler while it is written.
+fn write_named(
+    dir: &Path,
+    names: tempfile::Builder,
+    bytes: &[u8],
+) -> std::io::Result<tempfile::TempPath> {
+    let mut tmp = names.tempfile_in(dir)?;
+    track(tmp.path(), true);
+    let written = tmp.write_all(bytes).and_then(|()| tmp.as_file().sync_all());
+    track(tmp.path(), false);
+    written?;
+    Ok(tmp.into_temp_path())
+}
+
+/// Rename the complete temporary file over `path` (or, without `replace`,
+/// only where nothing is) and make the rename durable. Listed for the signal
+/// handler meanwhile; removed if the rename fails.
+fn place(
+    tmp: tempfile::TempPath,
+    path: &Path,
+    dir: &Path,
+    replace: Replace,
+) -> std::io::Result<()> {
+    track(&tmp, true);
+    let renamed = match replace {
+        Replace::Yes => std::fs::rename(&tmp, path),
+        Replace::No => rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &*tmp,
+            rustix::fs::CWD,
+            path,
+            rustix::fs::RenameFlags::NOREPLACE,
+        )
+        .map_err(std::io::Error::from),
+    };
+    track(&tmp, false);
+    renamed?;
+    // Renamed away: nothing is left for the guard to remove.
+    let _ = tmp.keep();
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Only a regular file (or nothing) may be replaced: writing "to" a device
@@ -183,11 +196,6 @@ fn track(tmp: &Path, live: bool) {
     } else {
         list.retain(|p| p != tmp);
     }
-}
-
-fn clear_tracked() {
-    let mut list = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
-    list.retain(|p| p.exists());
 }
 
 /// On SIGINT, SIGTERM or SIGHUP: remove the temporary files being written,
@@ -285,8 +293,9 @@ mod tests {
     fn unnamed_temp_files_are_used_where_the_kernel_has_them() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("out.json");
-        match write_unnamed(dir.path(), "out.json", &path, b"whole", 0o644) {
-            Ok(()) => {
+        match write_unnamed(dir.path(), tempfile::Builder::new(), b"whole", 0o644) {
+            Ok(tmp) => {
+                place(tmp, &path, dir.path(), Replace::Yes).expect("placed");
                 assert_eq!(std::fs::read(&path).expect("read"), b"whole");
                 assert_eq!(names(dir.path()), ["out.json"]);
             }

@@ -349,6 +349,22 @@ fn hub_models_come_from_the_hf_cache_and_fail_clearly() {
     assert_input_error(&out, "cannot get `hf://tiny-org/tiny-repo/absent.gguf`");
 }
 
+/// Generate from "the" with `model` into the artifact `path` (plus `extra`
+/// arguments); the artifact as JSON.
+fn generate_artifact(model: &Path, path: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["generate", "-m", s(model), "-p", "the", "--raw"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--artifact", s(path)]);
+    let out = nsed(&args, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(path).expect("artifact")).expect("json")
+}
+
 /// A malformed activation proof is an input error (exit 2) in every mode,
 /// not a failed check (exit 1), and not ignored by `--against`.
 #[test]
@@ -356,34 +372,11 @@ fn malformed_proofs_are_input_errors_in_every_mode() {
     let dir = tempfile::tempdir().expect("tempdir");
     let model = tiny(dir.path(), Arch::Llama, |_| {});
     let artifact = dir.path().join("a.json");
-    let out = nsed(
-        &[
-            "generate",
-            "-m",
-            s(&model),
-            "-p",
-            "the",
-            "--raw",
-            "-n",
-            "6",
-            "-t",
-            "0.8",
-            "--top-logprobs",
-            "3",
-            "--proof",
-            "--artifact",
-            s(&artifact),
-        ],
-        &[],
+    let honest = generate_artifact(
+        &model,
+        &artifact,
+        &["-n", "6", "-t", "0.8", "--top-logprobs", "3", "--proof"],
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let honest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&artifact).expect("artifact")).expect("json");
     assert_eq!(honest["proof"]["chunks"].as_array().map(Vec::len), Some(1));
     let write = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
         let mut doc = honest.clone();
@@ -429,31 +422,7 @@ fn replay_is_bounded_by_the_artifacts_length() {
     let dir = tempfile::tempdir().expect("tempdir");
     let model = tiny(dir.path(), Arch::Llama, |s| s.context_length = 512);
     let artifact = dir.path().join("a.json");
-    let out = nsed(
-        &[
-            "generate",
-            "-m",
-            s(&model),
-            "-p",
-            "the",
-            "--raw",
-            "-n",
-            "2",
-            "--top-logprobs",
-            "2",
-            "--artifact",
-            s(&artifact),
-        ],
-        &[],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut doc: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&artifact).expect("artifact")).expect("json");
+    let mut doc = generate_artifact(&model, &artifact, &["-n", "2", "--top-logprobs", "2"]);
     doc["request"]["max_tokens"] = 400.into();
     std::fs::write(&artifact, doc.to_string()).expect("write");
     let out = nsed(

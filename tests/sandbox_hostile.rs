@@ -3,6 +3,8 @@
 //! process of it is alive, no file exists outside its sandbox directory, and
 //! nsed itself finished normally.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::net::TcpListener;
@@ -348,15 +350,11 @@ fn a_closed_stdout_keeps_the_failure_exit_code() {
     let dir = tempfile::tempdir().expect("tempdir");
     let program = dir.path().join("fail.py");
     std::fs::write(&program, "print('x')\nraise SystemExit(3)\n").expect("program");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nsed"))
-        .args(["sandbox", "run"])
-        .arg(&program)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("nsed starts");
-    drop(child.stdout.take());
-    let out = child.wait_with_output().expect("wait");
+    let out = common::output_with_stdout_closed(
+        Command::new(env!("CARGO_BIN_EXE_nsed"))
+            .args(["sandbox", "run"])
+            .arg(&program),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");

@@ -257,17 +257,13 @@ fn run_measuring_peak(args: &[&str]) -> (Output, u64) {
 fn a_closed_stdout_keeps_the_negative_verdict() {
     let dir = tempfile::tempdir().expect("tempdir");
     let short = edited(dir.path(), "short.json", |d| content(d).truncate(40));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nsed"))
-        .args(["verify", "--artifact"])
-        .arg(fixture("inference_response.json"))
-        .arg("--against")
-        .arg(&short)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    drop(child.stdout.take());
-    let out = child.wait_with_output().expect("wait");
+    let out = common::output_with_stdout_closed(
+        Command::new(env!("CARGO_BIN_EXE_nsed"))
+            .args(["verify", "--artifact"])
+            .arg(fixture("inference_response.json"))
+            .arg("--against")
+            .arg(&short),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");

@@ -371,7 +371,7 @@ impl Sandbox {
         // Only the child's copies of the write end may remain.
         drop(report_write);
         let child = spawned.map_err(SandboxError::Spawn)?;
-        let execution = supervise(child, setup, job, limits.output_bytes, start, &report_read);
+        let execution = supervise(child, setup, job, limits.output_bytes, start, report_read);
         drop(dir);
         execution
     }
@@ -415,7 +415,7 @@ fn supervise(
     job: &Job,
     cap: usize,
     start: Instant,
-    report: &OwnedFd,
+    report: OwnedFd,
 ) -> Result<Execution, SandboxError> {
     let overflow = Arc::new(AtomicBool::new(false));
     if let Some(mut stdin) = child.stdin.take() {
@@ -496,8 +496,8 @@ fn report_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// The first report in the pipe (a setup failure wins over an end).
-fn read_report(pipe: &OwnedFd) -> Option<child::Report> {
-    let mut file = std::fs::File::from(pipe.try_clone().ok()?);
+fn read_report(pipe: OwnedFd) -> Option<child::Report> {
+    let mut file = std::fs::File::from(pipe);
     let mut bytes = Vec::new();
     let mut chunk = [0u8; 4 * child::REPORT_BYTES];
     while let Ok(n @ 1..) = file.read(&mut chunk) {
@@ -537,11 +537,7 @@ fn wait_bounded(
     let mut poll = Duration::from_millis(1);
     loop {
         if let Some(status) = child.try_wait().map_err(SandboxError::Wait)? {
-            return Ok(match (status.code(), status.signal()) {
-                (Some(code), _) => Status::Exited { code },
-                (None, Some(signal)) => Status::Signaled { signal },
-                (None, None) => Status::Signaled { signal: 0 },
-            });
+            return Ok(status_of(status.into_raw()));
         }
         if overflow.load(Ordering::Relaxed) {
             reap::kill_group(child.id());

@@ -32,3 +32,16 @@ pub fn registry_model_path(id: &str) -> PathBuf {
 pub fn open_registry_gguf(id: &str) -> Gguf {
     Gguf::open(&registry_model_path(id)).expect("GGUF parses")
 }
+
+/// Run `cmd` with standard output a pipe whose reader is already gone (as in
+/// `cmd | head -0`), capturing standard error.
+pub fn output_with_stdout_closed(cmd: &mut std::process::Command) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    child.wait_with_output().expect("wait")
+}
