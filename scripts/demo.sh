@@ -21,7 +21,7 @@ echo "=== gemma3-270m (base model: plain-text prompt)"
 echo "=== NSED deliberation: consumer trio (smollm2-135m, gemma3-270m, qwen2.5-coder-0.5b)"
 "$nsed" --threads 2 deliberate --config configs/consumer.toml --kind numeric --max-tokens 320 "${question%% Reason*}"
 echo "=== every method on GSM8K items 0-2 (results in a temporary run directory)"
-"$nsed" --threads 2 bench gsm8k --config configs/consumer.toml --data-dir ../shared/datasets \
+"$nsed" --threads 2 bench gsm8k --config configs/consumer.toml \
   --method all --limit 3 --rounds 2 --max-tokens 320 --out "$(mktemp -d)/gsm8k-consumer"
 echo "=== verification: an artifact with top-5 logprobs and activation proofs, then its check"
 artifact="$(mktemp -d)/run.json"
@@ -29,8 +29,8 @@ artifact="$(mktemp -d)/run.json"
   --temperature 0.8 --seed 7 --inference-id demo-1 --top-logprobs 5 --proof --artifact "$artifact" >/dev/null
 "$nsed" --threads 2 verify --artifact "$artifact" --replay
 echo "=== Gonka's real fixtures: QwQ-32B INT4 executor vs FP8 validator (exit 1 = fraud)"
-"$nsed" verify --artifact ../shared/fixtures/gonka/inference_response_int4.json \
-  --against ../shared/fixtures/gonka/validation_response_fp8.json || echo "(exit $?: fraud detected)"
+"$nsed" verify --artifact tests/data/gonka/inference_response_int4.json \
+  --against tests/data/gonka/validation_response_fp8.json || echo "(exit $?: fraud detected)"
 for model in smollm2-135m gemma3-270m qwen2.5-coder-0.5b qwen2.5-coder-1.5b; do
   "$nsed" --threads 2 perf --model "$model"
 done

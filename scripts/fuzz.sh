@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
 # Fuzz the artifact parser (cargo-fuzz, libFuzzer; needs a nightly toolchain
 # and `cargo install cargo-fuzz`). Seeds the corpus with the Gonka fixtures
-# from ../shared and a small nsed artifact, then runs for SECONDS (default 600).
+# (tests/data/gonka) and a small nsed artifact, then runs for SECONDS (default 600).
 #
 #   scripts/fuzz.sh [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-600}"
-shared="${NSED_SHARED:-../shared}"
 corpus=fuzz/corpus/artifact_parser
 mkdir -p "$corpus"
-cp "$shared"/fixtures/gonka/*.json "$corpus"/
+cp tests/data/gonka/*.json "$corpus"/
 cat > "$corpus"/nsed_small.json <<'JSON'
 {"schema":"nsed.artifact/v1","nsed_version":"0.1.0","isa":"x86_64-avx512",
  "model":{"id":"smollm2-135m","sha256":"","arch":"llama"},

@@ -16,7 +16,7 @@
 #                 perf, federation (default: all, in that order).
 #   --out         the results directory (default by scale, as above).
 # env: NSED_BIN (default target/release/nsed, built if missing), THREADS,
-#      NSED_DATA_DIR (default ../shared/datasets). Rebuild the pages from the
+#      NSED_DATA_DIR (default datasets/). Rebuild the pages from the
 #      data alone with `nsed report tables --results DIR`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

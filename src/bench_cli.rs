@@ -90,7 +90,7 @@ pub struct BenchArgs {
     /// Only items whose gold answer is an integer (MATH-500: 311 of 500).
     #[arg(long)]
     pub integer_only: bool,
-    /// Directory of the datasets, e.g. ../shared/datasets (default: $NSED_DATA_DIR).
+    /// Directory of the datasets (default: $NSED_DATA_DIR, else the repository's datasets/).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     #[command(flatten)]

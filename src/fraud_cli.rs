@@ -67,7 +67,7 @@ pub struct SimulateFraudArgs {
         default_value = "gsm8k,math500,lcb,multilingual"
     )]
     pub prompts: Vec<String>,
-    /// Data directory (default: $NSED_DATA_DIR).
+    /// Directory of the datasets (default: $NSED_DATA_DIR, else the repository's datasets/).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Run directory (default: results/fraud/runs/<model>).
@@ -80,7 +80,7 @@ pub struct SimulateFraudArgs {
     #[arg(long)]
     pub report: bool,
     /// Simulate a Gonka-like network with the detection rates measured in
-    /// --out (SPEC §7): ejection and profit per strategy and rule.
+    /// --out (docs/reference.md §7): ejection and profit per strategy and rule.
     #[arg(long)]
     pub economics: bool,
     #[command(flatten)]

@@ -302,7 +302,7 @@ struct VerifyArgs {
     #[arg(long)]
     replay: bool,
     /// Override a metric's threshold: NAME=VALUE or NAME=off (repeatable). Defaults
-    /// (SPEC §6.1): gonka_similarity > 0.99, gonka_distance2 <= 0.0357,
+    /// (docs/reference.md §6.1): gonka_similarity > 0.99, gonka_distance2 <= 0.0357,
     /// stage2_mae <= 0.25; the others (perplexity_score, topk_jaccard, argmax_agreement,
     /// js_divergence, kl_divergence) are reported only unless given one here.
     #[arg(long = "threshold", value_name = "NAME=VALUE")]

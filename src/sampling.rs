@@ -1,5 +1,5 @@
 //! Seed-bound, deterministic sampling: the counter-based SHA-256 RNG and the
-//! per-position pipeline of SPEC §6.1 (temperature → max-shifted softmax →
+//! per-position pipeline of docs/reference.md §6.1 (temperature → max-shifted softmax →
 //! top-k → top-p → min-p → integer weights → unbiased draw), so a validator
 //! holding the same logits can re-derive every sampled token.
 //!
@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::registry::hex;
 
-/// Version tag of the seed derivation (SPEC §6.1, "contract v1.0.0").
+/// Version tag of the seed derivation (docs/reference.md §6.1, "contract v1.0.0").
 pub const SEED_DOMAIN: &str = "gonka-deterministic-sampling-v1";
 /// ln(2^17): see [`candidates`].
 const NEGLIGIBLE_LOG: f64 = 11.783_502_069_519_04;

@@ -52,7 +52,7 @@ pub struct StampArgs {
     /// Dataset names whose file sha256 to record, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub datasets: Vec<String>,
-    /// Data directory (default: $NSED_DATA_DIR).
+    /// Directory of the datasets (default: $NSED_DATA_DIR, else the repository's datasets/).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
 }

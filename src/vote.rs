@@ -1,4 +1,4 @@
-//! Ballot arithmetic: quadratic voting as NSED implements it (SPEC §3), the
+//! Ballot arithmetic: quadratic voting as NSED implements it (docs/reference.md §3), the
 //! linear score-weighted vote, plurality over answers, net support and winner
 //! conviction, and the halting rules. Pure functions over score matrices, so
 //! every method of the harness tallies with the same code.

@@ -32,7 +32,7 @@ fn complete_lines(path: &Path) -> usize {
 
 #[test]
 fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
-    let data = common::shared_dir().join("datasets");
+    let data = common::datasets_dir();
     let data = data.to_str().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
@@ -245,14 +245,13 @@ fn deliberate_prints_a_transcript() {
 
 #[test]
 fn bench_bad_input_is_a_clear_error() {
-    let data = common::shared_dir().join("datasets");
+    let data = common::datasets_dir();
     let data = data.to_str().unwrap();
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 5] = [
         (
             &["bench", "gsm9k", "--data-dir", data],
             "unknown dataset `gsm9k`",
         ),
-        (&["bench", "gsm8k"], "NSED_DATA_DIR"),
         (
             &["bench", "gsm8k", "--data-dir", "/nonexistent"],
             "/nonexistent/gsm8k/test.jsonl",
@@ -284,6 +283,15 @@ fn bench_bad_input_is_a_clear_error() {
         assert!(err.contains(want), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
+    // $NSED_DATA_DIR replaces the bundled datasets/ and is named when wrong.
+    let o = Command::new(env!("CARGO_BIN_EXE_nsed"))
+        .args(["bench", "gsm8k", "--limit", "1"])
+        .env("NSED_DATA_DIR", "/nonexistent-data")
+        .output()
+        .expect("nsed runs");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("/nonexistent-data/gsm8k/test.jsonl"), "{err}");
     let o = nsed(&["bench", "gsm8k", "--method", "magic"]);
     assert_eq!(o.status.code(), Some(2));
 }

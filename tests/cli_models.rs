@@ -71,7 +71,7 @@ fn tokenize_prints_llama_cpp_ids() {
 
 #[test]
 fn perplexity_command_on_a_few_chunks() {
-    let file = common::shared_dir().join("golden/perplexity/gsm8k_first40.txt");
+    let file = common::test_data().join("golden/perplexity/gsm8k_first40.txt");
     let file = file.to_str().expect("utf-8 path");
     let (code, out, err) = nsed(&[
         "perplexity",

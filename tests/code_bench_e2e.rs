@@ -12,7 +12,7 @@ use nsed::bench::{ItemRecord, Meta};
 
 #[test]
 fn bench_lcb_grades_programs_in_the_sandbox_and_records_protections() {
-    let data = common::shared_dir().join("datasets");
+    let data = common::datasets_dir();
     let tmp = tempfile::tempdir().expect("tmp");
     let out = tmp.path().join("run");
     let output = Command::new(env!("CARGO_BIN_EXE_nsed"))

@@ -10,9 +10,7 @@ use nsed::codebench::{grade, problems, Check, LcbFilter};
 use nsed::sandbox::{Limits, Sandbox};
 
 fn data_dir() -> PathBuf {
-    std::env::var_os("NSED_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets"))
+    nsed::bench::datasets::bundled_dir()
 }
 
 fn canonical(dir: &std::path::Path, task: &str) -> String {

@@ -101,7 +101,7 @@ fn three_agent_processes_give_the_in_process_results_with_chunked_messages() {
     .iter()
     .map(|(name, model)| AgentProc::start(tmp.path(), &url, model, name, &[]))
     .collect();
-    let data = common::shared_dir().join("datasets");
+    let data = common::datasets_dir();
     let bench = |out: &Path, remote: bool| {
         let mut c = Command::new(nsed_bin());
         c.args([

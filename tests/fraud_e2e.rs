@@ -47,7 +47,7 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn int4_fraud_run_resumes_reports_and_separates() {
-    let data = common::shared_dir().join("datasets");
+    let data = common::datasets_dir();
     let data = data.to_str().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("smollm");
@@ -127,7 +127,7 @@ fn int4_fraud_run_resumes_reports_and_separates() {
 
 #[test]
 fn bad_input_is_a_clear_error() {
-    let data = common::shared_dir().join("datasets");
+    let data = common::datasets_dir();
     let data = data.to_str().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("x");

@@ -115,7 +115,7 @@ fn chat_templates_render_to_llama_cpp_token_ids() {
     // rendered templates must tokenize to exactly those ids.
     let golden = |file: &str, line: usize| -> Vec<u64> {
         let text =
-            std::fs::read_to_string(common::shared_dir().join("golden/tokenizer").join(file))
+            std::fs::read_to_string(common::test_data().join("golden/tokenizer").join(file))
                 .expect("golden");
         let rec: Value = serde_json::from_str(text.lines().nth(line).expect("line")).expect("json");
         rec["special_with_bos"]

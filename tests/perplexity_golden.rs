@@ -1,4 +1,4 @@
-//! Perplexity of the four models on ../shared/golden/perplexity/gsm8k_first40.txt
+//! Perplexity of the four models on tests/data/golden/perplexity/gsm8k_first40.txt
 //! (ctx 128, llama.cpp's chunking) within 1% (relative) of llama.cpp's values.
 
 mod common;
@@ -8,7 +8,7 @@ use nsed::runtime::Runtime;
 
 fn check(model_id: &str, golden_ppl: f64, golden_chunks: usize) {
     let text =
-        std::fs::read_to_string(common::shared_dir().join("golden/perplexity/gsm8k_first40.txt"))
+        std::fs::read_to_string(common::test_data().join("golden/perplexity/gsm8k_first40.txt"))
             .expect("golden text");
     let mut rt = Runtime::load(model_id).expect("model loads");
     let report = perplexity(&mut rt, &text, 128, None, |_, _, _| {}).expect("perplexity runs");

@@ -28,7 +28,7 @@ fn config(cases: u32) -> ProptestConfig {
 fn seed_artifact() -> &'static [u8] {
     static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
     BYTES.get_or_init(|| {
-        std::fs::read(common::shared_dir().join("fixtures/gonka/inference_response.json"))
+        std::fs::read(common::test_data().join("gonka/inference_response.json"))
             .expect("Gonka fixture")
     })
 }

@@ -20,7 +20,7 @@ const TABLES: [&str; 6] = [
 
 fn nsed() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nsed"));
-    c.env("NSED_DATA_DIR", common::shared_dir().join("datasets"));
+    c.env("NSED_DATA_DIR", common::datasets_dir());
     c
 }
 
@@ -255,7 +255,7 @@ fn reproduce_ci_scale_produces_every_table() {
         .arg(&out)
         .current_dir(&root)
         .env("NSED_BIN", env!("CARGO_BIN_EXE_nsed"))
-        .env("NSED_DATA_DIR", common::shared_dir().join("datasets"))
+        .env("NSED_DATA_DIR", common::datasets_dir())
         .status()
         .expect("bash runs");
     assert!(

@@ -1,4 +1,4 @@
-//! The GGUF tokenizers against llama.cpp's token ids (../shared/golden/tokenizer):
+//! The GGUF tokenizers against llama.cpp's token ids (tests/data/golden/tokenizer):
 //! every model, every text, every mode, exactly; and decode(encode(text)) == text.
 
 mod common;
@@ -18,7 +18,7 @@ struct Golden {
 fn check_model(model_id: &str, golden_file: &str) {
     let gguf = common::open_registry_gguf(model_id);
     let tok = Tokenizer::from_gguf(&gguf).expect("tokenizer loads");
-    let path = common::shared_dir()
+    let path = common::test_data()
         .join("golden/tokenizer")
         .join(golden_file);
     let text = std::fs::read_to_string(&path).expect("golden file readable");

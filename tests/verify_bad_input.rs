@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn fixture(name: &str) -> PathBuf {
-    common::shared_dir().join("fixtures/gonka").join(name)
+    common::test_data().join("gonka").join(name)
 }
 
 fn verify(args: &[&str]) -> Output {

@@ -1,5 +1,5 @@
 //! The Gonka fixtures (real executor/validator chat.completion JSON) must
-//! reproduce the golden values of ../shared/fixtures/gonka/PROVENANCE.md to 1e-6.
+//! reproduce the golden values of tests/data/gonka/PROVENANCE.md to 1e-6.
 
 mod common;
 
@@ -10,7 +10,7 @@ use nsed::artifact::Artifact;
 use nsed::verify::{self, metrics, Options, Verdict};
 
 fn fixture(name: &str) -> PathBuf {
-    common::shared_dir().join("fixtures/gonka").join(name)
+    common::test_data().join("gonka").join(name)
 }
 
 fn report(exec: &str, val: &str) -> verify::Report {

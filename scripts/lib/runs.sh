@@ -5,7 +5,7 @@
 #     missing). THREADS (default 2): kernel threads; two runs side by side with
 #     THREADS=1 each use a 2-core machine best. SLICE (e.g. 40m): stop each
 #     bench run after that long; the item in flight is redone on resume.
-export NSED_DATA_DIR="${NSED_DATA_DIR:-../shared/datasets}"
+#   NSED_DATA_DIR: the data sets (default: the repository's datasets/).
 OUT="${OUT:-results}"
 if [ -n "${NSED_BIN:-}" ]; then
   nsed=$NSED_BIN

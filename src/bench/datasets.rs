@@ -1,5 +1,5 @@
-//! Math benchmark sets read from the data directory (`--data-dir`, env
-//! `NSED_DATA_DIR`; CI points it at `../shared/datasets`): AIME 2025, AIME
+//! Math benchmark sets read from the data directory (`--data-dir`, else
+//! `$NSED_DATA_DIR`, else the repository's `datasets/`): AIME 2025, AIME
 //! 2024, AIME 1983-2024, GSM8K test and MATH-500. Each item has a stable id,
 //! the problem text and the gold answer; the file's sha256 goes into results.
 
@@ -14,8 +14,8 @@ use super::grade::AnswerKind;
 pub enum DatasetError {
     #[error("unknown dataset `{0}`; known: {known}", known = SETS.iter().map(|s| s.name).collect::<Vec<_>>().join(", "))]
     Unknown(String),
-    #[error("no data directory: pass --data-dir or set NSED_DATA_DIR (e.g. ../shared/datasets)")]
-    NoDataDir,
+    #[error("no data directory: {} (the datasets/ folder of the source tree this binary was built from) is gone; pass --data-dir DIR or set NSED_DATA_DIR", .0.display())]
+    NoDataDir(PathBuf),
     #[error("cannot read {path}: {source}")]
     Io {
         path: PathBuf,
@@ -53,7 +53,7 @@ struct SetSpec {
     name: &'static str,
     file: &'static str,
     kind: AnswerKind,
-    /// Suggested answer budget (SPEC §1: math needs ≥ 640 new tokens).
+    /// Suggested answer budget (docs/reference.md §1: math needs ≥ 640 new tokens).
     max_tokens: usize,
     parse: fn(&Value, usize) -> Result<Item, String>,
 }
@@ -106,11 +106,22 @@ pub fn default_max_tokens(name: &str) -> Option<usize> {
     SETS.iter().find(|s| s.name == name).map(|s| s.max_tokens)
 }
 
-/// The data directory: the flag, else `NSED_DATA_DIR`.
+/// The `datasets/` folder of the source tree this binary was built from.
+pub fn bundled_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets")
+}
+
+/// The data directory: the flag, else `$NSED_DATA_DIR`, else
+/// [`bundled_dir`] (which an installed binary may have outlived).
 pub fn data_dir(flag: Option<&Path>) -> Result<PathBuf, DatasetError> {
-    flag.map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("NSED_DATA_DIR").map(PathBuf::from))
-        .ok_or(DatasetError::NoDataDir)
+    let chosen = flag
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("NSED_DATA_DIR").map(PathBuf::from));
+    match chosen {
+        Some(dir) => Ok(dir),
+        None if bundled_dir().is_dir() => Ok(bundled_dir()),
+        None => Err(DatasetError::NoDataDir(bundled_dir())),
+    }
 }
 
 /// The file of a set, relative to the data directory.

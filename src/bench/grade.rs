@@ -1,4 +1,4 @@
-//! Math answer extraction and comparison (SPEC §5): drop `<think>…</think>`,
+//! Math answer extraction and comparison (docs/reference.md §5): drop `<think>…</think>`,
 //! take the last brace-matched `\boxed{…}` / `\fbox{…}`, else "final answer
 //! is …", else the last number; normalize; compare as AIME integers, GSM8K
 //! numbers or MATH-500 normalized expressions. "No answer" is its own outcome.
@@ -148,7 +148,7 @@ fn is_thousands(b: &[u8], i: usize) -> bool {
         && b.get(i + 4).is_none_or(|c| !c.is_ascii_digit())
 }
 
-/// Find the answer in a response (SPEC §5 order).
+/// Find the answer in a response (docs/reference.md §5 order).
 pub fn extract(text: &str) -> Option<Extracted> {
     let text = strip_think(text);
     if let Some(raw) = last_boxed(text) {

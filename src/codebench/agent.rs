@@ -526,14 +526,8 @@ mod tests {
 
     #[test]
     fn humaneval_evidence_runs_the_docstring_examples() {
-        let dir = std::env::var_os("NSED_DATA_DIR")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| {
-                std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets")
-            });
-        let Ok(set) = problems::load("humaneval", &dir, &LcbFilter::default()) else {
-            return;
-        };
+        let dir = crate::bench::datasets::bundled_dir();
+        let set = problems::load("humaneval", &dir, &LcbFilter::default()).expect("humaneval");
         let p = set.problems[0].clone();
         let ctx = context(vec![p.clone()]);
         let right = "```python\ndef has_close_elements(numbers, threshold):\n    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])\n```";

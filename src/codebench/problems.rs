@@ -52,7 +52,7 @@ pub struct Problem {
     pub platform: String,
     pub difficulty: String,
     pub contest_date: String,
-    /// One of LiveCodeBench's 17 known-bad problems (SPEC §5).
+    /// One of LiveCodeBench's 17 known-bad problems (docs/reference.md §5).
     pub flawed: bool,
     pub check: Check,
 }
@@ -400,18 +400,13 @@ mod tests {
 
     use super::*;
 
-    fn data_dir() -> Option<PathBuf> {
-        let dir = std::env::var_os("NSED_DATA_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets")
-            });
-        dir.is_dir().then_some(dir)
+    fn data_dir() -> PathBuf {
+        crate::bench::datasets::bundled_dir()
     }
 
     #[test]
     fn lcb_release_v1_counts_match_its_provenance() {
-        let Some(dir) = data_dir() else { return };
+        let dir = data_dir();
         let all = load(
             "lcb",
             &dir,
@@ -457,7 +452,7 @@ mod tests {
 
     #[test]
     fn humaneval_and_mbpp_splits() {
-        let Some(dir) = data_dir() else { return };
+        let dir = data_dir();
         let he = load("humaneval", &dir, &LcbFilter::default()).expect("humaneval");
         assert_eq!(he.problems.len(), 164);
         assert_eq!(he.problems[0].id, "HumanEval/0");
@@ -486,7 +481,7 @@ mod tests {
 
     #[test]
     fn every_mbpp_callee_is_defined_by_the_reference_program() {
-        let Some(dir) = data_dir() else { return };
+        let dir = data_dir();
         let mbpp = load("mbpp", &dir, &LcbFilter::default()).expect("mbpp");
         let (records, _) =
             crate::bench::datasets::read_jsonl(&dir.join("mbpp/mbpp.jsonl")).expect("read");

@@ -1,4 +1,4 @@
-//! The prompts of each harness: LiveCodeBench's chat prompt (SPEC §5, as
+//! The prompts of each harness: LiveCodeBench's chat prompt (docs/reference.md §5, as
 //! `lcb_runner` builds it), HumanEval as a "complete this function" request,
 //! and MBPP's 3-shot prompt (tasks 2, 3, 4).
 

@@ -1,4 +1,4 @@
-//! NSED, N-way self-evaluating deliberation (SPEC §3): rounds in which every
+//! NSED, N-way self-evaluating deliberation (docs/reference.md §3): rounds in which every
 //! agent proposes, every agent scores the others' proposals in one call
 //! (neutral labels, a per-evaluator shuffled order, its own proposal shown as
 //! an anchor and never scored), and a quadratic vote picks the round's winner;

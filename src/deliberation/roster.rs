@@ -42,7 +42,7 @@ pub struct Roster {
 pub struct DeliberationConfig {
     pub max_rounds: usize,
     pub min_rounds: usize,
-    /// Winner conviction needed to stop early (SPEC §3 default 0.6).
+    /// Winner conviction needed to stop early (docs/reference.md §3 default 0.6).
     pub effort: f64,
     /// `conviction` (the paper's simple reading) or `evidence`.
     pub halting: String,

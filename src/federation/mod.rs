@@ -1,5 +1,5 @@
 //! Federation: deliberation with each agent in its own process, on its own
-//! machine, coordinated only by messages through a NATS server (SPEC §9).
+//! machine, coordinated only by messages through a NATS server (docs/reference.md §9).
 //! Owns the subject layout, the versioned wire schema ([`wire`]), agent
 //! identity ([`identity`]), the agent service (`nsed agent serve`,
 //! [`service`]) and the orchestrator's side ([`client`]): a [`NatsAgent`]

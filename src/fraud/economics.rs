@@ -1,4 +1,4 @@
-//! The economics of cheating on a Gonka-like network (SPEC §7): reputation
+//! The economics of cheating on a Gonka-like network (docs/reference.md §7): reputation
 //! by epochs served, validation probability by traffic and reputation, the
 //! status rules that eject a node, slashing, and a Monte Carlo of a node's
 //! profit under each strategy (honest; cheat on a share of requests with an

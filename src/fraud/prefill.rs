@@ -1,4 +1,4 @@
-//! The prefill attack (SPEC §6.1): a cheap model generates the tokens, the
+//! The prefill attack (docs/reference.md §6.1): a cheap model generates the tokens, the
 //! claimed model computes the logprob "proof" for them in one teacher-forced
 //! pass, and the artifact names the claimed model.
 

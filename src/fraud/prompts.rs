@@ -154,9 +154,8 @@ mod tests {
     }
 
     #[test]
-    fn shared_datasets_interleave_round_robin() {
-        // ../shared sits beside the repository, here and in CI.
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets");
+    fn bundled_datasets_interleave_round_robin() {
+        let dir = datasets::bundled_dir();
         let sources: Vec<String> = SOURCES.iter().map(|s| s.to_string()).collect();
         let p = mixture(&dir, &sources, 5).expect("load");
         assert_eq!(p.len(), 20);

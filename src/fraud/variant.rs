@@ -148,7 +148,7 @@ fn fallback(target: GgmlDType) -> GgmlDType {
 
 /// Rewrite Q4_0 / Q5_0 blocks as Q8_0 blocks with the same f16 scale and the
 /// same small integers: the dequantized weights are bit-identical, and
-/// candle's Q8_0 kernel is 6-7x faster on x86 than its Q4_0 one (SPEC §2).
+/// candle's Q8_0 kernel is 6-7x faster on x86 than its Q4_0 one (docs/reference.md §2).
 pub fn repack_as_q8_0(q: &QTensor) -> Result<QTensor, ModelError> {
     type Ints = fn(&[u8]) -> [i8; 32];
     let (src_block, ints): (usize, Ints) = match q.dtype() {

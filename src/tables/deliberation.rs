@@ -279,7 +279,7 @@ fn sources_markdown(runs: &[&BenchRun], cells: &BTreeMap<(String, usize), &Bench
     out
 }
 
-/// The paper's claims (SPEC §3) beside ours, with the caveat.
+/// The paper's claims (docs/reference.md §3) beside ours, with the caveat.
 pub fn claims_markdown(runs: &[BenchRun]) -> String {
     let cell = |roster: &str, dataset: &str| {
         let run = runs
@@ -308,7 +308,7 @@ pub fn claims_markdown(runs: &[BenchRun]) -> String {
     let or_none = |c: Option<String>| c.unwrap_or_else(|| "not run yet".into());
     let gains = gains_over_best_single(runs);
     format!(
-        "| claim (NSED paper, SPEC §3) | ours |\n|---|---|\n\
+        "| claim (NSED paper, docs/reference.md §3) | ours |\n|---|---|\n\
          | AIME 2025: 84% with GPT-OSS-20B + Qwen3-8B + Gemma-3-12B; the same models alone or by majority vote ~54% | consumer roster: {} |\n\
          | AIME 2025: 90% with the high-performance configuration | high-perf roster: {} |\n\
          | LiveCodeBench Hard (v5): 60.2% | LCB v1 easy+medium, high-perf roster: {} |\n\

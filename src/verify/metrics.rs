@@ -3,7 +3,7 @@
 //! `customDistance`), its benchmark `distance2` with `matches_ratio`, the
 //! stage-2 MAE, the perplexity score against prefill attacks, and the
 //! generic ones (top-k Jaccard, argmax agreement, KL/JS on renormalized
-//! top-k). Formulas: SPEC §6.1; each is a [`Metric`].
+//! top-k). Formulas: docs/reference.md §6.1; each is a [`Metric`].
 
 use std::collections::HashMap;
 
@@ -43,7 +43,7 @@ pub struct MetricValue {
 pub trait Metric {
     fn name(&self) -> &'static str;
     fn better(&self) -> Better;
-    /// Default bound from SPEC §6.1 (pass iff value is on the `better` side), if it gives one.
+    /// Default bound from docs/reference.md §6.1 (pass iff value is on the `better` side), if it gives one.
     fn default_threshold(&self) -> Option<f64>;
     fn compute(&self, exec: &[PosView], val: &[PosView]) -> MetricValue;
 }
@@ -219,7 +219,7 @@ impl Metric for GonkaDistance2 {
         Better::Lower
     }
     fn default_threshold(&self) -> Option<f64> {
-        // QwQ-32B's published bound (SPEC §6.1, lower end); model-specific.
+        // QwQ-32B's published bound (docs/reference.md §6.1, lower end); model-specific.
         Some(0.0357)
     }
     fn compute(&self, exec: &[PosView], val: &[PosView]) -> MetricValue {
@@ -329,7 +329,7 @@ impl Metric for PerplexityScore {
         Better::Lower
     }
     fn default_threshold(&self) -> Option<f64> {
-        // SPEC §6.1 gives no threshold, only the blog's observation (honest
+        // docs/reference.md §6.1 gives no threshold, only the blog's observation (honest
         // Qwen2.5-7B mostly < 0.2, 3B text with 7B proofs > 0.4); with k = 5
         // and a small model sampling at temperature ~1, honest text scores
         // far higher. Report only until calibrated (`--threshold` sets one).

@@ -3,7 +3,7 @@
 //! every published logprob distance side by side ([`metrics`]), re-derivation
 //! of seed-bound sampled tokens, bit-exact regeneration, and TOPLOC-style
 //! activation proofs ([`toploc`]). Verdicts come from per-metric thresholds
-//! (defaults from SPEC §6.1).
+//! (defaults from docs/reference.md §6.1).
 
 pub mod determinism;
 pub mod metrics;

@@ -1,4 +1,4 @@
-//! TOPLOC-style activation proofs (SPEC §6.2): per chunk of 32 decode
+//! TOPLOC-style activation proofs (docs/reference.md §6.2): per chunk of 32 decode
 //! positions, the 128 largest-|value| entries of the final hidden states
 //! (flattened over the chunk) are committed as a polynomial over GF(65497)
 //! through the points (index mod m, bf16 bits): 2 bytes of modulus + 128
@@ -14,7 +14,7 @@ pub const PRIME: u32 = 65_497;
 pub const CHUNK: usize = 32;
 pub const TOPK: usize = 128;
 pub const SCHEME: &str = "toploc-bf16-v1";
-/// Acceptance (SPEC §6.2): at least 90 of 128 exponents match, mean mantissa
+/// Acceptance (docs/reference.md §6.2): at least 90 of 128 exponents match, mean mantissa
 /// error at most 10, median at most 8.
 const MIN_EXP_MATCHES: usize = 90;
 const MAX_MEAN_MANTISSA: f64 = 10.0;

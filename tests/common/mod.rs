@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests: where ../shared and the models are.
+//! Helpers shared by the integration tests: where the test data, the data
+//! sets and the models are.
 #![allow(dead_code)]
 
 pub mod nats;
@@ -8,11 +9,14 @@ use std::path::PathBuf;
 use nsed::gguf::Gguf;
 use nsed::registry::Registry;
 
-/// `../shared` beside the project root (or `$NSED_SHARED`).
-pub fn shared_dir() -> PathBuf {
-    std::env::var_os("NSED_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+/// `tests/data`: the llama.cpp goldens and Gonka's fixtures.
+pub fn test_data() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+}
+
+/// The repository's `datasets/`.
+pub fn datasets_dir() -> PathBuf {
+    nsed::bench::datasets::bundled_dir()
 }
 
 /// The path of a fetched registry model; fails the test (never skips) when the

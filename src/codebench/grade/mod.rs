@@ -1,4 +1,4 @@
-//! Grading programs in the sandbox with the official rules (SPEC §5).
+//! Grading programs in the sandbox with the official rules (docs/reference.md §5).
 //!
 //! LiveCodeBench: stdin programs run once per test with the test's input
 //! (LCB's import preamble prepended, `SystemExit` swallowed, as `lcb_runner`
@@ -130,7 +130,7 @@ pub fn grade(
         Check::Mbpp { setup, asserts } => {
             // The only tasks with setup code (367, 927) build trees from the
             // `Node` class the solution defines: setup must follow the code
-            // (setup first, as SPEC §5 words it, fails the reference too).
+            // (setup first, as docs/reference.md §5 words it, fails the reference too).
             let program = format!("{code}\n{setup}\n{}", asserts.join("\n"));
             grade_script(sandbox, &program, MBPP_TIMEOUT)
         }
