@@ -9,8 +9,8 @@
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use nsed::qmm::{matmul, PackedMatrix};
-use nsed::sampling::{argmax, sample, SamplingParams, Sha256CounterRng};
+use nsed::engine::qmm::{matmul, PackedMatrix};
+use nsed::engine::sampling::{argmax, sample, SamplingParams, Sha256CounterRng};
 use nsed::testing::pseudo_random as values;
 
 fn packed(dtype: GgmlDType, n: usize, k: usize) -> PackedMatrix {
@@ -56,7 +56,7 @@ fn attention(c: &mut Criterion) {
         let (q, k, v) = (values(d, 1), values(len * d, 2), values(len * d, 3));
         let mut out = vec![0f32; d];
         group.bench_function(BenchmarkId::from_parameter(format!("keys={len}")), |b| {
-            b.iter(|| nsed::model::attend_row(&q, &k, &v, 0..len, 0.125, d, &mut out))
+            b.iter(|| nsed::engine::model::attend_row(&q, &k, &v, 0..len, 0.125, d, &mut out))
         });
     }
     group.finish();

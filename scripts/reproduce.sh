@@ -5,8 +5,8 @@
 # the models and data (<out>/stamps/<table>.json).
 #
 # usage: scripts/reproduce.sh --scale full|ci [--only TABLES] [--out DIR]
-#   --scale full  the published tables, into results/ (and the README's results
-#                 section). Days of CPU on 2 cores: every run is resumable, so
+#   --scale full  the published tables, into results/ (and the index page
+#                 results/README.md). Days of CPU on 2 cores: every run is resumable, so
 #                 re-running continues where it stopped (SLICE=40m bounds each
 #                 bench run per invocation; see scripts/lib/runs.sh).
 #   --scale ci    a reduced version of every table in ~20 minutes, into
@@ -125,7 +125,7 @@ for t in "${tables[@]}"; do
   "$nsed" report tables --results "$OUT" --only "$t"
 done
 # Every page again: the NSED table of the deliberation page also holds the
-# code sets, so a page can depend on another table's runs.
-readme=(); [[ $scale == full && $OUT == results ]] && readme=(--readme README.md)
-"$nsed" report tables --results "$OUT" "${readme[@]}"
+# code sets, so a page can depend on another table's runs. An index page
+# $OUT/README.md (results/README.md) gets every table's summary.
+"$nsed" report tables --results "$OUT"
 echo "reproduce: done; pages in $OUT/" >&2

@@ -6,10 +6,10 @@ use std::path::Path;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
-use crate::gguf::{self, Value};
-use crate::model::Arch;
+use crate::engine::gguf::{self, Value};
+use crate::engine::model::Arch;
 
-pub use crate::sampling::SplitMix64;
+pub use crate::engine::sampling::SplitMix64;
 
 pub struct TinySpec {
     pub arch: Arch,
@@ -48,7 +48,7 @@ impl TinySpec {
 
 /// GPT-2 style vocabulary: the 256 byte symbols, a few merges, control tokens.
 fn gpt2_vocab() -> (Vec<String>, Vec<i32>, Vec<String>) {
-    let chars = crate::tokenizer::gpt2_byte_chars();
+    let chars = crate::engine::tokenizer::gpt2_byte_chars();
     let mut tokens: Vec<String> = chars.iter().map(|c| c.to_string()).collect();
     let merges = ["Ġ t", "h e", "Ġt he", "i n", "Ġ a"];
     for m in merges {

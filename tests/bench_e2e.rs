@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use nsed::bench::grade::{same_answer, AnswerKind, Outcome};
-use nsed::bench::{ItemRecord, Meta};
+use nsed::answer::{same_answer, AnswerKind, Outcome};
+use nsed::bench::{ItemRecord, Meta, MethodKey};
 
 fn nsed_cmd(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nsed"));
@@ -142,7 +142,10 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
     .collect();
     for rec in &records {
         assert_eq!(
-            rec.results.keys().cloned().collect::<BTreeSet<_>>(),
+            rec.results
+                .keys()
+                .map(|k| k.to_string())
+                .collect::<BTreeSet<_>>(),
             expected,
             "{}",
             rec.item
@@ -192,7 +195,10 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
         assert!(sc.len() > 1, "{}: identical samples", rec.item);
         // Single-model usage sums to the plurality's.
         let single: usize = rec.single.iter().map(|p| p.usage.generated_tokens).sum();
-        assert_eq!(single, rec.results["plurality"].usage.generated_tokens);
+        assert_eq!(
+            single,
+            rec.results[&MethodKey::Plurality].usage.generated_tokens
+        );
         // Nobody scored itself; every evaluator saw the others.
         for (e, rec_e) in r1.evaluations.iter().enumerate() {
             assert_eq!(r1.ballots[e][e], None);

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use nsed::model::Arch;
+use nsed::engine::model::Arch;
 use nsed::testing::{write_tiny_model, SplitMix64, TinySpec};
 
 fn nsed(args: &[&str], envs: &[(&str, &Path)]) -> Output {
@@ -104,6 +104,37 @@ fn registry_model_not_fetched() {
 }
 
 #[test]
+fn unknown_registry_values_name_the_allowed_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = include_str!("../configs/models.toml");
+    for (from, to, allowed) in [
+        (
+            "chat_template = \"chatml\"",
+            "chat_template = \"chatm1\"",
+            "expected one of `chatml`, `gemma`, `plain`",
+        ),
+        (
+            "arch = \"llama\"",
+            "arch = \"lama\"",
+            "`llama`, `qwen2`, `gemma3`",
+        ),
+        ("quant = \"Q4_1\"", "quant = \"Q4_2\"", "`Q4_0`, `Q4_1`"),
+    ] {
+        let path = dir.path().join("models.toml");
+        std::fs::write(&path, registry.replacen(from, to, 1)).expect("write registry");
+        let out = nsed(&["models", "list"], &[("NSED_REGISTRY", &path)]);
+        assert_input_error(&out, allowed);
+        // Line 22 (or 16, 17) of the shipped file: the bad value is located.
+        assert!(String::from_utf8_lossy(&out.stderr).contains(", line "));
+    }
+    // Negative control: the untouched registry lists the models.
+    let path = dir.path().join("models.toml");
+    std::fs::write(&path, registry).expect("write registry");
+    let out = nsed(&["models", "list"], &[("NSED_REGISTRY", &path)]);
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
 fn wrong_sha256_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tiny_path = tiny(dir.path(), Arch::Llama, |_| {});
@@ -193,12 +224,12 @@ fn unsupported_architecture() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("mamba.gguf");
     let mut f = std::fs::File::create(&path).expect("create");
-    nsed::gguf::write(
+    nsed::engine::gguf::write(
         &mut f,
         // No tokenizer either: the architecture is what gets reported.
         &[(
             "general.architecture",
-            nsed::gguf::Value::String("mamba".into()),
+            nsed::engine::gguf::Value::String("mamba".into()),
         )],
         &[],
     )

@@ -7,8 +7,8 @@ mod common;
 
 use std::process::Command;
 
-use nsed::bench::grade::Outcome;
-use nsed::bench::{ItemRecord, Meta};
+use nsed::answer::Outcome;
+use nsed::bench::{ItemRecord, Meta, MethodKey};
 
 #[test]
 fn bench_lcb_grades_programs_in_the_sandbox_and_records_protections() {
@@ -78,9 +78,9 @@ fn bench_lcb_grades_programs_in_the_sandbox_and_records_protections() {
     assert_eq!(probes.author, "qwen2.5-coder-0.5b");
     assert_eq!(probes.usage.calls, 1);
     assert!(probes.inputs.len() <= 3);
-    assert_eq!(rec.results["plurality"].usage.calls, 4);
+    assert_eq!(rec.results[&MethodKey::Plurality].usage.calls, 4);
     for (method, r) in &rec.results {
-        if method.starts_with("single:") {
+        if method.single_model().is_some() {
             assert_eq!(r.usage.calls, 1, "{method}");
         }
     }

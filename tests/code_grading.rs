@@ -5,8 +5,8 @@
 
 use std::path::PathBuf;
 
-use nsed::codebench::grade::Tests;
-use nsed::codebench::{grade, problems, Check, LcbFilter};
+use nsed::bench::code::grade::Tests;
+use nsed::bench::code::{grade, problems, Check, LcbFilter};
 use nsed::sandbox::{Limits, Sandbox};
 
 fn data_dir() -> PathBuf {
@@ -24,7 +24,7 @@ fn canonical(dir: &std::path::Path, task: &str) -> String {
 
 fn failures(
     set: &str,
-    solution: impl Fn(&nsed::codebench::Problem) -> String + Sync,
+    solution: impl Fn(&nsed::bench::code::Problem) -> String + Sync,
 ) -> Vec<String> {
     let dir = data_dir();
     let set = problems::load(set, &dir, &LcbFilter::default()).expect("set");

@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use common::nats::{run_bounded, AgentProc, Server};
-use nsed::bench::grade::AnswerKind;
+use nsed::answer::AnswerKind;
 use nsed::deliberation::local::LocalAgent;
 use nsed::deliberation::roster::Roster;
 use nsed::deliberation::{Agent, Proposal, ProposeContext, ProposeRequest, Task, Usage};
@@ -196,7 +196,7 @@ fn forged_replayed_oversized_and_malformed_replies_are_refused() {
 
     // What came back is what the model computes here.
     let rt = Rc::new(RefCell::new(
-        nsed::runtime::Runtime::load("smollm2-135m").unwrap(),
+        nsed::engine::runtime::Runtime::load("smollm2-135m").unwrap(),
     ));
     let mut local = LocalAgent::new(spec.clone(), rt);
     for (p, round) in [(&p1, 1), (&p2, 2)] {

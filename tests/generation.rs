@@ -6,8 +6,8 @@ mod common;
 
 use std::process::Command;
 
-use nsed::chat::{ChatTemplate, Message};
-use nsed::runtime::Runtime;
+use nsed::engine::chat::{ChatTemplate, Message, TemplateKind};
+use nsed::engine::runtime::Runtime;
 use serde_json::Value;
 
 fn generate_json(threads: &str, args: &[&str]) -> Value {
@@ -114,9 +114,8 @@ fn chat_templates_render_to_llama_cpp_token_ids() {
     // The golden corpus holds the raw ChatML and Gemma turn strings; the
     // rendered templates must tokenize to exactly those ids.
     let golden = |file: &str, line: usize| -> Vec<u64> {
-        let text =
-            std::fs::read_to_string(common::test_data().join("golden/tokenizer").join(file))
-                .expect("golden");
+        let text = std::fs::read_to_string(common::test_data().join("golden/tokenizer").join(file))
+            .expect("golden");
         let rec: Value = serde_json::from_str(text.lines().nth(line).expect("line")).expect("json");
         rec["special_with_bos"]
             .as_array()
@@ -152,9 +151,7 @@ fn chat_templates_render_to_llama_cpp_token_ids() {
     assert!(ids.ends_with(&golden("smollm2-135m-instruct.jsonl", 17)));
 
     let gemma = Runtime::load("gemma3-270m").expect("gemma loads");
-    let turns = ChatTemplate::parse("gemma", None)
-        .expect("kind")
-        .render(&[user], true);
+    let turns = ChatTemplate::new(TemplateKind::Gemma, None).render(&[user], true);
     let ids: Vec<u64> = gemma
         .tokenizer
         .encode(&turns, true, true)

@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-use nsed::qmm::path::{available, KernelPath};
+use nsed::engine::qmm::path::{available, KernelPath};
 
 const MODELS: [&str; 4] = [
     "smollm2-135m",

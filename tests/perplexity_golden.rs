@@ -3,8 +3,8 @@
 
 mod common;
 
-use nsed::perplexity::perplexity;
-use nsed::runtime::Runtime;
+use nsed::engine::perplexity::perplexity;
+use nsed::engine::runtime::Runtime;
 
 fn check(model_id: &str, golden_ppl: f64, golden_chunks: usize) {
     let text =

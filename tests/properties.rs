@@ -8,11 +8,11 @@ mod common;
 
 use std::sync::OnceLock;
 
-use nsed::artifact::Artifact;
-use nsed::gguf::Gguf;
-use nsed::model::Arch;
+use nsed::engine::gguf::Gguf;
+use nsed::engine::model::Arch;
+use nsed::engine::tokenizer::Tokenizer;
 use nsed::testing::{write_tiny_model, TinySpec};
-use nsed::tokenizer::Tokenizer;
+use nsed::verify::artifact::Artifact;
 use nsed::verify::{against, Options};
 use proptest::prelude::*;
 
@@ -75,7 +75,7 @@ fn check_artifact_bytes(bytes: &[u8]) {
     let _ = against(&artifact, &shorter, ("a", "b"), &Options::default());
     // What we write, we read back the same.
     let again = Artifact::from_reader(artifact.to_json().as_bytes());
-    if artifact.format == nsed::artifact::Format::Nsed {
+    if artifact.format == nsed::verify::artifact::Format::Nsed {
         assert_eq!(again.ok().as_ref(), Some(&artifact));
     }
 }
@@ -155,7 +155,7 @@ fn hostile_text() -> impl Strategy<Value = String> {
 /// the vocabulary (SmolLM2 lacks some, e.g. the one for 0xF1, which only
 /// code points from U+40000 on use; llama.cpp drops such bytes too).
 fn spellable(tok: &Tokenizer, text: &str) -> bool {
-    let chars = nsed::tokenizer::gpt2_byte_chars();
+    let chars = nsed::engine::tokenizer::gpt2_byte_chars();
     text.bytes()
         .all(|b| tok.token_id(&chars[b as usize].to_string()).is_some())
 }

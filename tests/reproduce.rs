@@ -223,7 +223,7 @@ fn check_perf(dir: &Path) {
     assert_eq!(rows.len(), 1);
     let r = &rows[0];
     assert_eq!(r["model"], "smollm2-135m");
-    let kernel = nsed::qmm::path::KernelPath::from_name(&r["kernel"]);
+    let kernel = nsed::engine::qmm::path::KernelPath::from_name(&r["kernel"]);
     assert!(kernel.is_some_and(|k| k.is_available()), "{r:?}");
     // A 135M model on 2 cores: far above 1 token/s either way.
     assert!(num(r, "nsed_prefill_tok_s") > 10.0, "{r:?}");
@@ -341,4 +341,22 @@ fn reproduce_ci_scale_produces_every_table() {
     ] {
         assert!(text.contains(title), "README section lacks {title}");
     }
+    // The index sits beside the pages, so its links are relative to it.
+    assert!(text.contains("[perf.md](perf.md)"), "{text}");
+
+    // Without --readme, the results directory's own README.md is the index.
+    std::fs::write(
+        &readme,
+        "# x\n\n<!-- results:begin -->\nstale\n<!-- results:end -->\n",
+    )
+    .unwrap();
+    let status = nsed()
+        .args(["report", "tables", "--only", "perf", "--results"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(&readme).unwrap();
+    assert!(!text.contains("stale"), "{text}");
+    assert!(text.contains("### Speed"), "{text}");
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use nsed::tokenizer::Tokenizer;
+use nsed::engine::tokenizer::Tokenizer;
 use serde::Deserialize;
 
 #[derive(Deserialize)]

@@ -6,7 +6,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use nsed::artifact::Artifact;
+use nsed::verify::artifact::Artifact;
 use nsed::verify::{self, metrics, Options, Verdict};
 
 fn fixture(name: &str) -> PathBuf {

@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use nsed::artifact::{Artifact, Request};
-use nsed::chat::Message;
-use nsed::runtime::Runtime;
-use nsed::sampling::SamplingParams;
+use nsed::engine::chat::Message;
+use nsed::engine::runtime::Runtime;
+use nsed::engine::sampling::SamplingParams;
+use nsed::verify::artifact::{Artifact, Request};
 use nsed::verify::{self, Options, SeedVerdict, Verdict};
 
 fn nsed(args: &[&str]) -> Output {
@@ -122,7 +122,7 @@ fn tampering_and_false_claims_are_caught() {
         .iter()
         .map(|p| p["id"].as_u64().expect("id") as u32)
         .collect();
-    doc["output"]["ids_sha256"] = nsed::artifact::ids_sha256(&ids).into();
+    doc["output"]["ids_sha256"] = nsed::verify::artifact::ids_sha256(&ids).into();
     let (code, report, stderr) = verify_json(&["--artifact", &arg(&write("swap.json", &doc))]);
     assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(report["seed"]["verdict"], "fraud");

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nsed::artifact::Artifact;
+use nsed::verify::artifact::Artifact;
 use nsed::verify::{against, Options};
 
 fuzz_target!(|data: &[u8]| {

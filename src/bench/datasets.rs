@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::grade::AnswerKind;
+use crate::answer::AnswerKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
@@ -164,7 +164,7 @@ pub fn read_jsonl(path: &Path) -> Result<(Vec<(usize, Value)>, String), DatasetE
     })?;
     let sha256 = {
         use sha2::Digest;
-        crate::registry::hex(&sha2::Sha256::digest(&bytes))
+        crate::engine::digest::hex(&sha2::Sha256::digest(&bytes))
     };
     let text = String::from_utf8_lossy(&bytes);
     let mut records = Vec::new();

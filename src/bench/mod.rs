@@ -4,8 +4,11 @@
 //! per item is written as soon as the item is done, so a killed run loses at
 //! most the item in flight and `--resume` continues without duplicates.
 
+pub mod code;
 pub mod datasets;
-pub mod grade;
+pub mod method;
+
+pub use method::{Method, MethodKey};
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -13,17 +16,18 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::codebench::{self, CodeContext, Verdict};
+use crate::answer::{AnswerKind, Outcome};
 use crate::deliberation::roster::{AgentSpec, Roster};
+use crate::deliberation::vote::{self, Halting};
 use crate::deliberation::{
     self, Agent, Proposal, ProposeContext, ProposeRequest, Settings, Task, Transcript, Usage,
 };
-use crate::journal::{self, Journal, JournalError, Record};
-use crate::report::{self, MethodSummary, Paired};
-use crate::sampling::SamplingParams;
-use crate::vote::{self, Halting};
+use crate::engine::sampling::SamplingParams;
+use crate::results::journal::{self, Journal, JournalError, Record};
+use crate::results::provenance::RunInfo;
+use crate::results::report::{self, MethodSummary, Paired};
+use code::{CodeContext, Verdict};
 use datasets::{Dataset, Item, Selection};
-use grade::{AnswerKind, Outcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -31,61 +35,6 @@ pub enum BenchError {
     Journal(#[from] JournalError),
     #[error("cannot write results: {0}")]
     Write(String),
-}
-
-/// A way of answering, compared on the same items.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Method {
-    /// Full NSED: rounds of propose → cross-evaluate → quadratic vote.
-    Nsed,
-    /// Each distinct model alone, greedy.
-    Single,
-    /// maj@k of one model's temperature samples.
-    SelfConsistency,
-    /// Plurality over the agents' first answers.
-    Plurality,
-    /// One round, the score-weighted (linear) vote of the same ballots.
-    Weighted,
-    /// One round of quadratic voting, no deliberation.
-    Qv,
-    /// Multi-agent debate (Du et al.), majority of the last round.
-    Debate,
-    /// Every method above.
-    All,
-}
-
-impl Method {
-    pub fn expand(list: &[Method]) -> Vec<Method> {
-        let mut v: Vec<Method> = if list.contains(&Method::All) {
-            vec![
-                Method::Nsed,
-                Method::Single,
-                Method::SelfConsistency,
-                Method::Plurality,
-                Method::Weighted,
-                Method::Qv,
-                Method::Debate,
-            ]
-        } else {
-            list.to_vec()
-        };
-        v.sort();
-        v.dedup();
-        v
-    }
 }
 
 /// One method's answer to one item.
@@ -106,7 +55,7 @@ pub struct ItemRecord {
     pub item: String,
     pub gold: String,
     pub seed: u64,
-    pub results: BTreeMap<String, MethodResult>,
+    pub results: BTreeMap<MethodKey, MethodResult>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub single: Vec<Proposal>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -121,7 +70,7 @@ pub struct ItemRecord {
     pub nsed: Option<Transcript>,
     /// Code: the model-written probe inputs behind the behaviour classes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub probes: Option<codebench::agent::Probes>,
+    pub probes: Option<code::agent::Probes>,
 }
 
 /// What a run does; everything here goes into `meta.json` and must match to
@@ -142,7 +91,7 @@ pub struct Fingerprint {
 /// What a code run selects and grades on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CodeSettings {
-    pub filter: codebench::LcbFilter,
+    pub filter: code::LcbFilter,
     /// "public tests only" when the data has no hidden tests.
     pub graded_on: String,
 }
@@ -158,14 +107,14 @@ pub struct Harness {
     pub sc_k: usize,
     pub debate_rounds: usize,
     /// Code sets: problems, sandbox and grading (the agents are wrapped in
-    /// [`codebench::CodeAgent`]s that attach public-test evidence).
+    /// [`code::CodeAgent`]s that attach public-test evidence).
     pub code: Option<Arc<CodeContext>>,
 }
 
 fn outcome(answer: Option<&str>, gold: &str, kind: AnswerKind) -> Outcome {
     match answer {
         None => Outcome::NoAnswer,
-        Some(a) if grade::same_answer(a, gold, kind) => Outcome::Correct,
+        Some(a) if crate::answer::same_answer(a, gold, kind) => Outcome::Correct,
         Some(_) => Outcome::Wrong,
     }
 }
@@ -194,9 +143,9 @@ fn result(
         .then(|| ctx.grade(problem, &program).ok())
         .flatten();
     MethodResult {
-        outcome: verdict.as_ref().map_or(Outcome::NoAnswer, |v| {
-            codebench::agent::outcome(&program, v)
-        }),
+        outcome: verdict
+            .as_ref()
+            .map_or(Outcome::NoAnswer, |v| code::agent::outcome(&program, v)),
         answer: (!program.trim().is_empty()).then_some(program),
         usage,
         verdict,
@@ -277,7 +226,7 @@ pub fn run_item(
     if has(Method::Nsed) {
         let t = deliberation::deliberate(&mut h.agents, &task, s, |_| {});
         rec.results.insert(
-            "nsed".into(),
+            MethodKey::Nsed,
             result(code, &task, gold, t.winner.as_ref(), t.usage),
         );
         rec.nsed = Some(t);
@@ -303,19 +252,23 @@ pub fn run_item(
         if has(Method::Qv) {
             let chosen = pick(one.quadratic.winner);
             rec.results
-                .insert("qv".into(), result(code, &task, gold, chosen, usage));
+                .insert(MethodKey::Qv, result(code, &task, gold, chosen, usage));
         }
         if has(Method::Weighted) {
             let chosen = pick(one.linear.winner);
-            rec.results
-                .insert("weighted".into(), result(code, &task, gold, chosen, usage));
+            rec.results.insert(
+                MethodKey::Weighted,
+                result(code, &task, gold, chosen, usage),
+            );
         }
     }
     if has(Method::Plurality) {
         let chosen = vote_answers(&first, &format!("{}/{}/plurality", s.seed, item.id));
         let usage = first.iter().map(|p| p.usage).sum();
-        rec.results
-            .insert("plurality".into(), result(code, &task, gold, chosen, usage));
+        rec.results.insert(
+            MethodKey::Plurality,
+            result(code, &task, gold, chosen, usage),
+        );
     }
     if has(Method::Single) {
         run_single(h, &task, s, &names, gold, &mut rec);
@@ -330,7 +283,7 @@ pub fn run_item(
     // behaviour, so each is charged the call that wrote the probes.
     if let Some(probes) = &rec.probes {
         for (method, r) in rec.results.iter_mut() {
-            if !method.starts_with("single:") {
+            if method.single_model().is_none() {
                 r.usage += probes.usage;
             }
         }
@@ -361,7 +314,7 @@ fn run_single(
         let Ok(p) = h.agents[i].propose(&req) else {
             continue;
         };
-        let key = format!("single:{}", h.agents[i].model_id());
+        let key = MethodKey::Single(h.agents[i].model_id().to_string());
         let graded = result(h.code.as_deref(), task, gold, Some(&p), p.usage);
         rec.results.insert(key, graded);
         rec.single.push(p);
@@ -393,7 +346,7 @@ fn run_self_consistency(
     let chosen = vote_answers(&samples, &format!("{}/{}/sc", s.seed, task.id));
     let usage = samples.iter().map(|p| p.usage).sum();
     let graded = result(h.code.as_deref(), task, gold, chosen, usage);
-    rec.results.insert("self-consistency".into(), graded);
+    rec.results.insert(MethodKey::SelfConsistency, graded);
     rec.self_consistency = samples;
 }
 
@@ -442,7 +395,7 @@ fn run_debate(
     let chosen = vote_answers(last, &format!("{}/{}/debate", s.seed, task.id));
     let usage = rounds.iter().flatten().map(|p| p.usage).sum();
     let graded = result(h.code.as_deref(), task, gold, chosen, usage);
-    rec.results.insert("debate".into(), graded);
+    rec.results.insert(MethodKey::Debate, graded);
     rec.debate = rounds;
 }
 
@@ -455,24 +408,6 @@ impl Record for ItemRecord {
     fn key(&self) -> String {
         self.item.clone()
     }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunInfo {
-    pub started: String,
-    pub commit: String,
-    pub nsed_version: String,
-    pub host_cpu: String,
-    /// The qmm kernel path that ran (`avx2`, `avx512vnni`, …); every path
-    /// gives the same bits, so it explains speed, not results.
-    #[serde(default)]
-    pub kernel: String,
-    pub threads: usize,
-    pub models: Vec<(String, String)>,
-    pub command: Vec<String>,
-    /// Code sets: the protections the sandbox actually applied.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sandbox: Option<crate::sandbox::Protections>,
 }
 
 /// Open a new run, or with `resume` continue one made with the same
@@ -498,33 +433,22 @@ pub fn read_records(dir: &Path) -> Result<Vec<ItemRecord>, BenchError> {
     Ok(journal::read(dir, ITEMS)?)
 }
 
-/// The order methods are listed in: NSED first, then the baselines.
-fn method_rank(name: &str) -> (usize, String) {
-    let order = [
-        "nsed",
-        "qv",
-        "weighted",
-        "plurality",
-        "debate",
-        "self-consistency",
-    ];
-    let rank = order.iter().position(|m| *m == name).unwrap_or(order.len());
-    (rank, name.to_string())
-}
-
 /// Per-method summaries and NSED's paired differences, over `items` (in
 /// order) among the records.
-pub fn summarize(records: &[ItemRecord], items: &[String]) -> (Vec<MethodSummary>, Vec<Paired>) {
+pub fn summarize(
+    records: &[ItemRecord],
+    items: &[String],
+) -> (Vec<MethodSummary<MethodKey>>, Vec<Paired<MethodKey>>) {
     let by_id: BTreeMap<&str, &ItemRecord> = records.iter().map(|r| (r.item.as_str(), r)).collect();
     let ordered: Vec<&ItemRecord> = items
         .iter()
         .filter_map(|i| by_id.get(i.as_str()).copied())
         .collect();
-    let mut names: Vec<String> = ordered
+    let mut names: Vec<MethodKey> = ordered
         .iter()
         .flat_map(|r| r.results.keys().cloned())
         .collect();
-    names.sort_by_key(|n| method_rank(n));
+    names.sort_by(|a, b| a.summary_rank().cmp(&b.summary_rank()));
     names.dedup();
     let summaries = names
         .iter()
@@ -540,23 +464,23 @@ pub fn summarize(records: &[ItemRecord], items: &[String]) -> (Vec<MethodSummary
                     seconds: x.usage.seconds,
                 })
                 .collect();
-            report::summarize(m, &rows)
+            report::summarize(m.clone(), &rows)
         })
         .collect();
     let pairs = names
         .iter()
-        .filter(|m| m.as_str() != "nsed")
+        .filter(|m| **m != MethodKey::Nsed)
         .filter_map(|m| {
             let both: Vec<(bool, bool)> = ordered
                 .iter()
-                .filter_map(|r| Some((r.results.get("nsed")?, r.results.get(m)?)))
+                .filter_map(|r| Some((r.results.get(&MethodKey::Nsed)?, r.results.get(m)?)))
                 .map(|(a, b)| (a.outcome == Outcome::Correct, b.outcome == Outcome::Correct))
                 .collect();
             if both.is_empty() {
                 return None;
             }
             let (a, b): (Vec<bool>, Vec<bool>) = both.into_iter().unzip();
-            Some(report::paired(("nsed", &a), (m, &b)))
+            Some(report::paired((MethodKey::Nsed, &a), (m.clone(), &b)))
         })
         .collect();
     (summaries, pairs)
@@ -566,91 +490,18 @@ pub fn summarize(records: &[ItemRecord], items: &[String]) -> (Vec<MethodSummary
 pub fn write_summary(
     dir: &Path,
     header: &str,
-    summaries: &[MethodSummary],
-    pairs: &[Paired],
+    summaries: &[MethodSummary<MethodKey>],
+    pairs: &[Paired<MethodKey>],
 ) -> Result<String, BenchError> {
     let md = format!("{header}\n{}", report::markdown(summaries, pairs));
     let wr = |name: &str, bytes: &[u8]| {
         let p = dir.join(name);
-        crate::output::write_atomic(&p, bytes).map_err(|e| BenchError::Write(e.to_string()))
+        crate::results::output::write_atomic(&p, bytes)
+            .map_err(|e| BenchError::Write(e.to_string()))
     };
     wr("summary.md", md.as_bytes())?;
     wr("summary.csv", report::csv(summaries).as_bytes())?;
     Ok(md)
-}
-
-/// The git commit of the source tree nsed runs from (`-dirty` when tracked
-/// files outside `results/` have changes).
-pub fn commit() -> String {
-    let dir = env!("CARGO_MANIFEST_DIR");
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    match git(&["rev-parse", "HEAD"]) {
-        Some(head) => {
-            // Results written by running experiments do not make the code dirty.
-            let dirty = git(&[
-                "status",
-                "--porcelain",
-                "--untracked-files=no",
-                "--",
-                ".",
-                ":!results",
-            ])
-            .is_some_and(|s| !s.is_empty());
-            if dirty {
-                format!("{head}-dirty")
-            } else {
-                head
-            }
-        }
-        None => "unknown".into(),
-    }
-}
-
-/// The CPU model name (Linux), for results files.
-pub fn cpu_name() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// Now, as `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 /// Settings for a dataset from a roster (the CLI may override fields).
@@ -680,7 +531,7 @@ pub fn settings_from(
         mode: d.evaluation,
         max_tokens: max_tokens
             .or_else(|| datasets::default_max_tokens(&dataset.name))
-            .or_else(|| codebench::problems::default_max_tokens(&dataset.name))
+            .or_else(|| code::problems::default_max_tokens(&dataset.name))
             .unwrap_or(640),
         eval_max_tokens: d.eval_max_tokens,
         max_chars: d.candidate_chars,
@@ -696,11 +547,8 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn utc_dates() {
-        let s = utc_now();
-        assert_eq!(s.len(), 20);
-        assert!(s.starts_with("20") && s.ends_with('Z'));
+    fn key(name: &str) -> MethodKey {
+        name.parse().expect("a method name")
     }
 
     #[test]
@@ -866,25 +714,28 @@ mod tests {
         };
         let all = Method::expand(&[Method::All]);
         let rec = run_item(&mut h, &item, AnswerKind::Numeric, &all, &settings());
-        let got = |m: &str| rec.results[m].answer.clone();
+        let got = |m: &str| rec.results[&key(m)].answer.clone();
         assert_eq!(got("plurality").as_deref(), Some("7"));
         assert_eq!(
             got("self-consistency").as_deref(),
             Some("9"),
             "maj@3 of 7, 9, 9"
         );
-        assert_eq!(rec.results["self-consistency"].outcome, Outcome::Wrong);
+        assert_eq!(
+            rec.results[&key("self-consistency")].outcome,
+            Outcome::Wrong
+        );
         assert_eq!(got("nsed").as_deref(), Some("7"));
         assert_eq!(got("qv").as_deref(), Some("7"));
         assert_eq!(got("weighted").as_deref(), Some("7"));
         assert_eq!(got("debate").as_deref(), Some("7"));
         for m in ["single:m0", "single:m1"] {
-            assert_eq!(rec.results[m].outcome, Outcome::Correct);
+            assert_eq!(rec.results[&key(m)].outcome, Outcome::Correct);
         }
-        assert_eq!(rec.results["single:m2"].outcome, Outcome::Wrong);
+        assert_eq!(rec.results[&key("single:m2")].outcome, Outcome::Wrong);
         // Charged costs: plurality = 3 proposals; qv = 3 proposals + 3
         // evaluations; debate = 2 rounds of 3 proposals; sc = 3 samples.
-        let u = |m: &str| rec.results[m].usage;
+        let u = |m: &str| rec.results[&key(m)].usage;
         assert_eq!(u("plurality").calls, 3);
         assert_eq!(u("qv").calls, 6);
         assert_eq!(u("qv").prompt_tokens, 3 * 7 + 3 * 11);
@@ -921,7 +772,7 @@ mod tests {
         );
         let t = rec.qv.as_ref().expect("one-round transcript");
         assert_eq!(t.rounds.len(), 1);
-        assert_eq!(rec.results["qv"].answer.as_deref(), Some("2"));
+        assert_eq!(rec.results[&key("qv")].answer.as_deref(), Some("2"));
         assert_eq!(rec.results.len(), 1);
     }
 

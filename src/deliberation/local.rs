@@ -12,12 +12,12 @@ use super::{
     parse, prompts, Agent, AgentError, Call, EvalMode, EvaluateRequest, Evaluation, Proposal,
     ProposeRequest, Usage,
 };
-use crate::bench::grade::{self, AnswerKind};
-use crate::chat::{Message, TemplateKind};
-use crate::generate::{generate, GenerateRequest, Generation};
-use crate::model::Logits;
-use crate::runtime::{Runtime, RuntimeError};
-use crate::sampling::{log_softmax, SamplingParams};
+use crate::answer::{self, AnswerKind};
+use crate::engine::chat::{Message, TemplateKind};
+use crate::engine::generate::{generate, GenerateRequest, Generation};
+use crate::engine::model::Logits;
+use crate::engine::runtime::{Runtime, RuntimeError};
+use crate::engine::sampling::{log_softmax, SamplingParams};
 
 pub type SharedRuntime = Rc<RefCell<Runtime>>;
 
@@ -310,11 +310,11 @@ impl Agent for LocalAgent {
         // A program's answer (its behaviour) is filled in by the code
         // benchmark's agent wrapper, which can run it.
         let found = (req.task.kind != AnswerKind::Code)
-            .then(|| grade::extract(&g.text))
+            .then(|| answer::extract(&g.text))
             .flatten();
         let answer = found
             .as_ref()
-            .and_then(|f| grade::canonical(&f.raw, req.task.kind));
+            .and_then(|f| answer::canonical(&f.raw, req.task.kind));
         Ok(Proposal {
             agent: self.spec.name.clone(),
             model: self.model_id.clone(),

@@ -10,12 +10,13 @@ pub mod local;
 pub mod parse;
 pub mod prompts;
 pub mod roster;
+pub mod vote;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bench::grade::{AnswerKind, Found};
-use crate::sampling::{SamplingParams, Sha256CounterRng};
-use crate::vote::{self, Ballot, Halting, Rule, Tally};
+use crate::answer::{AnswerKind, Found};
+use crate::engine::sampling::{SamplingParams, Sha256CounterRng};
+use vote::{Ballot, Halting, Rule, Tally};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {

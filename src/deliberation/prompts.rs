@@ -3,7 +3,7 @@
 //! model continues text rather than following instructions.
 
 use super::{Candidate, ProposeContext, Task};
-use crate::bench::grade::AnswerKind;
+use crate::answer::AnswerKind;
 
 /// A rendered request: chat messages for instruction models, or plain text
 /// (and stop strings) for base models.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::EvalMode;
-use crate::sampling::SamplingParams;
+use crate::engine::sampling::SamplingParams;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RosterError {
@@ -355,6 +355,7 @@ mod tests {
             "consumer.toml",
             "high-perf.toml",
             "homogeneous.toml",
+            "tiny.toml",
             "federated.toml",
         ] {
             let r = Roster::load(&dir.join(name)).unwrap();

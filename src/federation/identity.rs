@@ -72,7 +72,7 @@ impl Identity {
         };
         let text =
             serde_json::to_string_pretty(&file).map_err(|e| FederationError::Key(e.to_string()))?;
-        crate::output::write_private_new(path, format!("{text}\n").as_bytes())
+        crate::results::output::write_private_new(path, format!("{text}\n").as_bytes())
             .map_err(|e| FederationError::Key(e.to_string()))
     }
 

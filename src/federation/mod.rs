@@ -34,7 +34,7 @@ pub enum FederationError {
     #[error("discovery: {0}")]
     Discovery(String),
     #[error(transparent)]
-    Runtime(#[from] crate::runtime::RuntimeError),
+    Runtime(#[from] crate::engine::runtime::RuntimeError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

@@ -23,7 +23,7 @@ use super::wire::{
 use super::{heartbeat_subject, FederationError, DISCOVER_SUBJECT};
 use crate::deliberation::local::LocalAgent;
 use crate::deliberation::Agent;
-use crate::runtime::Runtime;
+use crate::engine::runtime::Runtime;
 
 pub struct ServeOptions {
     pub url: String,
@@ -91,7 +91,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), FederationError> {
                 model_sha256: sha,
                 public_key: identity.public_key(),
                 nsed_version: env!("CARGO_PKG_VERSION").into(),
-                started: crate::bench::utc_now(),
+                started: crate::results::provenance::utc_now(),
                 heartbeat_s: opts.heartbeat.as_secs_f64(),
                 busy: false,
                 queued: 0,

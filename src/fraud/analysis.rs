@@ -12,8 +12,24 @@ use serde::Serialize;
 
 use super::samples::Sample;
 use super::Role;
-use crate::sampling::SplitMix64;
+use crate::engine::sampling::SplitMix64;
+use crate::results::csv_text::csv_text;
 use crate::verify::metrics::{self, Better};
+
+/// The columns of [`Analysis::metrics_csv`].
+pub const METRICS_CSV_HEADER: [&str; 11] = [
+    "setting",
+    "metric",
+    "honest_n",
+    "fraud_n",
+    "auc",
+    "auc_low",
+    "auc_high",
+    "zero_fp_threshold",
+    "zero_fp_detected",
+    "fpr_1e2_detected",
+    "fpr_1e3_detected",
+];
 
 /// The seed check, scored like a metric.
 pub const SEED_MISMATCH: &str = "seed_mismatch";
@@ -555,40 +571,58 @@ impl Analysis {
 
     /// One CSV line per (setting, metric).
     pub fn metrics_csv(&self) -> String {
-        let mut out = String::from(
-            "setting,metric,honest_n,fraud_n,auc,auc_low,auc_high,zero_fp_threshold,zero_fp_detected,fpr_1e2_detected,fpr_1e3_detected\n",
-        );
-        for r in &self.rows {
-            out.push_str(&format!(
-                "{},{},{},{},{:.6},{:.6},{:.6},{},{},{},{}\n",
-                r.setting,
-                r.metric,
-                r.honest_n,
-                r.fraud_n,
-                r.auc,
-                r.auc_low,
-                r.auc_high,
-                r.zero_fp.threshold,
-                r.zero_fp.detected,
-                r.fpr_1e2.detected,
-                r.fpr_1e3.detected
-            ));
-        }
-        out
+        csv_text(&METRICS_CSV_HEADER, self.metrics_csv_rows())
+    }
+
+    /// The cells of [`Analysis::metrics_csv`], without its header.
+    pub fn metrics_csv_rows(&self) -> Vec<Vec<String>> {
+        self.rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.setting.to_string(),
+                    r.metric.to_string(),
+                    r.honest_n.to_string(),
+                    r.fraud_n.to_string(),
+                    format!("{:.6}", r.auc),
+                    format!("{:.6}", r.auc_low),
+                    format!("{:.6}", r.auc_high),
+                    r.zero_fp.threshold.to_string(),
+                    r.zero_fp.detected.to_string(),
+                    r.fpr_1e2.detected.to_string(),
+                    r.fpr_1e3.detected.to_string(),
+                ]
+            })
+            .collect()
     }
 
     /// One CSV line per (setting, metric, length bin).
     pub fn lengths_csv(&self) -> String {
-        let mut out = String::from("setting,metric,bin,honest_n,honest_flagged,fraud_n,detected\n");
-        for ((setting, metric), bins) in &self.lengths {
-            for b in bins {
-                out.push_str(&format!(
-                    "{setting},{metric},{},{},{},{},{}\n",
-                    b.bin, b.honest_n, b.honest_flagged, b.fraud_n, b.detected
-                ));
-            }
-        }
-        out
+        let rows = self.lengths.iter().flat_map(|((setting, metric), bins)| {
+            bins.iter().map(move |b| {
+                [
+                    setting.to_string(),
+                    metric.to_string(),
+                    b.bin.to_string(),
+                    b.honest_n.to_string(),
+                    b.honest_flagged.to_string(),
+                    b.fraud_n.to_string(),
+                    b.detected.to_string(),
+                ]
+            })
+        });
+        csv_text(
+            &[
+                "setting",
+                "metric",
+                "bin",
+                "honest_n",
+                "honest_flagged",
+                "fraud_n",
+                "detected",
+            ],
+            rows,
+        )
     }
 }
 

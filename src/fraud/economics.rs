@@ -11,7 +11,7 @@ use statrs::distribution::{Binomial, DiscreteCDF};
 
 use super::analysis::Analysis;
 use super::variant::VariantReport;
-use crate::sampling::SplitMix64;
+use crate::engine::sampling::SplitMix64;
 
 /// `rep` in [0, 100] from effective epochs E' (30 epochs to the maximum;
 /// `trunc2` keeps two decimals of E'/30).

@@ -21,8 +21,8 @@ pub use prefill::prefill_attack;
 pub use variant::Precision;
 
 use crate::bench::datasets::DatasetError;
-use crate::journal::JournalError;
-use crate::runtime::RuntimeError;
+use crate::engine::runtime::RuntimeError;
+use crate::results::journal::JournalError;
 use crate::verify::VerifyError;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +32,7 @@ pub enum FraudError {
     #[error(transparent)]
     Verify(#[from] VerifyError),
     #[error(transparent)]
-    Generate(#[from] crate::generate::GenerateError),
+    Generate(#[from] crate::engine::generate::GenerateError),
     #[error(transparent)]
     Journal(#[from] JournalError),
     #[error(transparent)]

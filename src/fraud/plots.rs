@@ -6,7 +6,8 @@ use std::path::Path;
 use super::analysis::{self, Analysis, LENGTH_BINS};
 use super::samples::Sample;
 use super::Role;
-use crate::figure::{self, FigureError, LineChart, Series};
+use crate::results::csv_text::csv_text;
+use crate::results::figure::{self, FigureError, LineChart, Series};
 
 /// Metrics drawn in the ROC and length figures.
 const DRAWN: &[&str] = &[
@@ -159,22 +160,14 @@ fn perplexity_series(samples: &[Sample], a: &Analysis) -> Vec<Series> {
 /// CSV of [`perplexity_histograms`]: bin bounds and one column per group.
 pub fn perplexity_csv(samples: &[Sample], a: &Analysis) -> String {
     let h = perplexity_histograms(samples, a);
-    let mut out = String::from("bin_low,bin_high");
-    for (name, _) in &h {
-        out.push(',');
-        out.push_str(name);
-    }
-    out.push('\n');
-    for i in 0..PPL_BINS {
-        out.push_str(&format!(
-            "{:.2},{:.2}",
-            i as f64 / PPL_BINS as f64,
-            (i + 1) as f64 / PPL_BINS as f64
-        ));
-        for (_, shares) in &h {
-            out.push_str(&format!(",{:.4}", shares[i]));
-        }
-        out.push('\n');
-    }
-    out
+    let header: Vec<&str> = ["bin_low", "bin_high"]
+        .into_iter()
+        .chain(h.iter().map(|(name, _)| name.as_str()))
+        .collect();
+    let rows = (0..PPL_BINS).map(|i| {
+        let bounds = [i, i + 1].map(|edge| format!("{:.2}", edge as f64 / PPL_BINS as f64));
+        let shares = h.iter().map(move |(_, shares)| format!("{:.4}", shares[i]));
+        bounds.into_iter().chain(shares).collect::<Vec<_>>()
+    });
+    csv_text(&header, rows)
 }

@@ -3,10 +3,10 @@
 //! pass, and the artifact names the claimed model.
 
 use super::FraudError;
-use crate::artifact::{Alt, Artifact, Position, Request};
-use crate::generate::generate;
-use crate::runtime::Runtime;
+use crate::engine::generate::generate;
+use crate::engine::runtime::Runtime;
 use crate::verify;
+use crate::verify::artifact::{Alt, Artifact, Position, Request};
 
 /// Generate with `cheap`, then launder the tokens through `claimed`: the
 /// artifact's logprobs and top-k are exactly what `claimed` computes for

@@ -6,9 +6,9 @@ use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QTensor};
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
-use crate::model::ModelError;
-use crate::registry::Registry;
-use crate::runtime::{Runtime, RuntimeError};
+use crate::engine::model::ModelError;
+use crate::engine::registry::Registry;
+use crate::engine::runtime::{Runtime, RuntimeError};
 
 /// Weight precision of an executor or validator built from the claimed file.
 #[derive(

@@ -4,9 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::generate::{generate, GenerateError, GenerateRequest};
-use crate::runtime::Runtime;
-use crate::sampling::SamplerKind;
+use crate::engine::generate::{generate, GenerateError, GenerateRequest};
+use crate::engine::runtime::Runtime;
+use crate::engine::sampling::SamplerKind;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeterminismRun {
@@ -62,7 +62,7 @@ pub fn study(
     for _ in 0..runs.max(1) {
         let g = generate(rt, prompt, &seeded, |_, _| {})?;
         tokens = g.tokens.len();
-        outputs.push(crate::artifact::ids_sha256(&g.output_ids()));
+        outputs.push(crate::verify::artifact::ids_sha256(&g.output_ids()));
         logits.push(g.logits_sha256.clone().unwrap_or_default());
         t_seed.push(g.prefill_seconds + g.decode_seconds);
         s_seed += g.sampling_seconds;

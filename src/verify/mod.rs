@@ -5,6 +5,8 @@
 //! activation proofs ([`toploc`]). Verdicts come from per-metric thresholds
 //! (defaults from docs/reference.md §6.1).
 
+pub mod artifact;
+pub mod cost;
 pub mod determinism;
 pub mod metrics;
 pub mod toploc;
@@ -13,14 +15,14 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::artifact::{Artifact, Request};
-use crate::generate::{generate, GenerateError};
-use crate::model::{Logits, ModelError};
-use crate::runtime::Runtime;
-use crate::sampling::{
+use crate::engine::generate::{generate, GenerateError};
+use crate::engine::model::{Logits, ModelError};
+use crate::engine::runtime::Runtime;
+use crate::engine::sampling::{
     apply_repeat_penalty, argmax, candidates, draw, row_logprobs, seed_string, Candidates,
     Sha256CounterRng,
 };
+use crate::verify::artifact::{Artifact, Request};
 use metrics::{Better, Metric, PosView};
 use rayon::prelude::*;
 
@@ -389,8 +391,8 @@ pub fn replay(
         .zip(claimed)
         .position(|(a, b)| a != b)
         .or((ids.len() != claimed.len()).then(|| ids.len().min(claimed.len())));
-    let a = crate::artifact::ids_sha256(claimed);
-    let b = crate::artifact::ids_sha256(&ids);
+    let a = crate::verify::artifact::ids_sha256(claimed);
+    let b = crate::verify::artifact::ids_sha256(&ids);
     Ok(ReplayReport {
         identical: a == b,
         artifact_ids_sha256: a,
@@ -398,7 +400,7 @@ pub fn replay(
         artifact_tokens: claimed.len(),
         replay_tokens: ids.len(),
         first_divergence,
-        replay_text_sha256: crate::artifact::text_sha256(&gen.text),
+        replay_text_sha256: crate::verify::artifact::text_sha256(&gen.text),
     })
 }
 
@@ -600,7 +602,7 @@ pub fn with_model(
     let output = exec.output_ids().unwrap_or_default();
     let seed_request = request
         .as_ref()
-        .filter(|_| exec.format == crate::artifact::Format::Nsed);
+        .filter(|_| exec.format == crate::verify::artifact::Format::Nsed);
     let start = std::time::Instant::now();
     let replayed = teacher_forced(
         rt,
@@ -644,7 +646,7 @@ pub fn with_model(
 }
 
 fn check_proof(
-    proof: &crate::artifact::ActivationProof,
+    proof: &crate::verify::artifact::ActivationProof,
     hidden: &[Vec<f32>],
     exec: &Artifact,
 ) -> Result<ProofReport> {
@@ -657,7 +659,7 @@ fn check_proof(
         let decoded = proof
             .chunks
             .get(i)
-            .and_then(|h| crate::artifact::unhex(h))
+            .and_then(|h| crate::verify::artifact::unhex(h))
             .and_then(|b| {
                 bytes += b.len();
                 toploc::ChunkProof::from_bytes(&b)

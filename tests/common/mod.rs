@@ -6,8 +6,8 @@ pub mod nats;
 
 use std::path::PathBuf;
 
-use nsed::gguf::Gguf;
-use nsed::registry::Registry;
+use nsed::engine::gguf::Gguf;
+use nsed::engine::registry::Registry;
 
 /// `tests/data`: the llama.cpp goldens and Gonka's fixtures.
 pub fn test_data() -> PathBuf {

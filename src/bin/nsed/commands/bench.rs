@@ -1,0 +1,727 @@
+//! `nsed bench` and `nsed deliberate`: argument handling, progress and
+//! printing around the library's deliberation and bench modules.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use nsed::answer::{AnswerKind, Outcome};
+use nsed::bench::code::{self, CodeAgent, CodeContext, LcbFilter};
+use nsed::bench::datasets::{self, Selection};
+use nsed::bench::{self, CodeSettings, Fingerprint, Harness, ItemRecord, Meta, Method};
+use nsed::deliberation::local::{self, LocalAgent, ModelPool};
+use nsed::deliberation::roster::{AgentSpec, Roster};
+use nsed::deliberation::{self, EvalMode, Round, Task, Transcript};
+use nsed::engine::sampling::SamplingParams;
+use nsed::federation::{self, Federation};
+use nsed::results::provenance::{self, RunInfo};
+use nsed::sandbox::{Limits, Sandbox};
+use std::sync::Arc;
+
+/// Deliberation overrides shared by `bench` and `deliberate`.
+#[derive(Args, Clone)]
+pub struct DeliberationArgs {
+    /// Roster file: the agents, their models and sampling, deliberation and
+    /// baseline settings (relative paths are also looked up in the nsed
+    /// source tree).
+    #[arg(long, default_value = "configs/consumer.toml")]
+    pub config: PathBuf,
+    /// Maximum deliberation rounds (overrides the roster).
+    #[arg(long, value_parser = crate::bounds::count(1, 100))]
+    pub rounds: Option<usize>,
+    /// Rounds before the halting rule may stop.
+    #[arg(long, value_parser = crate::bounds::count(0, 100))]
+    pub min_rounds: Option<usize>,
+    /// Winner conviction in [0, 1] needed to stop early.
+    #[arg(long, value_parser = crate::bounds::unit)]
+    pub effort: Option<f64>,
+    /// How evaluators score, for every agent (overrides per-agent settings).
+    #[arg(long, value_enum)]
+    pub eval_mode: Option<EvalMode>,
+    /// New tokens per answer (default: per dataset; 640 for GSM8K, 768 for
+    /// MATH-500, 1024 for AIME).
+    #[arg(long, value_parser = crate::bounds::tokens())]
+    pub max_tokens: Option<usize>,
+    /// Seed of every sampled call and every shuffle (recorded in results).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Agents reached over NATS instead of loaded here: roster names,
+    /// comma-separated, or `all`. Each must be running as `nsed agent serve
+    /// --name NAME` (same as `transport = "nats"` in the roster).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub remote: Vec<String>,
+    /// NATS server of the remote agents (overrides the roster's
+    /// `[federation] url`; default nats://127.0.0.1:4222).
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
+    /// Seconds a remote agent has for each call, in both phases (overrides
+    /// the roster); past it the agent is excluded from the round.
+    #[arg(long, value_name = "SECONDS", value_parser = crate::bounds::seconds)]
+    pub phase_timeout: Option<f64>,
+    /// Job id on the NATS subjects (default: a fresh one).
+    #[arg(long)]
+    pub job: Option<String>,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// The set: aime25, aime24, aime (1983-2024), gsm8k, math500; code:
+    /// lcb (LiveCodeBench release_v1), humaneval, mbpp (test split 11-510).
+    pub set: String,
+    #[command(flatten)]
+    pub delib: DeliberationArgs,
+    /// Methods, comma-separated: nsed, single, self-consistency, plurality,
+    /// weighted, qv, debate, or all.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
+    pub method: Vec<Method>,
+    /// Self-consistency samples (overrides the roster).
+    #[arg(long, value_parser = crate::bounds::count(1, 1000))]
+    pub sc_k: Option<usize>,
+    /// Run at most N items.
+    #[arg(long, value_parser = crate::bounds::count(1, u32::MAX as u64))]
+    pub limit: Option<usize>,
+    /// Skip the first N items.
+    #[arg(long, default_value_t = 0, value_parser = crate::bounds::count(0, u32::MAX as u64))]
+    pub offset: usize,
+    /// Only these item ids (comma-separated), e.g. gsm8k-0,gsm8k-7 or 2025-I-1.
+    #[arg(long, value_delimiter = ',')]
+    pub ids: Vec<String>,
+    /// Only items whose gold answer is an integer (MATH-500: 311 of 500).
+    #[arg(long)]
+    pub integer_only: bool,
+    /// Directory of the datasets (default: $NSED_DATA_DIR, else the repository's datasets/).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub code: CodeArgs,
+    /// Run directory (default results/runs/<set>-<roster>): meta.json,
+    /// items.jsonl (one line per item, written as it finishes), summary.md,
+    /// summary.csv.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in --out, skipping items already done (the settings
+    /// must be the same).
+    #[arg(long)]
+    pub resume: bool,
+}
+
+/// Selection and sandbox of the code sets.
+#[derive(Args, Clone)]
+pub struct CodeArgs {
+    /// lcb: only these difficulties (easy, medium, hard; comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub difficulty: Vec<String>,
+    /// lcb: only these platforms (atcoder, leetcode, codeforces).
+    #[arg(long, value_delimiter = ',')]
+    pub platform: Vec<String>,
+    /// lcb: problems from contests on or after this date (YYYY-MM-DD).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// lcb: problems from contests before this date.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// lcb: keep the 17 known-bad problems (flagged) instead of dropping them.
+    #[arg(long)]
+    pub keep_flawed: bool,
+    /// Python for the sandbox (default: the system python3).
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+}
+
+impl CodeArgs {
+    fn filter(&self) -> LcbFilter {
+        LcbFilter {
+            since: self.since.clone(),
+            until: self.until.clone(),
+            platforms: self.platform.clone(),
+            difficulties: self.difficulty.clone(),
+            keep_flawed: self.keep_flawed,
+        }
+    }
+}
+
+/// A code set as bench items, with its grading context.
+fn load_code_set(
+    name: &str,
+    dir: &Path,
+    args: &CodeArgs,
+) -> Result<(datasets::Dataset, std::sync::Arc<CodeContext>, CodeSettings)> {
+    let filter = args.filter();
+    let set = code::problems::load(name, dir, &filter)?;
+    let sandbox = Sandbox::new(args.python.clone(), Limits::default())?;
+    eprintln!("sandbox: {}", sandbox.protections().summary());
+    for why in &sandbox.protections().missing {
+        eprintln!("warning: sandbox protection missing: {why}");
+    }
+    if set.excluded_flawed > 0 {
+        eprintln!(
+            "{name}: {} known-bad problems excluded (--keep-flawed keeps them)",
+            set.excluded_flawed
+        );
+    }
+    let hidden = set.problems.iter().any(|p| !p.hidden_tests().is_empty());
+    let graded_on = match (name, hidden) {
+        ("lcb", false) => "public tests only (the data has no hidden tests)",
+        ("lcb", true) => "public and hidden tests",
+        _ => "the official check program",
+    };
+    let dataset = datasets::Dataset {
+        name: name.to_string(),
+        kind: AnswerKind::Code,
+        file: set.file.clone(),
+        sha256: set.sha256.clone(),
+        items: set
+            .problems
+            .iter()
+            .map(|p| datasets::Item {
+                id: p.id.clone(),
+                problem: p.statement.clone(),
+                answer: String::new(),
+            })
+            .collect(),
+    };
+    let settings = CodeSettings {
+        filter,
+        graded_on: graded_on.to_string(),
+    };
+    Ok((dataset, CodeContext::new(set, sandbox), settings))
+}
+
+#[derive(Args)]
+pub struct DeliberateArgs {
+    /// The question.
+    pub question: String,
+    #[command(flatten)]
+    pub delib: DeliberationArgs,
+    /// How answers are compared: numeric, aime or expression.
+    #[arg(long, value_enum, default_value = "expression")]
+    pub kind: KindArg,
+    /// Print the whole transcript as JSON instead.
+    #[arg(long)]
+    pub json: bool,
+    /// With remote agents: write the federation log (every accepted signed
+    /// reply verbatim, rejections, exclusions, reconnects) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum KindArg {
+    Numeric,
+    Aime,
+    Expression,
+}
+
+impl From<KindArg> for AnswerKind {
+    fn from(k: KindArg) -> Self {
+        match k {
+            KindArg::Numeric => AnswerKind::Numeric,
+            KindArg::Aime => AnswerKind::Aime,
+            KindArg::Expression => AnswerKind::Expression,
+        }
+    }
+}
+
+/// Find a roster: as given, else relative to the nsed source tree.
+fn roster_path(p: &Path) -> PathBuf {
+    if p.exists() || p.is_absolute() {
+        return p.to_path_buf();
+    }
+    let in_tree = Path::new(env!("CARGO_MANIFEST_DIR")).join(p);
+    if in_tree.exists() {
+        in_tree
+    } else {
+        p.to_path_buf()
+    }
+}
+
+/// Load the roster and apply the command-line overrides.
+fn load_roster(a: &DeliberationArgs) -> Result<Roster> {
+    let mut roster = Roster::load(&roster_path(&a.config))?;
+    let d = &mut roster.deliberation;
+    if let Some(r) = a.rounds {
+        d.max_rounds = r;
+        d.min_rounds = d.min_rounds.min(r);
+    }
+    if let Some(r) = a.min_rounds {
+        d.min_rounds = r;
+    }
+    if let Some(e) = a.effort {
+        d.effort = e;
+    }
+    if d.min_rounds == 0 || d.max_rounds < d.min_rounds {
+        bail!("need 1 <= --min-rounds <= --rounds");
+    }
+    if !(0.0..=1.0).contains(&d.effort) {
+        bail!("--effort must be in [0, 1]");
+    }
+    if let Some(m) = a.eval_mode {
+        d.evaluation = m;
+        roster.agents.iter_mut().for_each(|s| s.evaluation = None);
+    }
+    roster.make_remote(&a.remote).map_err(anyhow::Error::msg)?;
+    let f = &mut roster.federation;
+    if let Some(url) = &a.nats {
+        f.url = url.clone();
+    }
+    if let Some(t) = a.phase_timeout {
+        f.propose_timeout_s = t;
+        f.evaluate_timeout_s = t;
+    }
+    Ok(roster)
+}
+
+/// The federation of the roster's remote agents, if it has any: connected,
+/// every remote agent discovered and its key pinned.
+fn connect_federation(roster: &Roster, job: Option<String>) -> Result<Option<Arc<Federation>>> {
+    if !roster.has_remote() {
+        return Ok(None);
+    }
+    let fed = Federation::for_roster(roster, job)?;
+    eprintln!(
+        "federation: job {} on {}; remote agents {}",
+        fed.job(),
+        fed.url(),
+        roster
+            .agents
+            .iter()
+            .filter(|a| !a.transport.is_local())
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(Some(fed))
+}
+
+pub fn bench_cmd(args: BenchArgs) -> Result<()> {
+    let mut roster = load_roster(&args.delib)?;
+    if let Some(k) = args.sc_k {
+        roster.baselines.self_consistency_k = k;
+    }
+    let dir = datasets::data_dir(args.data_dir.as_deref())?;
+    let (dataset, code, code_settings) = if code::problems::NAMES.contains(&args.set.as_str()) {
+        let (d, c, s) = load_code_set(&args.set, &dir, &args.code)?;
+        (d, Some(c), Some(s))
+    } else {
+        (datasets::load(&args.set, &dir)?, None, None)
+    };
+    let selection = Selection {
+        offset: args.offset,
+        limit: args.limit,
+        ids: args.ids.clone(),
+        integer_only: args.integer_only,
+    };
+    let items = dataset.select(&selection)?;
+    if items.is_empty() {
+        bail!(
+            "no items selected from {} ({} in the set)",
+            dataset.name,
+            dataset.items.len()
+        );
+    }
+    let methods = Method::expand(&args.method);
+    let settings = bench::settings_from(&roster, &dataset, args.delib.max_tokens, args.delib.seed);
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("results/runs/{}-{}", dataset.name, roster.name)));
+    let fp = Fingerprint {
+        dataset: dataset.name.clone(),
+        dataset_sha256: dataset.sha256.clone(),
+        selection,
+        methods: methods.clone(),
+        // Where the agents run does not change the results (tests show it),
+        // so a run may be resumed with another server.
+        roster: Roster {
+            federation: Default::default(),
+            ..roster.clone()
+        },
+        settings: settings.clone(),
+        code: code_settings,
+    };
+    let fed = connect_federation(&roster, args.delib.job.clone())?;
+    let mut pool = ModelPool::default();
+    let mut harness = build_harness(&roster, &methods, &mut pool, code.clone(), fed.as_ref())?;
+    let mut models = pool.models();
+    if let Some(fed) = &fed {
+        models.extend(fed.models());
+        models.sort();
+        models.dedup();
+    }
+    let info = RunInfo {
+        started: provenance::utc_now(),
+        commit: provenance::commit(),
+        nsed_version: env!("CARGO_PKG_VERSION").to_string(),
+        host_cpu: provenance::cpu_name(),
+        kernel: nsed::engine::qmm::path::active().name().to_string(),
+        threads: rayon::current_num_threads(),
+        models,
+        command: std::env::args().collect(),
+        sandbox: code.as_ref().map(|c| c.sandbox.protections().clone()),
+    };
+    let mut run = bench::open_run(&out, &fp, info.clone(), args.resume)?;
+    if let Some(fed) = &fed {
+        fed.set_log(&out.join("federation.jsonl"))?;
+    }
+    let todo: Vec<_> = items
+        .iter()
+        .filter(|it| !run.done.contains(&it.id))
+        .collect();
+    eprintln!(
+        "bench {}: {} items ({} done before), methods {}, roster {} → {}",
+        dataset.name,
+        items.len(),
+        items.len() - todo.len(),
+        methods
+            .iter()
+            .filter_map(|m| serde_json::to_value(m).ok()?.as_str().map(str::to_string))
+            .collect::<Vec<_>>()
+            .join(","),
+        roster.name,
+        out.display()
+    );
+    let bar = progress(items.len() as u64, (items.len() - todo.len()) as u64);
+    let mut tally = Running::default();
+    for rec in bench::read_records(&out).unwrap_or_default() {
+        tally.add(&rec);
+    }
+    for item in todo {
+        let rec = bench::run_item(&mut harness, item, dataset.kind, &methods, &settings);
+        run.append(&rec)?;
+        tally.add(&rec);
+        bar.set_message(tally.line());
+        bar.inc(1);
+        if bar.is_hidden() {
+            eprintln!(
+                "[{}/{}] {} {}",
+                bar.position(),
+                items.len(),
+                rec.item,
+                tally.line()
+            );
+        }
+    }
+    bar.finish_and_clear();
+    if let Some(fed) = &fed {
+        eprintln!(
+            "federation: {}",
+            serde_json::to_string(&fed.stats()).unwrap_or_default()
+        );
+    }
+    outln!("{}", report_run(&out)?);
+    Ok(())
+}
+
+/// `nsed report bench DIR`: the summary of a run directory (finished or not).
+pub fn report_bench_cmd(dir: &Path) -> Result<()> {
+    outln!("{}", report_run(dir)?);
+    Ok(())
+}
+
+/// Summarize the items done in a run directory; writes summary.md and
+/// summary.csv there and returns the markdown.
+pub(crate) fn report_run(dir: &Path) -> Result<String> {
+    let meta = Meta::read(dir)
+        .with_context(|| format!("{} is not a bench run directory", dir.display()))?;
+    let records = bench::read_records(dir)?;
+    let ids: Vec<String> = records.iter().map(|r| r.item.clone()).collect();
+    let (summaries, pairs) = bench::summarize(&records, &ids);
+    let header = summary_header(&meta, dir, ids.len());
+    Ok(bench::write_summary(dir, &header, &summaries, &pairs)?)
+}
+
+fn summary_header(meta: &Meta, dir: &Path, n: usize) -> String {
+    let fp = &meta.fingerprint;
+    let s = &fp.settings;
+    let mut out = format!(
+        "# {} · roster `{}` · {n} items\n\n- dataset sha256 {} · selection {}\n\
+         - halting {} · max_tokens {} · eval {:?} · seed {} · items in `{}/items.jsonl`\n",
+        fp.dataset,
+        fp.roster.name,
+        fp.dataset_sha256,
+        serde_json::to_string(&fp.selection).unwrap_or_default(),
+        serde_json::to_string(&s.halting).unwrap_or_default(),
+        s.max_tokens,
+        s.mode,
+        s.seed,
+        dir.display()
+    );
+    if let Some(code) = &fp.code {
+        out.push_str(&format!("- graded on {}", code.graded_on));
+        if fp.dataset == "lcb" {
+            let filter = serde_json::to_string(&code.filter).unwrap_or_default();
+            out.push_str(&format!(" · filter {filter}"));
+        }
+        out.push('\n');
+    }
+    for info in &meta.runs {
+        let models: Vec<String> = info
+            .models
+            .iter()
+            .map(|(id, sha)| format!("{id} ({})", &sha[..sha.len().min(12)]))
+            .collect();
+        out.push_str(&format!(
+            "- run {} · commit {} · {}{} · {} threads · models {}\n  `{}`\n",
+            info.started,
+            info.commit,
+            info.host_cpu,
+            kernel_note(&info.kernel),
+            info.threads,
+            models.join(", "),
+            info.command.join(" ")
+        ));
+    }
+    out
+}
+
+fn progress(len: u64, done: u64) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_position(done);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:25}] {pos}/{len} ETA {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Running accuracy per method, for the progress line.
+#[derive(Default)]
+struct Running {
+    counts: std::collections::BTreeMap<bench::MethodKey, (usize, usize)>,
+}
+
+impl Running {
+    fn add(&mut self, rec: &ItemRecord) {
+        for (m, r) in &rec.results {
+            let e = self.counts.entry(m.clone()).or_default();
+            e.0 += usize::from(r.outcome == Outcome::Correct);
+            e.1 += 1;
+        }
+    }
+
+    fn line(&self) -> String {
+        self.counts
+            .iter()
+            .map(|(m, (c, n))| format!("{} {c}/{n}", m.name()))
+            .collect::<Vec<_>>()
+            .join(" · ")
+    }
+}
+
+fn build_harness(
+    roster: &Roster,
+    methods: &[Method],
+    pool: &mut ModelPool,
+    code: Option<std::sync::Arc<CodeContext>>,
+    fed: Option<&Arc<Federation>>,
+) -> Result<Harness> {
+    // For code, every proposal is run on the public tests as it is made
+    // (inside the memo, so a shared request runs its program once).
+    let wrap = |agent: Box<dyn nsed::deliberation::Agent>| -> Box<dyn nsed::deliberation::Agent> {
+        match &code {
+            Some(ctx) => Box::new(CodeAgent::new(agent, ctx.clone())),
+            None => agent,
+        }
+    };
+    let agents = federation::build_agents(roster, pool, fed, wrap)?;
+    let b = &roster.baselines;
+    let sc_model = roster.self_consistency_model();
+    let sc_spec = AgentSpec {
+        name: "self-consistency".into(),
+        model: sc_model.to_string(),
+        system: roster
+            .agents
+            .iter()
+            .find(|a| a.model == sc_model)
+            .and_then(|a| a.system.clone()),
+        temperature: b.self_consistency_temperature,
+        top_p: 1.0,
+        top_k: 0,
+        seed_offset: 0,
+        evaluation: None,
+        transport: Default::default(),
+        public_key: None,
+    };
+    // Loaded only when needed (it may be a model outside the roster); code
+    // sets need it to write the probe inputs.
+    let sc_rt = if methods.contains(&Method::SelfConsistency) || code.is_some() {
+        pool.get(sc_model)
+            .with_context(|| format!("self-consistency model {sc_model}"))?
+    } else {
+        pool.get(&roster.agents[0].model)?
+    };
+    let sc_params = SamplingParams {
+        temperature: b.self_consistency_temperature,
+        ..SamplingParams::default()
+    };
+    Ok(Harness {
+        agents,
+        specs: roster.agents.clone(),
+        sc: Box::new(local::Memo::new(wrap(Box::new(LocalAgent::new(
+            sc_spec, sc_rt,
+        ))))),
+        sc_params,
+        sc_k: b.self_consistency_k,
+        debate_rounds: b.debate_rounds,
+        code,
+    })
+}
+
+pub fn deliberate_cmd(args: DeliberateArgs) -> Result<()> {
+    if args.question.trim().is_empty() {
+        bail!("the question is empty");
+    }
+    let roster = load_roster(&args.delib)?;
+    let fed = connect_federation(&roster, args.delib.job.clone())?;
+    if let (Some(fed), Some(path)) = (&fed, &args.audit) {
+        fed.set_log(path)?;
+    }
+    let mut pool = ModelPool::default();
+    let mut agents = federation::build_agents(&roster, &mut pool, fed.as_ref(), |a| a)?;
+    let task = Task {
+        id: "question".into(),
+        problem: args.question.clone(),
+        kind: args.kind.into(),
+        system: None,
+    };
+    let settings = bench::settings_from(
+        &roster,
+        &empty_dataset(),
+        args.delib.max_tokens,
+        args.delib.seed,
+    );
+    let names: Vec<String> = agents.iter().map(|a| a.name().to_string()).collect();
+    let json = args.json;
+    let t = deliberation::deliberate(&mut agents, &task, &settings, |round| {
+        if !json {
+            print_round(round, &names);
+        }
+    });
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&t)?);
+    } else {
+        print_outcome(&t, &names);
+    }
+    Ok(())
+}
+
+fn empty_dataset() -> datasets::Dataset {
+    datasets::Dataset {
+        name: String::new(),
+        kind: AnswerKind::Expression,
+        file: PathBuf::new(),
+        sha256: String::new(),
+        items: Vec::new(),
+    }
+}
+
+fn print_round(r: &Round, names: &[String]) {
+    outln!("== round {}", r.round);
+    for p in &r.proposals {
+        outln!(
+            "  {:<10} {:<20} answer {:<12} {} tokens, {:.1} s, {}",
+            p.agent,
+            p.model,
+            p.answer.as_deref().unwrap_or("(none)"),
+            p.usage.generated_tokens,
+            p.usage.seconds,
+            p.finish_reason
+        );
+    }
+    for (who, why) in &r.abstentions {
+        outln!("  {who:<10} abstained: {why}");
+    }
+    if r.consensus {
+        outln!("  every proposal gives the same answer: consensus, nothing to evaluate");
+        return;
+    }
+    if r.evaluations.is_empty() {
+        return;
+    }
+    let cands: Vec<&str> = r.candidates.iter().map(|&c| names[c].as_str()).collect();
+    outln!("  raw weights (rows: evaluator; columns: candidate; · own or abstained)");
+    outln!(
+        "  {:<10} {}",
+        "",
+        cands.iter().map(|c| format!("{c:>10}")).collect::<String>()
+    );
+    for (rec, ballot) in r.evaluations.iter().zip(&r.ballots) {
+        let cells: String = ballot
+            .iter()
+            .map(|w| w.map_or(format!("{:>10}", "·"), |w| format!("{w:>10.0}")))
+            .collect();
+        let note = match (&rec.evaluation, &rec.error) {
+            (Some(e), _) if e.abstained => " (abstained: unreadable)".to_string(),
+            (Some(e), _) if e.mode == EvalMode::Logprob => " (logprob)".to_string(),
+            (Some(e), _) if e.mode == EvalMode::Generative && e.raw.len() > 1 => {
+                " (retried)".to_string()
+            }
+            (_, Some(err)) => format!(" (failed: {err})"),
+            _ => String::new(),
+        };
+        outln!("  {:<10} {cells}{note}", rec.evaluator);
+    }
+    let q = &r.quadratic;
+    outln!(
+        "  QV score   {}",
+        q.scores
+            .iter()
+            .map(|s| format!("{s:>10.3}"))
+            .collect::<String>()
+    );
+    outln!(
+        "  net supp.  {}",
+        q.net_support
+            .iter()
+            .map(|s| format!("{s:>10.3}"))
+            .collect::<String>()
+    );
+    if let Some(w) = r.winner {
+        outln!(
+            "  winner {} (answer {}), conviction {:.3}",
+            cands[w],
+            r.proposals[w].answer.as_deref().unwrap_or("none"),
+            q.conviction
+        );
+    }
+}
+
+fn print_outcome(t: &Transcript, _names: &[String]) {
+    let why = match t.stop {
+        deliberation::StopReason::Converged => {
+            "the winner's conviction reached the effort threshold"
+        }
+        deliberation::StopReason::Consensus => "every proposal gave the same answer",
+        deliberation::StopReason::MaxRounds => "the round limit was reached",
+        deliberation::StopReason::NoQuorum => "fewer than two agents proposed",
+    };
+    outln!("== stopped after {} round(s): {why}", t.rounds.len());
+    match &t.winner {
+        Some(w) => outln!(
+            "answer: {} (from {}, {})",
+            w.answer.as_deref().unwrap_or("(none)"),
+            w.agent,
+            w.model
+        ),
+        None => outln!("answer: none"),
+    }
+    outln!(
+        "compute: {} calls, {} prompt + {} generated tokens, {:.1} s of inference",
+        t.usage.calls,
+        t.usage.prompt_tokens,
+        t.usage.generated_tokens,
+        t.usage.seconds
+    );
+}
+
+/// ` · kernel NAME` for runs that recorded their kernel path (older runs did not).
+fn kernel_note(kernel: &str) -> String {
+    if kernel.is_empty() {
+        String::new()
+    } else {
+        format!(" · kernel {kernel}")
+    }
+}

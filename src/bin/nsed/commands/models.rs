@@ -1,0 +1,161 @@
+//! `nsed models`: the registry's models (list, sha256 check) and a GGUF
+//! file's metadata, tensor types and kernel path.
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use nsed::engine::gguf::Gguf;
+use nsed::engine::registry::{models_dir, sha256_file, Registry};
+
+#[derive(Subcommand)]
+pub enum ModelsCommand {
+    /// The registry: id, size, whether it is downloaded, and where.
+    List {
+        /// Also check each present file's sha256 (reads every file).
+        #[arg(long)]
+        verify: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// GGUF metadata, tensor types and parameter count of a model (id or path).
+    Inspect {
+        model: String,
+        /// List every tensor.
+        #[arg(long)]
+        tensors: bool,
+    },
+}
+
+pub fn models_list(verify: bool, json: bool) -> Result<()> {
+    let registry = Registry::load()?;
+    let mut rows = Vec::new();
+    for m in &registry.models {
+        let path = registry.path_of(m);
+        let size = std::fs::metadata(&path).map(|md| md.len()).ok();
+        let status = match size {
+            None => "missing".to_string(),
+            Some(s) if s != m.bytes => format!("wrong size ({s} bytes)"),
+            Some(_) if verify => match sha256_file(&path)? == m.sha256 {
+                true => "present, sha256 ok".into(),
+                false => "present, SHA256 MISMATCH".into(),
+            },
+            Some(_) => "present".into(),
+        };
+        rows.push(serde_json::json!({
+            "id": m.id, "name": m.name, "maker": m.maker, "arch": m.arch, "quant": m.quant,
+            "bytes": m.bytes, "status": status, "path": path, "hf_repo": m.hf_repo,
+        }));
+    }
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    outln!("models directory: {}", models_dir().display());
+    outln!(
+        "{:<20} {:<14} {:<8} {:<8} {:>9}  {:<18} path",
+        "id",
+        "maker",
+        "arch",
+        "quant",
+        "MB",
+        "status"
+    );
+    for (m, r) in registry.models.iter().zip(&rows) {
+        outln!(
+            "{:<20} {:<14} {:<8} {:<8} {:>9.1}  {:<18} {}",
+            m.id,
+            m.maker,
+            m.arch,
+            m.quant,
+            m.bytes as f64 / 1e6,
+            r["status"].as_str().unwrap_or(""),
+            registry.path_of(m).display()
+        );
+    }
+    Ok(())
+}
+
+pub fn models_inspect(spec: &str, list_tensors: bool) -> Result<()> {
+    let resolved = Registry::load()?.resolve(spec)?;
+    let gguf = Gguf::open(&resolved.path)?;
+    outln!(
+        "file: {} ({} bytes, GGUF v{})",
+        gguf.path.display(),
+        gguf.file_size,
+        gguf.version
+    );
+    if let Some(e) = &resolved.entry {
+        outln!(
+            "registry: {} ({} by {}), sha256 {} verified",
+            e.id,
+            e.name,
+            e.maker,
+            e.sha256
+        );
+    }
+    outln!(
+        "parameters: {} ({:.1} M)",
+        gguf.parameter_count(),
+        gguf.parameter_count() as f64 / 1e6
+    );
+    let kernel = nsed::engine::qmm::path::active();
+    let paths: Vec<&str> = nsed::engine::qmm::path::available()
+        .iter()
+        .map(|p| p.name())
+        .collect();
+    outln!(
+        "kernel: {kernel} (this CPU has: {}; {}=NAME forces one)",
+        paths.join(", "),
+        nsed::engine::qmm::path::KERNEL_ENV
+    );
+    let mut by_type: std::collections::BTreeMap<String, (usize, usize, &str)> = Default::default();
+    for t in gguf.tensors.values() {
+        let runs_on = if t.dims.len() < 2 {
+            "vector (norms, biases)"
+        } else if nsed::engine::qmm::Format::from_ggml(t.dtype).is_some() {
+            "qmm"
+        } else {
+            "fallback: candle's kernel"
+        };
+        let e = by_type
+            .entry(format!("{:?}", t.dtype))
+            .or_insert((0, 0, runs_on));
+        e.0 += 1;
+        e.1 += t.n_elements();
+        if runs_on != "vector (norms, biases)" {
+            e.2 = runs_on;
+        }
+    }
+    outln!("tensor types:");
+    for (ty, (count, elems, runs_on)) in &by_type {
+        let runs_on = if *runs_on == "qmm" {
+            format!("qmm ({kernel})")
+        } else {
+            runs_on.to_string()
+        };
+        outln!("  {ty:<6} {count:>4} tensors {elems:>12} parameters  {runs_on}");
+    }
+    outln!("metadata:");
+    for (k, v) in &gguf.metadata {
+        outln!("  {k} = {}", v.summary());
+    }
+    if list_tensors {
+        outln!("tensors:");
+        for t in gguf.tensors.values() {
+            outln!(
+                "  {:<40} {:<6} {:?}",
+                t.name,
+                format!("{:?}", t.dtype),
+                t.dims
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn run(command: ModelsCommand) -> Result<()> {
+    match command {
+        ModelsCommand::List { verify, json } => models_list(verify, json),
+        ModelsCommand::Inspect { model, tensors } => models_inspect(&model, tensors),
+    }
+}

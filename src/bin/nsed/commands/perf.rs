@@ -1,0 +1,118 @@
+//! `nsed perf`: prefill and decode speed, and verification cost against
+//! generation.
+
+use anyhow::{bail, Result};
+use clap::Args;
+
+use crate::bounds;
+use nsed::engine::runtime::Runtime;
+
+#[derive(Args)]
+pub struct PerfArgs {
+    #[arg(long, short)]
+    model: String,
+    /// Prompt length for the prefill measurement.
+    #[arg(long, default_value_t = 128, value_parser = bounds::tokens())]
+    prompt_tokens: usize,
+    /// Greedy decode steps for the decode measurement.
+    #[arg(long, default_value_t = 64, value_parser = bounds::tokens())]
+    gen_tokens: usize,
+    /// Measured repetitions (after one warm-up); the median is reported.
+    #[arg(long, default_value_t = 3, value_parser = bounds::count(1, 1000))]
+    repeats: usize,
+    /// Instead: verification cost vs generation for these output lengths
+    /// (comma-separated), e.g. 64,256,1024. The executor generates N tokens
+    /// with top-5 logprobs; the validator replays them in one teacher-forced pass.
+    #[arg(long, value_delimiter = ',', value_name = "N,...", value_parser = bounds::tokens())]
+    verify_cost: Vec<usize>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn perf(args: PerfArgs) -> Result<()> {
+    let mut rt = Runtime::load(&args.model)?;
+    let prompt = nsed::engine::perf::bench_prompt(&rt, args.prompt_tokens);
+    if !args.verify_cost.is_empty() {
+        return verify_cost(&mut rt, &prompt, &args);
+    }
+    let needed = args.prompt_tokens + args.gen_tokens + 1;
+    if needed > rt.model.max_positions() {
+        bail!(
+            "--prompt-tokens + --gen-tokens = {needed} exceeds the model's context {}",
+            rt.model.max_positions()
+        );
+    }
+    let mut runs = Vec::new();
+    for i in 0..=args.repeats {
+        let run = nsed::engine::perf::measure(&mut rt, &prompt, args.gen_tokens)?;
+        // Run 0 warms caches (and candle's weight repacking) and is not counted.
+        if i > 0 {
+            runs.push(run);
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let prefill = median(runs.iter().map(|r| r.prefill_tok_per_s()).collect());
+    let decode = median(runs.iter().map(|r| r.decode_tok_per_s()).collect());
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
+    let rss = nsed::engine::perf::peak_rss_mib();
+    let kernel = nsed::engine::qmm::path::active();
+    if args.json {
+        outln!(
+            "{}",
+            serde_json::json!({"model": rt.id(), "prompt_tokens": args.prompt_tokens, "gen_tokens": args.gen_tokens,
+                "repeats": args.repeats, "threads": threads, "kernel": kernel.name(),
+                "prefill_tok_per_s": prefill, "decode_tok_per_s": decode, "peak_rss_mib": rss, "runs": runs})
+        );
+    } else {
+        outln!(
+            "{}: prefill {:.1} tok/s ({} tokens), decode {:.1} tok/s ({} steps), threads {threads}, \
+             kernel {kernel}, median of {}, peak RSS {:.0} MiB",
+            rt.id(),
+            prefill,
+            args.prompt_tokens,
+            decode,
+            args.gen_tokens,
+            args.repeats,
+            rss.unwrap_or(f64::NAN)
+        );
+    }
+    Ok(())
+}
+
+pub fn verify_cost(rt: &mut Runtime, prompt: &[u32], args: &PerfArgs) -> Result<()> {
+    // Every length is checked before the warm-up's minutes are spent.
+    if let Some(n) = args
+        .verify_cost
+        .iter()
+        .find(|&&n| prompt.len() + n + 1 > rt.model.max_positions())
+    {
+        bail!("--verify-cost {n} does not fit the model's context");
+    }
+    // Warm-up: weight repacking and page faults are not the validator's cost.
+    nsed::verify::cost::verify_cost(rt, prompt, 8, 5)?;
+    let mut rows = Vec::new();
+    for &n in &args.verify_cost {
+        let c = nsed::verify::cost::verify_cost(rt, prompt, n, 5)?;
+        if !args.json {
+            outln!(
+                "{}: N = {n}: generate {:.2} s, verify {:.2} s, verify/generate = {:.3} ({:.1}x cheaper)",
+                rt.id(),
+                c.generate_seconds,
+                c.verify_seconds,
+                c.ratio(),
+                1.0 / c.ratio()
+            );
+        }
+        rows.push(c);
+    }
+    if args.json {
+        let doc = serde_json::json!({"model": rt.id(), "prompt_tokens": prompt.len(), "top_logprobs": 5,
+            "rows": rows.iter().map(|c| serde_json::json!({"n": c.output_tokens, "generate_seconds": c.generate_seconds,
+                "verify_seconds": c.verify_seconds, "ratio": c.ratio()})).collect::<Vec<_>>()});
+        outln!("{doc}");
+    }
+    Ok(())
+}

@@ -1,0 +1,405 @@
+//! `nsed report`: summaries of bench, fraud and federation runs, the results
+//! pages rebuilt from the data without rerunning (`tables`), and who
+//! produced a table (`stamp`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+
+use nsed::bench::code::problems;
+use nsed::bench::datasets;
+use nsed::engine::registry::{self, Registry};
+use nsed::results::output::write_atomic;
+use nsed::results::provenance;
+use nsed::results::tables::{self, deliberation, determinism, federation, fraud, perf, Stamp};
+
+use crate::commands;
+
+#[derive(Args)]
+pub struct TablesArgs {
+    /// The results directory (`results`, or a `scripts/reproduce.sh --out` directory).
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Only these tables, comma-separated: deliberation, code, fraud,
+    /// determinism, perf, federation (default: every table with data).
+    #[arg(long)]
+    pub only: Option<String>,
+    /// The index page whose section between `<!-- results:begin -->` and
+    /// `<!-- results:end -->` gets every table's summary (default: the
+    /// results directory's README.md, when it exists).
+    #[arg(long)]
+    pub readme: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct StampArgs {
+    /// The results directory; writes `stamps/<table>.json` there.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// The table the experiments were for.
+    #[arg(long)]
+    pub table: String,
+    /// `full` or `ci`.
+    #[arg(long)]
+    pub scale: String,
+    /// The command line that ran them.
+    #[arg(long)]
+    pub command: String,
+    /// When they started (default: now).
+    #[arg(long)]
+    pub started: Option<String>,
+    /// Model ids whose sha256 to record, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// Dataset names whose file sha256 to record, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub datasets: Vec<String>,
+    /// Directory of the datasets (default: $NSED_DATA_DIR, else the repository's datasets/).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// One page: what goes into the README (title and main tables) and the rest.
+struct Built {
+    table: &'static str,
+    title: String,
+    summary: String,
+    details: String,
+    csv: String,
+}
+
+pub fn tables_cmd(a: TablesArgs) -> Result<()> {
+    let wanted = match &a.only {
+        Some(list) => tables::parse_only(list)?,
+        None => tables::TABLES.iter().map(|t| t.to_string()).collect(),
+    };
+    let index = a.readme.clone().or_else(|| {
+        let default = a.results.join("README.md");
+        default.is_file().then_some(default)
+    });
+    // The index gets every table, so then every page is built.
+    let mut pages = Vec::new();
+    for table in tables::TABLES {
+        let wanted = wanted.iter().any(|w| w == table);
+        if !wanted && index.is_none() {
+            continue;
+        }
+        match build(&a.results, table)? {
+            Some(page) => {
+                if wanted {
+                    write_page(&a.results, &page)?;
+                }
+                pages.push(page);
+            }
+            None if wanted => eprintln!(
+                "report tables: no data for `{table}` in {} (scripts/reproduce.sh --only {table})",
+                a.results.display()
+            ),
+            None => {}
+        }
+    }
+    if let Some(index) = &index {
+        write_readme(index, &a.results, &pages)?;
+    }
+    Ok(())
+}
+
+fn build(results: &Path, table: &'static str) -> Result<Option<Built>> {
+    Ok(match table {
+        "deliberation" | "code" => build_bench(results, table)?,
+        "fraud" => build_fraud(results)?,
+        "determinism" => build_determinism(results)?,
+        "perf" => build_perf(results)?,
+        "federation" => build_federation(results)?,
+        other => anyhow::bail!("unknown table {other}"),
+    })
+}
+
+fn write_page(results: &Path, page: &Built) -> Result<()> {
+    let body = format!("{}\n{}", page.summary.trim_end(), page.details);
+    let md = tables::assemble(results, page.table, &page.title, &body)?;
+    let md_path = results.join(format!("{}.md", page.table));
+    write_atomic(&md_path, md.as_bytes())?;
+    write_atomic(
+        &results.join(format!("{}.csv", page.table)),
+        page.csv.as_bytes(),
+    )?;
+    outln!("wrote {}", md_path.display());
+    Ok(())
+}
+
+/// The deliberation page holds every set (the NSED table) and the details of
+/// the math runs; the code page the code sets and their runs.
+fn build_bench(results: &Path, table: &'static str) -> Result<Option<Built>> {
+    let runs = deliberation::read_runs(results)?;
+    let code_only = table == "code";
+    let include = |r: &deliberation::BenchRun| !code_only || r.is_code();
+    if !runs.iter().any(include) {
+        return Ok(None);
+    }
+    let mut summary = deliberation::pivot_markdown(&runs, include);
+    if !code_only {
+        summary.push_str("\n## The paper's claims beside ours\n\n");
+        summary.push_str(&deliberation::claims_markdown(&runs));
+    }
+    let mut details = String::from("\n## Per run\n");
+    for run in runs.iter().filter(|r| r.is_code() == code_only) {
+        details.push('\n');
+        details.push_str(&tables::demote_headings(
+            &commands::bench::report_run(&run.dir)?,
+            2,
+        ));
+        details.push('\n');
+    }
+    Ok(Some(Built {
+        table,
+        title: if code_only {
+            "Code benchmarks: NSED against the baselines".into()
+        } else {
+            "Deliberation: NSED against the baselines".into()
+        },
+        summary,
+        details,
+        csv: deliberation::csv(&runs, include),
+    }))
+}
+
+fn build_fraud(results: &Path) -> Result<Option<Built>> {
+    let runs = fraud::read_runs(results)?;
+    if runs.is_empty() {
+        return Ok(None);
+    }
+    let summary = format!(
+        "{}\nEvery metric (AUC with its bootstrap 95% interval; the zero-FP bound is the largest \
+         honest score, and a fraud sample is caught when it scores above it):\n\n{}",
+        fraud::summary_markdown(&runs),
+        fraud::metrics_markdown(&runs)
+    );
+    let mut details = String::from("\n## Figures\n\n");
+    details.push_str(&fraud::figures_markdown(results, &runs));
+    details.push_str("\n## Per run\n");
+    for run in &runs {
+        details.push('\n');
+        details.push_str(&tables::demote_headings(
+            &commands::fraud::report_run(&run.dir)?,
+            2,
+        ));
+        let economics = run.dir.join("economics.md");
+        if economics.exists() {
+            let text = std::fs::read_to_string(&economics)
+                .with_context(|| format!("cannot read {}", economics.display()))?;
+            details.push('\n');
+            details.push_str(&tables::demote_headings(&text, 3));
+        }
+        details.push('\n');
+    }
+    Ok(Some(Built {
+        table: "fraud",
+        title: "Fraud detection: honest vs cheating executors".into(),
+        summary,
+        details,
+        csv: fraud::csv(&runs),
+    }))
+}
+
+fn build_determinism(results: &Path) -> Result<Option<Built>> {
+    let reports = determinism::read_reports(results)?;
+    if reports.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Built {
+        table: "determinism",
+        title: "Determinism: identical replays".into(),
+        summary: determinism::markdown(&reports),
+        details: "\n\"Identical\" is the share of runs whose sha256 of the output ids (or of all \
+                  raw logits) equals the most common one; fixed-length generations at \
+                  temperature 0.8, seed 42, EOS ignored. The plain sampler (f32 softmax over the \
+                  vocabulary, a SplitMix64 uniform) on the same logits is the cost baseline; \
+                  end-to-end overhead moves by several percent from run to run on a shared \
+                  machine, the sampler-only column is the stable measure.\n"
+            .into(),
+        csv: determinism::csv(&reports),
+    }))
+}
+
+fn build_perf(results: &Path) -> Result<Option<Built>> {
+    let ms = perf::read(results)?;
+    if ms.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Built {
+        table: "perf",
+        title: "Speed: nsed vs llama.cpp, 2 threads".into(),
+        summary: perf::markdown(&ms),
+        details: "\nPer round: `nsed --threads 2 perf` (128-token prompt, then 64 greedy decode \
+                  steps; median of the repeats after a warm-up) and `llama-bench -t 2 -p 128 -n 64` \
+                  on the same GGUF file, interleaved; each cell is the median over the rounds. \
+                  Raw measurements: `perf/raw.jsonl`.\n"
+            .into(),
+        csv: perf::csv(&ms),
+    }))
+}
+
+fn build_federation(results: &Path) -> Result<Option<Built>> {
+    let Some(demo) = federation::read(results)? else {
+        return Ok(None);
+    };
+    let log = results
+        .join("runs")
+        .join("federation")
+        .join("remote")
+        .join("federation.jsonl");
+    let details = if log.exists() {
+        format!(
+            "\n## Per call and per phase (`nsed report federation {}`)\n\n{}",
+            log.display(),
+            tables::demote_headings(&commands::federation::report_of(&log)?, 2)
+        )
+    } else {
+        String::new()
+    };
+    Ok(Some(Built {
+        table: "federation",
+        title: "Federation: agents as separate processes over NATS".into(),
+        summary: federation::markdown(&demo),
+        details,
+        csv: federation::csv(&demo),
+    }))
+}
+
+/// The index page's results section: each page's title, stamp and main
+/// tables, with a link to the full page (relative to the index page when it
+/// sits in the results directory, as `results/README.md` does).
+fn write_readme(readme: &Path, results: &Path, pages: &[Built]) -> Result<()> {
+    let beside_pages = match (readme.parent(), results.canonicalize()) {
+        (Some(dir), Ok(results)) => {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            dir.canonicalize().is_ok_and(|d| d == results)
+        }
+        _ => false,
+    };
+    let mut section = String::new();
+    for page in pages {
+        let stamp = match Stamp::read(results, page.table)? {
+            Some(s) => format!(
+                "{}
+",
+                s.markdown()
+            ),
+            None => String::new(),
+        };
+        let page_file = format!("{}.md", page.table);
+        let link = if beside_pages {
+            PathBuf::from(page_file)
+        } else {
+            results.join(page_file)
+        };
+        section.push_str(&format!(
+            "### {}\n\n{stamp}{}\n\nDetails, per-run provenance and figures: [{}]({}).\n\n",
+            page.title,
+            tables::demote_headings(page.summary.trim_end(), 2),
+            link.display(),
+            link.display(),
+        ));
+    }
+    let text = std::fs::read_to_string(readme)
+        .with_context(|| format!("cannot read {}", readme.display()))?;
+    let out = tables::splice_readme(&text, &section, readme)?;
+    write_atomic(readme, out.as_bytes())?;
+    outln!("updated {}", readme.display());
+    Ok(())
+}
+
+pub fn stamp_cmd(a: StampArgs) -> Result<()> {
+    if !["full", "ci"].contains(&a.scale.as_str()) {
+        anyhow::bail!("--scale must be full or ci, not `{}`", a.scale);
+    }
+    tables::parse_only(&a.table)?;
+    let registry = Registry::load()?;
+    let mut models = Vec::new();
+    for id in &a.models {
+        let m = registry.resolve(id)?;
+        models.push((m.id(), m.sha256()?));
+    }
+    let mut data = Vec::new();
+    if !a.datasets.is_empty() {
+        let dir = datasets::data_dir(a.data_dir.as_deref())?;
+        for name in &a.datasets {
+            let file = datasets::file_of(name)
+                .or_else(|| problems::file_of(name))
+                .with_context(|| format!("unknown dataset `{name}`"))?;
+            data.push((name.clone(), registry::sha256_file(&dir.join(file))?));
+        }
+    }
+    let now = provenance::utc_now();
+    let stamp = Stamp {
+        table: a.table.clone(),
+        scale: a.scale,
+        command: a.command,
+        started: a.started.unwrap_or_else(|| now.clone()),
+        finished: now,
+        commit: provenance::commit(),
+        cpu: provenance::cpu_name(),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        kernel: nsed::engine::qmm::path::active().name().into(),
+        nsed_version: env!("CARGO_PKG_VERSION").into(),
+        models,
+        data,
+    };
+    let path = Stamp::path(&a.results, &a.table);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    write_atomic(&path, serde_json::to_string_pretty(&stamp)?.as_bytes())?;
+    outln!("wrote {}", path.display());
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum ReportCommand {
+    /// Rewrite summary.md and summary.csv of a `nsed bench` run directory
+    /// from its items.jsonl (also for a run that was killed), and print them.
+    Bench {
+        /// The run directory (holds meta.json and items.jsonl).
+        dir: PathBuf,
+    },
+    /// Rebuild the results pages (`<table>.md` and `<table>.csv`) from the
+    /// data in a results directory, without rerunning anything: the NSED
+    /// table (deliberation, code), fraud detection, determinism, speed,
+    /// federation. `--readme` also refreshes the README's results section.
+    Tables(TablesArgs),
+    /// Record who produced a table (command, commit, date, CPU, models and
+    /// data sha256) in `<results>/stamps/<table>.json`; called by
+    /// `scripts/reproduce.sh` when a table's experiments finish.
+    Stamp(StampArgs),
+    /// Analyze a `nsed simulate-fraud` run directory (finished or not):
+    /// writes report.md, metrics.csv and lengths.csv there and prints them.
+    Fraud {
+        /// The run directory (holds meta.json and samples.jsonl).
+        dir: PathBuf,
+    },
+    /// Transport figures of a run with remote agents, from its federation
+    /// log: per-call overhead (wall − inference) by action, per-phase added
+    /// latency, rejections, exclusions, reconnects.
+    Federation {
+        /// A bench run directory (its federation.jsonl) or a log file
+        /// (`deliberate --audit`).
+        path: PathBuf,
+    },
+}
+
+pub fn run(command: ReportCommand) -> Result<()> {
+    match command {
+        ReportCommand::Bench { dir } => commands::bench::report_bench_cmd(&dir),
+        ReportCommand::Fraud { dir } => commands::fraud::report_fraud_cmd(&dir),
+        ReportCommand::Federation { path } => commands::federation::report_federation_cmd(&path),
+        ReportCommand::Tables(args) => tables_cmd(args),
+        ReportCommand::Stamp(args) => stamp_cmd(args),
+    }
+}

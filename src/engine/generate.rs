@@ -1,0 +1,323 @@
+//! Text generation: prefill the prompt, then decode token by token with the
+//! seed-bound sampler, recording per position the chosen token's log-probability
+//! and the top-k alternatives (log-probabilities of the model's own
+//! distribution: raw logits, before penalty, temperature and filters).
+
+use std::time::Instant;
+
+use candle_core::Tensor;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::engine::model::{Logits, ModelError};
+use crate::engine::runtime::Runtime;
+use crate::engine::sampling::{
+    apply_repeat_penalty, row_logprobs, sample, seed_string, PlainSampler, SamplerKind,
+    SamplingParams, Sha256CounterRng,
+};
+use crate::engine::tokenizer::TokenizerError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    #[error(
+        "the prompt has {prompt} tokens but the model's context holds {ctx}: shorten the prompt"
+    )]
+    PromptTooLong { prompt: usize, ctx: usize },
+    #[error(transparent)]
+    Model(#[from] Box<ModelError>),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error("tensor computation failed: {0}")]
+    Candle(Box<candle_core::Error>),
+}
+
+impl From<ModelError> for GenerateError {
+    fn from(e: ModelError) -> Self {
+        Self::Model(Box::new(e))
+    }
+}
+
+impl From<candle_core::Error> for GenerateError {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Candle(Box::new(e))
+    }
+}
+
+/// What to generate and how.
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerateRequest {
+    pub sampling: SamplingParams,
+    pub max_tokens: usize,
+    /// Generation stops when the text contains any of these (removed from the text).
+    pub stop: Vec<String>,
+    /// The user's seed and the inference id that together key the RNG.
+    pub seed: u64,
+    pub inference_id: String,
+    /// How many alternatives to record per position (0: none).
+    pub top_logprobs: usize,
+    /// Keep each position's final hidden state (for activation proofs).
+    pub capture_hidden: bool,
+    /// Hash every step's raw logits (determinism studies).
+    pub hash_logits: bool,
+    /// Keep going past end-of-generation tokens (fixed-length benchmarks).
+    pub ignore_eos: bool,
+    pub sampler: SamplerKind,
+}
+
+impl Default for GenerateRequest {
+    fn default() -> Self {
+        Self {
+            sampling: SamplingParams::default(),
+            max_tokens: 256,
+            stop: Vec::new(),
+            seed: 0,
+            inference_id: String::new(),
+            top_logprobs: 0,
+            capture_hidden: false,
+            hash_logits: false,
+            ignore_eos: false,
+            sampler: SamplerKind::SeedBound,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TopLogprob {
+    pub id: u32,
+    pub token: String,
+    pub logprob: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GeneratedToken {
+    pub id: u32,
+    pub token: String,
+    pub logprob: f32,
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// An end-of-generation token (EOS, `<|im_end|>`, ...).
+    Eos,
+    /// A stop string appeared.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+    /// The context is full.
+    Context,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Generation {
+    pub prompt_ids: Vec<u32>,
+    pub tokens: Vec<GeneratedToken>,
+    pub text: String,
+    pub finish_reason: FinishReason,
+    /// The RNG's seed string (empty for greedy decoding, which draws nothing).
+    pub seed_string: String,
+    pub prefill_seconds: f64,
+    pub decode_seconds: f64,
+    /// Per output position, the final hidden state of the row that predicted
+    /// it (when `capture_hidden`).
+    #[serde(skip)]
+    pub hidden: Option<Vec<Vec<f32>>>,
+    /// sha256 of every step's raw logits (f32 LE), when `hash_logits`.
+    pub logits_sha256: Option<String>,
+    /// Time spent in the sampler (penalty, filters, draw).
+    pub sampling_seconds: f64,
+}
+
+impl Generation {
+    pub fn prefill_tok_per_s(&self) -> f64 {
+        self.prompt_ids.len() as f64 / self.prefill_seconds.max(1e-9)
+    }
+
+    /// Decode speed over the steps after the first token (which comes from prefill).
+    pub fn decode_tok_per_s(&self) -> f64 {
+        self.tokens.len().saturating_sub(1) as f64 / self.decode_seconds.max(1e-9)
+    }
+
+    pub fn output_ids(&self) -> Vec<u32> {
+        self.tokens.iter().map(|t| t.id).collect()
+    }
+}
+
+/// Generate from `prompt_ids`; `on_token` sees each token and its bytes as it
+/// is produced (for streaming). The model's cache is reset first.
+pub fn generate(
+    rt: &mut Runtime,
+    prompt_ids: &[u32],
+    req: &GenerateRequest,
+    mut on_token: impl FnMut(&GeneratedToken, &[u8]),
+) -> Result<Generation, GenerateError> {
+    if prompt_ids.is_empty() {
+        return Err(GenerateError::EmptyPrompt);
+    }
+    let ctx = rt.model.max_positions();
+    if prompt_ids.len() >= ctx {
+        return Err(GenerateError::PromptTooLong {
+            prompt: prompt_ids.len(),
+            ctx,
+        });
+    }
+    let seed = if req.sampling.is_greedy() {
+        String::new()
+    } else {
+        seed_string(&req.seed.to_string(), &req.inference_id)
+    };
+    let mut rng = Sha256CounterRng::new(&seed);
+    let mut plain = PlainSampler::new(req.seed);
+    let mut logits_hash = req.hash_logits.then(Sha256::new);
+    let mut sampling_seconds = 0.0;
+    rt.model.reset();
+    let start = Instant::now();
+    let mut hidden = req.capture_hidden.then(Vec::new);
+    let (mut logits, h) = rt.model.forward_hidden(prompt_ids, Logits::Last)?;
+    keep_hidden(&mut hidden, &h)?;
+    let prefill_seconds = start.elapsed().as_secs_f64();
+    let decode_start = Instant::now();
+    let mut history: Vec<u32> = prompt_ids.to_vec();
+    let mut tokens = Vec::new();
+    let mut bytes = Vec::new();
+    let finish_reason = loop {
+        let raw = last_row(&logits)?;
+        if let Some(h) = logits_hash.as_mut() {
+            raw.iter().for_each(|v| h.update(v.to_le_bytes()));
+        }
+        let t0 = Instant::now();
+        let id = if req.sampling.repeat_penalty == 1.0 {
+            draw_next(&raw, req, &mut rng, &mut plain)
+        } else {
+            let mut adjusted = raw.clone();
+            let recent = &history[history.len().saturating_sub(req.sampling.repeat_last_n)..];
+            apply_repeat_penalty(&mut adjusted, recent, req.sampling.repeat_penalty);
+            draw_next(&adjusted, req, &mut rng, &mut plain)
+        };
+        sampling_seconds += t0.elapsed().as_secs_f64();
+        let token = describe(rt, &raw, id, req.top_logprobs)?;
+        history.push(id);
+        if !req.ignore_eos && rt.stop_ids.contains(&id) {
+            tokens.push(token);
+            break FinishReason::Eos;
+        }
+        let token_bytes = rt.tokenizer.token_bytes(id)?;
+        on_token(&token, &token_bytes);
+        let new_bytes = token_bytes.len();
+        bytes.extend(token_bytes);
+        tokens.push(token);
+        if ends_in_stop(&bytes, new_bytes, &req.stop) {
+            break FinishReason::Stop;
+        }
+        if tokens.len() >= req.max_tokens {
+            break FinishReason::Length;
+        }
+        if rt.model.position() >= ctx {
+            break FinishReason::Context;
+        }
+        let (l, h) = rt.model.forward_hidden(&[id], Logits::Last)?;
+        keep_hidden(&mut hidden, &h)?;
+        logits = l;
+    };
+    let decode_seconds = decode_start.elapsed().as_secs_f64();
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    if let Some(cut) = req.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+        text.truncate(cut);
+    }
+    Ok(Generation {
+        prompt_ids: prompt_ids.to_vec(),
+        tokens,
+        text,
+        finish_reason,
+        seed_string: seed,
+        prefill_seconds,
+        decode_seconds,
+        hidden,
+        logits_sha256: logits_hash.map(|h| crate::engine::digest::hex(&h.finalize())),
+        sampling_seconds,
+    })
+}
+
+fn draw_next(
+    logits: &[f32],
+    req: &GenerateRequest,
+    rng: &mut Sha256CounterRng,
+    plain: &mut PlainSampler,
+) -> u32 {
+    match req.sampler {
+        SamplerKind::SeedBound => sample(logits, &req.sampling, rng),
+        SamplerKind::Plain => plain.sample(logits, &req.sampling),
+    }
+}
+
+fn keep_hidden(store: &mut Option<Vec<Vec<f32>>>, h: &Tensor) -> Result<(), GenerateError> {
+    if let Some(rows) = store {
+        rows.push(last_row(h)?);
+    }
+    Ok(())
+}
+
+/// Whether a stop string appears in the output now that its last `new_bytes`
+/// arrived. Earlier text was checked before, so only a window reaching into
+/// the new bytes is searched (the whole text would make decoding quadratic).
+fn ends_in_stop(bytes: &[u8], new_bytes: usize, stops: &[String]) -> bool {
+    stops.iter().any(|s| {
+        let s = s.as_bytes();
+        let from = bytes
+            .len()
+            .saturating_sub(new_bytes + s.len().saturating_sub(1));
+        !s.is_empty() && bytes[from..].windows(s.len()).any(|w| w == s)
+    })
+}
+
+fn last_row(logits: &Tensor) -> Result<Vec<f32>, GenerateError> {
+    let rows = logits.dim(0)?;
+    Ok(logits.get(rows - 1)?.to_vec1::<f32>()?)
+}
+
+/// The chosen token with its log-probability and the top `k` alternatives.
+fn describe(
+    rt: &Runtime,
+    logits: &[f32],
+    id: u32,
+    k: usize,
+) -> Result<GeneratedToken, GenerateError> {
+    let r = row_logprobs(logits, id, k);
+    let top_logprobs = r
+        .top
+        .iter()
+        .map(|&(t, logprob)| {
+            Ok(TopLogprob {
+                id: t,
+                token: rt.tokenizer.token_string(t)?,
+                logprob,
+            })
+        })
+        .collect::<Result<Vec<_>, TokenizerError>>()?;
+    Ok(GeneratedToken {
+        id,
+        token: rt.tokenizer.token_string(id)?,
+        logprob: r.chosen,
+        top_logprobs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_strings_match_across_token_boundaries() {
+        let stop = ["\n\nQ:".to_string()];
+        // The stop string spans the last 2 bytes and 3 earlier ones.
+        assert!(ends_in_stop(b"abc\n\nQ:", 2, &stop));
+        assert!(
+            !ends_in_stop(b"abc\n\nQ:x", 1, &stop),
+            "seen at an earlier step"
+        );
+        assert!(!ends_in_stop(b"abc", 3, &["".to_string()]));
+    }
+}

@@ -1,0 +1,29 @@
+//! The inference engine: everything from a GGUF file to tokens with
+//! log-probabilities, on the CPU, bit-exact across runs, thread counts and
+//! instruction sets.
+//!
+//! - [`gguf`]: reading (and, for tests, writing) GGUF files.
+//! - [`qmm`]: the quantized matrix kernels, one per instruction-set path.
+//! - [`model`]: the llama / qwen2 / gemma3 transformers with a KV cache.
+//! - [`tokenizer`]: llama.cpp-exact tokenizers from GGUF metadata.
+//! - [`chat`]: chat templates.
+//! - [`registry`]: the packaged model roster and checksum-verified resolution.
+//! - [`runtime`]: a loaded model (weights, tokenizer, template) ready to use.
+//! - [`sampling`]: the seed-bound SHA-256 counter RNG and sampling pipeline.
+//! - [`generate`]: generation with per-position log-probabilities.
+//! - [`perplexity`]: llama.cpp-convention perplexity.
+//! - [`perf`]: llama-bench-style prefill and decode speed.
+//! - [`digest`]: hexadecimal digests.
+
+pub mod chat;
+pub mod digest;
+pub mod generate;
+pub mod gguf;
+pub mod model;
+pub mod perf;
+pub mod perplexity;
+pub mod qmm;
+pub mod registry;
+pub mod runtime;
+pub mod sampling;
+pub mod tokenizer;

@@ -1,0 +1,935 @@
+//! The decoder-only transformers of the roster — `llama` (SmolLM2), `qwen2` and
+//! `gemma3` — over candle's quantized CPU kernels, with a KV cache and a
+//! forward pass that can return the logits of EVERY position (teacher forcing
+//! in one prefill, for perplexity and verification) or of the last only.
+//!
+//! Written for nsed after reading candle-transformers' `quantized_llama`,
+//! `quantized_qwen2` and `quantized_gemma3` (MIT/Apache-2.0) and llama.cpp's
+//! graphs; it differs from candle's files where they are wrong for these GGUFs
+//! (Gemma uses GELU, not SiLU; sliding-window masks also apply when decoding)
+//! and keeps the token embedding quantized (rows are dequantized on gather).
+
+use std::sync::Arc;
+
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor};
+
+use crate::engine::gguf::{Gguf, GgufError, TensorInfo};
+use crate::engine::qmm::{self, Format, PackedMatrix, QmmError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error("unsupported architecture `{0}` (nsed runs `llama`, `qwen2` and `gemma3`)")]
+    UnsupportedArch(String),
+    #[error("model metadata is inconsistent: {0}")]
+    Config(String),
+    #[error(
+        "the sequence needs {needed} positions but the context holds {max}; \
+         shorten the prompt or lower --max-tokens"
+    )]
+    ContextOverflow { needed: usize, max: usize },
+    #[error("token id {id} is outside the embedding table ({vocab} rows)")]
+    TokenOutOfRange { id: u32, vocab: usize },
+    #[error("tensor computation failed: {0}")]
+    Candle(Box<candle_core::Error>),
+    #[error(transparent)]
+    Kernel(#[from] QmmError),
+}
+
+impl From<candle_core::Error> for ModelError {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Candle(Box::new(e))
+    }
+}
+
+type Result<T> = std::result::Result<T, ModelError>;
+
+/// The transformer families the runtime implements; the GGUF
+/// `general.architecture` and the registry's `arch` use the lower-case names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    Llama,
+    Qwen2,
+    Gemma3,
+}
+
+impl Arch {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "llama" => Ok(Self::Llama),
+            "qwen2" => Ok(Self::Qwen2),
+            "gemma3" => Ok(Self::Gemma3),
+            other => Err(ModelError::UnsupportedArch(other.to_string())),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Llama => "llama",
+            Self::Qwen2 => "qwen2",
+            Self::Gemma3 => "gemma3",
+        }
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// Hyper-parameters read from GGUF metadata.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub arch: Arch,
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    pub vocab_size: usize,
+    pub rms_eps: f64,
+    pub rope_base: f32,
+    /// Gemma 3's sliding-window layers use their own RoPE base.
+    pub rope_base_local: f32,
+    pub sliding_window: Option<usize>,
+    /// Every `swa_pattern`-th layer is global; the others slide (Gemma 3: 6).
+    pub swa_pattern: usize,
+    /// Trained context length (`<arch>.context_length`).
+    pub context_length: usize,
+}
+
+impl Config {
+    pub fn from_gguf(gguf: &Gguf) -> Result<Self> {
+        let arch = Arch::parse(gguf.architecture()?)?;
+        let p = arch.name();
+        let key = |k: &str| format!("{p}.{k}");
+        let n_embd = gguf.get_usize(&key("embedding_length"))?;
+        let n_head = gguf.get_usize(&key("attention.head_count"))?;
+        let n_kv_head = gguf
+            .get_usize(&key("attention.head_count_kv"))
+            .unwrap_or(n_head);
+        let head_dim = match gguf.get_usize(&key("attention.key_length")) {
+            Ok(d) => d,
+            Err(_) if n_head > 0 => n_embd / n_head,
+            Err(e) => return Err(e.into()),
+        };
+        let vocab_size = gguf.tensor_info("token_embd.weight")?.dims[0];
+        let gemma = arch == Arch::Gemma3;
+        let cfg = Self {
+            arch,
+            n_layer: gguf.get_usize(&key("block_count"))?,
+            n_embd,
+            n_head,
+            n_kv_head,
+            head_dim,
+            vocab_size,
+            rms_eps: gguf.get_f64(&key("attention.layer_norm_rms_epsilon"))?,
+            rope_base: gguf
+                .get_f64(&key("rope.freq_base"))
+                .unwrap_or(if gemma { 1e6 } else { 1e4 }) as f32,
+            rope_base_local: 10_000.0,
+            sliding_window: if gemma {
+                Some(gguf.get_usize(&key("attention.sliding_window"))?)
+            } else {
+                None
+            },
+            swa_pattern: 6,
+            context_length: gguf.get_usize(&key("context_length")).unwrap_or(4096),
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(ModelError::Config(m));
+        if self.n_head == 0 || self.n_kv_head == 0 || !self.n_head.is_multiple_of(self.n_kv_head) {
+            return bad(format!(
+                "{} heads / {} KV heads",
+                self.n_head, self.n_kv_head
+            ));
+        }
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
+            return bad(format!("head dimension {}", self.head_dim));
+        }
+        if self.n_layer == 0 || self.n_embd == 0 {
+            return bad(format!("{} layers of width {}", self.n_layer, self.n_embd));
+        }
+        Ok(())
+    }
+
+    fn is_sliding(&self, layer: usize) -> bool {
+        self.sliding_window.is_some() && !(layer + 1).is_multiple_of(self.swa_pattern)
+    }
+}
+
+/// Which logits a forward pass returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// One row per input token: `[n_tokens, vocab]`.
+    All,
+    /// The last position only: `[1, vocab]`.
+    Last,
+    /// Positions `start..n` of the input: `[n - start, vocab]`. The output
+    /// projection is the costliest matmul of a prefill, so skipping the rows
+    /// nobody reads (perplexity scores only the second half) saves real time.
+    From(usize),
+}
+
+struct RmsNorm {
+    weight: Tensor,
+    eps: f32,
+}
+
+impl RmsNorm {
+    fn load(gguf: &Gguf, file: &mut std::fs::File, name: &str, eps: f64) -> Result<Self> {
+        let weight = gguf
+            .tensor(file, name, &Device::Cpu)?
+            .dequantize(&Device::Cpu)?;
+        Ok(Self {
+            weight,
+            eps: eps as f32,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::ops::rms_norm(
+            &x.contiguous()?,
+            &self.weight,
+            self.eps,
+        )?)
+    }
+}
+
+/// A weight matrix: repacked for nsed's row-invariant kernels ([`qmm`]) when
+/// its format has one, else candle's quantized matmul (F32/F16 weights and
+/// exotic re-quantizations of fraud experiments).
+#[derive(Clone)]
+enum Weight {
+    Packed(Arc<PackedMatrix>),
+    Candle(Arc<QTensor>),
+}
+
+impl Weight {
+    /// Repack `w` if a kernel exists for its format; the GGUF blocks are
+    /// dropped when the last reference to them goes.
+    fn new(w: Arc<QTensor>) -> Result<Self> {
+        if Format::from_ggml(w.dtype()).is_none() {
+            return Ok(Self::Candle(w));
+        }
+        let (n, k) = w.shape().dims2()?;
+        let packed = PackedMatrix::pack(w.dtype(), n, k, &w.data()?)?;
+        Ok(Self::Packed(Arc::new(packed)))
+    }
+}
+
+struct Linear {
+    kernel: Kernel,
+    bias: Option<Tensor>,
+}
+
+enum Kernel {
+    Packed(Arc<PackedMatrix>),
+    Candle(QMatMul),
+}
+
+impl Linear {
+    fn new(weight: Weight, bias: Option<Tensor>) -> Result<Self> {
+        let kernel = match weight {
+            Weight::Packed(w) => Kernel::Packed(w),
+            Weight::Candle(w) => Kernel::Candle(QMatMul::from_arc(w)?),
+        };
+        Ok(Self { kernel, bias })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = match &self.kernel {
+            Kernel::Packed(w) => packed_matmul(w, x)?,
+            Kernel::Candle(q) => q.forward(x)?,
+        };
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+}
+
+/// `x · wᵀ` through the row-invariant kernel: a row's result is the same
+/// bits whether it comes alone (decode) or in a prefill batch, at any thread
+/// count, so a validator's one-pass replay of a generation is bit-exact.
+fn packed_matmul(w: &PackedMatrix, x: &Tensor) -> Result<Tensor> {
+    let k = w.cols();
+    let lhs = x.flatten_all()?.to_vec1::<f32>()?;
+    let m = lhs.len() / k;
+    let y = qmm::matmul(w, &lhs)?;
+    Ok(Tensor::from_vec(y, (m, w.rows()), &Device::Cpu)?)
+}
+
+struct Layer {
+    attn_norm: RmsNorm,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
+    post_attn_norm: Option<RmsNorm>,
+    ffn_norm: RmsNorm,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    post_ffn_norm: Option<RmsNorm>,
+    sliding: bool,
+    cache: KvCache,
+}
+
+/// cos/sin tables for rotary embeddings, grown on demand.
+struct Rope {
+    base: f32,
+    head_dim: usize,
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rope {
+    fn new(base: f32, head_dim: usize, len: usize) -> Result<Self> {
+        let (cos, sin) = Self::tables(base, head_dim, len)?;
+        Ok(Self {
+            base,
+            head_dim,
+            cos,
+            sin,
+        })
+    }
+
+    fn tables(base: f32, head_dim: usize, len: usize) -> Result<(Tensor, Tensor)> {
+        let half = head_dim / 2;
+        let mut cos = Vec::with_capacity(len * half);
+        let mut sin = Vec::with_capacity(len * half);
+        let thetas: Vec<f32> = (0..half)
+            .map(|i| 1f32 / base.powf((2 * i) as f32 / head_dim as f32))
+            .collect();
+        for pos in 0..len {
+            for &theta in &thetas {
+                let angle = pos as f32 * theta;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        Ok((
+            Tensor::from_vec(cos, (len, half), &Device::Cpu)?,
+            Tensor::from_vec(sin, (len, half), &Device::Cpu)?,
+        ))
+    }
+
+    fn ensure(&mut self, len: usize) -> Result<()> {
+        if self.cos.dim(0)? < len {
+            let grown = len.next_power_of_two().max(256);
+            (self.cos, self.sin) = Self::tables(self.base, self.head_dim, grown)?;
+        }
+        Ok(())
+    }
+
+    /// Rotate `x` of shape `[1, heads, seq, head_dim]` starting at `pos`.
+    fn apply(&self, x: &Tensor, pos: usize, interleaved: bool) -> Result<Tensor> {
+        let seq = x.dim(2)?;
+        let cos = self.cos.narrow(0, pos, seq)?;
+        let sin = self.sin.narrow(0, pos, seq)?;
+        let x = x.contiguous()?;
+        Ok(if interleaved {
+            candle_nn::rotary_emb::rope_i(&x, &cos, &sin)?
+        } else {
+            candle_nn::rotary_emb::rope(&x, &cos, &sin)?
+        })
+    }
+}
+
+/// A loaded model with its KV cache.
+pub struct Model {
+    pub config: Config,
+    embedding: Weight,
+    layers: Vec<Layer>,
+    norm: RmsNorm,
+    output: Linear,
+    rope_global: Rope,
+    rope_local: Rope,
+    /// Tokens currently in the cache.
+    pos: usize,
+    /// Upper bound on positions (defaults to the trained context length).
+    max_positions: usize,
+}
+
+/// Rewrites each weight matrix as it is loaded: `(tensor name, weight) →
+/// weight`. Fraud experiments build re-quantized executors through it; 1-D
+/// tensors (norms, biases) are never passed.
+pub type WeightMap<'a> = dyn FnMut(&str, QTensor) -> Result<QTensor> + 'a;
+
+impl Model {
+    pub fn from_gguf(gguf: &Gguf) -> Result<Self> {
+        Self::load(gguf, None)
+    }
+
+    /// Load with every weight matrix passed through `map`.
+    pub fn from_gguf_mapped(gguf: &Gguf, map: &mut WeightMap) -> Result<Self> {
+        Self::load(gguf, Some(map))
+    }
+
+    fn load(gguf: &Gguf, mut map: Option<&mut WeightMap>) -> Result<Self> {
+        let config = Config::from_gguf(gguf)?;
+        let mut file = gguf.open_data()?;
+        let dev = Device::Cpu;
+        let mut matrix = |file: &mut std::fs::File, name: &str| -> Result<Weight> {
+            let info = gguf.tensor_info(name)?;
+            if map.is_none() && info.dims.len() == 2 && Format::from_ggml(info.dtype).is_some() {
+                // Streamed straight from the file into the packed layout.
+                return Ok(Weight::Packed(Arc::new(read_packed(info, file)?)));
+            }
+            let w = gguf.tensor(file, name, &dev)?;
+            let w = match map.as_mut() {
+                Some(map) => map(name, w)?,
+                None => w,
+            };
+            Weight::new(Arc::new(w))
+        };
+        let embedding = matrix(&mut file, "token_embd.weight")?;
+        let output = if gguf.tensors.contains_key("output.weight") {
+            matrix(&mut file, "output.weight")?
+        } else {
+            embedding.clone()
+        };
+        // A tied output shares the embedding's packed matrix (one copy).
+        let output = Linear::new(output, None)?;
+        let layers = (0..config.n_layer)
+            .map(|i| load_layer(gguf, &mut file, &config, i, &mut matrix))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = RmsNorm::load(gguf, &mut file, "output_norm.weight", config.rms_eps)?;
+        let initial = 256;
+        Ok(Self {
+            rope_global: Rope::new(config.rope_base, config.head_dim, initial)?,
+            rope_local: Rope::new(config.rope_base_local, config.head_dim, initial)?,
+            max_positions: config.context_length,
+            config,
+            embedding,
+            layers,
+            norm,
+            output,
+            pos: 0,
+        })
+    }
+
+    /// Tokens in the KV cache.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    pub fn max_positions(&self) -> usize {
+        self.max_positions
+    }
+
+    /// Cap the context (e.g. to bound memory); never above the trained length.
+    pub fn set_max_positions(&mut self, n: usize) {
+        self.max_positions = n.min(self.config.context_length);
+    }
+
+    /// Empty the KV cache.
+    pub fn reset(&mut self) {
+        self.pos = 0;
+        for layer in &mut self.layers {
+            layer.cache = KvCache::default();
+        }
+    }
+
+    /// Run `tokens` after what the cache holds and return their logits
+    /// (`[n, vocab]` for [`Logits::All`], `[1, vocab]` for [`Logits::Last`],
+    /// the rows from `start` for [`Logits::From`]).
+    pub fn forward(&mut self, tokens: &[u32], want: Logits) -> Result<Tensor> {
+        Ok(self.forward_hidden(tokens, want)?.0)
+    }
+
+    /// Like [`Model::forward`], also returning the final hidden states (after
+    /// the output norm, the rows the logits come from) as `[rows, n_embd]` f32:
+    /// the activations a TOPLOC-style proof commits to.
+    pub fn forward_hidden(&mut self, tokens: &[u32], want: Logits) -> Result<(Tensor, Tensor)> {
+        let n = tokens.len();
+        if n == 0 {
+            return Err(ModelError::Config("forward on zero tokens".into()));
+        }
+        let end = self.pos + n;
+        if end > self.max_positions {
+            return Err(ModelError::ContextOverflow {
+                needed: end,
+                max: self.max_positions,
+            });
+        }
+        self.rope_global.ensure(end)?;
+        self.rope_local.ensure(end)?;
+        let mut x = self.embed(tokens)?;
+        for i in 0..self.layers.len() {
+            x = self.layer_forward(i, &x)?;
+        }
+        let x = match want {
+            Logits::All => x,
+            Logits::Last => x.narrow(0, n - 1, 1)?,
+            Logits::From(start) => x.narrow(0, start.min(n - 1), n - start.min(n - 1))?,
+        };
+        let x = self.norm.forward(&x)?;
+        let logits = self.output.forward(&x)?;
+        self.pos = end;
+        Ok((logits.to_dtype(DType::F32)?, x.to_dtype(DType::F32)?))
+    }
+
+    /// Dequantize the embedding rows of `tokens` (the table stays quantized).
+    fn embed(&self, tokens: &[u32]) -> Result<Tensor> {
+        let (vocab, width) = (self.config.vocab_size, self.config.n_embd);
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(ModelError::TokenOutOfRange { id, vocab });
+        }
+        let x = match &self.embedding {
+            Weight::Packed(table) => {
+                let mut rows = vec![0f32; tokens.len() * width];
+                for (&t, row) in tokens.iter().zip(rows.chunks_exact_mut(width)) {
+                    table.row_f32(t as usize, row);
+                }
+                Tensor::from_vec(rows, (tokens.len(), width), &Device::Cpu)?
+            }
+            Weight::Candle(table) => gather_rows(table, tokens, width)?,
+        };
+        Ok(match self.config.arch {
+            Arch::Gemma3 => (x * (width as f64).sqrt())?,
+            _ => x,
+        })
+    }
+
+    fn layer_forward(&mut self, i: usize, x: &Tensor) -> Result<Tensor> {
+        let layer = &self.layers[i];
+        let h = layer.attn_norm.forward(x)?;
+        let rope = if layer.sliding {
+            &self.rope_local
+        } else {
+            &self.rope_global
+        };
+        let window = if layer.sliding {
+            self.config.sliding_window
+        } else {
+            None
+        };
+        let cfg = &self.config;
+        let pos = self.pos;
+        let layer = &mut self.layers[i];
+        let h = attention(layer, cfg, rope, &h, window, pos)?;
+        let h = match &layer.post_attn_norm {
+            Some(norm) => norm.forward(&h)?,
+            None => h,
+        };
+        let x = (x + h)?;
+        let h = layer.ffn_norm.forward(&x)?;
+        let h = mlp(layer, cfg.arch, &h)?;
+        let h = match &layer.post_ffn_norm {
+            Some(norm) => norm.forward(&h)?,
+            None => h,
+        };
+        Ok((x + h)?)
+    }
+}
+
+/// A matrix packed while it is read from the GGUF file.
+fn read_packed(info: &TensorInfo, file: &mut std::fs::File) -> Result<PackedMatrix> {
+    use std::io::{Seek, SeekFrom};
+    let (n, k) = (info.dims[0], info.dims[1]);
+    file.seek(SeekFrom::Start(info.offset))
+        .map_err(|e| ModelError::Config(format!("reading tensor `{}`: {e}", info.name)))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    Ok(PackedMatrix::from_reader(info.dtype, n, k, &mut reader)?)
+}
+
+/// Rows `tokens` of a GGUF-quantized table, dequantized.
+fn gather_rows(table: &QTensor, tokens: &[u32], width: usize) -> Result<Tensor> {
+    let dtype = table.dtype();
+    let row_bytes = width / dtype.block_size() * dtype.type_size();
+    let data = table.data()?;
+    let mut rows = Vec::with_capacity(tokens.len() * row_bytes);
+    for &t in tokens {
+        let start = t as usize * row_bytes;
+        rows.extend_from_slice(&data[start..start + row_bytes]);
+    }
+    let q = qtensor_from_ggml(dtype, &rows, vec![tokens.len(), width], &Device::Cpu)?;
+    Ok(q.dequantize(&Device::Cpu)?)
+}
+
+/// `down(act(gate(h)) · up(h))`. With packed weights it runs on plain
+/// vectors: one conversion in and out, and the activation fused with the
+/// product on the kernel pool (candle's element-wise ops would run on a
+/// second, spinning thread pool).
+fn mlp(layer: &Layer, arch: Arch, h: &Tensor) -> Result<Tensor> {
+    let (Kernel::Packed(gate), Kernel::Packed(up), Kernel::Packed(down)) =
+        (&layer.gate.kernel, &layer.up.kernel, &layer.down.kernel)
+    else {
+        let gate = layer.gate.forward(h)?;
+        let gate = match arch {
+            Arch::Gemma3 => gate.gelu()?,
+            _ => candle_nn::ops::silu(&gate)?,
+        };
+        return layer.down.forward(&(gate * layer.up.forward(h)?)?);
+    };
+    let x = h.flatten_all()?.to_vec1::<f32>()?;
+    let m = x.len() / gate.cols();
+    let mut a = qmm::matmul(gate, &x)?;
+    let b = qmm::matmul(up, &x)?;
+    let act: fn(f32) -> f32 = match arch {
+        // Gemma: GELU (tanh approximation), as llama.cpp; the others SiLU.
+        Arch::Gemma3 => gelu_tanh,
+        _ => silu,
+    };
+    use rayon::prelude::*;
+    a.par_chunks_mut(4096)
+        .zip(b.par_chunks(4096))
+        .for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(g, u)| *g = act(*g) * u));
+    let y = qmm::matmul(down, &a)?;
+    Ok(Tensor::from_vec(y, (m, down.rows()), &Device::Cpu)?)
+}
+
+/// GELU, tanh approximation, as `x · sigmoid(2z)` = `½x(1 + tanh z)`,
+/// `z = √(2/π)(x + 0.044715x³)`: one exponential per element.
+fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    let z = SQRT_2_OVER_PI * x * (1.0 + 0.044_715 * x * x);
+    x / (1.0 + (-2.0 * z).exp())
+}
+
+fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// Keys and values of past positions, per KV head, row-major `[pos][head_dim]`.
+#[derive(Default)]
+struct KvCache {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+}
+
+/// Attention, batch-invariant by construction: every query row is computed
+/// by the same code over exactly its visible keys, with a fixed reduction
+/// order, whether it arrives in a prefill batch or as a single decode step.
+/// (A GEMM's reduction order depends on the matrix shapes, and activations
+/// quantized to 8 bits turn those last-bit differences into visible logit
+/// differences; this is what makes a validator's one-pass replay of a
+/// generation bit-exact.)
+fn attention(
+    layer: &mut Layer,
+    cfg: &Config,
+    rope: &Rope,
+    x: &Tensor,
+    window: Option<usize>,
+    pos: usize,
+) -> Result<Tensor> {
+    let n = x.dim(0)?;
+    let (h, kvh, d) = (cfg.n_head, cfg.n_kv_head, cfg.head_dim);
+    let heads = |t: Tensor, count: usize| -> Result<Tensor> {
+        Ok(t.reshape((1, n, count, d))?.transpose(1, 2)?.contiguous()?)
+    };
+    let mut q = heads(layer.wq.forward(x)?, h)?;
+    let mut k = heads(layer.wk.forward(x)?, kvh)?;
+    let v = heads(layer.wv.forward(x)?, kvh)?;
+    if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+        q = qn.forward(&q)?;
+        k = kn.forward(&k)?;
+    }
+    let interleaved = cfg.arch == Arch::Llama;
+    let q = rope
+        .apply(&q, pos, interleaved)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let k = rope
+        .apply(&k, pos, interleaved)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let v = v.flatten_all()?.to_vec1::<f32>()?;
+    let cache = &mut layer.cache;
+    cache.k.resize_with(kvh, Vec::new);
+    cache.v.resize_with(kvh, Vec::new);
+    for g in 0..kvh {
+        cache.k[g].extend_from_slice(&k[g * n * d..(g + 1) * n * d]);
+        cache.v[g].extend_from_slice(&v[g * n * d..(g + 1) * n * d]);
+    }
+    let scale = 1.0 / (d as f32).sqrt();
+    let rep = h / kvh;
+    let mut out = vec![0f32; n * h * d];
+    let row = |(c, dst): (usize, &mut [f32])| {
+        let (i, head) = (c / h, c % h);
+        let g = head / rep;
+        let q_row = &q[(head * n + i) * d..(head * n + i + 1) * d];
+        let qpos = pos + i;
+        let lo = window.map_or(0, |w| (qpos + 1).saturating_sub(w));
+        attend_row(q_row, &cache.k[g], &cache.v[g], lo..qpos + 1, scale, d, dst);
+    };
+    // A decode step's attention is smaller than the cost of waking threads
+    // (and of competing with candle's pool); each row is computed the same
+    // way either way, so the choice cannot change a result.
+    if n * h * (pos + n) * d < PARALLEL_MIN_MACS {
+        out.chunks_mut(d).enumerate().for_each(row);
+    } else {
+        use rayon::prelude::*;
+        out.par_chunks_mut(d).enumerate().for_each(row);
+    }
+    let out = Tensor::from_vec(out, (n, h * d), &Device::Cpu)?;
+    layer.wo.forward(&out)
+}
+
+/// Below this many multiply-adds, attention runs on the calling thread.
+const PARALLEL_MIN_MACS: usize = 1 << 20;
+
+/// One query row against keys `keys` (softmax over exactly those), into `dst`.
+/// Public for the criterion benches.
+pub fn attend_row(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    keys: std::ops::Range<usize>,
+    scale: f32,
+    d: usize,
+    dst: &mut [f32],
+) {
+    let scores: Vec<f32> = keys
+        .clone()
+        .map(|j| dot(q, &k[j * d..(j + 1) * d]) * scale)
+        .collect();
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let weights: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
+    let sum: f32 = weights.iter().sum();
+    dst.fill(0.0);
+    for (j, w) in keys.zip(&weights) {
+        let p = w / sum;
+        for (o, x) in dst.iter_mut().zip(&v[j * d..(j + 1) * d]) {
+            *o += p * x;
+        }
+    }
+}
+
+/// Dot product with 16 independent lanes summed in a fixed order: vectorizes,
+/// and the result depends only on the two vectors.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let split = a.len() / 16 * 16;
+    for (ca, cb) in a[..split].chunks_exact(16).zip(b[..split].chunks_exact(16)) {
+        for l in 0..16 {
+            lanes[l] += ca[l] * cb[l];
+        }
+    }
+    let mut tail = 0f32;
+    for (x, y) in a[split..].iter().zip(&b[split..]) {
+        tail += x * y;
+    }
+    let mut width = 16;
+    while width > 1 {
+        width /= 2;
+        for l in 0..width {
+            lanes[l] += lanes[l + width];
+        }
+    }
+    lanes[0] + tail
+}
+
+fn load_layer(
+    gguf: &Gguf,
+    file: &mut std::fs::File,
+    cfg: &Config,
+    i: usize,
+    matrix: &mut dyn FnMut(&mut std::fs::File, &str) -> Result<Weight>,
+) -> Result<Layer> {
+    let name = |t: &str| format!("blk.{i}.{t}");
+    let dev = Device::Cpu;
+    let mut linear = |t: &str, with_bias: bool| -> Result<Linear> {
+        let weight = matrix(file, &name(&format!("{t}.weight")))?;
+        let bias_name = name(&format!("{t}.bias"));
+        let bias = if with_bias && gguf.tensors.contains_key(&bias_name) {
+            Some(gguf.tensor(file, &bias_name, &dev)?.dequantize(&dev)?)
+        } else {
+            None
+        };
+        Linear::new(weight, bias)
+    };
+    let qwen = cfg.arch == Arch::Qwen2;
+    let (wq, wk, wv) = (
+        linear("attn_q", qwen)?,
+        linear("attn_k", qwen)?,
+        linear("attn_v", qwen)?,
+    );
+    let wo = linear("attn_output", false)?;
+    let (gate, up, down) = (
+        linear("ffn_gate", false)?,
+        linear("ffn_up", false)?,
+        linear("ffn_down", false)?,
+    );
+    let mut norm = |t: &str| RmsNorm::load(gguf, file, &name(t), cfg.rms_eps);
+    let gemma = cfg.arch == Arch::Gemma3;
+    let optional =
+        |norm: &mut dyn FnMut(&str) -> Result<RmsNorm>, t: &str| -> Result<Option<RmsNorm>> {
+            if gemma {
+                norm(t).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+    Ok(Layer {
+        attn_norm: norm("attn_norm.weight")?,
+        ffn_norm: norm("ffn_norm.weight")?,
+        q_norm: optional(&mut norm, "attn_q_norm.weight")?,
+        k_norm: optional(&mut norm, "attn_k_norm.weight")?,
+        post_attn_norm: optional(&mut norm, "post_attention_norm.weight")?,
+        post_ffn_norm: optional(&mut norm, "post_ffw_norm.weight")?,
+        wq,
+        wk,
+        wv,
+        wo,
+        gate,
+        up,
+        down,
+        sliding: cfg.is_sliding(i),
+        cache: KvCache::default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{write_tiny_model, TinySpec};
+
+    fn tiny(arch: Arch, tweak: impl FnOnce(&mut TinySpec)) -> (tempfile::TempDir, Model) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tiny.gguf");
+        let mut spec = TinySpec::new(arch);
+        tweak(&mut spec);
+        write_tiny_model(&path, &spec).expect("write tiny model");
+        let model = Model::from_gguf(&Gguf::open(&path).expect("parse")).expect("load");
+        (dir, model)
+    }
+
+    fn rows(t: &Tensor) -> Vec<Vec<f32>> {
+        t.to_vec2::<f32>().expect("2-D logits")
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    const TOKENS: [u32; 10] = [5, 17, 200, 3, 99, 42, 7, 150, 8, 61];
+
+    #[test]
+    fn every_position_matches_incremental_decode() {
+        for arch in [Arch::Llama, Arch::Qwen2, Arch::Gemma3] {
+            let (_dir, mut m) = tiny(arch, |_| {});
+            let all = rows(&m.forward(&TOKENS, Logits::All).expect("prefill"));
+            assert_eq!(all.len(), TOKENS.len());
+            assert_eq!(m.position(), TOKENS.len());
+            m.reset();
+            for (i, &t) in TOKENS.iter().enumerate() {
+                let step = rows(&m.forward(&[t], Logits::Last).expect("decode"));
+                // Batch-invariant attention: bit-identical, not merely close.
+                assert_eq!(step[0], all[i], "{arch:?} position {i}: prefill vs decode");
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_prefill_matches_one_pass() {
+        for arch in [Arch::Llama, Arch::Qwen2, Arch::Gemma3] {
+            let (_dir, mut m) = tiny(arch, |_| {});
+            let all = rows(&m.forward(&TOKENS, Logits::All).expect("prefill"));
+            m.reset();
+            let _ = m.forward(&TOKENS[..6], Logits::All).expect("first chunk");
+            let tail = rows(&m.forward(&TOKENS[6..], Logits::All).expect("second chunk"));
+            for (j, row) in tail.iter().enumerate() {
+                assert_eq!(row, &all[6 + j], "{arch:?} position {}", 6 + j);
+            }
+            let last = rows(&m.forward(&[1], Logits::Last).expect("decode"));
+            assert_eq!(last.len(), 1);
+            m.reset();
+            let from = rows(&m.forward(&TOKENS, Logits::From(7)).expect("from 7"));
+            assert_eq!(from.len(), 3);
+            assert_eq!(from[0], all[7], "{arch:?}: the same rows as Logits::All");
+        }
+    }
+
+    #[test]
+    fn sliding_window_hides_old_tokens_in_prefill_and_decode() {
+        // Two sliding layers of window 4: position 9 sees tokens 3..=9 at most.
+        let (_dir, mut m) = tiny(Arch::Gemma3, |s| s.sliding_window = 4);
+        let base = rows(&m.forward(&TOKENS, Logits::All).expect("prefill"));
+        let mut changed_old = TOKENS;
+        changed_old[0] = 250;
+        m.reset();
+        let same = rows(&m.forward(&changed_old, Logits::All).expect("prefill"));
+        assert_eq!(
+            same[9], base[9],
+            "token 0 must be outside the window of position 9"
+        );
+        assert_ne!(
+            same[1], base[1],
+            "token 0 is inside the window of position 1"
+        );
+        // The same holds one token at a time (the decode path masks too).
+        m.reset();
+        let mut last = Vec::new();
+        for &t in &changed_old {
+            last = rows(&m.forward(&[t], Logits::Last).expect("decode")).remove(0);
+        }
+        assert!(max_diff(&last, &base[9]) < 1e-4);
+        let mut changed_recent = TOKENS;
+        changed_recent[7] = 250;
+        m.reset();
+        let moved = rows(&m.forward(&changed_recent, Logits::All).expect("prefill"));
+        assert_ne!(moved[9], base[9]);
+    }
+
+    #[test]
+    fn forward_is_deterministic() {
+        let (_dir, mut m) = tiny(Arch::Qwen2, |_| {});
+        let a = rows(&m.forward(&TOKENS, Logits::All).expect("run 1"));
+        m.reset();
+        let b = rows(&m.forward(&TOKENS, Logits::All).expect("run 2"));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn context_overflow_and_bad_ids_are_errors() {
+        let (_dir, mut m) = tiny(Arch::Llama, |s| s.context_length = 8);
+        let err = m.forward(&TOKENS, Logits::Last).expect_err("10 > 8");
+        assert!(
+            matches!(err, ModelError::ContextOverflow { needed: 10, max: 8 }),
+            "{err}"
+        );
+        let err = m
+            .forward(&[100_000], Logits::Last)
+            .expect_err("out of range");
+        assert!(
+            matches!(err, ModelError::TokenOutOfRange { id: 100_000, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unsupported_architecture_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.gguf");
+        let mut f = std::fs::File::create(&path).expect("create");
+        crate::engine::gguf::write(
+            &mut f,
+            &[(
+                "general.architecture",
+                crate::engine::gguf::Value::String("mamba".into()),
+            )],
+            &[],
+        )
+        .expect("write");
+        let err = Model::from_gguf(&Gguf::open(&path).expect("parse"))
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("mamba"), "{err}");
+    }
+}

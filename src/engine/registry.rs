@@ -1,0 +1,454 @@
+//! The model registry (`configs/models.toml`, compiled in) and resolution of a
+//! `--model` argument — a registry id, a path to any GGUF file, or
+//! `hf://OWNER/REPO[@REVISION]/FILE.gguf` on the Hugging Face Hub — to a file
+//! on disk (registry files with their sha256 checked).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::chat::TemplateKind;
+use super::digest::hex;
+use super::model::Arch;
+
+/// The registry shipped with this build; `NSED_REGISTRY` may point at another.
+const BUILTIN_REGISTRY: &str = include_str!("../../configs/models.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot read registry {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}, line {line}: {message}; fix the entry (see configs/models.toml)")]
+    Parse {
+        origin: String,
+        line: usize,
+        message: String,
+    },
+    #[error("unknown model `{spec}`: not a registry id ({known}) and not a path to a .gguf file")]
+    Unknown { spec: String, known: String },
+    #[error(
+        "model `{id}` is not downloaded ({path} is missing): run `scripts/fetch-models.sh {id}`"
+    )]
+    NotFetched { id: String, path: PathBuf },
+    #[error("model file {path} does not exist")]
+    MissingFile { path: PathBuf },
+    #[error(
+        "model `{id}`: {path} has sha256 {actual}, the registry says {expected}; the file is \
+         corrupt or a different model: delete it and run `scripts/fetch-models.sh {id}`"
+    )]
+    Checksum {
+        id: String,
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`hf://{0}` is not OWNER/REPO[@REVISION]/FILE.gguf")]
+    HubSpec(String),
+    #[error(
+        "cannot get `hf://{spec}` from the Hugging Face Hub: {message} (no network? files \
+         downloaded before are read from the cache in $HF_HOME)"
+    )]
+    Hub { spec: String, message: String },
+}
+
+/// The quantization of a GGUF file as llama.cpp names its file types (the
+/// registry's `quant`); an unknown name is refused when the registry is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Quant {
+    F32,
+    F16,
+    BF16,
+    Q8_0,
+    #[serde(rename = "Q6_K")]
+    Q6K,
+    #[serde(rename = "Q5_K_M")]
+    Q5KM,
+    #[serde(rename = "Q5_K_S")]
+    Q5KS,
+    Q5_0,
+    Q5_1,
+    #[serde(rename = "Q4_K_M")]
+    Q4KM,
+    #[serde(rename = "Q4_K_S")]
+    Q4KS,
+    Q4_0,
+    Q4_1,
+    #[serde(rename = "Q3_K_L")]
+    Q3KL,
+    #[serde(rename = "Q3_K_M")]
+    Q3KM,
+    #[serde(rename = "Q3_K_S")]
+    Q3KS,
+    #[serde(rename = "Q2_K")]
+    Q2K,
+}
+
+impl Quant {
+    /// llama.cpp's name, as written in the registry.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "F32",
+            Self::F16 => "F16",
+            Self::BF16 => "BF16",
+            Self::Q8_0 => "Q8_0",
+            Self::Q6K => "Q6_K",
+            Self::Q5KM => "Q5_K_M",
+            Self::Q5KS => "Q5_K_S",
+            Self::Q5_0 => "Q5_0",
+            Self::Q5_1 => "Q5_1",
+            Self::Q4KM => "Q4_K_M",
+            Self::Q4KS => "Q4_K_S",
+            Self::Q4_0 => "Q4_0",
+            Self::Q4_1 => "Q4_1",
+            Self::Q3KL => "Q3_K_L",
+            Self::Q3KM => "Q3_K_M",
+            Self::Q3KS => "Q3_K_S",
+            Self::Q2K => "Q2_K",
+        }
+    }
+}
+
+impl std::fmt::Display for Quant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// One wheel member holding (part of) a model's bytes.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Part {
+    pub package: String,
+    pub member: String,
+}
+
+/// One model of the registry.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelEntry {
+    pub id: String,
+    pub name: String,
+    pub maker: String,
+    pub arch: Arch,
+    pub quant: Quant,
+    pub file: String,
+    pub sha256: String,
+    pub bytes: u64,
+    pub hf_repo: String,
+    /// `chatml`, `gemma` or `plain`.
+    pub chat_template: TemplateKind,
+    /// The system message the model's own template inserts when none is given.
+    #[serde(default)]
+    pub default_system: Option<String>,
+    pub parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Registry {
+    #[serde(rename = "model")]
+    pub models: Vec<ModelEntry>,
+}
+
+/// A model file ready to load: its path, and its registry entry when it has one.
+#[derive(Debug, Clone)]
+pub struct ResolvedModel {
+    pub path: PathBuf,
+    pub entry: Option<ModelEntry>,
+}
+
+impl ResolvedModel {
+    /// The registry id, or the file stem for a model given by path.
+    pub fn id(&self) -> String {
+        match &self.entry {
+            Some(e) => e.id.clone(),
+            None => self
+                .path
+                .file_stem()
+                .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned()),
+        }
+    }
+
+    /// sha256 of the GGUF file: the registry's (verified at load) or computed.
+    pub fn sha256(&self) -> Result<String, RegistryError> {
+        match &self.entry {
+            Some(e) => Ok(e.sha256.clone()),
+            None => sha256_file(&self.path),
+        }
+    }
+}
+
+impl Registry {
+    /// The registry in force: `$NSED_REGISTRY` if set, else the built-in one.
+    pub fn load() -> Result<Self, RegistryError> {
+        match std::env::var_os("NSED_REGISTRY") {
+            Some(path) => {
+                let path = PathBuf::from(path);
+                let text =
+                    std::fs::read_to_string(&path).map_err(|source| RegistryError::Read {
+                        path: path.clone(),
+                        source,
+                    })?;
+                Self::parse_from(&text, &format!("registry {}", path.display()))
+            }
+            None => Self::parse(BUILTIN_REGISTRY),
+        }
+    }
+
+    /// Parse registry TOML; an unknown `arch`, `quant` or `chat_template`
+    /// is an error that names the allowed values.
+    pub fn parse(text: &str) -> Result<Self, RegistryError> {
+        Self::parse_from(text, "the built-in registry")
+    }
+
+    fn parse_from(text: &str, origin: &str) -> Result<Self, RegistryError> {
+        toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |span| span.start);
+            let line = 1 + text.as_bytes()[..offset.min(text.len())]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            RegistryError::Parse {
+                origin: origin.to_string(),
+                line,
+                message: e.message().trim().to_string(),
+            }
+        })
+    }
+
+    pub fn get(&self, id: &str) -> Option<&ModelEntry> {
+        self.models.iter().find(|m| m.id == id)
+    }
+
+    /// Where a registry model lives once fetched.
+    pub fn path_of(&self, entry: &ModelEntry) -> PathBuf {
+        models_dir().join(&entry.file)
+    }
+
+    /// Resolve `spec` (an id or a GGUF path). Registry models must be present
+    /// and carry the registry's sha256; a GGUF given by path is taken as is.
+    pub fn resolve(&self, spec: &str) -> Result<ResolvedModel, RegistryError> {
+        if let Some(hub) = spec.strip_prefix("hf://") {
+            let path = hub_file(hub)?;
+            return Ok(ResolvedModel { path, entry: None });
+        }
+        if let Some(entry) = self.get(spec) {
+            let path = self.path_of(entry);
+            if !path.exists() {
+                return Err(RegistryError::NotFetched {
+                    id: entry.id.clone(),
+                    path,
+                });
+            }
+            verify_sha256(&path, entry)?;
+            return Ok(ResolvedModel {
+                path,
+                entry: Some(entry.clone()),
+            });
+        }
+        let path = PathBuf::from(spec);
+        let looks_like_path = spec.ends_with(".gguf") || spec.contains(std::path::MAIN_SEPARATOR);
+        if path.is_file() {
+            Ok(ResolvedModel { path, entry: None })
+        } else if looks_like_path {
+            Err(RegistryError::MissingFile { path })
+        } else {
+            let known: Vec<&str> = self.models.iter().map(|m| m.id.as_str()).collect();
+            Err(RegistryError::Unknown {
+                spec: spec.to_string(),
+                known: known.join(", "),
+            })
+        }
+    }
+}
+
+/// `OWNER/REPO[@REVISION]/FILE.gguf` split into (repo id, revision, file).
+fn parse_hub_spec(spec: &str) -> Result<(String, String, String), RegistryError> {
+    let bad = || RegistryError::HubSpec(spec.to_string());
+    let mut parts = spec.splitn(3, '/');
+    let (Some(owner), Some(repo), Some(file)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    let (repo, revision) = repo.split_once('@').unwrap_or((repo, "main"));
+    let empty = [owner, repo, revision, file].iter().any(|p| p.is_empty());
+    if empty || !file.ends_with(".gguf") || file.split('/').any(|p| p == "..") {
+        return Err(bad());
+    }
+    Ok((
+        format!("{owner}/{repo}"),
+        revision.to_string(),
+        file.to_string(),
+    ))
+}
+
+/// A GGUF file of a Hub model repository: from the hf-hub cache
+/// (`$HF_HOME/hub`), else downloaded into it with a progress bar.
+fn hub_file(spec: &str) -> Result<PathBuf, RegistryError> {
+    use hf_hub::api::sync::ApiBuilder;
+    use hf_hub::{Repo, RepoType};
+    let (repo, revision, file) = parse_hub_spec(spec)?;
+    let hub_error = |message: String| RegistryError::Hub {
+        spec: spec.to_string(),
+        message,
+    };
+    let repo = Repo::with_revision(repo, RepoType::Model, revision);
+    let api = ApiBuilder::from_env()
+        .with_progress(true)
+        .build()
+        .map_err(|e| hub_error(e.to_string()))?;
+    // The cache is read first, so a file downloaded once works offline.
+    api.repo(repo)
+        .get(&file)
+        .map_err(|e| hub_error(e.to_string()))
+}
+
+/// `$NSED_MODELS`, else `~/.cache/nsed/models`.
+pub fn models_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("NSED_MODELS") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".cache").join("nsed").join("models")
+}
+
+/// Hex sha256 of a file, streamed.
+pub fn sha256_file(path: &Path) -> Result<String, RegistryError> {
+    let io_err = |source| RegistryError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io_err)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io_err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn verify_sha256(path: &Path, entry: &ModelEntry) -> Result<(), RegistryError> {
+    let actual = sha256_file(path)?;
+    if actual != entry.sha256 {
+        return Err(RegistryError::Checksum {
+            id: entry.id.clone(),
+            path: path.to_path_buf(),
+            expected: entry.sha256.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builtin_registry_parses_into_typed_fields() {
+        let registry = Registry::parse(BUILTIN_REGISTRY).unwrap();
+        let smollm = registry.get("smollm2-135m").unwrap();
+        assert_eq!(smollm.arch, Arch::Llama);
+        assert_eq!(smollm.quant, Quant::Q4_1);
+        assert_eq!(smollm.chat_template, TemplateKind::ChatMl);
+        let gemma = registry.get("gemma3-270m").unwrap();
+        assert_eq!(
+            (gemma.quant.name(), gemma.chat_template),
+            ("Q4_K_M", TemplateKind::Plain)
+        );
+    }
+
+    #[test]
+    fn unknown_enum_values_are_refused_naming_the_allowed_ones() {
+        let good = BUILTIN_REGISTRY;
+        for (field, from, to, allowed) in [
+            (
+                "chat_template",
+                "chat_template = \"chatml\"",
+                "chat_template = \"chatm1\"",
+                "`plain`",
+            ),
+            ("arch", "arch = \"llama\"", "arch = \"lama\"", "`gemma3`"),
+            ("quant", "quant = \"Q4_1\"", "quant = \"Q4_2\"", "`Q4_K_M`"),
+        ] {
+            assert!(good.contains(from), "{field}");
+            let bad = good.replacen(from, to, 1);
+            let message = Registry::parse(&bad).unwrap_err().to_string();
+            assert!(message.contains("unknown variant"), "{field}: {message}");
+            assert!(message.contains(allowed), "{field}: {message}");
+        }
+    }
+
+    #[test]
+    fn hub_specs_name_a_gguf_file_of_a_repo() {
+        assert_eq!(
+            parse_hub_spec("Qwen/Qwen2.5-0.5B-Instruct-GGUF/q4_k_m.gguf").unwrap(),
+            (
+                "Qwen/Qwen2.5-0.5B-Instruct-GGUF".to_string(),
+                "main".to_string(),
+                "q4_k_m.gguf".to_string()
+            )
+        );
+        assert_eq!(
+            parse_hub_spec("o/r@v1.0/sub/dir/m.gguf").unwrap(),
+            (
+                "o/r".to_string(),
+                "v1.0".to_string(),
+                "sub/dir/m.gguf".to_string()
+            )
+        );
+        for bad in [
+            "o/m.gguf",
+            "o/r/",
+            "o/r/m.bin",
+            "/r/m.gguf",
+            "o/r@/m.gguf",
+            "o/r/../m.gguf",
+        ] {
+            assert!(
+                matches!(parse_hub_spec(bad), Err(RegistryError::HubSpec(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn builtin_registry_lists_the_four_models() {
+        let reg = Registry::parse(BUILTIN_REGISTRY).expect("registry parses");
+        let ids: Vec<&str> = reg.models.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "smollm2-135m",
+                "gemma3-270m",
+                "qwen2.5-coder-0.5b",
+                "qwen2.5-coder-1.5b"
+            ]
+        );
+        let qwen15 = reg.get("qwen2.5-coder-1.5b").expect("present");
+        assert_eq!(qwen15.parts.len(), 22);
+        assert_eq!(qwen15.bytes, 1_117_320_768);
+        assert!(reg.models.iter().all(|m| m.sha256.len() == 64));
+    }
+
+    #[test]
+    fn unknown_id_is_an_error_naming_the_known_ones() {
+        let reg = Registry::parse(BUILTIN_REGISTRY).expect("registry parses");
+        let err = reg.resolve("llama-70b").expect_err("unknown");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("llama-70b") && msg.contains("smollm2-135m"),
+            "{msg}"
+        );
+    }
+}

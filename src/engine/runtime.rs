@@ -1,0 +1,116 @@
+//! A model ready to use: resolved (checksum-verified), parsed, tokenizer and
+//! weights loaded, chat template chosen. The one entry point the commands and
+//! the later modules (deliberation, verification) load models through.
+
+use crate::engine::chat::{ChatTemplate, Message};
+use crate::engine::gguf::{Gguf, GgufError};
+use crate::engine::model::{Arch, Model, ModelError, WeightMap};
+use crate::engine::registry::{Registry, RegistryError, ResolvedModel};
+use crate::engine::tokenizer::{Tokenizer, TokenizerError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+pub struct Runtime {
+    pub resolved: ResolvedModel,
+    pub gguf: Gguf,
+    pub tokenizer: Tokenizer,
+    pub model: Model,
+    pub template: ChatTemplate,
+    /// Token ids that end a generation (EOS and the end-of-turn markers).
+    pub stop_ids: Vec<u32>,
+}
+
+/// Return freed heap pages to the OS (glibc keeps them otherwise).
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; no pointer is touched.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+impl Runtime {
+    /// Load a registry id or a GGUF path.
+    pub fn load(spec: &str) -> Result<Self, RuntimeError> {
+        let registry = Registry::load()?;
+        let resolved = registry.resolve(spec)?;
+        Self::from_resolved(resolved)
+    }
+
+    pub fn from_resolved(resolved: ResolvedModel) -> Result<Self, RuntimeError> {
+        Self::load_resolved(resolved, None)
+    }
+
+    /// Load with every weight matrix passed through `map` (re-quantized
+    /// variants for fraud experiments).
+    pub fn from_resolved_mapped(
+        resolved: ResolvedModel,
+        map: &mut WeightMap,
+    ) -> Result<Self, RuntimeError> {
+        Self::load_resolved(resolved, Some(map))
+    }
+
+    fn load_resolved(
+        resolved: ResolvedModel,
+        map: Option<&mut WeightMap>,
+    ) -> Result<Self, RuntimeError> {
+        let mut gguf = Gguf::open(&resolved.path)?;
+        // An unsupported architecture is the first thing to report.
+        Arch::parse(gguf.architecture()?)?;
+        let tokenizer = Tokenizer::from_gguf(&gguf)?;
+        // The vocabulary arrays have served; free them before the weights
+        // arrive, so the peak RSS does not hold both.
+        gguf.drop_arrays();
+        trim_heap();
+        let model = match map {
+            Some(map) => Model::from_gguf_mapped(&gguf, map)?,
+            None => Model::from_gguf(&gguf)?,
+        };
+        let template = resolved
+            .entry
+            .as_ref()
+            .map(|e| ChatTemplate::new(e.chat_template, e.default_system.clone()))
+            .unwrap_or_else(|| ChatTemplate::detect(gguf.get_str("tokenizer.chat_template").ok()));
+        let mut stop_ids: Vec<u32> = ["<|im_end|>", "<|endoftext|>", "<end_of_turn>", "<eos>"]
+            .iter()
+            .filter_map(|t| tokenizer.token_id(t))
+            .chain(tokenizer.eos)
+            .collect();
+        stop_ids.sort_unstable();
+        stop_ids.dedup();
+        Ok(Self {
+            resolved,
+            gguf,
+            tokenizer,
+            model,
+            template,
+            stop_ids,
+        })
+    }
+
+    pub fn id(&self) -> String {
+        self.resolved.id()
+    }
+
+    /// sha256 of the GGUF file: the registry's (verified at load) or computed.
+    pub fn sha256(&self) -> Result<String, RuntimeError> {
+        Ok(self.resolved.sha256()?)
+    }
+
+    /// Render a conversation with the chat template and tokenize it, special
+    /// tokens parsed (the template's markers are control tokens).
+    pub fn chat_tokens(&self, messages: &[Message]) -> Vec<u32> {
+        let text = self.template.render(messages, true);
+        self.tokenizer.encode(&text, true, true)
+    }
+}

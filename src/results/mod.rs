@@ -1,0 +1,19 @@
+//! Everything that turns runs into files a reader trusts: atomic output
+//! files, append-only run journals, statistics for summaries, figures and
+//! the paper-style results pages.
+//!
+//! - [`output`]: result files written whole or not at all.
+//! - [`csv_text`](mod@csv_text): CSV documents, quoted where a cell needs it.
+//! - [`journal`]: locked, append-only JSONL run journals with resume.
+//! - [`provenance`]: commit, CPU, kernel and command behind a results file.
+//! - [`report`]: Wilson intervals, exact McNemar, summary tables.
+//! - [`figure`]: PNG/SVG figures.
+//! - [`tables`]: the results pages, rebuilt from the data files alone.
+
+pub mod csv_text;
+pub mod figure;
+pub mod journal;
+pub mod output;
+pub mod provenance;
+pub mod report;
+pub mod tables;

@@ -1,0 +1,165 @@
+//! The fraud-detection table (Gonka-style): per claimed model and attack,
+//! the calibrated bounds on the deployed distance, detection at zero false
+//! positives and the AUC of every metric with its 95% interval, from the
+//! samples of each `nsed simulate-fraud` run under `fraud/runs/`.
+
+use std::path::{Path, PathBuf};
+
+use crate::fraud::analysis::{self, Analysis, MetricRow, SEED_MISMATCH};
+use crate::fraud::samples::{self, Meta};
+
+use super::{parse_error, TablesError};
+use crate::results::csv_text::csv_text;
+
+/// One simulate-fraud run, analyzed.
+pub struct FraudRun {
+    pub dir: PathBuf,
+    pub meta: Meta,
+    pub analysis: Analysis,
+}
+
+/// Every run directory under `<results>/fraud/runs`, by name.
+pub fn read_runs(results: &Path) -> Result<Vec<FraudRun>, TablesError> {
+    let mut out = Vec::new();
+    for dir in run_dirs(&results.join("fraud").join("runs"))? {
+        let meta = Meta::read(&dir)?;
+        let samples = samples::read(&dir).map_err(|e| parse_error(&dir, e))?;
+        let analysis = analysis::analyze(&samples);
+        out.push(FraudRun {
+            dir,
+            meta,
+            analysis,
+        });
+    }
+    Ok(out)
+}
+
+/// Subdirectories holding a `meta.json`, sorted (none if `root` is absent).
+pub(crate) fn run_dirs(root: &Path) -> Result<Vec<PathBuf>, TablesError> {
+    if !root.exists() {
+        return Ok(Vec::new());
+    }
+    let entries = std::fs::read_dir(root).map_err(|source| TablesError::Io {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("meta.json").is_file())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+fn auc_cell(r: Option<&MetricRow>) -> String {
+    r.map_or("–".into(), |r| {
+        format!("{:.3} [{:.3}, {:.3}]", r.auc, r.auc_low, r.auc_high)
+    })
+}
+
+/// The summary table: one row per (model, attack).
+pub fn summary_markdown(runs: &[FraudRun]) -> String {
+    let mut out = String::from(
+        "| claimed model | honest executor / validator | attack | honest n | fraud n | calibrated bounds on D | fraud detected (held-out) | honest flagged (held-out) | detected at 0 FP (S) | AUC S [95% CI] | AUC perplexity | AUC seed |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for run in runs {
+        let fp = &run.meta.fingerprint;
+        let a = &run.analysis;
+        for setting in &a.settings {
+            let (bounds, detected, flagged) = a.calibration_summary(setting);
+            let sim = a.row(setting, "gonka_similarity");
+            let zero_fp = sim.map_or("–".into(), |r| {
+                format!("{}/{}", r.zero_fp.detected, r.zero_fp.fraud_n)
+            });
+            out.push_str(&format!(
+                "| {} | {} / {} | {setting} | {} | {} | {bounds} | {detected} | {flagged} | {zero_fp} | {} | {} | {} |\n",
+                fp.claimed,
+                fp.honest.name(),
+                fp.validator.name(),
+                a.honest_n,
+                sim.map_or(0, |r| r.fraud_n),
+                auc_cell(sim),
+                auc_cell(a.row(setting, "perplexity_score")),
+                auc_cell(a.row(setting, SEED_MISMATCH)),
+            ));
+        }
+    }
+    out
+}
+
+/// Every metric against every attack: AUC with its interval, the zero-FP
+/// bound and what it catches, and detection at 1% FPR.
+pub fn metrics_markdown(runs: &[FraudRun]) -> String {
+    let mut out = String::from(
+        "| claimed model | attack | metric | honest n | fraud n | AUC [95% CI] | zero-FP bound | detected at 0 FP | detected at 1% FPR |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    for run in runs {
+        for r in &run.analysis.rows {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {:.6} | {}/{} | {}/{} |\n",
+                run.meta.fingerprint.claimed,
+                r.setting,
+                r.metric,
+                r.honest_n,
+                r.fraud_n,
+                auc_cell(Some(r)),
+                r.zero_fp.threshold,
+                r.zero_fp.detected,
+                r.zero_fp.fraud_n,
+                r.fpr_1e2.detected,
+                r.fpr_1e2.fraud_n,
+            ));
+        }
+    }
+    out
+}
+
+/// The CSV of every (model, attack, metric): each run's `metrics.csv`
+/// lines, prefixed with the claimed model and the honest and validator
+/// precisions.
+pub fn csv(runs: &[FraudRun]) -> String {
+    let header: Vec<&str> = ["model", "honest", "validator"]
+        .into_iter()
+        .chain(analysis::METRICS_CSV_HEADER)
+        .collect();
+    let rows = runs.iter().flat_map(|run| {
+        let fp = &run.meta.fingerprint;
+        let run_cells = [
+            fp.claimed.to_string(),
+            fp.honest.name().to_string(),
+            fp.validator.name().to_string(),
+        ];
+        run.analysis
+            .metrics_csv_rows()
+            .into_iter()
+            .map(move |metric_cells| {
+                run_cells
+                    .iter()
+                    .cloned()
+                    .chain(metric_cells)
+                    .collect::<Vec<_>>()
+            })
+    });
+    csv_text(&header, rows)
+}
+
+/// Links to each run's ROC figures, relative to the results directory.
+pub fn figures_markdown(results: &Path, runs: &[FraudRun]) -> String {
+    let mut out = String::new();
+    for run in runs {
+        for setting in &run.analysis.settings {
+            let png = run.dir.join(format!("roc-{setting}.png"));
+            if png.exists() {
+                let rel = png.strip_prefix(results).unwrap_or(&png);
+                out.push_str(&format!(
+                    "- {} · {setting}: [ROC]({})\n",
+                    run.meta.fingerprint.claimed,
+                    rel.display()
+                ));
+            }
+        }
+    }
+    out
+}

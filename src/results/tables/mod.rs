@@ -1,0 +1,328 @@
+//! The paper-style results tables: one page per table (`deliberation`,
+//! `code`, `fraud`, `determinism`, `perf`, `federation`), rebuilt from the
+//! data files a results directory holds (run journals, CSV, JSON) without
+//! rerunning anything, each with a CSV beside it and a stamp saying which
+//! command, commit, machine, models and data produced it.
+//!
+//! Layout of a results directory (`results/` at full scale):
+//! - `runs/<name>/` — `nsed bench` runs (deliberation and code tables);
+//! - `fraud/runs/<model>/` — `nsed simulate-fraud` runs;
+//! - `determinism/<model>.json` — `nsed determinism --json` reports;
+//! - `perf/raw.jsonl` — one line per measurement of nsed or llama.cpp;
+//! - `federation/demo.json` and `runs/federation/{local,remote}`;
+//! - `stamps/<table>.json` — written by `nsed report stamp` when
+//!   `scripts/reproduce.sh` finishes a table's experiments;
+//! - `<table>.intro.md` (optional) — prose placed under the page title.
+
+pub mod deliberation;
+pub mod determinism;
+pub mod federation;
+pub mod fraud;
+pub mod perf;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Every table, in the order of the results index page (results/README.md).
+pub const TABLES: [&str; 6] = [
+    "deliberation",
+    "code",
+    "fraud",
+    "determinism",
+    "perf",
+    "federation",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum TablesError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error(
+        "unknown table `{0}` (tables: deliberation, code, fraud, determinism, perf, federation)"
+    )]
+    UnknownTable(String),
+    #[error("{0}: no `<!-- results:begin -->` … `<!-- results:end -->` markers to replace")]
+    NoMarkers(PathBuf),
+    #[error(transparent)]
+    Bench(#[from] crate::bench::BenchError),
+    #[error(transparent)]
+    Journal(#[from] crate::results::journal::JournalError),
+}
+
+pub(crate) fn read_text(path: &Path) -> Result<String, TablesError> {
+    std::fs::read_to_string(path).map_err(|source| TablesError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+pub(crate) fn parse_error(path: &Path, message: impl ToString) -> TablesError {
+    TablesError::Parse {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+/// Check a `--only` list against [`TABLES`].
+pub fn parse_only(list: &str) -> Result<Vec<String>, TablesError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|t| {
+            if TABLES.contains(&t) {
+                Ok(t.to_string())
+            } else {
+                Err(TablesError::UnknownTable(t.to_string()))
+            }
+        })
+        .collect()
+}
+
+/// Who produced a table: written when `scripts/reproduce.sh` finishes the
+/// table's experiments.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Stamp {
+    pub table: String,
+    /// `full` or `ci`.
+    pub scale: String,
+    /// The command line that ran the experiments.
+    pub command: String,
+    pub started: String,
+    pub finished: String,
+    pub commit: String,
+    pub cpu: String,
+    pub cores: usize,
+    /// The qmm kernel path (`avx2`, `avx512vnni`, …); empty in older stamps.
+    #[serde(default)]
+    pub kernel: String,
+    pub nsed_version: String,
+    /// (model id, GGUF sha256).
+    pub models: Vec<(String, String)>,
+    /// (dataset name, file sha256).
+    pub data: Vec<(String, String)>,
+}
+
+impl Stamp {
+    pub fn path(results: &Path, table: &str) -> PathBuf {
+        results.join("stamps").join(format!("{table}.json"))
+    }
+
+    /// The table's stamp, if it has one.
+    pub fn read(results: &Path, table: &str) -> Result<Option<Stamp>, TablesError> {
+        let path = Self::path(results, table);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = read_text(&path)?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| parse_error(&path, e))
+    }
+
+    pub fn markdown(&self) -> String {
+        let short = |s: &str| s[..s.len().min(12)].to_string();
+        let list = |v: &[(String, String)]| {
+            if v.is_empty() {
+                "—".to_string()
+            } else {
+                v.iter()
+                    .map(|(n, sha)| format!("{n} `{}`", short(sha)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        let commit = match self.commit.strip_suffix("-dirty") {
+            Some(c) => format!("{}-dirty", short(c)),
+            None => short(&self.commit),
+        };
+        format!(
+            "> Produced by `{}` (scale **{}**); last invocation {} → {}, commit `{}`, nsed {}, \
+             CPU {} ({} cores{}).  \n> Models (sha256): {}.  \n> Data (sha256): {}.\n",
+            self.command,
+            self.scale,
+            self.started,
+            self.finished,
+            commit,
+            self.nsed_version,
+            self.cpu,
+            self.cores,
+            if self.kernel.is_empty() {
+                String::new()
+            } else {
+                format!(", kernel {}", self.kernel)
+            },
+            list(&self.models),
+            list(&self.data)
+        )
+    }
+}
+
+/// A finished page: markdown, and the CSV of its main table.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub table: String,
+    pub markdown: String,
+    pub csv: String,
+}
+
+/// Title, stamp (or why there is none), the optional intro, then `body`.
+pub fn assemble(
+    results: &Path,
+    table: &str,
+    default_title: &str,
+    body: &str,
+) -> Result<String, TablesError> {
+    let intro_path = results.join(format!("{table}.intro.md"));
+    let intro = if intro_path.exists() {
+        read_text(&intro_path)?
+    } else {
+        String::new()
+    };
+    let (title, intro) = match intro.strip_prefix("# ") {
+        Some(rest) => {
+            let (t, r) = rest.split_once('\n').unwrap_or((rest, ""));
+            (t.trim().to_string(), r.trim().to_string())
+        }
+        None => (default_title.to_string(), intro.trim().to_string()),
+    };
+    let stamp = match Stamp::read(results, table)? {
+        Some(s) => s.markdown(),
+        None => "> No reproduce stamp: these data were made by the experiment scripts \
+                 directly, not by `scripts/reproduce.sh`; each run's own header and data \
+                 files give their commit, date, CPU, models and command.\n"
+            .to_string(),
+    };
+    let rebuild = format!(
+        "> Rebuild this page from the data without rerunning: \
+         `nsed report tables --results {} --only {table}`.\n",
+        results.display()
+    );
+    let mut page = format!("# {title}\n\n{stamp}>\n{rebuild}\n");
+    if !intro.is_empty() {
+        page.push_str(&intro);
+        page.push_str("\n\n");
+    }
+    page.push_str(body.trim_end());
+    page.push('\n');
+    Ok(page)
+}
+
+/// "17.6 [6.2, 41.0]" for a share and its interval, in percent.
+pub fn percent_ci(p: f64, lo: f64, hi: f64) -> String {
+    format!("{:.1} [{:.1}, {:.1}]", 100.0 * p, 100.0 * lo, 100.0 * hi)
+}
+
+/// Replace what lies between the results markers of an index page with `body`.
+pub fn splice_readme(readme: &str, body: &str, path: &Path) -> Result<String, TablesError> {
+    const BEGIN: &str = "<!-- results:begin -->";
+    const END: &str = "<!-- results:end -->";
+    let (Some(b), Some(e)) = (readme.find(BEGIN), readme.find(END)) else {
+        return Err(TablesError::NoMarkers(path.to_path_buf()));
+    };
+    if e < b {
+        return Err(TablesError::NoMarkers(path.to_path_buf()));
+    }
+    Ok(format!(
+        "{}{BEGIN}\n{}\n{}",
+        &readme[..b],
+        body.trim(),
+        &readme[e..]
+    ))
+}
+
+/// Demote every markdown heading by `levels` (a page's `#` title becomes
+/// `###` inside the index page's `##` section).
+pub fn demote_headings(md: &str, levels: usize) -> String {
+    let extra = "#".repeat(levels);
+    let mut in_code = false;
+    md.lines()
+        .map(|l| {
+            if l.starts_with("```") {
+                in_code = !in_code;
+            }
+            if !in_code && l.starts_with('#') {
+                format!("{extra}{l}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_lists_are_checked() {
+        assert_eq!(parse_only("fraud, perf").unwrap(), vec!["fraud", "perf"]);
+        assert!(matches!(
+            parse_only("fraud,tables"),
+            Err(TablesError::UnknownTable(t)) if t == "tables"
+        ));
+    }
+
+    #[test]
+    fn readme_section_is_replaced_between_markers_only() {
+        let readme = "intro\n<!-- results:begin -->\nold\n<!-- results:end -->\ntail\n";
+        let out = splice_readme(readme, "new table\n", Path::new("README.md")).unwrap();
+        assert_eq!(
+            out,
+            "intro\n<!-- results:begin -->\nnew table\n<!-- results:end -->\ntail\n"
+        );
+        assert!(splice_readme("no markers", "x", Path::new("R")).is_err());
+        let reversed = "<!-- results:end -->\n<!-- results:begin -->";
+        assert!(splice_readme(reversed, "x", Path::new("R")).is_err());
+    }
+
+    #[test]
+    fn headings_are_demoted_outside_code_blocks() {
+        let md = "# T\ntext\n```\n# not a heading\n```\n## S";
+        assert_eq!(
+            demote_headings(md, 2),
+            "### T\ntext\n```\n# not a heading\n```\n#### S"
+        );
+    }
+
+    #[test]
+    fn pages_carry_title_stamp_and_intro() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        std::fs::write(dir.join("fraud.intro.md"), "# Fraud title\n\nSome prose.\n").unwrap();
+        let page = assemble(dir, "fraud", "Default", "| a |\n").unwrap();
+        assert!(page.starts_with("# Fraud title\n\n> No reproduce stamp"));
+        assert!(page.contains("Some prose.\n\n| a |\n"));
+        let stamp = Stamp {
+            table: "perf".into(),
+            scale: "ci".into(),
+            command: "scripts/reproduce.sh --scale ci".into(),
+            started: "2026-11-23T09:00:00Z".into(),
+            finished: "2026-11-23T09:05:00Z".into(),
+            commit: "0123456789abcdef".into(),
+            cpu: "AMD EPYC".into(),
+            cores: 2,
+            kernel: "avx2".into(),
+            nsed_version: "0.1.0".into(),
+            models: vec![("smollm2-135m".into(), "b179c9523d0e6a0f".into())],
+            data: vec![],
+        };
+        std::fs::create_dir_all(dir.join("stamps")).unwrap();
+        std::fs::write(
+            Stamp::path(dir, "perf"),
+            serde_json::to_string(&stamp).unwrap(),
+        )
+        .unwrap();
+        let page = assemble(dir, "perf", "Speed", "body").unwrap();
+        assert!(page.starts_with("# Speed\n\n> Produced by `scripts/reproduce.sh --scale ci`"));
+        assert!(page.contains("commit `0123456789ab`"));
+        assert!(page.contains("smollm2-135m `b179c9523d0e`"));
+        assert!(page.ends_with("body\n"));
+    }
+}
