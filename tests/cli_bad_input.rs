@@ -331,11 +331,30 @@ fn invalid_utf8_prompt_file() {
 fn bad_sampling_arguments() {
     let dir = tempfile::tempdir().expect("tempdir");
     let model = tiny(dir.path(), Arch::Llama, |_| {});
+    // Out-of-range filters are refused by the range checks (see
+    // `out_of_range_numbers_are_refused_before_any_work`); a valid one runs.
     let out = nsed(
-        &["generate", "-m", s(&model), "-p", "hi", "--top-p", "1.5"],
+        &[
+            "generate",
+            "-m",
+            s(&model),
+            "-p",
+            "hi",
+            "--top-p",
+            "0.9",
+            "--min-p",
+            "0.05",
+            "-n",
+            "2",
+        ],
         &[],
     );
-    assert_input_error(&out, "--top-p");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = nsed(&["generate", "-m", s(&model)], &[]);
     assert_eq!(out.status.code(), Some(2), "clap usage error");
 }
@@ -516,6 +535,22 @@ fn out_of_range_numbers_are_refused_before_any_work() {
             "--temperature",
         ),
         (
+            vec!["generate", "-m", m, "-p", "hi", "--top-p", "1.5"],
+            "--top-p",
+        ),
+        (
+            vec!["generate", "-m", m, "-p", "hi", "--top-p", "0"],
+            "--top-p",
+        ),
+        (
+            vec!["generate", "-m", m, "-p", "hi", "--min-p", "1"],
+            "--min-p",
+        ),
+        (
+            vec!["generate", "-m", m, "-p", "hi", "--repeat-penalty", "0"],
+            "--repeat-penalty",
+        ),
+        (
             vec!["simulate-fraud", "--economics", "--network-fpr", "NaN"],
             "--network-fpr",
         ),
@@ -532,6 +567,33 @@ fn out_of_range_numbers_are_refused_before_any_work() {
             "--output-kib",
         ),
         (vec!["sandbox", "run", "--timeout", "inf", p], "--timeout"),
+        (vec!["report", "tables", "--only", "perf,tabels"], "--only"),
+        (
+            vec![
+                "report",
+                "stamp",
+                "--table",
+                "perf",
+                "--scale",
+                "huge",
+                "--command",
+                "x",
+            ],
+            "--scale",
+        ),
+        (
+            vec![
+                "report",
+                "stamp",
+                "--table",
+                "nope",
+                "--scale",
+                "ci",
+                "--command",
+                "x",
+            ],
+            "--table",
+        ),
     ];
     for (args, flag) in cases {
         let start = std::time::Instant::now();

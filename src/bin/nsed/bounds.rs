@@ -49,6 +49,30 @@ pub fn unit(text: &str) -> Result<f64, String> {
     finite_in(text, 0.0, 1.0)
 }
 
+/// A nucleus-sampling mass in (0, 1] (1 is off).
+pub fn top_p(text: &str) -> Result<f64, String> {
+    match finite_in(text, 0.0, 1.0) {
+        Ok(p) if p > 0.0 => Ok(p),
+        _ => Err("expected a probability mass above 0 and at most 1 (1: off)".into()),
+    }
+}
+
+/// A min-p share in [0, 1) (0 is off; 1 would keep only the top token's ties).
+pub fn min_p(text: &str) -> Result<f64, String> {
+    match finite_in(text, 0.0, 1.0) {
+        Ok(p) if p < 1.0 => Ok(p),
+        _ => Err("expected a share from 0 up to, not including, 1 (0: off)".into()),
+    }
+}
+
+/// A repetition penalty: finite, above 0, at most 100 (1 is off).
+pub fn repeat_penalty(text: &str) -> Result<f32, String> {
+    match finite_in(text, 0.0, 100.0) {
+        Ok(p) if p > 0.0 => Ok(p as f32),
+        _ => Err("expected a penalty above 0 and at most 100 (1: off)".into()),
+    }
+}
+
 /// A sampling temperature in [0, 100] (0 is greedy).
 pub fn temperature(text: &str) -> Result<f64, String> {
     finite_in(text, 0.0, 100.0)
@@ -86,5 +110,21 @@ mod tests {
         assert!(threads("0").is_err());
         assert!(threads("20000").is_err());
         assert!(threads("18446744073709551615").is_err());
+    }
+
+    #[test]
+    fn sampling_filters_refuse_values_that_would_empty_the_distribution() {
+        assert_eq!(top_p("1"), Ok(1.0));
+        assert_eq!(top_p("0.95"), Ok(0.95));
+        for bad in ["0", "-0.5", "1.01", "NaN"] {
+            assert!(top_p(bad).is_err(), "{bad}");
+        }
+        assert_eq!(min_p("0"), Ok(0.0));
+        assert!(min_p("1").is_err());
+        assert!(min_p("-0.1").is_err());
+        assert_eq!(repeat_penalty("1.1"), Ok(1.1));
+        for bad in ["0", "-1", "inf", "1000"] {
+            assert!(repeat_penalty(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -76,13 +76,13 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 0, value_parser = bounds::count(0, bounds::MAX_TOKENS))]
     top_k: usize,
     /// Nucleus sampling mass (1: off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = bounds::top_p)]
     top_p: f64,
     /// Drop tokens below min-p times the top probability (0: off).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = bounds::min_p)]
     min_p: f64,
     /// Repetition penalty over the last 64 tokens (1: off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = bounds::repeat_penalty)]
     repeat_penalty: f32,
     /// Maximum new tokens.
     #[arg(long, short = 'n', default_value_t = 256, value_parser = bounds::tokens())]
@@ -149,24 +149,6 @@ pub fn tokenize(args: TokenizeArgs) -> Result<()> {
 
 pub fn generate_cmd(args: GenerateArgs) -> Result<()> {
     let prompt = inline_or_file(&args.prompt, &args.prompt_file, "prompt file")?;
-    for (name, ok) in [
-        (
-            "--top-p must be in (0, 1]",
-            args.top_p > 0.0 && args.top_p <= 1.0,
-        ),
-        (
-            "--min-p must be in [0, 1)",
-            (0.0..1.0).contains(&args.min_p),
-        ),
-        (
-            "--repeat-penalty must be a finite number > 0",
-            args.repeat_penalty.is_finite() && args.repeat_penalty > 0.0,
-        ),
-    ] {
-        if !ok {
-            bail!("{name}");
-        }
-    }
     let mut rt = Runtime::load(&args.model)?;
     let mut messages = Vec::new();
     if let Some(sys) = &args.system {

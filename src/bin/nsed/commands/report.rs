@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 
 use nsed::bench::code::problems;
 use nsed::bench::datasets;
@@ -23,8 +23,8 @@ pub struct TablesArgs {
     pub results: PathBuf,
     /// Only these tables, comma-separated: deliberation, code, fraud,
     /// determinism, perf, federation (default: every table with data).
-    #[arg(long)]
-    pub only: Option<String>,
+    #[arg(long, value_parser = table_list)]
+    pub only: Option<TableList>,
     /// The index page whose section between `<!-- results:begin -->` and
     /// `<!-- results:end -->` gets every table's summary (default: the
     /// results directory's README.md, when it exists).
@@ -37,12 +37,13 @@ pub struct StampArgs {
     /// The results directory; writes `stamps/<table>.json` there.
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
-    /// The table the experiments were for.
-    #[arg(long)]
+    /// The table the experiments were for: deliberation, code, fraud,
+    /// determinism, perf or federation.
+    #[arg(long, value_parser = one_table)]
     pub table: String,
-    /// `full` or `ci`.
-    #[arg(long)]
-    pub scale: String,
+    /// The scale the experiments ran at.
+    #[arg(long, value_enum)]
+    pub scale: Scale,
     /// The command line that ran them.
     #[arg(long)]
     pub command: String,
@@ -60,7 +61,46 @@ pub struct StampArgs {
     pub data_dir: Option<PathBuf>,
 }
 
-/// One page: what goes into the README (title and main tables) and the rest.
+/// `scripts/reproduce.sh`'s scales.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Scale {
+    /// The published tables.
+    Full,
+    /// A reduced version of every table (the test suite's).
+    Ci,
+}
+
+impl Scale {
+    fn name(self) -> &'static str {
+        match self {
+            Scale::Full => "full",
+            Scale::Ci => "ci",
+        }
+    }
+}
+
+/// Table names, checked against [`tables::TABLES`] when the arguments are
+/// parsed.
+#[derive(Clone)]
+pub struct TableList(Vec<String>);
+
+fn table_list(text: &str) -> Result<TableList, String> {
+    tables::parse_only(text)
+        .map(TableList)
+        .map_err(|e| e.to_string())
+}
+
+fn one_table(text: &str) -> Result<String, String> {
+    match tables::parse_only(text)
+        .map_err(|e| e.to_string())?
+        .as_slice()
+    {
+        [one] => Ok(one.clone()),
+        _ => Err(format!("expected one of {}", tables::TABLES.join(", "))),
+    }
+}
+
+/// One page: what goes into the index page (title and main tables) and the rest.
 struct Built {
     table: &'static str,
     title: String,
@@ -70,8 +110,8 @@ struct Built {
 }
 
 pub fn tables_cmd(a: TablesArgs) -> Result<()> {
-    let wanted = match &a.only {
-        Some(list) => tables::parse_only(list)?,
+    let wanted = match a.only {
+        Some(TableList(list)) => list,
         None => tables::TABLES.iter().map(|t| t.to_string()).collect(),
     };
     let index = a.readme.clone().or_else(|| {
@@ -316,10 +356,6 @@ fn write_readme(readme: &Path, results: &Path, pages: &[Built]) -> Result<()> {
 }
 
 pub fn stamp_cmd(a: StampArgs) -> Result<()> {
-    if !["full", "ci"].contains(&a.scale.as_str()) {
-        anyhow::bail!("--scale must be full or ci, not `{}`", a.scale);
-    }
-    tables::parse_only(&a.table)?;
     let registry = Registry::load()?;
     let mut models = Vec::new();
     for id in &a.models {
@@ -339,7 +375,7 @@ pub fn stamp_cmd(a: StampArgs) -> Result<()> {
     let now = provenance::utc_now();
     let stamp = Stamp {
         table: a.table.clone(),
-        scale: a.scale,
+        scale: a.scale.name().to_string(),
         command: a.command,
         started: a.started.unwrap_or_else(|| now.clone()),
         finished: now,
