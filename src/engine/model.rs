@@ -283,7 +283,6 @@ struct Layer {
     down: Linear,
     post_ffn_norm: Option<RmsNorm>,
     sliding: bool,
-    cache: KvCache,
 }
 
 /// cos/sin tables for rotary embeddings, grown on demand.
@@ -347,7 +346,9 @@ impl Rope {
     }
 }
 
-/// A loaded model with its KV cache.
+/// A loaded model: its weights and one built-in sequence (the KV cache that
+/// [`Model::forward`] extends). Other sequences live in [`Sequence`]s that
+/// [`Model::forward_batch`] runs together with the weights read once.
 pub struct Model {
     pub config: Config,
     embedding: Weight,
@@ -356,8 +357,8 @@ pub struct Model {
     output: Linear,
     rope_global: Rope,
     rope_local: Rope,
-    /// Tokens currently in the cache.
-    pos: usize,
+    /// The sequence of [`Model::forward`].
+    seq: Sequence,
     /// Upper bound on positions (defaults to the trained context length).
     max_positions: usize,
 }
@@ -416,13 +417,13 @@ impl Model {
             layers,
             norm,
             output,
-            pos: 0,
+            seq: Sequence::default(),
         })
     }
 
     /// Tokens in the KV cache.
     pub fn position(&self) -> usize {
-        self.pos
+        self.seq.pos
     }
 
     pub fn max_positions(&self) -> usize {
@@ -436,10 +437,7 @@ impl Model {
 
     /// Empty the KV cache.
     pub fn reset(&mut self) {
-        self.pos = 0;
-        for layer in &mut self.layers {
-            layer.cache = KvCache::default();
-        }
+        self.seq = Sequence::default();
     }
 
     /// Run `tokens` after what the cache holds and return their logits
@@ -453,32 +451,100 @@ impl Model {
     /// the output norm, the rows the logits come from) as `[rows, n_embd]` f32:
     /// the activations a TOPLOC-style proof commits to.
     pub fn forward_hidden(&mut self, tokens: &[u32], want: Logits) -> Result<(Tensor, Tensor)> {
-        let n = tokens.len();
-        if n == 0 {
-            return Err(ModelError::Config("forward on zero tokens".into()));
-        }
-        let end = self.pos + n;
-        if end > self.max_positions {
-            return Err(ModelError::ContextOverflow {
-                needed: end,
-                max: self.max_positions,
+        let mut seq = std::mem::take(&mut self.seq);
+        let out = self.forward_batch(&mut [Step {
+            seq: &mut seq,
+            tokens,
+            want,
+        }]);
+        self.seq = seq;
+        let mut out = out?;
+        out.pop()
+            .ok_or_else(|| ModelError::Config("a one-sequence step returned nothing".into()))
+    }
+
+    /// One forward step over several sequences: each [`Step`] runs its tokens
+    /// after what its sequence holds (a prompt's prefill, one decode token,
+    /// or anything between), and gets its own (logits, hidden states) as
+    /// [`Model::forward_hidden`] would return them.
+    ///
+    /// The weight matrices are read once for all rows; norms, kernels and
+    /// attention compute each row by the same code whatever the other rows
+    /// are, so every sequence's results are bit-identical to running it
+    /// alone, at any batch size. The steps are checked (empty, too long,
+    /// unknown token) before any sequence changes.
+    pub fn forward_batch(&mut self, steps: &mut [Step<'_>]) -> Result<Vec<(Tensor, Tensor)>> {
+        let mut segments = Vec::with_capacity(steps.len());
+        let mut start = 0;
+        for step in steps.iter() {
+            let n = step.tokens.len();
+            if n == 0 {
+                return Err(ModelError::Config("forward on zero tokens".into()));
+            }
+            let end = step.seq.pos + n;
+            if end > self.max_positions {
+                return Err(ModelError::ContextOverflow {
+                    needed: end,
+                    max: self.max_positions,
+                });
+            }
+            segments.push(Segment {
+                start,
+                len: n,
+                pos: step.seq.pos,
             });
+            start += n;
         }
-        self.rope_global.ensure(end)?;
-        self.rope_local.ensure(end)?;
-        let mut x = self.embed(tokens)?;
+        if segments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let longest = segments.iter().map(|s| s.pos + s.len).max().unwrap_or(0);
+        self.rope_global.ensure(longest)?;
+        self.rope_local.ensure(longest)?;
+        let tokens: Vec<u32> = steps
+            .iter()
+            .flat_map(|s| s.tokens.iter().copied())
+            .collect();
+        let mut x = self.embed(&tokens)?;
+        for step in steps.iter_mut() {
+            step.seq
+                .layers
+                .resize_with(self.layers.len(), KvCache::default);
+        }
         for i in 0..self.layers.len() {
-            x = self.layer_forward(i, &x)?;
+            x = self.layer_forward(i, &x, steps, &segments)?;
         }
-        let x = match want {
-            Logits::All => x,
-            Logits::Last => x.narrow(0, n - 1, 1)?,
-            Logits::From(start) => x.narrow(0, start.min(n - 1), n - start.min(n - 1))?,
+        // The rows each step wants, gathered for one output projection.
+        let mut picked = Vec::with_capacity(steps.len());
+        for (step, seg) in steps.iter().zip(&segments) {
+            let n = seg.len;
+            let (first, count) = match step.want {
+                Logits::All => (0, n),
+                Logits::Last => (n - 1, 1),
+                Logits::From(start) => (start.min(n - 1), n - start.min(n - 1)),
+            };
+            picked.push(x.narrow(0, seg.start + first, count)?);
+        }
+        let rows = if picked.len() == 1 {
+            picked[0].clone()
+        } else {
+            Tensor::cat(&picked, 0)?
         };
-        let x = self.norm.forward(&x)?;
-        let logits = self.output.forward(&x)?;
-        self.pos = end;
-        Ok((logits.to_dtype(DType::F32)?, x.to_dtype(DType::F32)?))
+        let rows = self.norm.forward(&rows)?;
+        let logits = self.output.forward(&rows)?.to_dtype(DType::F32)?;
+        let hidden = rows.to_dtype(DType::F32)?;
+        let mut out = Vec::with_capacity(steps.len());
+        let mut offset = 0;
+        for (step, part) in steps.iter_mut().zip(&picked) {
+            let count = part.dim(0)?;
+            out.push((
+                logits.narrow(0, offset, count)?,
+                hidden.narrow(0, offset, count)?,
+            ));
+            offset += count;
+            step.seq.pos += step.tokens.len();
+        }
+        Ok(out)
     }
 
     /// Dequantize the embedding rows of `tokens` (the table stays quantized).
@@ -503,7 +569,13 @@ impl Model {
         })
     }
 
-    fn layer_forward(&mut self, i: usize, x: &Tensor) -> Result<Tensor> {
+    fn layer_forward(
+        &self,
+        i: usize,
+        x: &Tensor,
+        steps: &mut [Step<'_>],
+        segments: &[Segment],
+    ) -> Result<Tensor> {
         let layer = &self.layers[i];
         let h = layer.attn_norm.forward(x)?;
         let rope = if layer.sliding {
@@ -516,17 +588,14 @@ impl Model {
         } else {
             None
         };
-        let cfg = &self.config;
-        let pos = self.pos;
-        let layer = &mut self.layers[i];
-        let h = attention(layer, cfg, rope, &h, window, pos)?;
+        let h = attention(layer, i, &self.config, rope, &h, window, steps, segments)?;
         let h = match &layer.post_attn_norm {
             Some(norm) => norm.forward(&h)?,
             None => h,
         };
         let x = (x + h)?;
         let h = layer.ffn_norm.forward(&x)?;
-        let h = mlp(layer, cfg.arch, &h)?;
+        let h = mlp(layer, self.config.arch, &h)?;
         let h = match &layer.post_ffn_norm {
             Some(norm) => norm.forward(&h)?,
             None => h,
@@ -610,71 +679,160 @@ struct KvCache {
     v: Vec<Vec<f32>>,
 }
 
+impl KvCache {
+    fn bytes(&self) -> usize {
+        let floats: usize = self.k.iter().chain(&self.v).map(Vec::len).sum();
+        floats * std::mem::size_of::<f32>()
+    }
+}
+
+/// One sequence's state: its position and the keys and values of every
+/// layer. Any number of sequences share one [`Model`]'s weights.
+#[derive(Default)]
+pub struct Sequence {
+    pos: usize,
+    layers: Vec<KvCache>,
+}
+
+impl Sequence {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Tokens in this sequence's KV cache.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Bytes its KV cache holds.
+    pub fn kv_bytes(&self) -> usize {
+        self.layers.iter().map(KvCache::bytes).sum()
+    }
+}
+
+/// One sequence's part of a [`Model::forward_batch`] step.
+pub struct Step<'a> {
+    pub seq: &'a mut Sequence,
+    /// Tokens to run after what the sequence holds.
+    pub tokens: &'a [u32],
+    /// Which rows' logits to return.
+    pub want: Logits,
+}
+
+/// Where a step's rows lie in the batch: rows `start..start + len`, at
+/// positions `pos..pos + len` of its sequence.
+struct Segment {
+    start: usize,
+    len: usize,
+    pos: usize,
+}
+
+/// One segment's queries (rotated, `[head][row][head_dim]`) and where they
+/// sit.
+struct Queries {
+    q: Vec<f32>,
+    start: usize,
+    len: usize,
+    pos: usize,
+}
+
 /// Attention, batch-invariant by construction: every query row is computed
 /// by the same code over exactly its visible keys, with a fixed reduction
-/// order, whether it arrives in a prefill batch or as a single decode step.
-/// (A GEMM's reduction order depends on the matrix shapes, and activations
-/// quantized to 8 bits turn those last-bit differences into visible logit
-/// differences; this is what makes a validator's one-pass replay of a
-/// generation bit-exact.)
+/// order, whether it arrives in a prefill batch, as a single decode step or
+/// beside other sequences' rows. (A GEMM's reduction order depends on the
+/// matrix shapes, and activations quantized to 8 bits turn those last-bit
+/// differences into visible logit differences; this is what makes a
+/// validator's one-pass replay of a generation bit-exact.)
+#[allow(clippy::too_many_arguments)]
 fn attention(
-    layer: &mut Layer,
+    layer: &Layer,
+    index: usize,
     cfg: &Config,
     rope: &Rope,
     x: &Tensor,
     window: Option<usize>,
-    pos: usize,
+    steps: &mut [Step<'_>],
+    segments: &[Segment],
 ) -> Result<Tensor> {
-    let n = x.dim(0)?;
+    let total = x.dim(0)?;
     let (h, kvh, d) = (cfg.n_head, cfg.n_kv_head, cfg.head_dim);
-    let heads = |t: Tensor, count: usize| -> Result<Tensor> {
-        Ok(t.reshape((1, n, count, d))?.transpose(1, 2)?.contiguous()?)
-    };
-    let mut q = heads(layer.wq.forward(x)?, h)?;
-    let mut k = heads(layer.wk.forward(x)?, kvh)?;
-    let v = heads(layer.wv.forward(x)?, kvh)?;
-    if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-        q = qn.forward(&q)?;
-        k = kn.forward(&k)?;
-    }
+    let q_all = layer.wq.forward(x)?;
+    let k_all = layer.wk.forward(x)?;
+    let v_all = layer.wv.forward(x)?;
     let interleaved = cfg.arch == Arch::Llama;
-    let q = rope
-        .apply(&q, pos, interleaved)?
-        .flatten_all()?
-        .to_vec1::<f32>()?;
-    let k = rope
-        .apply(&k, pos, interleaved)?
-        .flatten_all()?
-        .to_vec1::<f32>()?;
-    let v = v.flatten_all()?.to_vec1::<f32>()?;
-    let cache = &mut layer.cache;
-    cache.k.resize_with(kvh, Vec::new);
-    cache.v.resize_with(kvh, Vec::new);
-    for g in 0..kvh {
-        cache.k[g].extend_from_slice(&k[g * n * d..(g + 1) * n * d]);
-        cache.v[g].extend_from_slice(&v[g * n * d..(g + 1) * n * d]);
+    let mut queries = Vec::with_capacity(segments.len());
+    for (step, seg) in steps.iter_mut().zip(segments) {
+        let n = seg.len;
+        let heads = |t: &Tensor, count: usize| -> Result<Tensor> {
+            Ok(t.narrow(0, seg.start, n)?
+                .reshape((1, n, count, d))?
+                .transpose(1, 2)?
+                .contiguous()?)
+        };
+        let mut q = heads(&q_all, h)?;
+        let mut k = heads(&k_all, kvh)?;
+        let v = heads(&v_all, kvh)?;
+        if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+            q = qn.forward(&q)?;
+            k = kn.forward(&k)?;
+        }
+        let q = rope
+            .apply(&q, seg.pos, interleaved)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let k = rope
+            .apply(&k, seg.pos, interleaved)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let v = v.flatten_all()?.to_vec1::<f32>()?;
+        let cache = &mut step.seq.layers[index];
+        cache.k.resize_with(kvh, Vec::new);
+        cache.v.resize_with(kvh, Vec::new);
+        for g in 0..kvh {
+            cache.k[g].extend_from_slice(&k[g * n * d..(g + 1) * n * d]);
+            cache.v[g].extend_from_slice(&v[g * n * d..(g + 1) * n * d]);
+        }
+        queries.push(Queries {
+            q,
+            start: seg.start,
+            len: n,
+            pos: seg.pos,
+        });
+    }
+    let caches: Vec<&KvCache> = steps.iter().map(|s| &s.seq.layers[index]).collect();
+    // The segment of each batch row, for the row-parallel loop below.
+    let mut owner = Vec::with_capacity(total);
+    for (s, seg) in segments.iter().enumerate() {
+        owner.extend(std::iter::repeat_n(s, seg.len));
     }
     let scale = 1.0 / (d as f32).sqrt();
     let rep = h / kvh;
-    let mut out = vec![0f32; n * h * d];
+    let mut out = vec![0f32; total * h * d];
     let row = |(c, dst): (usize, &mut [f32])| {
-        let (i, head) = (c / h, c % h);
+        let (r, head) = (c / h, c % h);
+        let s = owner[r];
+        let (qs, cache) = (&queries[s], caches[s]);
+        let i = r - qs.start;
         let g = head / rep;
-        let q_row = &q[(head * n + i) * d..(head * n + i + 1) * d];
-        let qpos = pos + i;
+        let q_row = &qs.q[(head * qs.len + i) * d..(head * qs.len + i + 1) * d];
+        let qpos = qs.pos + i;
         let lo = window.map_or(0, |w| (qpos + 1).saturating_sub(w));
         attend_row(q_row, &cache.k[g], &cache.v[g], lo..qpos + 1, scale, d, dst);
     };
     // A decode step's attention is smaller than the cost of waking threads
     // (and of competing with candle's pool); each row is computed the same
     // way either way, so the choice cannot change a result.
-    if n * h * (pos + n) * d < PARALLEL_MIN_MACS {
+    let macs: usize = queries
+        .iter()
+        .map(|q| q.len * h * (q.pos + q.len) * d)
+        .sum();
+    if macs < PARALLEL_MIN_MACS {
         out.chunks_mut(d).enumerate().for_each(row);
     } else {
         use rayon::prelude::*;
         out.par_chunks_mut(d).enumerate().for_each(row);
     }
-    let out = Tensor::from_vec(out, (n, h * d), &Device::Cpu)?;
+    let out = Tensor::from_vec(out, (total, h * d), &Device::Cpu)?;
     layer.wo.forward(&out)
 }
 
@@ -788,7 +946,6 @@ fn load_layer(
         up,
         down,
         sliding: cfg.is_sliding(i),
-        cache: KvCache::default(),
     })
 }
 
@@ -885,6 +1042,177 @@ mod tests {
         m.reset();
         let moved = rows(&m.forward(&changed_recent, Logits::All).expect("prefill"));
         assert_ne!(moved[9], base[9]);
+    }
+
+    /// Prompts of ragged lengths (1 to 11 tokens), distinct per sequence.
+    fn prompts(b: usize) -> Vec<Vec<u32>> {
+        (0..b)
+            .map(|j| {
+                (0..1 + (j * 7) % 11)
+                    .map(|t| ((t * 31 + j * 17) % 250 + 1) as u32)
+                    .collect()
+            })
+            .collect()
+    }
+
+    const DECODE: [u32; 3] = [9, 77, 130];
+
+    /// A sequence alone: its prompt's every row, then three decode steps.
+    fn run_alone(m: &mut Model, prompt: &[u32]) -> Vec<Vec<f32>> {
+        let mut seq = Sequence::new();
+        let mut step = |tokens: &[u32], want| {
+            let out = m
+                .forward_batch(&mut [Step {
+                    seq: &mut seq,
+                    tokens,
+                    want,
+                }])
+                .expect("alone");
+            rows(&out[0].0)
+        };
+        let mut out = step(prompt, Logits::All);
+        for t in DECODE {
+            out.extend(step(&[t], Logits::Last));
+        }
+        out
+    }
+
+    /// The same sequences in shared steps: sequence j joins at step j % 3
+    /// with its whole prompt (prefill beside the others' decode steps), then
+    /// decodes one token per step and leaves after the third.
+    fn run_batched(m: &mut Model, prompts: &[Vec<u32>]) -> Vec<Vec<Vec<f32>>> {
+        let mut seqs: Vec<Sequence> = prompts.iter().map(|_| Sequence::new()).collect();
+        let mut outs: Vec<Vec<Vec<f32>>> = prompts.iter().map(|_| Vec::new()).collect();
+        let mut done = vec![0usize; prompts.len()]; // 0: not started, 1..=3 decode steps
+        for t in 0.. {
+            let active: Vec<usize> = (0..prompts.len())
+                .filter(|&j| j % 3 <= t && done[j] <= DECODE.len())
+                .collect();
+            if done.iter().all(|&k| k > DECODE.len()) {
+                break;
+            }
+            let mut steps: Vec<Step> = Vec::new();
+            for (j, seq) in seqs.iter_mut().enumerate() {
+                if !active.contains(&j) {
+                    continue;
+                }
+                let (tokens, want) = match done[j] {
+                    0 => (&prompts[j][..], Logits::All),
+                    k => (&DECODE[k - 1..k], Logits::Last),
+                };
+                steps.push(Step { seq, tokens, want });
+            }
+            if steps.is_empty() {
+                continue;
+            }
+            let out = m.forward_batch(&mut steps).expect("batched");
+            for (&j, (logits, _)) in active.iter().zip(&out) {
+                outs[j].extend(rows(logits));
+                done[j] += 1;
+            }
+        }
+        outs
+    }
+
+    #[test]
+    fn batched_sequences_are_bit_identical_to_each_alone() {
+        for arch in [Arch::Llama, Arch::Qwen2, Arch::Gemma3] {
+            let (_dir, mut m) = tiny(arch, |s| s.sliding_window = 4);
+            for b in [1, 2, 5, 16] {
+                let prompts = prompts(b);
+                let alone: Vec<_> = prompts.iter().map(|p| run_alone(&mut m, p)).collect();
+                let batched = run_batched(&mut m, &prompts);
+                for (j, (a, b_)) in alone.iter().zip(&batched).enumerate() {
+                    assert_eq!(a.len(), prompts[j].len() + DECODE.len());
+                    assert_eq!(a, b_, "{arch:?} B={b} sequence {j}");
+                }
+            }
+            // The built-in sequence of `forward` is the same computation.
+            let p = &prompts(3)[2];
+            m.reset();
+            let all = rows(&m.forward(p, Logits::All).expect("forward"));
+            assert_eq!(all, run_alone(&mut m, p)[..p.len()]);
+        }
+    }
+
+    #[test]
+    fn a_batch_is_not_the_same_as_another_sequences_context() {
+        // Negative control: the batch must not leak between sequences. The
+        // same decode token after different prompts gives different logits.
+        let (_dir, mut m) = tiny(Arch::Qwen2, |_| {});
+        let (mut a, mut b) = (Sequence::new(), Sequence::new());
+        m.forward_batch(&mut [
+            Step {
+                seq: &mut a,
+                tokens: &TOKENS[..4],
+                want: Logits::Last,
+            },
+            Step {
+                seq: &mut b,
+                tokens: &TOKENS[4..],
+                want: Logits::Last,
+            },
+        ])
+        .expect("prefill");
+        let out = m
+            .forward_batch(&mut [
+                Step {
+                    seq: &mut a,
+                    tokens: &[1],
+                    want: Logits::Last,
+                },
+                Step {
+                    seq: &mut b,
+                    tokens: &[1],
+                    want: Logits::Last,
+                },
+            ])
+            .expect("decode");
+        assert_ne!(rows(&out[0].0), rows(&out[1].0));
+        assert_eq!((a.position(), b.position()), (5, 7));
+        assert!(a.kv_bytes() > 0 && b.kv_bytes() > a.kv_bytes());
+    }
+
+    #[test]
+    fn a_bad_step_changes_no_sequence() {
+        let (_dir, mut m) = tiny(Arch::Llama, |s| s.context_length = 8);
+        let (mut a, mut b) = (Sequence::new(), Sequence::new());
+        let err = m
+            .forward_batch(&mut [
+                Step {
+                    seq: &mut a,
+                    tokens: &TOKENS[..3],
+                    want: Logits::Last,
+                },
+                Step {
+                    seq: &mut b,
+                    tokens: &TOKENS,
+                    want: Logits::Last,
+                },
+            ])
+            .expect_err("10 > 8");
+        assert!(matches!(
+            err,
+            ModelError::ContextOverflow { needed: 10, max: 8 }
+        ));
+        let err = m
+            .forward_batch(&mut [
+                Step {
+                    seq: &mut a,
+                    tokens: &TOKENS[..3],
+                    want: Logits::Last,
+                },
+                Step {
+                    seq: &mut b,
+                    tokens: &[100_000],
+                    want: Logits::Last,
+                },
+            ])
+            .expect_err("out of range");
+        assert!(matches!(err, ModelError::TokenOutOfRange { .. }));
+        assert_eq!((a.position(), a.kv_bytes()), (0, 0));
+        assert_eq!((b.position(), b.kv_bytes()), (0, 0));
+        assert!(m.forward_batch(&mut []).expect("empty batch").is_empty());
     }
 
     #[test]
