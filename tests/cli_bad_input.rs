@@ -518,6 +518,7 @@ fn out_of_range_numbers_are_refused_before_any_work() {
             "--gen-tokens",
         ),
         (vec!["perf", "-m", m, "--verify-cost", "0"], "--verify-cost"),
+        (vec!["perf", "-m", m, "--batch", "1,0"], "--batch"),
         (
             vec!["--threads", "20000", "tokenize", "-m", m, "--text", "hi"],
             "--threads",

@@ -25,6 +25,11 @@ pub struct PerfArgs {
     /// with top-5 logprobs; the validator replays them in one teacher-forced pass.
     #[arg(long, value_delimiter = ',', value_name = "N,...", value_parser = bounds::tokens())]
     verify_cost: Vec<usize>,
+    /// Instead: aggregate speed of this many sequences run together
+    /// (comma-separated batch sizes, e.g. 1,2,4,8,16): each prefills the
+    /// prompt, then all decode `--gen-tokens` steps in shared passes.
+    #[arg(long, value_delimiter = ',', value_name = "B,...", value_parser = bounds::count(1, 256))]
+    batch: Vec<usize>,
     #[arg(long)]
     json: bool,
 }
@@ -42,6 +47,9 @@ pub fn perf(args: PerfArgs) -> Result<()> {
             rt.model.max_positions()
         );
     }
+    if !args.batch.is_empty() {
+        return batch_speed(&mut rt, &prompt, &args);
+    }
     let mut runs = Vec::new();
     for i in 0..=args.repeats {
         let run = nsed::engine::perf::measure(&mut rt, &prompt, args.gen_tokens)?;
@@ -50,10 +58,6 @@ pub fn perf(args: PerfArgs) -> Result<()> {
             runs.push(run);
         }
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let prefill = median(runs.iter().map(|r| r.prefill_tok_per_s()).collect());
     let decode = median(runs.iter().map(|r| r.decode_tok_per_s()).collect());
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
@@ -78,6 +82,61 @@ pub fn perf(args: PerfArgs) -> Result<()> {
             args.repeats,
             rss.unwrap_or(f64::NAN)
         );
+    }
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// `--batch`: per batch size, the median of `--repeats` runs after a
+/// warm-up, as a table (or JSON lines).
+fn batch_speed(rt: &mut Runtime, prompt: &[u32], args: &PerfArgs) -> Result<()> {
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
+    let kernel = nsed::engine::qmm::path::active();
+    if !args.json {
+        outln!(
+            "{}: {} prompt + {} generated tokens per sequence, threads {threads}, kernel {kernel}, median of {}",
+            rt.id(),
+            args.prompt_tokens,
+            args.gen_tokens,
+            args.repeats
+        );
+        outln!(
+            "| B | prefill tok/s | decode tok/s (all sequences) | x B=1 | KV MiB | peak RSS MiB |"
+        );
+        outln!("|---|---|---|---|---|---|");
+    }
+    let mut single = None;
+    for &b in &args.batch {
+        let mut runs = Vec::new();
+        for i in 0..=args.repeats {
+            let run = nsed::engine::perf::measure_batch(rt, prompt, args.gen_tokens, b)?;
+            if i > 0 {
+                runs.push(run);
+            }
+        }
+        let prefill = median(runs.iter().map(|r| r.prefill_tok_per_s()).collect());
+        let decode = median(runs.iter().map(|r| r.decode_tok_per_s()).collect());
+        let kv_mib = runs[0].kv_bytes as f64 / (1024.0 * 1024.0);
+        let rss = nsed::engine::perf::peak_rss_mib().unwrap_or(f64::NAN);
+        if b == 1 {
+            single = Some(decode);
+        }
+        let ratio = single.map_or(f64::NAN, |s| decode / s);
+        if args.json {
+            outln!(
+                "{}",
+                serde_json::json!({"model": rt.id(), "batch": b, "prompt_tokens": args.prompt_tokens,
+                    "gen_tokens": args.gen_tokens, "repeats": args.repeats, "threads": threads,
+                    "kernel": kernel.name(), "prefill_tok_per_s": prefill, "decode_tok_per_s": decode,
+                    "kv_mib": kv_mib, "peak_rss_mib": rss, "runs": runs})
+            );
+        } else {
+            outln!("| {b} | {prefill:.1} | {decode:.1} | {ratio:.2} | {kv_mib:.1} | {rss:.0} |");
+        }
     }
     Ok(())
 }
