@@ -20,6 +20,7 @@ use crate::answer::{AnswerKind, Outcome};
 use crate::deliberation::roster::{AgentSpec, Roster};
 use crate::deliberation::vote::{self, Halting};
 use crate::deliberation::{
+    Call,
     self, Agent, Proposal, ProposeContext, ProposeRequest, Settings, Task, Transcript, Usage,
 };
 use crate::engine::sampling::SamplingParams;
@@ -213,12 +214,16 @@ pub fn run_item(
     // Round-1 proposals: the plurality ballots and debate's first round; the
     // same requests as NSED's round 1, so the memo shares them.
     let first: Vec<Proposal> = if has(Method::Plurality) || has(Method::Debate) {
-        (0..h.agents.len())
-            .filter_map(|i| {
-                h.agents[i]
-                    .propose(&deliberation::propose_request(&task, s, i, &names, 1, None))
-                    .ok()
-            })
+        let reqs: Vec<ProposeRequest> = (0..h.agents.len())
+            .map(|i| deliberation::propose_request(&task, s, i, &names, 1, None))
+            .collect();
+        for (agent, req) in h.agents.iter_mut().zip(&reqs) {
+            agent.prefetch(Call::Propose(req));
+        }
+        h.agents
+            .iter_mut()
+            .zip(&reqs)
+            .filter_map(|(agent, req)| agent.propose(req).ok())
             .collect()
     } else {
         Vec::new()
@@ -302,6 +307,7 @@ fn run_single(
     rec: &mut ItemRecord,
 ) {
     let mut seen = HashSet::new();
+    let mut calls = Vec::new();
     for i in 0..h.agents.len() {
         if !seen.insert(h.specs[i].model.clone()) {
             continue;
@@ -311,6 +317,10 @@ fn run_single(
             req.sampling = Some(SamplingParams::default());
             req.inference_id = format!("{}/single/{}", task.id, names[i]);
         }
+        h.agents[i].prefetch(Call::Propose(&req));
+        calls.push((i, req));
+    }
+    for (i, req) in calls {
         let Ok(p) = h.agents[i].propose(&req) else {
             continue;
         };
@@ -328,21 +338,23 @@ fn run_self_consistency(
     gold: &str,
     rec: &mut ItemRecord,
 ) {
-    let samples: Vec<Proposal> = (0..h.sc_k)
-        .filter_map(|k| {
-            let req = ProposeRequest {
-                task: task.clone(),
-                round: 1,
-                context: ProposeContext::Fresh,
-                sampling: Some(h.sc_params.clone()),
-                seed: s.seed,
-                inference_id: format!("{}/sc/{k}", task.id),
-                max_tokens: s.max_tokens,
-                max_chars: s.max_chars,
-            };
-            h.sc.propose(&req).ok()
+    let reqs: Vec<ProposeRequest> = (0..h.sc_k)
+        .map(|k| ProposeRequest {
+            task: task.clone(),
+            round: 1,
+            context: ProposeContext::Fresh,
+            sampling: Some(h.sc_params.clone()),
+            seed: s.seed,
+            inference_id: format!("{}/sc/{k}", task.id),
+            max_tokens: s.max_tokens,
+            max_chars: s.max_chars,
         })
         .collect();
+    // All k samples in flight at once: they share forward passes.
+    for req in &reqs {
+        h.sc.prefetch(Call::Propose(req));
+    }
+    let samples: Vec<Proposal> = reqs.iter().filter_map(|req| h.sc.propose(req).ok()).collect();
     let chosen = vote_answers(&samples, &format!("{}/{}/sc", s.seed, task.id));
     let usage = samples.iter().map(|p| p.usage).sum();
     let graded = result(h.code.as_deref(), task, gold, chosen, usage);
@@ -364,7 +376,7 @@ fn run_debate(
     let mut rounds = vec![first];
     for r in 2..=h.debate_rounds {
         let prev = &rounds[rounds.len() - 1];
-        let mut next = Vec::new();
+        let mut reqs = Vec::new();
         for (i, agent) in h.agents.iter_mut().enumerate() {
             let own = prev
                 .iter()
@@ -385,10 +397,15 @@ fn run_debate(
                 max_tokens: s.max_tokens,
                 max_chars: s.max_chars,
             };
-            if let Ok(p) = agent.propose(&req) {
-                next.push(p);
-            }
+            agent.prefetch(Call::Propose(&req));
+            reqs.push(req);
         }
+        let next = h
+            .agents
+            .iter_mut()
+            .zip(&reqs)
+            .filter_map(|(agent, req)| agent.propose(req).ok())
+            .collect();
         rounds.push(next);
     }
     let last = rounds.last().map(Vec::as_slice).unwrap_or_default();

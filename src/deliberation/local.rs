@@ -2,10 +2,14 @@
 //! methods share identical calls (inference is deterministic, so a repeated
 //! request would reproduce the same tokens; each method is still charged the
 //! call's full cost).
+//!
+//! Each model runs on its own batching engine ([`crate::engine::batch`]):
+//! a call announced with [`Agent::prefetch`] is submitted at once, so a
+//! phase's calls (every agent's proposal, every evaluation, the k samples of
+//! self-consistency) and the calls of items run in parallel share forward
+//! passes; results are the same as one call at a time.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
 
 use super::roster::AgentSpec;
 use super::{
@@ -14,27 +18,34 @@ use super::{
 };
 use crate::answer::{self, AnswerKind};
 use crate::engine::chat::{Message, TemplateKind};
-use crate::engine::generate::{generate, GenerateRequest, Generation};
-use crate::engine::model::Logits;
+use crate::engine::batch::{BatchError, Done, Engine, EngineHandle, Limits, Ticket};
+use crate::engine::generate::{GenerateRequest, Generation};
 use crate::engine::runtime::{Runtime, RuntimeError};
 use crate::engine::sampling::{log_softmax, SamplingParams};
 
-pub type SharedRuntime = Rc<RefCell<Runtime>>;
-
-/// Load each distinct model once.
-#[derive(Default)]
+/// Load each distinct model once, each on its own batching engine; clones
+/// share the engines (for workers running items in parallel).
+#[derive(Default, Clone)]
 pub struct ModelPool {
-    loaded: HashMap<String, SharedRuntime>,
+    limits: Limits,
+    loaded: HashMap<String, EngineHandle>,
 }
 
 impl ModelPool {
-    pub fn get(&mut self, spec: &str) -> Result<SharedRuntime, RuntimeError> {
-        if let Some(rt) = self.loaded.get(spec) {
-            return Ok(rt.clone());
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            loaded: HashMap::new(),
         }
-        let rt = Rc::new(RefCell::new(Runtime::load(spec)?));
-        self.loaded.insert(spec.to_string(), rt.clone());
-        Ok(rt)
+    }
+
+    pub fn get(&mut self, spec: &str) -> Result<EngineHandle, RuntimeError> {
+        if let Some(engine) = self.loaded.get(spec) {
+            return Ok(engine.clone());
+        }
+        let engine = Engine::spawn(Runtime::load(spec)?, self.limits)?;
+        self.loaded.insert(spec.to_string(), engine.clone());
+        Ok(engine)
     }
 
     /// `(id, sha256)` of every loaded model, sorted.
@@ -42,32 +53,35 @@ impl ModelPool {
         let mut v: Vec<(String, String)> = self
             .loaded
             .values()
-            .map(|rt| {
-                let rt = rt.borrow();
-                (rt.id(), rt.sha256().unwrap_or_default())
-            })
+            .map(|e| (e.id().to_string(), e.sha256().to_string()))
             .collect();
         v.sort();
         v
+    }
+
+    /// The engines, for progress lines (tokens generated so far).
+    pub fn engines(&self) -> Vec<EngineHandle> {
+        self.loaded.values().cloned().collect()
     }
 }
 
 pub struct LocalAgent {
     spec: AgentSpec,
     model_id: String,
-    rt: SharedRuntime,
+    engine: EngineHandle,
     yes_ids: Vec<u32>,
     no_ids: Vec<u32>,
+    /// Calls started by [`Agent::prefetch`], by request.
+    pending: HashMap<String, Ticket>,
 }
 
 impl LocalAgent {
-    pub fn new(spec: AgentSpec, rt: SharedRuntime) -> Self {
+    pub fn new(spec: AgentSpec, engine: EngineHandle) -> Self {
         let (model_id, yes_ids, no_ids) = {
-            let r = rt.borrow();
             let single = |words: &[&str]| -> Vec<u32> {
                 let mut ids: Vec<u32> = words
                     .iter()
-                    .filter_map(|w| match r.tokenizer.encode(w, false, false).as_slice() {
+                    .filter_map(|w| match engine.tokenizer().encode(w, false, false).as_slice() {
                         [id] => Some(*id),
                         _ => None,
                     })
@@ -77,7 +91,7 @@ impl LocalAgent {
                 ids
             };
             (
-                r.id(),
+                engine.id().to_string(),
                 single(&["Yes", " Yes", "yes", " yes", "YES"]),
                 single(&["No", " No", "no", " no", "NO"]),
             )
@@ -85,9 +99,10 @@ impl LocalAgent {
         Self {
             spec,
             model_id,
-            rt,
+            engine,
             yes_ids,
             no_ids,
+            pending: HashMap::new(),
         }
     }
 
@@ -99,15 +114,14 @@ impl LocalAgent {
     }
 
     fn is_plain(&self) -> bool {
-        self.rt.borrow().template.kind == TemplateKind::Plain
+        self.engine.template_kind() == TemplateKind::Plain
     }
 
     /// Tokens of a prompt: chat messages for instruction models (with any
     /// `extra` turns), the plain text for base models.
     fn prompt_ids(&self, p: &prompts::Prompt, extra: &[Message]) -> Vec<u32> {
-        let rt = self.rt.borrow();
-        if rt.template.kind == TemplateKind::Plain {
-            return rt.tokenizer.encode(&p.plain, true, false);
+        if self.is_plain() {
+            return self.engine.tokenizer().encode(&p.plain, true, false);
         }
         let mut messages = Vec::new();
         if let Some(system) = p.system.as_ref().or(self.spec.system.as_ref()) {
@@ -115,28 +129,103 @@ impl LocalAgent {
         }
         messages.push(Message::new("user", &p.user));
         messages.extend_from_slice(extra);
-        rt.chat_tokens(&messages)
+        self.engine.chat_tokens(&messages)
     }
 
-    fn run(
+    fn request(
         &self,
-        ids: &[u32],
         sampling: SamplingParams,
         seed: u64,
         inference_id: &str,
         max_tokens: usize,
         stop: Vec<String>,
-    ) -> Result<Generation, AgentError> {
-        let req = GenerateRequest {
+    ) -> GenerateRequest {
+        GenerateRequest {
             sampling,
             max_tokens,
             stop,
             seed: seed.wrapping_add(self.spec.seed_offset),
             inference_id: inference_id.to_string(),
             ..GenerateRequest::default()
+        }
+    }
+
+    /// Start a generation (or a scoring, without `req`) unless it is
+    /// already in flight.
+    fn start(&mut self, ids: Vec<u32>, req: Option<GenerateRequest>) {
+        let k = call_key(&ids, req.as_ref());
+        if self.pending.contains_key(&k) {
+            return;
+        }
+        let ticket = match req {
+            Some(req) => self.engine.submit_generate(ids, req),
+            None => self.engine.submit_score(ids),
         };
-        let mut rt = self.rt.borrow_mut();
-        generate(&mut rt, ids, &req, |_, _| {}).map_err(|e| self.fail(e))
+        self.pending.insert(k, ticket);
+    }
+
+    /// The result of a call: the prefetched one if it was started, else run now.
+    fn collect(&mut self, ids: Vec<u32>, req: Option<GenerateRequest>) -> Result<Done, AgentError> {
+        let k = call_key(&ids, req.as_ref());
+        let ticket = match self.pending.remove(&k) {
+            Some(t) => t,
+            None => match req {
+                Some(req) => self.engine.submit_generate(ids, req),
+                None => self.engine.submit_score(ids),
+            },
+        };
+        ticket.wait().map_err(|e| self.fail(e))
+    }
+
+    fn run(&mut self, ids: Vec<u32>, req: GenerateRequest) -> Result<Generation, AgentError> {
+        self.collect(ids, Some(req))?
+            .generation()
+            .map_err(|e: BatchError| self.fail(e))
+    }
+
+    /// The generation a proposal makes.
+    fn propose_call(&self, req: &ProposeRequest) -> (Vec<u32>, GenerateRequest, prompts::Prompt) {
+        let p = prompts::propose(&req.task, &req.context, req.max_chars);
+        let ids = self.prompt_ids(&p, &[]);
+        let sampling = req.sampling.clone().unwrap_or_else(|| self.spec.sampling());
+        let g = self.request(
+            sampling,
+            req.seed,
+            &req.inference_id,
+            req.max_tokens,
+            self.stop_for(&p),
+        );
+        (ids, g, p)
+    }
+
+    /// The first generation of a generative evaluation.
+    fn evaluate_call(&self, req: &EvaluateRequest) -> (Vec<u32>, GenerateRequest, prompts::Prompt) {
+        let anchor = req
+            .anchor
+            .as_deref()
+            .map(|a| (a, req.anchor_answer.as_deref()));
+        let p = prompts::evaluate(&req.task, anchor, &req.candidates, req.max_chars);
+        let ids = self.prompt_ids(&p, &[]);
+        let g = self.request(
+            SamplingParams::default(),
+            req.seed,
+            &req.inference_id,
+            req.max_tokens,
+            self.stop_for(&p),
+        );
+        (ids, g, p)
+    }
+
+    /// The prompts a log-probability evaluation scores, one per candidate.
+    fn judge_prompts(&self, req: &EvaluateRequest) -> Vec<Vec<u32>> {
+        req.candidates
+            .iter()
+            .map(|c| self.prompt_ids(&prompts::judge(&req.task, &c.text, req.max_chars), &[]))
+            .collect()
+    }
+
+    fn eval_mode(&self, req: &EvaluateRequest) -> EvalMode {
+        self.spec.evaluation.unwrap_or(req.mode)
     }
 
     fn stop_for(&self, p: &prompts::Prompt) -> Vec<String> {
@@ -147,23 +236,10 @@ impl LocalAgent {
         }
     }
 
-    fn evaluate_generative(&self, req: &EvaluateRequest) -> Result<Evaluation, AgentError> {
-        let anchor = req
-            .anchor
-            .as_deref()
-            .map(|a| (a, req.anchor_answer.as_deref()));
-        let p = prompts::evaluate(&req.task, anchor, &req.candidates, req.max_chars);
+    fn evaluate_generative(&mut self, req: &EvaluateRequest) -> Result<Evaluation, AgentError> {
         let labels: Vec<String> = req.candidates.iter().map(|c| c.label.clone()).collect();
-        let ids = self.prompt_ids(&p, &[]);
-        let greedy = SamplingParams::default();
-        let g = self.run(
-            &ids,
-            greedy.clone(),
-            req.seed,
-            &req.inference_id,
-            req.max_tokens,
-            self.stop_for(&p),
-        )?;
+        let (ids, first, p) = self.evaluate_call(req);
+        let g = self.run(ids, first)?;
         let mut usage = usage_of(&g);
         let mut raw = vec![g.text.clone()];
         let mut parsed = parse::parse_scores(&g.text, &labels);
@@ -171,8 +247,8 @@ impl LocalAgent {
             // One retry with a correction; a base model is instead started
             // on the first label so it continues in the format.
             let retry_ids = if self.is_plain() {
-                let rt = self.rt.borrow();
-                rt.tokenizer
+                self.engine
+                    .tokenizer()
                     .encode(&format!("{}{}:", p.plain, labels[0]), true, false)
             } else {
                 self.prompt_ids(
@@ -184,14 +260,14 @@ impl LocalAgent {
                 )
             };
             let id = format!("{}/retry", req.inference_id);
-            let g2 = self.run(
-                &retry_ids,
-                greedy,
+            let retry = self.request(
+                SamplingParams::default(),
                 req.seed,
                 &id,
                 req.max_tokens,
                 self.stop_for(&p),
-            )?;
+            );
+            let g2 = self.run(retry_ids, retry)?;
             usage += usage_of(&g2);
             let text = if self.is_plain() {
                 format!("{}:{}", labels[0], g2.text)
@@ -214,37 +290,32 @@ impl LocalAgent {
         })
     }
 
-    fn evaluate_logprob(&self, req: &EvaluateRequest) -> Result<Evaluation, AgentError> {
+    fn evaluate_logprob(&mut self, req: &EvaluateRequest) -> Result<Evaluation, AgentError> {
         if self.yes_ids.is_empty() || self.no_ids.is_empty() {
             return Err(self.fail("the vocabulary has no single-token Yes/No"));
         }
         let mut usage = Usage::default();
         let mut scores = Vec::new();
         let mut raw = Vec::new();
-        for c in &req.candidates {
-            let p = prompts::judge(&req.task, &c.text, req.max_chars);
-            let ids = self.prompt_ids(&p, &[]);
+        let all = self.judge_prompts(req);
+        // Every candidate's prompt in flight at once: they share passes.
+        for ids in &all {
+            self.start(ids.clone(), None);
+        }
+        for ids in all {
             let start = std::time::Instant::now();
-            let row = {
-                let mut rt = self.rt.borrow_mut();
-                rt.model.reset();
-                let logits = rt
-                    .model
-                    .forward(&ids, Logits::Last)
-                    .map_err(|e| self.fail(e))?;
-                let rows = logits.dim(0).map_err(|e| self.fail(e))?;
-                logits
-                    .get(rows - 1)
-                    .and_then(|r| r.to_vec1::<f32>())
-                    .map_err(|e| self.fail(e))?
-            };
+            let prompt_tokens = ids.len();
+            let row = self
+                .collect(ids, None)?
+                .logits()
+                .map_err(|e: BatchError| self.fail(e))?;
             let lp = log_softmax(&row);
             let mass =
                 |ids: &[u32]| -> f64 { ids.iter().map(|&i| (lp[i as usize] as f64).exp()).sum() };
             let (yes, no) = (mass(&self.yes_ids), mass(&self.no_ids));
             usage += Usage {
                 calls: 1,
-                prompt_tokens: ids.len(),
+                prompt_tokens,
                 generated_tokens: 0,
                 seconds: start.elapsed().as_secs_f64(),
             };
@@ -296,17 +367,8 @@ impl Agent for LocalAgent {
     }
 
     fn propose(&mut self, req: &ProposeRequest) -> Result<Proposal, AgentError> {
-        let p = prompts::propose(&req.task, &req.context, req.max_chars);
-        let ids = self.prompt_ids(&p, &[]);
-        let sampling = req.sampling.clone().unwrap_or_else(|| self.spec.sampling());
-        let g = self.run(
-            &ids,
-            sampling,
-            req.seed,
-            &req.inference_id,
-            req.max_tokens,
-            self.stop_for(&p),
-        )?;
+        let (ids, g, _) = self.propose_call(req);
+        let g = self.run(ids, g)?;
         // A program's answer (its behaviour) is filled in by the code
         // benchmark's agent wrapper, which can run it.
         let found = (req.task.kind != AnswerKind::Code)
@@ -334,11 +396,38 @@ impl Agent for LocalAgent {
     }
 
     fn evaluate(&mut self, req: &EvaluateRequest) -> Result<Evaluation, AgentError> {
-        match self.spec.evaluation.unwrap_or(req.mode) {
+        match self.eval_mode(req) {
             EvalMode::Generative => self.evaluate_generative(req),
             EvalMode::Logprob => self.evaluate_logprob(req),
         }
     }
+
+    /// Submit the call now; it shares forward passes with whatever else is
+    /// in flight, and `propose`/`evaluate` collect it.
+    fn prefetch(&mut self, call: Call<'_>) {
+        match call {
+            Call::Propose(req) => {
+                let (ids, g, _) = self.propose_call(req);
+                self.start(ids, Some(g));
+            }
+            Call::Evaluate(req) => match self.eval_mode(req) {
+                EvalMode::Generative => {
+                    let (ids, g, _) = self.evaluate_call(req);
+                    self.start(ids, Some(g));
+                }
+                EvalMode::Logprob => {
+                    for ids in self.judge_prompts(req) {
+                        self.start(ids, None);
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// The key of an engine call: its prompt and, for a generation, the request.
+fn call_key(ids: &[u32], req: Option<&GenerateRequest>) -> String {
+    format!("{}|{}", key(&ids), req.map(key).unwrap_or_default())
 }
 
 /// Remembers an agent's replies by request, so methods that issue the same

@@ -9,7 +9,7 @@ use candle_core::Tensor;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::engine::model::{Logits, ModelError};
+use crate::engine::model::{Logits, ModelError, Sequence, Step};
 use crate::engine::runtime::Runtime;
 use crate::engine::sampling::{
     apply_repeat_penalty, row_logprobs, sample, seed_string, PlainSampler, SamplerKind,
@@ -31,6 +31,10 @@ pub enum GenerateError {
     Tokenizer(#[from] TokenizerError),
     #[error("tensor computation failed: {0}")]
     Candle(Box<candle_core::Error>),
+    #[error("the forward pass returned no logits")]
+    NoOutput,
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<ModelError> for GenerateError {
@@ -147,98 +151,219 @@ impl Generation {
 }
 
 /// Generate from `prompt_ids`; `on_token` sees each token and its bytes as it
-/// is produced (for streaming). The model's cache is reset first.
+/// is produced (for streaming). Runs in a fresh sequence of its own (the
+/// model's built-in cache is not touched).
 pub fn generate(
     rt: &mut Runtime,
     prompt_ids: &[u32],
     req: &GenerateRequest,
     mut on_token: impl FnMut(&GeneratedToken, &[u8]),
 ) -> Result<Generation, GenerateError> {
-    if prompt_ids.is_empty() {
-        return Err(GenerateError::EmptyPrompt);
+    let mut d = Decoding::new(rt, prompt_ids, req)?;
+    loop {
+        let started = Instant::now();
+        let (logits, hidden) = {
+            let mut steps = [d.step()];
+            let mut out = rt.model.forward_batch(&mut steps)?;
+            out.pop().ok_or(GenerateError::NoOutput)?
+        };
+        d.ran(started.elapsed().as_secs_f64());
+        if let Some(done) = d.accept(rt, &logits, &hidden, &mut on_token)? {
+            return Ok(done);
+        }
     }
-    let ctx = rt.model.max_positions();
-    if prompt_ids.len() >= ctx {
-        return Err(GenerateError::PromptTooLong {
-            prompt: prompt_ids.len(),
+}
+
+/// One generation in progress: its sequence (KV cache), the sampler state
+/// and what it has produced. The caller runs [`Decoding::step`] through the
+/// model (alone or in a batch with other decodings) and hands the logits to
+/// [`Decoding::accept`] until it returns the finished [`Generation`]. The
+/// result depends only on the prompt and the request, never on what else
+/// shared the forward pass (the model's rows are computed independently).
+pub struct Decoding {
+    seq: Sequence,
+    prompt_ids: Vec<u32>,
+    req: GenerateRequest,
+    seed: String,
+    rng: Sha256CounterRng,
+    plain: PlainSampler,
+    logits_hash: Option<Sha256>,
+    hidden: Option<Vec<Vec<f32>>>,
+    history: Vec<u32>,
+    tokens: Vec<GeneratedToken>,
+    bytes: Vec<u8>,
+    /// What the next step runs: the prompt, then each drawn token.
+    next: Vec<u32>,
+    ctx: usize,
+    prefill_seconds: f64,
+    decode_seconds: f64,
+    sampling_seconds: f64,
+}
+
+impl Decoding {
+    /// Check the prompt against the model's context and set up the sampler.
+    pub fn new(
+        rt: &Runtime,
+        prompt_ids: &[u32],
+        req: &GenerateRequest,
+    ) -> Result<Self, GenerateError> {
+        if prompt_ids.is_empty() {
+            return Err(GenerateError::EmptyPrompt);
+        }
+        let ctx = rt.model.max_positions();
+        if prompt_ids.len() >= ctx {
+            return Err(GenerateError::PromptTooLong {
+                prompt: prompt_ids.len(),
+                ctx,
+            });
+        }
+        let seed = if req.sampling.is_greedy() {
+            String::new()
+        } else {
+            seed_string(&req.seed.to_string(), &req.inference_id)
+        };
+        Ok(Self {
+            seq: Sequence::new(),
+            prompt_ids: prompt_ids.to_vec(),
+            rng: Sha256CounterRng::new(&seed),
+            plain: PlainSampler::new(req.seed),
+            logits_hash: req.hash_logits.then(Sha256::new),
+            hidden: req.capture_hidden.then(Vec::new),
+            history: prompt_ids.to_vec(),
+            tokens: Vec::new(),
+            bytes: Vec::new(),
+            next: prompt_ids.to_vec(),
+            seed,
+            req: req.clone(),
             ctx,
-        });
+            prefill_seconds: 0.0,
+            decode_seconds: 0.0,
+            sampling_seconds: 0.0,
+        })
     }
-    let seed = if req.sampling.is_greedy() {
-        String::new()
-    } else {
-        seed_string(&req.seed.to_string(), &req.inference_id)
-    };
-    let mut rng = Sha256CounterRng::new(&seed);
-    let mut plain = PlainSampler::new(req.seed);
-    let mut logits_hash = req.hash_logits.then(Sha256::new);
-    let mut sampling_seconds = 0.0;
-    rt.model.reset();
-    let start = Instant::now();
-    let mut hidden = req.capture_hidden.then(Vec::new);
-    let (mut logits, h) = rt.model.forward_hidden(prompt_ids, Logits::Last)?;
-    keep_hidden(&mut hidden, &h)?;
-    let prefill_seconds = start.elapsed().as_secs_f64();
-    let decode_start = Instant::now();
-    let mut history: Vec<u32> = prompt_ids.to_vec();
-    let mut tokens = Vec::new();
-    let mut bytes = Vec::new();
-    let finish_reason = loop {
-        let raw = last_row(&logits)?;
-        if let Some(h) = logits_hash.as_mut() {
+
+    /// Positions the finished generation can occupy at most (prompt and
+    /// output, within the context): what a memory budget must reserve.
+    pub fn max_positions(&self) -> usize {
+        (self.prompt_ids.len() + self.req.max_tokens.max(1)).min(self.ctx)
+    }
+
+    /// The next forward step of this sequence.
+    pub fn step(&mut self) -> Step<'_> {
+        Step {
+            seq: &mut self.seq,
+            tokens: &self.next,
+            want: Logits::Last,
+        }
+    }
+
+    pub fn prompt_len(&self) -> usize {
+        self.prompt_ids.len()
+    }
+
+    /// Whether the next step is the prompt's prefill.
+    pub fn prefilling(&self) -> bool {
+        self.seq.position() == 0
+    }
+
+    /// Account `seconds` of forward pass to prefill or decode.
+    pub fn ran(&mut self, seconds: f64) {
+        if self.tokens.is_empty() {
+            self.prefill_seconds += seconds;
+        } else {
+            self.decode_seconds += seconds;
+        }
+    }
+
+    /// Take the step's logits (`[1, vocab]`) and hidden state: draw the next
+    /// token; `Some` when the generation is finished.
+    pub fn accept(
+        &mut self,
+        rt: &Runtime,
+        logits: &Tensor,
+        hidden: &Tensor,
+        mut on_token: impl FnMut(&GeneratedToken, &[u8]),
+    ) -> Result<Option<Generation>, GenerateError> {
+        let t_accept = Instant::now();
+        if let Some(rows) = self.hidden.as_mut() {
+            rows.push(last_row(hidden)?);
+        }
+        let raw = last_row(logits)?;
+        if let Some(h) = self.logits_hash.as_mut() {
             raw.iter().for_each(|v| h.update(v.to_le_bytes()));
         }
+        let req = &self.req;
         let t0 = Instant::now();
         let id = if req.sampling.repeat_penalty == 1.0 {
-            draw_next(&raw, req, &mut rng, &mut plain)
+            draw_next(&raw, req, &mut self.rng, &mut self.plain)
         } else {
             let mut adjusted = raw.clone();
-            let recent = &history[history.len().saturating_sub(req.sampling.repeat_last_n)..];
+            let h = &self.history;
+            let recent = &h[h.len().saturating_sub(req.sampling.repeat_last_n)..];
             apply_repeat_penalty(&mut adjusted, recent, req.sampling.repeat_penalty);
-            draw_next(&adjusted, req, &mut rng, &mut plain)
+            draw_next(&adjusted, req, &mut self.rng, &mut self.plain)
         };
-        sampling_seconds += t0.elapsed().as_secs_f64();
+        self.sampling_seconds += t0.elapsed().as_secs_f64();
         let token = describe(rt, &raw, id, req.top_logprobs)?;
-        history.push(id);
-        if !req.ignore_eos && rt.stop_ids.contains(&id) {
-            tokens.push(token);
-            break FinishReason::Eos;
-        }
-        let token_bytes = rt.tokenizer.token_bytes(id)?;
-        on_token(&token, &token_bytes);
-        let new_bytes = token_bytes.len();
-        bytes.extend(token_bytes);
-        tokens.push(token);
-        if ends_in_stop(&bytes, new_bytes, &req.stop) {
-            break FinishReason::Stop;
-        }
-        if tokens.len() >= req.max_tokens {
-            break FinishReason::Length;
-        }
-        if rt.model.position() >= ctx {
-            break FinishReason::Context;
-        }
-        let (l, h) = rt.model.forward_hidden(&[id], Logits::Last)?;
-        keep_hidden(&mut hidden, &h)?;
-        logits = l;
-    };
-    let decode_seconds = decode_start.elapsed().as_secs_f64();
-    let mut text = String::from_utf8_lossy(&bytes).into_owned();
-    if let Some(cut) = req.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
-        text.truncate(cut);
+        self.history.push(id);
+        let finish = if !req.ignore_eos && rt.stop_ids.contains(&id) {
+            self.tokens.push(token);
+            Some(FinishReason::Eos)
+        } else {
+            let token_bytes = rt.tokenizer.token_bytes(id)?;
+            on_token(&token, &token_bytes);
+            let new_bytes = token_bytes.len();
+            self.bytes.extend(token_bytes);
+            self.tokens.push(token);
+            if ends_in_stop(&self.bytes, new_bytes, &req.stop) {
+                Some(FinishReason::Stop)
+            } else if self.tokens.len() >= req.max_tokens {
+                Some(FinishReason::Length)
+            } else if self.seq.position() >= self.ctx {
+                Some(FinishReason::Context)
+            } else {
+                None
+            }
+        };
+        // Sampling time belongs to decoding.
+        self.decode_seconds += t_accept.elapsed().as_secs_f64();
+        self.next.clear();
+        self.next.push(id);
+        Ok(finish.map(|reason| self.finish(reason)))
     }
-    Ok(Generation {
-        prompt_ids: prompt_ids.to_vec(),
-        tokens,
-        text,
-        finish_reason,
-        seed_string: seed,
-        prefill_seconds,
-        decode_seconds,
-        hidden,
-        logits_sha256: logits_hash.map(|h| crate::engine::digest::hex(&h.finalize())),
-        sampling_seconds,
-    })
+
+    /// Bytes this sequence's KV cache holds now.
+    pub fn kv_bytes(&self) -> usize {
+        self.seq.kv_bytes()
+    }
+
+    fn finish(&mut self, finish_reason: FinishReason) -> Generation {
+        let mut text = String::from_utf8_lossy(&self.bytes).into_owned();
+        if let Some(cut) = self
+            .req
+            .stop
+            .iter()
+            .filter_map(|s| text.find(s.as_str()))
+            .min()
+        {
+            text.truncate(cut);
+        }
+        Generation {
+            prompt_ids: std::mem::take(&mut self.prompt_ids),
+            tokens: std::mem::take(&mut self.tokens),
+            text,
+            finish_reason,
+            seed_string: self.seed.clone(),
+            prefill_seconds: self.prefill_seconds,
+            decode_seconds: self.decode_seconds,
+            hidden: self.hidden.take(),
+            logits_sha256: self
+                .logits_hash
+                .take()
+                .map(|h| crate::engine::digest::hex(&h.finalize())),
+            sampling_seconds: self.sampling_seconds,
+        }
+    }
 }
 
 fn draw_next(
@@ -251,13 +376,6 @@ fn draw_next(
         SamplerKind::SeedBound => sample(logits, &req.sampling, rng),
         SamplerKind::Plain => plain.sample(logits, &req.sampling),
     }
-}
-
-fn keep_hidden(store: &mut Option<Vec<Vec<f32>>>, h: &Tensor) -> Result<(), GenerateError> {
-    if let Some(rows) = store {
-        rows.push(last_row(h)?);
-    }
-    Ok(())
 }
 
 /// Whether a stop string appears in the output now that its last `new_bytes`

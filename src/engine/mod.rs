@@ -11,10 +11,12 @@
 //! - [`runtime`]: a loaded model (weights, tokenizer, template) ready to use.
 //! - [`sampling`]: the seed-bound SHA-256 counter RNG and sampling pipeline.
 //! - [`generate`]: generation with per-position log-probabilities.
+//! - [`batch`]: continuous batching of many requests per forward pass.
 //! - [`perplexity`]: llama.cpp-convention perplexity.
 //! - [`perf`]: llama-bench-style prefill and decode speed.
 //! - [`digest`]: hexadecimal digests.
 
+pub mod batch;
 pub mod chat;
 pub mod digest;
 pub mod generate;

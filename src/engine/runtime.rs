@@ -18,12 +18,15 @@ pub enum RuntimeError {
     Tokenizer(#[from] TokenizerError),
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error("could not start the model's engine thread: {0}")]
+    Thread(#[from] std::io::Error),
 }
 
 pub struct Runtime {
     pub resolved: ResolvedModel,
     pub gguf: Gguf,
-    pub tokenizer: Tokenizer,
+    /// Shared with the handles of an [`crate::engine::batch::Engine`].
+    pub tokenizer: std::sync::Arc<Tokenizer>,
     pub model: Model,
     pub template: ChatTemplate,
     /// Token ids that end a generation (EOS and the end-of-turn markers).
@@ -91,7 +94,7 @@ impl Runtime {
         Ok(Self {
             resolved,
             gguf,
-            tokenizer,
+            tokenizer: std::sync::Arc::new(tokenizer),
             model,
             template,
             stop_ids,

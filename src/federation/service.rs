@@ -7,10 +7,8 @@
 //! and discovery answers carry the agent's name, model, GGUF sha256 and
 //! public key.
 
-use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +21,7 @@ use super::wire::{
 use super::{heartbeat_subject, FederationError, DISCOVER_SUBJECT};
 use crate::deliberation::local::LocalAgent;
 use crate::deliberation::Agent;
+use crate::engine::batch::{Engine, EngineHandle, Limits};
 use crate::engine::runtime::Runtime;
 
 pub struct ServeOptions {
@@ -138,9 +137,15 @@ fn model_thread(
         };
         let name = name.unwrap_or_else(|| id.clone());
         let _ = ready.send(Ok((name.clone(), id.clone(), sha)));
-        let rt = Rc::new(RefCell::new(rt));
+        let engine = match Engine::spawn(rt, Limits::default()) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("nsed agent: no engine thread: {e}");
+                return;
+            }
+        };
         while let Ok(w) = work.recv() {
-            let outcome = execute(&w.task, &name, &id, &rt);
+            let outcome = execute(&w.task, &name, &id, &engine);
             let reply = Done {
                 call: w.call,
                 task: w.task,
@@ -159,8 +164,8 @@ fn model_thread(
 }
 
 /// Run one task on the model, as the roster entry in the task's profile.
-fn execute(task: &TaskMsg, name: &str, model: &str, rt: &Rc<RefCell<Runtime>>) -> Outcome {
-    let mut agent = LocalAgent::new(task.profile.spec(name, model), rt.clone());
+fn execute(task: &TaskMsg, name: &str, model: &str, engine: &EngineHandle) -> Outcome {
+    let mut agent = LocalAgent::new(task.profile.spec(name, model), engine.clone());
     match &task.body {
         TaskBody::Propose(req) => agent
             .propose(req)

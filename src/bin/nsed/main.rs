@@ -146,11 +146,7 @@ fn main() -> ExitCode {
 /// compete for the cores with the pool's workers, which spin and yield
 /// between kernels: on 2 cores that cost decode about 40% of its speed.
 fn run_in_pool(command: Command) -> Result<ExitCode> {
-    let threads = std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = nsed::engine::batch::default_threads();
     match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
         Ok(pool) => pool.install(|| run(command)),
         Err(_) => run(command),

@@ -105,6 +105,21 @@ pub struct BenchArgs {
     /// must be the same).
     #[arg(long)]
     pub resume: bool,
+    /// Items run at once. Their model calls share forward passes (each
+    /// model batches every request in flight), so throughput grows with N
+    /// while every record stays what a one-at-a-time run writes; records are
+    /// still appended one per item as each finishes, and a killed run
+    /// resumes with --resume, losing only the items in flight.
+    #[arg(long, default_value_t = 1, value_parser = crate::bounds::count(1, 256))]
+    pub parallel: usize,
+    /// Sequences per forward pass of each model.
+    #[arg(long, default_value_t = 16, value_parser = crate::bounds::count(1, 256))]
+    pub max_batch: usize,
+    /// KV-cache memory per model, in MiB, shared by the sequences in flight
+    /// (each reserves its prompt plus max_tokens); a request that could never
+    /// fit fails alone, with a message.
+    #[arg(long, default_value_t = 4096, value_parser = crate::bounds::count(16, 1 << 20))]
+    pub kv_mib: usize,
 }
 
 /// Selection and sandbox of the code sets.
@@ -342,8 +357,13 @@ pub fn bench_cmd(args: BenchArgs) -> Result<()> {
         code: code_settings,
     };
     let fed = connect_federation(&roster, args.delib.job.clone())?;
-    let mut pool = ModelPool::default();
-    let mut harness = build_harness(&roster, &methods, &mut pool, code.clone(), fed.as_ref())?;
+    let limits = nsed::engine::batch::Limits {
+        max_batch: args.max_batch,
+        kv_budget_bytes: args.kv_mib << 20,
+        ..Default::default()
+    };
+    let mut pool = ModelPool::new(limits);
+    let harness = build_harness(&roster, &methods, &mut pool, code.clone(), fed.as_ref())?;
     let mut models = pool.models();
     if let Some(fed) = &fed {
         models.extend(fed.models());
@@ -361,7 +381,7 @@ pub fn bench_cmd(args: BenchArgs) -> Result<()> {
         command: std::env::args().collect(),
         sandbox: code.as_ref().map(|c| c.sandbox.protections().clone()),
     };
-    let mut run = bench::open_run(&out, &fp, info.clone(), args.resume)?;
+    let run = bench::open_run(&out, &fp, info.clone(), args.resume)?;
     if let Some(fed) = &fed {
         fed.set_log(&out.join("federation.jsonl"))?;
     }
@@ -387,22 +407,44 @@ pub fn bench_cmd(args: BenchArgs) -> Result<()> {
     for rec in bench::read_records(&out).unwrap_or_default() {
         tally.add(&rec);
     }
-    for item in todo {
-        let rec = bench::run_item(&mut harness, item, dataset.kind, &methods, &settings);
-        run.append(&rec)?;
-        tally.add(&rec);
-        bar.set_message(tally.line());
-        bar.inc(1);
-        if bar.is_hidden() {
-            eprintln!(
-                "[{}/{}] {} {}",
-                bar.position(),
-                items.len(),
-                rec.item,
-                tally.line()
-            );
+    let sink = Sink {
+        run,
+        tally,
+        bar,
+        total: items.len(),
+        started: std::time::Instant::now(),
+        engines: pool.engines(),
+        tokens_before: 0,
+        finished: 0,
+        failure: None,
+    };
+    let sink = std::sync::Mutex::new(sink.with_baseline());
+    let queue = std::sync::Mutex::new(todo.into_iter().collect::<std::collections::VecDeque<_>>());
+    let job = Job {
+        queue: &queue,
+        sink: &sink,
+        kind: dataset.kind,
+        methods: &methods,
+        settings: &settings,
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..args.parallel.min(items.len()) {
+            let mut pool = pool.clone();
+            let (roster, methods, code, fed) = (&roster, &methods, code.clone(), fed.as_ref());
+            scope.spawn(move || match build_harness(roster, methods, &mut pool, code, fed) {
+                Ok(h) => job.work(h),
+                Err(e) => job.fail(e),
+            });
         }
+        job.work(harness);
+    });
+    let sink = sink
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a bench worker panicked"))?;
+    if let Some(e) = sink.failure {
+        return Err(e);
     }
+    let bar = sink.bar;
     bar.finish_and_clear();
     if let Some(fed) = &fed {
         eprintln!(
@@ -412,6 +454,103 @@ pub fn bench_cmd(args: BenchArgs) -> Result<()> {
     }
     outln!("{}", report_run(&out)?);
     Ok(())
+}
+
+/// The items to run and where their records go, shared by the workers of
+/// `bench --parallel`.
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    queue: &'a std::sync::Mutex<std::collections::VecDeque<&'a datasets::Item>>,
+    sink: &'a std::sync::Mutex<Sink>,
+    kind: AnswerKind,
+    methods: &'a [Method],
+    settings: &'a deliberation::Settings,
+}
+
+impl Job<'_> {
+    /// Take items until none are left (or a record could not be written).
+    fn work(self, mut harness: Harness) {
+        loop {
+            let next = match self.queue.lock() {
+                Ok(mut q) => q.pop_front(),
+                Err(_) => None,
+            };
+            let Some(item) = next else { return };
+            let rec = bench::run_item(&mut harness, item, self.kind, self.methods, self.settings);
+            let Ok(mut sink) = self.sink.lock() else {
+                return;
+            };
+            if let Err(e) = sink.record(&rec) {
+                drop(sink);
+                self.fail(e);
+                return;
+            }
+        }
+    }
+
+    /// Stop every worker after its current item and report `e`.
+    fn fail(self, e: anyhow::Error) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.clear();
+        }
+        if let Ok(mut sink) = self.sink.lock() {
+            sink.failure.get_or_insert(e);
+        }
+    }
+}
+
+/// Where finished items go: the run's journal, the running tally and the
+/// progress bar (items/hour and generated tokens/s since the start).
+struct Sink {
+    run: bench::RunDir,
+    tally: Running,
+    bar: ProgressBar,
+    total: usize,
+    started: std::time::Instant,
+    engines: Vec<nsed::engine::batch::EngineHandle>,
+    tokens_before: u64,
+    finished: usize,
+    failure: Option<anyhow::Error>,
+}
+
+impl Sink {
+    fn generated(&self) -> u64 {
+        self.engines.iter().map(|e| e.tally().generated_tokens).sum()
+    }
+
+    fn with_baseline(mut self) -> Self {
+        self.tokens_before = self.generated();
+        self
+    }
+
+    fn record(&mut self, rec: &ItemRecord) -> Result<()> {
+        self.run.append(rec)?;
+        self.tally.add(rec);
+        self.finished += 1;
+        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        let (steps, rows) = self.engines.iter().fold((0, 0), |(s, r), e| {
+            let t = e.tally();
+            (s + t.steps, r + t.rows)
+        });
+        let rate = format!(
+            "{:.1} items/h · {:.1} tok/s · mean batch {:.1}",
+            self.finished as f64 * 3600.0 / secs,
+            (self.generated() - self.tokens_before) as f64 / secs,
+            rows as f64 / steps.max(1) as f64
+        );
+        self.bar.set_message(format!("{} · {rate}", self.tally.line()));
+        self.bar.inc(1);
+        if self.bar.is_hidden() {
+            eprintln!(
+                "[{}/{}] {} {} · {rate}",
+                self.bar.position(),
+                self.total,
+                rec.item,
+                self.tally.line()
+            );
+        }
+        Ok(())
+    }
 }
 
 /// `nsed report bench DIR`: the summary of a run directory (finished or not).
