@@ -120,3 +120,172 @@ fn batched_logits_are_bit_identical_to_each_sequence_alone() {
         assert_ne!(single[0][1], single[1][1], "{id}");
     }
 }
+
+mod engine {
+    //! The scheduler on a real model: generations submitted together (from
+    //! one thread with `run_all`, or from many threads through an engine)
+    //! produce exactly what each produces alone, a bad request fails alone,
+    //! and a request that can never fit the KV budget is refused with a
+    //! message while the others go on.
+
+    use nsed::engine::batch::{run_all, BatchError, Engine, Limits, Work};
+    use nsed::engine::generate::{generate, GenerateRequest, Generation};
+    use nsed::engine::runtime::Runtime;
+    use nsed::engine::sampling::SamplingParams;
+
+    fn requests(rt: &Runtime) -> Vec<(Vec<u32>, GenerateRequest)> {
+        let questions = [
+            "What is 17 times 3?",
+            "Name a prime number larger than 50.",
+            "Write one sentence about the sea.",
+            "How many legs does a spider have?",
+            "Continue: 1, 1, 2, 3, 5,",
+            "What is the capital of France?",
+        ];
+        questions
+            .iter()
+            .enumerate()
+            .map(|(i, q)| {
+                let ids = rt.tokenizer.encode(q, true, false);
+                let sampling = if i % 2 == 0 {
+                    SamplingParams::default()
+                } else {
+                    SamplingParams {
+                        temperature: 0.8,
+                        top_p: 0.95,
+                        ..SamplingParams::default()
+                    }
+                };
+                let req = GenerateRequest {
+                    sampling,
+                    max_tokens: 6 + 5 * i,
+                    seed: 7,
+                    inference_id: format!("req-{i}"),
+                    top_logprobs: 3,
+                    hash_logits: true,
+                    ignore_eos: i == 1,
+                    ..GenerateRequest::default()
+                };
+                (ids, req)
+            })
+            .collect()
+    }
+
+    /// What a result is, without its timings.
+    fn essence(g: &Generation) -> (Vec<u32>, String, String, Option<String>, Vec<u32>) {
+        let logprobs: Vec<u32> = g
+            .tokens
+            .iter()
+            .flat_map(|t| {
+                std::iter::once(t.logprob.to_bits())
+                    .chain(t.top_logprobs.iter().map(|a| a.logprob.to_bits()))
+            })
+            .collect();
+        (
+            g.output_ids(),
+            g.text.clone(),
+            format!("{:?}", g.finish_reason),
+            g.logits_sha256.clone(),
+            logprobs,
+        )
+    }
+
+    fn load() -> Runtime {
+        super::common::registry_model_path("smollm2-135m");
+        Runtime::load("smollm2-135m").expect("model loads")
+    }
+
+    #[test]
+    fn batched_generations_equal_each_generation_alone() {
+        let mut rt = load();
+        let reqs = requests(&rt);
+        let alone: Vec<Generation> = reqs
+            .iter()
+            .map(|(ids, req)| generate(&mut rt, ids, req, |_, _| {}).expect("alone"))
+            .collect();
+        // Negative control: another seed changes a sampled request.
+        let (ids, req) = &reqs[1];
+        let reseeded = GenerateRequest {
+            seed: 8,
+            ..req.clone()
+        };
+        let other = generate(&mut rt, ids, &reseeded, |_, _| {}).expect("reseeded");
+        assert_ne!(essence(&other), essence(&alone[1]), "the seed is not used");
+
+        // At most 4 per pass, so later requests join as earlier ones leave.
+        let limits = Limits {
+            max_batch: 4,
+            ..Limits::default()
+        };
+        let works = reqs
+            .iter()
+            .map(|(ids, req)| Work::generate(&rt, ids, req))
+            .collect();
+        let batched = run_all(&mut rt, works, limits);
+        for (i, (a, b)) in alone.iter().zip(batched).enumerate() {
+            let b = b.and_then(|d| d.generation()).expect("batched");
+            assert_eq!(essence(a), essence(&b), "request {i}");
+        }
+    }
+
+    #[test]
+    fn an_engine_serves_many_threads_and_bad_requests_fail_alone() {
+        let mut rt = load();
+        let reqs = requests(&rt);
+        let alone: Vec<Generation> = reqs
+            .iter()
+            .map(|(ids, req)| generate(&mut rt, ids, req, |_, _| {}).expect("alone"))
+            .collect();
+        let vocab = rt.model.config.vocab_size as u32;
+        let ctx = rt.model.max_positions();
+        // 64 positions of KV cache for smollm2 (30 layers, 3 KV heads of 64).
+        let position_bytes = 30 * 2 * 3 * 64 * 4;
+        let limits = Limits {
+            max_batch: 3,
+            kv_budget_bytes: 200 * position_bytes,
+            ..Limits::default()
+        };
+        let engine = Engine::spawn(rt, limits).expect("engine");
+        std::thread::scope(|s| {
+            let handles: Vec<_> = reqs
+                .iter()
+                .map(|(ids, req)| {
+                    let engine = engine.clone();
+                    s.spawn(move || engine.generate(ids.clone(), req.clone()))
+                })
+                .collect();
+            // Bad requests in flight with the good ones.
+            let unknown_token = engine.submit_generate(vec![1, vocab + 5, 2], reqs[0].1.clone());
+            let too_long = engine.submit_generate(vec![1; ctx + 1], reqs[0].1.clone());
+            let over_budget = engine.submit_generate(
+                reqs[0].0.clone(),
+                GenerateRequest {
+                    max_tokens: 500,
+                    ..reqs[0].1.clone()
+                },
+            );
+            let err = unknown_token
+                .wait()
+                .expect_err("a token outside the vocabulary");
+            assert!(
+                err.to_string().contains("outside the embedding table"),
+                "{err}"
+            );
+            let err = too_long.wait().expect_err("a prompt past the context");
+            assert!(err.to_string().contains("shorten the prompt"), "{err}");
+            match over_budget.wait() {
+                Err(BatchError::OverBudget { positions, .. }) => {
+                    assert_eq!(positions, reqs[0].0.len() + 500)
+                }
+                other => panic!("expected over budget, got {other:?}"),
+            }
+            for (i, h) in handles.into_iter().enumerate() {
+                let g = h.join().expect("thread").expect("generation");
+                assert_eq!(essence(&alone[i]), essence(&g), "request {i}");
+            }
+        });
+        let t = engine.tally();
+        assert!(t.rows > t.steps, "requests shared passes: {t:?}");
+        assert!(t.rows <= 3 * t.steps, "max_batch 3 held: {t:?}");
+    }
+}

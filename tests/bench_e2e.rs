@@ -54,9 +54,12 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
         "5",
         "--out",
         out_s,
+        "--parallel",
+        "2",
     ];
 
-    // Start, wait for the first item's line, then kill -9 mid-run.
+    // Start (two items at once, their calls batched), wait for the first
+    // item's line, then kill -9 mid-run.
     let mut child = nsed_cmd(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -224,6 +227,37 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
     assert!(csv.lines().all(|l| l.split(',').count() == 10));
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(md.contains("McNemar") && md.contains("3 items"), "{md}");
+
+    // Batching changes nothing: an item run alone, one call at a time
+    // (--parallel 1, --max-batch 1), writes the record the parallel run wrote.
+    let alone = tmp.path().join("alone");
+    let mut single = args[..args.len() - 4].to_vec();
+    single.extend(["--out", alone.to_str().unwrap(), "--ids", "gsm8k-1"]);
+    single.extend(["--max-batch", "1"]);
+    let o = nsed(&single);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(alone.join("items.jsonl")).unwrap();
+    let one: ItemRecord = serde_json::from_str(text.trim()).unwrap();
+    let twin = records.iter().find(|r| r.item == "gsm8k-1").unwrap();
+    assert_eq!(without_timings(&one), without_timings(twin));
+}
+
+/// A record as JSON with every timing removed (the only thing batching and
+/// scheduling may change).
+fn without_timings(rec: &ItemRecord) -> serde_json::Value {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                map.retain(|k, _| !k.ends_with("seconds"));
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(rec).unwrap();
+    strip(&mut v);
+    v
 }
 
 #[test]

@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -195,10 +193,9 @@ fn forged_replayed_oversized_and_malformed_replies_are_refused() {
     assert!(attacks >= 2);
 
     // What came back is what the model computes here.
-    let rt = Rc::new(RefCell::new(
-        nsed::engine::runtime::Runtime::load("smollm2-135m").unwrap(),
-    ));
-    let mut local = LocalAgent::new(spec.clone(), rt);
+    let rt = nsed::engine::runtime::Runtime::load("smollm2-135m").unwrap();
+    let engine = nsed::engine::batch::Engine::spawn(rt, Default::default()).unwrap();
+    let mut local = LocalAgent::new(spec.clone(), engine);
     for (p, round) in [(&p1, 1), (&p2, 2)] {
         let l = local.propose(&req(round)).unwrap();
         assert_eq!(p.content, l.content);

@@ -6,6 +6,8 @@
 #     THREADS=1 each use a 2-core machine best. SLICE (e.g. 40m): stop each
 #     bench run after that long; the item in flight is redone on resume.
 #   NSED_DATA_DIR: the data sets (default: the repository's datasets/).
+#   PARALLEL (default 4): items run at once by each bench (their model calls
+#     share forward passes; records are the same as one at a time).
 OUT="${OUT:-results}"
 if [ -n "${NSED_BIN:-}" ]; then
   nsed=$NSED_BIN
@@ -23,6 +25,7 @@ run() {
   [ -n "${SLICE:-}" ] && limit=(timeout --signal=INT --kill-after=30s "$SLICE")
   local rc=0
   "${limit[@]}" "$nsed" --threads "${THREADS:-2}" bench "$@" "${common[@]}" --out "$out" \
+    --parallel "${PARALLEL:-4}" \
     $( [ -f "$out/meta.json" ] && echo --resume ) || rc=$?
   # 124: the slice ran out; the run resumes next time.
   case $rc in 0|124) ;; *) exit "$rc" ;; esac

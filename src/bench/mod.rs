@@ -20,8 +20,7 @@ use crate::answer::{AnswerKind, Outcome};
 use crate::deliberation::roster::{AgentSpec, Roster};
 use crate::deliberation::vote::{self, Halting};
 use crate::deliberation::{
-    Call,
-    self, Agent, Proposal, ProposeContext, ProposeRequest, Settings, Task, Transcript, Usage,
+    self, Agent, Call, Proposal, ProposeContext, ProposeRequest, Settings, Task, Transcript, Usage,
 };
 use crate::engine::sampling::SamplingParams;
 use crate::results::journal::{self, Journal, JournalError, Record};
@@ -354,7 +353,10 @@ fn run_self_consistency(
     for req in &reqs {
         h.sc.prefetch(Call::Propose(req));
     }
-    let samples: Vec<Proposal> = reqs.iter().filter_map(|req| h.sc.propose(req).ok()).collect();
+    let samples: Vec<Proposal> = reqs
+        .iter()
+        .filter_map(|req| h.sc.propose(req).ok())
+        .collect();
     let chosen = vote_answers(&samples, &format!("{}/{}/sc", s.seed, task.id));
     let usage = samples.iter().map(|p| p.usage).sum();
     let graded = result(h.code.as_deref(), task, gold, chosen, usage);

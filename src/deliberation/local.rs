@@ -17,8 +17,8 @@ use super::{
     ProposeRequest, Usage,
 };
 use crate::answer::{self, AnswerKind};
-use crate::engine::chat::{Message, TemplateKind};
 use crate::engine::batch::{BatchError, Done, Engine, EngineHandle, Limits, Ticket};
+use crate::engine::chat::{Message, TemplateKind};
 use crate::engine::generate::{GenerateRequest, Generation};
 use crate::engine::runtime::{Runtime, RuntimeError};
 use crate::engine::sampling::{log_softmax, SamplingParams};
@@ -81,10 +81,12 @@ impl LocalAgent {
             let single = |words: &[&str]| -> Vec<u32> {
                 let mut ids: Vec<u32> = words
                     .iter()
-                    .filter_map(|w| match engine.tokenizer().encode(w, false, false).as_slice() {
-                        [id] => Some(*id),
-                        _ => None,
-                    })
+                    .filter_map(
+                        |w| match engine.tokenizer().encode(w, false, false).as_slice() {
+                            [id] => Some(*id),
+                            _ => None,
+                        },
+                    )
                     .collect();
                 ids.sort_unstable();
                 ids.dedup();

@@ -119,7 +119,9 @@ impl Work {
         prompt_ids: &[u32],
         req: &GenerateRequest,
     ) -> Result<Self, BatchError> {
-        Ok(Work::Generate(Box::new(Decoding::new(rt, prompt_ids, req)?)))
+        Ok(Work::Generate(Box::new(Decoding::new(
+            rt, prompt_ids, req,
+        )?)))
     }
 
     pub fn score(rt: &Runtime, prompt_ids: &[u32]) -> Result<Self, BatchError> {
@@ -315,7 +317,11 @@ impl<T: Send> Batcher<T> {
     /// One forward pass over the batch; returns the work that finished (or
     /// failed) with its tag. A failing pass is retried one sequence at a
     /// time, so a bad request fails alone and the others go on.
-    pub fn step(&mut self, rt: &mut Runtime, counters: &Counters) -> Vec<(T, Result<Done, BatchError>)> {
+    pub fn step(
+        &mut self,
+        rt: &mut Runtime,
+        counters: &Counters,
+    ) -> Vec<(T, Result<Done, BatchError>)> {
         self.admit();
         if self.active.is_empty() {
             return Vec::new();
@@ -332,9 +338,10 @@ impl<T: Send> Batcher<T> {
                 .active
                 .iter_mut()
                 .map(|a| {
-                    let mut out = rt.model.forward_batch(&mut [a.work.step()]).map_err(|e| {
-                        BatchError::Generate(GenerateError::from(e))
-                    })?;
+                    let mut out = rt
+                        .model
+                        .forward_batch(&mut [a.work.step()])
+                        .map_err(|e| BatchError::Generate(GenerateError::from(e)))?;
                     out.pop()
                         .ok_or(BatchError::Generate(GenerateError::NoOutput))
                 })
@@ -355,7 +362,9 @@ impl<T: Send> Batcher<T> {
             .active
             .par_iter_mut()
             .zip(outputs)
-            .map(|(a, out)| out.and_then(|(logits, hidden)| a.work.accept(rt, seconds, &logits, &hidden)))
+            .map(|(a, out)| {
+                out.and_then(|(logits, hidden)| a.work.accept(rt, seconds, &logits, &hidden))
+            })
             .collect();
         let generated = self
             .active
@@ -551,7 +560,9 @@ pub struct Ticket {
 
 impl Ticket {
     pub fn wait(self) -> Result<Done, BatchError> {
-        self.rx.recv().unwrap_or(Err(BatchError::Stopped { model: self.model }))
+        self.rx
+            .recv()
+            .unwrap_or(Err(BatchError::Stopped { model: self.model }))
     }
 }
 
@@ -580,7 +591,11 @@ impl EngineHandle {
         self.submit(JobKind::Score { prompt_ids })
     }
 
-    pub fn generate(&self, prompt_ids: Vec<u32>, req: GenerateRequest) -> Result<Generation, BatchError> {
+    pub fn generate(
+        &self,
+        prompt_ids: Vec<u32>,
+        req: GenerateRequest,
+    ) -> Result<Generation, BatchError> {
         self.submit_generate(prompt_ids, req).wait()?.generation()
     }
 

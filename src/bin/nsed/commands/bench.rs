@@ -431,10 +431,12 @@ pub fn bench_cmd(args: BenchArgs) -> Result<()> {
         for _ in 1..args.parallel.min(items.len()) {
             let mut pool = pool.clone();
             let (roster, methods, code, fed) = (&roster, &methods, code.clone(), fed.as_ref());
-            scope.spawn(move || match build_harness(roster, methods, &mut pool, code, fed) {
-                Ok(h) => job.work(h),
-                Err(e) => job.fail(e),
-            });
+            scope.spawn(
+                move || match build_harness(roster, methods, &mut pool, code, fed) {
+                    Ok(h) => job.work(h),
+                    Err(e) => job.fail(e),
+                },
+            );
         }
         job.work(harness);
     });
@@ -515,7 +517,10 @@ struct Sink {
 
 impl Sink {
     fn generated(&self) -> u64 {
-        self.engines.iter().map(|e| e.tally().generated_tokens).sum()
+        self.engines
+            .iter()
+            .map(|e| e.tally().generated_tokens)
+            .sum()
     }
 
     fn with_baseline(mut self) -> Self {
@@ -538,7 +543,8 @@ impl Sink {
             (self.generated() - self.tokens_before) as f64 / secs,
             rows as f64 / steps.max(1) as f64
         );
-        self.bar.set_message(format!("{} · {rate}", self.tally.line()));
+        self.bar
+            .set_message(format!("{} · {rate}", self.tally.line()));
         self.bar.inc(1);
         if self.bar.is_hidden() {
             eprintln!(
