@@ -133,7 +133,10 @@ mod engine {
     use nsed::engine::runtime::Runtime;
     use nsed::engine::sampling::SamplingParams;
 
-    fn requests(rt: &Runtime) -> Vec<(Vec<u32>, GenerateRequest)> {
+    /// A prompt's token ids and what to generate from it.
+    type Request = (Vec<u32>, GenerateRequest);
+
+    fn requests(rt: &Runtime) -> Vec<Request> {
         let questions = [
             "What is 17 times 3?",
             "Name a prime number larger than 50.",
@@ -190,19 +193,21 @@ mod engine {
         )
     }
 
-    fn load() -> Runtime {
+    /// smollm2, the requests, and what each generates alone.
+    fn load() -> (Runtime, Vec<Request>, Vec<Generation>) {
         super::common::registry_model_path("smollm2-135m");
-        Runtime::load("smollm2-135m").expect("model loads")
+        let mut rt = Runtime::load("smollm2-135m").expect("model loads");
+        let reqs = requests(&rt);
+        let alone = reqs
+            .iter()
+            .map(|(ids, req)| generate(&mut rt, ids, req, |_, _| {}).expect("alone"))
+            .collect();
+        (rt, reqs, alone)
     }
 
     #[test]
     fn batched_generations_equal_each_generation_alone() {
-        let mut rt = load();
-        let reqs = requests(&rt);
-        let alone: Vec<Generation> = reqs
-            .iter()
-            .map(|(ids, req)| generate(&mut rt, ids, req, |_, _| {}).expect("alone"))
-            .collect();
+        let (mut rt, reqs, alone) = load();
         // Negative control: another seed changes a sampled request.
         let (ids, req) = &reqs[1];
         let reseeded = GenerateRequest {
@@ -230,12 +235,7 @@ mod engine {
 
     #[test]
     fn an_engine_serves_many_threads_and_bad_requests_fail_alone() {
-        let mut rt = load();
-        let reqs = requests(&rt);
-        let alone: Vec<Generation> = reqs
-            .iter()
-            .map(|(ids, req)| generate(&mut rt, ids, req, |_, _| {}).expect("alone"))
-            .collect();
+        let (rt, reqs, alone) = load();
         let vocab = rt.model.config.vocab_size as u32;
         let ctx = rt.model.max_positions();
         // 64 positions of KV cache for smollm2 (30 layers, 3 KV heads of 64).

@@ -22,9 +22,9 @@ use candle_core::Tensor;
 use rayon::prelude::*;
 
 use crate::engine::chat::{ChatTemplate, Message, TemplateKind};
-use crate::engine::generate::{Decoding, GenerateError, GenerateRequest, Generation};
+use crate::engine::generate::{check_prompt, Decoding, GenerateError, GenerateRequest, Generation};
 use crate::engine::model::{Logits, Sequence, Step};
-use crate::engine::runtime::Runtime;
+use crate::engine::runtime::{chat_tokens, Runtime};
 use crate::engine::tokenizer::Tokenizer;
 
 #[derive(Debug, thiserror::Error)]
@@ -125,17 +125,7 @@ impl Work {
     }
 
     pub fn score(rt: &Runtime, prompt_ids: &[u32]) -> Result<Self, BatchError> {
-        if prompt_ids.is_empty() {
-            return Err(GenerateError::EmptyPrompt.into());
-        }
-        let ctx = rt.model.max_positions();
-        if prompt_ids.len() > ctx {
-            return Err(GenerateError::PromptTooLong {
-                prompt: prompt_ids.len(),
-                ctx,
-            }
-            .into());
-        }
+        check_prompt(rt, prompt_ids, 0)?;
         Ok(Work::Score(Scoring {
             seq: Sequence::new(),
             prompt_ids: prompt_ids.to_vec(),
@@ -614,8 +604,7 @@ impl EngineHandle {
     /// A conversation rendered with the chat template and tokenized, as
     /// [`Runtime::chat_tokens`].
     pub fn chat_tokens(&self, messages: &[Message]) -> Vec<u32> {
-        let text = self.shared.template.render(messages, true);
-        self.shared.tokenizer.encode(&text, true, true)
+        chat_tokens(&self.shared.template, &self.shared.tokenizer, messages)
     }
 
     /// The model's registry id (or path).

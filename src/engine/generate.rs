@@ -174,6 +174,22 @@ pub fn generate(
     }
 }
 
+/// Refuse an empty prompt, or one that leaves fewer than `room` positions of
+/// the model's context; returns the context length.
+pub fn check_prompt(rt: &Runtime, prompt_ids: &[u32], room: usize) -> Result<usize, GenerateError> {
+    if prompt_ids.is_empty() {
+        return Err(GenerateError::EmptyPrompt);
+    }
+    let ctx = rt.model.max_positions();
+    if prompt_ids.len() + room > ctx {
+        return Err(GenerateError::PromptTooLong {
+            prompt: prompt_ids.len(),
+            ctx,
+        });
+    }
+    Ok(ctx)
+}
+
 /// One generation in progress: its sequence (KV cache), the sampler state
 /// and what it has produced. The caller runs [`Decoding::step`] through the
 /// model (alone or in a batch with other decodings) and hands the logits to
@@ -207,16 +223,8 @@ impl Decoding {
         prompt_ids: &[u32],
         req: &GenerateRequest,
     ) -> Result<Self, GenerateError> {
-        if prompt_ids.is_empty() {
-            return Err(GenerateError::EmptyPrompt);
-        }
-        let ctx = rt.model.max_positions();
-        if prompt_ids.len() >= ctx {
-            return Err(GenerateError::PromptTooLong {
-                prompt: prompt_ids.len(),
-                ctx,
-            });
-        }
+        // Room for at least one generated token.
+        let ctx = check_prompt(rt, prompt_ids, 1)?;
         let seed = if req.sampling.is_greedy() {
             String::new()
         } else {

@@ -113,7 +113,17 @@ impl Runtime {
     /// Render a conversation with the chat template and tokenize it, special
     /// tokens parsed (the template's markers are control tokens).
     pub fn chat_tokens(&self, messages: &[Message]) -> Vec<u32> {
-        let text = self.template.render(messages, true);
-        self.tokenizer.encode(&text, true, true)
+        chat_tokens(&self.template, &self.tokenizer, messages)
     }
+}
+
+/// A conversation rendered with `template` and tokenized, special tokens
+/// parsed (the template's markers are control tokens).
+pub fn chat_tokens(
+    template: &ChatTemplate,
+    tokenizer: &Tokenizer,
+    messages: &[Message],
+) -> Vec<u32> {
+    let text = template.render(messages, true);
+    tokenizer.encode(&text, true, true)
 }
