@@ -1,5 +1,5 @@
 //! Criterion benches of the hot kernels, so regressions show: the packed
-//! quantized matmul at m = 1 (decode), 16 and 128 (prefill) for every format
+//! quantized matmul at m = 1 (decode), 2-16 (batched decode) and 128 (prefill) for every format
 //! the roster uses, on the shapes of qwen2.5-coder-0.5b's MLP (896 → 4864);
 //! one attention row over 128 and 1024 cached positions; and sampling from a
 //! 151,936-entry vocabulary (greedy, and seed-bound top-p).
@@ -38,7 +38,7 @@ fn qmatmul(c: &mut Criterion) {
         let w = packed(dtype, n, k);
         let mut group = c.benchmark_group(format!("qmm/{dtype:?}/{n}x{k}"));
         group.sample_size(20);
-        for m in [1, 16, 128] {
+        for m in [1, 2, 4, 8, 16, 128] {
             let x = values(m * k, 7);
             group.throughput(Throughput::Elements((m * n * k) as u64));
             group.bench_with_input(BenchmarkId::from_parameter(format!("m={m}")), &x, |b, x| {

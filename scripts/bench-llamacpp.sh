@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Build llama.cpp's `llama-bench` once, from the llama.cpp tree vendored in the
+# Build one of llama.cpp's benchmark tools (default `llama-bench`; also
+# `llama-batched-bench`, the anchor of `nsed perf --batch`) once, from the llama.cpp tree vendored in the
 # llama-cpp-python source package, into a cache directory outside git, and
 # print its path. The only network access is the Python package registry:
 #   pip download --no-binary llama-cpp-python --no-deps llama-cpp-python
 # cmake comes from the registry too (pip install --user cmake) when missing.
 #
 # usage: scripts/bench-llamacpp.sh            build if needed, print the binary path
+#        LLAMACPP_TOOL=llama-batched-bench scripts/bench-llamacpp.sh   the
+#            aggregate-throughput tool (B sequences per pass), same build tree
 #        LLAMACPP_VERSION=0.3.20 scripts/bench-llamacpp.sh   pin another sdist
 #        LLAMACPP_ISA=avx2 scripts/bench-llamacpp.sh   a build without AVX-512
 #            (GGML_NATIVE=OFF, AVX2+FMA+F16C), to compare like for like with
@@ -17,6 +20,11 @@
 set -euo pipefail
 
 version="${LLAMACPP_VERSION:-0.3.36}"
+tool="${LLAMACPP_TOOL:-llama-bench}"
+case "$tool" in
+    llama-bench|llama-batched-bench) ;;
+    *) echo "bench-llamacpp: LLAMACPP_TOOL must be llama-bench or llama-batched-bench, not '$tool'" >&2; exit 2 ;;
+esac
 isa="${LLAMACPP_ISA:-native}"
 case "$isa" in
     native) isa_flags=(-DGGML_NATIVE=ON) ;;
@@ -36,7 +44,7 @@ if [[ $isa == native ]] && grep -q -w amx_tile /proc/cpuinfo 2>/dev/null; then
     flavor="-noamx" cflags="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 fi
 cache="${NSED_LLAMACPP_DIR:-$HOME/.cache/nsed/llama.cpp}/$version$flavor"
-bin="$cache/build/bin/llama-bench"
+bin="$cache/build/bin/$tool"
 jobs="${JOBS:-$(nproc)}"
 
 if [[ -x "$bin" ]]; then
@@ -68,14 +76,14 @@ if [[ ! -f "$src/vendor/llama.cpp/CMakeLists.txt" ]]; then
 fi
 
 # Native (or AVX2-only) CPU build, OpenMP off so that -t 2 means two threads and nothing else;
-# only the llama-bench target.
-log "building llama-bench with $jobs jobs (a few minutes)"
+# only the requested tool's target.
+log "building $tool with $jobs jobs (a few minutes)"
 cmake -S "$src/vendor/llama.cpp" -B "$cache/build" -DCMAKE_BUILD_TYPE=Release \
     "${isa_flags[@]}" -DGGML_OPENMP=OFF -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF \
     -DCMAKE_C_FLAGS="$cflags" -DCMAKE_CXX_FLAGS="$cflags" \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
     -DLLAMA_BUILD_TOOLS=ON >"$cache/cmake.log" 2>&1 || { tail -30 "$cache/cmake.log" >&2; exit 2; }
-cmake --build "$cache/build" --target llama-bench -j "$jobs" >"$cache/build.log" 2>&1 \
+cmake --build "$cache/build" --target "$tool" -j "$jobs" >"$cache/build.log" 2>&1 \
     || { tail -30 "$cache/build.log" >&2; exit 2; }
 [[ -x "$bin" ]] || { log "build finished but $bin is missing"; exit 2; }
 echo "$bin"

@@ -13,7 +13,7 @@
 //! Both then do the float work of the reference kernel, lane by lane: one FMA
 //! of the converted block sum by `scale · dx`, and one for the minimum.
 
-use super::{Codes, Format, PackedMatrix, QuantizedRows, BLOCK, GROUP, ROW_TILE};
+use super::{Codes, Format, PackedMatrix, QuantizedRows, BLOCK, GROUP};
 use std::arch::x86_64::*;
 
 /// Output rows per vector.
@@ -49,54 +49,91 @@ pub(super) unsafe fn group_kernel_vnni(
     unsafe { by_format!(w.format, rows_vnni(w, acts, g, dst)) }
 }
 
-/// The exact i32 sums of block `b` of a 4-bit format for `R` activation
-/// rows, `[half][row]`: each step's two half-group code vectors share the
-/// row's broadcast activation word. A macro so that it expands inside each
-/// family's target-feature function (closures and helpers would not inline).
-macro_rules! nibble_sums {
-    ($records:expr, $b:expr, $cb:expr, $xs:expr, $step:ident, $finish:ident, $r:expr) => {{
-        let rec = &$records[$b * $cb..][..$cb];
+/// Rows per panel of the batched kernel: 8 integer accumulators, one code
+/// vector (two for nibbles), the nibble mask and a broadcast word fit the 16
+/// 256-bit registers.
+const PANEL: usize = 8;
+
+/// The exact i32 sums, one vector per row, of `R` activation rows (`$xb`:
+/// each row's block `b`) against steps `$steps` of one half-group record.
+/// 4-bit codes sum 8 steps in an i16 pair accumulator per row (`$step`,
+/// widened once by `$finish`); 5- and 6-bit codes sum pairs of steps so,
+/// each pair widened into an i32 accumulator; Q8_0 adds each step's
+/// products to it (`$byte`). Each step's codes are unpacked once for all
+/// rows. A macro so that
+/// it expands inside each family's target-feature function.
+macro_rules! panel_sums {
+    ($format:expr, $rec:expr, $half:expr, $xb:expr, $steps:expr, $r:expr,
+     $step:ident, $finish:ident, $byte:ident) => {{
+        let mut acc = [_mm256_setzero_si256(); $r];
+        let load = |at: usize| {
+            let bytes = &$rec[at + $half * 32..][..32];
+            // SAFETY (inside the caller's unsafe block): `bytes` holds the
+            // 32 bytes read.
+            _mm256_loadu_si256(bytes.as_ptr().cast())
+        };
         let low = _mm256_set1_epi8(15);
-        let mut h = [[_mm256_setzero_si256(); $r]; 2];
-        for u in 0..4 {
-            let p0 = _mm256_loadu_si256(rec[u * 64..][..32].as_ptr().cast());
-            let p1 = _mm256_loadu_si256(rec[u * 64 + 32..][..32].as_ptr().cast());
-            let v0 = (
-                _mm256_and_si256(p0, low),
-                _mm256_and_si256(_mm256_srli_epi16(p0, 4), low),
-            );
-            let v1 = (
-                _mm256_and_si256(p1, low),
-                _mm256_and_si256(_mm256_srli_epi16(p1, 4), low),
-            );
-            for r in 0..$r {
-                let x = &$xs[r][$b * BLOCK..][..BLOCK];
-                let (lo, hi) = (word(x, u), word(x, u + 4));
-                h[0][r] = $step($step(h[0][r], v0.0, lo), v0.1, hi);
-                h[1][r] = $step($step(h[1][r], v1.0, lo), v1.1, hi);
+        match $format.codes() {
+            Codes::Nibble => {
+                for u in 0..4 {
+                    let p = load(u * 64);
+                    let lo = _mm256_and_si256(p, low);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16(p, 4), low);
+                    for (a, x) in acc.iter_mut().zip(&$xb) {
+                        *a = $step($step(*a, lo, word(x, u)), hi, word(x, u + 4));
+                    }
+                    // SAFETY: an empty instruction sequence, a compiler
+                    // memory barrier: it keeps the next step's broadcasts
+                    // from being hoisted above this one (which spilled).
+                    std::arch::asm!("", options(nostack, preserves_flags));
+                }
+                for a in acc.iter_mut() {
+                    *a = $finish(*a);
+                }
             }
-            // SAFETY: an empty instruction sequence; as a compiler memory
-            // barrier it keeps the next step's loads from being hoisted
-            // above this one, which made the compiler spill to the stack.
-            std::arch::asm!("", options(nostack, preserves_flags));
+            Codes::Byte => {
+                // SAFETY: same target features; the record is whole.
+                let v = unpack::<F>($rec, $half);
+                for t in $steps {
+                    for (a, x) in acc.iter_mut().zip(&$xb) {
+                        *a = $byte(*a, v[t], word(x, t));
+                    }
+                }
+            }
+            Codes::Nibble5 | Codes::Nibble6 => {
+                // SAFETY: as above.
+                let v = unpack::<F>($rec, $half);
+                // Two steps' pairs sum in i16 (codes < 64: at most
+                // 2 · 2 · 63 · 127 = 32004), then widen into the i32 sum.
+                for t in $steps.step_by(2) {
+                    for (a, x) in acc.iter_mut().zip(&$xb) {
+                        let zero = _mm256_setzero_si256();
+                        let pair = $step($step(zero, v[t], word(x, t)), v[t + 1], word(x, t + 1));
+                        *a = _mm256_add_epi32(*a, $finish(pair));
+                    }
+                }
+            }
         }
-        h.map(|half| half.map(|acc| $finish(acc)))
+        acc
     }};
 }
 
 /// The two kernels share every line but the integer block sums; this macro
-/// writes one `rows`/`tile`/`half_block` family per instruction set, each
-/// compiled with its own target features.
+/// writes one `rows`/`decode`/`panel`/`half_block` family per instruction
+/// set, each compiled with its own target features. `$byte_signed`: the
+/// family's Q8_0 step yields Σ (code − 128)·x, the offset already removed.
 macro_rules! kernel_family {
     (
         $features:literal,
         $rows:ident,
-        $tile:ident,
-        $nibble_tile:ident,
+        $decode:ident,
+        $panel:ident,
         $half_block:ident,
         $sums:ident,
         $step:ident,
-        $finish:ident
+        $finish:ident,
+        $byte:ident,
+        $byte_signed:literal
     ) => {
         #[target_feature(enable = $features)]
         unsafe fn $rows<const F: usize>(
@@ -106,31 +143,40 @@ macro_rules! kernel_family {
             dst: &mut [f32],
         ) {
             let m = acts.m;
-            let nibbles = matches!(Format::from_id(F).codes(), Codes::Nibble);
             let mut i = 0;
             // SAFETY (all calls): same target features as this function.
             while i < m {
-                unsafe {
-                    match m - i {
-                        1 => $tile::<F, 1>(w, acts, g, i, dst),
-                        2 if nibbles => $nibble_tile::<F, 2>(w, acts, g, i, dst),
-                        3 if nibbles => $nibble_tile::<F, 3>(w, acts, g, i, dst),
-                        _ if nibbles => $nibble_tile::<F, ROW_TILE>(w, acts, g, i, dst),
-                        2 => $tile::<F, 2>(w, acts, g, i, dst),
-                        3 => $tile::<F, 3>(w, acts, g, i, dst),
-                        _ => $tile::<F, ROW_TILE>(w, acts, g, i, dst),
-                    }
-                }
-                i += ROW_TILE.min(m - i);
+                let take = match m - i {
+                    1 => unsafe {
+                        $decode::<F>(w, acts, g, i, dst);
+                        1
+                    },
+                    2 => unsafe {
+                        $panel::<F, 2>(w, acts, g, i, dst);
+                        2
+                    },
+                    3 => unsafe {
+                        $panel::<F, 3>(w, acts, g, i, dst);
+                        3
+                    },
+                    4..PANEL => unsafe {
+                        $panel::<F, 4>(w, acts, g, i, dst);
+                        4
+                    },
+                    _ => unsafe {
+                        $panel::<F, PANEL>(w, acts, g, i, dst);
+                        PANEL
+                    },
+                };
+                i += take;
             }
         }
 
-        /// Rows `i0..i0 + R` against group `g`. A single row (decode) walks
-        /// the blocks once, both halves per block, prefetching ahead; a tile
-        /// walks them once per half, which keeps its 4 accumulators, 8 code
-        /// vectors and temporaries within the 16 registers.
+        /// Row `i0` alone (decode) against group `g`: the blocks once, both
+        /// halves per block, prefetching ahead (a single row is bound by
+        /// reading the weights).
         #[target_feature(enable = $features)]
-        unsafe fn $tile<const F: usize, const R: usize>(
+        unsafe fn $decode<const F: usize>(
             w: &PackedMatrix,
             acts: &QuantizedRows,
             g: usize,
@@ -139,61 +185,35 @@ macro_rules! kernel_family {
         ) {
             let format = Format::from_id(F);
             let (nb, code_bytes) = (w.k / BLOCK, format.code_bytes());
-            if R == 1 {
-                let mut acc = [_mm256_setzero_ps(); 2];
-                for b in 0..nb {
-                    let ahead = (g * nb + b + PREFETCH_BLOCKS) * code_bytes;
-                    for line in (0..code_bytes).step_by(64) {
-                        if let Some(p) = w.codes.get(ahead + line) {
-                            // SAFETY: a prefetch of a valid address.
-                            _mm_prefetch::<_MM_HINT_T0>((p as *const u8).cast());
-                        }
-                    }
-                    for (half, acc_h) in acc.iter_mut().enumerate() {
-                        // SAFETY: same target features.
-                        unsafe {
-                            $half_block::<F, 1>(
-                                w,
-                                acts,
-                                g,
-                                b,
-                                half,
-                                i0,
-                                std::slice::from_mut(acc_h),
-                            )
-                        };
+            let mut acc = [_mm256_setzero_ps(); 2];
+            for b in 0..nb {
+                let ahead = (g * nb + b + PREFETCH_BLOCKS) * code_bytes;
+                for line in (0..code_bytes).step_by(64) {
+                    if let Some(p) = w.codes.get(ahead + line) {
+                        // SAFETY: a prefetch of a valid address.
+                        _mm_prefetch::<_MM_HINT_T0>((p as *const u8).cast());
                     }
                 }
-                for (half, acc_h) in acc.iter().enumerate() {
-                    let out = &mut dst[i0 * GROUP + half * LANES..][..LANES];
-                    // SAFETY: `out` holds 8 floats.
-                    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), *acc_h) };
+                for (half, acc_h) in acc.iter_mut().enumerate() {
+                    // SAFETY: same target features.
+                    unsafe { $half_block::<F>(w, acts, g, b, half, i0, acc_h) };
                 }
-            } else {
-                for half in 0..2 {
-                    let mut acc = [_mm256_setzero_ps(); R];
-                    for b in 0..nb {
-                        // SAFETY: same target features.
-                        unsafe { $half_block::<F, R>(w, acts, g, b, half, i0, &mut acc) };
-                    }
-                    for (r, acc_r) in acc.iter().enumerate() {
-                        let out = &mut dst[(i0 + r) * GROUP + half * LANES..][..LANES];
-                        // SAFETY: `out` holds 8 floats.
-                        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), *acc_r) };
-                    }
-                }
+            }
+            for (half, acc_h) in acc.iter().enumerate() {
+                let out = &mut dst[i0 * GROUP + half * LANES..][..LANES];
+                // SAFETY: `out` holds 8 floats.
+                unsafe { _mm256_storeu_ps(out.as_mut_ptr(), *acc_h) };
             }
         }
 
-        /// Rows `i0..i0 + R` of a 4-bit format (codes < 16) against group
-        /// `g`, both halves per block: each activation word broadcast serves
-        /// two products, and all 8 steps sum in one integer accumulator per
-        /// row and half (`$step`, at most 8 · 3810 in i16 on AVX2). The float
-        /// work per block is the reference kernel's, in its order, on
-        /// accumulators kept in `dst` (in L1): holding 2R of them in
-        /// registers next to the integer work made the compiler spill.
+        /// Rows `i0..i0 + R` (several sequences' decode steps, or a prompt)
+        /// against group `g`, one half-group (8 output rows) at a time: each
+        /// step's codes are unpacked once for all R rows, whose integer
+        /// sums stay in registers. The float work is the reference
+        /// kernel's, per row and block in its order, on accumulators kept
+        /// in `dst` (in L1).
         #[target_feature(enable = $features)]
-        unsafe fn $nibble_tile<const F: usize, const R: usize>(
+        unsafe fn $panel<const F: usize, const R: usize>(
             w: &PackedMatrix,
             acts: &QuantizedRows,
             g: usize,
@@ -203,53 +223,95 @@ macro_rules! kernel_family {
             let format = Format::from_id(F);
             let (nb, cb) = (w.k / BLOCK, format.code_bytes());
             let records = &w.codes[g * nb * cb..][..nb * cb];
-            let xs: [&[i8]; R] =
+            let rows: [&[i8]; R] =
                 std::array::from_fn(|r| &acts.q[(i0 + r) * nb * BLOCK..][..nb * BLOCK]);
             let out = &mut dst[i0 * GROUP..][..R * GROUP];
             out.fill(0.0);
+            // Q6_K scales its two 16-element runs (steps 0-3, 4-7) apart.
+            let runs: &[std::ops::Range<usize>] = if format.halves() {
+                &[0..4, 4..8]
+            } else {
+                &[0..8]
+            };
+            let signed = $byte_signed && matches!(format.codes(), Codes::Byte);
+            // Each row's per-block scalars, sliced once.
+            let span = |r: usize| (i0 + r) * nb..(i0 + r + 1) * nb;
+            let d: [&[f32]; R] = std::array::from_fn(|r| &acts.d[span(r)]);
+            let d_sum: [&[f32]; R] = std::array::from_fn(|r| &acts.d_sum[span(r)]);
+            let hs: [&[i32]; R] =
+                std::array::from_fn(|r| &acts.half_sums[2 * (i0 + r) * nb..][..2 * nb]);
+            // The panel's activation block, copied side by side: every
+            // broadcast word is then at a fixed offset from one pointer (8
+            // row pointers would not fit the general registers).
+            let mut block = [[0i8; BLOCK]; R];
             for b in 0..nb {
-                // SAFETY: same target features; the record is whole.
-                let sums = unsafe { nibble_sums!(records, b, cb, xs, $step, $finish, R) };
-                for (half, sums_h) in sums.iter().enumerate() {
+                let rec = &records[b * cb..][..cb];
+                for (dst, x) in block.iter_mut().zip(&rows) {
+                    dst.copy_from_slice(&x[b * BLOCK..][..BLOCK]);
+                }
+                let xb: [&[i8]; R] = std::array::from_fn(|r| &block[r][..]);
+                for half in 0..2 {
                     // SAFETY: same target features.
-                    let (s0, _, min) = unsafe { scales::<F>(w, g, b, half) };
-                    for (r, sum) in sums_h.iter().enumerate() {
-                        let at = (i0 + r) * nb + b;
-                        let hs = &acts.half_sums[at * 2..][..2];
-                        let whole = hs[0] + hs[1];
-                        let sum =
-                            _mm256_sub_epi32(*sum, _mm256_set1_epi32(format.offset() * whole));
-                        let dx = acts.d[at];
-                        let lanes = &mut out[r * GROUP + half * LANES..][..LANES];
-                        // SAFETY: `lanes` holds 8 floats.
-                        let mut acc = unsafe { _mm256_loadu_ps(lanes.as_ptr()) };
-                        acc = _mm256_fmadd_ps(
-                            _mm256_cvtepi32_ps(sum),
-                            _mm256_mul_ps(s0, _mm256_set1_ps(dx)),
-                            acc,
-                        );
-                        if format.has_min() {
-                            acc = _mm256_fmadd_ps(min, _mm256_set1_ps(dx * whole as f32), acc);
+                    let (s0, s1, min) = unsafe { scales::<F>(w, g, b, half) };
+                    for (run, steps) in runs.iter().enumerate() {
+                        // SAFETY: same target features; the record is whole.
+                        let sums = unsafe {
+                            panel_sums!(
+                                format,
+                                rec,
+                                half,
+                                xb,
+                                steps.clone(),
+                                R,
+                                $step,
+                                $finish,
+                                $byte
+                            )
+                        };
+                        let scale = if run == 0 { s0 } else { s1 };
+                        let lanes = out
+                            .chunks_exact_mut(GROUP)
+                            .map(|o| &mut o[half * LANES..][..LANES]);
+                        for (r, (sum, lanes)) in sums.iter().zip(lanes).enumerate() {
+                            let sum = if signed || format.offset() == 0 {
+                                *sum
+                            } else {
+                                let count = match format.halves() {
+                                    true => hs[r][2 * b + run],
+                                    false => hs[r][2 * b] + hs[r][2 * b + 1],
+                                };
+                                _mm256_sub_epi32(*sum, _mm256_set1_epi32(format.offset() * count))
+                            };
+                            // SAFETY: `lanes` holds 8 floats.
+                            let mut acc = unsafe { _mm256_loadu_ps(lanes.as_ptr()) };
+                            acc = _mm256_fmadd_ps(
+                                _mm256_cvtepi32_ps(sum),
+                                _mm256_mul_ps(scale, _mm256_set1_ps(d[r][b])),
+                                acc,
+                            );
+                            if format.has_min() {
+                                acc = _mm256_fmadd_ps(min, _mm256_set1_ps(d_sum[r][b]), acc);
+                            }
+                            // SAFETY: as above.
+                            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
                         }
-                        // SAFETY: as above.
-                        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
                     }
                 }
             }
         }
 
-        /// One block of one half-group for rows `i0..i0 + R`: the exact
-        /// integer sums, then the reference kernel's FMAs.
+        /// One block of one half-group for row `i0`: the exact integer
+        /// sums, then the reference kernel's FMAs.
         #[inline]
         #[target_feature(enable = $features)]
-        unsafe fn $half_block<const F: usize, const R: usize>(
+        unsafe fn $half_block<const F: usize>(
             w: &PackedMatrix,
             acts: &QuantizedRows,
             g: usize,
             b: usize,
             half: usize,
             i0: usize,
-            acc: &mut [__m256],
+            acc: &mut __m256,
         ) {
             let format = Format::from_id(F);
             let (nb, code_bytes) = (w.k / BLOCK, format.code_bytes());
@@ -257,21 +319,18 @@ macro_rules! kernel_family {
             // SAFETY: same target features; `rec` is a whole record.
             let v = unsafe { unpack::<F>(rec, half) };
             let (s0, s1, min) = unsafe { scales::<F>(w, g, b, half) };
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                let at = (i0 + r) * nb + b;
-                let xq = &acts.q[at * BLOCK..][..BLOCK];
-                let hs = &acts.half_sums[at * 2..][..2];
-                let dxv = _mm256_set1_ps(acts.d[at]);
-                // SAFETY: same target features; `xq` is a whole block.
-                let (i0v, i1v) = unsafe { $sums(format, &v, xq, hs) };
-                *acc_r = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0v), _mm256_mul_ps(s0, dxv), *acc_r);
-                if format.halves() {
-                    *acc_r =
-                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1v), _mm256_mul_ps(s1, dxv), *acc_r);
-                } else if format.has_min() {
-                    let dxb = _mm256_set1_ps(acts.d[at] * (hs[0] + hs[1]) as f32);
-                    *acc_r = _mm256_fmadd_ps(min, dxb, *acc_r);
-                }
+            let at = i0 * nb + b;
+            let xq = &acts.q[at * BLOCK..][..BLOCK];
+            let hs = &acts.half_sums[at * 2..][..2];
+            let dxv = _mm256_set1_ps(acts.d[at]);
+            // SAFETY: same target features; `xq` is a whole block.
+            let (i0v, i1v) = unsafe { $sums(format, &v, xq, hs) };
+            *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0v), _mm256_mul_ps(s0, dxv), *acc);
+            if format.halves() {
+                *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1v), _mm256_mul_ps(s1, dxv), *acc);
+            } else if format.has_min() {
+                let dxb = _mm256_set1_ps(acts.d[at] * (hs[0] + hs[1]) as f32);
+                *acc = _mm256_fmadd_ps(min, dxb, *acc);
             }
         }
     };
@@ -280,34 +339,51 @@ macro_rules! kernel_family {
 kernel_family!(
     "avx2,fma,f16c",
     rows_avx2,
-    tile_avx2,
-    nibble_tile_avx2,
+    decode_avx2,
+    panel_avx2,
     half_block_avx2,
     sums_avx2,
     step_avx2,
-    finish_avx2
+    finish_avx2,
+    byte_avx2,
+    true
 );
 kernel_family!(
     "avx2,fma,f16c,avxvnni",
     rows_vnni,
-    tile_vnni,
-    nibble_tile_vnni,
+    decode_vnni,
+    panel_vnni,
     half_block_vnni,
     sums_vnni,
     step_vnni,
-    finish_vnni
+    finish_vnni,
+    step_vnni,
+    false
 );
 #[cfg(test)]
 kernel_family!(
     "avx2,fma,f16c,avx512vnni,avx512vl",
     rows_evex,
-    tile_evex,
-    nibble_tile_evex,
+    decode_evex,
+    panel_evex,
     half_block_evex,
     sums_evex,
     step_evex,
-    finish_evex
+    finish_evex,
+    step_evex,
+    false
 );
+
+/// One step of Q8_0 codes (w = code − 128) into an i32 accumulator (AVX2):
+/// |w| × sign(w)·x, every pair at most 2 · 128 · 127 = 32512, so the sum is
+/// Σ w·x with the offset already removed.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn byte_avx2(acc: __m256i, codes: __m256i, x: __m256i) -> __m256i {
+    let w = _mm256_xor_si256(codes, _mm256_set1_epi8(-128));
+    let pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
+    _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+}
 
 /// One step of 4-bit codes into an i16 pair accumulator (AVX2). Exact while
 /// at most 8 steps are summed: a pair is at most 2 · 15 · 127 = 3810.

@@ -14,8 +14,8 @@
 //! integer block sums are exact. Every kernel path ([`path::KernelPath`]:
 //! portable, AVX2, AVX-VNNI, AVX-512 VNNI) computes the same integers and
 //! then the same float operations in the same order, whether a row comes
-//! alone (decode) or in a tile of four (prefill), and whichever thread owns
-//! its column group. So logits are bit-identical across paths, thread counts,
+//! alone (decode) or in a panel of several (prefill, batched decode), and
+//! whichever thread owns its column group. So logits are bit-identical across paths, thread counts,
 //! batch shapes and machines. The element-wise reference kernel in
 //! `portable` is the oracle every path is tested against, bit for bit.
 //!
@@ -629,6 +629,9 @@ pub struct QuantizedRows {
     q: Vec<i8>,
     d: Vec<f32>,
     half_sums: Vec<i32>,
+    /// Per block `d · Σq`, the multiplier of a block minimum (Q4_1, Q4_K):
+    /// the same float product every kernel would form, made once.
+    d_sum: Vec<f32>,
 }
 
 impl QuantizedRows {
@@ -643,6 +646,7 @@ impl QuantizedRows {
             q: vec![0; x.len()],
             d: vec![0.0; blocks],
             half_sums: vec![0; 2 * blocks],
+            d_sum: Vec::new(),
         };
         // Blocks are independent, so splitting them among threads cannot
         // change a bit; chunks of 64 blocks keep the tasks coarse.
@@ -669,6 +673,9 @@ impl QuantizedRows {
                 .zip(rows.half_sums.par_chunks_mut(2 * CHUNK))
                 .for_each(work);
         }
+        rows.d_sum = (rows.d.iter().zip(rows.half_sums.chunks_exact(2)))
+            .map(|(&d, hs)| d * (hs[0] + hs[1]) as f32)
+            .collect();
         Ok(rows)
     }
 }
@@ -853,7 +860,7 @@ mod tests {
             };
             for &(n, k) in shapes {
                 let (p, _) = matrix(dtype, n, k);
-                for m in [1, 2, 3, 4, 5, 9, 16, 128] {
+                for m in [1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17, 128] {
                     let acts = QuantizedRows::quantize(&values(m * k, m as u64), k).unwrap();
                     for g in 0..n.div_ceil(GROUP) {
                         let mut want = vec![0f32; m * GROUP];
