@@ -60,6 +60,32 @@ fn int4_fraud_run_resumes_reports_and_separates() {
     assert!(stderr(&again).contains("--resume"));
     let resumed = run(&out, data, "6", &["--resume"]);
     assert!(resumed.status.success(), "{}", stderr(&resumed));
+    // The default run batches each executor's samples (--parallel 8); one
+    // at a time, the same samples come out, bit for bit but for timings.
+    let alone = tmp.path().join("alone");
+    let one = run(&alone, data, "3", &["--parallel", "1"]);
+    assert!(one.status.success(), "{}", stderr(&one));
+    let untimed = |dir: &Path| -> Vec<serde_json::Value> {
+        let mut rows: Vec<serde_json::Value> = samples::read(dir)
+            .expect("samples")
+            .iter()
+            .map(|s| {
+                let mut v = serde_json::to_value(s).expect("json");
+                let o = v.as_object_mut().expect("object");
+                o.remove("executor_seconds");
+                o.remove("validator_seconds");
+                v
+            })
+            .collect();
+        rows.sort_by_key(|v| v["key"].to_string());
+        rows
+    };
+    let batched: Vec<serde_json::Value> = untimed(&out)
+        .into_iter()
+        .filter(|v| v["index"].as_u64().is_some_and(|i| i < 3))
+        .collect();
+    assert_eq!(batched.len(), 6);
+    assert_eq!(batched, untimed(&alone), "batched vs one at a time");
 
     let all: Vec<Sample> = samples::read(&out).expect("samples");
     let mut keys: Vec<&str> = all.iter().map(|s| s.key.as_str()).collect();

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::prompts::Prompt;
 use super::variant::{self, Precision, VariantReport};
 use super::{prefill_attack, Attack, FraudError, Role};
+use crate::engine::batch::{run_all, BatchError, Done, Limits, Work};
 use crate::engine::chat::Message;
 use crate::engine::generate::generate;
 use crate::engine::runtime::Runtime;
@@ -201,15 +202,129 @@ impl Lab {
     /// Produce and verify sample `index` of `attack` (honest when `None`).
     /// Failures of the sample itself are recorded in it, not returned.
     pub fn sample(&mut self, attack: Option<&Attack>, index: usize) -> Sample {
-        let prompt = self.prompts[index % self.prompts.len()].clone();
+        let (mut sample, request) = self.prepare(attack, index);
+        let start = Instant::now();
+        let artifact = self.execute(attack, &request);
+        sample.executor_seconds = start.elapsed().as_secs_f64();
+        self.finish(sample, artifact)
+    }
+
+    /// Produce and verify several samples, in the order of `items`. Each
+    /// executor's generations run batched (up to `limits.max_batch`
+    /// sequences per forward pass; every generation is bit-identical to
+    /// running it alone, so a sample does not depend on its batch), the
+    /// prefill attack's two-model executions one at a time, and the
+    /// validator's replays one at a time. A batched sample's
+    /// `executor_seconds` is its share of its batch's wall time.
+    pub fn samples(&mut self, items: &[(Option<Attack>, usize)], limits: Limits) -> Vec<Sample> {
+        let mut prepared: Vec<(Sample, Request)> = items
+            .iter()
+            .map(|(attack, index)| self.prepare(attack.as_ref(), *index))
+            .collect();
+        let mut artifacts: Vec<Option<Result<Artifact, FraudError>>> =
+            items.iter().map(|_| None).collect();
+        let mut by_executor: BTreeMap<Option<&Attack>, Vec<usize>> = BTreeMap::new();
+        for (k, (attack, _)) in items.iter().enumerate() {
+            if !matches!(attack, Some(Attack::Prefill { .. })) {
+                by_executor.entry(attack.as_ref()).or_default().push(k);
+            }
+        }
+        for (executor, members) in by_executor {
+            let requests: Vec<&Request> = members.iter().map(|&k| &prepared[k].1).collect();
+            let start = Instant::now();
+            let made = self.generate_batch(executor, &requests, limits);
+            let share = start.elapsed().as_secs_f64() / members.len() as f64;
+            for (&k, artifact) in members.iter().zip(made) {
+                prepared[k].0.executor_seconds = share;
+                artifacts[k] = Some(artifact);
+            }
+        }
+        prepared
+            .into_iter()
+            .zip(artifacts)
+            .zip(items)
+            .map(|(((mut sample, request), artifact), (attack, _))| {
+                let artifact = artifact.unwrap_or_else(|| {
+                    let start = Instant::now();
+                    let artifact = self.execute(attack.as_ref(), &request);
+                    sample.executor_seconds = start.elapsed().as_secs_f64();
+                    artifact
+                });
+                self.finish(sample, artifact)
+            })
+            .collect()
+    }
+
+    /// The artifacts of one executor (`None`: the honest one; else a quant
+    /// or substitute attack's) for `requests`, generated together.
+    fn generate_batch(
+        &mut self,
+        attack: Option<&Attack>,
+        requests: &[&Request],
+        limits: Limits,
+    ) -> Vec<Result<Artifact, FraudError>> {
+        let claim = self.claim();
+        let rt = match attack {
+            None => &mut self.honest,
+            Some(a) => match self.cheaters.get_mut(&a.label()) {
+                Some(rt) => rt,
+                None => {
+                    let missing = || FraudError::Input(format!("{} is not loaded", a.label()));
+                    return requests.iter().map(|_| Err(missing())).collect();
+                }
+            },
+        };
+        let works = requests
+            .iter()
+            .map(|r| {
+                let ids = verify::prompt_ids(rt, r);
+                Work::generate(rt, &ids, &r.to_generate(r.top_logprobs, false))
+            })
+            .collect();
+        let done = run_all(rt, works, limits);
+        requests
+            .iter()
+            .zip(done)
+            .map(|(request, done)| {
+                let gen = done.and_then(Done::generation).map_err(batch_error)?;
+                let mut artifact = Artifact::from_generation(rt, (*request).clone(), &gen, false)?;
+                if let Some(Attack::Substitute { .. }) = attack {
+                    // The substitute claims the model it stands in for.
+                    artifact.model = claim
+                        .as_ref()
+                        .map_err(|e| FraudError::Input(e.to_string()))?
+                        .clone();
+                }
+                Ok(artifact)
+            })
+            .collect()
+    }
+
+    /// What a cheating executor claims: the honest model.
+    fn claim(&self) -> Result<ModelClaim, FraudError> {
+        Ok(ModelClaim {
+            id: self.honest.id(),
+            sha256: self.honest.sha256()?,
+            arch: self
+                .honest
+                .gguf
+                .architecture()
+                .unwrap_or_default()
+                .to_string(),
+        })
+    }
+
+    /// A sample's record before it runs, and the request its executor gets.
+    fn prepare(&self, attack: Option<&Attack>, index: usize) -> (Sample, Request) {
+        let prompt = &self.prompts[index % self.prompts.len()];
         let role = if attack.is_some() {
             Role::Fraud
         } else {
             Role::Honest
         };
         let setting = attack.map_or("honest".to_string(), Attack::label);
-        let request = self.request(&prompt, role, &setting, index);
-        let mut sample = Sample {
+        let request = self.request(prompt, role, &setting, index);
+        let sample = Sample {
             key: key(attack, index),
             role,
             setting,
@@ -229,7 +344,14 @@ impl Lab {
             error: None,
             positions: Positions::default(),
         };
-        if let Err(e) = self.fill(&mut sample, attack, &request) {
+        (sample, request)
+    }
+
+    /// Verify the executor's artifact into the sample (or record why there
+    /// is none).
+    fn finish(&mut self, mut sample: Sample, artifact: Result<Artifact, FraudError>) -> Sample {
+        let result = artifact.and_then(|mut a| self.fill(&mut sample, &mut a));
+        if let Err(e) = result {
             sample.error = Some(e.to_string());
         }
         sample
@@ -255,15 +377,7 @@ impl Lab {
         }
     }
 
-    fn fill(
-        &mut self,
-        sample: &mut Sample,
-        attack: Option<&Attack>,
-        request: &Request,
-    ) -> Result<(), FraudError> {
-        let start = Instant::now();
-        let mut artifact = self.execute(attack, request)?;
-        sample.executor_seconds = start.elapsed().as_secs_f64();
+    fn fill(&mut self, sample: &mut Sample, artifact: &mut Artifact) -> Result<(), FraudError> {
         sample.tokens = artifact.positions.len();
         sample.finish = artifact
             .output
@@ -274,13 +388,8 @@ impl Lab {
             table: true,
             ..Default::default()
         };
-        let report = verify::with_model(
-            &mut self.validator,
-            &mut artifact,
-            None,
-            &sample.setting,
-            &opts,
-        )?;
+        let report =
+            verify::with_model(&mut self.validator, artifact, None, &sample.setting, &opts)?;
         sample.validator_seconds = report.validator_seconds.unwrap_or_default();
         sample.precheck = report.precheck.clone();
         for m in &report.metrics {
@@ -313,6 +422,7 @@ impl Lab {
         let Some(attack) = attack else {
             return generate_artifact(&mut self.honest, request);
         };
+        let claim = self.claim();
         let cheater = self
             .cheaters
             .get_mut(&attack.label())
@@ -322,20 +432,19 @@ impl Lab {
             Attack::Substitute { .. } => {
                 let mut artifact = generate_artifact(cheater, request)?;
                 // The substitute claims the model it stands in for.
-                artifact.model = ModelClaim {
-                    id: self.honest.id(),
-                    sha256: self.honest.sha256()?,
-                    arch: self
-                        .honest
-                        .gguf
-                        .architecture()
-                        .unwrap_or_default()
-                        .to_string(),
-                };
+                artifact.model = claim?;
                 Ok(artifact)
             }
             Attack::Prefill { .. } => prefill_attack(cheater, &mut self.honest, request),
         }
+    }
+}
+
+/// A batch error as the fraud module's: generation failures keep their kind.
+fn batch_error(e: BatchError) -> FraudError {
+    match e {
+        BatchError::Generate(g) => FraudError::Generate(g),
+        other => FraudError::Input(other.to_string()),
     }
 }
 

@@ -8,6 +8,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use nsed::bench::datasets;
+use nsed::engine::batch::Limits;
 use nsed::fraud::analysis::{self, Analysis};
 use nsed::fraud::economics::{self, Network, Rule};
 use nsed::fraud::samples::{self, Fingerprint, Lab, Meta};
@@ -51,6 +52,12 @@ pub struct SimulateFraudArgs {
     /// Top log-probabilities per position in each artifact.
     #[arg(long, default_value_t = 5, value_parser = crate::bounds::count(1, 256))]
     pub top_k: usize,
+    /// Samples per executor generated together (their sequences share each
+    /// forward pass; every sample is bit-identical to running it alone).
+    /// Records are written as each round of this many per executor ends;
+    /// 1 runs one sample at a time.
+    #[arg(long, default_value_t = 8, value_parser = crate::bounds::count(1, 256))]
+    pub parallel: usize,
     /// Base seed: sample i is seeded seed + i (recorded per sample).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -230,7 +237,10 @@ pub fn simulate_fraud_cmd(args: SimulateFraudArgs) -> Result<()> {
         args.samples_fraud,
         &journal.done,
     );
-    run(lab, &mut journal, todo)?;
+    // A round holds `parallel` samples of each executor (the plan
+    // interleaves honest and attack samples).
+    let round = args.parallel * (1 + attacks.len());
+    run(lab, &mut journal, todo, round, args.parallel)?;
     outln!("{}", report_run(&out)?);
     Ok(())
 }
@@ -239,7 +249,13 @@ fn run(
     mut lab: Lab,
     journal: &mut samples::SampleJournal,
     todo: Vec<(Option<Attack>, usize)>,
+    round: usize,
+    parallel: usize,
 ) -> Result<()> {
+    let limits = Limits {
+        max_batch: parallel,
+        ..Limits::default()
+    };
     let done = journal.done.len() as u64;
     let bar = ProgressBar::new(done + todo.len() as u64);
     bar.set_position(done);
@@ -248,8 +264,14 @@ fn run(
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    for (attack, index) in todo {
-        let s = lab.sample(attack.as_ref(), index);
+    let samples = todo.chunks(round.max(1)).flat_map(|chunk| match parallel {
+        1 => chunk
+            .iter()
+            .map(|(attack, index)| lab.sample(attack.as_ref(), *index))
+            .collect::<Vec<_>>(),
+        _ => lab.samples(chunk, limits),
+    });
+    for s in samples {
         journal.append(&s)?;
         let line = match &s.error {
             Some(e) => format!("{} failed: {e}", s.key),
