@@ -263,7 +263,12 @@ impl Lab {
         requests: &[&Request],
         limits: Limits,
     ) -> Vec<Result<Artifact, FraudError>> {
-        let claim = self.claim();
+        // Only a substitute changes its claim (hashing the claimed file
+        // when it is not in the registry, so once per batch).
+        let claim = match attack {
+            Some(Attack::Substitute { .. }) => Some(self.claim()),
+            _ => None,
+        };
         let rt = match attack {
             None => &mut self.honest,
             Some(a) => match self.cheaters.get_mut(&a.label()) {
@@ -288,7 +293,7 @@ impl Lab {
             .map(|(request, done)| {
                 let gen = done.and_then(Done::generation).map_err(batch_error)?;
                 let mut artifact = Artifact::from_generation(rt, (*request).clone(), &gen, false)?;
-                if let Some(Attack::Substitute { .. }) = attack {
+                if let Some(claim) = &claim {
                     // The substitute claims the model it stands in for.
                     artifact.model = claim
                         .as_ref()
@@ -422,7 +427,6 @@ impl Lab {
         let Some(attack) = attack else {
             return generate_artifact(&mut self.honest, request);
         };
-        let claim = self.claim();
         let cheater = self
             .cheaters
             .get_mut(&attack.label())
@@ -432,7 +436,7 @@ impl Lab {
             Attack::Substitute { .. } => {
                 let mut artifact = generate_artifact(cheater, request)?;
                 // The substitute claims the model it stands in for.
-                artifact.model = claim?;
+                artifact.model = self.claim()?;
                 Ok(artifact)
             }
             Attack::Prefill { .. } => prefill_attack(cheater, &mut self.honest, request),
