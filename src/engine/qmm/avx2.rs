@@ -491,13 +491,9 @@ unsafe fn sums_avx2(format: Format, v: &[__m256i; 8], xq: &[i8], hs: &[i32]) -> 
         // Codes 0..=255 would saturate: multiply |w| (w = code − 128, the
         // GGUF value) by sign(w)·x, every pair at most 2·128·127 = 32512.
         Codes::Byte => {
-            let flip = _mm256_set1_epi8(-128);
             let mut h = [_mm256_setzero_si256(); 2];
             for (t, vt) in v.iter().enumerate() {
-                let wt = _mm256_xor_si256(*vt, flip);
-                let x = _mm256_sign_epi8(word(xq, t), wt);
-                let p = _mm256_maddubs_epi16(_mm256_abs_epi8(wt), x);
-                h[t % 2] = _mm256_add_epi32(h[t % 2], _mm256_madd_epi16(p, ones));
+                h[t % 2] = byte_avx2(h[t % 2], *vt, word(xq, t));
             }
             (_mm256_add_epi32(h[0], h[1]), unused)
         }
