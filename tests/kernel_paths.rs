@@ -44,7 +44,7 @@ fn run_on(path: KernelPath, model: &str) -> (String, String) {
     let out = nsed()
         .env("NSED_KERNEL", path.name())
         .args(["--threads", "2", "determinism", "--model", model])
-        .args(["--runs", "1", "--json"])
+        .args(["--runs", "1", "--hashes-only", "--json"])
         .output()
         .expect("run nsed");
     assert!(
@@ -82,13 +82,16 @@ fn a_different_seed_gives_different_hashes() {
     let want = committed("smollm2-135m");
     let out = nsed()
         .args(["--threads", "2", "determinism", "--model", "smollm2-135m"])
-        .args(["--runs", "1", "--seed", "43", "--json"])
+        .args(["--runs", "1", "--seed", "43", "--hashes-only", "--json"])
         .output()
         .expect("run nsed");
     assert!(out.status.success());
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let got = report["runs"][0]["logits_sha256"].as_str().expect("hash");
     assert_ne!(got, want.0);
+    // --hashes-only skips the plain sampler: no timing in the report.
+    assert!(report["runs"][0]["plain_seconds"].is_null());
+    assert!(report["runs"][0]["seed_bound_seconds"].is_null());
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! `nsed generate --artifact` → `nsed verify` with real models: honest
 //! artifacts pass bit-exactly, a prefill attack passes the logprob distances
 //! but fails the seed-bound check, tampering and claims about other models
-//! are caught, and OpenAI-format artifacts are mapped through the vocabulary.
+//! are caught, OpenAI-format artifacts are mapped through the vocabulary,
+//! and many artifacts verify in one run.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -281,4 +282,133 @@ fn prefill_attack_passes_distances_but_fails_the_seed_check() {
         seed.mismatches
     );
     assert_eq!(report.verdict, Verdict::Fail);
+}
+
+/// The honest artifact with position `pos`'s token swapped for its 5th
+/// alternative (ids digest updated, so only the token is wrong).
+fn swap_token(honest: &serde_json::Value, pos: usize) -> serde_json::Value {
+    let mut doc = honest.clone();
+    let at = &mut doc["positions"][pos];
+    let alt = at["top_logprobs"][4].clone();
+    at["id"] = alt["id"].clone();
+    at["token"] = alt["token"].clone();
+    at["logprob"] = alt["logprob"].clone();
+    let ids: Vec<u32> = doc["positions"]
+        .as_array()
+        .expect("positions")
+        .iter()
+        .map(|p| p["id"].as_u64().expect("id") as u32)
+        .collect();
+    doc["output"]["ids_sha256"] = nsed::verify::artifact::ids_sha256(&ids).into();
+    doc
+}
+
+/// JSON lines of stdout, parsed.
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// Many artifacts in one run (files and a directory): one JSON line each in
+/// order, each equal to verifying it alone; a tampered artifact fails alone
+/// (exit 1) and an unreadable one is an error alone (exit 2 when nothing
+/// fails), the others still verified.
+#[test]
+fn many_artifacts_verify_in_one_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = generate_artifact(dir.path(), "smollm2-135m", "0.9", &[]);
+    let honest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&a).expect("artifact")).expect("json");
+    let batch = dir.path().join("batch");
+    std::fs::create_dir(&batch).expect("mkdir");
+    let put = |name: &str, text: &str| {
+        let p = batch.join(name);
+        std::fs::write(&p, text).expect("write");
+        p.to_str().expect("utf-8").to_string()
+    };
+    let first = put("a-honest.json", &honest.to_string());
+    let second = put("b-honest.json", &honest.to_string());
+    put("c-swapped.json", &swap_token(&honest, 3).to_string());
+    put("notes.txt", "not an artifact");
+
+    // Two files: both pass, each report the single run's.
+    let jsonl = dir.path().join("reports.jsonl");
+    let out = nsed(&[
+        "verify",
+        "--json",
+        "--output",
+        jsonl.to_str().expect("utf-8"),
+        "--artifact",
+        &first,
+        &second,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 2);
+    let written = std::fs::read_to_string(&jsonl).expect("output file");
+    assert_eq!(written.lines().count(), 2);
+    let (code, alone, stderr) = verify_json(&["--artifact", &first]);
+    assert_eq!(code, Some(0), "{stderr}");
+    for line in &lines {
+        assert_eq!(line["verdict"], "pass");
+        assert_eq!(line["metrics"], alone["metrics"]);
+        assert_eq!(line["seed"], alone["seed"]);
+    }
+
+    // The directory: its three .json files in name order, the swap caught.
+    let out = nsed(&[
+        "verify",
+        "--json",
+        "--artifact",
+        batch.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json_lines(&out);
+    let verdicts: Vec<&str> = lines
+        .iter()
+        .map(|l| l["verdict"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(verdicts, ["pass", "pass", "fail"]);
+    assert!(lines[2]["executor"]
+        .as_str()
+        .is_some_and(|e| e.ends_with("c-swapped.json")));
+    assert_eq!(lines[2]["seed"]["first_mismatch"], 3);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("3 artifacts: 2 pass, 1 fail, 0 not verified"),
+        "{stderr}"
+    );
+
+    // An unreadable file among honest ones: an error line, exit 2.
+    let broken = put("d-broken.json", "{ not json");
+    let out = nsed(&["verify", "--artifact", &first, &broken, &second]);
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("PASS")).count(),
+        2,
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("d-broken.json"), "{stderr}");
+    assert!(
+        stderr.contains("2 pass, 0 fail, 1 not verified"),
+        "{stderr}"
+    );
+
+    // --against compares exactly one pair.
+    let out = nsed(&["verify", "--artifact", &first, &second, "--against", &first]);
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -19,6 +19,15 @@ pub struct DeterminismRun {
     pub identical_logits_share: f64,
     pub output_sha256: String,
     pub logits_sha256: String,
+    /// The samplers' cost; absent when only the hashes were asked for.
+    #[serde(flatten)]
+    pub timing: Option<SamplerTiming>,
+}
+
+/// The seed-bound sampler timed against a plain float sampler on the same
+/// work.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SamplerTiming {
     /// Median wall time of a generation with each sampler.
     pub seed_bound_seconds: f64,
     pub plain_seconds: f64,
@@ -29,14 +38,15 @@ pub struct DeterminismRun {
     pub plain_sampler_us_per_token: f64,
 }
 
-/// `runs` seed-bound generations then `runs` plain ones, interleaved so
-/// drift in machine speed hits both alike.
+/// `runs` seed-bound generations, each followed by a plain one when
+/// `timed` (interleaved so drift in machine speed hits both alike).
 pub fn study(
     rt: &mut Runtime,
     prompt: &[u32],
     req: &GenerateRequest,
     runs: usize,
     threads: usize,
+    timed: bool,
     mut progress: impl FnMut(),
 ) -> Result<DeterminismRun, GenerateError> {
     // Fixed-length runs: the two samplers draw different tokens, and an early
@@ -67,10 +77,12 @@ pub fn study(
         t_seed.push(g.prefill_seconds + g.decode_seconds);
         s_seed += g.sampling_seconds;
         tok_seed += g.tokens.len();
-        let p = generate(rt, prompt, &plain, |_, _| {})?;
-        t_plain.push(p.prefill_seconds + p.decode_seconds);
-        s_plain += p.sampling_seconds;
-        tok_plain += p.tokens.len();
+        if timed {
+            let p = generate(rt, prompt, &plain, |_, _| {})?;
+            t_plain.push(p.prefill_seconds + p.decode_seconds);
+            s_plain += p.sampling_seconds;
+            tok_plain += p.tokens.len();
+        }
         progress();
     }
     let (output_sha256, out_share) = mode_share(&outputs);
@@ -84,11 +96,13 @@ pub fn study(
         identical_logits_share: logit_share,
         output_sha256,
         logits_sha256,
-        seed_bound_seconds: ts,
-        plain_seconds: tp,
-        overhead: (ts - tp) / tp.max(1e-12),
-        seed_bound_sampler_us_per_token: s_seed * 1e6 / tok_seed.max(1) as f64,
-        plain_sampler_us_per_token: s_plain * 1e6 / tok_plain.max(1) as f64,
+        timing: timed.then(|| SamplerTiming {
+            seed_bound_seconds: ts,
+            plain_seconds: tp,
+            overhead: (ts - tp) / tp.max(1e-12),
+            seed_bound_sampler_us_per_token: s_seed * 1e6 / tok_seed.max(1) as f64,
+            plain_sampler_us_per_token: s_plain * 1e6 / tok_plain.max(1) as f64,
+        }),
     })
 }
 

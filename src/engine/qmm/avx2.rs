@@ -57,8 +57,8 @@ const PANEL: usize = 8;
 /// The exact i32 sums, one vector per row, of `R` activation rows (`$xb`:
 /// each row's block `b`) against steps `$steps` of one half-group record.
 /// 4-bit codes sum 8 steps in an i16 pair accumulator per row (`$step`,
-/// widened once by `$finish`); 5- and 6-bit codes sum pairs of steps so,
-/// each pair widened into an i32 accumulator; Q8_0 adds each step's
+/// widened once by `$finish`); 5- and 6-bit codes sum runs of 4 and 2
+/// steps so, each run widened into an i32 accumulator; Q8_0 adds each step's
 /// products to it (`$byte`). Each step's codes are unpacked once for all
 /// rows. A macro so that
 /// it expands inside each family's target-feature function.
@@ -103,13 +103,20 @@ macro_rules! panel_sums {
             Codes::Nibble5 | Codes::Nibble6 => {
                 // SAFETY: as above.
                 let v = unpack::<F>($rec, $half);
-                // Two steps' pairs sum in i16 (codes < 64: at most
-                // 2 · 2 · 63 · 127 = 32004), then widen into the i32 sum.
-                for t in $steps.step_by(2) {
+                // Steps' pairs sum in i16 as far as they cannot saturate,
+                // then widen into the i32 sum: codes < 32 four steps
+                // (4 · 2 · 31 · 127 = 31496), codes < 64 two (32004).
+                let run = match $format.codes() {
+                    Codes::Nibble5 => 4,
+                    _ => 2,
+                };
+                for t in $steps.step_by(run) {
                     for (a, x) in acc.iter_mut().zip(&$xb) {
-                        let zero = _mm256_setzero_si256();
-                        let pair = $step($step(zero, v[t], word(x, t)), v[t + 1], word(x, t + 1));
-                        *a = _mm256_add_epi32(*a, $finish(pair));
+                        let mut pairs = $step(_mm256_setzero_si256(), v[t], word(x, t));
+                        for u in t + 1..t + run {
+                            pairs = $step(pairs, v[u], word(x, u));
+                        }
+                        *a = _mm256_add_epi32(*a, $finish(pairs));
                     }
                 }
             }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::verify::determinism::DeterminismRun;
+use crate::verify::determinism::{DeterminismRun, SamplerTiming};
 
 use super::{parse_error, read_text, TablesError};
 use crate::results::csv_text::csv_text;
@@ -51,8 +51,18 @@ pub fn markdown(reports: &[DeterminismReport]) -> String {
     );
     for rep in reports {
         for r in &rep.runs {
+            let timing = r.timing.as_ref().map_or("- | - | - | -".to_string(), |t| {
+                format!(
+                    "{:.3} | {:.3} | {:+.2}% | {:.1} / {:.1}",
+                    t.seed_bound_seconds,
+                    t.plain_seconds,
+                    100.0 * t.overhead,
+                    t.seed_bound_sampler_us_per_token,
+                    t.plain_sampler_us_per_token
+                )
+            });
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {:.0}% | {:.0}% | {} | {:.3} | {:.3} | {:+.2}% | {:.1} / {:.1} |\n",
+                "| {} | {} | {} | {} | {:.0}% | {:.0}% | {} | {timing} |\n",
                 rep.model,
                 r.threads,
                 r.runs,
@@ -66,11 +76,6 @@ pub fn markdown(reports: &[DeterminismReport]) -> String {
                 } else {
                     "**no**"
                 },
-                r.seed_bound_seconds,
-                r.plain_seconds,
-                100.0 * r.overhead,
-                r.seed_bound_sampler_us_per_token,
-                r.plain_sampler_us_per_token
             ));
         }
     }
@@ -96,6 +101,11 @@ pub fn csv(reports: &[DeterminismReport]) -> String {
     ];
     let rows = reports.iter().flat_map(|rep| {
         rep.runs.iter().map(move |r| {
+            let timing = |f: fn(&SamplerTiming) -> f64, digits: usize| {
+                r.timing
+                    .as_ref()
+                    .map_or(String::new(), |t| format!("{:.digits$}", f(t)))
+            };
             [
                 rep.model.to_string(),
                 r.threads.to_string(),
@@ -106,11 +116,11 @@ pub fn csv(reports: &[DeterminismReport]) -> String {
                 rep.identical_across_thread_counts.to_string(),
                 r.output_sha256.to_string(),
                 r.logits_sha256.to_string(),
-                format!("{:.6}", r.seed_bound_seconds),
-                format!("{:.6}", r.plain_seconds),
-                format!("{:.6}", r.overhead),
-                format!("{:.3}", r.seed_bound_sampler_us_per_token),
-                format!("{:.3}", r.plain_sampler_us_per_token),
+                timing(|t| t.seed_bound_seconds, 6),
+                timing(|t| t.plain_seconds, 6),
+                timing(|t| t.overhead, 6),
+                timing(|t| t.seed_bound_sampler_us_per_token, 3),
+                timing(|t| t.plain_sampler_us_per_token, 3),
             ]
         })
     });

@@ -1,11 +1,14 @@
 //! `nsed verify` (an artifact against a model or a second artifact) and
 //! `nsed determinism` (identical output across runs and thread counts).
 
+use std::collections::HashMap;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::bounds;
 use nsed::engine::chat::Message;
@@ -16,8 +19,13 @@ use nsed::verify::artifact::{Artifact, Request};
 #[derive(Args)]
 pub struct VerifyArgs {
     /// The executor's artifact: nsed.artifact/v1 or an OpenAI/vLLM chat.completion with logprobs.
-    #[arg(long, short)]
-    artifact: PathBuf,
+    /// Several files, or a directory (its *.json files), verify in one run:
+    /// each validator model loads once, every artifact gets one line (or one
+    /// JSON line with --json / --output), and a file that cannot be verified
+    /// is reported and skipped. Exit 1 if any artifact fails, else 2 if any
+    /// could not be verified, else 0.
+    #[arg(long, short, required = true, num_args = 1..)]
+    artifact: Vec<PathBuf>,
     /// Compare with a second artifact (the validator's replay) instead of running a model.
     #[arg(long, conflicts_with_all = ["model", "replay", "request"])]
     against: Option<PathBuf>,
@@ -75,6 +83,10 @@ pub struct DeterminismArgs {
     prompt: String,
     #[arg(long)]
     json: bool,
+    /// Only the hashes: skip the plain-sampler runs that time the seed-bound
+    /// sampler (half the work; the timing columns are left empty).
+    #[arg(long)]
+    hashes_only: bool,
     /// Internal: run one thread count in this process and print JSON.
     #[arg(long, hide = true)]
     worker: bool,
@@ -90,27 +102,65 @@ pub fn verify_cmd(args: VerifyArgs) -> Result<ExitCode> {
     for t in &args.thresholds {
         opts.thresholds.set(t).map_err(anyhow::Error::msg)?;
     }
-    let mut exec = Artifact::read(&args.artifact)?;
-    let exec_name = args.artifact.display().to_string();
+    let paths = artifact_paths(&args.artifact)?;
+    if let [path] = paths.as_slice() {
+        if !path.is_dir() && args.artifact.len() == 1 {
+            return verify_one_cmd(&args, path, &opts);
+        }
+    }
+    if args.against.is_some() || args.request.is_some() {
+        bail!("--against and --request belong to one artifact; give a single --artifact with them");
+    }
+    verify_many(&args, &paths, &opts)
+}
+
+/// The files named: each path itself, or a directory's `*.json` files in
+/// name order.
+fn artifact_paths(given: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    for path in given {
+        if !path.is_dir() {
+            paths.push(path.clone());
+            continue;
+        }
+        let entries = std::fs::read_dir(path)
+            .with_context(|| format!("cannot list the directory {}", path.display()))?;
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        if found.is_empty() {
+            bail!("{} holds no .json artifacts", path.display());
+        }
+        found.sort();
+        paths.extend(found);
+    }
+    Ok(paths)
+}
+
+/// One artifact: the full report (or `--json`'s pretty document).
+fn verify_one_cmd(
+    args: &VerifyArgs,
+    path: &std::path::Path,
+    opts: &nsed::verify::Options,
+) -> Result<ExitCode> {
+    let mut exec = Artifact::read(path)?;
+    let exec_name = path.display().to_string();
     let report = match &args.against {
-        Some(path) => {
-            let val = Artifact::read(path)?;
+        Some(val_path) => {
+            let val = Artifact::read(val_path)?;
             nsed::verify::against(
                 &exec,
                 &val,
-                (&exec_name, &path.display().to_string()),
-                &opts,
+                (&exec_name, &val_path.display().to_string()),
+                opts,
             )?
         }
         None => {
-            let model = match (&args.model, exec.model.id.as_str()) {
-                (Some(m), _) => m.clone(),
-                (None, "") => bail!("the artifact names no model: give --model"),
-                (None, id) => id.to_string(),
-            };
+            let model = validator_model(args, &exec)?;
             let request = args.request.as_deref().map(Request::read).transpose()?;
             let mut rt = Runtime::load(&model)?;
-            nsed::verify::with_model(&mut rt, &mut exec, request, &exec_name, &opts)?
+            nsed::verify::with_model(&mut rt, &mut exec, request, &exec_name, opts)?
         }
     };
     let doc = serde_json::to_string_pretty(&report)?;
@@ -126,6 +176,176 @@ pub fn verify_cmd(args: VerifyArgs) -> Result<ExitCode> {
         nsed::verify::Verdict::Fail => ExitCode::from(1),
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// `--model`, else the model the artifact names.
+fn validator_model(args: &VerifyArgs, exec: &Artifact) -> Result<String> {
+    Ok(match (&args.model, exec.model.id.as_str()) {
+        (Some(m), _) => m.clone(),
+        (None, "") => bail!("the artifact names no model: give --model"),
+        (None, id) => id.to_string(),
+    })
+}
+
+/// The validator models of a many-artifact run, each loaded on first use
+/// and kept for the artifacts after it.
+#[derive(Default)]
+struct Validators {
+    loaded: HashMap<String, Runtime>,
+}
+
+impl Validators {
+    fn get(&mut self, spec: &str) -> Result<&mut Runtime> {
+        if !self.loaded.contains_key(spec) {
+            let rt = Runtime::load(spec)?;
+            self.loaded.insert(spec.to_string(), rt);
+        }
+        Ok(self
+            .loaded
+            .get_mut(spec)
+            .expect("the model was inserted above"))
+    }
+}
+
+/// Tally of a many-artifact run.
+#[derive(Default)]
+struct Tally {
+    pass: usize,
+    fail: usize,
+    errors: usize,
+    validator_seconds: f64,
+}
+
+/// Several artifacts against their models: one line (or one JSON line) per
+/// artifact as it finishes, a one-line error for an artifact that cannot be
+/// verified, and a summary. Each artifact's teacher-forced pass already
+/// runs all its positions through the batched kernels; what the batch adds
+/// is one model load for all of them.
+fn verify_many(
+    args: &VerifyArgs,
+    paths: &[PathBuf],
+    opts: &nsed::verify::Options,
+) -> Result<ExitCode> {
+    let mut sink = match &args.output {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => None,
+    };
+    let bar = ProgressBar::new(paths.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:25}] {pos}/{len} artifacts, {per_sec}, ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let mut validators = Validators::default();
+    let mut tally = Tally::default();
+    for path in paths {
+        let name = path.display().to_string();
+        let line = match verify_with_validators(args, path, opts, &mut validators) {
+            Ok(report) => {
+                tally.validator_seconds += report.validator_seconds.unwrap_or(0.0);
+                match report.verdict {
+                    nsed::verify::Verdict::Fail => tally.fail += 1,
+                    _ => tally.pass += 1,
+                }
+                if !args.json {
+                    bar.suspend(|| outln!("{}", report_line(&report)));
+                }
+                serde_json::to_value(&report)?
+            }
+            Err(e) => {
+                tally.errors += 1;
+                bar.suspend(|| eprintln!("error: {name}: {e:#}"));
+                serde_json::json!({ "executor": name, "verdict": "error", "error": format!("{e:#}") })
+            }
+        };
+        let compact = serde_json::to_string(&line)?;
+        if args.json {
+            bar.suspend(|| outln!("{compact}"));
+        }
+        if let Some(w) = sink.as_mut() {
+            writeln!(w, "{compact}")
+                .and_then(|()| w.flush())
+                .context("cannot write the --output file")?;
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let mut models: Vec<&str> = validators.loaded.keys().map(String::as_str).collect();
+    models.sort_unstable();
+    eprintln!(
+        "{} artifacts: {} pass, {} fail, {} not verified; validator models {}; {:.1} s of teacher-forced passes",
+        paths.len(),
+        tally.pass,
+        tally.fail,
+        tally.errors,
+        if models.is_empty() { "none".to_string() } else { models.join(", ") },
+        tally.validator_seconds
+    );
+    Ok(match (tally.fail, tally.errors) {
+        (0, 0) => ExitCode::SUCCESS,
+        (0, _) => ExitCode::from(2),
+        _ => ExitCode::from(1),
+    })
+}
+
+fn verify_with_validators(
+    args: &VerifyArgs,
+    path: &std::path::Path,
+    opts: &nsed::verify::Options,
+    validators: &mut Validators,
+) -> Result<nsed::verify::Report> {
+    let mut exec = Artifact::read(path)?;
+    let model = validator_model(args, &exec)?;
+    let rt = validators.get(&model)?;
+    let name = path.display().to_string();
+    Ok(nsed::verify::with_model(rt, &mut exec, None, &name, opts)?)
+}
+
+/// One artifact's verdict, its failing checks and its timing, in a line.
+fn report_line(r: &nsed::verify::Report) -> String {
+    use nsed::verify::Verdict;
+    let mut failed: Vec<String> = r
+        .metrics
+        .iter()
+        .filter(|m| m.verdict == Verdict::Fail)
+        .map(|m| format!("{} {:.4}", m.name, m.value))
+        .collect();
+    if let Some(s) = r.seed.as_ref().filter(|s| s.mismatches > 0) {
+        failed.push(format!("seed {}/{} differ", s.mismatches, s.positions));
+    }
+    if let Some(p) = r.proof.as_ref().filter(|p| p.passed < p.chunks) {
+        failed.push(format!("proof {}/{} chunks", p.passed, p.chunks));
+    }
+    if let Some(rp) = r.replay.as_ref().filter(|rp| !rp.identical) {
+        failed.push(format!(
+            "replay differs from position {:?}",
+            rp.first_divergence
+        ));
+    }
+    if let Some(p) = &r.precheck {
+        failed.push(p.clone());
+    }
+    format!(
+        "{}  {}  ({} positions, {}, {:.2} s){}",
+        match r.verdict {
+            Verdict::Fail => "FAIL",
+            _ => "PASS",
+        },
+        r.executor,
+        r.positions,
+        r.validator,
+        r.validator_seconds.unwrap_or(0.0),
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", failed.join("; "))
+        }
+    )
 }
 
 pub fn print_report(r: &nsed::verify::Report) {
@@ -256,10 +476,15 @@ pub fn determinism_cmd(args: DeterminismArgs) -> Result<()> {
             inference_id: args.inference_id.clone(),
             ..Default::default()
         };
-        let run =
-            nsed::verify::determinism::study(&mut rt, &prompt, &req, args.runs, threads, || {
-                eprint!(".")
-            })?;
+        let run = nsed::verify::determinism::study(
+            &mut rt,
+            &prompt,
+            &req,
+            args.runs,
+            threads,
+            !args.hashes_only,
+            || eprint!("."),
+        )?;
         outln!("{}", serde_json::to_string(&run)?);
         return Ok(());
     }
@@ -282,6 +507,7 @@ pub fn determinism_cmd(args: DeterminismArgs) -> Result<()> {
                 &args.inference_id,
             ])
             .args(["--prompt", &args.prompt])
+            .args(args.hashes_only.then_some("--hashes-only"))
             .stderr(std::process::Stdio::inherit())
             .output()
             .context("cannot start a determinism worker")?;
@@ -306,18 +532,25 @@ pub fn determinism_cmd(args: DeterminismArgs) -> Result<()> {
     outln!("|---|---|---|---|---|---|---|---|---|");
     for r in &runs {
         let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+        // Timing fields are absent with --hashes-only.
+        let g = |k: &str, scale: f64, digits: usize, sign: bool| {
+            r[k].as_f64().map_or("-".to_string(), |v| match sign {
+                true => format!("{:+.digits$}%", v * scale),
+                false => format!("{:.digits$}", v * scale),
+            })
+        };
         outln!(
-            "| {} | {} | {} | {:.0}% | {:.0}% | {:.3} | {:.3} | {:+.2}% | {:.1} / {:.1} |",
+            "| {} | {} | {} | {:.0}% | {:.0}% | {} | {} | {} | {} / {} |",
             r["threads"],
             r["runs"],
             r["tokens"],
             f("identical_output_share") * 100.0,
             f("identical_logits_share") * 100.0,
-            f("seed_bound_seconds"),
-            f("plain_seconds"),
-            f("overhead") * 100.0,
-            f("seed_bound_sampler_us_per_token"),
-            f("plain_sampler_us_per_token"),
+            g("seed_bound_seconds", 1.0, 3, false),
+            g("plain_seconds", 1.0, 3, false),
+            g("overhead", 100.0, 2, true),
+            g("seed_bound_sampler_us_per_token", 1.0, 1, false),
+            g("plain_sampler_us_per_token", 1.0, 1, false),
         );
     }
     outln!(
