@@ -47,7 +47,8 @@ pub struct VerifyArgs {
     /// Largest share of re-derived sampled tokens that may differ for an honest verdict.
     #[arg(long, default_value_t = 0.01, value_parser = bounds::unit)]
     seed_tolerance: f64,
-    /// Print the per-position table.
+    /// Print the per-position table (with several artifacts: in their JSON
+    /// lines only).
     #[arg(long)]
     positions: bool,
     /// Print the report as JSON.
