@@ -111,19 +111,7 @@ fn tampering_and_false_claims_are_caught() {
     let arg = |p: &PathBuf| p.to_str().expect("utf-8").to_string();
 
     // Another token at position 3 (ids digest updated so only the token is wrong).
-    let mut doc = honest.clone();
-    let pos = &mut doc["positions"][3];
-    let alt = pos["top_logprobs"][4].clone();
-    pos["id"] = alt["id"].clone();
-    pos["token"] = alt["token"].clone();
-    pos["logprob"] = alt["logprob"].clone();
-    let ids: Vec<u32> = doc["positions"]
-        .as_array()
-        .expect("positions")
-        .iter()
-        .map(|p| p["id"].as_u64().expect("id") as u32)
-        .collect();
-    doc["output"]["ids_sha256"] = nsed::verify::artifact::ids_sha256(&ids).into();
+    let doc = swap_token(&honest, 3);
     let (code, report, stderr) = verify_json(&["--artifact", &arg(&write("swap.json", &doc))]);
     assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(report["seed"]["verdict"], "fraud");

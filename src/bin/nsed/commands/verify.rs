@@ -103,12 +103,12 @@ pub fn verify_cmd(args: VerifyArgs) -> Result<ExitCode> {
     for t in &args.thresholds {
         opts.thresholds.set(t).map_err(anyhow::Error::msg)?;
     }
-    let paths = artifact_paths(&args.artifact)?;
-    if let [path] = paths.as_slice() {
-        if !path.is_dir() && args.artifact.len() == 1 {
+    if let [path] = args.artifact.as_slice() {
+        if !path.is_dir() {
             return verify_one_cmd(&args, path, &opts);
         }
     }
+    let paths = artifact_paths(&args.artifact)?;
     if args.against.is_some() || args.request.is_some() {
         bail!("--against and --request belong to one artifact; give a single --artifact with them");
     }
