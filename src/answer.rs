@@ -43,6 +43,9 @@ pub enum Outcome {
     Correct,
     Wrong,
     NoAnswer,
+    /// Cut at the token limit before a boxed answer: counted as wrong, and
+    /// reported apart so that a limit too tight for a set is visible.
+    Truncated,
 }
 
 /// Everything after the last `</think>` (an unclosed `<think>` hides all).
@@ -101,7 +104,8 @@ fn box_content(rest: &str) -> Option<String> {
 }
 
 /// The text after the last "final answer is" / "final answer:" up to the end
-/// of its line, without trailing punctuation.
+/// of its line, without trailing punctuation; when that text is a worked
+/// equation ("180 + 180 = 360 meters"), what follows its last `=`.
 fn phrase_answer(text: &str) -> Option<String> {
     let lower = text.to_lowercase();
     // Lowercasing can change byte lengths outside ASCII; only trust the
@@ -113,6 +117,7 @@ fn phrase_answer(text: &str) -> Option<String> {
     let tail = text.get(pos + len..)?;
     let line = tail.trim_start().lines().next()?.trim();
     let line = line.trim_end_matches(['.', ',', ';', '!']).trim();
+    let line = line.rsplit_once('=').map_or(line, |(_, rhs)| rhs.trim());
     (!line.is_empty()).then(|| line.to_string())
 }
 
@@ -167,6 +172,58 @@ pub fn extract(text: &str) -> Option<Extracted> {
         raw,
         found: Found::LastNumber,
     })
+}
+
+/// A debate response without what it quotes of the other agents' solutions,
+/// so that a `\boxed{}` copied from them is not read as this agent's answer.
+/// Small models often echo the prompt back: "One agent solution:" and a
+/// fenced copy of that solution. Dropped: every section introduced by a
+/// header line that names an agent and ends with a colon ("One agent
+/// solution:", "The other agents' solutions are:") — when the header is
+/// followed by a ```` ``` ```` fence, up to the closing fence (or the end, if
+/// the output was cut inside it); otherwise up to the next blank line — and
+/// every fence line itself (a stray one is the echo of a closing fence). A
+/// line that names the agents but states an answer ("I agree with the other
+/// agents: \boxed{18}") is the agent's own and is kept.
+pub fn without_quoted_solutions(text: &str) -> String {
+    #[derive(PartialEq)]
+    enum State {
+        Own,
+        /// After a header, before its first non-blank line.
+        Header,
+        /// A quoted paragraph, up to a blank line.
+        Paragraph,
+        /// A quoted fenced block, up to its closing fence.
+        Fenced,
+    }
+    let mut kept = Vec::new();
+    let mut state = State::Own;
+    for line in text.lines() {
+        let t = line.trim();
+        let fence = t.starts_with("```");
+        state = match state {
+            State::Fenced if fence => State::Own,
+            State::Fenced => State::Fenced,
+            State::Header if t.is_empty() => State::Header,
+            State::Header if fence => State::Fenced,
+            State::Header | State::Paragraph if !t.is_empty() => State::Paragraph,
+            _ if is_quote_header(t) => State::Header,
+            _ => {
+                if !fence {
+                    kept.push(line);
+                }
+                State::Own
+            }
+        };
+    }
+    kept.join("\n")
+}
+
+/// "One agent solution:", "**Agent Solution:**", "The other agents'
+/// solutions are:" — a line naming an agent that ends with a colon.
+fn is_quote_header(line: &str) -> bool {
+    let bare = line.trim_matches(|c: char| c == '*' || c == '#' || c.is_whitespace());
+    bare.ends_with(':') && bare.to_lowercase().contains("agent")
 }
 
 /// Strip `$`, spaces, `\,` `\!` `\;`, `^\circ`, `\left`/`\right`, unwrap
@@ -390,6 +447,49 @@ mod tests {
         assert_eq!(extract("no digits here"), None);
         let e = extract("Final Answer: $1,234$ dollars.").unwrap();
         assert_eq!(e.raw, "$1,234$ dollars");
+    }
+
+    #[test]
+    fn a_worked_final_answer_is_read_after_its_last_equals_sign() {
+        let k = AnswerKind::Numeric;
+        let text = "James runs 3 sprints.\nSo the final answer is 180 + 180 = 360 meters.";
+        assert_eq!(extract(text).unwrap().raw, "360 meters");
+        assert_eq!(
+            grade(text, "360", k),
+            (Some("360".into()), Outcome::Correct)
+        );
+        // Negative control: without the equation the sum is not an answer.
+        assert_eq!(
+            grade("The final answer is 180 + 180", "360", k).1,
+            Outcome::NoAnswer
+        );
+    }
+
+    #[test]
+    fn quoted_solutions_are_not_the_debaters_answer() {
+        let fenced = "One agent solution:\n```\nSo it is \\boxed{18}.\n```\nI get 20 apples.";
+        let own = without_quoted_solutions(fenced);
+        assert_eq!(extract(&own).unwrap().raw, "20");
+        assert_eq!(last_boxed(fenced).as_deref(), Some("18"), "read naively");
+        let listed = "The other agents' solutions are:\n\\boxed{160}\n\nMine: \\boxed{7}\n\n\
+                      3. One agent solution:\n   \\[ \\boxed{105} \\]";
+        let own = without_quoted_solutions(listed);
+        assert_eq!(last_boxed(&own).as_deref(), Some("7"));
+        // An unclosed fence (the output was cut inside a quote) hides the rest.
+        let cut = "So \\boxed{575}.\n```\n\nOne agent solution:\n```\nthey say \\boxed{9}";
+        assert_eq!(
+            last_boxed(&without_quoted_solutions(cut)).as_deref(),
+            Some("575")
+        );
+        // Negative controls: agreeing in one's own words keeps the answer,
+        // and text that quotes nothing is unchanged.
+        let agree = "I agree with the other agents: \\boxed{18}";
+        assert_eq!(
+            last_boxed(&without_quoted_solutions(agree)).as_deref(),
+            Some("18")
+        );
+        let plain = "Step 1: 2 + 2 = 4.\n\nSo \\boxed{4}";
+        assert_eq!(without_quoted_solutions(plain), plain);
     }
 
     #[test]

@@ -102,8 +102,31 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
         "{err}"
     );
 
+    // A run is resumed only by the build that made it: another commit (or
+    // kernel path) is refused before any model loads, naming both builds.
     let mut resumed = args.to_vec();
     resumed.push("--resume");
+    let meta_path = out.join("meta.json");
+    let original = std::fs::read_to_string(&meta_path).unwrap();
+    let mut meta: serde_json::Value = serde_json::from_str(&original).unwrap();
+    let version = &mut meta["fingerprint"]["version"];
+    assert!(
+        version["commit"].as_str().is_some_and(|c| !c.is_empty()),
+        "{version}"
+    );
+    version["commit"] = "0123456789abcdef0123456789abcdef01234567".into();
+    std::fs::write(&meta_path, serde_json::to_string(&meta).unwrap()).unwrap();
+    let o = nsed(&resumed);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("was made by nsed")
+            && err.contains("commit 0123456789ab")
+            && err.contains("start a new --out"),
+        "{err}"
+    );
+    std::fs::write(&meta_path, &original).unwrap();
+
     let o = nsed(&resumed);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
@@ -155,12 +178,23 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
         );
         for (m, r) in &rec.results {
             // The recorded outcome is the grade of the recorded answer.
+            // A model alone without an answer: truncated exactly when its
+            // output was cut at the token limit.
+            let cut = m.single_model().and_then(|model| {
+                let p = rec.single.iter().find(|p| p.model == model)?;
+                Some(p.was_cut())
+            });
             let want = match &r.answer {
-                None => Outcome::NoAnswer,
+                None if cut == Some(true) => Outcome::Truncated,
+                None if cut == Some(false) => Outcome::NoAnswer,
+                None => r.outcome,
                 Some(a) if same_answer(a, &rec.gold, AnswerKind::Numeric) => Outcome::Correct,
                 Some(_) => Outcome::Wrong,
             };
             assert_eq!(r.outcome, want, "{} {m}", rec.item);
+            assert!(
+                r.answer.is_none() || !matches!(r.outcome, Outcome::NoAnswer | Outcome::Truncated)
+            );
             assert!(
                 r.usage.calls >= 1 && r.usage.prompt_tokens > 0,
                 "{} {m}",
@@ -224,7 +258,7 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
     );
     let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + expected.len(), "{csv}");
-    assert!(csv.lines().all(|l| l.split(',').count() == 10));
+    assert!(csv.lines().all(|l| l.split(',').count() == 11));
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(md.contains("McNemar") && md.contains("3 items"), "{md}");
 

@@ -101,6 +101,11 @@ pub fn names() -> Vec<&'static str> {
     SETS.iter().map(|s| s.name).collect()
 }
 
+/// How a math set's answers are compared (`None`: not a math set).
+pub fn kind_of(name: &str) -> Option<AnswerKind> {
+    SETS.iter().find(|s| s.name == name).map(|s| s.kind)
+}
+
 /// The default answer budget of a set.
 pub fn default_max_tokens(name: &str) -> Option<usize> {
     SETS.iter().find(|s| s.name == name).map(|s| s.max_tokens)

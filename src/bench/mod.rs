@@ -6,7 +6,9 @@
 
 pub mod code;
 pub mod datasets;
+pub mod judges;
 pub mod method;
+pub mod protocols;
 
 pub use method::{Method, MethodKey};
 
@@ -35,6 +37,8 @@ pub enum BenchError {
     Journal(#[from] JournalError),
     #[error("cannot write results: {0}")]
     Write(String),
+    #[error("{0}")]
+    Version(String),
 }
 
 /// One method's answer to one item.
@@ -86,6 +90,84 @@ pub struct Fingerprint {
     /// Code sets: the problem filter and which tests grade.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<CodeSettings>,
+    /// The build that writes the records (absent in runs made before it
+    /// was recorded).
+    #[serde(default)]
+    pub version: Option<CodeVersion>,
+}
+
+/// Which build of nsed produced a run's records. Greedy outputs can change
+/// from one commit to the next, so a run is only resumed by the same
+/// build, on the same kernel path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeVersion {
+    pub nsed_version: String,
+    pub commit: String,
+    pub kernel: String,
+}
+
+impl CodeVersion {
+    /// This binary, on the kernel path the process runs.
+    pub fn current() -> Self {
+        Self {
+            nsed_version: env!("CARGO_PKG_VERSION").to_string(),
+            commit: crate::results::provenance::build_commit().to_string(),
+            kernel: crate::engine::qmm::path::active().name().to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for CodeVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let commit = self.commit.get(..12).unwrap_or(&self.commit);
+        let dirty = if self.commit.ends_with("-dirty") {
+            "-dirty"
+        } else {
+            ""
+        };
+        write!(
+            f,
+            "nsed {} (commit {commit}{dirty}, kernel {})",
+            self.nsed_version, self.kernel
+        )
+    }
+}
+
+/// Refuse to resume `dir` with a build other than the one that wrote it,
+/// before any model is loaded. A directory without a run passes.
+pub fn check_version(dir: &Path, fp: &Fingerprint) -> Result<(), BenchError> {
+    let meta = dir.join("meta.json");
+    let Ok(text) = std::fs::read_to_string(&meta) else {
+        return Ok(());
+    };
+    let recorded = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("fingerprint")?.get("version").cloned())
+        .and_then(|v| serde_json::from_value::<Option<CodeVersion>>(v).ok())
+        .flatten();
+    if recorded == fp.version {
+        return Ok(());
+    }
+    let this = fp
+        .version
+        .as_ref()
+        .map_or("an unversioned build".to_string(), ToString::to_string);
+    let made_by = recorded.as_ref().map_or(
+        "an nsed that did not record its version".to_string(),
+        ToString::to_string,
+    );
+    let how = match &recorded {
+        Some(v) => format!(
+            "resume it with the binary that made it (NSED_KERNEL={} if the kernel differs)",
+            v.kernel
+        ),
+        None => "its records cannot be matched to a build".to_string(),
+    };
+    Err(BenchError::Version(format!(
+        "{} was made by {made_by}, and this is {this}: outputs can differ between builds, \
+         so resuming would mix them in one table; {how}, or start a new --out",
+        dir.display()
+    )))
 }
 
 /// What a code run selects and grades on.
@@ -131,9 +213,13 @@ fn result(
     let problem = code.and_then(|c| Some((c, c.problem(&task.id)?)));
     let Some((ctx, problem)) = problem else {
         let answer = chosen.and_then(|p| p.answer.as_deref());
+        let outcome = match chosen {
+            Some(p) if answer.is_none() && p.was_cut() => Outcome::Truncated,
+            _ => outcome(answer, gold, task.kind),
+        };
         return MethodResult {
             answer: answer.map(str::to_string),
-            outcome: outcome(answer, gold, task.kind),
+            outcome,
             usage,
             verdict: None,
         };
@@ -437,6 +523,9 @@ pub fn open_run(
     info: RunInfo,
     resume: bool,
 ) -> Result<RunDir, BenchError> {
+    if resume {
+        check_version(dir, fp)?;
+    }
     Ok(Journal::open(
         dir,
         ITEMS,
@@ -478,6 +567,7 @@ pub fn summarize(
                 .map(|x| report::ItemOutcome {
                     correct: x.outcome == Outcome::Correct,
                     no_answer: x.outcome == Outcome::NoAnswer,
+                    truncated: x.outcome == Outcome::Truncated,
                     prompt_tokens: x.usage.prompt_tokens,
                     generated_tokens: x.usage.generated_tokens,
                     seconds: x.usage.seconds,

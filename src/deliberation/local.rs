@@ -14,12 +14,12 @@ use std::collections::HashMap;
 use super::roster::AgentSpec;
 use super::{
     parse, prompts, Agent, AgentError, Call, EvalMode, EvaluateRequest, Evaluation, Proposal,
-    ProposeRequest, Usage,
+    ProposeContext, ProposeRequest, Usage,
 };
 use crate::answer::{self, AnswerKind};
 use crate::engine::batch::{BatchError, Done, Engine, EngineHandle, Limits, Ticket};
 use crate::engine::chat::{Message, TemplateKind};
-use crate::engine::generate::{GenerateRequest, Generation};
+use crate::engine::generate::{FinishReason, GenerateRequest, Generation};
 use crate::engine::runtime::{Runtime, RuntimeError};
 use crate::engine::sampling::{log_softmax, SamplingParams};
 
@@ -359,6 +359,23 @@ fn thought_process(text: &str) -> String {
     text[..cut].trim_end().to_string()
 }
 
+/// The answer a proposer committed to. A debate reply is read without the
+/// solutions it quotes from the others; an output cut at the token limit
+/// counts only a finished `\boxed{}` (its last number or a "final answer"
+/// line may be a fragment: a run of "000…" is not the answer 0).
+fn own_answer(
+    text: &str,
+    context: &ProposeContext,
+    finish: FinishReason,
+) -> Option<answer::Extracted> {
+    let found = match context {
+        ProposeContext::Debate { .. } => answer::extract(&answer::without_quoted_solutions(text)),
+        _ => answer::extract(text),
+    }?;
+    let cut = matches!(finish, FinishReason::Length | FinishReason::Context);
+    (!cut || found.found == answer::Found::Boxed).then_some(found)
+}
+
 impl Agent for LocalAgent {
     fn name(&self) -> &str {
         &self.spec.name
@@ -374,7 +391,7 @@ impl Agent for LocalAgent {
         // A program's answer (its behaviour) is filled in by the code
         // benchmark's agent wrapper, which can run it.
         let found = (req.task.kind != AnswerKind::Code)
-            .then(|| answer::extract(&g.text))
+            .then(|| own_answer(&g.text, &req.context, g.finish_reason))
             .flatten();
         let answer = found
             .as_ref()
@@ -505,5 +522,33 @@ mod tests {
         let t = "Step 1: 2+2=4.\nStep 2: done.\nSo the answer is \\boxed{4}.";
         assert_eq!(thought_process(t), "Step 1: 2+2=4.\nStep 2: done.");
         assert_eq!(thought_process("no answer here"), "no answer here");
+    }
+
+    #[test]
+    fn a_cut_output_counts_only_a_finished_box() {
+        let fresh = ProposeContext::Fresh;
+        let zeros = "The total is 1200000000000000000000";
+        // Finished: the last number is the answer; cut: it is a fragment.
+        let done = own_answer(zeros, &fresh, FinishReason::Eos).unwrap();
+        assert_eq!(done.raw, "1200000000000000000000");
+        assert!(own_answer(zeros, &fresh, FinishReason::Length).is_none());
+        assert!(own_answer("final answer is 12", &fresh, FinishReason::Context).is_none());
+        let boxed = "So \\boxed{42}. Let me also check 4";
+        let cut = own_answer(boxed, &fresh, FinishReason::Length).unwrap();
+        assert_eq!(cut.raw, "42");
+    }
+
+    #[test]
+    fn a_debater_is_not_credited_with_a_quoted_box() {
+        let debate = ProposeContext::Debate {
+            own: None,
+            others: vec!["\\boxed{575}".into()],
+        };
+        let text = "So, the answer is 0.225.\n```\n\nOne agent solution:\n```\nJohn is \\boxed{575} miles away.\n```";
+        let got = own_answer(text, &debate, FinishReason::Eos).unwrap();
+        assert_eq!(got.raw, "0.225");
+        // The same text outside a debate is read as written.
+        let naive = own_answer(text, &ProposeContext::Fresh, FinishReason::Eos).unwrap();
+        assert_eq!(naive.raw, "575");
     }
 }

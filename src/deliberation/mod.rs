@@ -142,7 +142,9 @@ pub struct Proposal {
 }
 
 /// How evaluators score.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EvalMode {
     /// The NSED way: the model writes a score per candidate.
@@ -556,6 +558,11 @@ impl Proposal {
     /// The key proposals are grouped by: the behaviour, else the answer.
     pub fn class(&self) -> Option<&str> {
         self.behaviour.as_deref().or(self.answer.as_deref())
+    }
+
+    /// Whether the output was cut at the token limit (or the context's end).
+    pub fn was_cut(&self) -> bool {
+        matches!(self.finish_reason.as_str(), "length" | "context")
     }
 }
 

@@ -178,6 +178,101 @@ fn draw<DB: DrawingBackend>(
     Ok(())
 }
 
+/// A point with its 95% interval per named category (e.g. each judge's AUC).
+pub struct IntervalChart<'a> {
+    pub title: String,
+    pub y_label: &'a str,
+    pub y_range: (f64, f64),
+    /// A dashed horizontal line (chance level), if any.
+    pub reference: Option<f64>,
+    pub names: &'a [String],
+}
+
+/// Write `<stem>.png` and `<stem>.svg`: one dot and whisker per category;
+/// `points[i]` = (value, low, high) of `names[i]`.
+pub fn intervals(
+    stem: &Path,
+    chart: &IntervalChart,
+    points: &[(f64, f64, f64)],
+) -> Result<(), FigureError> {
+    if !font_ready() {
+        return Err(FigureError::NoFont);
+    }
+    for (ext, size) in [("png", (900, 560)), ("svg", (900, 560))] {
+        let path = with_suffix(stem, ext);
+        let drawn = if ext == "png" {
+            draw_intervals(
+                BitMapBackend::new(&path, size).into_drawing_area(),
+                chart,
+                points,
+            )
+        } else {
+            draw_intervals(
+                SVGBackend::new(&path, size).into_drawing_area(),
+                chart,
+                points,
+            )
+        };
+        drawn.map_err(|message| FigureError::Draw {
+            path: path.clone(),
+            message,
+        })?;
+    }
+    Ok(())
+}
+
+fn draw_intervals<DB: DrawingBackend>(
+    area: DrawingArea<DB, plotters::coord::Shift>,
+    chart: &IntervalChart,
+    points: &[(f64, f64, f64)],
+) -> Result<(), String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    area.fill(&WHITE).map_err(|x| e(&x))?;
+    let n = chart.names.len().max(1) as f64;
+    let mut c = ChartBuilder::on(&area)
+        .caption(&chart.title, (FAMILY, 20))
+        .margin(12)
+        .x_label_area_size(70)
+        .y_label_area_size(56)
+        .build_cartesian_2d(-0.5..n - 0.5, chart.y_range.0..chart.y_range.1)
+        .map_err(|x| e(&x))?;
+    let names = chart.names;
+    let x_fmt = |x: &f64| {
+        let i = x.round();
+        match (i - x).abs() < 1e-9 && i >= 0.0 {
+            true => names.get(i as usize).cloned().unwrap_or_default(),
+            false => String::new(),
+        }
+    };
+    c.configure_mesh()
+        .y_desc(chart.y_label)
+        .label_style((FAMILY, 13))
+        .x_labels(names.len().max(1) * 2 + 1)
+        .x_label_formatter(&x_fmt)
+        .disable_x_mesh()
+        .draw()
+        .map_err(|x| e(&x))?;
+    if let Some(y) = chart.reference {
+        c.draw_series(DashedLineSeries::new(
+            [(-0.5, y), (n - 0.5, y)],
+            6,
+            4,
+            BLACK.mix(0.5).stroke_width(1),
+        ))
+        .map_err(|x| e(&x))?;
+    }
+    for (i, &(v, lo, hi)) in points.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let x = i as f64;
+        c.draw_series(LineSeries::new([(x, lo), (x, hi)], color.stroke_width(2)))
+            .map_err(|x| e(&x))?;
+        c.draw_series([Circle::new((x, v), 5, color.filled())])
+            .map_err(|x| e(&x))?;
+    }
+    area.present().map_err(|x| e(&x))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,5 +301,26 @@ mod tests {
         let svg =
             std::fs::read_to_string(dir.path().join("roc-qwen2.5-coder-0.5b.svg")).expect("svg");
         assert!(svg.contains("<svg") && svg.contains("fraud detected") && svg.contains("distance"));
+    }
+
+    #[test]
+    fn interval_charts_name_every_category() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stem = dir.path().join("judges");
+        let names = vec![
+            "qwen (generative)".to_string(),
+            "gemma (logprob)".to_string(),
+        ];
+        let chart = IntervalChart {
+            title: "AUC".into(),
+            y_label: "AUC",
+            y_range: (0.0, 1.0),
+            reference: Some(0.5),
+            names: &names,
+        };
+        intervals(&stem, &chart, &[(0.7, 0.6, 0.8), (0.5, 0.4, 0.6)]).expect("draw");
+        let svg = std::fs::read_to_string(dir.path().join("judges.svg")).expect("svg");
+        assert!(svg.contains("qwen (generative)") && svg.contains("gemma (logprob)"));
+        assert!(dir.path().join("judges.png").exists());
     }
 }

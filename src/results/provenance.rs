@@ -58,6 +58,12 @@ pub fn commit() -> String {
     }
 }
 
+/// The git commit this binary was built from (`-dirty` when tracked files
+/// outside `results/` had changes; `unknown` outside a git checkout).
+pub fn build_commit() -> &'static str {
+    env!("NSED_BUILD_COMMIT")
+}
+
 /// The CPU model name (Linux), for results files.
 pub fn cpu_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")

@@ -44,6 +44,8 @@ pub struct MethodSummary<M = String> {
     pub n: usize,
     pub correct: usize,
     pub no_answer: usize,
+    /// Cut at the token limit without a boxed answer (counted as wrong).
+    pub truncated: usize,
     pub accuracy: f64,
     pub ci_low: f64,
     pub ci_high: f64,
@@ -72,6 +74,7 @@ pub struct Paired<M = String> {
 pub struct ItemOutcome {
     pub correct: bool,
     pub no_answer: bool,
+    pub truncated: bool,
     pub prompt_tokens: usize,
     pub generated_tokens: usize,
     pub seconds: f64,
@@ -93,6 +96,7 @@ pub fn summarize<M>(method: M, rows: &[ItemOutcome]) -> MethodSummary<M> {
         n,
         correct,
         no_answer: rows.iter().filter(|r| r.no_answer).count(),
+        truncated: rows.iter().filter(|r| r.truncated).count(),
         accuracy: if n == 0 {
             0.0
         } else {
@@ -132,11 +136,11 @@ pub fn markdown<M: std::fmt::Display>(
     pairs: &[Paired<M>],
 ) -> String {
     let mut s = String::from(
-        "| method | accuracy | 95% CI (Wilson) | n | no answer | prompt tok/item | generated tok/item | s/item |\n|---|---|---|---|---|---|---|---|\n",
+        "| method | accuracy | 95% CI (Wilson) | n | no answer | truncated | prompt tok/item | generated tok/item | s/item |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for m in summaries {
         s.push_str(&format!(
-            "| {} | {:.1}% ({}/{}) | {:.1}–{:.1}% | {} | {} | {:.0} | {:.0} | {:.1} |\n",
+            "| {} | {:.1}% ({}/{}) | {:.1}–{:.1}% | {} | {} | {} | {:.0} | {:.0} | {:.1} |\n",
             m.method,
             100.0 * m.accuracy,
             m.correct,
@@ -145,6 +149,7 @@ pub fn markdown<M: std::fmt::Display>(
             100.0 * m.ci_high,
             m.n,
             m.no_answer,
+            m.truncated,
             m.prompt_tokens_per_item,
             m.generated_tokens_per_item,
             m.seconds_per_item
@@ -170,7 +175,7 @@ pub fn csv<M: std::fmt::Display>(summaries: &[MethodSummary<M>]) -> String {
 }
 
 /// The columns of [`csv()`].
-pub const SUMMARY_CSV_HEADER: [&str; 10] = [
+pub const SUMMARY_CSV_HEADER: [&str; 11] = [
     "method",
     "n",
     "correct",
@@ -181,10 +186,11 @@ pub const SUMMARY_CSV_HEADER: [&str; 10] = [
     "prompt_tokens_per_item",
     "generated_tokens_per_item",
     "seconds_per_item",
+    "truncated",
 ];
 
 /// One method's cells of [`csv()`].
-pub fn summary_csv_row<M: std::fmt::Display>(m: &MethodSummary<M>) -> [String; 10] {
+pub fn summary_csv_row<M: std::fmt::Display>(m: &MethodSummary<M>) -> [String; 11] {
     [
         m.method.to_string(),
         m.n.to_string(),
@@ -196,6 +202,7 @@ pub fn summary_csv_row<M: std::fmt::Display>(m: &MethodSummary<M>) -> [String; 1
         format!("{:.1}", m.prompt_tokens_per_item),
         format!("{:.1}", m.generated_tokens_per_item),
         format!("{:.3}", m.seconds_per_item),
+        m.truncated.to_string(),
     ]
 }
 

@@ -355,7 +355,11 @@ pub fn bench_cmd(args: BenchArgs) -> Result<()> {
         },
         settings: settings.clone(),
         code: code_settings,
+        version: Some(bench::CodeVersion::current()),
     };
+    if args.resume {
+        bench::check_version(&out, &fp)?;
+    }
     let fed = connect_federation(&roster, args.delib.job.clone())?;
     let limits = nsed::engine::batch::Limits {
         max_batch: args.max_batch,
@@ -372,7 +376,7 @@ pub fn bench_cmd(args: BenchArgs) -> Result<()> {
     }
     let info = RunInfo {
         started: provenance::utc_now(),
-        commit: provenance::commit(),
+        commit: provenance::build_commit().to_string(),
         nsed_version: env!("CARGO_PKG_VERSION").to_string(),
         host_cpu: provenance::cpu_name(),
         kernel: nsed::engine::qmm::path::active().name().to_string(),
@@ -562,6 +566,118 @@ impl Sink {
 /// `nsed report bench DIR`: the summary of a run directory (finished or not).
 pub fn report_bench_cmd(dir: &Path) -> Result<()> {
     outln!("{}", report_run(dir)?);
+    Ok(())
+}
+
+/// `nsed report judges`: pool the evaluations of the runs per judge and
+/// print (and with `out`, write) the quality table.
+pub fn report_judges_cmd(runs: &[PathBuf], out: Option<&Path>) -> Result<()> {
+    let mut judges = bench::judges::Judges::new();
+    let mut header = String::from("# Judge quality\n\nFrom the evaluations of:\n\n");
+    for dir in runs {
+        let meta = Meta::read(dir)
+            .with_context(|| format!("{} is not a bench run directory", dir.display()))?;
+        let fp = &meta.fingerprint;
+        let Some(kind) = datasets::kind_of(&fp.dataset) else {
+            bail!(
+                "{}: `{}` is a code set; judge quality needs per-proposal correctness, \
+                 which only math sets record",
+                dir.display(),
+                fp.dataset
+            );
+        };
+        let records = bench::read_records(dir)?;
+        bench::judges::collect(&mut judges, &records, kind, &fp.roster);
+        header.push_str(&format!(
+            "- `{}`: {} · roster `{}` · {} items · selection {}\n",
+            dir.display(),
+            fp.dataset,
+            fp.roster.name,
+            records.len(),
+            serde_json::to_string(&fp.selection).unwrap_or_default()
+        ));
+    }
+    let rows = bench::judges::rows(&judges);
+    if rows.is_empty() {
+        bail!("no evaluations in these runs: judges are measured on runs with --method nsed or qv");
+    }
+    let md = format!(
+        "{header}\nAUC: probability that a correct proposal scores above a wrong one (0.5 = no \
+         signal), 95% CI by Hanley-McNeil (scores treated as independent). Pairwise: a correct \
+         and a wrong proposal shown in the same call, ties as half. Abstained: calls with no \
+         readable score.\n\n{}",
+        bench::judges::markdown(&rows)
+    );
+    outln!("{md}");
+    if let Some(out) = out {
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+        nsed::results::output::write_atomic(&out.join("judges.md"), md.as_bytes())?;
+        nsed::results::output::write_atomic(
+            &out.join("judges.csv"),
+            bench::judges::csv(&rows).as_bytes(),
+        )?;
+        let with_auc: Vec<&bench::judges::JudgeRow> =
+            rows.iter().filter(|r| r.auc.is_some()).collect();
+        let names: Vec<String> = with_auc
+            .iter()
+            .map(|r| format!("{} ({:?})", r.model, r.mode).to_lowercase())
+            .collect();
+        let points: Vec<(f64, f64, f64)> = with_auc
+            .iter()
+            .filter_map(|r| Some((r.auc?, r.auc_low?, r.auc_high?)))
+            .collect();
+        let chart = nsed::results::figure::IntervalChart {
+            title: "Judge AUC: correct vs wrong proposals (95% CI)".into(),
+            y_label: "AUC",
+            y_range: (0.0, 1.0),
+            reference: Some(0.5),
+            names: &names,
+        };
+        if let Err(e) = nsed::results::figure::intervals(&out.join("judges-auc"), &chart, &points) {
+            eprintln!("warning: no figure: {e}");
+        }
+        eprintln!(
+            "wrote {}/judges.{{md,csv}} and judges-auc.{{png,svg}}",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+/// `nsed report protocols`: each run's round 1 re-tallied under every
+/// protocol variant.
+pub fn report_protocols_cmd(runs: &[PathBuf], out: Option<&Path>) -> Result<()> {
+    let mut md = String::from(
+        "# Protocol variants on identical ballots\n\nEach rule re-tallies the same round-1 \
+         proposals and scores; p compares each rule with the quadratic vote on the same items.\n",
+    );
+    for dir in runs {
+        let meta = Meta::read(dir)
+            .with_context(|| format!("{} is not a bench run directory", dir.display()))?;
+        let fp = &meta.fingerprint;
+        let Some(kind) = datasets::kind_of(&fp.dataset) else {
+            bail!(
+                "{}: `{}` is a code set; the ablations need graded answers",
+                dir.display(),
+                fp.dataset
+            );
+        };
+        let records = bench::read_records(dir)?;
+        let rows = bench::protocols::ablate(&records, kind, &fp.roster);
+        md.push_str(&format!(
+            "\n## `{}`: {} · roster `{}` · selection {}\n\n{}",
+            dir.display(),
+            fp.dataset,
+            fp.roster.name,
+            serde_json::to_string(&fp.selection).unwrap_or_default(),
+            bench::protocols::markdown(&rows)
+        ));
+    }
+    outln!("{md}");
+    if let Some(out) = out {
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+        nsed::results::output::write_atomic(&out.join("protocols.md"), md.as_bytes())?;
+    }
     Ok(())
 }
 

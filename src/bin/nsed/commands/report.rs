@@ -420,6 +420,20 @@ pub enum ReportCommand {
         /// The run directory (holds meta.json and samples.jsonl).
         dir: PathBuf,
     },
+    /// How informative each judge is, from the evaluations recorded in
+    /// bench runs of math sets: per evaluator model and evaluation mode, the
+    /// AUC of its scores for correct vs wrong proposals (95% CI), its
+    /// within-call pairwise accuracy, mean score, endorsement and abstention
+    /// rates. Measure judges on the dev pool (`bench aime`, `bench gsm8k
+    /// --offset 1000`), never on the runs you report.
+    Judges(JudgesArgs),
+    /// Protocol variants as ablations on identical ballots: round 1 of each
+    /// bench run (math sets) re-tallied by the quadratic, linear and
+    /// plurality rules, votes per distinct answer, z-scored and ranked
+    /// ballots, evaluator weights learned on the other half of the items,
+    /// beside the best single model and an oracle. Choose variants on the
+    /// dev pool before the test runs.
+    Protocols(JudgesArgs),
     /// Transport figures of a run with remote agents, from its federation
     /// log: per-call overhead (wall − inference) by action, per-phase added
     /// latency, rejections, exclusions, reconnects.
@@ -430,8 +444,27 @@ pub enum ReportCommand {
     },
 }
 
+/// `nsed report judges`.
+#[derive(Args, Debug)]
+pub struct JudgesArgs {
+    /// Bench run directories (each holds meta.json and items.jsonl); their
+    /// evaluations are pooled per judge.
+    #[arg(required = true, value_name = "RUN")]
+    pub runs: Vec<PathBuf>,
+    /// Also write the table(s) here (judges: judges.md, judges.csv and
+    /// judges-auc.{png,svg}; protocols: protocols.md).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
 pub fn run(command: ReportCommand) -> Result<()> {
     match command {
+        ReportCommand::Protocols(args) => {
+            commands::bench::report_protocols_cmd(&args.runs, args.out.as_deref())
+        }
+        ReportCommand::Judges(args) => {
+            commands::bench::report_judges_cmd(&args.runs, args.out.as_deref())
+        }
         ReportCommand::Bench { dir } => commands::bench::report_bench_cmd(&dir),
         ReportCommand::Fraud { dir } => commands::fraud::report_fraud_cmd(&dir),
         ReportCommand::Federation { path } => commands::federation::report_federation_cmd(&path),

@@ -1,0 +1,435 @@
+//! How informative each judge is: from the evaluations recorded in bench
+//! runs, every (evaluator model, evaluation mode)'s ability to tell a correct
+//! proposal from a wrong one. Per judge: the AUC of its score for correct vs
+//! incorrect candidates (Mann-Whitney, ties as half), its within-call pairwise
+//! accuracy (a correct and a wrong candidate shown in the same call: which
+//! one scored higher), its bias (mean score, share of endorsements) and how
+//! often it abstains. Math sets only: a code proposal's correctness is not
+//! recorded per proposal.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::ItemRecord;
+use crate::answer::{same_answer, AnswerKind};
+use crate::deliberation::roster::Roster;
+use crate::deliberation::{EvalMode, Round};
+use crate::results::csv_text::csv_text;
+use crate::results::report::wilson;
+
+/// The 97.5% normal quantile.
+const Z95: f64 = 1.959_963_984_540_054;
+
+/// One score a judge gave one candidate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    /// Which evaluation call (unique within a collection).
+    pub call: usize,
+    /// `None`: the candidate was shown but got no readable score.
+    pub score: Option<f64>,
+    pub correct: bool,
+}
+
+/// One judge's evaluation calls and scores.
+#[derive(Debug, Clone, Default)]
+pub struct JudgeData {
+    pub calls: usize,
+    /// Calls whose reply held no readable score (counted as abstentions by
+    /// the protocol).
+    pub abstained: usize,
+    /// Calls that failed outright (an error, a timeout).
+    pub failed: usize,
+    pub observations: Vec<Observation>,
+}
+
+/// Judges keyed by (evaluator model, mode).
+pub type Judges = BTreeMap<(String, EvalMode), JudgeData>;
+
+/// Add the evaluations of a run's records to `judges`. `kind` grades the
+/// candidates' answers against each item's gold answer; `roster` maps agent
+/// names to models.
+pub fn collect(judges: &mut Judges, records: &[ItemRecord], kind: AnswerKind, roster: &Roster) {
+    let model_of = |agent: &str| {
+        roster
+            .agents
+            .iter()
+            .find(|a| a.name == agent)
+            .map_or_else(|| agent.to_string(), |a| a.model.clone())
+    };
+    let mut call = judges
+        .values()
+        .flat_map(|j| j.observations.iter().map(|o| o.call + 1))
+        .max()
+        .unwrap_or(0);
+    for rec in records {
+        let Some(t) = rec.nsed.as_ref().or(rec.qv.as_ref()) else {
+            continue;
+        };
+        for round in &t.rounds {
+            let correct = correctness(round, &rec.gold, kind);
+            for e in &round.evaluations {
+                let mode = e.evaluation.as_ref().map(|ev| ev.mode);
+                let mode = mode.unwrap_or(EvalMode::Generative);
+                let judge = judges.entry((model_of(&e.evaluator), mode)).or_default();
+                judge.calls += 1;
+                let Some(ev) = &e.evaluation else {
+                    judge.failed += 1;
+                    continue;
+                };
+                if ev.abstained {
+                    judge.abstained += 1;
+                }
+                for (k, &j) in e.shown.iter().enumerate() {
+                    let score = (!ev.abstained)
+                        .then(|| ev.scores.get(k).copied().flatten())
+                        .flatten();
+                    judge.observations.push(Observation {
+                        call,
+                        score,
+                        correct: correct.get(j).copied().unwrap_or(false),
+                    });
+                }
+                call += 1;
+            }
+        }
+    }
+}
+
+/// Whether each proposal of a round has the gold answer.
+fn correctness(round: &Round, gold: &str, kind: AnswerKind) -> Vec<bool> {
+    round
+        .proposals
+        .iter()
+        .map(|p| {
+            p.answer
+                .as_deref()
+                .is_some_and(|a| same_answer(a, gold, kind))
+        })
+        .collect()
+}
+
+/// A judge's quality figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct JudgeRow {
+    pub model: String,
+    pub mode: EvalMode,
+    pub calls: usize,
+    pub abstention_rate: f64,
+    pub failed: usize,
+    /// Candidates shown.
+    pub shown: usize,
+    /// Candidates shown that got no score (abstentions included).
+    pub unscored: usize,
+    /// Scored candidates that were correct / wrong.
+    pub positives: usize,
+    pub negatives: usize,
+    /// Mean score over scored candidates (the bias).
+    pub mean_score: f64,
+    pub mean_score_correct: f64,
+    pub mean_score_wrong: f64,
+    /// Share of scored candidates given a positive score.
+    pub endorse_rate: f64,
+    /// `None` without both a correct and a wrong scored candidate.
+    pub auc: Option<f64>,
+    pub auc_low: Option<f64>,
+    pub auc_high: Option<f64>,
+    /// Within-call (correct, wrong) pairs: the correct one scored higher,
+    /// equal, lower.
+    pub pair_wins: usize,
+    pub pair_ties: usize,
+    pub pair_losses: usize,
+    /// `(wins + ties/2) / pairs`.
+    pub pair_accuracy: Option<f64>,
+}
+
+/// The quality figures of every judge.
+pub fn rows(judges: &Judges) -> Vec<JudgeRow> {
+    judges
+        .iter()
+        .map(|((model, mode), data)| row(model, *mode, data))
+        .collect()
+}
+
+fn row(model: &str, mode: EvalMode, d: &JudgeData) -> JudgeRow {
+    let scored: Vec<(f64, bool)> = d
+        .observations
+        .iter()
+        .filter_map(|o| Some((o.score?, o.correct)))
+        .collect();
+    let mean = |f: &dyn Fn(&(f64, bool)) -> bool| {
+        let v: Vec<f64> = scored.iter().filter(|x| f(x)).map(|x| x.0).collect();
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
+    let positives = scored.iter().filter(|x| x.1).count();
+    let auc = mann_whitney_auc(&scored);
+    let ci = auc.map(|a| hanley_mcneil(a, positives, scored.len() - positives));
+    let (wins, ties, losses) = pairs(&d.observations);
+    let pairs_n = wins + ties + losses;
+    JudgeRow {
+        model: model.to_string(),
+        mode,
+        calls: d.calls,
+        abstention_rate: ratio(d.abstained, d.calls - d.failed),
+        failed: d.failed,
+        shown: d.observations.len(),
+        unscored: d.observations.len() - scored.len(),
+        positives,
+        negatives: scored.len() - positives,
+        mean_score: mean(&|_| true),
+        mean_score_correct: mean(&|x| x.1),
+        mean_score_wrong: mean(&|x| !x.1),
+        endorse_rate: ratio(scored.iter().filter(|x| x.0 > 0.0).count(), scored.len()),
+        auc,
+        auc_low: ci.map(|c| c.0),
+        auc_high: ci.map(|c| c.1),
+        pair_wins: wins,
+        pair_ties: ties,
+        pair_losses: losses,
+        pair_accuracy: (pairs_n > 0).then(|| (wins as f64 + 0.5 * ties as f64) / pairs_n as f64),
+    }
+}
+
+fn ratio(k: usize, n: usize) -> f64 {
+    if n == 0 {
+        f64::NAN
+    } else {
+        k as f64 / n as f64
+    }
+}
+
+/// P(score of a correct candidate > score of a wrong one), ties as half:
+/// the Mann-Whitney U over midranks. `None` without both classes.
+pub fn mann_whitney_auc(scored: &[(f64, bool)]) -> Option<f64> {
+    let pos = scored.iter().filter(|x| x.1).count();
+    let neg = scored.len() - pos;
+    if pos == 0 || neg == 0 {
+        return None;
+    }
+    let mut sorted: Vec<(f64, bool)> = scored.to_vec();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < sorted.len() {
+        let mut j = i;
+        while j + 1 < sorted.len() && sorted[j + 1].0 == sorted[i].0 {
+            j += 1;
+        }
+        // Ranks i+1 ..= j+1 share their mean.
+        let midrank = (i + j + 2) as f64 / 2.0;
+        rank_sum += midrank * sorted[i..=j].iter().filter(|x| x.1).count() as f64;
+        i = j + 1;
+    }
+    let u = rank_sum - (pos * (pos + 1)) as f64 / 2.0;
+    Some(u / (pos * neg) as f64)
+}
+
+/// Hanley & McNeil (1982) 95% interval for an AUC from `pos` and `neg`
+/// scores, clipped to [0, 1]. It treats the scores as independent; one
+/// judge scores the same proposal more than once across calls, so the true
+/// interval is somewhat wider.
+pub fn hanley_mcneil(auc: f64, pos: usize, neg: usize) -> (f64, f64) {
+    let (p, n) = (pos as f64, neg as f64);
+    let q1 = auc / (2.0 - auc);
+    let q2 = 2.0 * auc * auc / (1.0 + auc);
+    let var =
+        (auc * (1.0 - auc) + (p - 1.0) * (q1 - auc * auc) + (n - 1.0) * (q2 - auc * auc)) / (p * n);
+    let half = Z95 * var.max(0.0).sqrt();
+    ((auc - half).max(0.0), (auc + half).min(1.0))
+}
+
+/// Within each call, every (correct, wrong) pair of scored candidates: the
+/// correct one scored higher, equal, lower.
+fn pairs(observations: &[Observation]) -> (usize, usize, usize) {
+    let mut by_call: BTreeMap<usize, Vec<(f64, bool)>> = BTreeMap::new();
+    for o in observations {
+        if let Some(s) = o.score {
+            by_call.entry(o.call).or_default().push((s, o.correct));
+        }
+    }
+    let (mut wins, mut ties, mut losses) = (0, 0, 0);
+    for scored in by_call.values() {
+        for &(good, _) in scored.iter().filter(|x| x.1) {
+            for &(bad, _) in scored.iter().filter(|x| !x.1) {
+                match good.total_cmp(&bad) {
+                    std::cmp::Ordering::Greater => wins += 1,
+                    std::cmp::Ordering::Equal => ties += 1,
+                    std::cmp::Ordering::Less => losses += 1,
+                }
+            }
+        }
+    }
+    (wins, ties, losses)
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.filter(|x| x.is_finite())
+        .map_or("–".into(), |x| format!("{x:.digits$}"))
+}
+
+/// The judge table in markdown.
+pub fn markdown(rows: &[JudgeRow]) -> String {
+    let mut s = String::from(
+        "| judge | mode | calls | abstained | scored (correct / wrong) | AUC (95% CI) | pairwise (win/tie/loss) | mean score | mean correct / wrong | endorses |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let auc = match (r.auc, r.auc_low, r.auc_high) {
+            (Some(a), Some(lo), Some(hi)) => format!("{a:.3} ({lo:.3}–{hi:.3})"),
+            _ => "–".into(),
+        };
+        let pairs = match r.pair_accuracy {
+            Some(p) => format!(
+                "{:.1}% ({}/{}/{})",
+                100.0 * p,
+                r.pair_wins,
+                r.pair_ties,
+                r.pair_losses
+            ),
+            None => "–".into(),
+        };
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} ({} / {}) | {} | {} | {} | {} / {} | {} |\n",
+            r.model,
+            mode_name(r.mode),
+            r.calls,
+            percent(r.abstention_rate),
+            r.positives + r.negatives,
+            r.positives,
+            r.negatives,
+            auc,
+            pairs,
+            opt(Some(r.mean_score), 1),
+            opt(Some(r.mean_score_correct), 1),
+            opt(Some(r.mean_score_wrong), 1),
+            percent(r.endorse_rate),
+        ));
+    }
+    s
+}
+
+fn percent(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:.0}%", 100.0 * x)
+    } else {
+        "–".into()
+    }
+}
+
+fn mode_name(mode: EvalMode) -> &'static str {
+    match mode {
+        EvalMode::Generative => "generative",
+        EvalMode::Logprob => "logprob",
+    }
+}
+
+/// The judge table as CSV.
+pub fn csv(rows: &[JudgeRow]) -> String {
+    const HEADER: [&str; 18] = [
+        "model",
+        "mode",
+        "calls",
+        "abstention_rate",
+        "failed",
+        "shown",
+        "unscored",
+        "positives",
+        "negatives",
+        "mean_score",
+        "mean_score_correct",
+        "mean_score_wrong",
+        "endorse_rate",
+        "auc",
+        "auc_low",
+        "auc_high",
+        "pair_accuracy",
+        "pairs",
+    ];
+    csv_text(
+        &HEADER,
+        rows.iter().map(|r| {
+            [
+                r.model.clone(),
+                mode_name(r.mode).to_string(),
+                r.calls.to_string(),
+                opt(Some(r.abstention_rate), 4),
+                r.failed.to_string(),
+                r.shown.to_string(),
+                r.unscored.to_string(),
+                r.positives.to_string(),
+                r.negatives.to_string(),
+                opt(Some(r.mean_score), 3),
+                opt(Some(r.mean_score_correct), 3),
+                opt(Some(r.mean_score_wrong), 3),
+                opt(Some(r.endorse_rate), 4),
+                opt(r.auc, 4),
+                opt(r.auc_low, 4),
+                opt(r.auc_high, 4),
+                opt(r.pair_accuracy, 4),
+                (r.pair_wins + r.pair_ties + r.pair_losses).to_string(),
+            ]
+        }),
+    )
+}
+
+/// A Wilson interval on the pairwise accuracy, ties counted as half a win
+/// (rounded down): a rough interval, since pairs within a call share scores.
+pub fn pair_interval(r: &JudgeRow) -> Option<(f64, f64)> {
+    let n = r.pair_wins + r.pair_ties + r.pair_losses;
+    (n > 0).then(|| wilson(r.pair_wins + r.pair_ties / 2, n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auc_counts_ties_as_half_and_matches_hand_values() {
+        // Correct: 3, 5; wrong: 1, 3. Pairs: (3>1)=1, (3=3)=.5, (5>1)=1, (5>3)=1 → 3.5/4.
+        let s = [(3.0, true), (5.0, true), (1.0, false), (3.0, false)];
+        assert!((mann_whitney_auc(&s).unwrap() - 0.875).abs() < 1e-12);
+        // A judge that scores everything the same carries no signal.
+        let flat = [(50.0, true), (50.0, false), (50.0, false)];
+        assert_eq!(mann_whitney_auc(&flat), Some(0.5));
+        // A judge that ranks wrong above right is below 0.5.
+        let inverted = [(1.0, true), (9.0, false)];
+        assert_eq!(mann_whitney_auc(&inverted), Some(0.0));
+        assert_eq!(mann_whitney_auc(&[(1.0, true)]), None);
+    }
+
+    #[test]
+    fn hanley_mcneil_matches_the_published_example() {
+        // Hanley & McNeil 1982, table: A = 0.8, 50 + 50 → SE ≈ 0.0442.
+        let (lo, hi) = hanley_mcneil(0.8, 50, 50);
+        let se = (hi - lo) / (2.0 * Z95);
+        assert!((se - 0.0442).abs() < 5e-4, "{se}");
+        assert!(lo < 0.8 && hi > 0.8);
+    }
+
+    #[test]
+    fn pairs_compare_only_within_a_call() {
+        let o = |call, score, correct| Observation {
+            call,
+            score: Some(score),
+            correct,
+        };
+        let obs = [
+            o(0, 80.0, true),
+            o(0, 20.0, false),
+            o(0, 80.0, false),
+            // Another call: a high wrong score here is not paired with call 0.
+            o(1, 99.0, false),
+            o(1, 10.0, true),
+            Observation {
+                call: 1,
+                score: None,
+                correct: false,
+            },
+        ];
+        assert_eq!(pairs(&obs), (1, 1, 1));
+    }
+}
