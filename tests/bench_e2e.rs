@@ -262,6 +262,88 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(md.contains("McNemar") && md.contains("3 items"), "{md}");
 
+    // Judge quality and protocol ablations from the same run (CI's reduced
+    // version of the dev-pool tables), checked against the records.
+    let report = tmp.path().join("report");
+    let o = nsed(&["report", "judges", out_s, "--out", report.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let judges = std::fs::read_to_string(report.join("judges.csv")).unwrap();
+    let header: Vec<&str> = judges.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    assert!(judges.lines().count() >= 2, "{judges}");
+    for line in judges.lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        let model = cells[col("model")];
+        let auc = cells[col("auc")];
+        assert!(
+            auc == "–" || (0.0..=1.0).contains(&auc.parse::<f64>().unwrap()),
+            "{line}"
+        );
+        let calls: usize = records
+            .iter()
+            .flat_map(|r| &r.nsed.as_ref().unwrap().rounds)
+            .flat_map(|round| &round.evaluations)
+            .filter(|e| e.evaluator == agent_of(model))
+            .count();
+        assert_eq!(
+            cells[col("calls")].parse::<usize>().unwrap(),
+            calls,
+            "{line}"
+        );
+    }
+    let o = nsed(&["report", "protocols", out_s]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = String::from_utf8_lossy(&o.stdout);
+    for (rule, method) in [
+        ("quadratic (NSED round 1)", "qv"),
+        ("plurality", "plurality"),
+    ] {
+        let right = records
+            .iter()
+            .filter(|r| {
+                r.results[&method.parse::<MethodKey>().unwrap()].outcome == Outcome::Correct
+            })
+            .count();
+        let row = format!(
+            "| {rule} | {:.1}% ({right}/3) |",
+            100.0 * right as f64 / 3.0
+        );
+        assert!(table.contains(&row), "{row} not in\n{table}");
+    }
+
+    // Accuracy against compute: at full size each budget is the recorded
+    // method (self-consistency's k = 3 samples, NSED's last round).
+    let o = nsed(&["report", "budgets", out_s]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = String::from_utf8_lossy(&o.stdout);
+    let right = |method: &str| {
+        records
+            .iter()
+            .filter(|r| {
+                r.results[&method.parse::<MethodKey>().unwrap()].outcome == Outcome::Correct
+            })
+            .count()
+    };
+    let rounds = records
+        .iter()
+        .map(|r| r.nsed.as_ref().unwrap().rounds.len())
+        .max()
+        .unwrap();
+    for (family, budget, method) in [
+        ("self-consistency", 3, "self-consistency"),
+        ("nsed", rounds, "nsed"),
+        ("debate", 2, "debate"),
+        ("nsed", 1, "qv"),
+    ] {
+        let k = right(method);
+        let row = format!(
+            "| {family} | {budget} | {:.1}% ({k}/3) |",
+            100.0 * k as f64 / 3.0
+        );
+        assert!(table.contains(&row), "{row} not in\n{table}");
+    }
+    assert!(table.contains("At matched compute: NSED"), "{table}");
+
     // Batching changes nothing: an item run alone, one call at a time
     // (--parallel 1, --max-batch 1), writes the record the parallel run wrote.
     let alone = tmp.path().join("alone");
@@ -274,6 +356,16 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
     let one: ItemRecord = serde_json::from_str(text.trim()).unwrap();
     let twin = records.iter().find(|r| r.item == "gsm8k-1").unwrap();
     assert_eq!(without_timings(&one), without_timings(twin));
+}
+
+/// The consumer roster's agent name for a model.
+fn agent_of(model: &str) -> &'static str {
+    match model {
+        "smollm2-135m" => "smollm",
+        "gemma3-270m" => "gemma",
+        "qwen2.5-coder-0.5b" => "qwen05",
+        other => panic!("not in the consumer roster: {other}"),
+    }
 }
 
 /// A record as JSON with every timing removed (the only thing batching and

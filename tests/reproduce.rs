@@ -154,6 +154,13 @@ fn check_deliberation(dir: &Path) {
     assert!(md.contains("| consumer | **NSED** | "));
     assert!(md.contains("(6) |"), "accuracy cells give n");
     assert!(md.contains("The paper's claims beside ours"));
+    // Accuracy against compute, per round of NSED, with its figure.
+    assert!(md.contains("## Accuracy against compute"), "{md}");
+    assert!(
+        md.contains("| nsed | 1 | ") && md.contains("| nsed | 2 | "),
+        "{md}"
+    );
+    assert!(dir.join("deliberation/budgets-gsm8k-consumer.svg").exists());
 }
 
 /// n as expected, accuracy = correct / n, its Wilson interval around it.

@@ -4,6 +4,7 @@
 //! per item is written as soon as the item is done, so a killed run loses at
 //! most the item in flight and `--resume` continues without duplicates.
 
+pub mod budgets;
 pub mod code;
 pub mod datasets;
 pub mod judges;

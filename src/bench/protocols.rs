@@ -40,6 +40,9 @@ pub enum Variant {
     /// Quadratic votes per answer, each evaluator's weighted by
     /// max(0, 2·AUC − 1) of its model, the AUC measured on the other fold.
     LearnedWeights,
+    /// Plurality with each proposal weighted by its model's accuracy on the
+    /// other fold (no scores: who proposed, not what the judges said).
+    ProposerWeights,
     /// The best single model of the roster (by accuracy on these items).
     BestSingle,
     /// Correct whenever any proposal is correct (an upper bound).
@@ -47,7 +50,7 @@ pub enum Variant {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 9] = [
+    pub const ALL: [Variant; 10] = [
         Variant::Quadratic,
         Variant::Linear,
         Variant::Plurality,
@@ -55,6 +58,7 @@ impl Variant {
         Variant::ZScore,
         Variant::Rank,
         Variant::LearnedWeights,
+        Variant::ProposerWeights,
         Variant::BestSingle,
         Variant::Oracle,
     ];
@@ -67,7 +71,8 @@ impl Variant {
             Variant::PerAnswer => "quadratic per answer",
             Variant::ZScore => "z-scored, quadratic",
             Variant::Rank => "ranked, quadratic",
-            Variant::LearnedWeights => "learned weights, per answer",
+            Variant::LearnedWeights => "learned judge weights, per answer",
+            Variant::ProposerWeights => "plurality weighted by proposer accuracy",
             Variant::BestSingle => "best single model",
             Variant::Oracle => "oracle (any proposal right)",
         }
@@ -108,6 +113,7 @@ pub fn ablate(records: &[ItemRecord], kind: AnswerKind, roster: &Roster) -> Vec<
         .filter_map(|r| item_ballots(r, kind, roster))
         .collect();
     let folds = fold_weights(records, kind, roster);
+    let proposers = fold_accuracies(&items);
     let best_single = best_single_model(&items);
     let outcomes: BTreeMap<Variant, Vec<bool>> = Variant::ALL
         .iter()
@@ -118,6 +124,9 @@ pub fn ablate(records: &[ItemRecord], kind: AnswerKind, roster: &Roster) -> Vec<
                 .map(|(i, it)| match v {
                     Variant::Oracle => it.correct.iter().any(|&c| c),
                     Variant::BestSingle => single_correct(it, best_single.as_deref()),
+                    Variant::ProposerWeights => {
+                        proposer_weighted(it, &proposers[i % 2]).is_some_and(|j| it.correct[j])
+                    }
                     _ => pick(v, it, &folds[i % 2]).is_some_and(|j| it.correct[j]),
                 })
                 .collect();
@@ -237,6 +246,54 @@ fn fold_weights(
     [weights_from(1), weights_from(0)]
 }
 
+/// Per fold, each model's round-1 accuracy on the other fold's items.
+fn fold_accuracies(items: &[ItemBallots]) -> [BTreeMap<String, f64>; 2] {
+    let accuracy = |fold: usize| {
+        let mut tally: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        for it in items
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 2 == fold)
+            .map(|x| x.1)
+        {
+            for (p, &c) in it.round.proposals.iter().zip(&it.correct) {
+                let e = tally.entry(p.model.clone()).or_default();
+                e.0 += usize::from(c);
+                e.1 += 1;
+            }
+        }
+        tally
+            .into_iter()
+            .map(|(m, (k, n))| (m, k as f64 / n.max(1) as f64))
+            .collect()
+    };
+    [accuracy(1), accuracy(0)]
+}
+
+/// Classes of answers scored by the summed accuracy of their proposers;
+/// the first proposal of the best class (ties: the earliest).
+fn proposer_weighted(it: &ItemBallots, accuracy: &BTreeMap<String, f64>) -> Option<usize> {
+    let props = &it.round.proposals;
+    let weight = |j: usize| accuracy.get(&props[j].model).copied().unwrap_or(0.0);
+    let score = |j: usize| -> f64 {
+        match props[j].class() {
+            Some(class) => (0..props.len())
+                .filter(|&k| props[k].class() == Some(class))
+                .map(weight)
+                .sum(),
+            None => f64::NEG_INFINITY,
+        }
+    };
+    let mut best: Option<(usize, f64)> = None;
+    for j in 0..props.len() {
+        let s = score(j);
+        if s.is_finite() && best.is_none_or(|(_, b)| s > b) {
+            best = Some((j, s));
+        }
+    }
+    best.map(|(j, _)| j)
+}
+
 /// The winning proposal of round 1 under `variant`.
 fn pick(variant: Variant, it: &ItemBallots, weights: &BTreeMap<String, f64>) -> Option<usize> {
     let r = it.round;
@@ -252,7 +309,7 @@ fn pick(variant: Variant, it: &ItemBallots, weights: &BTreeMap<String, f64>) -> 
         Variant::LearnedWeights => per_answer(it, |e| {
             weights.get(&it.evaluator_models[e]).copied().unwrap_or(0.0)
         }),
-        Variant::BestSingle | Variant::Oracle => None,
+        Variant::ProposerWeights | Variant::BestSingle | Variant::Oracle => None,
     }
 }
 
@@ -404,6 +461,109 @@ pub fn markdown(rows: &[VariantRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deliberation::{EvaluationRecord, Proposal, Usage};
+
+    fn proposal(model: &str, answer: &str) -> Proposal {
+        Proposal {
+            agent: model.into(),
+            model: model.into(),
+            thought_process: String::new(),
+            content: format!("\\boxed{{{answer}}}"),
+            answer: Some(answer.into()),
+            found: None,
+            behaviour: None,
+            finish_reason: "eos".into(),
+            inference_id: String::new(),
+            usage: Usage::default(),
+            attestation: None,
+        }
+    }
+
+    /// Round 1 of three agents `a`, `b`, `c` (models of the same names) with
+    /// these answers and ballots (each evaluator's own entry `None`).
+    fn round(answers: [&str; 3], ballots: Vec<Ballot>) -> Round {
+        let owns: Vec<Option<usize>> = (0..3).map(Some).collect();
+        Round {
+            round: 1,
+            candidates: vec![0, 1, 2],
+            proposals: ["a", "b", "c"]
+                .iter()
+                .zip(answers)
+                .map(|(m, a)| proposal(m, a))
+                .collect(),
+            abstentions: vec![],
+            evaluations: ["a", "b", "c"]
+                .iter()
+                .map(|e| EvaluationRecord {
+                    evaluator: e.to_string(),
+                    shown: vec![],
+                    labels: vec![],
+                    evaluation: None,
+                    error: None,
+                })
+                .collect(),
+            quadratic: vote::tally(&ballots, &owns, 3, Rule::Quadratic),
+            linear: vote::tally(&ballots, &owns, 3, Rule::Linear),
+            ballots,
+            winner: None,
+            consensus: false,
+        }
+    }
+
+    fn item<'a>(r: &'a Round, correct: [bool; 3]) -> ItemBallots<'a> {
+        ItemBallots {
+            item: "i",
+            seed: 1,
+            round: r,
+            evaluator_models: vec!["a".into(), "b".into(), "c".into()],
+            owns: vec![Some(0), Some(1), Some(2)],
+            correct: correct.to_vec(),
+        }
+    }
+
+    #[test]
+    fn votes_per_answer_pool_the_proposals_that_agree() {
+        // b and c both answer 7; a answers 5 and endorses both (+50 each);
+        // b and c each endorse a (+60) a little more than each other (+50).
+        let ballots = vec![
+            vec![None, Some(50.0), Some(50.0)],
+            vec![Some(60.0), None, Some(50.0)],
+            vec![Some(60.0), Some(50.0), None],
+        ];
+        let r = round(["5", "7", "7"], ballots);
+        let it = item(&r, [false, true, true]);
+        let none = BTreeMap::new();
+        // Per proposal a's budget is split over b and c: S = [1.477, 1.381,
+        // 1.381], a wins. Per answer, a's whole vote goes to the class of 7:
+        // T = [1.477, 2.348], and 7 wins.
+        assert_eq!(pick(Variant::Quadratic, &it, &none), Some(0));
+        assert_eq!(pick(Variant::PerAnswer, &it, &none), Some(1));
+        // Judge weights: only a's votes count.
+        let w = BTreeMap::from([("a".to_string(), 1.0)]);
+        assert_eq!(pick(Variant::LearnedWeights, &it, &w), Some(1));
+    }
+
+    #[test]
+    fn proposer_weights_follow_the_accurate_model_unless_outvoted() {
+        let r = round(["5", "7", "8"], vec![vec![None; 3]; 3]);
+        let it = item(&r, [false, true, false]);
+        let acc = BTreeMap::from([
+            ("a".to_string(), 0.3),
+            ("b".to_string(), 0.6),
+            ("c".to_string(), 0.2),
+        ]);
+        assert_eq!(proposer_weighted(&it, &acc), Some(1));
+        // a and c agree: 0.3 + 0.2 < 0.6, b still wins; at 0.4 + 0.3 they win.
+        let r = round(["5", "7", "5"], vec![vec![None; 3]; 3]);
+        let it = item(&r, [true, false, true]);
+        assert_eq!(proposer_weighted(&it, &acc), Some(1));
+        let acc = BTreeMap::from([
+            ("a".to_string(), 0.4),
+            ("b".to_string(), 0.6),
+            ("c".to_string(), 0.3),
+        ]);
+        assert_eq!(proposer_weighted(&it, &acc), Some(0));
+    }
 
     #[test]
     fn z_scores_and_ranks_centre_each_ballot() {

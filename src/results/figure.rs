@@ -162,7 +162,8 @@ fn draw<DB: DrawingBackend>(
         .map_err(|x| e(&x))?
         .label(s.name.as_str())
         .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
-        if names.is_some() {
+        // Categories and short series (one point per budget) get markers.
+        if names.is_some() || s.points.len() <= 12 {
             c.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
                 .map_err(|x| e(&x))?;
         }

@@ -572,6 +572,14 @@ pub fn report_bench_cmd(dir: &Path) -> Result<()> {
 /// `nsed report judges`: pool the evaluations of the runs per judge and
 /// print (and with `out`, write) the quality table.
 pub fn report_judges_cmd(runs: &[PathBuf], out: Option<&Path>) -> Result<()> {
+    let md = judges_page(runs, out)?;
+    outln!("{md}");
+    Ok(())
+}
+
+/// The judge table of `runs` in markdown; with `out`, also judges.md,
+/// judges.csv and the AUC figure there.
+pub(crate) fn judges_page(runs: &[PathBuf], out: Option<&Path>) -> Result<String> {
     let mut judges = bench::judges::Judges::new();
     let mut header = String::from("# Judge quality\n\nFrom the evaluations of:\n\n");
     for dir in runs {
@@ -608,7 +616,6 @@ pub fn report_judges_cmd(runs: &[PathBuf], out: Option<&Path>) -> Result<()> {
          readable score.\n\n{}",
         bench::judges::markdown(&rows)
     );
-    outln!("{md}");
     if let Some(out) = out {
         std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
         nsed::results::output::write_atomic(&out.join("judges.md"), md.as_bytes())?;
@@ -641,12 +648,114 @@ pub fn report_judges_cmd(runs: &[PathBuf], out: Option<&Path>) -> Result<()> {
             out.display()
         );
     }
+    Ok(md)
+}
+
+/// `nsed report budgets`: accuracy against tokens per item for every
+/// method of each run, the matched-compute comparison and a figure.
+pub fn report_budgets_cmd(runs: &[PathBuf], out: Option<&Path>) -> Result<()> {
+    let md = budgets_page(runs, out)?;
+    outln!("{md}");
     Ok(())
+}
+
+/// The accuracy-against-compute tables of `runs`; with `out`, also
+/// budgets.md and one figure per run there.
+pub(crate) fn budgets_page(runs: &[PathBuf], out: Option<&Path>) -> Result<String> {
+    use nsed::bench::budgets;
+    let mut md = String::from(
+        "# Accuracy against compute\n\nTokens are prompt + generated tokens per item. \
+         Self-consistency at k is the majority of its first k samples; NSED and debate at r \
+         stop after round r.\n",
+    );
+    if let Some(out) = out {
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    }
+    for dir in runs {
+        let meta = Meta::read(dir)
+            .with_context(|| format!("{} is not a bench run directory", dir.display()))?;
+        let fp = &meta.fingerprint;
+        let Some(kind) = datasets::kind_of(&fp.dataset) else {
+            bail!(
+                "{}: `{}` is a code set; the budgets need graded answers",
+                dir.display(),
+                fp.dataset
+            );
+        };
+        let records = bench::read_records(dir)?;
+        let points = budgets::points(&records, kind);
+        md.push_str(&format!(
+            "\n## `{}`: {} · roster `{}` · {} items\n\n{}",
+            dir.display(),
+            fp.dataset,
+            fp.roster.name,
+            records.len(),
+            budgets::markdown(&points)
+        ));
+        if let Some(m) = budgets::matched(&points) {
+            md.push_str(&format!(
+                "\nAt matched compute: NSED {:.0} tokens/item, {}/{} right; self-consistency \
+                 k = {} ({:.0} tokens/item), {}/{} right; NSED only {}, self-consistency only {}, \
+                 p = {:.3} (exact McNemar).\n",
+                m.nsed_tokens,
+                m.nsed_correct,
+                m.n,
+                m.k,
+                m.sc_tokens,
+                m.sc_correct,
+                m.n,
+                m.nsed_only,
+                m.sc_only,
+                m.p_value
+            ));
+        }
+        if let Some(out) = out {
+            let series: Vec<nsed::results::figure::Series> = budgets::series(&points)
+                .into_iter()
+                .map(|(name, points)| nsed::results::figure::Series { name, points })
+                .collect();
+            let max_x = series
+                .iter()
+                .flat_map(|s| s.points.iter().map(|p| p.0))
+                .fold(1.0f64, f64::max);
+            let chart = nsed::results::figure::LineChart {
+                title: format!(
+                    "{} · {}: accuracy vs tokens per item",
+                    fp.dataset, fp.roster.name
+                ),
+                x_label: "tokens per item (prompt + generated)",
+                y_label: "accuracy",
+                x_range: (0.0, max_x * 1.05),
+                y_range: (0.0, 1.0),
+                x_names: None,
+                diagonal: false,
+            };
+            let run_name = dir.file_name().map_or_else(
+                || format!("{}-{}", fp.dataset, fp.roster.name),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            let stem = out.join(format!("budgets-{run_name}"));
+            if let Err(e) = nsed::results::figure::lines(&stem, &chart, &series) {
+                eprintln!("warning: no figure: {e}");
+            }
+        }
+    }
+    if let Some(out) = out {
+        nsed::results::output::write_atomic(&out.join("budgets.md"), md.as_bytes())?;
+    }
+    Ok(md)
 }
 
 /// `nsed report protocols`: each run's round 1 re-tallied under every
 /// protocol variant.
 pub fn report_protocols_cmd(runs: &[PathBuf], out: Option<&Path>) -> Result<()> {
+    let md = protocols_page(runs, out)?;
+    outln!("{md}");
+    Ok(())
+}
+
+/// The protocol ablations of `runs`; with `out`, also protocols.md there.
+pub(crate) fn protocols_page(runs: &[PathBuf], out: Option<&Path>) -> Result<String> {
     let mut md = String::from(
         "# Protocol variants on identical ballots\n\nEach rule re-tallies the same round-1 \
          proposals and scores; p compares each rule with the quadratic vote on the same items.\n",
@@ -673,12 +782,11 @@ pub fn report_protocols_cmd(runs: &[PathBuf], out: Option<&Path>) -> Result<()> 
             bench::protocols::markdown(&rows)
         ));
     }
-    outln!("{md}");
     if let Some(out) = out {
         std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
         nsed::results::output::write_atomic(&out.join("protocols.md"), md.as_bytes())?;
     }
-    Ok(())
+    Ok(md)
 }
 
 /// Summarize the items done in a run directory; writes summary.md and

@@ -183,6 +183,9 @@ fn build_bench(results: &Path, table: &'static str) -> Result<Option<Built>> {
         summary.push_str("\n## The paper's claims beside ours\n\n");
         summary.push_str(&deliberation::claims_markdown(&runs));
     }
+    if !code_only {
+        summary.push_str(&evidence_sections(results, &runs)?);
+    }
     let mut details = String::from("\n## Per run\n");
     for run in runs.iter().filter(|r| r.is_code() == code_only) {
         details.push('\n');
@@ -203,6 +206,50 @@ fn build_bench(results: &Path, table: &'static str) -> Result<Option<Built>> {
         details,
         csv: deliberation::csv(&runs, include),
     }))
+}
+
+/// Accuracy against compute for the math runs (figures in
+/// `results/deliberation/`), then the dev pool's judge table and protocol
+/// ablations (runs in `results/runs/dev/`, never part of the tables above).
+fn evidence_sections(results: &Path, runs: &[deliberation::BenchRun]) -> Result<String> {
+    let figures = results.join("deliberation");
+    let math: Vec<PathBuf> = runs
+        .iter()
+        .filter(|r| !r.is_code())
+        .map(|r| r.dir.clone())
+        .collect();
+    let mut s = String::new();
+    if !math.is_empty() {
+        let page = commands::bench::budgets_page(&math, Some(&figures))?;
+        s.push('\n');
+        s.push_str(&tables::demote_headings(&page, 1));
+    }
+    let dev_root = results.join("runs").join("dev");
+    let mut dev: Vec<PathBuf> = std::fs::read_dir(&dev_root)
+        .map(|d| {
+            d.filter_map(|e| Some(e.ok()?.path()))
+                .filter(|p| {
+                    // A run that has not finished an item yet has nothing to show.
+                    std::fs::metadata(p.join("items.jsonl")).is_ok_and(|m| m.len() > 0)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    dev.sort();
+    if !dev.is_empty() {
+        s.push_str(
+            "\n## The dev pool: judges and protocol variants\n\nRuns in `results/runs/dev/` \
+             (GSM8K items 1000-1318, AIME 1983-2024): used to choose the protocol, never reported \
+             as results.\n",
+        );
+        let judges = commands::bench::judges_page(&dev, Some(&figures))?;
+        s.push('\n');
+        s.push_str(&tables::demote_headings(&judges, 2));
+        let protocols = commands::bench::protocols_page(&dev, Some(&figures))?;
+        s.push('\n');
+        s.push_str(&tables::demote_headings(&protocols, 2));
+    }
+    Ok(s)
 }
 
 fn build_fraud(results: &Path) -> Result<Option<Built>> {
@@ -434,6 +481,12 @@ pub enum ReportCommand {
     /// beside the best single model and an oracle. Choose variants on the
     /// dev pool before the test runs.
     Protocols(JudgesArgs),
+    /// Accuracy against compute from bench runs (math sets): self-consistency
+    /// at k = 1, 2, 4, … of its recorded samples, NSED and debate stopped
+    /// after each round, each model alone, with tokens per item; and NSED
+    /// against self-consistency at the k of closest tokens (exact McNemar).
+    /// `--out` also writes an accuracy-vs-tokens figure per run.
+    Budgets(JudgesArgs),
     /// Transport figures of a run with remote agents, from its federation
     /// log: per-call overhead (wall − inference) by action, per-phase added
     /// latency, rejections, exclusions, reconnects.
@@ -452,13 +505,17 @@ pub struct JudgesArgs {
     #[arg(required = true, value_name = "RUN")]
     pub runs: Vec<PathBuf>,
     /// Also write the table(s) here (judges: judges.md, judges.csv and
-    /// judges-auc.{png,svg}; protocols: protocols.md).
+    /// judges-auc.{png,svg}; protocols: protocols.md; budgets:
+    /// budgets.md and budgets-<run>.{png,svg}).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 }
 
 pub fn run(command: ReportCommand) -> Result<()> {
     match command {
+        ReportCommand::Budgets(args) => {
+            commands::bench::report_budgets_cmd(&args.runs, args.out.as_deref())
+        }
         ReportCommand::Protocols(args) => {
             commands::bench::report_protocols_cmd(&args.runs, args.out.as_deref())
         }

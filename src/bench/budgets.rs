@@ -1,0 +1,279 @@
+//! Accuracy against compute: each method of a bench run at several budgets,
+//! read from what the run recorded, so that methods are compared at equal
+//! tokens rather than at their default settings. Self-consistency at k =
+//! 1, 2, 4, … up to the samples drawn (the majority of the first k, with
+//! the run's own seeded tie-break); NSED stopped after 1, 2, … rounds (the
+//! winner of that round, the compute of the rounds so far); debate after
+//! 1, 2, … rounds; each model alone. Tokens are prompt + generated tokens
+//! per item: what the calls cost to run. Math sets only.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::ItemRecord;
+use crate::answer::{same_answer, AnswerKind};
+use crate::deliberation::vote;
+use crate::deliberation::{seeded_permutation, Proposal, Usage};
+use crate::results::report::{mcnemar_exact, wilson};
+
+/// One method at one budget, over the items that have it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    /// The method family: `self-consistency`, `nsed`, `debate`, `single:<model>`.
+    pub family: String,
+    /// k samples or r rounds (1 for a model alone).
+    pub budget: usize,
+    pub n: usize,
+    pub correct: usize,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    pub tokens_per_item: f64,
+    pub generated_per_item: f64,
+    /// Per item, in the records' order: right or not (`None`: not run).
+    #[serde(skip)]
+    pub outcomes: Vec<Option<bool>>,
+}
+
+impl Point {
+    pub fn accuracy(&self) -> f64 {
+        if self.n == 0 {
+            0.0
+        } else {
+            self.correct as f64 / self.n as f64
+        }
+    }
+    pub fn label(&self) -> String {
+        match self.family.as_str() {
+            "self-consistency" => format!("self-consistency k={}", self.budget),
+            "nsed" | "debate" => format!("{} {} round(s)", self.family, self.budget),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Every method's points over `records`.
+pub fn points(records: &[ItemRecord], kind: AnswerKind) -> Vec<Point> {
+    let right = |p: Option<&Proposal>, gold: &str| {
+        p.and_then(|p| p.answer.as_deref())
+            .is_some_and(|a| same_answer(a, gold, kind))
+    };
+    let mut out = Vec::new();
+    let max_k = records
+        .iter()
+        .map(|r| r.self_consistency.len())
+        .max()
+        .unwrap_or(0);
+    for k in powers_up_to(max_k) {
+        out.push(point("self-consistency", k, records, |r| {
+            let samples = r.self_consistency.get(..k)?;
+            let key = format!("{}/{}/sc", r.seed, r.item);
+            let chosen = majority(samples, &key);
+            Some((
+                right(chosen, &r.gold),
+                samples.iter().map(|p| p.usage).sum(),
+            ))
+        }));
+    }
+    let max_rounds = records
+        .iter()
+        .filter_map(|r| r.nsed.as_ref().map(|t| t.rounds.len()))
+        .max()
+        .unwrap_or(0);
+    for rounds in 1..=max_rounds {
+        out.push(point("nsed", rounds, records, |r| {
+            let t = r.nsed.as_ref()?;
+            let upto = &t.rounds[..rounds.min(t.rounds.len())];
+            let last = upto.last()?;
+            let winner = last.winner.map(|w| &last.proposals[w]);
+            Some((right(winner, &r.gold), upto.iter().map(|x| x.usage()).sum()))
+        }));
+    }
+    let debate_rounds = records.iter().map(|r| r.debate.len()).max().unwrap_or(0);
+    for rounds in 1..=debate_rounds {
+        out.push(point("debate", rounds, records, |r| {
+            let upto = r.debate.get(..rounds)?;
+            let key = format!("{}/{}/debate", r.seed, r.item);
+            let chosen = majority(upto.last()?, &key);
+            let usage = upto.iter().flatten().map(|p| p.usage).sum();
+            Some((right(chosen, &r.gold), usage))
+        }));
+    }
+    let models: Vec<String> = records
+        .iter()
+        .flat_map(|r| r.single.iter().map(|p| p.model.clone()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for model in models {
+        out.push(point(&format!("single:{model}"), 1, records, |r| {
+            let p = r.single.iter().find(|p| p.model == model)?;
+            Some((right(Some(p), &r.gold), p.usage))
+        }));
+    }
+    out
+}
+
+/// 1, 2, 4, … below `max`, and `max` itself.
+fn powers_up_to(max: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = std::iter::successors(Some(1usize), |k| k.checked_mul(2))
+        .take_while(|&k| k < max)
+        .collect();
+    if max > 0 {
+        v.push(max);
+    }
+    v
+}
+
+fn point(
+    family: &str,
+    budget: usize,
+    records: &[ItemRecord],
+    grade: impl Fn(&ItemRecord) -> Option<(bool, Usage)>,
+) -> Point {
+    let graded: Vec<Option<(bool, Usage)>> = records.iter().map(grade).collect();
+    let done: Vec<&(bool, Usage)> = graded.iter().flatten().collect();
+    let n = done.len();
+    let correct = done.iter().filter(|x| x.0).count();
+    let (ci_low, ci_high) = wilson(correct, n);
+    let mean = |f: &dyn Fn(&Usage) -> usize| {
+        if n == 0 {
+            0.0
+        } else {
+            done.iter().map(|x| f(&x.1) as f64).sum::<f64>() / n as f64
+        }
+    };
+    Point {
+        family: family.to_string(),
+        budget,
+        n,
+        correct,
+        ci_low,
+        ci_high,
+        tokens_per_item: mean(&|u| u.prompt_tokens + u.generated_tokens),
+        generated_per_item: mean(&|u| u.generated_tokens),
+        outcomes: graded.iter().map(|g| g.map(|x| x.0)).collect(),
+    }
+}
+
+/// The plurality answer of `props` with the bench's seeded tie-break (the
+/// same key gives the same choice as the recorded method at full size).
+fn majority<'a>(props: &'a [Proposal], key: &str) -> Option<&'a Proposal> {
+    let answers: Vec<Option<&str>> = props.iter().map(Proposal::class).collect();
+    let priority = seeded_permutation((0..props.len()).collect(), key);
+    let mut rank = vec![0; props.len()];
+    for (r, &i) in priority.iter().enumerate() {
+        rank[i] = r;
+    }
+    let winner = vote::plurality(&answers, &rank)?;
+    priority
+        .iter()
+        .map(|&i| &props[i])
+        .find(|p| p.class() == Some(winner))
+}
+
+/// NSED as run (its last round on every item) against self-consistency at
+/// the k whose tokens per item are closest to NSED's: both on the items
+/// that have both.
+#[derive(Debug, Clone, Serialize)]
+pub struct Matched {
+    pub k: usize,
+    pub n: usize,
+    pub nsed_tokens: f64,
+    pub sc_tokens: f64,
+    pub nsed_correct: usize,
+    pub sc_correct: usize,
+    pub nsed_only: usize,
+    pub sc_only: usize,
+    pub p_value: f64,
+}
+
+/// The matched-compute comparison, if the run has NSED and self-consistency.
+pub fn matched(points: &[Point]) -> Option<Matched> {
+    let nsed = points
+        .iter()
+        .filter(|p| p.family == "nsed")
+        .max_by_key(|p| p.budget)?;
+    let sc = points
+        .iter()
+        .filter(|p| p.family == "self-consistency")
+        .min_by(|a, b| {
+            let gap = |p: &Point| (p.tokens_per_item - nsed.tokens_per_item).abs();
+            gap(a).total_cmp(&gap(b))
+        })?;
+    let both: Vec<(bool, bool)> = nsed
+        .outcomes
+        .iter()
+        .zip(&sc.outcomes)
+        .filter_map(|(a, b)| Some(((*a)?, (*b)?)))
+        .collect();
+    let nsed_only = both.iter().filter(|x| x.0 && !x.1).count();
+    let sc_only = both.iter().filter(|x| !x.0 && x.1).count();
+    Some(Matched {
+        k: sc.budget,
+        n: both.len(),
+        nsed_tokens: nsed.tokens_per_item,
+        sc_tokens: sc.tokens_per_item,
+        nsed_correct: both.iter().filter(|x| x.0).count(),
+        sc_correct: both.iter().filter(|x| x.1).count(),
+        nsed_only,
+        sc_only,
+        p_value: mcnemar_exact(nsed_only, sc_only),
+    })
+}
+
+/// The points as a markdown table, cheapest first within each family.
+pub fn markdown(points: &[Point]) -> String {
+    let mut s = String::from(
+        "| method | budget | accuracy | 95% CI (Wilson) | n | tokens/item | generated/item |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for p in points {
+        s.push_str(&format!(
+            "| {} | {} | {:.1}% ({}/{}) | {:.1}–{:.1}% | {} | {:.0} | {:.0} |\n",
+            p.family,
+            p.budget,
+            100.0 * p.accuracy(),
+            p.correct,
+            p.n,
+            100.0 * p.ci_low,
+            100.0 * p.ci_high,
+            p.n,
+            p.tokens_per_item,
+            p.generated_per_item
+        ));
+    }
+    s
+}
+
+/// The points grouped into one line per family (for the figure): (tokens
+/// per item, accuracy), by budget.
+pub fn series(points: &[Point]) -> BTreeMap<String, Vec<(f64, f64)>> {
+    let mut out: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for p in points.iter().filter(|p| p.n > 0) {
+        let family = match p.family.starts_with("single:") {
+            true => "each model alone".to_string(),
+            false => p.family.clone(),
+        };
+        out.entry(family)
+            .or_default()
+            .push((p.tokens_per_item, p.accuracy()));
+    }
+    for line in out.values_mut() {
+        line.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_double_up_to_the_samples_drawn() {
+        assert_eq!(powers_up_to(0), Vec::<usize>::new());
+        assert_eq!(powers_up_to(1), vec![1]);
+        assert_eq!(powers_up_to(5), vec![1, 2, 4, 5]);
+        assert_eq!(powers_up_to(16), vec![1, 2, 4, 8, 16]);
+    }
+}
