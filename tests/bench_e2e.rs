@@ -334,6 +334,7 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
         ("nsed", rounds, "nsed"),
         ("debate", 2, "debate"),
         ("nsed", 1, "qv"),
+        ("plurality", 1, "plurality"),
     ] {
         let k = right(method);
         let row = format!(

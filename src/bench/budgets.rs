@@ -3,16 +3,18 @@
 //! tokens rather than at their default settings. Self-consistency at k =
 //! 1, 2, 4, … up to the samples drawn (the majority of the first k, with
 //! the run's own seeded tie-break); NSED stopped after 1, 2, … rounds (the
-//! winner of that round, the compute of the rounds so far); debate after
-//! 1, 2, … rounds; each model alone. Tokens are prompt + generated tokens
-//! per item: what the calls cost to run. Math sets only.
+//! winner of that round, the compute of the rounds so far; a run of the
+//! one-round vote alone gives NSED's round 1); debate after 1, 2, … rounds;
+//! plurality of the agents' first answers; each model alone. Tokens are
+//! prompt + generated tokens per item: what the calls cost to run. Math
+//! sets only.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::ItemRecord;
-use crate::answer::{same_answer, AnswerKind};
+use super::{ItemRecord, MethodKey};
+use crate::answer::{same_answer, AnswerKind, Outcome};
 use crate::deliberation::vote;
 use crate::deliberation::{seeded_permutation, Proposal, Usage};
 use crate::results::report::{mcnemar_exact, wilson};
@@ -77,12 +79,12 @@ pub fn points(records: &[ItemRecord], kind: AnswerKind) -> Vec<Point> {
     }
     let max_rounds = records
         .iter()
-        .filter_map(|r| r.nsed.as_ref().map(|t| t.rounds.len()))
+        .filter_map(|r| transcript(r).map(|t| t.rounds.len()))
         .max()
         .unwrap_or(0);
     for rounds in 1..=max_rounds {
         out.push(point("nsed", rounds, records, |r| {
-            let t = r.nsed.as_ref()?;
+            let t = transcript(r)?;
             let upto = &t.rounds[..rounds.min(t.rounds.len())];
             let last = upto.last()?;
             let winner = last.winner.map(|w| &last.proposals[w]);
@@ -99,6 +101,15 @@ pub fn points(records: &[ItemRecord], kind: AnswerKind) -> Vec<Point> {
             Some((right(chosen, &r.gold), usage))
         }));
     }
+    if records
+        .iter()
+        .any(|r| r.results.contains_key(&MethodKey::Plurality))
+    {
+        out.push(point("plurality", 1, records, |r| {
+            let x = r.results.get(&MethodKey::Plurality)?;
+            Some((x.outcome == Outcome::Correct, x.usage))
+        }));
+    }
     let models: Vec<String> = records
         .iter()
         .flat_map(|r| r.single.iter().map(|p| p.model.clone()))
@@ -112,6 +123,12 @@ pub fn points(records: &[ItemRecord], kind: AnswerKind) -> Vec<Point> {
         }));
     }
     out
+}
+
+/// NSED's transcript, or the one-round vote's when NSED did not run (it is
+/// NSED's round 1).
+fn transcript(r: &ItemRecord) -> Option<&crate::deliberation::Transcript> {
+    r.nsed.as_ref().or(r.qv.as_ref())
 }
 
 /// 1, 2, 4, … below `max`, and `max` itself.
