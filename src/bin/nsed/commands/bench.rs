@@ -627,7 +627,15 @@ pub(crate) fn judges_page(runs: &[PathBuf], out: Option<&Path>) -> Result<String
             rows.iter().filter(|r| r.auc.is_some()).collect();
         let names: Vec<String> = with_auc
             .iter()
-            .map(|r| format!("{} ({:?})", r.model, r.mode).to_lowercase())
+            .map(|r| {
+                // Short labels: the figure has one column per judge.
+                let model = r.model.replace("qwen2.5-coder-", "qwen-");
+                let mode = match r.mode {
+                    EvalMode::Generative => "gen",
+                    EvalMode::Logprob => "logp",
+                };
+                format!("{model} {mode}")
+            })
             .collect();
         let points: Vec<(f64, f64, f64)> = with_auc
             .iter()
