@@ -13,10 +13,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{ItemRecord, MethodKey};
+use super::{vote_answers, ItemRecord, MethodKey};
 use crate::answer::{same_answer, AnswerKind, Outcome};
-use crate::deliberation::vote;
-use crate::deliberation::{seeded_permutation, Proposal, Usage};
+use crate::deliberation::{Proposal, Usage};
 use crate::results::report::{mcnemar_exact, wilson};
 
 /// One method at one budget, over the items that have it.
@@ -70,7 +69,7 @@ pub fn points(records: &[ItemRecord], kind: AnswerKind) -> Vec<Point> {
         out.push(point("self-consistency", k, records, |r| {
             let samples = r.self_consistency.get(..k)?;
             let key = format!("{}/{}/sc", r.seed, r.item);
-            let chosen = majority(samples, &key);
+            let chosen = vote_answers(samples, &key);
             Some((
                 right(chosen, &r.gold),
                 samples.iter().map(|p| p.usage).sum(),
@@ -96,7 +95,7 @@ pub fn points(records: &[ItemRecord], kind: AnswerKind) -> Vec<Point> {
         out.push(point("debate", rounds, records, |r| {
             let upto = r.debate.get(..rounds)?;
             let key = format!("{}/{}/debate", r.seed, r.item);
-            let chosen = majority(upto.last()?, &key);
+            let chosen = vote_answers(upto.last()?, &key);
             let usage = upto.iter().flatten().map(|p| p.usage).sum();
             Some((right(chosen, &r.gold), usage))
         }));
@@ -171,22 +170,6 @@ fn point(
         generated_per_item: mean(&|u| u.generated_tokens),
         outcomes: graded.iter().map(|g| g.map(|x| x.0)).collect(),
     }
-}
-
-/// The plurality answer of `props` with the bench's seeded tie-break (the
-/// same key gives the same choice as the recorded method at full size).
-fn majority<'a>(props: &'a [Proposal], key: &str) -> Option<&'a Proposal> {
-    let answers: Vec<Option<&str>> = props.iter().map(Proposal::class).collect();
-    let priority = seeded_permutation((0..props.len()).collect(), key);
-    let mut rank = vec![0; props.len()];
-    for (r, &i) in priority.iter().enumerate() {
-        rank[i] = r;
-    }
-    let winner = vote::plurality(&answers, &rank)?;
-    priority
-        .iter()
-        .map(|&i| &props[i])
-        .find(|p| p.class() == Some(winner))
 }
 
 /// NSED as run (its last round on every item) against self-consistency at

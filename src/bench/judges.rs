@@ -16,7 +16,7 @@ use crate::answer::{same_answer, AnswerKind};
 use crate::deliberation::roster::Roster;
 use crate::deliberation::{EvalMode, Round};
 use crate::results::csv_text::csv_text;
-use crate::results::report::wilson;
+use crate::results::report::{auc, wilson};
 
 /// The 97.5% normal quantile.
 const Z95: f64 = 1.959_963_984_540_054;
@@ -49,14 +49,12 @@ pub type Judges = BTreeMap<(String, EvalMode), JudgeData>;
 /// Add the evaluations of a run's records to `judges`. `kind` grades the
 /// candidates' answers against each item's gold answer; `roster` maps agent
 /// names to models.
-pub fn collect(judges: &mut Judges, records: &[ItemRecord], kind: AnswerKind, roster: &Roster) {
-    let model_of = |agent: &str| {
-        roster
-            .agents
-            .iter()
-            .find(|a| a.name == agent)
-            .map_or_else(|| agent.to_string(), |a| a.model.clone())
-    };
+pub fn collect<'a>(
+    judges: &mut Judges,
+    records: impl IntoIterator<Item = &'a ItemRecord>,
+    kind: AnswerKind,
+    roster: &Roster,
+) {
     let mut call = judges
         .values()
         .flat_map(|j| j.observations.iter().map(|o| o.call + 1))
@@ -71,7 +69,9 @@ pub fn collect(judges: &mut Judges, records: &[ItemRecord], kind: AnswerKind, ro
             for e in &round.evaluations {
                 let mode = e.evaluation.as_ref().map(|ev| ev.mode);
                 let mode = mode.unwrap_or(EvalMode::Generative);
-                let judge = judges.entry((model_of(&e.evaluator), mode)).or_default();
+                let judge = judges
+                    .entry((roster.model_of(&e.evaluator), mode))
+                    .or_default();
                 judge.calls += 1;
                 let Some(ev) = &e.evaluation else {
                     judge.failed += 1;
@@ -97,7 +97,7 @@ pub fn collect(judges: &mut Judges, records: &[ItemRecord], kind: AnswerKind, ro
 }
 
 /// Whether each proposal of a round has the gold answer.
-fn correctness(round: &Round, gold: &str, kind: AnswerKind) -> Vec<bool> {
+pub(crate) fn correctness(round: &Round, gold: &str, kind: AnswerKind) -> Vec<bool> {
     round
         .proposals
         .iter()
@@ -202,30 +202,17 @@ fn ratio(k: usize, n: usize) -> f64 {
     }
 }
 
-/// P(score of a correct candidate > score of a wrong one), ties as half:
-/// the Mann-Whitney U over midranks. `None` without both classes.
+/// P(score of a correct candidate > score of a wrong one), ties as half.
+/// `None` without both classes.
 pub fn mann_whitney_auc(scored: &[(f64, bool)]) -> Option<f64> {
-    let pos = scored.iter().filter(|x| x.1).count();
-    let neg = scored.len() - pos;
-    if pos == 0 || neg == 0 {
-        return None;
-    }
-    let mut sorted: Vec<(f64, bool)> = scored.to_vec();
-    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let mut rank_sum = 0.0;
-    let mut i = 0;
-    while i < sorted.len() {
-        let mut j = i;
-        while j + 1 < sorted.len() && sorted[j + 1].0 == sorted[i].0 {
-            j += 1;
-        }
-        // Ranks i+1 ..= j+1 share their mean.
-        let midrank = (i + j + 2) as f64 / 2.0;
-        rank_sum += midrank * sorted[i..=j].iter().filter(|x| x.1).count() as f64;
-        i = j + 1;
-    }
-    let u = rank_sum - (pos * (pos + 1)) as f64 / 2.0;
-    Some(u / (pos * neg) as f64)
+    let of = |correct: bool| -> Vec<f64> {
+        scored
+            .iter()
+            .filter(|x| x.1 == correct)
+            .map(|x| x.0)
+            .collect()
+    };
+    auc(&of(false), &of(true))
 }
 
 /// Hanley & McNeil (1982) 95% interval for an AUC from `pos` and `neg`

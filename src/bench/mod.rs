@@ -241,7 +241,12 @@ fn result(
 
 /// Plurality of proposals' answers (for code: behaviour classes), ties
 /// broken by a seeded permutation; the winner's highest-priority member.
-fn vote_answers<'a>(props: &'a [Proposal], key: &str) -> Option<&'a Proposal> {
+pub(crate) fn vote_answers<'a>(props: &'a [Proposal], key: &str) -> Option<&'a Proposal> {
+    vote_index(props, key).map(|i| &props[i])
+}
+
+/// [`vote_answers`] as an index into `props`.
+pub(crate) fn vote_index(props: &[Proposal], key: &str) -> Option<usize> {
     let answers: Vec<Option<&str>> = props.iter().map(Proposal::class).collect();
     let priority = deliberation::seeded_permutation((0..props.len()).collect(), key);
     let mut rank = vec![0; props.len()];
@@ -251,8 +256,8 @@ fn vote_answers<'a>(props: &'a [Proposal], key: &str) -> Option<&'a Proposal> {
     let winner = vote::plurality(&answers, &rank)?;
     priority
         .iter()
-        .map(|&i| &props[i])
-        .find(|p| p.class() == Some(winner))
+        .copied()
+        .find(|&i| props[i].class() == Some(winner))
 }
 
 /// Run every requested method on one item.

@@ -13,11 +13,11 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::judges::{self, Judges};
-use super::ItemRecord;
-use crate::answer::{same_answer, AnswerKind};
+use super::{vote_index, ItemRecord};
+use crate::answer::AnswerKind;
 use crate::deliberation::roster::Roster;
 use crate::deliberation::vote::{self, Ballot, Rule};
-use crate::deliberation::{seeded_permutation, Round};
+use crate::deliberation::Round;
 use crate::results::report::{mcnemar_exact, wilson};
 
 /// A way of picking round 1's winner from its proposals and ballots.
@@ -174,17 +174,10 @@ fn item_ballots<'a>(
     if round.proposals.is_empty() {
         return None;
     }
-    let model_of = |agent: &str| {
-        roster
-            .agents
-            .iter()
-            .find(|a| a.name == agent)
-            .map_or_else(|| agent.to_string(), |a| a.model.clone())
-    };
     let evaluator_models = round
         .evaluations
         .iter()
-        .map(|e| model_of(&e.evaluator))
+        .map(|e| roster.model_of(&e.evaluator))
         .collect();
     let owns = round
         .evaluations
@@ -194,15 +187,7 @@ fn item_ballots<'a>(
             round.candidates.iter().position(|&c| c == index)
         })
         .collect();
-    let correct = round
-        .proposals
-        .iter()
-        .map(|p| {
-            p.answer
-                .as_deref()
-                .is_some_and(|a| same_answer(a, &rec.gold, kind))
-        })
-        .collect();
+    let correct = judges::correctness(round, &rec.gold, kind);
     Some(ItemBallots {
         item: &rec.item,
         seed: rec.seed,
@@ -225,14 +210,13 @@ fn fold_weights(
         .filter(|r| item_ballots(r, kind, roster).is_some())
         .collect();
     let weights_from = |fold: usize| {
-        let train: Vec<ItemRecord> = usable
+        let train = usable
             .iter()
             .enumerate()
             .filter(|(i, _)| i % 2 == fold)
-            .map(|(_, r)| (*r).clone())
-            .collect();
+            .map(|(_, r)| *r);
         let mut j = Judges::new();
-        judges::collect(&mut j, &train, kind, roster);
+        judges::collect(&mut j, train, kind, roster);
         let mut w = BTreeMap::new();
         for row in judges::rows(&j) {
             let weight = row.auc.map_or(0.0, |a| (2.0 * a - 1.0).max(0.0));
@@ -316,21 +300,8 @@ fn pick(variant: Variant, it: &ItemBallots, weights: &BTreeMap<String, f64>) -> 
 /// Plurality of answers, ties broken by the same seeded order the bench's
 /// plurality method uses for its item.
 fn plurality(it: &ItemBallots) -> Option<usize> {
-    let props = &it.round.proposals;
-    let answers: Vec<Option<&str>> = props.iter().map(|p| p.class()).collect();
-    let priority = seeded_permutation(
-        (0..props.len()).collect(),
-        &format!("{}/{}/plurality", it.seed, it.item),
-    );
-    let mut rank = vec![0; props.len()];
-    for (r, &i) in priority.iter().enumerate() {
-        rank[i] = r;
-    }
-    let winner = vote::plurality(&answers, &rank)?;
-    priority
-        .iter()
-        .copied()
-        .find(|&i| props[i].class() == Some(winner))
+    let key = format!("{}/{}/plurality", it.seed, it.item);
+    vote_index(&it.round.proposals, &key)
 }
 
 /// Quadratic votes over answer classes; `weight(e)` scales evaluator e's

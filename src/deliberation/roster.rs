@@ -206,6 +206,15 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 impl Roster {
+    /// The model of the agent called `agent` (the name itself when the
+    /// roster has no such agent, so that a record stays readable).
+    pub fn model_of(&self, agent: &str) -> String {
+        self.agents
+            .iter()
+            .find(|a| a.name == agent)
+            .map_or_else(|| agent.to_string(), |a| a.model.clone())
+    }
+
     pub fn load(path: &Path) -> Result<Self, RosterError> {
         let text = std::fs::read_to_string(path).map_err(|source| RosterError::Io {
             path: path.to_path_buf(),

@@ -75,32 +75,8 @@ pub fn fraud_score(better: Better, value: f64) -> f64 {
     }
 }
 
-/// P(fraud score > honest score) + ½ P(tie): the Mann-Whitney U statistic
-/// over n·m, computed from mid-ranks.
-pub fn auc(honest: &[f64], fraud: &[f64]) -> Option<f64> {
-    if honest.is_empty() || fraud.is_empty() {
-        return None;
-    }
-    let mut all: Vec<(f64, bool)> = honest
-        .iter()
-        .map(|&v| (v, false))
-        .chain(fraud.iter().map(|&v| (v, true)))
-        .collect();
-    all.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let mut fraud_rank_sum = 0.0;
-    let mut i = 0;
-    while i < all.len() {
-        let mut j = i;
-        while j + 1 < all.len() && all[j + 1].0 == all[i].0 {
-            j += 1;
-        }
-        let mid_rank = (i + j) as f64 / 2.0 + 1.0;
-        fraud_rank_sum += mid_rank * all[i..=j].iter().filter(|x| x.1).count() as f64;
-        i = j + 1;
-    }
-    let (n, m) = (honest.len() as f64, fraud.len() as f64);
-    Some((fraud_rank_sum - m * (m + 1.0) / 2.0) / (n * m))
-}
+/// P(fraud score > honest score) + ½ P(tie) (the shared Mann-Whitney AUC).
+pub use crate::results::report::auc;
 
 /// Percentile bootstrap 95% interval of the AUC, resampling honest and
 /// fraud samples separately.

@@ -36,6 +36,33 @@ pub fn mcnemar_exact(b: usize, c: usize) -> f64 {
     (2.0 * bin.cdf(b.min(c) as u64)).min(1.0)
 }
 
+/// P(positive score > negative score) + ½ P(tie): the Mann-Whitney U
+/// statistic over n·m, computed from mid-ranks. `None` without both kinds.
+pub fn auc(negatives: &[f64], positives: &[f64]) -> Option<f64> {
+    if negatives.is_empty() || positives.is_empty() {
+        return None;
+    }
+    let mut all: Vec<(f64, bool)> = negatives
+        .iter()
+        .map(|&v| (v, false))
+        .chain(positives.iter().map(|&v| (v, true)))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut positive_rank_sum = 0.0;
+    let mut i = 0;
+    while i < all.len() {
+        let mut j = i;
+        while j + 1 < all.len() && all[j + 1].0 == all[i].0 {
+            j += 1;
+        }
+        let mid_rank = (i + j) as f64 / 2.0 + 1.0;
+        positive_rank_sum += mid_rank * all[i..=j].iter().filter(|x| x.1).count() as f64;
+        i = j + 1;
+    }
+    let (n, m) = (negatives.len() as f64, positives.len() as f64);
+    Some((positive_rank_sum - m * (m + 1.0) / 2.0) / (n * m))
+}
+
 /// One method's results over a run; `M` names the method (a bench's
 /// `MethodKey`, or any label).
 #[derive(Debug, Clone, Serialize)]

@@ -357,6 +357,8 @@ pub fn bench_cmd(args: BenchArgs) -> Result<()> {
         code: code_settings,
         version: Some(bench::CodeVersion::current()),
     };
+    // Checked again by open_run; here so that a refusal comes before the
+    // models load.
     if args.resume {
         bench::check_version(&out, &fp)?;
     }
@@ -569,6 +571,23 @@ pub fn report_bench_cmd(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A bench run of a math set: its meta, how its answers compare, its
+/// records. Code sets are refused: their proposals have no per-proposal grade.
+fn math_run(dir: &Path) -> Result<(Meta, AnswerKind, Vec<ItemRecord>)> {
+    let meta = Meta::read(dir)
+        .with_context(|| format!("{} is not a bench run directory", dir.display()))?;
+    let Some(kind) = datasets::kind_of(&meta.fingerprint.dataset) else {
+        bail!(
+            "{}: `{}` is a code set; judges, protocols and budgets need graded answers, \
+             which only math sets record per proposal",
+            dir.display(),
+            meta.fingerprint.dataset
+        );
+    };
+    let records = bench::read_records(dir)?;
+    Ok((meta, kind, records))
+}
+
 /// `nsed report judges`: pool the evaluations of the runs per judge and
 /// print (and with `out`, write) the quality table.
 pub fn report_judges_cmd(runs: &[PathBuf], out: Option<&Path>) -> Result<()> {
@@ -583,18 +602,8 @@ pub(crate) fn judges_page(runs: &[PathBuf], out: Option<&Path>) -> Result<String
     let mut judges = bench::judges::Judges::new();
     let mut header = String::from("# Judge quality\n\nFrom the evaluations of:\n\n");
     for dir in runs {
-        let meta = Meta::read(dir)
-            .with_context(|| format!("{} is not a bench run directory", dir.display()))?;
+        let (meta, kind, records) = math_run(dir)?;
         let fp = &meta.fingerprint;
-        let Some(kind) = datasets::kind_of(&fp.dataset) else {
-            bail!(
-                "{}: `{}` is a code set; judge quality needs per-proposal correctness, \
-                 which only math sets record",
-                dir.display(),
-                fp.dataset
-            );
-        };
-        let records = bench::read_records(dir)?;
         bench::judges::collect(&mut judges, &records, kind, &fp.roster);
         header.push_str(&format!(
             "- `{}`: {} · roster `{}` · {} items · selection {}\n",
@@ -680,17 +689,8 @@ pub(crate) fn budgets_page(runs: &[PathBuf], out: Option<&Path>) -> Result<Strin
         std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     }
     for dir in runs {
-        let meta = Meta::read(dir)
-            .with_context(|| format!("{} is not a bench run directory", dir.display()))?;
+        let (meta, kind, records) = math_run(dir)?;
         let fp = &meta.fingerprint;
-        let Some(kind) = datasets::kind_of(&fp.dataset) else {
-            bail!(
-                "{}: `{}` is a code set; the budgets need graded answers",
-                dir.display(),
-                fp.dataset
-            );
-        };
-        let records = bench::read_records(dir)?;
         let points = budgets::points(&records, kind);
         md.push_str(&format!(
             "\n## `{}`: {} · roster `{}` · {} items\n\n{}",
@@ -769,17 +769,8 @@ pub(crate) fn protocols_page(runs: &[PathBuf], out: Option<&Path>) -> Result<Str
          proposals and scores; p compares each rule with the quadratic vote on the same items.\n",
     );
     for dir in runs {
-        let meta = Meta::read(dir)
-            .with_context(|| format!("{} is not a bench run directory", dir.display()))?;
+        let (meta, kind, records) = math_run(dir)?;
         let fp = &meta.fingerprint;
-        let Some(kind) = datasets::kind_of(&fp.dataset) else {
-            bail!(
-                "{}: `{}` is a code set; the ablations need graded answers",
-                dir.display(),
-                fp.dataset
-            );
-        };
-        let records = bench::read_records(dir)?;
         let rows = bench::protocols::ablate(&records, kind, &fp.roster);
         md.push_str(&format!(
             "\n## `{}`: {} · roster `{}` · selection {}\n\n{}",
