@@ -161,6 +161,15 @@ fn check_deliberation(dir: &Path) {
         "{md}"
     );
     assert!(dir.join("deliberation/budgets-gsm8k-consumer.svg").exists());
+    // The run's own ballots: its judges and every voting rule re-tallied.
+    assert!(
+        md.contains("## Judges and protocol variants of the result runs"),
+        "{md}"
+    );
+    assert!(md.contains("| quadratic (NSED round 1) |"), "{md}");
+    assert!(dir
+        .join("deliberation/gsm8k-consumer/protocols.md")
+        .exists());
 }
 
 /// n as expected, accuracy = correct / n, its Wilson interval around it.

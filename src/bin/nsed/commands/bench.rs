@@ -599,6 +599,15 @@ pub fn report_judges_cmd(runs: &[PathBuf], out: Option<&Path>) -> Result<()> {
 /// The judge table of `runs` in markdown; with `out`, also judges.md,
 /// judges.csv and the AUC figure there.
 pub(crate) fn judges_page(runs: &[PathBuf], out: Option<&Path>) -> Result<String> {
+    judges_section(runs, out)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no evaluations in these runs: judges are measured on runs with --method nsed or qv"
+        )
+    })
+}
+
+/// [`judges_page`], or `None` when the runs hold no scored evaluation.
+pub(crate) fn judges_section(runs: &[PathBuf], out: Option<&Path>) -> Result<Option<String>> {
     let mut judges = bench::judges::Judges::new();
     let mut header = String::from("# Judge quality\n\nFrom the evaluations of:\n\n");
     for dir in runs {
@@ -616,7 +625,7 @@ pub(crate) fn judges_page(runs: &[PathBuf], out: Option<&Path>) -> Result<String
     }
     let rows = bench::judges::rows(&judges);
     if rows.is_empty() {
-        bail!("no evaluations in these runs: judges are measured on runs with --method nsed or qv");
+        return Ok(None);
     }
     let md = format!(
         "{header}\nAUC: probability that a correct proposal scores above a wrong one (0.5 = no \
@@ -665,7 +674,7 @@ pub(crate) fn judges_page(runs: &[PathBuf], out: Option<&Path>) -> Result<String
             out.display()
         );
     }
-    Ok(md)
+    Ok(Some(md))
 }
 
 /// `nsed report budgets`: accuracy against tokens per item for every

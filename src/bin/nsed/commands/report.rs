@@ -209,47 +209,96 @@ fn build_bench(results: &Path, table: &'static str) -> Result<Option<Built>> {
 }
 
 /// Accuracy against compute for the math runs (figures in
-/// `results/deliberation/`), then the dev pool's judge table and protocol
-/// ablations (runs in `results/runs/dev/`, never part of the tables above).
+/// `results/deliberation/`), the judges and protocol variants of each result
+/// run (in `results/deliberation/<run>/`), then the dev pool's judge table and
+/// protocol ablations (runs in `results/runs/dev/`, never part of the tables
+/// above; figures in `results/deliberation/dev/`).
 fn evidence_sections(results: &Path, runs: &[deliberation::BenchRun]) -> Result<String> {
     let figures = results.join("deliberation");
-    let math: Vec<PathBuf> = runs
-        .iter()
-        .filter(|r| !r.is_code())
-        .map(|r| r.dir.clone())
-        .collect();
+    let math: Vec<&deliberation::BenchRun> = runs.iter().filter(|r| !r.is_code()).collect();
     let mut s = String::new();
     if !math.is_empty() {
-        let page = commands::bench::budgets_page(&math, Some(&figures))?;
-        s.push('\n');
-        s.push_str(&tables::demote_headings(&page, 1));
+        let dirs: Vec<PathBuf> = math.iter().map(|r| r.dir.clone()).collect();
+        let page = commands::bench::budgets_page(&dirs, Some(&figures))?;
+        push_block(&mut s, &tables::demote_headings(&page, 1));
     }
-    let dev_root = results.join("runs").join("dev");
-    let mut dev: Vec<PathBuf> = std::fs::read_dir(&dev_root)
+    let balloted: Vec<&deliberation::BenchRun> =
+        math.into_iter().filter(|r| has_ballots(r)).collect();
+    if !balloted.is_empty() {
+        push_block(
+            &mut s,
+            "## Judges and protocol variants of the result runs\n\nThe protocol of the tables \
+             is the quadratic vote, fixed on the dev pool before these runs; the other rules are \
+             re-tallies of the same round-1 ballots, reported as secondary analyses. Tables and \
+             figures in `results/deliberation/<run>/`.",
+        );
+        for run in balloted {
+            let out = figures.join(&run.name);
+            let dir = [run.dir.clone()];
+            push_block(
+                &mut s,
+                &format!(
+                    "### `{}`: {} · roster `{}` · {} items",
+                    run.name,
+                    run.dataset(),
+                    run.roster(),
+                    run.items()
+                ),
+            );
+            if let Some(judges) = commands::bench::judges_section(&dir, Some(&out))? {
+                push_block(&mut s, &tables::demote_headings(&judges, 3));
+            }
+            let protocols = commands::bench::protocols_page(&dir, Some(&out))?;
+            push_block(&mut s, &tables::demote_headings(&protocols, 3));
+        }
+    }
+    let dev = dev_runs(&results.join("runs").join("dev"));
+    if !dev.is_empty() {
+        let out = figures.join("dev");
+        push_block(
+            &mut s,
+            "## The dev pool: judges and protocol variants\n\nRuns in `results/runs/dev/` \
+             (GSM8K items 1000-1318, AIME 1983-2024): used to choose the protocol, never reported \
+             as results. Tables and figures in `results/deliberation/dev/`.",
+        );
+        let judges = commands::bench::judges_page(&dev, Some(&out))?;
+        push_block(&mut s, &tables::demote_headings(&judges, 2));
+        let protocols = commands::bench::protocols_page(&dev, Some(&out))?;
+        push_block(&mut s, &tables::demote_headings(&protocols, 2));
+    }
+    Ok(s)
+}
+
+/// Append a markdown block after a blank line, ending it with a newline.
+fn push_block(s: &mut String, block: &str) {
+    s.push('\n');
+    s.push_str(block.trim_end());
+    s.push('\n');
+}
+
+/// Whether a run holds round-1 ballots (it ran NSED or the one-round votes).
+fn has_ballots(run: &deliberation::BenchRun) -> bool {
+    use nsed::bench::MethodKey;
+    run.summaries.iter().any(|m| {
+        matches!(
+            m.method,
+            MethodKey::Nsed | MethodKey::Qv | MethodKey::Weighted
+        )
+    })
+}
+
+/// The dev runs that have finished an item (one that has not has nothing to
+/// show), in name order.
+fn dev_runs(root: &Path) -> Vec<PathBuf> {
+    let mut dev: Vec<PathBuf> = std::fs::read_dir(root)
         .map(|d| {
             d.filter_map(|e| Some(e.ok()?.path()))
-                .filter(|p| {
-                    // A run that has not finished an item yet has nothing to show.
-                    std::fs::metadata(p.join("items.jsonl")).is_ok_and(|m| m.len() > 0)
-                })
+                .filter(|p| std::fs::metadata(p.join("items.jsonl")).is_ok_and(|m| m.len() > 0))
                 .collect()
         })
         .unwrap_or_default();
     dev.sort();
-    if !dev.is_empty() {
-        s.push_str(
-            "\n## The dev pool: judges and protocol variants\n\nRuns in `results/runs/dev/` \
-             (GSM8K items 1000-1318, AIME 1983-2024): used to choose the protocol, never reported \
-             as results.\n",
-        );
-        let judges = commands::bench::judges_page(&dev, Some(&figures))?;
-        s.push('\n');
-        s.push_str(&tables::demote_headings(&judges, 2));
-        let protocols = commands::bench::protocols_page(&dev, Some(&figures))?;
-        s.push('\n');
-        s.push_str(&tables::demote_headings(&protocols, 2));
-    }
-    Ok(s)
+    dev
 }
 
 fn build_fraud(results: &Path) -> Result<Option<Built>> {
