@@ -14,7 +14,7 @@
 #   mbpp-high-perf lcb-consumer lcb-high-perf, or `report` (tables only).
 #   THREADS (default 2) sets the kernel threads: two runs side by side with
 #   THREADS=1 each use a 2-core machine best. SLICE (e.g. 40m) stops each run
-#   after that long; the item in flight is redone on resume.
+#   after that long; the items in flight continue from their finished calls on resume.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib/runs.sh

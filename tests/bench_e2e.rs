@@ -58,16 +58,24 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
         "2",
     ];
 
-    // Start (two items at once, their calls batched), wait for the first
-    // item's line, then kill -9 mid-run.
+    // Start (two items at once, their calls batched), wait for a finished
+    // item and for an unfinished one to have logged a finished call, then
+    // kill -9 mid-run.
     let mut child = nsed_cmd(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let items = out.join("items.jsonl");
+    let calls = out.join("calls.jsonl");
     let start = Instant::now();
-    while complete_lines(&items) < 1 {
+    let in_flight = loop {
+        let done = item_ids(&items);
+        if !done.is_empty() {
+            if let Some(item) = item_ids(&calls).difference(&done).next() {
+                break item.clone();
+            }
+        }
         assert!(
             start.elapsed() < Duration::from_secs(1200),
             "no item finished in 20 min"
@@ -77,11 +85,12 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
             "nsed exited before the kill"
         );
         std::thread::sleep(Duration::from_millis(200));
-    }
+    };
     child.kill().unwrap();
     child.wait().unwrap();
     let before = complete_lines(&items);
     assert!(before < 3, "the kill came too late to test resume");
+    assert!(!item_ids(&items).contains(&in_flight));
     // A crash in the middle of a write leaves a torn line.
     let mut torn = std::fs::read(&items).unwrap();
     torn.extend_from_slice(b"{\"item\":\"gsm8k-2\",\"gold\":\"3");
@@ -131,9 +140,12 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     assert!(
-        stderr.contains(&format!("({before} done before)")),
+        stderr.contains(&format!("({before} done before)"))
+            && stderr.contains("calls of unfinished items read back from calls.jsonl"),
         "{stderr}"
     );
+    // Every item is in the journal now, so the call log is empty.
+    assert_eq!(complete_lines(&out.join("calls.jsonl")), 0);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
         stdout.contains("| nsed |") && stdout.contains("Wilson"),
@@ -345,18 +357,31 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
     }
     assert!(table.contains("At matched compute: NSED"), "{table}");
 
-    // Batching changes nothing: an item run alone, one call at a time
-    // (--parallel 1, --max-batch 1), writes the record the parallel run wrote.
+    // Batching and the call log change nothing: the item that was in flight
+    // at the kill (part of it read back from the log), run alone, one call
+    // at a time (--parallel 1, --max-batch 1), gets the same record.
     let alone = tmp.path().join("alone");
     let mut single = args[..args.len() - 4].to_vec();
-    single.extend(["--out", alone.to_str().unwrap(), "--ids", "gsm8k-1"]);
+    single.extend(["--out", alone.to_str().unwrap(), "--ids", &in_flight]);
     single.extend(["--max-batch", "1"]);
     let o = nsed(&single);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = std::fs::read_to_string(alone.join("items.jsonl")).unwrap();
     let one: ItemRecord = serde_json::from_str(text.trim()).unwrap();
-    let twin = records.iter().find(|r| r.item == "gsm8k-1").unwrap();
+    let twin = records.iter().find(|r| r.item == in_flight).unwrap();
     assert_eq!(without_timings(&one), without_timings(twin));
+}
+
+/// The items named by the complete lines of a JSONL file (a run's journal or
+/// its call log).
+fn item_ids(path: &Path) -> BTreeSet<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| Some(v["item"].as_str()?.to_string()))
+        .collect()
 }
 
 /// The consumer roster's agent name for a model.

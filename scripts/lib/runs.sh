@@ -4,7 +4,8 @@
 #   NSED_BIN: the nsed binary to use (default: target/release/nsed, built if
 #     missing). THREADS (default 2): kernel threads; two runs side by side with
 #     THREADS=1 each use a 2-core machine best. SLICE (e.g. 40m): stop each
-#     bench run after that long; the item in flight is redone on resume.
+#     bench run after that long; the items in flight keep their finished
+#     calls (calls.jsonl) and continue on resume.
 #   NSED_DATA_DIR: the data sets (default: the repository's datasets/).
 #   PARALLEL (default 4): items run at once by each bench (their model calls
 #     share forward passes; records are the same as one at a time).

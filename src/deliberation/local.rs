@@ -10,6 +10,9 @@
 //! passes; results are the same as one call at a time.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::calls::{self, CallLog};
 
 use super::roster::AgentSpec;
 use super::{
@@ -453,10 +456,14 @@ fn call_key(ids: &[u32], req: Option<&GenerateRequest>) -> String {
 /// call (round-1 proposals are the plurality vote's ballots and debate's
 /// first round) share it. Requests name their item, so nothing is shared across
 /// items; a run's memo holds a few kilobytes per item.
+///
+/// With a [`CallLog`], every reply is also logged to the run's directory and
+/// a resumed run reads it back instead of calling again.
 pub struct Memo {
     inner: Box<dyn Agent>,
     proposals: HashMap<String, Proposal>,
     evaluations: HashMap<String, Evaluation>,
+    log: Option<Arc<CallLog>>,
 }
 
 impl Memo {
@@ -465,9 +472,53 @@ impl Memo {
             inner,
             proposals: HashMap::new(),
             evaluations: HashMap::new(),
+            log: None,
+        }
+    }
+
+    /// A memo whose replies are also kept in (and read back from) `log`.
+    pub fn logged(inner: Box<dyn Agent>, log: Option<Arc<CallLog>>) -> Self {
+        Self {
+            log,
+            ..Self::new(inner)
+        }
+    }
+
+    fn log_key<R: serde::Serialize>(&self, kind: &str, req: &R) -> String {
+        calls::call_key(self.inner.name(), self.inner.model_id(), kind, req)
+    }
+
+    /// The logged reply of a call, if the log has it.
+    fn logged_reply<T: serde::de::DeserializeOwned, R: serde::Serialize>(
+        &self,
+        kind: &str,
+        req: &R,
+    ) -> Option<T> {
+        self.log.as_ref()?.get(&self.log_key(kind, req))
+    }
+
+    fn is_logged<R: serde::Serialize>(&self, kind: &str, req: &R) -> bool {
+        self.log
+            .as_ref()
+            .is_some_and(|log| log.contains(&self.log_key(kind, req)))
+    }
+
+    fn log_reply<T: serde::Serialize, R: serde::Serialize>(
+        &self,
+        item: &str,
+        kind: &str,
+        req: &R,
+        reply: &T,
+    ) {
+        if let Some(log) = &self.log {
+            // A reply that cannot be logged only runs again on resume.
+            let _ = log.put(item, &self.log_key(kind, req), reply);
         }
     }
 }
+
+const PROPOSE: &str = "propose";
+const EVALUATE: &str = "evaluate";
 
 fn key<T: serde::Serialize>(req: &T) -> String {
     serde_json::to_string(req).unwrap_or_default()
@@ -487,7 +538,14 @@ impl Agent for Memo {
         if let Some(p) = self.proposals.get(&k) {
             return Ok(p.clone());
         }
-        let p = self.inner.propose(req)?;
+        let p = match self.logged_reply(PROPOSE, req) {
+            Some(p) => p,
+            None => {
+                let p = self.inner.propose(req)?;
+                self.log_reply(&req.task.id, PROPOSE, req, &p);
+                p
+            }
+        };
         self.proposals.insert(k, p.clone());
         Ok(p)
     }
@@ -497,15 +555,26 @@ impl Agent for Memo {
         if let Some(e) = self.evaluations.get(&k) {
             return Ok(e.clone());
         }
-        let e = self.inner.evaluate(req)?;
+        let e = match self.logged_reply(EVALUATE, req) {
+            Some(e) => e,
+            None => {
+                let e = self.inner.evaluate(req)?;
+                self.log_reply(&req.task.id, EVALUATE, req, &e);
+                e
+            }
+        };
         self.evaluations.insert(k, e.clone());
         Ok(e)
     }
 
     fn prefetch(&mut self, call: Call<'_>) {
         let known = match call {
-            Call::Propose(req) => self.proposals.contains_key(&key(req)),
-            Call::Evaluate(req) => self.evaluations.contains_key(&key(req)),
+            Call::Propose(req) => {
+                self.proposals.contains_key(&key(req)) || self.is_logged(PROPOSE, req)
+            }
+            Call::Evaluate(req) => {
+                self.evaluations.contains_key(&key(req)) || self.is_logged(EVALUATE, req)
+            }
         };
         if !known {
             self.inner.prefetch(call);

@@ -6,6 +6,7 @@
 //! process, or one served over NATS by [`crate::federation`]), the roster
 //! configuration, prompts and score parsing.
 
+pub mod calls;
 pub mod local;
 pub mod parse;
 pub mod prompts;

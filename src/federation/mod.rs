@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 pub use client::{Federation, NatsAgent};
 
+use crate::deliberation::calls::CallLog;
 use crate::deliberation::local::{LocalAgent, Memo, ModelPool};
 use crate::deliberation::roster::{Roster, Transport};
 use crate::deliberation::Agent;
@@ -70,11 +71,13 @@ pub fn new_job_id() -> String {
 /// The roster's agents: local ones load their model here (each model once),
 /// remote ones are reached through `federation`. Each is wrapped by `wrap`
 /// inside its memo, so what the wrapper adds (e.g. running a proposed
-/// program) is remembered with the reply instead of redone on every hit.
+/// program) is remembered with the reply instead of redone on every hit;
+/// with `log`, the memo also keeps its replies in the run's call log.
 pub fn build_agents(
     roster: &Roster,
     pool: &mut ModelPool,
     federation: Option<&Arc<Federation>>,
+    log: Option<&Arc<CallLog>>,
     wrap: impl Fn(Box<dyn Agent>) -> Box<dyn Agent>,
 ) -> Result<Vec<Box<dyn Agent>>, FederationError> {
     roster
@@ -93,7 +96,7 @@ pub fn build_agents(
                 )))
                 }
             };
-            Ok(Box::new(Memo::new(wrap(agent))) as Box<dyn Agent>)
+            Ok(Box::new(Memo::logged(wrap(agent), log.cloned())) as Box<dyn Agent>)
         })
         .collect()
 }

@@ -11,6 +11,7 @@ use nsed::answer::{AnswerKind, Outcome};
 use nsed::bench::code::{self, CodeAgent, CodeContext, LcbFilter};
 use nsed::bench::datasets::{self, Selection};
 use nsed::bench::{self, CodeSettings, Fingerprint, Harness, ItemRecord, Meta, Method};
+use nsed::deliberation::calls::{CallLog, CALLS};
 use nsed::deliberation::local::{self, LocalAgent, ModelPool};
 use nsed::deliberation::roster::{AgentSpec, Roster};
 use nsed::deliberation::{self, EvalMode, Round, Task, Transcript};
@@ -369,7 +370,16 @@ pub fn bench_cmd(args: BenchArgs) -> Result<()> {
         ..Default::default()
     };
     let mut pool = ModelPool::new(limits);
-    let harness = build_harness(&roster, &methods, &mut pool, code.clone(), fed.as_ref())?;
+    // Attached to the run's directory once it is open (below).
+    let call_log = Arc::new(CallLog::default());
+    let harness = build_harness(
+        &roster,
+        &methods,
+        &mut pool,
+        code.clone(),
+        fed.as_ref(),
+        &call_log,
+    )?;
     let mut models = pool.models();
     if let Some(fed) = &fed {
         models.extend(fed.models());
@@ -388,6 +398,13 @@ pub fn bench_cmd(args: BenchArgs) -> Result<()> {
         sandbox: code.as_ref().map(|c| c.sandbox.protections().clone()),
     };
     let run = bench::open_run(&out, &fp, info.clone(), args.resume)?;
+    let recovered = call_log.open(&out.join(CALLS), &run.done)?;
+    if recovered > 0 {
+        eprintln!(
+            "{recovered} finished calls of unfinished items read back from {}",
+            CALLS
+        );
+    }
     if let Some(fed) = &fed {
         fed.set_log(&out.join("federation.jsonl"))?;
     }
@@ -415,6 +432,7 @@ pub fn bench_cmd(args: BenchArgs) -> Result<()> {
     }
     let sink = Sink {
         run,
+        calls: call_log.clone(),
         tally,
         bar,
         total: items.len(),
@@ -437,12 +455,13 @@ pub fn bench_cmd(args: BenchArgs) -> Result<()> {
         for _ in 1..args.parallel.min(items.len()) {
             let mut pool = pool.clone();
             let (roster, methods, code, fed) = (&roster, &methods, code.clone(), fed.as_ref());
-            scope.spawn(
-                move || match build_harness(roster, methods, &mut pool, code, fed) {
+            let call_log = &call_log;
+            scope.spawn(move || {
+                match build_harness(roster, methods, &mut pool, code, fed, call_log) {
                     Ok(h) => job.work(h),
                     Err(e) => job.fail(e),
-                },
-            );
+                }
+            });
         }
         job.work(harness);
     });
@@ -511,6 +530,7 @@ impl Job<'_> {
 /// progress bar (items/hour and generated tokens/s since the start).
 struct Sink {
     run: bench::RunDir,
+    calls: Arc<CallLog>,
     tally: Running,
     bar: ProgressBar,
     total: usize,
@@ -536,6 +556,9 @@ impl Sink {
 
     fn record(&mut self, rec: &ItemRecord) -> Result<()> {
         self.run.append(rec)?;
+        // Its calls are not needed any more; were this to fail, they would
+        // only be read in again and dropped on resume.
+        let _ = self.calls.finish(&rec.item);
         self.tally.add(rec);
         self.finished += 1;
         let secs = self.started.elapsed().as_secs_f64().max(1e-9);
@@ -894,6 +917,7 @@ fn build_harness(
     pool: &mut ModelPool,
     code: Option<std::sync::Arc<CodeContext>>,
     fed: Option<&Arc<Federation>>,
+    call_log: &Arc<CallLog>,
 ) -> Result<Harness> {
     // For code, every proposal is run on the public tests as it is made
     // (inside the memo, so a shared request runs its program once).
@@ -903,7 +927,7 @@ fn build_harness(
             None => agent,
         }
     };
-    let agents = federation::build_agents(roster, pool, fed, wrap)?;
+    let agents = federation::build_agents(roster, pool, fed, Some(call_log), wrap)?;
     let b = &roster.baselines;
     let sc_model = roster.self_consistency_model();
     let sc_spec = AgentSpec {
@@ -937,9 +961,10 @@ fn build_harness(
     Ok(Harness {
         agents,
         specs: roster.agents.clone(),
-        sc: Box::new(local::Memo::new(wrap(Box::new(LocalAgent::new(
-            sc_spec, sc_rt,
-        ))))),
+        sc: Box::new(local::Memo::logged(
+            wrap(Box::new(LocalAgent::new(sc_spec, sc_rt))),
+            Some(call_log.clone()),
+        )),
         sc_params,
         sc_k: b.self_consistency_k,
         debate_rounds: b.debate_rounds,
@@ -957,7 +982,7 @@ pub fn deliberate_cmd(args: DeliberateArgs) -> Result<()> {
         fed.set_log(path)?;
     }
     let mut pool = ModelPool::default();
-    let mut agents = federation::build_agents(&roster, &mut pool, fed.as_ref(), |a| a)?;
+    let mut agents = federation::build_agents(&roster, &mut pool, fed.as_ref(), None, |a| a)?;
     let task = Task {
         id: "question".into(),
         problem: args.question.clone(),
