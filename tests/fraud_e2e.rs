@@ -152,14 +152,66 @@ fn int4_fraud_run_resumes_reports_and_separates() {
 }
 
 #[test]
+fn a_users_prompt_file_alone_drives_the_samples() {
+    let data = common::datasets_dir();
+    let data = data.to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("mine.jsonl");
+    std::fs::write(
+        &file,
+        "{\"prompt\": \"Write one sentence about the sea.\", \"id\": \"sea\", \"lang\": \"en\"}\n\
+         {\"prompt\": \"Nenne drei Farben.\", \"lang\": \"de\"}\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("mine");
+    let o = run(&out, data, "2", &["--prompts", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let all = samples::read(&out).expect("samples");
+    assert_eq!(all.len(), 4, "2 honest + 2 int4");
+    for s in &all {
+        let (prompt, lang) = match s.index {
+            0 => ("file:mine/sea", "en"),
+            _ => ("file:mine/2", "de"),
+        };
+        assert_eq!(
+            (s.prompt.as_str(), s.lang.as_str()),
+            (prompt, lang),
+            "{s:?}"
+        );
+        assert!(s.error.is_none() && s.tokens > 0, "{s:?}");
+    }
+    // The run records the file with its digest; an edited file is another
+    // setting, so resuming with it is refused.
+    let meta = std::fs::read_to_string(out.join("meta.json")).expect("meta.json");
+    assert!(meta.contains("mine.jsonl (sha256 "), "{meta}");
+    std::fs::write(&file, "{\"prompt\": \"Something else.\"}\n").unwrap();
+    let again = run(
+        &out,
+        data,
+        "2",
+        &["--prompts", file.to_str().unwrap(), "--resume"],
+    );
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("different settings"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[test]
 fn bad_input_is_a_clear_error() {
     let data = common::datasets_dir();
     let data = data.to_str().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("x");
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 4] = [
         (&["--substitute", "gemma3-270m"], "tokenize differently"),
         (&["--prompts", "poetry"], "unknown prompt source"),
+        (
+            &["--prompts", "gsm8k,no/such.jsonl"],
+            "cannot read the prompt file",
+        ),
         (&["--report"], "not a simulate-fraud run directory"),
     ];
     for (extra, needle) in cases {

@@ -1,10 +1,12 @@
 //! Prompts for fraud samples: GSM8K and MATH-500 problems, LiveCodeBench
-//! questions, and the project's multilingual prompts (short answers to long
-//! essays, so outputs fill every length bin), interleaved round-robin.
+//! questions, the project's multilingual prompts (short answers to long
+//! essays, so outputs fill every length bin) and a user's own JSONL files
+//! (one `{"prompt": …}` per line), interleaved round-robin.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::FraudError;
 use crate::bench::datasets;
@@ -13,8 +15,10 @@ use crate::bench::datasets;
 const MULTILINGUAL: &str = include_str!("../../datasets/fraud-prompts.jsonl");
 const LCB_FILE: &str = "livecodebench/lcb_release_v1_public.jsonl";
 
-/// The sources, in interleaving order.
+/// The named sources, in interleaving order.
 pub const SOURCES: &[&str] = &["gsm8k", "math500", "lcb", "multilingual"];
+/// Prefix of the `source` of a prompt read from a user's file.
+const FILE_SOURCE: &str = "file:";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prompt {
@@ -45,7 +49,46 @@ pub fn mixture(
     Ok(out)
 }
 
+/// How each source is recorded in a run's settings: a named source by its
+/// name, a file by its path and the sha256 of its bytes, so that a resume
+/// with an edited file is refused like any other change of settings.
+pub fn describe(sources: &[String]) -> Result<Vec<String>, FraudError> {
+    sources
+        .iter()
+        .map(|s| match is_file_source(s) {
+            false => Ok(s.clone()),
+            true => {
+                let bytes = std::fs::read(s).map_err(|e| read_error(Path::new(s), &e))?;
+                let digest = crate::engine::digest::hex(&Sha256::digest(&bytes));
+                Ok(format!("{s} (sha256 {digest})"))
+            }
+        })
+        .collect()
+}
+
+/// A source that is not one of [`SOURCES`] is a path to a JSONL file.
+fn is_file_source(source: &str) -> bool {
+    !SOURCES.contains(&source)
+        && (source.ends_with(".jsonl") || source.contains('/') || Path::new(source).is_file())
+}
+
+fn read_error(path: &Path, e: &std::io::Error) -> FraudError {
+    FraudError::Input(format!(
+        "cannot read the prompt file {}: {e} (give a JSONL file of {{\"prompt\": …}} lines)",
+        path.display()
+    ))
+}
+
 fn load(source: &str, data_dir: &Path, n: usize) -> Result<Vec<Prompt>, FraudError> {
+    if is_file_source(source) {
+        let prompts = user_file(Path::new(source))?;
+        return match prompts.is_empty() {
+            true => Err(FraudError::Input(format!(
+                "the prompt file {source} has no prompts (one {{\"prompt\": …}} per line)"
+            ))),
+            false => Ok(prompts),
+        };
+    }
     let prompts = match source {
         "gsm8k" | "math500" => datasets::load(source, data_dir)?
             .items
@@ -65,7 +108,7 @@ fn load(source: &str, data_dir: &Path, n: usize) -> Result<Vec<Prompt>, FraudErr
         "multilingual" => multilingual()?,
         other => {
             return Err(FraudError::Input(format!(
-                "unknown prompt source `{other}` (known: {})",
+                "unknown prompt source `{other}` (known: {}; or a path to a JSONL file of {{\"prompt\": …}} lines)",
                 SOURCES.join(", ")
             )))
         }
@@ -132,6 +175,53 @@ fn multilingual() -> Result<Vec<Prompt>, FraudError> {
         .collect()
 }
 
+/// One line of a user's prompt file: the prompt, and optionally an id
+/// (default: the line number) and a language tag (default: `und`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserLine {
+    prompt: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    lang: Option<String>,
+}
+
+/// The prompts of a user's JSONL file, in file order; blank lines are
+/// skipped, a bad line is an error naming its number.
+fn user_file(path: &Path) -> Result<Vec<Prompt>, FraudError> {
+    let text = std::fs::read_to_string(path).map_err(|e| read_error(path, &e))?;
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "prompts".into(), |s| s.to_string_lossy().into_owned());
+    let source = format!("{FILE_SOURCE}{stem}");
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |why: String| {
+            FraudError::Input(format!(
+                "{}:{}: {why} (each line must be a JSON object like {{\"prompt\": \"…\"}}, optionally with \"id\" and \"lang\")",
+                path.display(),
+                i + 1
+            ))
+        };
+        let l: UserLine = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+        if l.prompt.trim().is_empty() {
+            return Err(bad("the prompt is empty".into()));
+        }
+        let id = l.id.unwrap_or_else(|| (i + 1).to_string());
+        out.push(Prompt {
+            id: format!("{source}/{id}"),
+            source: source.clone(),
+            lang: l.lang.unwrap_or_else(|| "und".into()),
+            text: l.prompt,
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +241,80 @@ mod tests {
     fn unknown_source_is_an_input_error() {
         let err = mixture(Path::new("."), &["poetry".into()], 3).unwrap_err();
         assert!(err.to_string().contains("unknown prompt source"), "{err}");
+    }
+
+    fn write(name: &str, text: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("nsed-prompts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+
+    #[test]
+    fn a_user_file_mixes_with_named_sources() {
+        let path = write(
+            "mine.jsonl",
+            "{\"prompt\": \"Name three rivers.\"}\n\n{\"prompt\": \"Zähle bis fünf.\", \"id\": \"de-count\", \"lang\": \"de\"}\n",
+        );
+        let file = path.to_string_lossy().into_owned();
+        let dir = datasets::bundled_dir();
+        let p = mixture(&dir, &["gsm8k".into(), file.clone()], 3).expect("load");
+        assert_eq!(p.len(), 6);
+        assert_eq!(p[0].source, "gsm8k");
+        assert_eq!(p[1].source, "file:mine");
+        assert_eq!(p[1].id, "file:mine/1");
+        assert_eq!(p[1].lang, "und");
+        assert_eq!(p[3].id, "file:mine/de-count");
+        assert_eq!(p[3].lang, "de");
+        // Two prompts for three slots: the file cycles, like a short source.
+        assert_eq!(p[5].id, "file:mine/1");
+        let d = describe(&["lcb".into(), file.clone()]).expect("describe");
+        assert_eq!(d[0], "lcb");
+        assert!(
+            d[1].starts_with(&file) && d[1].contains("(sha256 "),
+            "{}",
+            d[1]
+        );
+        write("mine.jsonl", "{\"prompt\": \"Name four rivers.\"}\n");
+        assert_ne!(
+            describe(&[file]).expect("again")[0],
+            d[1],
+            "an edit changes the record"
+        );
+    }
+
+    #[test]
+    fn bad_user_files_are_input_errors_naming_the_line() {
+        let cases = [
+            (
+                "bad-json.jsonl",
+                "{\"prompt\": \"ok\"}\nnot json\n",
+                "bad-json.jsonl:2",
+            ),
+            (
+                "no-prompt.jsonl",
+                "{\"text\": \"hi\"}\n",
+                "no-prompt.jsonl:1",
+            ),
+            (
+                "empty-prompt.jsonl",
+                "{\"prompt\": \"  \"}\n",
+                "the prompt is empty",
+            ),
+            ("blank.jsonl", "\n\n", "has no prompts"),
+        ];
+        for (name, text, expect) in cases {
+            let path = write(name, text);
+            let err = mixture(Path::new("."), &[path.to_string_lossy().into_owned()], 2)
+                .expect_err(name)
+                .to_string();
+            assert!(err.contains(expect), "{name}: {err}");
+        }
+        let err = mixture(Path::new("."), &["no/such/file.jsonl".into()], 2)
+            .expect_err("missing")
+            .to_string();
+        assert!(err.contains("cannot read the prompt file"), "{err}");
     }
 
     #[test]

@@ -68,7 +68,11 @@ pub struct SimulateFraudArgs {
     /// then comes from Q8_0 vs f32 arithmetic).
     #[arg(long, value_enum, default_value = "f32")]
     pub validator: Precision,
-    /// Prompt sources, interleaved: gsm8k, math500, lcb, multilingual.
+    /// Prompt sources, interleaved: gsm8k, math500, lcb, multilingual, and
+    /// paths to your own JSONL files, one `{"prompt": "…"}` per line
+    /// (optional "id" and "lang"), alone or mixed with the named sources,
+    /// e.g. `--prompts gsm8k,my-prompts.jsonl`. A file is recorded with its
+    /// sha256, so a resume with an edited file is refused.
     #[arg(
         long,
         value_delimiter = ',',
@@ -199,7 +203,7 @@ pub fn simulate_fraud_cmd(args: SimulateFraudArgs) -> Result<()> {
             args.validator.name(),
             args.honest.name()
         ),
-        sources: args.prompts.clone(),
+        sources: prompts::describe(&args.prompts)?,
         temperature_honest: args.temp_honest,
         temperature_fraud: args.temp_fraud,
         max_tokens: args.max_tokens,
