@@ -6,7 +6,6 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::FraudError;
 use crate::bench::datasets;
@@ -58,8 +57,11 @@ pub fn describe(sources: &[String]) -> Result<Vec<String>, FraudError> {
         .map(|s| match is_file_source(s) {
             false => Ok(s.clone()),
             true => {
-                let bytes = std::fs::read(s).map_err(|e| read_error(Path::new(s), &e))?;
-                let digest = crate::engine::digest::hex(&Sha256::digest(&bytes));
+                let digest = crate::engine::registry::sha256_file(Path::new(s)).map_err(|e| {
+                    FraudError::Input(format!(
+                        "cannot read the prompt file: {e} (give a JSONL file of {{\"prompt\": …}} lines)"
+                    ))
+                })?;
                 Ok(format!("{s} (sha256 {digest})"))
             }
         })
@@ -80,16 +82,8 @@ fn read_error(path: &Path, e: &std::io::Error) -> FraudError {
 }
 
 fn load(source: &str, data_dir: &Path, n: usize) -> Result<Vec<Prompt>, FraudError> {
-    if is_file_source(source) {
-        let prompts = user_file(Path::new(source))?;
-        return match prompts.is_empty() {
-            true => Err(FraudError::Input(format!(
-                "the prompt file {source} has no prompts (one {{\"prompt\": …}} per line)"
-            ))),
-            false => Ok(prompts),
-        };
-    }
     let prompts = match source {
+        file if is_file_source(file) => user_file(Path::new(file))?,
         "gsm8k" | "math500" => datasets::load(source, data_dir)?
             .items
             .into_iter()
@@ -115,7 +109,7 @@ fn load(source: &str, data_dir: &Path, n: usize) -> Result<Vec<Prompt>, FraudErr
     };
     if prompts.is_empty() {
         return Err(FraudError::Input(format!(
-            "prompt source `{source}` is empty"
+            "prompt source `{source}` has no prompts"
         )));
     }
     Ok(prompts)
