@@ -9,6 +9,7 @@
 
 pub mod analysis;
 pub mod economics;
+pub mod heldout;
 pub mod plots;
 pub mod prefill;
 pub mod prompts;

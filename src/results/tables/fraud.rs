@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::fraud::analysis::{self, Analysis, MetricRow, SEED_MISMATCH};
+use crate::fraud::heldout::{self, HeldOut};
 use crate::fraud::samples::{self, Meta};
 
 use super::{parse_error, TablesError};
@@ -16,6 +17,8 @@ pub struct FraudRun {
     pub dir: PathBuf,
     pub meta: Meta,
     pub analysis: Analysis,
+    /// Every detector under the held-out protocol.
+    pub held_out: Vec<HeldOut>,
 }
 
 /// Every run directory under `<results>/fraud/runs`, by name.
@@ -25,10 +28,12 @@ pub fn read_runs(results: &Path) -> Result<Vec<FraudRun>, TablesError> {
         let meta = Meta::read(&dir)?;
         let samples = samples::read(&dir).map_err(|e| parse_error(&dir, e))?;
         let analysis = analysis::analyze(&samples);
+        let held_out = heldout::evaluate(&samples);
         out.push(FraudRun {
             dir,
             meta,
             analysis,
+            held_out,
         });
     }
     Ok(out)
@@ -55,6 +60,34 @@ fn auc_cell(r: Option<&MetricRow>) -> String {
     r.map_or("–".into(), |r| {
         format!("{:.3} [{:.3}, {:.3}]", r.auc, r.auc_low, r.auc_high)
     })
+}
+
+/// The detectors of the headline held-out table (every detector is in each
+/// run's report): Gonka's deployed distance, the perplexity score, the seed
+/// check and the combined detector.
+const HEADLINE_DETECTORS: [&str; 4] = [
+    "gonka_similarity",
+    "perplexity_score",
+    SEED_MISMATCH,
+    heldout::COMBINED,
+];
+
+/// The held-out table: per (model, attack), the headline detectors fit on
+/// training prompts and judged on held-out ones.
+pub fn held_out_markdown(runs: &[FraudRun]) -> String {
+    let mut out = heldout::legend();
+    out.push('\n');
+    out.push_str(heldout::TABLE_HEADER);
+    for run in runs {
+        let rows: Vec<HeldOut> = run
+            .held_out
+            .iter()
+            .filter(|r| HEADLINE_DETECTORS.contains(&r.detector.as_str()))
+            .cloned()
+            .collect();
+        out.push_str(&heldout::markdown(&run.meta.fingerprint.claimed, &rows));
+    }
+    out
 }
 
 /// The summary table: one row per (model, attack).

@@ -13,7 +13,7 @@ use nsed::fraud::analysis::{self, Analysis};
 use nsed::fraud::economics::{self, Network, Rule};
 use nsed::fraud::samples::{self, Fingerprint, Lab, Meta};
 use nsed::fraud::variant::VariantReport;
-use nsed::fraud::{plots, prompts};
+use nsed::fraud::{heldout, plots, prompts};
 use nsed::fraud::{Attack, Precision};
 use nsed::results::provenance::{self, RunInfo};
 
@@ -395,10 +395,14 @@ pub(crate) fn report_run(dir: &Path) -> Result<String> {
         .with_context(|| format!("{} is not a simulate-fraud run directory", dir.display()))?;
     let samples = samples::read(dir)?;
     let analysis = analysis::analyze(&samples);
+    let held_out = heldout::evaluate(&samples);
     let md = format!(
-        "{}\n{}",
+        "{}\n{}\n## Held-out detection\n\n{}\n{}{}",
         header(&meta, &analysis, dir),
-        analysis.markdown(&meta.fingerprint.claimed)
+        analysis.markdown(&meta.fingerprint.claimed),
+        heldout::legend(),
+        heldout::TABLE_HEADER,
+        heldout::markdown(&meta.fingerprint.claimed, &held_out)
     );
     let write = |name: &str, text: &str| {
         nsed::results::output::write_atomic(&dir.join(name), text.as_bytes())
@@ -406,6 +410,7 @@ pub(crate) fn report_run(dir: &Path) -> Result<String> {
     write("report.md", &md)?;
     write("metrics.csv", &analysis.metrics_csv())?;
     write("lengths.csv", &analysis.lengths_csv())?;
+    write("heldout.csv", &heldout::csv(&held_out))?;
     write(
         "perplexity.csv",
         &plots::perplexity_csv(&samples, &analysis),

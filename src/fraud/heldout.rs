@@ -1,0 +1,632 @@
+//! The held-out protocol every detector is reported under: a detector's
+//! direction and threshold are fit on training prompts only and judged on
+//! prompts it never saw.
+//!
+//! - **Cross-fitting by prompt.** Honest sample i and every attack's sample
+//!   i answer prompt i, so folds split prompt indices: no prompt is on both
+//!   sides. With K folds every sample is tested exactly once per repeat, so a
+//!   false-positive count has its true n (each honest sample once) and an
+//!   exact Clopper-Pearson bound; R repeats with fresh partitions give the
+//!   spread.
+//! - **Unseen sources.** Leave-one-source-out: fit on every other prompt
+//!   source (GSM8K, MATH-500, LiveCodeBench, the multilingual prompts, a
+//!   user's file), test on the one left out.
+//! - **Direction on training data.** A metric whose fraud samples score
+//!   lower than honest ones on the training folds is flipped there, not
+//!   assumed.
+//! - **The combined detector:** an L2-regularized logistic regression over
+//!   every metric, standardized and fit on the training folds only.
+//!
+//! The threshold flags at most ⌊α·n⌋ of the training honest samples (α =
+//! 1%; with fewer than 100 that is the largest training honest score).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use statrs::distribution::{Beta, ContinuousCDF};
+
+use super::analysis::{self, fraud_score, metric_directions, value};
+use super::samples::Sample;
+use super::Role;
+use crate::engine::sampling::SplitMix64;
+
+/// The honest flag rate the thresholds are fit for.
+pub const TARGET_FPR: f64 = 0.01;
+/// Folds of one cross-fitting partition.
+pub const FOLDS: usize = 5;
+/// Partitions with fresh shuffles.
+pub const REPEATS: usize = 10;
+/// The name of the logistic-regression detector.
+pub const COMBINED: &str = "combined (logistic, all metrics)";
+const SEED: u64 = 7;
+
+/// How one detector fares on prompts it was not fit on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeldOut {
+    pub setting: String,
+    pub detector: String,
+    pub honest_n: usize,
+    pub fraud_n: usize,
+    /// Training folds (of all repeats) that flipped the metric's nominal
+    /// direction, out of `fits`.
+    pub flipped: usize,
+    pub fits: usize,
+    /// Mean over folds and repeats of the test fold's AUC.
+    pub auc: f64,
+    /// Per repeat: fraud samples caught on their test fold (each once).
+    pub detected: Vec<usize>,
+    /// Per repeat: honest samples flagged on their test fold (each once).
+    pub honest_flagged: Vec<usize>,
+    /// Leave-one-source-out: (source, detected, fraud n, flagged, honest n).
+    pub by_source: Vec<SourceResult>,
+}
+
+/// A detector fit on every other source and tested on this one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceResult {
+    pub source: String,
+    pub detected: usize,
+    pub fraud_n: usize,
+    pub honest_flagged: usize,
+    pub honest_n: usize,
+}
+
+impl HeldOut {
+    /// Mean detection rate over repeats, and its range.
+    pub fn detection(&self) -> (f64, f64, f64) {
+        let rates: Vec<f64> = self
+            .detected
+            .iter()
+            .map(|&d| d as f64 / self.fraud_n.max(1) as f64)
+            .collect();
+        let mean = rates.iter().sum::<f64>() / rates.len().max(1) as f64;
+        let lo = rates.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = rates.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (mean, lo, hi)
+    }
+
+    /// The most honest samples any repeat flagged, with the exact 95% upper
+    /// bound on the flag rate it allows.
+    pub fn worst_flagged(&self) -> (usize, f64) {
+        let k = self.honest_flagged.iter().copied().max().unwrap_or(0);
+        (k, clopper_pearson_upper(k, self.honest_n))
+    }
+}
+
+/// Exact (Clopper-Pearson) two-sided 95% upper bound on a rate seen k times
+/// in n.
+pub fn clopper_pearson_upper(k: usize, n: usize) -> f64 {
+    if n == 0 || k >= n {
+        return 1.0;
+    }
+    Beta::new(k as f64 + 1.0, (n - k) as f64).map_or(1.0, |b| b.inverse_cdf(0.975))
+}
+
+/// One scored sample: its prompt index and source, and the detector inputs.
+#[derive(Debug, Clone)]
+struct Row {
+    index: usize,
+    source: String,
+    fraud: bool,
+    /// Every metric's fraud score in [`metric_directions`] order (None when
+    /// the sample lacks it).
+    features: Vec<Option<f64>>,
+}
+
+/// Every detector of every attack in a run, under the held-out protocol.
+pub fn evaluate(samples: &[Sample]) -> Vec<HeldOut> {
+    let directions = metric_directions();
+    let row = |s: &Sample| Row {
+        index: s.index,
+        source: source_of(&s.prompt),
+        fraud: s.role == Role::Fraud,
+        features: directions
+            .iter()
+            .map(|(m, better)| value(s, m).map(|v| fraud_score(*better, v)))
+            .collect(),
+    };
+    let ok = || samples.iter().filter(|s| s.error.is_none());
+    let honest: Vec<Row> = ok().filter(|s| s.role == Role::Honest).map(row).collect();
+    let mut settings: Vec<&str> = ok()
+        .filter(|s| s.role == Role::Fraud)
+        .map(|s| s.setting.as_str())
+        .collect();
+    settings.sort();
+    settings.dedup();
+    let mut out = Vec::new();
+    for setting in settings {
+        let rows: Vec<Row> = honest
+            .iter()
+            .cloned()
+            .chain(ok().filter(|s| s.setting == setting).map(row))
+            .collect();
+        let mut detectors: Vec<(String, Detector)> = directions
+            .iter()
+            .enumerate()
+            .map(|(i, (m, _))| (m.clone(), Detector::Metric(i)))
+            .collect();
+        detectors.push((COMBINED.into(), Detector::Combined));
+        for (name, detector) in detectors {
+            if let Some(h) = held_out(setting, &name, detector, &rows) {
+                out.push(h);
+            }
+        }
+    }
+    out
+}
+
+/// `gsm8k/17` → `gsm8k`, `file:mine/3` → `file:mine`.
+fn source_of(prompt_id: &str) -> String {
+    prompt_id
+        .split_once('/')
+        .map_or(prompt_id, |(s, _)| s)
+        .to_string()
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Detector {
+    /// One metric, by index into [`metric_directions`].
+    Metric(usize),
+    Combined,
+}
+
+/// A detector fit on training rows: a score function and its threshold.
+struct Fitted {
+    score: Box<dyn Fn(&Row) -> Option<f64>>,
+    threshold: f64,
+    flipped: bool,
+}
+
+fn fit(detector: Detector, train: &[&Row]) -> Option<Fitted> {
+    let (score, flipped): (Box<dyn Fn(&Row) -> Option<f64>>, bool) = match detector {
+        Detector::Metric(i) => {
+            let nominal = |r: &Row| r.features[i];
+            let (h, f) = split_scores(train, &nominal);
+            let flip = analysis::auc(&h, &f)? < 0.5;
+            let sign = if flip { -1.0 } else { 1.0 };
+            (Box::new(move |r: &Row| r.features[i].map(|v| sign * v)), flip)
+        }
+        Detector::Combined => {
+            let model = Logistic::fit(train)?;
+            (Box::new(move |r: &Row| Some(model.score(r))), false)
+        }
+    };
+    let (h, f) = split_scores(train, &score);
+    let threshold = analysis::detect_at_fpr(&h, &f, TARGET_FPR)?.threshold;
+    Some(Fitted {
+        score,
+        threshold,
+        flipped,
+    })
+}
+
+fn split_scores(rows: &[&Row], score: &dyn Fn(&Row) -> Option<f64>) -> (Vec<f64>, Vec<f64>) {
+    let (mut h, mut f) = (Vec::new(), Vec::new());
+    for r in rows {
+        if let Some(v) = score(r) {
+            if r.fraud {
+                f.push(v);
+            } else {
+                h.push(v);
+            }
+        }
+    }
+    (h, f)
+}
+
+/// Counts of what a fitted detector flags among `test` rows: (fraud
+/// caught, fraud scored, honest flagged, honest scored), and the test AUC.
+fn judge(fitted: &Fitted, test: &[&Row]) -> (usize, usize, usize, usize, Option<f64>) {
+    let (h, f) = split_scores(test, &fitted.score);
+    let over = |v: &[f64]| v.iter().filter(|&&x| x > fitted.threshold).count();
+    (over(&f), f.len(), over(&h), h.len(), analysis::auc(&h, &f))
+}
+
+fn held_out(setting: &str, name: &str, detector: Detector, rows: &[Row]) -> Option<HeldOut> {
+    let mut indices: Vec<usize> = rows.iter().map(|r| r.index).collect();
+    indices.sort_unstable();
+    indices.dedup();
+    if indices.len() < 2 * FOLDS {
+        return None;
+    }
+    let mut rng = SplitMix64::new(SEED);
+    let mut result = HeldOut {
+        setting: setting.into(),
+        detector: name.into(),
+        honest_n: 0,
+        fraud_n: 0,
+        flipped: 0,
+        fits: 0,
+        auc: 0.0,
+        detected: Vec::new(),
+        honest_flagged: Vec::new(),
+        by_source: Vec::new(),
+    };
+    let mut aucs = Vec::new();
+    for _ in 0..REPEATS {
+        let fold_of = partition(&indices, &mut rng);
+        let (mut caught, mut flagged, mut fraud_n, mut honest_n) = (0, 0, 0, 0);
+        for fold in 0..FOLDS {
+            let (train, test): (Vec<&Row>, Vec<&Row>) =
+                rows.iter().partition(|r| fold_of[&r.index] != fold);
+            let fitted = fit(detector, &train)?;
+            result.fits += 1;
+            result.flipped += usize::from(fitted.flipped);
+            let (c, f, h, hn, auc) = judge(&fitted, &test);
+            (caught, fraud_n, flagged, honest_n) = (caught + c, fraud_n + f, flagged + h, honest_n + hn);
+            aucs.extend(auc);
+        }
+        result.detected.push(caught);
+        result.honest_flagged.push(flagged);
+        (result.fraud_n, result.honest_n) = (fraud_n, honest_n);
+    }
+    result.auc = aucs.iter().sum::<f64>() / aucs.len().max(1) as f64;
+    result.by_source = by_source(detector, rows);
+    Some(result)
+}
+
+/// A random assignment of prompt indices to [`FOLDS`] equal folds.
+fn partition(indices: &[usize], rng: &mut SplitMix64) -> BTreeMap<usize, usize> {
+    let mut shuffled = indices.to_vec();
+    for i in (1..shuffled.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        shuffled.swap(i, j);
+    }
+    shuffled
+        .into_iter()
+        .enumerate()
+        .map(|(pos, index)| (index, pos % FOLDS))
+        .collect()
+}
+
+fn by_source(detector: Detector, rows: &[Row]) -> Vec<SourceResult> {
+    let mut sources: Vec<&str> = rows.iter().map(|r| r.source.as_str()).collect();
+    sources.sort_unstable();
+    sources.dedup();
+    if sources.len() < 2 {
+        return Vec::new();
+    }
+    sources
+        .into_iter()
+        .filter_map(|source| {
+            let (train, test): (Vec<&Row>, Vec<&Row>) =
+                rows.iter().partition(|r| r.source != source);
+            let fitted = fit(detector, &train)?;
+            let (detected, fraud_n, honest_flagged, honest_n, _) = judge(&fitted, &test);
+            Some(SourceResult {
+                source: source.into(),
+                detected,
+                fraud_n,
+                honest_flagged,
+                honest_n,
+            })
+        })
+        .collect()
+}
+
+/// L2-regularized logistic regression on standardized features, fit by
+/// Newton's method; a missing feature is imputed with its training mean
+/// (0 after standardizing).
+struct Logistic {
+    mean: Vec<f64>,
+    sd: Vec<f64>,
+    /// Intercept first.
+    weights: Vec<f64>,
+}
+
+const RIDGE: f64 = 1.0;
+const NEWTON_STEPS: usize = 25;
+
+impl Logistic {
+    fn fit(train: &[&Row]) -> Option<Self> {
+        let d = train.first()?.features.len();
+        let (mut mean, mut sd) = (vec![0.0; d], vec![1.0; d]);
+        for j in 0..d {
+            let v: Vec<f64> = train.iter().filter_map(|r| r.features[j]).collect();
+            if v.len() < 2 {
+                continue;
+            }
+            mean[j] = v.iter().sum::<f64>() / v.len() as f64;
+            let var = v.iter().map(|x| (x - mean[j]).powi(2)).sum::<f64>() / (v.len() - 1) as f64;
+            sd[j] = if var > 0.0 { var.sqrt() } else { 1.0 };
+        }
+        let mut model = Self {
+            mean,
+            sd,
+            weights: vec![0.0; d + 1],
+        };
+        let xs: Vec<Vec<f64>> = train.iter().map(|r| model.inputs(r)).collect();
+        let ys: Vec<f64> = train.iter().map(|r| f64::from(u8::from(r.fraud))).collect();
+        if !ys.contains(&0.0) || !ys.contains(&1.0) {
+            return None;
+        }
+        for _ in 0..NEWTON_STEPS {
+            let p = d + 1;
+            let mut grad = vec![0.0; p];
+            let mut hess = vec![vec![0.0; p]; p];
+            for (x, &y) in xs.iter().zip(&ys) {
+                let mu = sigmoid(dot(&model.weights, x));
+                for a in 0..p {
+                    grad[a] += (mu - y) * x[a];
+                    for b in 0..p {
+                        hess[a][b] += mu * (1.0 - mu) * x[a] * x[b];
+                    }
+                }
+            }
+            // The intercept is not penalized.
+            for a in 1..p {
+                grad[a] += RIDGE * model.weights[a];
+                hess[a][a] += RIDGE;
+            }
+            let step = solve(hess, grad)?;
+            for (w, s) in model.weights.iter_mut().zip(&step) {
+                *w -= s;
+            }
+            if step.iter().map(|s| s.abs()).fold(0.0, f64::max) < 1e-9 {
+                break;
+            }
+        }
+        Some(model)
+    }
+
+    /// 1 (the intercept), then the standardized features.
+    fn inputs(&self, r: &Row) -> Vec<f64> {
+        std::iter::once(1.0)
+            .chain(
+                r.features
+                    .iter()
+                    .enumerate()
+                    .map(|(j, v)| v.map_or(0.0, |v| (v - self.mean[j]) / self.sd[j])),
+            )
+            .collect()
+    }
+
+    /// The log-odds of fraud.
+    fn score(&self, r: &Row) -> f64 {
+        dot(&self.weights, &self.inputs(r))
+    }
+}
+
+fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// `a⁻¹ b` by Gaussian elimination with partial pivoting (a is small and,
+/// with the ridge, positive definite); None if singular.
+fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
+    let n = b.len();
+    for col in 0..n {
+        let pivot = (col..n).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
+        if a[pivot][col].abs() < 1e-12 {
+            return None;
+        }
+        a.swap(col, pivot);
+        b.swap(col, pivot);
+        for row in col + 1..n {
+            let f = a[row][col] / a[col][col];
+            for k in col..n {
+                a[row][k] -= f * a[col][k];
+            }
+            b[row] -= f * b[col];
+        }
+    }
+    let mut x = vec![0.0; n];
+    for row in (0..n).rev() {
+        let tail: f64 = (row + 1..n).map(|k| a[row][k] * x[k]).sum();
+        x[row] = (b[row] - tail) / a[row][row];
+    }
+    Some(x)
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", 100.0 * x)
+}
+
+/// How to read [`markdown`]'s table.
+pub fn legend() -> String {
+    format!(
+        "Fit on training prompts, reported on held-out ones ({FOLDS}-fold cross-fitting by prompt, \
+         {REPEATS} repeats; thresholds flag ≤ {}% of the training honest samples; direction fit \
+         on the training folds). Detected: mean over repeats (range). Honest flagged: the most \
+         any repeat flagged, each honest sample tested once, with its exact 95% upper bound. \
+         Unseen source: fit on the other prompt sources, tested on this one (worst source).\n",
+        TARGET_FPR * 100.0
+    )
+}
+
+/// The table header of [`markdown`].
+pub const TABLE_HEADER: &str = "| model | attack | detector | direction (train) | held-out AUC | detected | honest flagged (95% upper) | worst unseen source: detected · flagged |\n\
+     |---|---|---|---|---|---|---|---|\n";
+
+/// The held-out rows of one run (no header).
+pub fn markdown(model: &str, results: &[HeldOut]) -> String {
+    let mut out = String::new();
+    for r in results {
+        out.push_str(&format!(
+            "| {model} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r.setting,
+            r.detector,
+            direction_cell(r),
+            format_args!("{:.3}", r.auc),
+            detection_cell(r),
+            flagged_cell(r),
+            worst_source_cell(r),
+        ));
+    }
+    out
+}
+
+/// The columns of [`csv`].
+pub const CSV_HEADER: [&str; 11] = [
+    "setting",
+    "detector",
+    "honest_n",
+    "fraud_n",
+    "flipped_folds",
+    "folds",
+    "heldout_auc",
+    "detected_mean",
+    "detected_min",
+    "detected_max",
+    "honest_flagged_max",
+];
+
+/// One line per (attack, detector); `detected_*` are rates over repeats.
+pub fn csv(results: &[HeldOut]) -> String {
+    let rows = results.iter().map(|r| {
+        let (mean, lo, hi) = r.detection();
+        vec![
+            r.setting.clone(),
+            r.detector.clone(),
+            r.honest_n.to_string(),
+            r.fraud_n.to_string(),
+            r.flipped.to_string(),
+            r.fits.to_string(),
+            format!("{:.4}", r.auc),
+            format!("{mean:.4}"),
+            format!("{lo:.4}"),
+            format!("{hi:.4}"),
+            r.worst_flagged().0.to_string(),
+        ]
+    });
+    crate::results::csv_text::csv_text(&CSV_HEADER, rows)
+}
+
+fn direction_cell(r: &HeldOut) -> String {
+    match (r.detector.as_str(), r.flipped) {
+        (COMBINED, _) => "fit".into(),
+        (_, 0) => "as named".into(),
+        (_, k) if k == r.fits => "flipped".into(),
+        (_, k) => format!("flipped in {k}/{} folds", r.fits),
+    }
+}
+
+fn detection_cell(r: &HeldOut) -> String {
+    let (mean, lo, hi) = r.detection();
+    format!("{} ({}–{}) of {}", pct(mean), pct(lo), pct(hi), r.fraud_n)
+}
+
+fn flagged_cell(r: &HeldOut) -> String {
+    let (k, upper) = r.worst_flagged();
+    format!("{k}/{} (≤ {})", r.honest_n, pct(upper))
+}
+
+fn worst_source_cell(r: &HeldOut) -> String {
+    let rate = |s: &SourceResult| s.detected as f64 / s.fraud_n.max(1) as f64;
+    r.by_source
+        .iter()
+        .filter(|s| s.fraud_n > 0)
+        .min_by(|a, b| rate(a).total_cmp(&rate(b)))
+        .map_or("–".into(), |s| {
+            format!(
+                "{} {}/{} · {}/{}",
+                s.source, s.detected, s.fraud_n, s.honest_flagged, s.honest_n
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clopper_pearson_matches_reference_values() {
+        // 0 of n: 1 − 0.025^(1/n) (0.08810, 0.01828); 2 of 40 by bisection
+        // on the binomial CDF: 0.16920.
+        assert!((clopper_pearson_upper(0, 40) - 0.08810).abs() < 1e-4);
+        assert!((clopper_pearson_upper(0, 200) - 0.01828).abs() < 1e-4);
+        assert!((clopper_pearson_upper(2, 40) - 0.16919).abs() < 1e-4);
+        assert_eq!(clopper_pearson_upper(5, 5), 1.0);
+    }
+
+    #[test]
+    fn solve_inverts_a_small_system() {
+        let a = vec![vec![4.0, 1.0], vec![1.0, 3.0]];
+        let x = solve(a, vec![1.0, 2.0]).expect("regular");
+        assert!((x[0] - 1.0 / 11.0).abs() < 1e-12 && (x[1] - 7.0 / 11.0).abs() < 1e-12);
+        assert!(solve(vec![vec![0.0, 0.0], vec![0.0, 0.0]], vec![1.0, 1.0]).is_none());
+    }
+
+    /// Rows with one informative feature (fraud shifted by `shift`,
+    /// pointing the "wrong" way when negative) and one pure-noise feature.
+    fn rows(n: usize, shift: f64, seed: u64) -> Vec<Row> {
+        let mut rng = SplitMix64::new(seed);
+        let mut noise = || (rng.next_u64() % 10_000) as f64 / 10_000.0;
+        let sources = ["gsm8k", "lcb", "multilingual"];
+        let mut out = Vec::new();
+        for i in 0..n {
+            for fraud in [false, true] {
+                let signal = noise() + if fraud { shift } else { 0.0 };
+                out.push(Row {
+                    index: i,
+                    source: sources[i % 3].into(),
+                    fraud,
+                    features: vec![Some(signal), Some(noise())],
+                });
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_sample_is_tested_once_per_repeat() {
+        let rows = rows(60, 2.0, 1);
+        let h = held_out("int4", "m", Detector::Metric(0), &rows).expect("enough");
+        assert_eq!((h.honest_n, h.fraud_n), (60, 60));
+        assert_eq!(h.detected.len(), REPEATS);
+        assert_eq!(h.fits, REPEATS * FOLDS);
+        // Fully separated: everything caught, AUC 1. The threshold is the
+        // largest training honest score, so a test honest sample above it
+        // is flagged now and then: that is the rate being measured.
+        assert!(h.detected.iter().all(|&d| d == 60), "{:?}", h.detected);
+        assert!(h.honest_flagged.iter().all(|&k| k <= 5), "{:?}", h.honest_flagged);
+        assert!(h.honest_flagged.iter().any(|&k| k > 0), "{:?}", h.honest_flagged);
+        assert_eq!(h.auc, 1.0);
+        assert_eq!(h.flipped, 0);
+        assert_eq!(h.by_source.len(), 3);
+        assert!(h.by_source.iter().all(|s| s.detected == s.fraud_n && s.fraud_n == 20));
+    }
+
+    #[test]
+    fn a_metric_pointing_the_wrong_way_is_flipped_on_training_data() {
+        let rows = rows(60, -2.0, 2);
+        let h = held_out("int4", "m", Detector::Metric(0), &rows).expect("enough");
+        assert_eq!(h.flipped, h.fits, "every training fold sees it reversed");
+        assert_eq!(h.auc, 1.0);
+        assert!(h.detected.iter().all(|&d| d == 60));
+    }
+
+    #[test]
+    fn noise_detects_about_its_false_positive_rate() {
+        // Negative control: a feature without signal catches few frauds.
+        let rows = rows(100, 0.0, 3);
+        let h = held_out("int4", "noise", Detector::Metric(1), &rows).expect("enough");
+        let (mean, _, _) = h.detection();
+        assert!(mean < 0.1, "noise caught {mean}");
+        assert!((h.auc - 0.5).abs() < 0.1, "AUC {}", h.auc);
+    }
+
+    #[test]
+    fn the_combined_detector_finds_the_informative_feature() {
+        let rows = rows(60, 0.6, 4);
+        let single = held_out("int4", "m", Detector::Metric(0), &rows).expect("enough");
+        let combined = held_out("int4", COMBINED, Detector::Combined, &rows).expect("enough");
+        assert!(combined.auc > 0.85, "AUC {}", combined.auc);
+        assert!((combined.auc - single.auc).abs() < 0.05);
+        let train: Vec<&Row> = rows.iter().collect();
+        let model = Logistic::fit(&train).expect("fit");
+        assert!(model.weights[1] > 1.0, "signal weight {:?}", model.weights);
+        assert!(model.weights[2].abs() < 0.5, "noise weight {:?}", model.weights);
+    }
+
+    #[test]
+    fn sources_come_from_prompt_ids() {
+        assert_eq!(source_of("gsm8k/17"), "gsm8k");
+        assert_eq!(source_of("file:mine/sea"), "file:mine");
+        assert_eq!(source_of("bare"), "bare");
+    }
+}
