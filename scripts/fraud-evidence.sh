@@ -8,7 +8,8 @@
 # and $OUT/fraud.md rebuilt.
 #
 # Usage: scripts/fraud-evidence.sh [RUN ...]   (default: all runs, in order)
-#   RUN is one of smollm2-135m qwen2.5-coder-0.5b qwen2.5-coder-1.5b, or
+#   RUN is one of smollm2-135m qwen2.5-coder-0.5b qwen2.5-coder-0.5b-equal-temp
+#   (the equal-temperature control) qwen2.5-coder-1.5b, or
 #   `report` (tables only). HONEST / FRAUD (default 200 / 100) set the sample
 #   counts, MAX_TOKENS the output length (default: nsed's); OUT, NSED_BIN
 #   and THREADS as in scripts/lib/runs.sh.
@@ -20,7 +21,13 @@ counts=(--samples-honest "${HONEST:-200}" --samples-fraud "${FRAUD:-100}")
 
 fraud_run() {
   local model=$1; shift
-  local out="$OUT/fraud/runs/$model"
+  fraud_run_in "$model" "$model" "$@"
+}
+
+# fraud_run_in DIR MODEL ARGS...: a run of MODEL in $OUT/fraud/runs/DIR.
+fraud_run_in() {
+  local dir=$1 model=$2; shift 2
+  local out="$OUT/fraud/runs/$dir"
   "$nsed" --threads "${THREADS:-2}" simulate-fraud --model "$model" "$@" "${counts[@]}" --out "$out" \
     $( [ -f "$out/meta.json" ] && echo --resume )
 }
@@ -29,12 +36,15 @@ one() {
   case $1 in
     smollm2-135m|qwen2.5-coder-0.5b) fraud_run "$1" --quant int4 ;;
     qwen2.5-coder-1.5b) fraud_run "$1" --quant int4 --substitute qwen2.5-coder-0.5b --prefill qwen2.5-coder-0.5b ;;
+    # The temperature control: the cheater samples at the honest
+    # temperature (Gonka's setting, 0.99 vs 0.7, is the run above).
+    qwen2.5-coder-0.5b-equal-temp) fraud_run_in "$1" qwen2.5-coder-0.5b --quant int4 --temp-fraud 0.99 ;;
     report) ;;
     *) echo "unknown run $1" >&2; exit 2 ;;
   esac
 }
 
-all=(smollm2-135m qwen2.5-coder-0.5b qwen2.5-coder-1.5b)
+all=(smollm2-135m qwen2.5-coder-0.5b qwen2.5-coder-0.5b-equal-temp qwen2.5-coder-1.5b)
 for r in "${@:-${all[@]}}"; do one "$r"; done
 
 for dir in "$OUT"/fraud/runs/*/; do

@@ -145,10 +145,16 @@ fn int4_fraud_run_resumes_reports_and_separates() {
         "--traffic",
         "500",
     ]);
-    assert!(econ.status.success(), "{}", stderr(&econ));
-    let md = std::fs::read_to_string(out.join("economics.md")).expect("economics.md");
-    assert!(md.contains("| honest | gonka"), "{md}");
-    assert!(md.contains("int4 on 100% from epoch 0"), "{md}");
+    // The economics take held-out rates: six prompts are too few, and the
+    // error says how to fix it (the CI-scale run of tests/reproduce.rs
+    // checks the tables at 30 + 30).
+    assert_eq!(econ.status.code(), Some(2), "{}", stderr(&econ));
+    assert!(
+        stderr(&econ).contains("too few samples for held-out"),
+        "{}",
+        stderr(&econ)
+    );
+    assert!(!out.join("economics.md").exists());
 }
 
 #[test]

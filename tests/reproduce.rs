@@ -220,6 +220,67 @@ fn check_fraud(dir: &Path) {
         "{md}"
     );
     assert!(dir.join("fraud/runs/smollm2-135m/roc-int4.svg").exists());
+    check_fraud_held_out(&dir.join("fraud/runs/smollm2-135m"));
+}
+
+/// The held-out protocol at CI scale (30 honest, 30 int4, 96 tokens; the
+/// samples are bit-exact on every machine, so these figures are too).
+fn check_fraud_held_out(run: &Path) {
+    let rows = read_csv(&run.join("heldout.csv"));
+    let detector = |name: &str| {
+        rows.iter()
+            .find(|r| r["setting"] == "int4" && r["detector"] == name)
+            .unwrap_or_else(|| panic!("no held-out row for {name}: {rows:?}"))
+    };
+    for name in ["gonka_similarity", "combined (logistic, all metrics)"] {
+        let r = detector(name);
+        assert_eq!(
+            (num(r, "honest_n"), num(r, "fraud_n")),
+            (30.0, 30.0),
+            "{r:?}"
+        );
+        assert_eq!(num(r, "folds"), 50.0, "5 folds x 10 repeats: {r:?}");
+        assert!(num(r, "heldout_auc") >= 0.95, "{r:?}");
+        assert!(num(r, "detected_min") >= 0.9, "{r:?}");
+        // Thresholds flag at most 1% of the training honest samples; on
+        // held-out prompts a few of the 30 may cross, not more.
+        assert!(num(r, "honest_flagged_max") <= 3.0, "{r:?}");
+    }
+    // Negative control of the direction fit: for int4 the perplexity score
+    // points the wrong way (the cheater samples at a lower temperature), so
+    // every training split flips it, and it then detects far less than the
+    // distance does.
+    let ppl = detector("perplexity_score");
+    assert_eq!(num(ppl, "flipped_folds"), num(ppl, "folds"), "{ppl:?}");
+    assert!(num(ppl, "detected_mean") < 0.6, "{ppl:?}");
+    let power = read_csv(&run.join("pernode.csv"));
+    let mmd_at = |n: f64| {
+        power
+            .iter()
+            .find(|r| r["test"] == "MMD to honest reference" && num(r, "samples_per_node") == n)
+            .unwrap_or_else(|| panic!("no MMD row at n={n}: {power:?}"))
+    };
+    assert!(num(mmd_at(10.0), "power") >= 0.95, "{:?}", mmd_at(10.0));
+    assert!(
+        num(mmd_at(10.0), "false_ejection") <= 0.05,
+        "{:?}",
+        mmd_at(10.0)
+    );
+    // One sample cannot reach p ≤ 1% against a reference this small.
+    assert_eq!(num(mmd_at(1.0), "power"), 0.0, "{:?}", mmd_at(1.0));
+    let economics = std::fs::read_to_string(run.join("economics.md")).expect("economics.md");
+    assert!(
+        economics.contains("honest samples flagged on held-out prompts"),
+        "{economics}"
+    );
+    assert!(
+        economics.contains("| gonka (consecutive + one-sigma) |"),
+        "{economics}"
+    );
+    assert!(
+        economics.contains("false ejections per 1,000 node-epochs"),
+        "{economics}"
+    );
 }
 
 fn check_determinism(dir: &Path) {

@@ -9,7 +9,7 @@
 use serde::Serialize;
 use statrs::distribution::{Binomial, DiscreteCDF};
 
-use super::analysis::Analysis;
+use super::heldout::HeldOut;
 use super::variant::VariantReport;
 use crate::engine::sampling::SplitMix64;
 
@@ -390,18 +390,20 @@ fn next_validated(from: u64, p: f64, rng: &mut SplitMix64) -> u64 {
 #[derive(Debug, Clone, Serialize)]
 pub struct AttackInputs {
     pub label: String,
-    /// Probability a validated cheated inference fails: the mean held-out
-    /// detection of the deployed distance at Gonka's calibrated bound.
+    /// Probability a validated cheated inference fails: the detector's mean
+    /// held-out detection (threshold fit on training prompts).
     pub detection: f64,
     /// Cost of a cheated inference over an honest one (weight bytes read
     /// per token; prefill adds `prefill_cost` of the claimed model).
     pub cost_ratio: f64,
 }
 
-/// Detection rates and cost ratios from a run's analysis and variants, and
-/// the honest failure rate (pooled held-out honest flags) as (k, n).
+/// What the simulation takes from a run: each attack's inputs for one
+/// detector, and that detector's honest flag count on held-out prompts as
+/// (k, n): the most any repeat flagged, each honest sample once.
 pub fn inputs(
-    a: &Analysis,
+    held_out: &[HeldOut],
+    detector: &str,
     variants: &[(String, VariantReport)],
     prefill_cost: f64,
 ) -> (Vec<AttackInputs>, (usize, usize)) {
@@ -413,32 +415,58 @@ pub fn inputs(
     };
     let honest_bytes = bytes("honest").unwrap_or(0.0);
     let mut honest = (0, 0);
-    let attacks = a
-        .settings
+    let attacks = held_out
         .iter()
-        .filter_map(|label| {
-            let splits = a.calibration.get(label).filter(|s| !s.is_empty())?;
-            let detection =
-                splits.iter().map(|s| s.test_detection).sum::<f64>() / splits.len() as f64;
-            let flagged: usize = splits.iter().map(|s| s.test_honest_flagged).sum();
-            let n: usize = splits.iter().map(|s| s.test_honest_n).sum();
-            if n > honest.1 {
-                honest = (flagged, n);
+        .filter(|h| h.detector == detector)
+        .filter_map(|h| {
+            let flagged = h.worst_flagged().0;
+            if (flagged, h.honest_n) > honest {
+                honest = (flagged, h.honest_n);
             }
-            let own = bytes(label)? / honest_bytes.max(1.0);
-            let cost_ratio = if label.starts_with("prefill:") {
+            let own = bytes(&h.setting)? / honest_bytes.max(1.0);
+            let cost_ratio = if h.setting.starts_with("prefill:") {
                 own + prefill_cost
             } else {
                 own
             };
             Some(AttackInputs {
-                label: label.clone(),
-                detection,
+                label: h.setting.clone(),
+                detection: h.detection().0,
                 cost_ratio,
             })
         })
         .collect();
     (attacks, honest)
+}
+
+/// False ejections of an honest node per 1,000 node-epochs served, per
+/// rule, at each assumed honest failure rate: (rule, rate, per 1,000).
+pub fn false_ejections(
+    net: &Network,
+    rules: &[Rule],
+    rates: &[f64],
+    runs: usize,
+    seed: u64,
+) -> Vec<(String, f64, f64)> {
+    let honest = &strategies(&[], &[], &[])[0];
+    let mut out = Vec::new();
+    for (i, &rate) in rates.iter().enumerate() {
+        let net = Network {
+            honest_fail: rate,
+            ..net.clone()
+        };
+        for (j, rule) in rules.iter().enumerate() {
+            let o = simulate(
+                &net,
+                honest,
+                *rule,
+                runs,
+                seed + (i * rules.len() + j) as u64,
+            );
+            out.push((o.rule, rate, 1000.0 * o.catch_per_epoch));
+        }
+    }
+    out
 }
 
 /// The strategies compared: honest, and each attack on a share of requests,

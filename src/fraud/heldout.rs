@@ -38,6 +38,8 @@ pub const FOLDS: usize = 5;
 pub const REPEATS: usize = 10;
 /// The name of the logistic-regression detector.
 pub const COMBINED: &str = "combined (logistic, all metrics)";
+/// The name of the detector that picks one metric per training split.
+pub const BEST_SINGLE: &str = "best single metric (chosen on train)";
 const SEED: u64 = 7;
 
 /// How one detector fares on prompts it was not fit on.
@@ -59,6 +61,8 @@ pub struct HeldOut {
     pub honest_flagged: Vec<usize>,
     /// Leave-one-source-out: (source, detected, fraud n, flagged, honest n).
     pub by_source: Vec<SourceResult>,
+    /// For [`BEST_SINGLE`]: how many training splits chose each metric.
+    pub chosen: BTreeMap<String, usize>,
 }
 
 /// A detector fit on every other source and tested on this one.
@@ -104,17 +108,17 @@ pub fn clopper_pearson_upper(k: usize, n: usize) -> f64 {
 
 /// One scored sample: its prompt index and source, and the detector inputs.
 #[derive(Debug, Clone)]
-struct Row {
-    index: usize,
-    source: String,
-    fraud: bool,
+pub(super) struct Row {
+    pub(super) index: usize,
+    pub(super) source: String,
+    pub(super) fraud: bool,
     /// Every metric's fraud score in [`metric_directions`] order (None when
     /// the sample lacks it).
-    features: Vec<Option<f64>>,
+    pub(super) features: Vec<Option<f64>>,
 }
 
-/// Every detector of every attack in a run, under the held-out protocol.
-pub fn evaluate(samples: &[Sample]) -> Vec<HeldOut> {
+/// Every run's rows per attack: the honest rows, then that attack's.
+pub(super) fn rows_by_setting(samples: &[Sample]) -> Vec<(String, Vec<Row>)> {
     let directions = metric_directions();
     let row = |s: &Sample| Row {
         index: s.index,
@@ -133,21 +137,33 @@ pub fn evaluate(samples: &[Sample]) -> Vec<HeldOut> {
         .collect();
     settings.sort();
     settings.dedup();
+    settings
+        .into_iter()
+        .map(|setting| {
+            let rows = honest
+                .iter()
+                .cloned()
+                .chain(ok().filter(|s| s.setting == setting).map(row))
+                .collect();
+            (setting.to_string(), rows)
+        })
+        .collect()
+}
+
+/// Every detector of every attack in a run, under the held-out protocol.
+pub fn evaluate(samples: &[Sample]) -> Vec<HeldOut> {
+    let names: Vec<String> = metric_directions().into_iter().map(|(m, _)| m).collect();
+    let mut detectors: Vec<(String, Detector)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.clone(), Detector::Metric(i)))
+        .collect();
+    detectors.push((BEST_SINGLE.into(), Detector::BestSingle));
+    detectors.push((COMBINED.into(), Detector::Combined));
     let mut out = Vec::new();
-    for setting in settings {
-        let rows: Vec<Row> = honest
-            .iter()
-            .cloned()
-            .chain(ok().filter(|s| s.setting == setting).map(row))
-            .collect();
-        let mut detectors: Vec<(String, Detector)> = directions
-            .iter()
-            .enumerate()
-            .map(|(i, (m, _))| (m.clone(), Detector::Metric(i)))
-            .collect();
-        detectors.push((COMBINED.into(), Detector::Combined));
-        for (name, detector) in detectors {
-            if let Some(h) = held_out(setting, &name, detector, &rows) {
+    for (setting, rows) in rows_by_setting(samples) {
+        for (name, detector) in &detectors {
+            if let Some(h) = held_out(&setting, name, *detector, &rows, &names) {
                 out.push(h);
             }
         }
@@ -167,24 +183,50 @@ fn source_of(prompt_id: &str) -> String {
 enum Detector {
     /// One metric, by index into [`metric_directions`].
     Metric(usize),
+    /// The metric that separates the training split best, in the direction
+    /// it separates it: the "best per-sample detector" without peeking.
+    BestSingle,
     Combined,
 }
 
+/// A detector's score of one row (None when it lacks the input).
+type ScoreFn = Box<dyn Fn(&Row) -> Option<f64>>;
+
 /// A detector fit on training rows: a score function and its threshold.
 struct Fitted {
-    score: Box<dyn Fn(&Row) -> Option<f64>>,
+    score: ScoreFn,
     threshold: f64,
     flipped: bool,
+    /// The metric a [`Detector::BestSingle`] chose.
+    chosen: Option<usize>,
+}
+
+/// Metric `i`'s training AUC in its nominal direction.
+fn training_auc(train: &[&Row], i: usize) -> Option<f64> {
+    let (h, f) = split_scores(train, &|r: &Row| r.features[i]);
+    analysis::auc(&h, &f)
+}
+
+/// Metric `i` as a score, flipped when `flip`.
+fn oriented(i: usize, flip: bool) -> ScoreFn {
+    let sign = if flip { -1.0 } else { 1.0 };
+    Box::new(move |r: &Row| r.features[i].map(|v| sign * v))
 }
 
 fn fit(detector: Detector, train: &[&Row]) -> Option<Fitted> {
-    let (score, flipped): (Box<dyn Fn(&Row) -> Option<f64>>, bool) = match detector {
+    let mut chosen = None;
+    let (score, flipped): (ScoreFn, bool) = match detector {
         Detector::Metric(i) => {
-            let nominal = |r: &Row| r.features[i];
-            let (h, f) = split_scores(train, &nominal);
-            let flip = analysis::auc(&h, &f)? < 0.5;
-            let sign = if flip { -1.0 } else { 1.0 };
-            (Box::new(move |r: &Row| r.features[i].map(|v| sign * v)), flip)
+            let flip = training_auc(train, i)? < 0.5;
+            (oriented(i, flip), flip)
+        }
+        Detector::BestSingle => {
+            let width = train.first()?.features.len();
+            let (i, auc) = (0..width)
+                .filter_map(|i| training_auc(train, i).map(|a| (i, a)))
+                .max_by(|a, b| (a.1 - 0.5).abs().total_cmp(&(b.1 - 0.5).abs()))?;
+            chosen = Some(i);
+            (oriented(i, auc < 0.5), auc < 0.5)
         }
         Detector::Combined => {
             let model = Logistic::fit(train)?;
@@ -197,6 +239,7 @@ fn fit(detector: Detector, train: &[&Row]) -> Option<Fitted> {
         score,
         threshold,
         flipped,
+        chosen,
     })
 }
 
@@ -222,7 +265,13 @@ fn judge(fitted: &Fitted, test: &[&Row]) -> (usize, usize, usize, usize, Option<
     (over(&f), f.len(), over(&h), h.len(), analysis::auc(&h, &f))
 }
 
-fn held_out(setting: &str, name: &str, detector: Detector, rows: &[Row]) -> Option<HeldOut> {
+fn held_out(
+    setting: &str,
+    name: &str,
+    detector: Detector,
+    rows: &[Row],
+    metric_names: &[String],
+) -> Option<HeldOut> {
     let mut indices: Vec<usize> = rows.iter().map(|r| r.index).collect();
     indices.sort_unstable();
     indices.dedup();
@@ -241,6 +290,7 @@ fn held_out(setting: &str, name: &str, detector: Detector, rows: &[Row]) -> Opti
         detected: Vec::new(),
         honest_flagged: Vec::new(),
         by_source: Vec::new(),
+        chosen: BTreeMap::new(),
     };
     let mut aucs = Vec::new();
     for _ in 0..REPEATS {
@@ -252,8 +302,12 @@ fn held_out(setting: &str, name: &str, detector: Detector, rows: &[Row]) -> Opti
             let fitted = fit(detector, &train)?;
             result.fits += 1;
             result.flipped += usize::from(fitted.flipped);
+            if let Some(name) = fitted.chosen.and_then(|i| metric_names.get(i)) {
+                *result.chosen.entry(name.clone()).or_default() += 1;
+            }
             let (c, f, h, hn, auc) = judge(&fitted, &test);
-            (caught, fraud_n, flagged, honest_n) = (caught + c, fraud_n + f, flagged + h, honest_n + hn);
+            (caught, fraud_n, flagged, honest_n) =
+                (caught + c, fraud_n + f, flagged + h, honest_n + hn);
             aucs.extend(auc);
         }
         result.detected.push(caught);
@@ -307,7 +361,7 @@ fn by_source(detector: Detector, rows: &[Row]) -> Vec<SourceResult> {
 /// L2-regularized logistic regression on standardized features, fit by
 /// Newton's method; a missing feature is imputed with its training mean
 /// (0 after standardizing).
-struct Logistic {
+pub(super) struct Logistic {
     mean: Vec<f64>,
     sd: Vec<f64>,
     /// Intercept first.
@@ -318,7 +372,7 @@ const RIDGE: f64 = 1.0;
 const NEWTON_STEPS: usize = 25;
 
 impl Logistic {
-    fn fit(train: &[&Row]) -> Option<Self> {
+    pub(super) fn fit(train: &[&Row]) -> Option<Self> {
         let d = train.first()?.features.len();
         let (mut mean, mut sd) = (vec![0.0; d], vec![1.0; d]);
         for j in 0..d {
@@ -382,7 +436,7 @@ impl Logistic {
     }
 
     /// The log-odds of fraud.
-    fn score(&self, r: &Row) -> f64 {
+    pub(super) fn score(&self, r: &Row) -> f64 {
         dot(&self.weights, &self.inputs(r))
     }
 }
@@ -408,8 +462,9 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
         b.swap(col, pivot);
         for row in col + 1..n {
             let f = a[row][col] / a[col][col];
-            for k in col..n {
-                a[row][k] -= f * a[col][k];
+            let (upper, lower) = a.split_at_mut(row);
+            for (target, source) in lower[0][col..].iter_mut().zip(&upper[col][col..]) {
+                *target -= f * source;
             }
             b[row] -= f * b[col];
         }
@@ -499,6 +554,15 @@ pub fn csv(results: &[HeldOut]) -> String {
 fn direction_cell(r: &HeldOut) -> String {
     match (r.detector.as_str(), r.flipped) {
         (COMBINED, _) => "fit".into(),
+        (BEST_SINGLE, _) => {
+            let mut picks: Vec<(&String, &usize)> = r.chosen.iter().collect();
+            picks.sort_by(|a, b| b.1.cmp(a.1));
+            let named: Vec<String> = picks
+                .iter()
+                .map(|(m, k)| format!("{m} {k}/{}", r.fits))
+                .collect();
+            format!("chose {}", named.join(", "))
+        }
         (_, 0) => "as named".into(),
         (_, k) if k == r.fits => "flipped".into(),
         (_, k) => format!("flipped in {k}/{} folds", r.fits),
@@ -572,10 +636,24 @@ mod tests {
         out
     }
 
+    fn names() -> Vec<String> {
+        vec!["signal".into(), "noise".into()]
+    }
+
+    #[test]
+    fn the_best_single_metric_is_chosen_on_each_training_split() {
+        let rows = rows(60, -2.0, 5);
+        let h =
+            held_out("int4", BEST_SINGLE, Detector::BestSingle, &rows, &names()).expect("enough");
+        assert_eq!(h.chosen.get("signal"), Some(&h.fits), "{:?}", h.chosen);
+        assert_eq!(h.flipped, h.fits);
+        assert!(h.detected.iter().all(|&d| d == 60));
+    }
+
     #[test]
     fn every_sample_is_tested_once_per_repeat() {
         let rows = rows(60, 2.0, 1);
-        let h = held_out("int4", "m", Detector::Metric(0), &rows).expect("enough");
+        let h = held_out("int4", "m", Detector::Metric(0), &rows, &names()).expect("enough");
         assert_eq!((h.honest_n, h.fraud_n), (60, 60));
         assert_eq!(h.detected.len(), REPEATS);
         assert_eq!(h.fits, REPEATS * FOLDS);
@@ -583,18 +661,29 @@ mod tests {
         // largest training honest score, so a test honest sample above it
         // is flagged now and then: that is the rate being measured.
         assert!(h.detected.iter().all(|&d| d == 60), "{:?}", h.detected);
-        assert!(h.honest_flagged.iter().all(|&k| k <= 5), "{:?}", h.honest_flagged);
-        assert!(h.honest_flagged.iter().any(|&k| k > 0), "{:?}", h.honest_flagged);
+        assert!(
+            h.honest_flagged.iter().all(|&k| k <= 5),
+            "{:?}",
+            h.honest_flagged
+        );
+        assert!(
+            h.honest_flagged.iter().any(|&k| k > 0),
+            "{:?}",
+            h.honest_flagged
+        );
         assert_eq!(h.auc, 1.0);
         assert_eq!(h.flipped, 0);
         assert_eq!(h.by_source.len(), 3);
-        assert!(h.by_source.iter().all(|s| s.detected == s.fraud_n && s.fraud_n == 20));
+        assert!(h
+            .by_source
+            .iter()
+            .all(|s| s.detected == s.fraud_n && s.fraud_n == 20));
     }
 
     #[test]
     fn a_metric_pointing_the_wrong_way_is_flipped_on_training_data() {
         let rows = rows(60, -2.0, 2);
-        let h = held_out("int4", "m", Detector::Metric(0), &rows).expect("enough");
+        let h = held_out("int4", "m", Detector::Metric(0), &rows, &names()).expect("enough");
         assert_eq!(h.flipped, h.fits, "every training fold sees it reversed");
         assert_eq!(h.auc, 1.0);
         assert!(h.detected.iter().all(|&d| d == 60));
@@ -604,7 +693,7 @@ mod tests {
     fn noise_detects_about_its_false_positive_rate() {
         // Negative control: a feature without signal catches few frauds.
         let rows = rows(100, 0.0, 3);
-        let h = held_out("int4", "noise", Detector::Metric(1), &rows).expect("enough");
+        let h = held_out("int4", "noise", Detector::Metric(1), &rows, &names()).expect("enough");
         let (mean, _, _) = h.detection();
         assert!(mean < 0.1, "noise caught {mean}");
         assert!((h.auc - 0.5).abs() < 0.1, "AUC {}", h.auc);
@@ -613,14 +702,19 @@ mod tests {
     #[test]
     fn the_combined_detector_finds_the_informative_feature() {
         let rows = rows(60, 0.6, 4);
-        let single = held_out("int4", "m", Detector::Metric(0), &rows).expect("enough");
-        let combined = held_out("int4", COMBINED, Detector::Combined, &rows).expect("enough");
+        let single = held_out("int4", "m", Detector::Metric(0), &rows, &names()).expect("enough");
+        let combined =
+            held_out("int4", COMBINED, Detector::Combined, &rows, &names()).expect("enough");
         assert!(combined.auc > 0.85, "AUC {}", combined.auc);
         assert!((combined.auc - single.auc).abs() < 0.05);
         let train: Vec<&Row> = rows.iter().collect();
         let model = Logistic::fit(&train).expect("fit");
         assert!(model.weights[1] > 1.0, "signal weight {:?}", model.weights);
-        assert!(model.weights[2].abs() < 0.5, "noise weight {:?}", model.weights);
+        assert!(
+            model.weights[2].abs() < 0.5,
+            "noise weight {:?}",
+            model.weights
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod analysis;
 pub mod economics;
 pub mod heldout;
+pub mod pernode;
 pub mod plots;
 pub mod prefill;
 pub mod prompts;

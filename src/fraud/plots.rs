@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::analysis::{self, Analysis, LENGTH_BINS};
+use super::pernode::{NodePower, SAMPLES_PER_NODE};
 use super::samples::Sample;
 use super::Role;
 use crate::results::csv_text::csv_text;
@@ -19,7 +20,39 @@ const DRAWN: &[&str] = &[
 ];
 const PPL_BINS: usize = 20;
 
-fn slug(setting: &str) -> String {
+/// The per-node power figure (`power-per-node`): power against samples per
+/// node, one line per attack and test, at the fixed honest ejection rate.
+pub fn write_power(dir: &Path, results: &[NodePower]) -> Result<(), FigureError> {
+    let names: Vec<String> = SAMPLES_PER_NODE.iter().map(|n| n.to_string()).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let chart = LineChart {
+        title: "Per-node tests: power against samples per node (≤ 1% honest nodes ejected)".into(),
+        x_label: "samples per node",
+        y_label: "cheating nodes ejected",
+        x_range: (-0.3, SAMPLES_PER_NODE.len() as f64 - 0.7),
+        y_range: (0.0, 1.02),
+        x_names: Some(&names),
+        diagonal: false,
+    };
+    let series: Vec<Series> = results
+        .iter()
+        .map(|r| Series {
+            name: format!("{} · {}", r.setting, r.test.name()),
+            points: r
+                .curve
+                .iter()
+                .filter_map(|p| {
+                    let x = SAMPLES_PER_NODE.iter().position(|&n| n == p.samples)?;
+                    Some((x as f64, p.power))
+                })
+                .collect(),
+        })
+        .collect();
+    figure::lines(&dir.join("power-per-node"), &chart, &series)
+}
+
+/// A setting's name as it appears in figure file names.
+pub fn slug(setting: &str) -> String {
     setting.replace([':', '/', ' '], "-")
 }
 

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use crate::fraud::analysis::{self, Analysis, MetricRow, SEED_MISMATCH};
 use crate::fraud::heldout::{self, HeldOut};
+use crate::fraud::pernode::{self, NodePower};
+use crate::fraud::plots;
 use crate::fraud::samples::{self, Meta};
 
 use super::{parse_error, TablesError};
@@ -19,6 +21,20 @@ pub struct FraudRun {
     pub analysis: Analysis,
     /// Every detector under the held-out protocol.
     pub held_out: Vec<HeldOut>,
+    /// The per-node tests' power curves.
+    pub per_node: Vec<NodePower>,
+}
+
+impl FraudRun {
+    /// The claimed model and the sampling temperatures (honest / cheater):
+    /// Gonka's setting is 0.99 / 0.7; equal temperatures are the control.
+    pub fn label(&self) -> String {
+        let fp = &self.meta.fingerprint;
+        format!(
+            "{} · T {}/{}",
+            fp.claimed, fp.temperature_honest, fp.temperature_fraud
+        )
+    }
 }
 
 /// Every run directory under `<results>/fraud/runs`, by name.
@@ -29,11 +45,13 @@ pub fn read_runs(results: &Path) -> Result<Vec<FraudRun>, TablesError> {
         let samples = samples::read(&dir).map_err(|e| parse_error(&dir, e))?;
         let analysis = analysis::analyze(&samples);
         let held_out = heldout::evaluate(&samples);
+        let per_node = pernode::evaluate(&samples);
         out.push(FraudRun {
             dir,
             meta,
             analysis,
             held_out,
+            per_node,
         });
     }
     Ok(out)
@@ -65,10 +83,11 @@ fn auc_cell(r: Option<&MetricRow>) -> String {
 /// The detectors of the headline held-out table (every detector is in each
 /// run's report): Gonka's deployed distance, the perplexity score, the seed
 /// check and the combined detector.
-const HEADLINE_DETECTORS: [&str; 4] = [
+const HEADLINE_DETECTORS: [&str; 5] = [
     "gonka_similarity",
     "perplexity_score",
     SEED_MISMATCH,
+    heldout::BEST_SINGLE,
     heldout::COMBINED,
 ];
 
@@ -85,7 +104,18 @@ pub fn held_out_markdown(runs: &[FraudRun]) -> String {
             .filter(|r| HEADLINE_DETECTORS.contains(&r.detector.as_str()))
             .cloned()
             .collect();
-        out.push_str(&heldout::markdown(&run.meta.fingerprint.claimed, &rows));
+        out.push_str(&heldout::markdown(&run.label(), &rows));
+    }
+    out
+}
+
+/// The per-node table: both tests for every (model, attack).
+pub fn per_node_markdown(runs: &[FraudRun]) -> String {
+    let mut out = pernode::legend();
+    out.push('\n');
+    out.push_str(pernode::TABLE_HEADER);
+    for run in runs {
+        out.push_str(&pernode::markdown(&run.label(), &run.per_node));
     }
     out
 }
@@ -181,17 +211,23 @@ pub fn csv(runs: &[FraudRun]) -> String {
 /// Links to each run's ROC figures, relative to the results directory.
 pub fn figures_markdown(results: &Path, runs: &[FraudRun]) -> String {
     let mut out = String::new();
+    let link = |png: PathBuf| {
+        png.exists().then(|| {
+            png.strip_prefix(results)
+                .unwrap_or(&png)
+                .display()
+                .to_string()
+        })
+    };
     for run in runs {
         for setting in &run.analysis.settings {
-            let png = run.dir.join(format!("roc-{setting}.png"));
-            if png.exists() {
-                let rel = png.strip_prefix(results).unwrap_or(&png);
-                out.push_str(&format!(
-                    "- {} · {setting}: [ROC]({})\n",
-                    run.meta.fingerprint.claimed,
-                    rel.display()
-                ));
+            let roc = run.dir.join(format!("roc-{}.png", plots::slug(setting)));
+            if let Some(rel) = link(roc) {
+                out.push_str(&format!("- {} · {setting}: [ROC]({rel})\n", run.label()));
             }
+        }
+        if let Some(rel) = link(run.dir.join("power-per-node.png")) {
+            out.push_str(&format!("- {}: [per-node power]({rel})\n", run.label()));
         }
     }
     out

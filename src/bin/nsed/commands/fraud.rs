@@ -13,7 +13,7 @@ use nsed::fraud::analysis::{self, Analysis};
 use nsed::fraud::economics::{self, Network, Rule};
 use nsed::fraud::samples::{self, Fingerprint, Lab, Meta};
 use nsed::fraud::variant::VariantReport;
-use nsed::fraud::{heldout, plots, prompts};
+use nsed::fraud::{heldout, pernode, plots, prompts};
 use nsed::fraud::{Attack, Precision};
 use nsed::results::provenance::{self, RunInfo};
 
@@ -132,6 +132,12 @@ pub struct NetworkArgs {
     /// Shares of requests cheated on.
     #[arg(long, value_delimiter = ',', default_value = "0.01,0.05,0.2,1", value_parser = crate::bounds::unit)]
     pub cheat_shares: Vec<f64>,
+    /// The validator's per-sample detector whose held-out detection and
+    /// honest flag rate feed the simulation: gonka_similarity (Gonka's
+    /// deployed distance), any metric of the run's report, or
+    /// "combined (logistic, all metrics)".
+    #[arg(long, default_value = "gonka_similarity")]
+    pub detector: String,
 }
 
 impl SimulateFraudArgs {
@@ -309,21 +315,41 @@ fn write_variants(out: &Path, lab: &Lab) -> Result<()> {
 /// economics.md and economics.csv.
 fn economics_run(dir: &Path, n: &NetworkArgs) -> Result<String> {
     let samples = samples::read(dir)?;
-    let analysis = analysis::analyze(&samples);
     let text = std::fs::read_to_string(dir.join("variants.json"))
         .with_context(|| format!("{}: no variants.json", dir.display()))?;
     let variants: Vec<(String, VariantReport)> = serde_json::from_str(&text)?;
-    let (attacks, (flagged, heldout)) = economics::inputs(&analysis, &variants, n.prefill_cost);
-    if attacks.is_empty() {
-        anyhow::bail!("{}: no attack has a calibrated detection rate yet (needs ≥ 5 honest and 5 fraud samples)", dir.display());
+    let held_out = heldout::evaluate(&samples);
+    if held_out.is_empty() {
+        anyhow::bail!(
+            "{}: too few samples for held-out detection rates (needs {} prompts with an honest and a fraud sample); resume the run with more --samples-honest/--samples-fraud",
+            dir.display(),
+            2 * heldout::FOLDS
+        );
     }
+    if !held_out.iter().any(|h| h.detector == n.detector) {
+        let mut known: Vec<&str> = held_out.iter().map(|h| h.detector.as_str()).collect();
+        known.dedup();
+        anyhow::bail!(
+            "--detector `{}` is not a detector of this run; use one of: {}",
+            n.detector,
+            known.join(", ")
+        );
+    }
+    let (attacks, (flagged, honest_n)) =
+        economics::inputs(&held_out, &n.detector, &variants, n.prefill_cost);
+    if attacks.is_empty() {
+        anyhow::bail!(
+            "{}: no attack's weights are in variants.json",
+            dir.display()
+        );
+    }
+    let measured = flagged as f64 / honest_n.max(1) as f64;
+    let upper = heldout::clopper_pearson_upper(flagged, honest_n);
     let net = Network {
         traffic: n.traffic,
         validators: n.validators,
         network_fpr: n.network_fpr,
-        honest_fail: n
-            .honest_fail
-            .unwrap_or(flagged as f64 / heldout.max(1) as f64),
+        honest_fail: n.honest_fail.unwrap_or(measured),
         honest_cost: n.honest_cost,
         collateral_epochs: n.collateral_epochs,
         slash: 0.2,
@@ -346,10 +372,20 @@ fn economics_run(dir: &Path, n: &NetworkArgs) -> Result<String> {
         n.runs
     );
     let outcomes = economics::table(&net, &strategies, &rules, n.runs, 42);
+    let mut rates = vec![measured, upper];
+    rates.extend(n.honest_fail);
+    let ejections = economics::false_ejections(&net, &rules, &rates, n.runs, 4242);
     let md = format!(
-        "# Economics of cheating · {}\n\nHonest failure rate {flagged}/{heldout} held-out honest samples flagged at the calibrated bound.\n\n{}",
+        "# Economics of cheating · {}\n\n\
+         Detector `{}`: detection per attack is its mean held-out detection; the honest failure \
+         rate is {flagged}/{honest_n} honest samples flagged on held-out prompts ({:.2}%, exact 95% \
+         upper bound {:.2}%).\n\n{}\n{}",
         dir.display(),
-        economics::markdown(&net, &attacks, &outcomes)
+        n.detector,
+        100.0 * measured,
+        100.0 * upper,
+        economics::markdown(&net, &attacks, &outcomes),
+        false_ejection_markdown(&ejections, n.runs, n.epochs),
     );
     nsed::results::output::write_atomic(&dir.join("economics.md"), md.as_bytes())?;
     let header = [
@@ -382,6 +418,24 @@ fn economics_run(dir: &Path, n: &NetworkArgs) -> Result<String> {
     Ok(md)
 }
 
+/// False ejections of honest nodes per 1,000 node-epochs, per rule and
+/// assumed honest failure rate.
+fn false_ejection_markdown(rows: &[(String, f64, f64)], runs: usize, epochs: usize) -> String {
+    let mut out = format!(
+        "\n## False ejections of honest nodes\n\nPer 1,000 node-epochs served ({runs} simulated \
+         honest nodes × up to {epochs} epochs each), at the measured honest failure rate and at \
+         its 95% upper bound (and at `--honest-fail` when given).\n\n\
+         | rule | honest failure rate | false ejections per 1,000 node-epochs |\n|---|---|---|\n"
+    );
+    for (rule, rate, per_1000) in rows {
+        out.push_str(&format!(
+            "| {rule} | {:.2}% | {per_1000:.2} |\n",
+            100.0 * rate
+        ));
+    }
+    out
+}
+
 /// `nsed report fraud DIR`.
 pub fn report_fraud_cmd(dir: &Path) -> Result<()> {
     outln!("{}", report_run(dir)?);
@@ -396,13 +450,19 @@ pub(crate) fn report_run(dir: &Path) -> Result<String> {
     let samples = samples::read(dir)?;
     let analysis = analysis::analyze(&samples);
     let held_out = heldout::evaluate(&samples);
+    let per_node = pernode::evaluate(&samples);
+    let model = &meta.fingerprint.claimed;
     let md = format!(
-        "{}\n{}\n## Held-out detection\n\n{}\n{}{}",
+        "{}\n{}\n## Held-out detection\n\n{}\n{}{}\n## Per-node tests\n\n{}\n{}{}\n\
+         ![power per node](power-per-node.png)\n",
         header(&meta, &analysis, dir),
-        analysis.markdown(&meta.fingerprint.claimed),
+        analysis.markdown(model),
         heldout::legend(),
         heldout::TABLE_HEADER,
-        heldout::markdown(&meta.fingerprint.claimed, &held_out)
+        heldout::markdown(model, &held_out),
+        pernode::legend(),
+        pernode::TABLE_HEADER,
+        pernode::markdown(model, &per_node),
     );
     let write = |name: &str, text: &str| {
         nsed::results::output::write_atomic(&dir.join(name), text.as_bytes())
@@ -411,12 +471,15 @@ pub(crate) fn report_run(dir: &Path) -> Result<String> {
     write("metrics.csv", &analysis.metrics_csv())?;
     write("lengths.csv", &analysis.lengths_csv())?;
     write("heldout.csv", &heldout::csv(&held_out))?;
+    write("pernode.csv", &pernode::csv(&per_node))?;
     write(
         "perplexity.csv",
         &plots::perplexity_csv(&samples, &analysis),
     )?;
     // Figures need a font; the tables above are written either way.
-    if let Err(e) = plots::write(dir, &samples, &analysis) {
+    let figures =
+        plots::write(dir, &samples, &analysis).and_then(|_| plots::write_power(dir, &per_node));
+    if let Err(e) = figures {
         eprintln!("warning: figures not written: {e}");
     }
     Ok(md)

@@ -1,0 +1,546 @@
+//! Per-node tests: a validator that has seen `n` samples from one node
+//! decides whether the node runs the claimed model, at a fixed false
+//! ejection rate for honest nodes. This module owns the two tests and their
+//! power curves (power against samples per node).
+//!
+//! - **Mean score:** the combined per-sample detector (logistic regression
+//!   over every metric, fit on training prompts) averaged over the node's
+//!   samples.
+//! - **MMD:** Model Equality Testing's statistic (Gao, Liang, Guestrin,
+//!   ICLR 2025), the maximum mean discrepancy between the node's samples and
+//!   a reference set of honest samples, here over each sample's replay
+//!   metrics (standardized on the training honest samples; Gaussian kernel,
+//!   median-distance bandwidth). It needs no fraud examples to fit.
+//!
+//! Both are two-sample tests of the node's samples against a reference set
+//! of honest samples, with permutation p-values ([`PERMUTATIONS`]): under
+//! the null (the node is honest) node and reference samples are
+//! exchangeable, so an honest node is ejected at most [`FALSE_EJECTION`] of
+//! the time whatever n, and the finite reference's own noise is accounted
+//! for. Protocol: prompts are split in random halves ([`SPLITS`] times). On
+//! the training half the logistic detector is fit (on half of its honest
+//! samples and all its fraud samples; the other honest half is the mean
+//! score's reference, so the reference is not scored in-sample) and the MMD
+//! kernel is standardized (its reference: every training honest sample).
+//! Nodes of each kind are drawn without replacement from the test half, so
+//! power and honest ejection are measured on prompts the tests never saw.
+
+use serde::Serialize;
+
+use super::heldout::{rows_by_setting, Logistic, Row};
+use super::samples::Sample;
+use crate::engine::sampling::SplitMix64;
+
+/// The honest ejection rate the thresholds are set for.
+pub const FALSE_EJECTION: f64 = 0.01;
+/// The power the "samples needed" column asks for.
+pub const TARGET_POWER: f64 = 0.99;
+/// Samples per node at which power is measured.
+pub const SAMPLES_PER_NODE: [usize; 6] = [1, 2, 5, 10, 20, 50];
+/// Random train/test halvings of the prompts.
+pub const SPLITS: usize = 5;
+/// Permutations per p-value: with 199, p ≤ 1% needs the node to beat all
+/// but one.
+pub const PERMUTATIONS: usize = 199;
+/// Simulated test nodes per kind, size and split.
+pub const TEST_NODES: usize = 100;
+const SEED: u64 = 11;
+
+/// The two per-node tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum NodeTest {
+    MeanScore,
+    Mmd,
+}
+
+impl NodeTest {
+    pub const ALL: [NodeTest; 2] = [NodeTest::MeanScore, NodeTest::Mmd];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeTest::MeanScore => "mean combined score",
+            NodeTest::Mmd => "MMD to honest reference",
+        }
+    }
+}
+
+/// Power and false ejection at one node size, averaged over splits.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PowerAt {
+    pub samples: usize,
+    pub power: f64,
+    pub false_ejection: f64,
+}
+
+/// One test's curve for one attack.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodePower {
+    pub setting: String,
+    pub test: NodeTest,
+    /// Distinct samples behind the curve (each kind's test halves draw on
+    /// them).
+    pub honest_n: usize,
+    pub fraud_n: usize,
+    pub curve: Vec<PowerAt>,
+}
+
+impl NodePower {
+    /// The fewest samples per node (of [`SAMPLES_PER_NODE`]) reaching
+    /// [`TARGET_POWER`].
+    pub fn samples_needed(&self) -> Option<&PowerAt> {
+        self.curve.iter().find(|p| p.power >= TARGET_POWER)
+    }
+}
+
+/// Both tests for every attack of a run.
+pub fn evaluate(samples: &[Sample]) -> Vec<NodePower> {
+    let mut out = Vec::new();
+    for (setting, rows) in rows_by_setting(samples) {
+        for test in NodeTest::ALL {
+            if let Some(p) = curve(&setting, test, &rows) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn curve(setting: &str, test: NodeTest, rows: &[Row]) -> Option<NodePower> {
+    let mut indices: Vec<usize> = rows.iter().map(|r| r.index).collect();
+    indices.sort_unstable();
+    indices.dedup();
+    if indices.len() < 8 {
+        return None;
+    }
+    let mut rng = SplitMix64::new(SEED);
+    let sizes = SAMPLES_PER_NODE.len();
+    // Per size: (sum of power, sum of honest ejection, splits measured).
+    let mut sums = vec![(0.0, 0.0, 0usize); sizes];
+    for _ in 0..SPLITS {
+        let train_half = random_half(&indices, &mut rng);
+        let (train, held): (Vec<&Row>, Vec<&Row>) = rows
+            .iter()
+            .partition(|r| train_half.binary_search(&r.index).is_ok());
+        let Some(scorer) = Scorer::fit(test, &train, &mut rng) else {
+            continue;
+        };
+        let honest: Vec<&Row> = held.iter().copied().filter(|r| !r.fraud).collect();
+        let fraud: Vec<&Row> = held.iter().copied().filter(|r| r.fraud).collect();
+        for (k, &n) in SAMPLES_PER_NODE.iter().enumerate() {
+            if n > honest.len() || n > fraud.len() {
+                continue;
+            }
+            let mut share = |pool: &[&Row]| {
+                let ejected = (0..TEST_NODES)
+                    .filter(|_| scorer.ejects(&draw(pool, n, &mut rng), &mut rng))
+                    .count();
+                ejected as f64 / TEST_NODES as f64
+            };
+            let (p, e) = (share(&fraud), share(&honest));
+            sums[k] = (sums[k].0 + p, sums[k].1 + e, sums[k].2 + 1);
+        }
+    }
+    let curve: Vec<PowerAt> = SAMPLES_PER_NODE
+        .iter()
+        .zip(&sums)
+        .filter(|(_, s)| s.2 > 0)
+        .map(|(&n, &(p, e, splits))| PowerAt {
+            samples: n,
+            power: p / splits as f64,
+            false_ejection: e / splits as f64,
+        })
+        .collect();
+    if curve.is_empty() {
+        return None;
+    }
+    let count = |fraud: bool| rows.iter().filter(|r| r.fraud == fraud).count();
+    Some(NodePower {
+        setting: setting.into(),
+        test,
+        honest_n: count(false),
+        fraud_n: count(true),
+        curve,
+    })
+}
+/// Half of the prompt indices, sorted.
+fn random_half(indices: &[usize], rng: &mut SplitMix64) -> Vec<usize> {
+    let mut shuffled = indices.to_vec();
+    shuffle(&mut shuffled, rng);
+    let mut half = shuffled[..shuffled.len() / 2].to_vec();
+    half.sort_unstable();
+    half
+}
+
+fn shuffle<T>(v: &mut [T], rng: &mut SplitMix64) {
+    for i in (1..v.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+}
+
+/// `n` distinct rows of `pool` (n ≤ its size).
+fn draw<'a>(pool: &[&'a Row], n: usize, rng: &mut SplitMix64) -> Vec<&'a Row> {
+    let mut picked = pool.to_vec();
+    // A partial Fisher-Yates shuffle: the first n are a uniform draw.
+    for i in 0..n.min(picked.len()) {
+        let j = i + (rng.next_u64() % (picked.len() - i) as u64) as usize;
+        picked.swap(i, j);
+    }
+    picked.truncate(n);
+    picked
+}
+
+/// A fitted per-node test: the detector (or kernel) and the honest
+/// reference the node is compared with.
+enum Scorer {
+    MeanScore {
+        /// The reference's combined scores.
+        reference: Vec<f64>,
+        model: Logistic,
+    },
+    Mmd {
+        kernel: Kernel,
+        reference: Vec<Vec<f64>>,
+    },
+}
+
+impl Scorer {
+    fn fit(test: NodeTest, train: &[&Row], rng: &mut SplitMix64) -> Option<Self> {
+        let mut honest: Vec<&Row> = train.iter().copied().filter(|r| !r.fraud).collect();
+        if honest.len() < 4 {
+            return None;
+        }
+        match test {
+            NodeTest::MeanScore => {
+                shuffle(&mut honest, rng);
+                let reference = honest.split_off(honest.len() / 2);
+                let fit_on: Vec<&Row> = honest
+                    .into_iter()
+                    .chain(train.iter().copied().filter(|r| r.fraud))
+                    .collect();
+                let model = Logistic::fit(&fit_on)?;
+                Some(Scorer::MeanScore {
+                    reference: reference.iter().map(|r| model.score(r)).collect(),
+                    model,
+                })
+            }
+            NodeTest::Mmd => {
+                let kernel = Kernel::fit(&honest);
+                let reference = honest.iter().map(|r| kernel.embed(r)).collect();
+                Some(Scorer::Mmd { kernel, reference })
+            }
+        }
+    }
+
+    /// Whether the permutation p-value of the node against the reference
+    /// is at most [`FALSE_EJECTION`].
+    fn ejects(&self, node: &[&Row], rng: &mut SplitMix64) -> bool {
+        let p = match self {
+            Scorer::MeanScore { reference, model } => {
+                let xs: Vec<f64> = node.iter().map(|r| model.score(r)).collect();
+                permutation_p(xs.len(), &pooled(xs, reference), rng, |pool, n| {
+                    mean(&pool[..n]) - mean(&pool[n..])
+                })
+            }
+            Scorer::Mmd { kernel, reference } => {
+                let xs: Vec<Vec<f64>> = node.iter().map(|r| kernel.embed(r)).collect();
+                let pool = pooled(xs, reference);
+                let gram = kernel.gram(&pool);
+                let n = node.len();
+                let mut order: Vec<usize> = (0..pool.len()).collect();
+                let observed = mmd2(&gram, &order, n);
+                let mut beaten = 0;
+                for _ in 0..PERMUTATIONS {
+                    shuffle(&mut order, rng);
+                    if mmd2(&gram, &order, n) >= observed {
+                        beaten += 1;
+                    }
+                }
+                (1 + beaten) as f64 / (1 + PERMUTATIONS) as f64
+            }
+        };
+        p <= FALSE_EJECTION
+    }
+}
+
+/// The node's items, then the reference's.
+fn pooled<T: Clone>(node: Vec<T>, reference: &[T]) -> Vec<T> {
+    let mut pool = node;
+    pool.extend_from_slice(reference);
+    pool
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// One-sided permutation p-value of `statistic(pool, n)`, the node being
+/// the first n items of `pool`.
+fn permutation_p(
+    n: usize,
+    pool: &[f64],
+    rng: &mut SplitMix64,
+    statistic: impl Fn(&[f64], usize) -> f64,
+) -> f64 {
+    let observed = statistic(pool, n);
+    let mut shuffled = pool.to_vec();
+    let beaten = (0..PERMUTATIONS)
+        .filter(|_| {
+            shuffle(&mut shuffled, rng);
+            statistic(&shuffled, n) >= observed
+        })
+        .count();
+    (1 + beaten) as f64 / (1 + PERMUTATIONS) as f64
+}
+
+/// The unbiased MMD² between the items `order[..n]` and `order[n..]` of a
+/// Gram matrix (with one node sample, its within term is left out: the
+/// same for every permutation's single item, since k(x, x) = 1).
+fn mmd2(gram: &[Vec<f64>], order: &[usize], n: usize) -> f64 {
+    let (x, y) = order.split_at(n);
+    let within = |s: &[usize]| {
+        if s.len() < 2 {
+            return 0.0;
+        }
+        let mut sum = 0.0;
+        for (a, &i) in s.iter().enumerate() {
+            for &j in &s[a + 1..] {
+                sum += gram[i][j];
+            }
+        }
+        2.0 * sum / (s.len() * (s.len() - 1)) as f64
+    };
+    let mut cross = 0.0;
+    for &i in x {
+        for &j in y {
+            cross += gram[i][j];
+        }
+    }
+    within(x) + within(y) - 2.0 * cross / (x.len() * y.len()).max(1) as f64
+}
+
+/// A Gaussian kernel on standardized metric vectors.
+struct Kernel {
+    mean: Vec<f64>,
+    sd: Vec<f64>,
+    /// 2σ², σ the median distance between honest training samples.
+    scale: f64,
+}
+
+impl Kernel {
+    fn fit(honest: &[&Row]) -> Self {
+        let d = honest.first().map_or(0, |r| r.features.len());
+        let (mut mean, mut sd) = (vec![0.0; d], vec![1.0; d]);
+        for j in 0..d {
+            let v: Vec<f64> = honest.iter().filter_map(|r| r.features[j]).collect();
+            if v.len() < 2 {
+                continue;
+            }
+            mean[j] = v.iter().sum::<f64>() / v.len() as f64;
+            let var = v.iter().map(|x| (x - mean[j]).powi(2)).sum::<f64>() / (v.len() - 1) as f64;
+            sd[j] = if var > 0.0 { var.sqrt() } else { 1.0 };
+        }
+        let mut kernel = Self {
+            mean,
+            sd,
+            scale: 1.0,
+        };
+        let xs: Vec<Vec<f64>> = honest.iter().map(|r| kernel.embed(r)).collect();
+        let mut d2: Vec<f64> = Vec::new();
+        for (i, a) in xs.iter().enumerate() {
+            for b in &xs[i + 1..] {
+                d2.push(squared_distance(a, b));
+            }
+        }
+        d2.sort_by(f64::total_cmp);
+        let median = d2.get(d2.len() / 2).copied().unwrap_or(1.0);
+        kernel.scale = if median > 0.0 { 2.0 * median } else { 1.0 };
+        kernel
+    }
+
+    /// Standardized features; a missing one sits at the honest mean.
+    fn embed(&self, r: &Row) -> Vec<f64> {
+        r.features
+            .iter()
+            .enumerate()
+            .map(|(j, v)| v.map_or(0.0, |v| (v - self.mean[j]) / self.sd[j]))
+            .collect()
+    }
+
+    fn k(&self, a: &[f64], b: &[f64]) -> f64 {
+        (-squared_distance(a, b) / self.scale).exp()
+    }
+
+    /// Every pair's kernel value.
+    fn gram(&self, xs: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        xs.iter()
+            .map(|a| xs.iter().map(|b| self.k(a, b)).collect())
+            .collect()
+    }
+}
+
+fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum()
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", 100.0 * x)
+}
+
+/// How to read [`markdown`]'s table.
+pub fn legend() -> String {
+    format!(
+        "Two-sample tests of a node's n samples against honest reference samples from training \
+         prompts; the node is ejected when the permutation p-value ({PERMUTATIONS} permutations) \
+         is ≤ {}%, so an honest node is ejected at most that often whatever n. Power (cheating \
+         nodes ejected) and honest ejection are measured on held-out prompts: {SPLITS} random \
+         halvings, {TEST_NODES} simulated nodes per kind and n, each n distinct held-out samples \
+         (sizes larger than a held-out half are not measured). \"n for {}%\": the fewest samples \
+         per node of {:?} reaching {}% power, with the honest ejection measured there.\n",
+        FALSE_EJECTION * 100.0,
+        TARGET_POWER * 100.0,
+        SAMPLES_PER_NODE,
+        TARGET_POWER * 100.0,
+    )
+}
+
+/// The header of [`markdown`]'s table.
+pub const TABLE_HEADER: &str = "| model | attack | test | power n=1 | n=5 | n=10 | n=20 | n for 99% (honest ejected there) |\n\
+     |---|---|---|---|---|---|---|---|\n";
+
+/// The per-node rows of one run (no header).
+pub fn markdown(model: &str, results: &[NodePower]) -> String {
+    let mut out = String::new();
+    for r in results {
+        let at = |n: usize| {
+            r.curve
+                .iter()
+                .find(|p| p.samples == n)
+                .map_or("–".into(), |p| pct(p.power))
+        };
+        let needed = r.samples_needed().map_or(
+            format!(
+                "> {} (not reached)",
+                r.curve.last().map_or(0, |p| p.samples)
+            ),
+            |p| format!("{} ({})", p.samples, pct(p.false_ejection)),
+        );
+        out.push_str(&format!(
+            "| {model} | {} | {} | {} | {} | {} | {} | {needed} |\n",
+            r.setting,
+            r.test.name(),
+            at(1),
+            at(5),
+            at(10),
+            at(20)
+        ));
+    }
+    out
+}
+
+/// The columns of [`csv`].
+pub const CSV_HEADER: [&str; 7] = [
+    "setting",
+    "test",
+    "honest_n",
+    "fraud_n",
+    "samples_per_node",
+    "power",
+    "false_ejection",
+];
+
+/// One line per (attack, test, samples per node).
+pub fn csv(results: &[NodePower]) -> String {
+    let rows = results.iter().flat_map(|r| {
+        r.curve.iter().map(move |p| {
+            vec![
+                r.setting.clone(),
+                r.test.name().to_string(),
+                r.honest_n.to_string(),
+                r.fraud_n.to_string(),
+                p.samples.to_string(),
+                format!("{:.4}", p.power),
+                format!("{:.4}", p.false_ejection),
+            ]
+        })
+    });
+    crate::results::csv_text::csv_text(&CSV_HEADER, rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows whose first feature is shifted by `shift` for fraud; the second
+    /// is noise.
+    fn rows(n: usize, shift: f64, seed: u64) -> Vec<Row> {
+        let mut rng = SplitMix64::new(seed);
+        let mut out = Vec::new();
+        for i in 0..n {
+            for fraud in [false, true] {
+                let signal = rng.unit() + if fraud { shift } else { 0.0 };
+                out.push(Row {
+                    index: i,
+                    source: "gsm8k".into(),
+                    fraud,
+                    features: vec![Some(signal), Some(rng.unit())],
+                });
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_weak_per_sample_signal_adds_up_over_a_node() {
+        // Uniform noise shifted by 0.3: one sample is caught rarely, twenty
+        // almost always.
+        let rows = rows(200, 0.3, 1);
+        for test in NodeTest::ALL {
+            let c = curve("int4", test, &rows).expect("enough");
+            let at = |n: usize| c.curve.iter().find(|p| p.samples == n).expect("n");
+            assert!(at(1).power < 0.3, "{test:?} n=1 {:?}", at(1));
+            assert!(at(50).power > 0.9, "{test:?} n=50 {:?}", at(50));
+            assert!(at(20).power > at(1).power);
+            assert!(
+                c.curve.iter().all(|p| p.false_ejection < 0.04),
+                "{test:?} {:?}",
+                c.curve
+            );
+        }
+    }
+
+    #[test]
+    fn no_signal_gives_power_near_the_ejection_rate() {
+        // Negative control: fraud drawn like honest is "caught" about as
+        // often as honest nodes are ejected.
+        let rows = rows(100, 0.0, 2);
+        for test in NodeTest::ALL {
+            let c = curve("int4", test, &rows).expect("enough");
+            for p in &c.curve {
+                assert!(p.power < 0.05, "{test:?} {p:?}");
+                assert!(p.false_ejection < 0.05, "{test:?} {p:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn mmd_grows_as_the_node_moves_away_from_the_reference() {
+        let honest: Vec<Row> = rows(40, 0.0, 3).into_iter().filter(|r| !r.fraud).collect();
+        let refs: Vec<&Row> = honest.iter().collect();
+        let kernel = Kernel::fit(&refs);
+        let reference: Vec<Vec<f64>> = refs.iter().map(|r| kernel.embed(r)).collect();
+        let mmd_of = |node: Vec<Vec<f64>>| {
+            let pool = pooled(node, &reference[10..]);
+            let order: Vec<usize> = (0..pool.len()).collect();
+            mmd2(&kernel.gram(&pool), &order, 10)
+        };
+        let near = reference[..10].to_vec();
+        let far: Vec<Vec<f64>> = near
+            .iter()
+            .map(|x| x.iter().map(|v| v + 5.0).collect())
+            .collect();
+        let (near, far) = (mmd_of(near), mmd_of(far));
+        assert!(near.abs() < 0.2, "same distribution: {near}");
+        assert!(far > 0.5, "shifted: {far}");
+    }
+}
