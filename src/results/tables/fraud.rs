@@ -10,6 +10,7 @@ use crate::fraud::heldout::{self, HeldOut};
 use crate::fraud::pernode::{self, NodePower};
 use crate::fraud::plots;
 use crate::fraud::samples::{self, Meta};
+use crate::fraud::Precision;
 
 use super::{parse_error, TablesError};
 use crate::results::csv_text::csv_text;
@@ -28,10 +29,16 @@ pub struct FraudRun {
 impl FraudRun {
     /// The claimed model and the sampling temperatures (honest / cheater):
     /// Gonka's setting is 0.99 / 0.7; equal temperatures are the control.
+    /// A validator other than the f32 reference is named (`validator q8`:
+    /// the executor's own weights, so honest replay is bit-exact).
     pub fn label(&self) -> String {
         let fp = &self.meta.fingerprint;
+        let validator = match fp.validator {
+            Precision::F32 => String::new(),
+            other => format!(" · validator {}", other.name()),
+        };
         format!(
-            "{} · T {}/{}",
+            "{} · T {}/{}{validator}",
             fp.claimed, fp.temperature_honest, fp.temperature_fraud
         )
     }
