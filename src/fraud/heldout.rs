@@ -515,7 +515,7 @@ pub fn markdown(model: &str, results: &[HeldOut]) -> String {
     out
 }
 
-/// The columns of [`csv`].
+/// The columns of [`csv()`].
 pub const CSV_HEADER: [&str; 11] = [
     "setting",
     "detector",

@@ -438,7 +438,7 @@ pub fn markdown(model: &str, results: &[NodePower]) -> String {
     out
 }
 
-/// The columns of [`csv`].
+/// The columns of [`csv()`].
 pub const CSV_HEADER: [&str; 7] = [
     "setting",
     "test",
