@@ -9,7 +9,8 @@
 #
 # Usage: scripts/fraud-evidence.sh [RUN ...]   (default: all runs, in order)
 #   RUN is one of smollm2-135m qwen2.5-coder-0.5b qwen2.5-coder-0.5b-equal-temp
-#   (the equal-temperature control) qwen2.5-coder-1.5b, or
+#   (the equal-temperature control) qwen2.5-coder-1.5b
+#   qwen2.5-coder-1.5b-bitexact (prefill vs a bit-exact validator), or
 #   `report` (tables only). HONEST / FRAUD (default 200 / 100) set the sample
 #   counts, MAX_TOKENS the output length (default: nsed's); OUT, NSED_BIN
 #   and THREADS as in scripts/lib/runs.sh.
@@ -39,17 +40,23 @@ one() {
     # The temperature control: the cheater samples at the honest
     # temperature (Gonka's setting, 0.99 vs 0.7, is the run above).
     qwen2.5-coder-0.5b-equal-temp) fraud_run_in "$1" qwen2.5-coder-0.5b --quant int4 --temp-fraud 0.99 ;;
+    # The seed check at bit-exact replay: the validator runs the honest
+    # executor's own Q8_0 weights (the run above replays at f32).
+    qwen2.5-coder-1.5b-bitexact) fraud_run_in "$1" qwen2.5-coder-1.5b --validator q8 --prefill qwen2.5-coder-0.5b ;;
     report) ;;
     *) echo "unknown run $1" >&2; exit 2 ;;
   esac
 }
 
-all=(smollm2-135m qwen2.5-coder-0.5b qwen2.5-coder-0.5b-equal-temp qwen2.5-coder-1.5b)
+all=(smollm2-135m qwen2.5-coder-0.5b qwen2.5-coder-0.5b-equal-temp qwen2.5-coder-1.5b qwen2.5-coder-1.5b-bitexact)
 for r in "${@:-${all[@]}}"; do one "$r"; done
 
 for dir in "$OUT"/fraud/runs/*/; do
   [ -f "$dir/meta.json" ] || continue
-  # The economics need ≥ 5 honest and 5 fraud samples; a younger run has none.
-  "$nsed" simulate-fraud --economics --out "$dir" > /dev/null 2>&1 || true
+  # The economics need held-out rates (≥ 10 prompts); a younger run has none.
+  # At bit-exact replay the seed check is the detector that sees prefill.
+  detector=gonka_similarity
+  case $dir in *-bitexact/) detector=seed_mismatch ;; esac
+  "$nsed" simulate-fraud --economics --detector "$detector" --out "$dir" > /dev/null 2>&1 || true
 done
 page fraud
