@@ -319,13 +319,18 @@ fn held_out(
     Some(result)
 }
 
+/// A uniform random permutation (Fisher-Yates).
+pub(super) fn shuffle<T>(v: &mut [T], rng: &mut SplitMix64) {
+    for i in (1..v.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+}
+
 /// A random assignment of prompt indices to [`FOLDS`] equal folds.
 fn partition(indices: &[usize], rng: &mut SplitMix64) -> BTreeMap<usize, usize> {
     let mut shuffled = indices.to_vec();
-    for i in (1..shuffled.len()).rev() {
-        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-        shuffled.swap(i, j);
-    }
+    shuffle(&mut shuffled, rng);
     shuffled
         .into_iter()
         .enumerate()
@@ -358,12 +363,43 @@ fn by_source(detector: Detector, rows: &[Row]) -> Vec<SourceResult> {
         .collect()
 }
 
+/// Per-feature mean and standard deviation of some rows: features become
+/// z-scores, and a missing one sits at the mean (0).
+pub(super) struct Standardizer {
+    mean: Vec<f64>,
+    sd: Vec<f64>,
+}
+
+impl Standardizer {
+    pub(super) fn fit(rows: &[&Row]) -> Self {
+        let d = rows.first().map_or(0, |r| r.features.len());
+        let (mut mean, mut sd) = (vec![0.0; d], vec![1.0; d]);
+        for j in 0..d {
+            let v: Vec<f64> = rows.iter().filter_map(|r| r.features[j]).collect();
+            if v.len() < 2 {
+                continue;
+            }
+            mean[j] = v.iter().sum::<f64>() / v.len() as f64;
+            let var = v.iter().map(|x| (x - mean[j]).powi(2)).sum::<f64>() / (v.len() - 1) as f64;
+            sd[j] = if var > 0.0 { var.sqrt() } else { 1.0 };
+        }
+        Self { mean, sd }
+    }
+
+    pub(super) fn apply(&self, r: &Row) -> Vec<f64> {
+        r.features
+            .iter()
+            .enumerate()
+            .map(|(j, v)| v.map_or(0.0, |v| (v - self.mean[j]) / self.sd[j]))
+            .collect()
+    }
+}
+
 /// L2-regularized logistic regression on standardized features, fit by
 /// Newton's method; a missing feature is imputed with its training mean
 /// (0 after standardizing).
 pub(super) struct Logistic {
-    mean: Vec<f64>,
-    sd: Vec<f64>,
+    scale: Standardizer,
     /// Intercept first.
     weights: Vec<f64>,
 }
@@ -374,19 +410,8 @@ const NEWTON_STEPS: usize = 25;
 impl Logistic {
     pub(super) fn fit(train: &[&Row]) -> Option<Self> {
         let d = train.first()?.features.len();
-        let (mut mean, mut sd) = (vec![0.0; d], vec![1.0; d]);
-        for j in 0..d {
-            let v: Vec<f64> = train.iter().filter_map(|r| r.features[j]).collect();
-            if v.len() < 2 {
-                continue;
-            }
-            mean[j] = v.iter().sum::<f64>() / v.len() as f64;
-            let var = v.iter().map(|x| (x - mean[j]).powi(2)).sum::<f64>() / (v.len() - 1) as f64;
-            sd[j] = if var > 0.0 { var.sqrt() } else { 1.0 };
-        }
         let mut model = Self {
-            mean,
-            sd,
+            scale: Standardizer::fit(train),
             weights: vec![0.0; d + 1],
         };
         let xs: Vec<Vec<f64>> = train.iter().map(|r| model.inputs(r)).collect();
@@ -425,14 +450,7 @@ impl Logistic {
 
     /// 1 (the intercept), then the standardized features.
     fn inputs(&self, r: &Row) -> Vec<f64> {
-        std::iter::once(1.0)
-            .chain(
-                r.features
-                    .iter()
-                    .enumerate()
-                    .map(|(j, v)| v.map_or(0.0, |v| (v - self.mean[j]) / self.sd[j])),
-            )
-            .collect()
+        std::iter::once(1.0).chain(self.scale.apply(r)).collect()
     }
 
     /// The log-odds of fraud.

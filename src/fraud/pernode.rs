@@ -27,7 +27,7 @@
 
 use serde::Serialize;
 
-use super::heldout::{rows_by_setting, Logistic, Row};
+use super::heldout::{rows_by_setting, shuffle, Logistic, Row, Standardizer};
 use super::samples::Sample;
 use crate::engine::sampling::SplitMix64;
 
@@ -169,13 +169,6 @@ fn random_half(indices: &[usize], rng: &mut SplitMix64) -> Vec<usize> {
     let mut half = shuffled[..shuffled.len() / 2].to_vec();
     half.sort_unstable();
     half
-}
-
-fn shuffle<T>(v: &mut [T], rng: &mut SplitMix64) {
-    for i in (1..v.len()).rev() {
-        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-        v.swap(i, j);
-    }
 }
 
 /// `n` distinct rows of `pool` (n ≤ its size).
@@ -321,28 +314,15 @@ fn mmd2(gram: &[Vec<f64>], order: &[usize], n: usize) -> f64 {
 
 /// A Gaussian kernel on standardized metric vectors.
 struct Kernel {
-    mean: Vec<f64>,
-    sd: Vec<f64>,
+    standardize: Standardizer,
     /// 2σ², σ the median distance between honest training samples.
     scale: f64,
 }
 
 impl Kernel {
     fn fit(honest: &[&Row]) -> Self {
-        let d = honest.first().map_or(0, |r| r.features.len());
-        let (mut mean, mut sd) = (vec![0.0; d], vec![1.0; d]);
-        for j in 0..d {
-            let v: Vec<f64> = honest.iter().filter_map(|r| r.features[j]).collect();
-            if v.len() < 2 {
-                continue;
-            }
-            mean[j] = v.iter().sum::<f64>() / v.len() as f64;
-            let var = v.iter().map(|x| (x - mean[j]).powi(2)).sum::<f64>() / (v.len() - 1) as f64;
-            sd[j] = if var > 0.0 { var.sqrt() } else { 1.0 };
-        }
         let mut kernel = Self {
-            mean,
-            sd,
+            standardize: Standardizer::fit(honest),
             scale: 1.0,
         };
         let xs: Vec<Vec<f64>> = honest.iter().map(|r| kernel.embed(r)).collect();
@@ -360,11 +340,7 @@ impl Kernel {
 
     /// Standardized features; a missing one sits at the honest mean.
     fn embed(&self, r: &Row) -> Vec<f64> {
-        r.features
-            .iter()
-            .enumerate()
-            .map(|(j, v)| v.map_or(0.0, |v| (v - self.mean[j]) / self.sd[j]))
-            .collect()
+        self.standardize.apply(r)
     }
 
     fn k(&self, a: &[f64], b: &[f64]) -> f64 {
