@@ -268,6 +268,8 @@ fn check_fraud_held_out(run: &Path) {
     );
     // One sample cannot reach p ≤ 1% against a reference this small.
     assert_eq!(num(mmd_at(1.0), "power"), 0.0, "{:?}", mmd_at(1.0));
+    check_rank_uniformity(run, &power);
+    check_held_out_by_length(run);
     let economics = std::fs::read_to_string(run.join("economics.md")).expect("economics.md");
     assert!(
         economics.contains("honest samples flagged on held-out prompts"),
@@ -281,6 +283,61 @@ fn check_fraud_held_out(run: &Path) {
         economics.contains("false ejections per 1,000 node-epochs"),
         "{economics}"
     );
+}
+
+/// The token-rank test needs no reference, so unlike the two-sample tests
+/// it can eject a node on one sample; at cross-precision replay (f32
+/// validator, Q8_0 executor) its honest ejection stays near its 1% level
+/// over 96-token samples.
+fn check_rank_uniformity(run: &Path, power: &[HashMap<String, String>]) {
+    let rank_at = |n: f64| {
+        power
+            .iter()
+            .find(|r| r["test"] == "token-rank uniformity (KS)" && num(r, "samples_per_node") == n)
+            .unwrap_or_else(|| panic!("no rank-test row at n={n}: {power:?}"))
+    };
+    assert!(num(rank_at(1.0), "power") > 0.05, "{:?}", rank_at(1.0));
+    assert!(num(rank_at(10.0), "power") >= 0.9, "{:?}", rank_at(10.0));
+    for n in [1.0, 5.0, 10.0] {
+        assert!(
+            num(rank_at(n), "false_ejection") <= 0.05,
+            "{:?}",
+            rank_at(n)
+        );
+    }
+    // Every sampled position has its rank, each in [0, 1].
+    let samples = std::fs::read_to_string(run.join("samples.jsonl")).expect("samples.jsonl");
+    for line in samples.lines() {
+        let s: serde_json::Value = serde_json::from_str(line).expect("a sample line");
+        let pit = s["positions"]["pit"].as_array().expect("ranks recorded");
+        assert_eq!(
+            pit.len() as u64,
+            s["tokens"].as_u64().expect("tokens"),
+            "{}",
+            s["key"]
+        );
+        assert!(pit
+            .iter()
+            .all(|u| (0.0..=1.0).contains(&u.as_f64().unwrap_or(-1.0))));
+    }
+}
+
+/// Held-out detection per output-length bin: the bins partition the
+/// samples (96-token budget: only the two shortest bins are filled).
+fn check_held_out_by_length(run: &Path) {
+    let rows = read_csv(&run.join("heldout-length.csv"));
+    let distance: Vec<_> = rows
+        .iter()
+        .filter(|r| r["setting"] == "int4" && r["detector"] == "gonka_similarity")
+        .collect();
+    let bins: Vec<&str> = distance.iter().map(|r| r["tokens"].as_str()).collect();
+    assert!(
+        bins.iter().all(|b| ["≤32", "33-99"].contains(b)),
+        "{bins:?}"
+    );
+    let fraud: f64 = distance.iter().map(|r| num(r, "fraud_n")).sum();
+    let honest: f64 = distance.iter().map(|r| num(r, "honest_n")).sum();
+    assert_eq!((honest, fraud), (30.0, 30.0), "{distance:?}");
 }
 
 fn check_determinism(dir: &Path) {

@@ -33,6 +33,8 @@ pub const METRICS_CSV_HEADER: [&str; 11] = [
 
 /// The seed check, scored like a metric.
 pub const SEED_MISMATCH: &str = "seed_mismatch";
+/// The token-rank uniformity test's p-value, scored like a metric.
+pub const RANK_UNIFORMITY: &str = "rank_uniformity_p";
 /// Gonka's distance D (the similarity's extra), used for calibration.
 pub const GONKA_DISTANCE: &str = "gonka_similarity.distance";
 /// Output-length bins of the detection curves (inclusive bounds).
@@ -53,6 +55,7 @@ pub fn metric_directions() -> Vec<(String, Better)> {
         .map(|m| (m.name().to_string(), m.better()))
         .collect();
     out.push((SEED_MISMATCH.into(), Better::Lower));
+    out.push((RANK_UNIFORMITY.into(), Better::Higher));
     out
 }
 
@@ -63,6 +66,7 @@ pub fn value(s: &Sample, metric: &str) -> Option<f64> {
     }
     match metric {
         SEED_MISMATCH => s.seed_mismatch,
+        RANK_UNIFORMITY => s.rank_uniformity_p,
         m => s.metrics.get(m).copied(),
     }
 }

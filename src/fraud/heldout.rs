@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use statrs::distribution::{Beta, ContinuousCDF};
 
-use super::analysis::{self, fraud_score, metric_directions, value};
+use super::analysis::{self, fraud_score, metric_directions, value, LENGTH_BINS};
 use super::samples::Sample;
 use super::Role;
 use crate::engine::sampling::SplitMix64;
@@ -63,6 +63,30 @@ pub struct HeldOut {
     pub by_source: Vec<SourceResult>,
     /// For [`BEST_SINGLE`]: how many training splits chose each metric.
     pub chosen: BTreeMap<String, usize>,
+    /// Detection and honest flags per output-length bin (non-empty bins).
+    pub by_length: Vec<LengthResult>,
+}
+
+/// Held-out detection within one output-length bin ([`LENGTH_BINS`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LengthResult {
+    pub bin: String,
+    /// Distinct samples in the bin.
+    pub fraud_n: usize,
+    pub honest_n: usize,
+    /// Mean over repeats of the samples caught / flagged on their test fold.
+    pub detected: f64,
+    pub honest_flagged: f64,
+}
+
+impl LengthResult {
+    pub fn detection_rate(&self) -> f64 {
+        self.detected / self.fraud_n.max(1) as f64
+    }
+
+    pub fn flag_rate(&self) -> f64 {
+        self.honest_flagged / self.honest_n.max(1) as f64
+    }
 }
 
 /// A detector fit on every other source and tested on this one.
@@ -115,6 +139,11 @@ pub(super) struct Row {
     /// Every metric's fraud score in [`metric_directions`] order (None when
     /// the sample lacks it).
     pub(super) features: Vec<Option<f64>>,
+    /// The sample's token ranks (PIT) in the validator's sampler; empty
+    /// where the run did not record them.
+    pub(super) pit: Vec<f32>,
+    /// Output length in tokens.
+    pub(super) tokens: usize,
 }
 
 /// Every run's rows per attack: the honest rows, then that attack's.
@@ -128,6 +157,8 @@ pub(super) fn rows_by_setting(samples: &[Sample]) -> Vec<(String, Vec<Row>)> {
             .iter()
             .map(|(m, better)| value(s, m).map(|v| fraud_score(*better, v)))
             .collect(),
+        pit: s.positions.pit.clone(),
+        tokens: s.tokens,
     };
     let ok = || samples.iter().filter(|s| s.error.is_none());
     let honest: Vec<Row> = ok().filter(|s| s.role == Role::Honest).map(row).collect();
@@ -265,6 +296,28 @@ fn judge(fitted: &Fitted, test: &[&Row]) -> (usize, usize, usize, usize, Option<
     (over(&f), f.len(), over(&h), h.len(), analysis::auc(&h, &f))
 }
 
+/// Per [`LENGTH_BINS`] bin: (fraud caught, fraud n, honest flagged, honest
+/// n) of the scored test rows.
+fn judge_by_length(fitted: &Fitted, test: &[&Row]) -> Vec<[usize; 4]> {
+    let mut out = vec![[0; 4]; LENGTH_BINS.len()];
+    for r in test {
+        let Some(score) = (fitted.score)(r) else {
+            continue;
+        };
+        let Some(bin) = LENGTH_BINS
+            .iter()
+            .position(|&(lo, hi, _)| (lo..=hi).contains(&r.tokens))
+        else {
+            continue;
+        };
+        let hit = usize::from(score > fitted.threshold);
+        let side = if r.fraud { 0 } else { 2 };
+        out[bin][side] += hit;
+        out[bin][side + 1] += 1;
+    }
+    out
+}
+
 fn held_out(
     setting: &str,
     name: &str,
@@ -291,8 +344,10 @@ fn held_out(
         honest_flagged: Vec::new(),
         by_source: Vec::new(),
         chosen: BTreeMap::new(),
+        by_length: Vec::new(),
     };
     let mut aucs = Vec::new();
+    let mut bins = vec![[0usize; 4]; LENGTH_BINS.len()];
     for _ in 0..REPEATS {
         let fold_of = partition(&indices, &mut rng);
         let (mut caught, mut flagged, mut fraud_n, mut honest_n) = (0, 0, 0, 0);
@@ -306,6 +361,11 @@ fn held_out(
                 *result.chosen.entry(name.clone()).or_default() += 1;
             }
             let (c, f, h, hn, auc) = judge(&fitted, &test);
+            for (sum, add) in bins.iter_mut().zip(judge_by_length(&fitted, &test)) {
+                for (a, b) in sum.iter_mut().zip(add) {
+                    *a += b;
+                }
+            }
             (caught, fraud_n, flagged, honest_n) =
                 (caught + c, fraud_n + f, flagged + h, honest_n + hn);
             aucs.extend(auc);
@@ -316,6 +376,20 @@ fn held_out(
     }
     result.auc = aucs.iter().sum::<f64>() / aucs.len().max(1) as f64;
     result.by_source = by_source(detector, rows);
+    // Every test row is scored once per repeat.
+    let per_repeat = |x: usize| x as f64 / REPEATS as f64;
+    result.by_length = LENGTH_BINS
+        .iter()
+        .zip(&bins)
+        .filter(|(_, b)| b[1] + b[3] > 0)
+        .map(|(&(_, _, label), b)| LengthResult {
+            bin: label.into(),
+            fraud_n: b[1] / REPEATS,
+            honest_n: b[3] / REPEATS,
+            detected: per_repeat(b[0]),
+            honest_flagged: per_repeat(b[2]),
+        })
+        .collect();
     Some(result)
 }
 
@@ -533,6 +607,77 @@ pub fn markdown(model: &str, results: &[HeldOut]) -> String {
     out
 }
 
+/// The detectors whose length breakdown a report shows (every detector's is
+/// in [`length_csv`]).
+pub const LENGTH_DETECTORS: [&str; 3] = ["gonka_similarity", BEST_SINGLE, COMBINED];
+
+/// Held-out detection per output-length bin for [`LENGTH_DETECTORS`]: each
+/// bin's own detection and honest flag rates (mean over repeats) with its n.
+/// Every executor has the same token budget, so the bins compare like with
+/// like.
+pub fn length_markdown(results: &[HeldOut]) -> String {
+    let mut out = String::from(
+        "| attack | detector | output tokens | fraud n | detected | honest n | honest flagged |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for r in results
+        .iter()
+        .filter(|r| LENGTH_DETECTORS.contains(&r.detector.as_str()))
+    {
+        for b in &r.by_length {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} |\n",
+                r.setting,
+                r.detector,
+                b.bin,
+                b.fraud_n,
+                if b.fraud_n > 0 {
+                    pct(b.detection_rate())
+                } else {
+                    "–".into()
+                },
+                b.honest_n,
+                if b.honest_n > 0 {
+                    pct(b.flag_rate())
+                } else {
+                    "–".into()
+                },
+            ));
+        }
+    }
+    out
+}
+
+/// The columns of [`length_csv`].
+pub const LENGTH_CSV_HEADER: [&str; 7] = [
+    "setting",
+    "detector",
+    "tokens",
+    "fraud_n",
+    "detected_mean",
+    "honest_n",
+    "honest_flagged_mean",
+];
+
+/// One line per (attack, detector, length bin); counts are means over
+/// repeats.
+pub fn length_csv(results: &[HeldOut]) -> String {
+    let rows = results.iter().flat_map(|r| {
+        r.by_length.iter().map(move |b| {
+            vec![
+                r.setting.clone(),
+                r.detector.clone(),
+                b.bin.clone(),
+                b.fraud_n.to_string(),
+                format!("{:.1}", b.detected),
+                b.honest_n.to_string(),
+                format!("{:.1}", b.honest_flagged),
+            ]
+        })
+    });
+    crate::results::csv_text::csv_text(&LENGTH_CSV_HEADER, rows)
+}
+
 /// The columns of [`csv()`].
 pub const CSV_HEADER: [&str; 11] = [
     "setting",
@@ -648,6 +793,8 @@ mod tests {
                     source: sources[i % 3].into(),
                     fraud,
                     features: vec![Some(signal), Some(noise())],
+                    pit: Vec::new(),
+                    tokens: 20 + 40 * (i % 4),
                 });
             }
         }
@@ -666,6 +813,27 @@ mod tests {
         assert_eq!(h.chosen.get("signal"), Some(&h.fits), "{:?}", h.chosen);
         assert_eq!(h.flipped, h.fits);
         assert!(h.detected.iter().all(|&d| d == 60));
+    }
+
+    #[test]
+    fn length_bins_split_the_held_out_counts() {
+        // Lengths 20, 60, 100, 140 in turn: bins ≤32, 33-99 and 100-255.
+        let rows = rows(60, 0.3, 2);
+        let h = held_out("int4", "m", Detector::Metric(0), &rows, &names()).expect("enough");
+        let bins: Vec<&str> = h.by_length.iter().map(|b| b.bin.as_str()).collect();
+        assert_eq!(bins, ["≤32", "33-99", "100-255"]);
+        let fraud: Vec<usize> = h.by_length.iter().map(|b| b.fraud_n).collect();
+        assert_eq!(fraud, [15, 15, 30]);
+        let total: f64 = h.by_length.iter().map(|b| b.detected).sum();
+        let mean = h.detected.iter().sum::<usize>() as f64 / REPEATS as f64;
+        assert!((total - mean).abs() < 1e-9, "{total} vs {mean}");
+        let flagged: f64 = h.by_length.iter().map(|b| b.honest_flagged).sum();
+        let mean = h.honest_flagged.iter().sum::<usize>() as f64 / REPEATS as f64;
+        assert!((flagged - mean).abs() < 1e-9);
+        assert!(h
+            .by_length
+            .iter()
+            .all(|b| (0.0..=1.0).contains(&b.detection_rate())));
     }
 
     #[test]

@@ -12,7 +12,15 @@
 //!   metrics (standardized on the training honest samples; Gaussian kernel,
 //!   median-distance bandwidth). It needs no fraud examples to fit.
 //!
-//! Both are two-sample tests of the node's samples against a reference set
+//! - **Token-rank uniformity:** every token of the node's samples placed in
+//!   the validator's sampling distribution (randomized PIT,
+//!   [`crate::verify::uniformity`]), pooled, and tested against the uniform
+//!   law (Kolmogorov-Smirnov). It needs no reference and no fitting: uniform
+//!   holds exactly only when the validator replays the executor's own
+//!   distribution, so at cross-precision replay its honest ejection is
+//!   measured, not guaranteed.
+//!
+//! The first two are two-sample tests of the node's samples against a reference set
 //! of honest samples, with permutation p-values ([`PERMUTATIONS`]): under
 //! the null (the node is honest) node and reference samples are
 //! exchangeable, so an honest node is ejected at most [`FALSE_EJECTION`] of
@@ -30,6 +38,7 @@ use serde::Serialize;
 use super::heldout::{rows_by_setting, shuffle, Logistic, Row, Standardizer};
 use super::samples::Sample;
 use crate::engine::sampling::SplitMix64;
+use crate::verify::uniformity::ks_uniform;
 
 /// The honest ejection rate the thresholds are set for.
 pub const FALSE_EJECTION: f64 = 0.01;
@@ -51,15 +60,17 @@ const SEED: u64 = 11;
 pub enum NodeTest {
     MeanScore,
     Mmd,
+    RankUniformity,
 }
 
 impl NodeTest {
-    pub const ALL: [NodeTest; 2] = [NodeTest::MeanScore, NodeTest::Mmd];
+    pub const ALL: [NodeTest; 3] = [NodeTest::MeanScore, NodeTest::Mmd, NodeTest::RankUniformity];
 
     pub fn name(self) -> &'static str {
         match self {
             NodeTest::MeanScore => "mean combined score",
             NodeTest::Mmd => "MMD to honest reference",
+            NodeTest::RankUniformity => "token-rank uniformity (KS)",
         }
     }
 }
@@ -106,6 +117,10 @@ pub fn evaluate(samples: &[Sample]) -> Vec<NodePower> {
 }
 
 fn curve(setting: &str, test: NodeTest, rows: &[Row]) -> Option<NodePower> {
+    if test == NodeTest::RankUniformity && rows.iter().any(|r| r.pit.is_empty()) {
+        // Runs made before ranks were recorded (or greedy ones) lack them.
+        return None;
+    }
     let mut indices: Vec<usize> = rows.iter().map(|r| r.index).collect();
     indices.sort_unstable();
     indices.dedup();
@@ -195,6 +210,8 @@ enum Scorer {
         kernel: Kernel,
         reference: Vec<Vec<f64>>,
     },
+    /// Nothing to fit: the null law is uniform.
+    RankUniformity,
 }
 
 impl Scorer {
@@ -222,6 +239,7 @@ impl Scorer {
                 let reference = honest.iter().map(|r| kernel.embed(r)).collect();
                 Some(Scorer::Mmd { kernel, reference })
             }
+            NodeTest::RankUniformity => Some(Scorer::RankUniformity),
         }
     }
 
@@ -250,6 +268,13 @@ impl Scorer {
                     }
                 }
                 (1 + beaten) as f64 / (1 + PERMUTATIONS) as f64
+            }
+            Scorer::RankUniformity => {
+                let pooled: Vec<f64> = node
+                    .iter()
+                    .flat_map(|r| r.pit.iter().map(|&u| f64::from(u)))
+                    .collect();
+                ks_uniform(&pooled).map_or(1.0, |k| k.p)
             }
         };
         p <= FALSE_EJECTION
@@ -368,7 +393,11 @@ pub fn legend() -> String {
     format!(
         "Two-sample tests of a node's n samples against honest reference samples from training \
          prompts; the node is ejected when the permutation p-value ({PERMUTATIONS} permutations) \
-         is ≤ {}%, so an honest node is ejected at most that often whatever n. Power (cheating \
+         is ≤ {}%, so an honest node is ejected at most that often whatever n. The token-rank \
+         test pools every token's rank (PIT) in the validator's sampler and ejects when a \
+         Kolmogorov-Smirnov test rejects uniform at the same level: exact only when the validator \
+         replays the executor's distribution bit for bit, so its honest ejection column is the \
+         measurement to read. Power (cheating \
          nodes ejected) and honest ejection are measured on held-out prompts: {SPLITS} random \
          halvings, {TEST_NODES} simulated nodes per kind and n, each n distinct held-out samples \
          (sizes larger than a held-out half are not measured). \"n for {}%\": the fewest samples \
@@ -448,18 +477,26 @@ mod tests {
     use super::*;
 
     /// Rows whose first feature is shifted by `shift` for fraud; the second
-    /// is noise.
+    /// is noise. Each has 20 token ranks: uniform for honest, for fraud
+    /// u^(1 + shift) (pulled towards the top of the order, as a cheater at a
+    /// lower temperature would be).
     fn rows(n: usize, shift: f64, seed: u64) -> Vec<Row> {
         let mut rng = SplitMix64::new(seed);
+        let mut ranks = SplitMix64::new(seed + 1_000);
         let mut out = Vec::new();
         for i in 0..n {
             for fraud in [false, true] {
                 let signal = rng.unit() + if fraud { shift } else { 0.0 };
+                let exponent = if fraud { 1.0 + shift } else { 1.0 };
                 out.push(Row {
                     index: i,
                     source: "gsm8k".into(),
                     fraud,
                     features: vec![Some(signal), Some(rng.unit())],
+                    pit: (0..20)
+                        .map(|_| ranks.unit().powf(exponent) as f32)
+                        .collect(),
+                    tokens: 20,
                 });
             }
         }
@@ -497,6 +534,15 @@ mod tests {
                 assert!(p.false_ejection < 0.05, "{test:?} {p:?}");
             }
         }
+    }
+
+    #[test]
+    fn the_rank_test_needs_every_sample_to_have_ranks() {
+        let mut rows = rows(40, 0.3, 4);
+        assert!(curve("int4", NodeTest::RankUniformity, &rows).is_some());
+        rows[3].pit.clear();
+        assert!(curve("int4", NodeTest::RankUniformity, &rows).is_none());
+        assert!(curve("int4", NodeTest::Mmd, &rows).is_some());
     }
 
     #[test]

@@ -58,6 +58,11 @@ pub struct Positions {
     pub validator_logprob: Vec<Option<f32>>,
     /// Gonka's per-position distance d_i.
     pub gonka_d: Vec<Option<f32>>,
+    /// The claimed token's rank (PIT) in the validator's sampler
+    /// ([`crate::verify::uniformity`]); empty in runs made before it was
+    /// recorded.
+    #[serde(default)]
+    pub pit: Vec<f32>,
 }
 
 /// One honest or fraudulent artifact and what the validator made of it.
@@ -84,6 +89,10 @@ pub struct Sample {
     pub metrics: BTreeMap<String, f64>,
     /// Share of positions whose seed-bound re-derivation disagrees.
     pub seed_mismatch: Option<f64>,
+    /// p-value of the Kolmogorov-Smirnov test of the sample's token ranks
+    /// against the uniform law (absent in runs made before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank_uniformity_p: Option<f64>,
     pub executor_seconds: f64,
     pub validator_seconds: f64,
     /// Set when the sample could not be produced; it then has no metrics.
@@ -344,6 +353,7 @@ impl Lab {
             precheck: None,
             metrics: BTreeMap::new(),
             seed_mismatch: None,
+            rank_uniformity_p: None,
             executor_seconds: 0.0,
             validator_seconds: 0.0,
             error: None,
@@ -406,6 +416,10 @@ impl Lab {
             .seed
             .as_ref()
             .map(|s| s.mismatches as f64 / s.positions.max(1) as f64);
+        if let Some(seed) = &report.seed {
+            sample.rank_uniformity_p = seed.rank_uniformity.map(|k| k.p);
+            sample.positions.pit = seed.pit.iter().map(|&u| u as f32).collect();
+        }
         if let Some(rows) = &report.table {
             let p = &mut sample.positions;
             let finite = |v: f64| v.is_finite().then_some(v as f32);

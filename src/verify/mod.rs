@@ -10,6 +10,7 @@ pub mod cost;
 pub mod determinism;
 pub mod metrics;
 pub mod toploc;
+pub mod uniformity;
 
 use std::collections::BTreeMap;
 
@@ -187,12 +188,24 @@ pub struct SeedReport {
     /// Largest mismatch share still called honest.
     pub tolerance: f64,
     pub verdict: SeedVerdict,
+    /// Whether the claimed tokens' ranks (PIT) in the validator's sampling
+    /// distribution look uniform ([`uniformity`]); `None` for greedy runs.
+    pub rank_uniformity: Option<uniformity::KsTest>,
     #[serde(skip)]
     pub derived: Vec<u32>,
+    /// Each sampled position's PIT (empty for greedy runs).
+    #[serde(skip)]
+    pub pit: Vec<f64>,
 }
 
 impl SeedReport {
-    fn judge(derived: Vec<u32>, claimed: &[u32], greedy: bool, tolerance: f64) -> Self {
+    fn judge(
+        derived: Vec<u32>,
+        pit: Vec<f64>,
+        claimed: &[u32],
+        greedy: bool,
+        tolerance: f64,
+    ) -> Self {
         let mismatches = derived.iter().zip(claimed).filter(|(a, b)| a != b).count();
         let first_mismatch = derived.iter().zip(claimed).position(|(a, b)| a != b);
         let share = mismatches as f64 / claimed.len().max(1) as f64;
@@ -209,7 +222,9 @@ impl SeedReport {
             first_mismatch,
             tolerance,
             verdict,
+            rank_uniformity: uniformity::ks_uniform(&pit),
             derived,
+            pit,
         }
     }
 }
@@ -267,6 +282,15 @@ pub fn teacher_forced(
         };
         Sha256CounterRng::new(&seed)
     });
+    // The PIT's tie-breaking draws: their own stream, so that they are
+    // independent of the executor's seed-bound draws.
+    let mut pit_rng = request.filter(|r| !r.sampling.is_greedy()).map(|r| {
+        Sha256CounterRng::new(&format!(
+            "pit/{}",
+            seed_string(&r.seed.to_string(), &r.inference_id)
+        ))
+    });
+    let mut pit = Vec::new();
     // History for the repetition penalty of row r: full[..prompt.len() + r].
     let full: Vec<u32> = prompt.iter().chain(output).copied().collect();
     let mut views = Vec::with_capacity(output.len());
@@ -296,11 +320,17 @@ pub fn teacher_forced(
             })
             .collect();
         for (view, d) in per_row {
+            let r = views.len();
             views.push(view);
             if let (Some(d), Some(rng)) = (d, rng.as_mut()) {
                 derived.push(match d {
                     Derivation::Greedy(id) => id,
-                    Derivation::Draw(c) => draw(&c, rng),
+                    Derivation::Draw(c) => {
+                        if let Some(u) = pit_rng.as_mut() {
+                            pit.push(uniformity::pit(&c, output[r], unit_interval(u)));
+                        }
+                        draw(&c, rng)
+                    }
                 });
             }
         }
@@ -309,13 +339,25 @@ pub fn teacher_forced(
         }
     }
     rt.model.reset();
-    let seed = request
-        .map(|req| SeedReport::judge(derived, output, req.sampling.is_greedy(), seed_tolerance));
+    let seed = request.map(|req| {
+        SeedReport::judge(
+            derived,
+            pit,
+            output,
+            req.sampling.is_greedy(),
+            seed_tolerance,
+        )
+    });
     Ok(Replay {
         views,
         seed,
         hidden,
     })
+}
+
+/// A uniform draw on [0, 1) with 53 random bits.
+fn unit_interval(rng: &mut Sha256CounterRng) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The validator's record of one position, keyed by id.
@@ -439,6 +481,9 @@ pub struct PositionRow {
     pub distance2_d: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed_token: Option<u32>,
+    /// The claimed token's rank (PIT) in the validator's sampler.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pit: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -517,6 +562,7 @@ impl Report {
                 gonka_d: per("gonka_similarity", i),
                 distance2_d: per("gonka_distance2", i),
                 seed_token: None,
+                pit: None,
             })
             .collect()
     }
@@ -629,6 +675,9 @@ pub fn with_model(
     if let (Some(rows), Some(seed)) = (report.table.as_mut(), &replayed.seed) {
         for (row, t) in rows.iter_mut().zip(&seed.derived) {
             row.seed_token = Some(*t);
+        }
+        for (row, u) in rows.iter_mut().zip(&seed.pit) {
+            row.pit = Some(*u);
         }
     }
     report.seed = replayed.seed;

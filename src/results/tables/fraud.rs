@@ -9,7 +9,7 @@ use crate::fraud::analysis::{self, Analysis, MetricRow, SEED_MISMATCH};
 use crate::fraud::heldout::{self, HeldOut};
 use crate::fraud::pernode::{self, NodePower};
 use crate::fraud::plots;
-use crate::fraud::samples::{self, Meta};
+use crate::fraud::samples::{self, Meta, Sample};
 use crate::fraud::Precision;
 
 use super::{parse_error, TablesError};
@@ -24,6 +24,8 @@ pub struct FraudRun {
     pub held_out: Vec<HeldOut>,
     /// The per-node tests' power curves.
     pub per_node: Vec<NodePower>,
+    /// The samples behind them (figures and per-run CSVs draw on them).
+    pub samples: Vec<Sample>,
 }
 
 impl FraudRun {
@@ -46,22 +48,24 @@ impl FraudRun {
 
 /// Every run directory under `<results>/fraud/runs`, by name.
 pub fn read_runs(results: &Path) -> Result<Vec<FraudRun>, TablesError> {
-    let mut out = Vec::new();
-    for dir in run_dirs(&results.join("fraud").join("runs"))? {
-        let meta = Meta::read(&dir)?;
-        let samples = samples::read(&dir).map_err(|e| parse_error(&dir, e))?;
-        let analysis = analysis::analyze(&samples);
-        let held_out = heldout::evaluate(&samples);
-        let per_node = pernode::evaluate(&samples);
-        out.push(FraudRun {
-            dir,
-            meta,
-            analysis,
-            held_out,
-            per_node,
-        });
-    }
-    Ok(out)
+    run_dirs(&results.join("fraud").join("runs"))?
+        .into_iter()
+        .map(read_run)
+        .collect()
+}
+
+/// One run directory, analyzed under every protocol.
+pub fn read_run(dir: PathBuf) -> Result<FraudRun, TablesError> {
+    let meta = Meta::read(&dir)?;
+    let samples = samples::read(&dir).map_err(|e| parse_error(&dir, e))?;
+    Ok(FraudRun {
+        analysis: analysis::analyze(&samples),
+        held_out: heldout::evaluate(&samples),
+        per_node: pernode::evaluate(&samples),
+        dir,
+        meta,
+        samples,
+    })
 }
 
 /// Subdirectories holding a `meta.json`, sorted (none if `root` is absent).
@@ -89,11 +93,13 @@ fn auc_cell(r: Option<&MetricRow>) -> String {
 
 /// The detectors of the headline held-out table (every detector is in each
 /// run's report): Gonka's deployed distance, the perplexity score, the seed
-/// check and the combined detector.
-const HEADLINE_DETECTORS: [&str; 5] = [
+/// check, the token-rank uniformity test (runs that recorded ranks), the best
+/// single metric and the combined detector.
+const HEADLINE_DETECTORS: [&str; 6] = [
     "gonka_similarity",
     "perplexity_score",
     SEED_MISMATCH,
+    analysis::RANK_UNIFORMITY,
     heldout::BEST_SINGLE,
     heldout::COMBINED,
 ];

@@ -16,6 +16,7 @@ use nsed::fraud::variant::VariantReport;
 use nsed::fraud::{heldout, pernode, plots, prompts};
 use nsed::fraud::{Attack, Precision};
 use nsed::results::provenance::{self, RunInfo};
+use nsed::results::tables::fraud::FraudRun;
 
 #[derive(Args)]
 pub struct SimulateFraudArgs {
@@ -445,24 +446,30 @@ pub fn report_fraud_cmd(dir: &Path) -> Result<()> {
 /// Analyze a run directory; writes report.md, metrics.csv and lengths.csv
 /// there and returns the markdown.
 pub(crate) fn report_run(dir: &Path) -> Result<String> {
-    let meta = Meta::read(dir)
+    let run = nsed::results::tables::fraud::read_run(dir.to_path_buf())
         .with_context(|| format!("{} is not a simulate-fraud run directory", dir.display()))?;
-    let samples = samples::read(dir)?;
-    let analysis = analysis::analyze(&samples);
-    let held_out = heldout::evaluate(&samples);
-    let per_node = pernode::evaluate(&samples);
+    write_report(&run)
+}
+
+/// Write an analyzed run's report.md, CSVs and figures into its directory;
+/// returns the markdown.
+pub(crate) fn write_report(run: &FraudRun) -> Result<String> {
+    let (meta, analysis, dir) = (&run.meta, &run.analysis, run.dir.as_path());
+    let (samples, held_out, per_node) = (&run.samples, &run.held_out, &run.per_node);
     let model = &meta.fingerprint.claimed;
     let md = format!(
-        "{}\n{}\n## Held-out detection\n\n{}\n{}{}\n## Per-node tests\n\n{}\n{}{}\n\
+        "{}\n{}\n## Held-out detection\n\n{}\n{}{}\n### Held-out detection by output length\n\n{}\n\
+         ## Per-node tests\n\n{}\n{}{}\n\
          ![power per node](power-per-node.png)\n",
-        header(&meta, &analysis, dir),
+        header(meta, analysis, dir),
         analysis.markdown(model),
         heldout::legend(),
         heldout::TABLE_HEADER,
-        heldout::markdown(model, &held_out),
+        heldout::markdown(model, held_out),
+        heldout::length_markdown(held_out),
         pernode::legend(),
         pernode::TABLE_HEADER,
-        pernode::markdown(model, &per_node),
+        pernode::markdown(model, per_node),
     );
     let write = |name: &str, text: &str| {
         nsed::results::output::write_atomic(&dir.join(name), text.as_bytes())
@@ -470,15 +477,13 @@ pub(crate) fn report_run(dir: &Path) -> Result<String> {
     write("report.md", &md)?;
     write("metrics.csv", &analysis.metrics_csv())?;
     write("lengths.csv", &analysis.lengths_csv())?;
-    write("heldout.csv", &heldout::csv(&held_out))?;
-    write("pernode.csv", &pernode::csv(&per_node))?;
-    write(
-        "perplexity.csv",
-        &plots::perplexity_csv(&samples, &analysis),
-    )?;
+    write("heldout.csv", &heldout::csv(held_out))?;
+    write("heldout-length.csv", &heldout::length_csv(held_out))?;
+    write("pernode.csv", &pernode::csv(per_node))?;
+    write("perplexity.csv", &plots::perplexity_csv(samples, analysis))?;
     // Figures need a font; the tables above are written either way.
     let figures =
-        plots::write(dir, &samples, &analysis).and_then(|_| plots::write_power(dir, &per_node));
+        plots::write(dir, samples, analysis).and_then(|_| plots::write_power(dir, per_node));
     if let Err(e) = figures {
         eprintln!("warning: figures not written: {e}");
     }

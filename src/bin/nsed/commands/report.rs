@@ -325,7 +325,7 @@ fn build_fraud(results: &Path) -> Result<Option<Built>> {
     for run in &runs {
         details.push('\n');
         details.push_str(&tables::demote_headings(
-            &commands::fraud::report_run(&run.dir)?,
+            &commands::fraud::write_report(run)?,
             2,
         ));
         let economics = run.dir.join("economics.md");

@@ -402,6 +402,14 @@ pub fn print_report(r: &nsed::verify::Report) {
                 .map_or(String::new(), |i| format!(", first at position {i}")),
             s.verdict
         );
+        if let Some(k) = &s.rank_uniformity {
+            outln!(
+                "token ranks in the validator's sampler (PIT): KS D {:.4} over {} tokens, p = {:.3} (uniform if honest; informational)",
+                k.d,
+                k.n,
+                k.p
+            );
+        }
     }
     if let Some(p) = &r.proof {
         outln!(
