@@ -85,6 +85,15 @@ fn honest_artifact_verifies_bit_exactly() {
     assert_eq!(metric(&doc, "argmax_agreement"), 1.0);
     assert_eq!(doc["seed"]["verdict"], "honest");
     assert_eq!(doc["seed"]["mismatches"], 0);
+    // Every claimed token's rank in the validator's sampler; honest and
+    // replayed exactly, so uniform (a fixed seed: this p is deterministic).
+    let ranks = &doc["seed"]["rank_uniformity"];
+    assert_eq!(ranks["n"], doc["positions"], "{ranks}");
+    assert!(ranks["p"].as_f64().expect("p") > 0.01, "{ranks}");
+    let table = doc["table"].as_array().expect("table");
+    assert!(table
+        .iter()
+        .all(|r| (0.0..1.0).contains(&r["pit"].as_f64().expect("pit"))));
     assert_eq!(doc["replay"]["identical"], true);
     let proof = &doc["proof"];
     assert_eq!(proof["passed"], proof["chunks"]);
@@ -156,6 +165,7 @@ fn greedy_artifacts_are_inconclusive_for_the_seed_check() {
     let (code, doc, stderr) = verify_json(&["--artifact", a.to_str().expect("utf-8")]);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(doc["seed"]["verdict"], "inconclusive");
+    assert!(doc["seed"]["rank_uniformity"].is_null(), "{doc}");
     assert_eq!(metric(&doc, "gonka_similarity"), 1.0);
 }
 
