@@ -117,10 +117,15 @@ pub fn evaluate(samples: &[Sample]) -> Vec<NodePower> {
 }
 
 fn curve(setting: &str, test: NodeTest, rows: &[Row]) -> Option<NodePower> {
-    if test == NodeTest::RankUniformity && rows.iter().any(|r| r.pit.is_empty()) {
-        // Runs made before ranks were recorded (or greedy ones) lack them.
-        return None;
-    }
+    // Samples made before ranks were recorded (or greedy ones) lack them:
+    // the rank test uses the others, and its n says how many.
+    let with_ranks: Vec<Row>;
+    let rows = if test == NodeTest::RankUniformity {
+        with_ranks = rows.iter().filter(|r| !r.pit.is_empty()).cloned().collect();
+        &with_ranks[..]
+    } else {
+        rows
+    };
     let mut indices: Vec<usize> = rows.iter().map(|r| r.index).collect();
     indices.sort_unstable();
     indices.dedup();
@@ -410,8 +415,8 @@ pub fn legend() -> String {
 }
 
 /// The header of [`markdown`]'s table.
-pub const TABLE_HEADER: &str = "| model | attack | test | power n=1 | n=5 | n=10 | n=20 | n for 99% (honest ejected there) |\n\
-     |---|---|---|---|---|---|---|---|\n";
+pub const TABLE_HEADER: &str = "| model | attack | test | samples honest · fraud | power n=1 | n=5 | n=10 | n=20 | n for 99% (honest ejected there) |\n\
+     |---|---|---|---|---|---|---|---|---|\n";
 
 /// The per-node rows of one run (no header).
 pub fn markdown(model: &str, results: &[NodePower]) -> String {
@@ -431,9 +436,11 @@ pub fn markdown(model: &str, results: &[NodePower]) -> String {
             |p| format!("{} ({})", p.samples, pct(p.false_ejection)),
         );
         out.push_str(&format!(
-            "| {model} | {} | {} | {} | {} | {} | {} | {needed} |\n",
+            "| {model} | {} | {} | {} · {} | {} | {} | {} | {} | {needed} |\n",
             r.setting,
             r.test.name(),
+            r.honest_n,
+            r.fraud_n,
             at(1),
             at(5),
             at(10),
@@ -537,12 +544,22 @@ mod tests {
     }
 
     #[test]
-    fn the_rank_test_needs_every_sample_to_have_ranks() {
+    fn the_rank_test_uses_the_samples_that_have_ranks() {
         let mut rows = rows(40, 0.3, 4);
-        assert!(curve("int4", NodeTest::RankUniformity, &rows).is_some());
+        let all = curve("int4", NodeTest::RankUniformity, &rows).expect("ranks");
+        assert_eq!((all.honest_n, all.fraud_n), (40, 40));
+        rows[2].pit.clear();
         rows[3].pit.clear();
+        let some = curve("int4", NodeTest::RankUniformity, &rows).expect("ranks");
+        assert_eq!((some.honest_n, some.fraud_n), (39, 39));
+        assert_eq!(
+            curve("int4", NodeTest::Mmd, &rows).expect("mmd").honest_n,
+            40
+        );
+        for r in &mut rows {
+            r.pit.clear();
+        }
         assert!(curve("int4", NodeTest::RankUniformity, &rows).is_none());
-        assert!(curve("int4", NodeTest::Mmd, &rows).is_some());
     }
 
     #[test]
