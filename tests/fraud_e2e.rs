@@ -127,7 +127,9 @@ fn int4_fraud_run_resumes_reports_and_separates() {
     // The header names both invocations of the resumed run.
     assert!(report.contains("· 2 invocations from "), "{report}");
     let csv = std::fs::read_to_string(out.join("metrics.csv")).expect("metrics.csv");
-    assert_eq!(csv.lines().count(), 1 + 9, "header + 9 metrics:\n{csv}");
+    // Every verify metric, the seed check and the token-rank test.
+    assert_eq!(csv.lines().count(), 1 + 10, "header + 10 metrics:\n{csv}");
+    assert!(csv.contains("\nint4,rank_uniformity_p,6,6,"), "{csv}");
     for f in ["lengths.csv", "perplexity.csv", "variants.json"] {
         assert!(out.join(f).exists(), "{f}");
     }

@@ -266,8 +266,10 @@ fn check_fraud_held_out(run: &Path) {
         "{:?}",
         mmd_at(10.0)
     );
-    // One sample cannot reach p ≤ 1% against a reference this small.
-    assert_eq!(num(mmd_at(1.0), "power"), 0.0, "{:?}", mmd_at(1.0));
+    // One sample against a reference of ~15: the permutation p-value is at
+    // least about 1/16 but for permutation noise, so one node in hundreds
+    // at most is ejected.
+    assert!(num(mmd_at(1.0), "power") <= 0.01, "{:?}", mmd_at(1.0));
     check_rank_uniformity(run, &power);
     check_held_out_by_length(run);
     let economics = std::fs::read_to_string(run.join("economics.md")).expect("economics.md");
