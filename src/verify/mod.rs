@@ -274,22 +274,14 @@ pub fn teacher_forced(
             rt.model.max_positions()
         )));
     }
-    let mut rng = request.map(|r| {
-        let seed = if r.sampling.is_greedy() {
-            String::new()
-        } else {
-            seed_string(&r.seed.to_string(), &r.inference_id)
-        };
-        Sha256CounterRng::new(&seed)
-    });
+    // Greedy requests draw nothing: their (unused) stream has an empty seed.
+    let seed = request
+        .filter(|r| !r.sampling.is_greedy())
+        .map(|r| seed_string(&r.seed.to_string(), &r.inference_id));
+    let mut rng = request.map(|_| Sha256CounterRng::new(seed.as_deref().unwrap_or("")));
     // The PIT's tie-breaking draws: their own stream, so that they are
     // independent of the executor's seed-bound draws.
-    let mut pit_rng = request.filter(|r| !r.sampling.is_greedy()).map(|r| {
-        Sha256CounterRng::new(&format!(
-            "pit/{}",
-            seed_string(&r.seed.to_string(), &r.inference_id)
-        ))
-    });
+    let mut pit_rng = seed.map(|s| Sha256CounterRng::new(&format!("pit/{s}")));
     let mut pit = Vec::new();
     // History for the repetition penalty of row r: full[..prompt.len() + r].
     let full: Vec<u32> = prompt.iter().chain(output).copied().collect();

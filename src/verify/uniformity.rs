@@ -77,9 +77,6 @@ pub fn ks_uniform(values: &[f64]) -> Option<KsTest> {
 
 /// P(K > x) for Kolmogorov's distribution: 2 Σ (-1)^(k-1) exp(-2 k² x²).
 pub fn kolmogorov_survival(x: f64) -> f64 {
-    if x <= 0.0 {
-        return 1.0;
-    }
     // Below 0.2 the alternating series converges slowly and P = 1 to 1e-18.
     if x < 0.2 {
         return 1.0;
