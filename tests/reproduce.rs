@@ -221,6 +221,40 @@ fn check_fraud(dir: &Path) {
     );
     assert!(dir.join("fraud/runs/smollm2-135m/roc-int4.svg").exists());
     check_fraud_held_out(&dir.join("fraud/runs/smollm2-135m"));
+    check_targets(&md, &dir.join("fraud/runs/smollm2-135m"));
+}
+
+/// The targets table states the held-out figures of `heldout.csv` against
+/// the targets: int4 at CI scale is caught per sample (≥ 95%) and per node
+/// (≥ 99% within 20 samples); its honest cell gives the worst repeat's
+/// flags out of 30 and, when any, the excess over 1% in points.
+fn check_targets(md: &str, run: &Path) {
+    assert!(md.contains("**Against the targets**"), "{md}");
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| smollm2-135m · T 0.99/0.7 | int4 | "))
+        .unwrap_or_else(|| panic!("no targets row for int4: {md}"));
+    let cells: Vec<&str> = row.split(" | ").collect();
+    assert!(cells[2].ends_with("of 30: **met**"), "{row}");
+    assert!(cells[4].ends_with("**met** |"), "{row}");
+    let best = read_csv(&run.join("heldout.csv"))
+        .into_iter()
+        .find(|r| r["setting"] == "int4" && r["detector"] == "best single metric (chosen on train)")
+        .expect("best single row");
+    let k = num(&best, "honest_flagged_max");
+    let rate = 100.0 * k / 30.0;
+    assert!(
+        cells[3].starts_with(&format!("{rate:.1}% ({k}/30; ≤ ")),
+        "{row}"
+    );
+    if k > 0.0 {
+        assert!(
+            cells[3].ends_with(&format!("over by {:.1} pts", rate - 1.0)),
+            "{row}"
+        );
+    } else {
+        assert!(cells[3].ends_with("rate met, bound not shown"), "{row}");
+    }
 }
 
 /// The held-out protocol at CI scale (30 honest, 30 int4, 96 tokens; the

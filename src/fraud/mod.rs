@@ -5,7 +5,8 @@
 //! model substitution, [`prefill`] laundering), the sample runs that score
 //! every verification metric on honest and fraudulent artifacts
 //! ([`samples`]), and their analysis: ROC AUC, detection at fixed false
-//! positive rates, Gonka's calibration and length curves ([`analysis`]).
+//! positive rates, Gonka's calibration and length curves ([`analysis`]), and
+//! how far each run is from the targets it is held to ([`targets`]).
 
 pub mod analysis;
 pub mod economics;
@@ -15,6 +16,7 @@ pub mod plots;
 pub mod prefill;
 pub mod prompts;
 pub mod samples;
+pub mod targets;
 pub mod variant;
 
 use serde::{Deserialize, Serialize};

@@ -10,6 +10,7 @@ use crate::fraud::heldout::{self, HeldOut};
 use crate::fraud::pernode::{self, NodePower};
 use crate::fraud::plots;
 use crate::fraud::samples::{self, Meta, Sample};
+use crate::fraud::targets;
 use crate::fraud::Precision;
 
 use super::{parse_error, TablesError};
@@ -118,6 +119,22 @@ pub fn held_out_markdown(runs: &[FraudRun]) -> String {
             .cloned()
             .collect();
         out.push_str(&heldout::markdown(&run.label(), &rows));
+    }
+    out
+}
+
+/// The targets table: per (model, attack), the measured figures against
+/// the targets and the shortfall where one is missed.
+pub fn targets_markdown(runs: &[FraudRun]) -> String {
+    let mut out = targets::legend();
+    out.push('\n');
+    out.push_str(targets::TABLE_HEADER);
+    for run in runs {
+        out.push_str(&targets::markdown(
+            &run.label(),
+            &run.held_out,
+            &run.per_node,
+        ));
     }
     out
 }

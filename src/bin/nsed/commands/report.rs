@@ -307,13 +307,15 @@ fn build_fraud(results: &Path) -> Result<Option<Built>> {
         return Ok(None);
     }
     let summary = format!(
-        "**Held-out detection** (the protocol every detector is reported under):\n\n{}\n\
-         **Per-node tests** (two-sample tests of a node's samples against honest ones):\n\n{}\n\
+        "**Against the targets** (held-out figures; a missed target says by how much):\n\n{}\n\
+         **Held-out detection** (the protocol every detector is reported under):\n\n{}\n\
+         **Per-node tests** (a node's samples tested against honest ones, or its token ranks against uniform):\n\n{}\n\
          Gonka-style summary. Its \"held-out\" columns are Gonka's calibration (five 80/20 splits, \
          overlapping: an honest sample is counted in several); \"detected at 0 FP\" is in-sample \
          (the bound is set and judged on the same samples):\n\n{}\n\
          Every metric, in-sample (AUC with its bootstrap 95% interval; the zero-FP bound is the \
          largest honest score, and a fraud sample is caught when it scores above it):\n\n{}",
+        fraud::targets_markdown(&runs),
         fraud::held_out_markdown(&runs),
         fraud::per_node_markdown(&runs),
         fraud::summary_markdown(&runs),

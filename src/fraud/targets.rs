@@ -1,0 +1,268 @@
+//! The targets the fraud evidence is held to, and per run and attack by how
+//! much they are met or missed, so the page states a shortfall as a figure
+//! rather than leaving it to the reader to compare tables.
+//!
+//! - **Per sample** (int4): the best single detector, chosen on the training
+//!   folds, catches ≥ [`DETECTION`] of the fraud samples on held-out prompts
+//!   while flagging ≤ [`HONEST_FLAGS`] of the honest ones. The honest rate is
+//!   the worst repeat's; its exact 95% upper bound is given beside it, since
+//!   a rate measured on a few hundred samples cannot show ≤ 1% on its own.
+//! - **Per node** (int4 and substitution): some per-node test reaches
+//!   [`TARGET_POWER`] with ≤ [`NODE_SAMPLES`] samples per node.
+//!
+//! Other attacks get the same cells, marked as having no target.
+
+use super::heldout::{HeldOut, BEST_SINGLE};
+use super::pernode::{NodePower, TARGET_POWER};
+
+/// Per-sample target: share of fraud samples caught on held-out prompts.
+pub const DETECTION: f64 = 0.95;
+/// Per-sample target: share of honest samples flagged.
+pub const HONEST_FLAGS: f64 = 0.01;
+/// Per-node target: [`TARGET_POWER`] within this many samples per node.
+pub const NODE_SAMPLES: usize = 20;
+
+/// Whether the per-sample target applies to an attack (its setting name).
+fn per_sample_targeted(setting: &str) -> bool {
+    setting == "int4"
+}
+
+/// Whether the per-node target applies to an attack.
+fn per_node_targeted(setting: &str) -> bool {
+    setting == "int4" || setting.starts_with("substitute:")
+}
+
+/// How to read [`markdown`]'s table.
+pub fn legend() -> String {
+    format!(
+        "Each cell gives the measured figure and its distance to the target. Per sample (int4): \
+         the best single detector, chosen on the training folds, catches ≥ {} of fraud samples \
+         on held-out prompts while flagging ≤ {} of honest samples (worst repeat, with its exact \
+         95% upper bound). Per node (int4 and substitution): the fewest samples per node at which \
+         a per-node test ejects ≥ {} of cheating nodes, target ≤ {NODE_SAMPLES}, with that \
+         test's honest ejection there and the honest · fraud samples behind its curve. Other \
+         attacks are shown without a target.\n",
+        pct(DETECTION),
+        pct(HONEST_FLAGS),
+        pct(TARGET_POWER),
+    )
+}
+
+/// The header of [`markdown`]'s table.
+pub const TABLE_HEADER: &str = "| model | attack | detected per sample (held-out) | honest flagged | per node: samples for 99% |\n\
+     |---|---|---|---|---|\n";
+
+/// The target rows of one run (no header): one per attack that has a best
+/// single detector.
+pub fn markdown(model: &str, held_out: &[HeldOut], per_node: &[NodePower]) -> String {
+    let mut out = String::new();
+    for best in held_out.iter().filter(|h| h.detector == BEST_SINGLE) {
+        let tests: Vec<&NodePower> = per_node
+            .iter()
+            .filter(|p| p.setting == best.setting)
+            .collect();
+        out.push_str(&format!(
+            "| {model} | {} | {} | {} | {} |\n",
+            best.setting,
+            detection_cell(best),
+            honest_cell(best),
+            node_cell(&best.setting, &tests),
+        ));
+    }
+    out
+}
+
+/// Mean held-out detection against [`DETECTION`].
+fn detection_cell(h: &HeldOut) -> String {
+    let (mean, _, _) = h.detection();
+    let figure = format!("{} of {}", pct(mean), h.fraud_n);
+    if !per_sample_targeted(&h.setting) {
+        return format!("{figure} (no target)");
+    }
+    if mean >= DETECTION {
+        format!("{figure}: **met**")
+    } else {
+        format!("{figure}: short by {}", points(DETECTION - mean))
+    }
+}
+
+/// The worst repeat's honest flags against [`HONEST_FLAGS`], with the upper
+/// bound the sample count allows.
+fn honest_cell(h: &HeldOut) -> String {
+    let (k, upper) = h.worst_flagged();
+    let rate = k as f64 / h.honest_n.max(1) as f64;
+    let figure = format!("{} ({k}/{}; ≤ {})", pct(rate), h.honest_n, pct(upper));
+    if !per_sample_targeted(&h.setting) {
+        return format!("{figure} (no target)");
+    }
+    if rate > HONEST_FLAGS {
+        format!("{figure}: over by {}", points(rate - HONEST_FLAGS))
+    } else if upper > HONEST_FLAGS {
+        format!("{figure}: rate met, bound not shown")
+    } else {
+        format!("{figure}: **met**")
+    }
+}
+
+/// The fewest samples any per-node test needs for [`TARGET_POWER`], against
+/// [`NODE_SAMPLES`]; when none gets there, the best power at
+/// [`NODE_SAMPLES`].
+fn node_cell(setting: &str, tests: &[&NodePower]) -> String {
+    let fewest = tests
+        .iter()
+        .filter_map(|t| t.samples_needed().map(|p| (p, *t)))
+        .min_by_key(|(p, _)| p.samples);
+    let figure = match fewest {
+        Some((p, t)) => format!(
+            "{} ({}; honest ejected {}; {} · {} samples)",
+            p.samples,
+            t.test.name(),
+            pct(p.false_ejection),
+            t.honest_n,
+            t.fraud_n
+        ),
+        None => match best_at(tests, NODE_SAMPLES) {
+            Some((power, name)) => format!(
+                "not reached; best at {NODE_SAMPLES}: {} ({name})",
+                pct(power)
+            ),
+            None => format!("not measured at {NODE_SAMPLES} (too few held-out samples)"),
+        },
+    };
+    if !per_node_targeted(setting) {
+        return format!("{figure} (no target)");
+    }
+    match (fewest, best_at(tests, NODE_SAMPLES)) {
+        (Some((p, _)), _) if p.samples <= NODE_SAMPLES => format!("{figure}: **met**"),
+        (_, Some((power, _))) => format!(
+            "{figure}: short by {} at {NODE_SAMPLES}",
+            points(TARGET_POWER - power)
+        ),
+        _ => format!("{figure}: not shown"),
+    }
+}
+
+/// The highest power any test has at `n` samples per node, and which test.
+fn best_at<'a>(tests: &[&'a NodePower], n: usize) -> Option<(f64, &'a str)> {
+    tests
+        .iter()
+        .filter_map(|t| {
+            let p = t.curve.iter().find(|p| p.samples == n)?;
+            Some((p.power, t.test.name()))
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", 100.0 * x)
+}
+
+/// A difference of rates in percentage points.
+fn points(x: f64) -> String {
+    format!("{:.1} pts", 100.0 * x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fraud::pernode::{NodeTest, PowerAt};
+
+    fn held_out(setting: &str, detected: usize, fraud_n: usize, flagged: usize) -> HeldOut {
+        HeldOut {
+            setting: setting.into(),
+            detector: BEST_SINGLE.into(),
+            honest_n: 200,
+            fraud_n,
+            flipped: 0,
+            fits: 50,
+            auc: 0.99,
+            detected: vec![detected; 10],
+            honest_flagged: vec![flagged; 10],
+            by_source: Vec::new(),
+            chosen: Default::default(),
+            by_length: Vec::new(),
+        }
+    }
+
+    fn node(setting: &str, test: NodeTest, powers: &[(usize, f64)]) -> NodePower {
+        NodePower {
+            setting: setting.into(),
+            test,
+            honest_n: 100,
+            fraud_n: 100,
+            curve: powers
+                .iter()
+                .map(|&(samples, power)| PowerAt {
+                    samples,
+                    power,
+                    false_ejection: 0.005,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn met_targets_are_marked_met() {
+        let h = held_out("int4", 99, 100, 0);
+        let nodes = [
+            node("int4", NodeTest::Mmd, &[(5, 0.995), (20, 1.0)]),
+            node("int4", NodeTest::RankUniformity, &[(5, 0.3), (20, 0.9)]),
+        ];
+        let row = markdown("m", &[h], &nodes);
+        assert!(row.contains("99.0% of 100: **met**"), "{row}");
+        // 0/200 is a met rate, but its upper bound (1.8%) is above 1%.
+        assert!(
+            row.contains("0.0% (0/200; ≤ 1.8%): rate met, bound not shown"),
+            "{row}"
+        );
+        assert!(
+            row.contains(
+                "5 (MMD to honest reference; honest ejected 0.5%; 100 · 100 samples): **met**"
+            ),
+            "{row}"
+        );
+    }
+
+    #[test]
+    fn shortfalls_are_stated_in_points() {
+        let h = held_out("int4", 90, 100, 3);
+        let nodes = [node(
+            "int4",
+            NodeTest::RankUniformity,
+            &[(20, 0.916), (50, 1.0)],
+        )];
+        let row = markdown("m", &[h], &nodes);
+        assert!(row.contains("90.0% of 100: short by 5.0 pts"), "{row}");
+        assert!(
+            row.contains("1.5% (3/200; ≤ 4.3%): over by 0.5 pts"),
+            "{row}"
+        );
+        // Reached at 50, past the target of 20: short by 99 - 91.6 at 20.
+        assert!(
+            row.contains("50 (token-rank uniformity (KS); honest ejected 0.5%; 100 · 100 samples): short by 7.4 pts at 20"),
+            "{row}"
+        );
+    }
+
+    #[test]
+    fn untargeted_attacks_and_unmeasured_sizes_say_so() {
+        let h = held_out("prefill:small", 7, 56, 2);
+        let row = markdown(
+            "m",
+            &[h],
+            &[node("prefill:small", NodeTest::Mmd, &[(5, 0.4)])],
+        );
+        assert_eq!(row.matches("(no target)").count(), 3, "{row}");
+        assert!(row.contains("not measured at 20"), "{row}");
+        let s = held_out("substitute:small", 100, 100, 0);
+        let row = markdown("m", &[s], &[]);
+        assert!(
+            row.contains("not measured at 20 (too few held-out samples): not shown"),
+            "{row}"
+        );
+        // Only the best single detector's rows count.
+        let mut other = held_out("int4", 1, 100, 0);
+        other.detector = "gonka_similarity".into();
+        assert!(markdown("m", &[other], &[]).is_empty());
+    }
+}
