@@ -253,7 +253,12 @@ fn fit(detector: Detector, train: &[&Row]) -> Option<Fitted> {
         }
         Detector::BestSingle => {
             let width = train.first()?.features.len();
+            // Only metrics every training sample has compete: one recorded
+            // on a few samples (token ranks, where a run added them late)
+            // can separate those few perfectly by chance, and the samples
+            // without it could then not be scored.
             let (i, auc) = (0..width)
+                .filter(|&i| train.iter().all(|r| r.features[i].is_some()))
                 .filter_map(|i| training_auc(train, i).map(|a| (i, a)))
                 .max_by(|a, b| (a.1 - 0.5).abs().total_cmp(&(b.1 - 0.5).abs()))?;
             chosen = Some(i);
@@ -813,6 +818,26 @@ mod tests {
         assert_eq!(h.chosen.get("signal"), Some(&h.fits), "{:?}", h.chosen);
         assert_eq!(h.flipped, h.fits);
         assert!(h.detected.iter().all(|&d| d == 60));
+    }
+
+    #[test]
+    fn the_best_single_metric_is_one_every_sample_has() {
+        // A third metric separates perfectly but is recorded on 8 of the
+        // 60 prompts only: it must not be chosen, and every sample is scored.
+        let mut rows = rows(60, 0.5, 7);
+        for r in &mut rows {
+            let partial = (r.index < 8).then_some(if r.fraud { 10.0 } else { 0.0 });
+            r.features.push(partial);
+        }
+        let names = vec!["signal".into(), "noise".into(), "partial".into()];
+        let h = held_out("int4", BEST_SINGLE, Detector::BestSingle, &rows, &names).expect("enough");
+        assert_eq!(h.chosen.get("partial"), None, "{:?}", h.chosen);
+        assert_eq!(h.chosen.get("signal"), Some(&h.fits), "{:?}", h.chosen);
+        assert_eq!((h.honest_n, h.fraud_n), (60, 60));
+        // Negative control: alone, the partial metric is a detector of its 8.
+        let alone = held_out("int4", "partial", Detector::Metric(2), &rows, &names);
+        let scored = alone.as_ref().map(|a| (a.honest_n, a.fraud_n));
+        assert!(matches!(scored, None | Some((8, 8))), "{alone:?}");
     }
 
     #[test]
