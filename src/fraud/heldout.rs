@@ -17,8 +17,21 @@
 //! - **The combined detector:** an L2-regularized logistic regression over
 //!   every metric, standardized and fit on the training folds only.
 //!
-//! The threshold flags at most ⌊α·n⌋ of the training honest samples (α =
-//! 1%; with fewer than 100 that is the largest training honest score).
+//! - **Abstaining on short outputs.** The best single and the combined
+//!   detector also run gated: outputs under [`MIN_JUDGED_TOKENS`] tokens get
+//!   no verdict (neither in fitting nor in testing), and the abstentions are
+//!   counted on both sides. The gate was chosen after the fact from the
+//!   per-length breakdown of the first runs (their honest flags came from
+//!   ≤ 32-token outputs), so only runs made after it are a test of it.
+//!
+//! - **Conformal thresholds.** The threshold is the k-th largest of the n
+//!   training honest scores with k = ⌊α·(n + 1)⌋ (α = 1%), flagging scores
+//!   above it: for a fresh honest sample exchangeable with the training ones
+//!   the flag probability is then at most k/(n + 1) ≤ α. (Flagging ⌊α·n⌋ of
+//!   the training samples, the in-sample rule, puts the threshold one order
+//!   statistic lower and expects (⌊α·n⌋ + 1)/(n + 1) > α on fresh samples.)
+//!   With n + 1 < 1/α no k exists; the threshold is then the largest
+//!   training score and the guarantee is only 1/(n + 1).
 
 use std::collections::BTreeMap;
 
@@ -40,6 +53,13 @@ pub const REPEATS: usize = 10;
 pub const COMBINED: &str = "combined (logistic, all metrics)";
 /// The name of the detector that picks one metric per training split.
 pub const BEST_SINGLE: &str = "best single metric (chosen on train)";
+/// The gated detectors judge outputs of at least this many tokens (the
+/// first [`LENGTH_BINS`] bin, ≤ 32 tokens, gets no verdict).
+pub const MIN_JUDGED_TOKENS: usize = 33;
+/// [`BEST_SINGLE`], abstaining on outputs under [`MIN_JUDGED_TOKENS`].
+pub const BEST_SINGLE_GATED: &str = "best single metric, abstains under 33 tokens";
+/// [`COMBINED`], abstaining on outputs under [`MIN_JUDGED_TOKENS`].
+pub const COMBINED_GATED: &str = "combined, abstains under 33 tokens";
 const SEED: u64 = 7;
 
 /// How one detector fares on prompts it was not fit on.
@@ -65,6 +85,10 @@ pub struct HeldOut {
     pub chosen: BTreeMap<String, usize>,
     /// Detection and honest flags per output-length bin (non-empty bins).
     pub by_length: Vec<LengthResult>,
+    /// Gated detectors: distinct honest and fraud samples that got no
+    /// verdict (too short); not in `honest_n` / `fraud_n`.
+    pub abstained_honest: usize,
+    pub abstained_fraud: usize,
 }
 
 /// Held-out detection within one output-length bin ([`LENGTH_BINS`]).
@@ -111,6 +135,14 @@ impl HeldOut {
         let lo = rates.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = rates.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         (mean, lo, hi)
+    }
+
+    /// Mean detection rate over repeats counting every abstention as a
+    /// miss: the share of all fraud samples caught.
+    pub fn detection_of_all(&self) -> f64 {
+        let (mean, _, _) = self.detection();
+        let judged = self.fraud_n as f64;
+        mean * judged / (judged + self.abstained_fraud as f64).max(1.0)
     }
 
     /// The most honest samples any repeat flagged, with the exact 95% upper
@@ -191,6 +223,10 @@ pub fn evaluate(samples: &[Sample]) -> Vec<HeldOut> {
         .collect();
     detectors.push((BEST_SINGLE.into(), Detector::BestSingle));
     detectors.push((COMBINED.into(), Detector::Combined));
+    let gated = [
+        (BEST_SINGLE_GATED, Detector::BestSingle),
+        (COMBINED_GATED, Detector::Combined),
+    ];
     let mut out = Vec::new();
     for (setting, rows) in rows_by_setting(samples) {
         for (name, detector) in &detectors {
@@ -198,8 +234,30 @@ pub fn evaluate(samples: &[Sample]) -> Vec<HeldOut> {
                 out.push(h);
             }
         }
+        for (name, detector) in gated {
+            out.extend(held_out_gated(&setting, name, detector, &rows, &names));
+        }
     }
     out
+}
+
+/// [`held_out`] on the rows of at least [`MIN_JUDGED_TOKENS`] output tokens,
+/// counting the rest as abstentions.
+fn held_out_gated(
+    setting: &str,
+    name: &str,
+    detector: Detector,
+    rows: &[Row],
+    metric_names: &[String],
+) -> Option<HeldOut> {
+    let (judged, short): (Vec<Row>, Vec<Row>) = rows
+        .iter()
+        .cloned()
+        .partition(|r| r.tokens >= MIN_JUDGED_TOKENS);
+    let mut h = held_out(setting, name, detector, &judged, metric_names)?;
+    h.abstained_fraud = short.iter().filter(|r| r.fraud).count();
+    h.abstained_honest = short.len() - h.abstained_fraud;
+    Some(h)
 }
 
 /// `gsm8k/17` → `gsm8k`, `file:mine/3` → `file:mine`.
@@ -270,13 +328,25 @@ fn fit(detector: Detector, train: &[&Row]) -> Option<Fitted> {
         }
     };
     let (h, f) = split_scores(train, &score);
-    let threshold = analysis::detect_at_fpr(&h, &f, TARGET_FPR)?.threshold;
+    if f.is_empty() {
+        return None;
+    }
+    let threshold = conformal_threshold(&h, TARGET_FPR)?;
     Some(Fitted {
         score,
         threshold,
         flipped,
         chosen,
     })
+}
+
+/// The k-th largest honest score, k = ⌊α·(n + 1)⌋ (at least 1): a fresh
+/// exchangeable honest score exceeds it with probability at most k/(n + 1).
+fn conformal_threshold(honest: &[f64], alpha: f64) -> Option<f64> {
+    let mut sorted = honest.to_vec();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let k = ((alpha * (honest.len() + 1) as f64).floor() as usize).max(1);
+    sorted.get(k - 1).copied()
 }
 
 fn split_scores(rows: &[&Row], score: &dyn Fn(&Row) -> Option<f64>) -> (Vec<f64>, Vec<f64>) {
@@ -350,6 +420,8 @@ fn held_out(
         by_source: Vec::new(),
         chosen: BTreeMap::new(),
         by_length: Vec::new(),
+        abstained_honest: 0,
+        abstained_fraud: 0,
     };
     let mut aucs = Vec::new();
     let mut bins = vec![[0usize; 4]; LENGTH_BINS.len()];
@@ -582,8 +654,9 @@ fn pct(x: f64) -> String {
 pub fn legend() -> String {
     format!(
         "Fit on training prompts, reported on held-out ones ({FOLDS}-fold cross-fitting by prompt, \
-         {REPEATS} repeats; thresholds flag ≤ {}% of the training honest samples; direction fit \
-         on the training folds). Detected: mean over repeats (range). Honest flagged: the most \
+         {REPEATS} repeats; conformal thresholds: the k-th largest of n training honest scores, \
+         k = ⌊{}%·(n + 1)⌋, so a fresh honest sample is flagged with probability ≤ k/(n + 1); \
+         direction fit on the training folds). Detected: mean over repeats (range). Honest flagged: the most \
          any repeat flagged, each honest sample tested once, with its exact 95% upper bound. \
          Unseen source: fit on the other prompt sources, tested on this one (worst source).\n",
         TARGET_FPR * 100.0
@@ -684,7 +757,7 @@ pub fn length_csv(results: &[HeldOut]) -> String {
 }
 
 /// The columns of [`csv()`].
-pub const CSV_HEADER: [&str; 11] = [
+pub const CSV_HEADER: [&str; 13] = [
     "setting",
     "detector",
     "honest_n",
@@ -696,9 +769,12 @@ pub const CSV_HEADER: [&str; 11] = [
     "detected_min",
     "detected_max",
     "honest_flagged_max",
+    "abstained_honest",
+    "abstained_fraud",
 ];
 
-/// One line per (attack, detector); `detected_*` are rates over repeats.
+/// One line per (attack, detector); `detected_*` are rates over repeats of
+/// the judged samples (all but the gated detectors' abstentions).
 pub fn csv(results: &[HeldOut]) -> String {
     let rows = results.iter().map(|r| {
         let (mean, lo, hi) = r.detection();
@@ -714,6 +790,8 @@ pub fn csv(results: &[HeldOut]) -> String {
             format!("{lo:.4}"),
             format!("{hi:.4}"),
             r.worst_flagged().0.to_string(),
+            r.abstained_honest.to_string(),
+            r.abstained_fraud.to_string(),
         ]
     });
     crate::results::csv_text::csv_text(&CSV_HEADER, rows)
@@ -721,8 +799,8 @@ pub fn csv(results: &[HeldOut]) -> String {
 
 fn direction_cell(r: &HeldOut) -> String {
     match (r.detector.as_str(), r.flipped) {
-        (COMBINED, _) => "fit".into(),
-        (BEST_SINGLE, _) => {
+        (COMBINED | COMBINED_GATED, _) => "fit".into(),
+        (BEST_SINGLE | BEST_SINGLE_GATED, _) => {
             let mut picks: Vec<(&String, &usize)> = r.chosen.iter().collect();
             picks.sort_by(|a, b| b.1.cmp(a.1));
             let named: Vec<String> = picks
@@ -739,12 +817,24 @@ fn direction_cell(r: &HeldOut) -> String {
 
 fn detection_cell(r: &HeldOut) -> String {
     let (mean, lo, hi) = r.detection();
-    format!("{} ({}–{}) of {}", pct(mean), pct(lo), pct(hi), r.fraud_n)
+    let cell = format!("{} ({}–{}) of {}", pct(mean), pct(lo), pct(hi), r.fraud_n);
+    if r.abstained_fraud == 0 {
+        return cell;
+    }
+    format!(
+        "{cell} judged; {} abstained ({} of all)",
+        r.abstained_fraud,
+        pct(r.detection_of_all())
+    )
 }
 
 fn flagged_cell(r: &HeldOut) -> String {
     let (k, upper) = r.worst_flagged();
-    format!("{k}/{} (≤ {})", r.honest_n, pct(upper))
+    let cell = format!("{k}/{} (≤ {})", r.honest_n, pct(upper));
+    if r.abstained_honest == 0 {
+        return cell;
+    }
+    format!("{cell}; {} abstained", r.abstained_honest)
 }
 
 fn worst_source_cell(r: &HeldOut) -> String {
@@ -859,6 +949,60 @@ mod tests {
             .by_length
             .iter()
             .all(|b| (0.0..=1.0).contains(&b.detection_rate())));
+    }
+
+    #[test]
+    fn conformal_thresholds_sit_at_the_guaranteed_order_statistic() {
+        let scores: Vec<f64> = (1..=160).map(f64::from).collect();
+        // n = 160, α = 1%: k = ⌊1.61⌋ = 1, the largest (the in-sample rule
+        // would take the second largest, 159, and flag one).
+        assert_eq!(conformal_threshold(&scores, 0.01), Some(160.0));
+        let scores: Vec<f64> = (1..=250).map(f64::from).collect();
+        // n = 250: k = ⌊2.51⌋ = 2.
+        assert_eq!(conformal_threshold(&scores, 0.01), Some(249.0));
+        // Too few for any k: the largest.
+        assert_eq!(conformal_threshold(&[3.0, 1.0, 2.0], 0.01), Some(3.0));
+        assert_eq!(conformal_threshold(&[], 0.01), None);
+    }
+
+    #[test]
+    fn the_gate_abstains_on_short_outputs_and_counts_them() {
+        // Short (20-token) honest outputs look like fraud: ungated, the
+        // threshold cannot both catch fraud and pass them; gated, they get
+        // no verdict and the rest separate cleanly.
+        let mut rows = rows(60, 2.0, 3);
+        for r in rows.iter_mut().filter(|r| !r.fraud && r.tokens < 33) {
+            r.features[0] = r.features[0].map(|v| v + 2.0);
+        }
+        let plain =
+            held_out("int4", BEST_SINGLE, Detector::BestSingle, &rows, &names()).expect("enough");
+        let gated = held_out_gated(
+            "int4",
+            BEST_SINGLE_GATED,
+            Detector::BestSingle,
+            &rows,
+            &names(),
+        )
+        .expect("enough");
+        assert_eq!((gated.abstained_honest, gated.abstained_fraud), (15, 15));
+        assert_eq!((gated.honest_n, gated.fraud_n), (45, 45));
+        assert_eq!((plain.abstained_honest, plain.abstained_fraud), (0, 0));
+        assert!(
+            gated.detected.iter().all(|&d| d == 45),
+            "{:?}",
+            gated.detected
+        );
+        // The threshold is the largest of ~36 training honest scores: about
+        // 45/37 of the 45 test honest samples cross it per repeat.
+        let mean = gated.honest_flagged.iter().sum::<usize>() as f64 / REPEATS as f64;
+        assert!(mean <= 2.0, "{:?}", gated.honest_flagged);
+        assert!(gated.worst_flagged().0 <= 5, "{:?}", gated.honest_flagged);
+        // Negative control: ungated, the disguised short honest outputs
+        // cost either detection or honest flags.
+        let (mean, _, _) = plain.detection();
+        assert!(mean < 0.95 || plain.worst_flagged().0 >= 10, "{plain:?}");
+        // An abstention counts as a miss among all fraud samples.
+        assert!((gated.detection_of_all() - 0.75).abs() < 1e-12);
     }
 
     #[test]

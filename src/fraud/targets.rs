@@ -10,9 +10,13 @@
 //! - **Per node** (int4 and substitution): some per-node test reaches
 //!   [`TARGET_POWER`] with ≤ [`NODE_SAMPLES`] samples per node.
 //!
-//! Other attacks get the same cells, marked as having no target.
+//! Other attacks get the same cells, marked as having no target. The best
+//! single detector that abstains on short outputs
+//! ([`BEST_SINGLE_GATED`]) gets a row of its own under each attack: its
+//! detection is over the judged fraud samples, with the share of all of
+//! them beside it (an abstention counts as a miss there).
 
-use super::heldout::{HeldOut, BEST_SINGLE};
+use super::heldout::{HeldOut, BEST_SINGLE, BEST_SINGLE_GATED, MIN_JUDGED_TOKENS};
 use super::pernode::{NodePower, TARGET_POWER};
 
 /// Per-sample target: share of fraud samples caught on held-out prompts.
@@ -41,7 +45,12 @@ pub fn legend() -> String {
          95% upper bound). Per node (int4 and substitution): the fewest samples per node at which \
          a per-node test ejects ≥ {} of cheating nodes, target ≤ {NODE_SAMPLES}, with that \
          test's honest ejection there and the honest · fraud samples behind its curve. Other \
-         attacks are shown without a target.\n",
+         attacks are shown without a target. A row \"abstains under {MIN_JUDGED_TOKENS} tokens\" \
+         is the same detector giving no verdict on shorter outputs (fit and tested on the rest): \
+         its honest rate is over the judged honest samples, its detection is judged against the \
+         target as a share of all fraud samples (an abstention is a miss). That gate was chosen \
+         after the fact from the first runs' length breakdown; it is tested only by runs made \
+         after it.\n",
         pct(DETECTION),
         pct(HONEST_FLAGS),
         pct(TARGET_POWER),
@@ -53,7 +62,7 @@ pub const TABLE_HEADER: &str = "| model | attack | detected per sample (held-out
      |---|---|---|---|---|\n";
 
 /// The target rows of one run (no header): one per attack that has a best
-/// single detector.
+/// single detector, followed by its gated variant's row when there is one.
 pub fn markdown(model: &str, held_out: &[HeldOut], per_node: &[NodePower]) -> String {
     let mut out = String::new();
     for best in held_out.iter().filter(|h| h.detector == BEST_SINGLE) {
@@ -68,6 +77,17 @@ pub fn markdown(model: &str, held_out: &[HeldOut], per_node: &[NodePower]) -> St
             honest_cell(best),
             node_cell(&best.setting, &tests),
         ));
+        let gated = held_out
+            .iter()
+            .find(|h| h.detector == BEST_SINGLE_GATED && h.setting == best.setting);
+        if let Some(g) = gated {
+            out.push_str(&format!(
+                "| {model} | {} · abstains under {MIN_JUDGED_TOKENS} tokens | {} | {} | – |\n",
+                g.setting,
+                detection_cell(g),
+                honest_cell(g),
+            ));
+        }
     }
     out
 }
@@ -75,14 +95,26 @@ pub fn markdown(model: &str, held_out: &[HeldOut], per_node: &[NodePower]) -> St
 /// Mean held-out detection against [`DETECTION`].
 fn detection_cell(h: &HeldOut) -> String {
     let (mean, _, _) = h.detection();
-    let figure = format!("{} of {}", pct(mean), h.fraud_n);
+    let figure = if h.abstained_fraud > 0 {
+        format!(
+            "{} of {} judged ({} of all {})",
+            pct(mean),
+            h.fraud_n,
+            pct(h.detection_of_all()),
+            h.fraud_n + h.abstained_fraud
+        )
+    } else {
+        format!("{} of {}", pct(mean), h.fraud_n)
+    };
     if !per_sample_targeted(&h.setting) {
         return format!("{figure} (no target)");
     }
-    if mean >= DETECTION {
+    // An abstention is a miss here: a gate must not buy its detection rate.
+    let caught = h.detection_of_all();
+    if caught >= DETECTION {
         format!("{figure}: **met**")
     } else {
-        format!("{figure}: short by {}", points(DETECTION - mean))
+        format!("{figure}: short by {}", points(DETECTION - caught))
     }
 }
 
@@ -91,7 +123,10 @@ fn detection_cell(h: &HeldOut) -> String {
 fn honest_cell(h: &HeldOut) -> String {
     let (k, upper) = h.worst_flagged();
     let rate = k as f64 / h.honest_n.max(1) as f64;
-    let figure = format!("{} ({k}/{}; ≤ {})", pct(rate), h.honest_n, pct(upper));
+    let mut figure = format!("{} ({k}/{}; ≤ {})", pct(rate), h.honest_n, pct(upper));
+    if h.abstained_honest > 0 {
+        figure.push_str(&format!(", {} abstained", h.abstained_honest));
+    }
     if !per_sample_targeted(&h.setting) {
         return format!("{figure} (no target)");
     }
@@ -181,6 +216,8 @@ mod tests {
             by_source: Vec::new(),
             chosen: Default::default(),
             by_length: Vec::new(),
+            abstained_honest: 0,
+            abstained_fraud: 0,
         }
     }
 
@@ -242,6 +279,26 @@ mod tests {
             row.contains("50 (token-rank uniformity (KS); honest ejected 0.5%; 100 · 100 samples): short by 7.4 pts at 20"),
             "{row}"
         );
+    }
+
+    #[test]
+    fn the_gated_detector_gets_its_own_row_after_the_attack() {
+        let mut g = held_out("int4", 96, 96, 1);
+        g.detector = BEST_SINGLE_GATED.into();
+        (g.honest_n, g.abstained_honest, g.abstained_fraud) = (180, 20, 4);
+        let rows = markdown("m", &[held_out("int4", 99, 100, 5), g], &[]);
+        let lines: Vec<&str> = rows.lines().collect();
+        assert_eq!(lines.len(), 2, "{rows}");
+        assert!(lines[1].starts_with("| m | int4 · abstains under 33 tokens | "));
+        assert!(
+            lines[1].contains("100.0% of 96 judged (96.0% of all 100): **met**"),
+            "{rows}"
+        );
+        assert!(
+            lines[1].contains("0.6% (1/180; ≤ 3.1%), 20 abstained: rate met, bound not shown"),
+            "{rows}"
+        );
+        assert!(lines[1].ends_with("| – |"), "{rows}");
     }
 
     #[test]

@@ -95,14 +95,17 @@ fn auc_cell(r: Option<&MetricRow>) -> String {
 /// The detectors of the headline held-out table (every detector is in each
 /// run's report): Gonka's deployed distance, the perplexity score, the seed
 /// check, the token-rank uniformity test (runs that recorded ranks), the best
-/// single metric and the combined detector.
-const HEADLINE_DETECTORS: [&str; 6] = [
+/// single metric and the combined detector, each also abstaining on short
+/// outputs.
+const HEADLINE_DETECTORS: [&str; 8] = [
     "gonka_similarity",
     "perplexity_score",
     SEED_MISMATCH,
     analysis::RANK_UNIFORMITY,
     heldout::BEST_SINGLE,
+    heldout::BEST_SINGLE_GATED,
     heldout::COMBINED,
+    heldout::COMBINED_GATED,
 ];
 
 /// The held-out table: per (model, attack), the headline detectors fit on
