@@ -234,30 +234,29 @@ pub fn evaluate(samples: &[Sample]) -> Vec<HeldOut> {
                 out.push(h);
             }
         }
+        let (judged, abstained_honest, abstained_fraud) = gate(&rows);
         for (name, detector) in gated {
-            out.extend(held_out_gated(&setting, name, detector, &rows, &names));
+            if let Some(h) = held_out(&setting, name, detector, &judged, &names) {
+                out.push(HeldOut {
+                    abstained_honest,
+                    abstained_fraud,
+                    ..h
+                });
+            }
         }
     }
     out
 }
 
-/// [`held_out`] on the rows of at least [`MIN_JUDGED_TOKENS`] output tokens,
-/// counting the rest as abstentions.
-fn held_out_gated(
-    setting: &str,
-    name: &str,
-    detector: Detector,
-    rows: &[Row],
-    metric_names: &[String],
-) -> Option<HeldOut> {
+/// The rows of at least [`MIN_JUDGED_TOKENS`] output tokens, which the gated
+/// detectors judge, and how many honest and fraud rows they abstain on.
+fn gate(rows: &[Row]) -> (Vec<Row>, usize, usize) {
     let (judged, short): (Vec<Row>, Vec<Row>) = rows
         .iter()
         .cloned()
         .partition(|r| r.tokens >= MIN_JUDGED_TOKENS);
-    let mut h = held_out(setting, name, detector, &judged, metric_names)?;
-    h.abstained_fraud = short.iter().filter(|r| r.fraud).count();
-    h.abstained_honest = short.len() - h.abstained_fraud;
-    Some(h)
+    let fraud = short.iter().filter(|r| r.fraud).count();
+    (judged, short.len() - fraud, fraud)
 }
 
 /// `gsm8k/17` → `gsm8k`, `file:mine/3` → `file:mine`.
@@ -976,14 +975,20 @@ mod tests {
         }
         let plain =
             held_out("int4", BEST_SINGLE, Detector::BestSingle, &rows, &names()).expect("enough");
-        let gated = held_out_gated(
+        let (judged, abstained_honest, abstained_fraud) = gate(&rows);
+        let gated = held_out(
             "int4",
             BEST_SINGLE_GATED,
             Detector::BestSingle,
-            &rows,
+            &judged,
             &names(),
         )
         .expect("enough");
+        let gated = HeldOut {
+            abstained_honest,
+            abstained_fraud,
+            ..gated
+        };
         assert_eq!((gated.abstained_honest, gated.abstained_fraud), (15, 15));
         assert_eq!((gated.honest_n, gated.fraud_n), (45, 45));
         assert_eq!((plain.abstained_honest, plain.abstained_fraud), (0, 0));
