@@ -779,6 +779,7 @@ mod tests {
             evaluation: None,
             transport: Default::default(),
             public_key: None,
+            device: None,
         };
         let h = Harness {
             agents,

@@ -22,6 +22,7 @@ use super::{
 use crate::answer::{self, AnswerKind};
 use crate::engine::batch::{BatchError, Done, Engine, EngineHandle, Limits, Ticket};
 use crate::engine::chat::{Message, TemplateKind};
+use crate::engine::device::{default_device, ComputeDevice};
 use crate::engine::generate::{FinishReason, GenerateRequest, Generation};
 use crate::engine::runtime::{Runtime, RuntimeError};
 use crate::engine::sampling::{log_softmax, SamplingParams};
@@ -42,12 +43,25 @@ impl ModelPool {
         }
     }
 
+    /// The engine of `spec` on the default device (`--device`).
     pub fn get(&mut self, spec: &str) -> Result<EngineHandle, RuntimeError> {
-        if let Some(engine) = self.loaded.get(spec) {
+        self.get_on(spec, None)
+    }
+
+    /// The engine of `spec` on `device` (an agent's own), else the default;
+    /// one engine per model and device.
+    pub fn get_on(
+        &mut self,
+        spec: &str,
+        device: Option<ComputeDevice>,
+    ) -> Result<EngineHandle, RuntimeError> {
+        let device = device.unwrap_or_else(default_device);
+        let key = format!("{spec}@{device}");
+        if let Some(engine) = self.loaded.get(&key) {
             return Ok(engine.clone());
         }
-        let engine = Engine::spawn(Runtime::load(spec)?, self.limits)?;
-        self.loaded.insert(spec.to_string(), engine.clone());
+        let engine = Engine::spawn(Runtime::load_on(spec, device)?, self.limits)?;
+        self.loaded.insert(key, engine.clone());
         Ok(engine)
     }
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::EvalMode;
+use crate::engine::device::ComputeDevice;
 use crate::engine::sampling::SamplingParams;
 
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +180,10 @@ pub struct AgentSpec {
     /// pinned for the run (trust on first use).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
+    /// Where this agent's model runs (`cpu`, `cuda`, `cuda:N`); default:
+    /// the command line's `--device`. One roster can mix devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<ComputeDevice>,
 }
 
 fn one() -> f64 {

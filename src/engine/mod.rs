@@ -1,7 +1,8 @@
 //! The inference engine: everything from a GGUF file to tokens with
-//! log-probabilities, on the CPU, bit-exact across runs, thread counts and
-//! instruction sets.
+//! log-probabilities, on the CPU (bit-exact across runs, thread counts and
+//! instruction sets) or on an NVIDIA GPU through candle's CUDA backend.
 //!
+//! - [`device`]: the CPU or a CUDA GPU (`--device`), opened with checks.
 //! - [`gguf`]: reading (and, for tests, writing) GGUF files.
 //! - [`qmm`]: the quantized matrix kernels, one per instruction-set path.
 //! - [`model`]: the llama / qwen2 / gemma3 transformers with a KV cache.
@@ -14,10 +15,12 @@
 //! - [`batch`]: continuous batching of many requests per forward pass.
 //! - [`perplexity`]: llama.cpp-convention perplexity.
 //! - [`perf`]: llama-bench-style prefill and decode speed.
+//! - [`synth`]: seeded random-weight GGUF models of a chosen shape.
 //! - [`digest`]: hexadecimal digests.
 
 pub mod batch;
 pub mod chat;
+pub mod device;
 pub mod digest;
 pub mod generate;
 pub mod gguf;
@@ -28,4 +31,5 @@ pub mod qmm;
 pub mod registry;
 pub mod runtime;
 pub mod sampling;
+pub mod synth;
 pub mod tokenizer;

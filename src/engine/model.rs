@@ -14,8 +14,11 @@ use std::sync::Arc;
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
+use crate::engine::device::{ComputeDevice, DeviceError, OpenDevice};
 use crate::engine::gguf::{Gguf, GgufError, TensorInfo};
 use crate::engine::qmm::{self, Format, PackedMatrix, QmmError};
+
+mod candle_path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -36,6 +39,8 @@ pub enum ModelError {
     Candle(Box<candle_core::Error>),
     #[error(transparent)]
     Kernel(#[from] QmmError),
+    #[error(transparent)]
+    Device(#[from] DeviceError),
 }
 
 impl From<candle_core::Error> for ModelError {
@@ -185,10 +190,17 @@ struct RmsNorm {
 }
 
 impl RmsNorm {
-    fn load(gguf: &Gguf, file: &mut std::fs::File, name: &str, eps: f64) -> Result<Self> {
+    fn load(
+        gguf: &Gguf,
+        file: &mut std::fs::File,
+        name: &str,
+        eps: f64,
+        dev: &Device,
+    ) -> Result<Self> {
         let weight = gguf
             .tensor(file, name, &Device::Cpu)?
-            .dequantize(&Device::Cpu)?;
+            .dequantize(&Device::Cpu)?
+            .to_device(dev)?;
         Ok(Self {
             weight,
             eps: eps as f32,
@@ -291,20 +303,23 @@ struct Rope {
     head_dim: usize,
     cos: Tensor,
     sin: Tensor,
+    dev: Device,
 }
 
 impl Rope {
-    fn new(base: f32, head_dim: usize, len: usize) -> Result<Self> {
-        let (cos, sin) = Self::tables(base, head_dim, len)?;
+    fn new(base: f32, head_dim: usize, len: usize, dev: &Device) -> Result<Self> {
+        let (cos, sin) = Self::tables(base, head_dim, len, dev)?;
         Ok(Self {
             base,
             head_dim,
             cos,
             sin,
+            dev: dev.clone(),
         })
     }
 
-    fn tables(base: f32, head_dim: usize, len: usize) -> Result<(Tensor, Tensor)> {
+    /// Computed on the CPU (the same bits on every device), then moved.
+    fn tables(base: f32, head_dim: usize, len: usize, dev: &Device) -> Result<(Tensor, Tensor)> {
         let half = head_dim / 2;
         let mut cos = Vec::with_capacity(len * half);
         let mut sin = Vec::with_capacity(len * half);
@@ -319,15 +334,15 @@ impl Rope {
             }
         }
         Ok((
-            Tensor::from_vec(cos, (len, half), &Device::Cpu)?,
-            Tensor::from_vec(sin, (len, half), &Device::Cpu)?,
+            Tensor::from_vec(cos, (len, half), &Device::Cpu)?.to_device(dev)?,
+            Tensor::from_vec(sin, (len, half), &Device::Cpu)?.to_device(dev)?,
         ))
     }
 
     fn ensure(&mut self, len: usize) -> Result<()> {
         if self.cos.dim(0)? < len {
             let grown = len.next_power_of_two().max(256);
-            (self.cos, self.sin) = Self::tables(self.base, self.head_dim, grown)?;
+            (self.cos, self.sin) = Self::tables(self.base, self.head_dim, grown, &self.dev)?;
         }
         Ok(())
     }
@@ -346,11 +361,37 @@ impl Rope {
     }
 }
 
+/// How a model computes: the host path (nsed's packed row-invariant
+/// kernels, attention on plain vectors, bit-exact everywhere) or the candle
+/// path (every matrix a candle `QMatMul`, attention and the KV cache as
+/// candle tensors) on a candle device: a CUDA GPU, or the CPU in tests.
+#[derive(Debug, Clone)]
+enum Backend {
+    Host,
+    Candle(Device),
+}
+
+impl Backend {
+    /// Where the layers' tensors live.
+    fn device(&self) -> Device {
+        match self {
+            Self::Host => Device::Cpu,
+            Self::Candle(dev) => dev.clone(),
+        }
+    }
+}
+
 /// A loaded model: its weights and one built-in sequence (the KV cache that
 /// [`Model::forward`] extends). Other sequences live in [`Sequence`]s that
 /// [`Model::forward_batch`] runs together with the weights read once.
 pub struct Model {
     pub config: Config,
+    backend: Backend,
+    /// Where the logits come from, for provenance (`x86_64-avx2`,
+    /// `cuda:0 NVIDIA H200 sm_90`).
+    origin: String,
+    /// The token table stays on the host, quantized (rows dequantized on
+    /// gather) whatever the backend.
     embedding: Weight,
     layers: Vec<Layer>,
     norm: RmsNorm,
@@ -369,50 +410,113 @@ pub struct Model {
 pub type WeightMap<'a> = dyn FnMut(&str, QTensor) -> Result<QTensor> + 'a;
 
 impl Model {
+    /// Load on the CPU's host path (nsed's kernels).
     pub fn from_gguf(gguf: &Gguf) -> Result<Self> {
-        Self::load(gguf, None)
+        Self::from_gguf_on(gguf, None, ComputeDevice::Cpu)
     }
 
-    /// Load with every weight matrix passed through `map`.
+    /// Load on the host path with every weight matrix passed through `map`.
     pub fn from_gguf_mapped(gguf: &Gguf, map: &mut WeightMap) -> Result<Self> {
-        Self::load(gguf, Some(map))
+        Self::from_gguf_on(gguf, Some(map), ComputeDevice::Cpu)
     }
 
-    fn load(gguf: &Gguf, mut map: Option<&mut WeightMap>) -> Result<Self> {
+    /// Load on `device`: the CPU runs the host path, a GPU (or `cpu-candle`)
+    /// the candle path (after checking that the weights fit its free memory).
+    pub fn from_gguf_on(
+        gguf: &Gguf,
+        map: Option<&mut WeightMap>,
+        device: ComputeDevice,
+    ) -> Result<Self> {
+        match device {
+            ComputeDevice::Cpu => {
+                let origin = crate::verify::artifact::isa_level();
+                Self::load(gguf, map, Backend::Host, origin)
+            }
+            ComputeDevice::CandleCpu | ComputeDevice::Cuda(_) => {
+                let OpenDevice { device, label } = device.open(device_bytes(gguf))?;
+                Self::load(gguf, map, Backend::Candle(device), label)
+            }
+        }
+    }
+
+    /// The candle path on the CPU: the GPU's code, checkable without a GPU.
+    pub fn from_gguf_candle_cpu(gguf: &Gguf) -> Result<Self> {
+        Self::from_gguf_on(gguf, None, ComputeDevice::CandleCpu)
+    }
+
+    /// Where the logits come from (`x86_64-avx2`, `cuda:0 NVIDIA H200 sm_90`).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Whether the layers run on a GPU (candle's CUDA backend).
+    pub fn on_gpu(&self) -> bool {
+        matches!(&self.backend, Backend::Candle(dev) if dev.is_cuda())
+    }
+
+    fn load(
+        gguf: &Gguf,
+        mut map: Option<&mut WeightMap>,
+        backend: Backend,
+        origin: String,
+    ) -> Result<Self> {
         let config = Config::from_gguf(gguf)?;
         let mut file = gguf.open_data()?;
-        let dev = Device::Cpu;
-        let mut matrix = |file: &mut std::fs::File, name: &str| -> Result<Weight> {
-            let info = gguf.tensor_info(name)?;
-            if map.is_none() && info.dims.len() == 2 && Format::from_ggml(info.dtype).is_some() {
-                // Streamed straight from the file into the packed layout.
-                return Ok(Weight::Packed(Arc::new(read_packed(info, file)?)));
+        let dev = backend.device();
+        let candle = matches!(backend, Backend::Candle(_));
+        let mapped = map.is_some();
+        // A weight read from the file (through `map`, if any) as a CPU QTensor.
+        let mut read = |file: &mut std::fs::File, name: &str| -> Result<QTensor> {
+            let w = gguf.tensor(file, name, &Device::Cpu)?;
+            match map.as_mut() {
+                Some(map) => map(name, w),
+                None => Ok(w),
             }
-            let w = gguf.tensor(file, name, &dev)?;
-            let w = match map.as_mut() {
-                Some(map) => map(name, w)?,
-                None => w,
+        };
+        let has_output = gguf.tensors.contains_key("output.weight");
+        let (embedding, output) = if candle {
+            // The table is gathered on the host; the projection runs on
+            // the device (a tied one from the same tensor, read once).
+            let table = Arc::new(read(&mut file, "token_embd.weight")?);
+            let output = if has_output {
+                read(&mut file, "output.weight")?
+            } else {
+                upload(&table, &Device::Cpu)?
             };
-            Weight::new(Arc::new(w))
-        };
-        let embedding = matrix(&mut file, "token_embd.weight")?;
-        let output = if gguf.tensors.contains_key("output.weight") {
-            matrix(&mut file, "output.weight")?
+            (Weight::new(table)?, Weight::Candle(Arc::new(upload(&output, &dev)?)))
         } else {
-            embedding.clone()
+            let mut host = |file: &mut std::fs::File, name: &str| -> Result<Weight> {
+                host_matrix(gguf, file, name, &mut read, mapped)
+            };
+            let embedding = host(&mut file, "token_embd.weight")?;
+            let output = if has_output {
+                host(&mut file, "output.weight")?
+            } else {
+                // A tied output shares the embedding's packed matrix (one copy).
+                embedding.clone()
+            };
+            (embedding, output)
         };
-        // A tied output shares the embedding's packed matrix (one copy).
         let output = Linear::new(output, None)?;
+        let mut matrix = |file: &mut std::fs::File, name: &str| -> Result<Weight> {
+            if candle {
+                Ok(Weight::Candle(Arc::new(upload(&read(file, name)?, &dev)?)))
+            } else {
+                host_matrix(gguf, file, name, &mut read, mapped)
+            }
+        };
         let layers = (0..config.n_layer)
-            .map(|i| load_layer(gguf, &mut file, &config, i, &mut matrix))
+            .map(|i| load_layer(gguf, &mut file, &config, i, &mut matrix, &dev))
             .collect::<Result<Vec<_>>>()?;
-        let norm = RmsNorm::load(gguf, &mut file, "output_norm.weight", config.rms_eps)?;
+        let norm = RmsNorm::load(gguf, &mut file, "output_norm.weight", config.rms_eps, &dev)?;
         let initial = 256;
         Ok(Self {
-            rope_global: Rope::new(config.rope_base, config.head_dim, initial)?,
-            rope_local: Rope::new(config.rope_base_local, config.head_dim, initial)?,
+            rope_global: Rope::new(config.rope_base, config.head_dim, initial, &dev)?,
+            rope_local: Rope::new(config.rope_base_local, config.head_dim, initial, &dev)?,
             max_positions: config.context_length,
             config,
+            backend,
+            origin,
             embedding,
             layers,
             norm,
@@ -506,6 +610,9 @@ impl Model {
             .flat_map(|s| s.tokens.iter().copied())
             .collect();
         let mut x = self.embed(&tokens)?;
+        if let Backend::Candle(dev) = &self.backend {
+            x = x.to_device(dev)?;
+        }
         for step in steps.iter_mut() {
             step.seq
                 .layers
@@ -531,8 +638,13 @@ impl Model {
             Tensor::cat(&picked, 0)?
         };
         let rows = self.norm.forward(&rows)?;
-        let logits = self.output.forward(&rows)?.to_dtype(DType::F32)?;
-        let hidden = rows.to_dtype(DType::F32)?;
+        // Back on the host (a no-op there): callers read them as vectors.
+        let logits = self
+            .output
+            .forward(&rows)?
+            .to_dtype(DType::F32)?
+            .to_device(&Device::Cpu)?;
+        let hidden = rows.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
         let mut out = Vec::with_capacity(steps.len());
         let mut offset = 0;
         for (step, part) in steps.iter_mut().zip(&picked) {
@@ -588,7 +700,12 @@ impl Model {
         } else {
             None
         };
-        let h = attention(layer, i, &self.config, rope, &h, window, steps, segments)?;
+        let h = match self.backend {
+            Backend::Host => attention(layer, i, &self.config, rope, &h, window, steps, segments)?,
+            Backend::Candle(_) => {
+                candle_path::attention(layer, i, &self.config, rope, &h, window, steps, segments)?
+            }
+        };
         let h = match &layer.post_attn_norm {
             Some(norm) => norm.forward(&h)?,
             None => h,
@@ -612,6 +729,46 @@ fn read_packed(info: &TensorInfo, file: &mut std::fs::File) -> Result<PackedMatr
         .map_err(|e| ModelError::Config(format!("reading tensor `{}`: {e}", info.name)))?;
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
     Ok(PackedMatrix::from_reader(info.dtype, n, k, &mut reader)?)
+}
+
+/// A weight matrix for the host path: streamed from the file into nsed's
+/// packed layout when a kernel exists for its format and nothing rewrites
+/// it, else read (through `read`, which applies the map) and packed or left
+/// to candle.
+fn host_matrix(
+    gguf: &Gguf,
+    file: &mut std::fs::File,
+    name: &str,
+    read: &mut dyn FnMut(&mut std::fs::File, &str) -> Result<QTensor>,
+    mapped: bool,
+) -> Result<Weight> {
+    let info = gguf.tensor_info(name)?;
+    if !mapped && info.dims.len() == 2 && Format::from_ggml(info.dtype).is_some() {
+        return Ok(Weight::Packed(Arc::new(read_packed(info, file)?)));
+    }
+    Weight::new(Arc::new(read(file, name)?))
+}
+
+/// A copy of `w` on `dev`, in the same GGML format (weights stay quantized
+/// on a GPU).
+fn upload(w: &QTensor, dev: &Device) -> Result<QTensor> {
+    Ok(qtensor_from_ggml(
+        w.dtype(),
+        &w.data()?,
+        w.shape().dims().to_vec(),
+        dev,
+    )?)
+}
+
+/// Bytes of the weights the candle path puts on its device: every tensor
+/// but the token table (gathered on the host) unless the output is tied to it.
+fn device_bytes(gguf: &Gguf) -> u64 {
+    let tied = !gguf.tensors.contains_key("output.weight");
+    gguf.tensors
+        .values()
+        .filter(|t| tied || t.name != "token_embd.weight")
+        .map(|t| t.n_bytes)
+        .sum()
 }
 
 /// Rows `tokens` of a GGUF-quantized table, dequantized.
@@ -672,17 +829,24 @@ fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
-/// Keys and values of past positions, per KV head, row-major `[pos][head_dim]`.
+/// Keys and values of past positions: on the host path per KV head,
+/// row-major `[pos][head_dim]`; on the candle path as device tensors
+/// `[1, kv_heads, pos, head_dim]`.
 #[derive(Default)]
 struct KvCache {
     k: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
+    device: Option<(Tensor, Tensor)>,
 }
 
 impl KvCache {
     fn bytes(&self) -> usize {
-        let floats: usize = self.k.iter().chain(&self.v).map(Vec::len).sum();
-        floats * std::mem::size_of::<f32>()
+        let host: usize = self.k.iter().chain(&self.v).map(Vec::len).sum();
+        let device = self
+            .device
+            .as_ref()
+            .map_or(0, |(k, v)| k.elem_count() + v.elem_count());
+        (host + device) * std::mem::size_of::<f32>()
     }
 }
 
@@ -896,14 +1060,16 @@ fn load_layer(
     cfg: &Config,
     i: usize,
     matrix: &mut dyn FnMut(&mut std::fs::File, &str) -> Result<Weight>,
+    dev: &Device,
 ) -> Result<Layer> {
     let name = |t: &str| format!("blk.{i}.{t}");
-    let dev = Device::Cpu;
+    let cpu = Device::Cpu;
     let mut linear = |t: &str, with_bias: bool| -> Result<Linear> {
         let weight = matrix(file, &name(&format!("{t}.weight")))?;
         let bias_name = name(&format!("{t}.bias"));
         let bias = if with_bias && gguf.tensors.contains_key(&bias_name) {
-            Some(gguf.tensor(file, &bias_name, &dev)?.dequantize(&dev)?)
+            let bias = gguf.tensor(file, &bias_name, &cpu)?.dequantize(&cpu)?;
+            Some(bias.to_device(dev)?)
         } else {
             None
         };
@@ -921,7 +1087,7 @@ fn load_layer(
         linear("ffn_up", false)?,
         linear("ffn_down", false)?,
     );
-    let mut norm = |t: &str| RmsNorm::load(gguf, file, &name(t), cfg.rms_eps);
+    let mut norm = |t: &str| RmsNorm::load(gguf, file, &name(t), cfg.rms_eps, dev);
     let gemma = cfg.arch == Arch::Gemma3;
     let optional =
         |norm: &mut dyn FnMut(&str) -> Result<RmsNorm>, t: &str| -> Result<Option<RmsNorm>> {

@@ -3,6 +3,7 @@
 //! the later modules (deliberation, verification) load models through.
 
 use crate::engine::chat::{ChatTemplate, Message};
+use crate::engine::device::{default_device, ComputeDevice};
 use crate::engine::gguf::{Gguf, GgufError};
 use crate::engine::model::{Arch, Model, ModelError, WeightMap};
 use crate::engine::registry::{Registry, RegistryError, ResolvedModel};
@@ -43,15 +44,20 @@ fn trim_heap() {
 }
 
 impl Runtime {
-    /// Load a registry id or a GGUF path.
+    /// Load a registry id or a GGUF path on the default device (`--device`).
     pub fn load(spec: &str) -> Result<Self, RuntimeError> {
+        Self::load_on(spec, default_device())
+    }
+
+    /// Load a registry id or a GGUF path on `device`.
+    pub fn load_on(spec: &str, device: ComputeDevice) -> Result<Self, RuntimeError> {
         let registry = Registry::load()?;
         let resolved = registry.resolve(spec)?;
-        Self::from_resolved(resolved)
+        Self::load_resolved(resolved, None, device)
     }
 
     pub fn from_resolved(resolved: ResolvedModel) -> Result<Self, RuntimeError> {
-        Self::load_resolved(resolved, None)
+        Self::load_resolved(resolved, None, default_device())
     }
 
     /// Load with every weight matrix passed through `map` (re-quantized
@@ -60,12 +66,13 @@ impl Runtime {
         resolved: ResolvedModel,
         map: &mut WeightMap,
     ) -> Result<Self, RuntimeError> {
-        Self::load_resolved(resolved, Some(map))
+        Self::load_resolved(resolved, Some(map), default_device())
     }
 
     fn load_resolved(
         resolved: ResolvedModel,
         map: Option<&mut WeightMap>,
+        device: ComputeDevice,
     ) -> Result<Self, RuntimeError> {
         let mut gguf = Gguf::open(&resolved.path)?;
         // An unsupported architecture is the first thing to report.
@@ -75,10 +82,7 @@ impl Runtime {
         // arrive, so the peak RSS does not hold both.
         gguf.drop_arrays();
         trim_heap();
-        let model = match map {
-            Some(map) => Model::from_gguf_mapped(&gguf, map)?,
-            None => Model::from_gguf(&gguf)?,
-        };
+        let model = Model::from_gguf_on(&gguf, map, device)?;
         let template = resolved
             .entry
             .as_ref()

@@ -86,7 +86,7 @@ pub fn build_agents(
         .map(|spec| {
             let agent: Box<dyn Agent> = match (spec.transport, federation) {
                 (Transport::Local, _) => {
-                    Box::new(LocalAgent::new(spec.clone(), pool.get(&spec.model)?))
+                    Box::new(LocalAgent::new(spec.clone(), pool.get_on(&spec.model, spec.device)?))
                 }
                 (Transport::Nats, Some(fed)) => Box::new(NatsAgent::new(fed.clone(), spec)?),
                 (Transport::Nats, None) => {

@@ -99,6 +99,7 @@ impl Profile {
             evaluation: self.evaluation,
             transport: Default::default(),
             public_key: None,
+            device: None,
         }
     }
 }

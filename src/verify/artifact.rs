@@ -224,8 +224,9 @@ pub struct Artifact {
     pub schema: String,
     pub format: Format,
     pub nsed_version: String,
-    /// Architecture and kernel path that produced the logits (provenance:
-    /// every path computes the same bits).
+    /// Where the logits came from: the CPU's architecture and kernel path
+    /// (`x86_64-avx2`; every CPU path computes the same bits) or the GPU
+    /// (`cuda:0 NVIDIA H200 sm_90`). Provenance, not a condition of replay.
     pub isa: String,
     pub model: ModelClaim,
     pub request: Option<Request>,
@@ -309,7 +310,7 @@ impl Artifact {
             schema: SCHEMA.into(),
             format: Format::Nsed,
             nsed_version: env!("CARGO_PKG_VERSION").into(),
-            isa: isa_level(),
+            isa: rt.model.origin().to_string(),
             model: ModelClaim {
                 id: rt.id(),
                 sha256: rt.sha256()?,

@@ -19,7 +19,7 @@ use commands::{bench, federation, fraud, generate, models, perf, report, sandbox
 #[command(
     name = "nsed",
     version,
-    about = "Deliberation and verifiable-inference experiments on small GGUF models, on the CPU",
+    about = "Deliberation and verifiable-inference experiments on small GGUF models, on the CPU or a GPU",
     long_about = "nsed loads small open-weight GGUF models with candle and runs NSED \
                   deliberation, baselines and verification experiments.\n\n\
                   Models are registry ids (`nsed models list`) fetched by \
@@ -28,6 +28,8 @@ use commands::{bench, federation, fraud, generate, models, perf, report, sandbox
                   The quantized kernels are chosen at start-up from the CPU's features \
                   (AVX-512 VNNI, AVX-VNNI, AVX2, else portable); NSED_KERNEL=auto|portable|\
                   avx2|avxvnni|avx512vnni forces one. Every path computes the same bits.\n\n\
+                  --device cuda runs the models on an NVIDIA GPU through candle's CUDA \
+                  backend (a build with --features cuda; docs/gpu.md).\n\n\
                   Exit codes: 0 ok, 1 negative verdict, 2 usage or input error."
 )]
 struct Cli {
@@ -36,6 +38,12 @@ struct Cli {
     /// Results are bit-identical whatever the count.
     #[arg(long, global = true, value_delimiter = ',', value_name = "N", value_parser = bounds::threads)]
     threads: Vec<usize>,
+    /// Where models run: `cpu` (nsed's bit-exact kernels), `cuda` or `cuda:N`
+    /// (an NVIDIA GPU; needs a build with `--features cuda`, see
+    /// scripts/build-cuda.sh), or `cpu-candle` (the GPU's code path on the
+    /// CPU, to check it without a GPU). A roster's agents can name their own.
+    #[arg(long, global = true, default_value = "cpu", value_name = "DEVICE")]
+    device: nsed::engine::device::ComputeDevice,
     #[command(subcommand)]
     command: Command,
 }
@@ -110,6 +118,7 @@ fn main() -> ExitCode {
         eprintln!("error: --threads takes one count (a list only for `nsed determinism`)");
         return ExitCode::from(2);
     }
+    nsed::engine::device::set_default(cli.device);
     if let Some(&n) = cli.threads.first() {
         // Read by candle's CPU kernels and rayon's pool before first use.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());

@@ -930,6 +930,12 @@ fn build_harness(
     let agents = federation::build_agents(roster, pool, fed, Some(call_log), wrap)?;
     let b = &roster.baselines;
     let sc_model = roster.self_consistency_model();
+    // Self-consistency runs where the roster runs that model.
+    let sc_device = roster
+        .agents
+        .iter()
+        .find(|a| a.model == sc_model)
+        .and_then(|a| a.device);
     let sc_spec = AgentSpec {
         name: "self-consistency".into(),
         model: sc_model.to_string(),
@@ -945,14 +951,15 @@ fn build_harness(
         evaluation: None,
         transport: Default::default(),
         public_key: None,
+        device: sc_device,
     };
     // Loaded only when needed (it may be a model outside the roster); code
     // sets need it to write the probe inputs.
     let sc_rt = if methods.contains(&Method::SelfConsistency) || code.is_some() {
-        pool.get(sc_model)
+        pool.get_on(sc_model, sc_device)
             .with_context(|| format!("self-consistency model {sc_model}"))?
     } else {
-        pool.get(&roster.agents[0].model)?
+        pool.get_on(&roster.agents[0].model, roster.agents[0].device)?
     };
     let sc_params = SamplingParams {
         temperature: b.self_consistency_temperature,

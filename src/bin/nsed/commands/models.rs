@@ -1,8 +1,11 @@
-//! `nsed models`: the registry's models (list, sha256 check) and a GGUF
-//! file's metadata, tensor types and kernel path.
+//! `nsed models`: the registry's models (list, sha256 check), a GGUF
+//! file's metadata, tensor types and kernel path, and synthetic models of
+//! the roster's shapes.
+
+use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
 use nsed::engine::gguf::Gguf;
 use nsed::engine::registry::{models_dir, sha256_file, Registry};
@@ -24,6 +27,36 @@ pub enum ModelsCommand {
         #[arg(long)]
         tensors: bool,
     },
+    /// Write a seeded random-weight GGUF shaped like a roster model: same
+    /// architecture, layers, widths, vocabulary size and quantization, no
+    /// real weights (for speed and correctness checks where the weights
+    /// cannot go, e.g. a GPU machine without network). The same options
+    /// always write the same bytes.
+    ///
+    /// Example: nsed models synth --like qwen2.5-coder-0.5b -o /tmp/q05.gguf
+    Synth(SynthArgs),
+}
+
+#[derive(Args)]
+pub struct SynthArgs {
+    /// The roster model whose shape to copy: smollm2-135m, gemma3-270m,
+    /// qwen2.5-coder-0.5b or qwen2.5-coder-1.5b.
+    #[arg(long, value_name = "ID")]
+    like: String,
+    /// Type of the weight matrices (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K, F16,
+    /// F32); default: the roster model's. Rows the type's block does not
+    /// divide fall back as llama.cpp's quantizer does (Q4_K → Q5_0).
+    #[arg(long, value_name = "TYPE")]
+    quant: Option<String>,
+    /// Seed of the weights.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Fewer layers than the original (a quicker, shallower model).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    layers: Option<u32>,
+    /// The GGUF file to write (replaced if it exists).
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
 }
 
 pub fn models_list(verify: bool, json: bool) -> Result<()> {
@@ -157,5 +190,34 @@ pub fn run(command: ModelsCommand) -> Result<()> {
     match command {
         ModelsCommand::List { verify, json } => models_list(verify, json),
         ModelsCommand::Inspect { model, tensors } => models_inspect(&model, tensors),
+        ModelsCommand::Synth(args) => models_synth(args),
     }
+}
+
+pub fn models_synth(args: SynthArgs) -> Result<()> {
+    use nsed::engine::synth::{self, SynthSpec};
+    let mut spec = SynthSpec::like(&args.like)?;
+    if let Some(q) = &args.quant {
+        spec.weight_type = synth::parse_quant(q)?;
+    }
+    if let Some(n) = args.layers {
+        spec.n_layer = n as usize;
+    }
+    spec.seed = args.seed;
+    let started = std::time::Instant::now();
+    // Atomic: an interrupted run leaves no half-written model under the name.
+    nsed::results::output::write_atomic(&args.output, &synth::to_bytes(&spec))?;
+    let bytes = std::fs::metadata(&args.output).map(|m| m.len()).unwrap_or(0);
+    outln!(
+        "wrote {} ({}, {} layers, {:.1} M parameters, {:?} weights, seed {}, {:.1} MB, {:.1} s)",
+        args.output.display(),
+        spec.arch,
+        spec.n_layer,
+        spec.parameters() as f64 / 1e6,
+        spec.weight_type,
+        spec.seed,
+        bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

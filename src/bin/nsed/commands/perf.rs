@@ -67,18 +67,19 @@ pub fn perf(args: PerfArgs) -> Result<()> {
         outln!(
             "{}",
             serde_json::json!({"model": rt.id(), "prompt_tokens": args.prompt_tokens, "gen_tokens": args.gen_tokens,
-                "repeats": args.repeats, "threads": threads, "kernel": kernel.name(),
+                "repeats": args.repeats, "threads": threads, "kernel": kernel.name(), "device": rt.model.origin(),
                 "prefill_tok_per_s": prefill, "decode_tok_per_s": decode, "peak_rss_mib": rss, "runs": runs})
         );
     } else {
         outln!(
             "{}: prefill {:.1} tok/s ({} tokens), decode {:.1} tok/s ({} steps), threads {threads}, \
-             kernel {kernel}, median of {}, peak RSS {:.0} MiB",
+             kernel {kernel}, device {}, median of {}, peak RSS {:.0} MiB",
             rt.id(),
             prefill,
             args.prompt_tokens,
             decode,
             args.gen_tokens,
+            rt.model.origin(),
             args.repeats,
             rss.unwrap_or(f64::NAN)
         );
@@ -131,7 +132,7 @@ fn batch_speed(rt: &mut Runtime, prompt: &[u32], args: &PerfArgs) -> Result<()> 
                 "{}",
                 serde_json::json!({"model": rt.id(), "batch": b, "prompt_tokens": args.prompt_tokens,
                     "gen_tokens": args.gen_tokens, "repeats": args.repeats, "threads": threads,
-                    "kernel": kernel.name(), "prefill_tok_per_s": prefill, "decode_tok_per_s": decode,
+                    "kernel": kernel.name(), "device": rt.model.origin(), "prefill_tok_per_s": prefill, "decode_tok_per_s": decode,
                     "kv_mib": kv_mib, "peak_rss_mib": rss, "runs": runs})
             );
         } else {

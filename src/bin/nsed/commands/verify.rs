@@ -505,7 +505,9 @@ pub fn determinism_cmd(args: DeterminismArgs) -> Result<()> {
             args.runs, args.max_tokens
         );
         let out = std::process::Command::new(&exe)
-            .args(["--threads", &t.to_string(), "determinism", "--worker"])
+            .args(["--threads", &t.to_string()])
+            .args(["--device", &nsed::engine::device::default_device().to_string()])
+            .args(["determinism", "--worker"])
             .args(["--model", &args.model, "--runs", &args.runs.to_string()])
             .args(["-n", &args.max_tokens.to_string()])
             .args(["--temperature", &args.temperature.to_string()])

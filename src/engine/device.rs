@@ -1,0 +1,274 @@
+//! Where a model's tensors live and run: the CPU (nsed's own bit-exact
+//! kernels, the default) or an NVIDIA GPU through candle's CUDA backend
+//! (built with `--features cuda`, see `scripts/build-cuda.sh`).
+//!
+//! A device is parsed from the user's words (`cpu`, `cuda`, `cuda:N`) into a
+//! [`ComputeDevice`] before anything loads; opening it checks, in this order,
+//! that this build has CUDA, that the driver answers, that GPU `N` exists and
+//! that the model fits its free memory, each failure naming its fix.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use candle_core::Device;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error(
+        "unknown device `{0}`: use `cpu`, `cuda` (GPU 0), `cuda:N` (GPU N, counted from 0) \
+         or `cpu-candle` (the GPU's code on the CPU)"
+    )]
+    Parse(String),
+    #[error(
+        "this nsed was built without CUDA, so `--device {0}` cannot run; build the GPU \
+         version with scripts/build-cuda.sh (cargo build --release --features cuda), or use \
+         --device cpu"
+    )]
+    NotBuilt(ComputeDevice),
+    #[error(
+        "no usable NVIDIA driver for `--device {device}` ({detail}); install the driver \
+         (nvidia-smi must list the GPU) or use --device cpu"
+    )]
+    NoDriver {
+        device: ComputeDevice,
+        detail: String,
+    },
+    #[error(
+        "there is no GPU {index}: this machine has {count} (cuda:0 to cuda:{last}); pick one \
+         of those or use --device cpu",
+        last = count.saturating_sub(1)
+    )]
+    NoSuchGpu { index: usize, count: usize },
+    #[error(
+        "the model needs {} of GPU memory but {device} ({name}) has {} free of {}; use a \
+         smaller model, free the GPU, or use --device cpu",
+        gib(*needed),
+        gib(*free),
+        gib(*total)
+    )]
+    TooBig {
+        device: ComputeDevice,
+        name: String,
+        needed: u64,
+        free: u64,
+        total: u64,
+    },
+    #[error("{device}: {detail}")]
+    Cuda {
+        device: ComputeDevice,
+        detail: String,
+    },
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+/// A device named by the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ComputeDevice {
+    /// nsed's own kernels: bit-exact across runs, threads, batches, CPUs.
+    #[default]
+    Cpu,
+    /// The GPU's code path (candle's quantized matmul, tensor attention) run
+    /// on the CPU: checks that path, and the GPU scripts, without a GPU.
+    CandleCpu,
+    /// CUDA GPU `N`.
+    Cuda(usize),
+}
+
+impl FromStr for ComputeDevice {
+    type Err = DeviceError;
+
+    fn from_str(s: &str) -> Result<Self, DeviceError> {
+        let bad = || DeviceError::Parse(s.to_string());
+        match s.trim() {
+            "cpu" => Ok(Self::Cpu),
+            "cpu-candle" => Ok(Self::CandleCpu),
+            "cuda" | "gpu" => Ok(Self::Cuda(0)),
+            other => {
+                let index = other.strip_prefix("cuda:").ok_or_else(bad)?;
+                // Digits only: `cuda:+1` and `cuda: 1` are typos, not GPU 1.
+                if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(bad());
+                }
+                index.parse().map(Self::Cuda).map_err(|_| bad())
+            }
+        }
+    }
+}
+
+impl fmt::Display for ComputeDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cpu => f.pad("cpu"),
+            Self::CandleCpu => f.pad("cpu-candle"),
+            Self::Cuda(i) => f.pad(&format!("cuda:{i}")),
+        }
+    }
+}
+
+impl serde::Serialize for ComputeDevice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ComputeDevice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl ComputeDevice {
+    pub fn is_cuda(self) -> bool {
+        matches!(self, Self::Cuda(_))
+    }
+
+    /// Open the device, checking that the model's `needed` bytes of weights
+    /// fit its free memory. The CPU is always there and never checked (the
+    /// operating system reports a model too big for RAM itself).
+    pub fn open(self, needed: u64) -> Result<OpenDevice, DeviceError> {
+        match self {
+            Self::Cpu | Self::CandleCpu => Ok(OpenDevice {
+                device: Device::Cpu,
+                label: self.to_string(),
+            }),
+            Self::Cuda(index) => open_cuda(self, index, needed),
+        }
+    }
+}
+
+/// An opened device: candle's handle and a label for provenance
+/// (`cuda:0 NVIDIA H200 sm_90`).
+#[derive(Debug, Clone)]
+pub struct OpenDevice {
+    pub device: Device,
+    pub label: String,
+}
+
+#[cfg(not(feature = "cuda"))]
+fn open_cuda(device: ComputeDevice, _index: usize, _needed: u64) -> Result<OpenDevice, DeviceError> {
+    Err(DeviceError::NotBuilt(device))
+}
+
+#[cfg(feature = "cuda")]
+fn open_cuda(device: ComputeDevice, index: usize, needed: u64) -> Result<OpenDevice, DeviceError> {
+    use candle_core::cuda_backend::cudarc::driver::CudaContext;
+    let count = CudaContext::device_count().map_err(|e| DeviceError::NoDriver {
+        device,
+        detail: e.to_string(),
+    })?;
+    let count = usize::try_from(count).unwrap_or(0);
+    if index >= count {
+        return Err(DeviceError::NoSuchGpu { index, count });
+    }
+    let cuda_err = |e: &dyn fmt::Display| DeviceError::Cuda {
+        device,
+        detail: e.to_string(),
+    };
+    let candle = Device::new_cuda(index).map_err(|e| cuda_err(&e))?;
+    let Device::Cuda(cuda) = &candle else {
+        return Err(cuda_err(&"candle returned a non-CUDA device"));
+    };
+    let stream = cuda.cuda_stream();
+    let context = stream.context();
+    let name = context.name().map_err(|e| cuda_err(&e))?;
+    let (major, minor) = context.compute_capability().map_err(|e| cuda_err(&e))?;
+    let (free, total) = context.mem_get_info().map_err(|e| cuda_err(&e))?;
+    if needed > free as u64 {
+        return Err(DeviceError::TooBig {
+            device,
+            name,
+            needed,
+            free: free as u64,
+            total: total as u64,
+        });
+    }
+    Ok(OpenDevice {
+        device: candle,
+        label: format!("{device} {name} sm_{major}{minor}"),
+    })
+}
+
+/// Whether this build can run CUDA at all.
+pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
+
+static DEFAULT: OnceLock<ComputeDevice> = OnceLock::new();
+
+/// Set the device that models load on unless told otherwise (the command
+/// line's `--device`); the first call wins.
+pub fn set_default(device: ComputeDevice) {
+    let _ = DEFAULT.set(device);
+}
+
+/// The device models load on unless told otherwise: `--device`, else the CPU.
+pub fn default_device() -> ComputeDevice {
+    DEFAULT.get().copied().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_names_and_nothing_else() {
+        assert_eq!("cpu".parse::<ComputeDevice>().unwrap(), ComputeDevice::Cpu);
+        assert_eq!(
+            "cuda".parse::<ComputeDevice>().unwrap(),
+            ComputeDevice::Cuda(0)
+        );
+        assert_eq!(
+            "cuda:3".parse::<ComputeDevice>().unwrap(),
+            ComputeDevice::Cuda(3)
+        );
+        for bad in ["", "cuda:", "cuda:x", "cuda:-1", "cuda:+1", "tpu", "cuda:1:2", "CPU0"] {
+            let err = bad.parse::<ComputeDevice>().expect_err(bad);
+            assert!(err.to_string().contains("cuda:N"), "{bad}: {err}");
+        }
+        assert_eq!(ComputeDevice::Cuda(2).to_string(), "cuda:2");
+        assert_eq!(
+            "cpu-candle".parse::<ComputeDevice>().unwrap(),
+            ComputeDevice::CandleCpu
+        );
+        let json = serde_json::to_string(&ComputeDevice::Cuda(1)).unwrap();
+        assert_eq!(json, "\"cuda:1\"");
+        assert_eq!(
+            serde_json::from_str::<ComputeDevice>(&json).unwrap(),
+            ComputeDevice::Cuda(1)
+        );
+        assert!(serde_json::from_str::<ComputeDevice>("\"cuda:a\"").is_err());
+    }
+
+    #[test]
+    fn the_cpu_always_opens() {
+        let open = ComputeDevice::Cpu.open(u64::MAX).expect("cpu");
+        assert!(open.device.is_cpu());
+        assert_eq!(open.label, "cpu");
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_in_a_cpu_build_says_how_to_get_it() {
+        let err = ComputeDevice::Cuda(0).open(0).expect_err("no cuda");
+        assert!(matches!(err, DeviceError::NotBuilt(_)));
+        assert!(err.to_string().contains("scripts/build-cuda.sh"), "{err}");
+    }
+
+    #[test]
+    fn messages_name_sizes_and_indices() {
+        let err = DeviceError::TooBig {
+            device: ComputeDevice::Cuda(0),
+            name: "GPU".into(),
+            needed: 3 << 30,
+            free: 1 << 30,
+            total: 2 << 30,
+        };
+        let text = err.to_string();
+        assert!(text.contains("3.00 GiB") && text.contains("1.00 GiB free of 2.00 GiB"), "{text}");
+        let err = DeviceError::NoSuchGpu { index: 4, count: 2 };
+        assert!(err.to_string().contains("cuda:0 to cuda:1"), "{err}");
+    }
+}

@@ -1,0 +1,582 @@
+//! Seeded random-weight GGUF models of a chosen shape: tiny ones for tests,
+//! and full-size ones shaped like the roster's models (`nsed models synth
+//! --like qwen2.5-coder-1.5b`) for checking speed and correctness where the
+//! real weights cannot go (a GPU machine without network). A synthetic file
+//! is a real GGUF in the real format — same architecture, layer shapes,
+//! vocabulary size and quantization — with weights drawn from a seeded
+//! generator, so the same spec always writes the same bytes.
+
+use std::path::Path;
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+
+use crate::engine::gguf::{self, Value};
+use crate::engine::model::Arch;
+use crate::engine::sampling::SplitMix64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SynthError {
+    #[error(
+        "no synthetic shape for `{0}`: --like takes smollm2-135m, gemma3-270m, \
+         qwen2.5-coder-0.5b or qwen2.5-coder-1.5b"
+    )]
+    UnknownShape(String),
+    #[error(
+        "unsupported --quant `{0}`: use Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K, F16 or F32"
+    )]
+    UnknownQuant(String),
+    #[error("writing {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// The shape and contents of a synthetic model.
+#[derive(Debug, Clone)]
+pub struct SynthSpec {
+    pub arch: Arch,
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    pub n_ff: usize,
+    pub context_length: usize,
+    pub sliding_window: usize,
+    pub rope_base: f32,
+    pub seed: u64,
+    /// Type of the layers' weight matrices, as llama.cpp's mixes use it:
+    /// with Q4_K (the `Q4_K_M` mix) `attn_v` and `ffn_down` get Q6_K; rows
+    /// whose length a type's block does not divide fall back as llama.cpp's
+    /// quantizer does (Q4_K → Q5_0, Q6_K → Q8_0).
+    pub weight_type: GgmlDType,
+    /// Type of the token table.
+    pub embed_type: GgmlDType,
+    /// A separate `output.weight` of this type; `None`: tied to the table.
+    pub output_type: Option<GgmlDType>,
+    /// Vocabulary size; the minimal byte-level vocabulary is padded with
+    /// plain tokens up to it (`None`: the minimal one, ~270 tokens).
+    pub vocab_size: Option<usize>,
+    /// Half-width of the uniform weights; `None`: √(3/fan-in) for the
+    /// layers, which keeps activations at unit scale through deep stacks,
+    /// and for the token table and output √3·2/√width, which gives logits a
+    /// standard deviation of about 2, as trained models have (unit-scale
+    /// table rows would make every distribution one-hot).
+    pub weight_scale: Option<f32>,
+    /// `tokenizer.ggml.pre` of the GPT-2 style vocabulary.
+    pub pre: String,
+}
+
+/// A tiny model for tests (the name the tests have always used).
+pub type TinySpec = SynthSpec;
+
+impl SynthSpec {
+    /// A tiny model of `arch`: two layers of width 64, runs in milliseconds.
+    pub fn new(arch: Arch) -> Self {
+        Self {
+            arch,
+            n_layer: 2,
+            n_embd: 64,
+            n_head: 4,
+            n_kv_head: 2,
+            head_dim: 16,
+            n_ff: 128,
+            context_length: 64,
+            sliding_window: 4,
+            rope_base: 10_000.0,
+            seed: 7,
+            weight_type: GgmlDType::Q8_0,
+            embed_type: GgmlDType::Q8_0,
+            output_type: (arch == Arch::Qwen2).then_some(GgmlDType::Q8_0),
+            vocab_size: None,
+            weight_scale: Some(0.2),
+            pre: "qwen2".into(),
+        }
+    }
+
+    /// The shape of a roster model (from its GGUF metadata), with its own
+    /// tensor types. `nsed models synth --like ID`.
+    pub fn like(id: &str) -> Result<Self, SynthError> {
+        let shape = ROSTER_SHAPES
+            .iter()
+            .find(|s| s.id == id)
+            .ok_or_else(|| SynthError::UnknownShape(id.to_string()))?;
+        Ok(Self {
+            arch: shape.arch,
+            n_layer: shape.n_layer,
+            n_embd: shape.n_embd,
+            n_head: shape.n_head,
+            n_kv_head: shape.n_kv_head,
+            head_dim: shape.head_dim,
+            n_ff: shape.n_ff,
+            context_length: shape.context_length,
+            sliding_window: shape.sliding_window,
+            rope_base: shape.rope_base,
+            seed: 7,
+            weight_type: shape.quant,
+            embed_type: shape.embed,
+            output_type: shape.output,
+            vocab_size: Some(shape.vocab_size),
+            weight_scale: None,
+            pre: shape.pre.into(),
+        })
+    }
+
+    /// Weights in the model, embedding included.
+    pub fn parameters(&self) -> usize {
+        let vocab = self.vocab_size.unwrap_or(0);
+        let (e, d) = (self.n_embd, self.head_dim);
+        let attn = e * d * (2 * self.n_head + 2 * self.n_kv_head);
+        let ffn = 3 * e * self.n_ff;
+        let out = if self.output_type.is_some() { vocab * e } else { 0 };
+        vocab * e + self.n_layer * (attn + ffn) + out
+    }
+}
+
+/// A roster model's shape, as its GGUF file states it.
+pub struct RosterShape {
+    pub id: &'static str,
+    pub arch: Arch,
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    pub n_ff: usize,
+    pub vocab_size: usize,
+    pub context_length: usize,
+    pub sliding_window: usize,
+    pub rope_base: f32,
+    /// The layers' type (the mix's base type).
+    pub quant: GgmlDType,
+    /// The token table's type.
+    pub embed: GgmlDType,
+    /// The output matrix's type; `None`: tied to the token table.
+    pub output: Option<GgmlDType>,
+    pub pre: &'static str,
+}
+
+/// The four roster models' shapes (checked against the real files by a
+/// test whenever they are downloaded).
+pub const ROSTER_SHAPES: [RosterShape; 4] = [
+    RosterShape {
+        id: "smollm2-135m",
+        arch: Arch::Llama,
+        n_layer: 30,
+        n_embd: 576,
+        n_head: 9,
+        n_kv_head: 3,
+        head_dim: 64,
+        n_ff: 1536,
+        vocab_size: 49152,
+        context_length: 8192,
+        sliding_window: 0,
+        rope_base: 100_000.0,
+        quant: GgmlDType::Q4_1,
+        embed: GgmlDType::Q8_0,
+        output: None,
+        pre: "smollm",
+    },
+    RosterShape {
+        id: "gemma3-270m",
+        arch: Arch::Gemma3,
+        n_layer: 18,
+        n_embd: 640,
+        n_head: 4,
+        n_kv_head: 1,
+        head_dim: 256,
+        n_ff: 2048,
+        vocab_size: 262_144,
+        context_length: 32_768,
+        sliding_window: 512,
+        rope_base: 1_000_000.0,
+        quant: GgmlDType::Q4K,
+        embed: GgmlDType::Q8_0,
+        output: None,
+        pre: "default",
+    },
+    RosterShape {
+        id: "qwen2.5-coder-0.5b",
+        arch: Arch::Qwen2,
+        n_layer: 24,
+        n_embd: 896,
+        n_head: 14,
+        n_kv_head: 2,
+        head_dim: 64,
+        n_ff: 4864,
+        vocab_size: 151_936,
+        context_length: 32_768,
+        sliding_window: 0,
+        rope_base: 1_000_000.0,
+        quant: GgmlDType::Q4K,
+        embed: GgmlDType::Q5_0,
+        output: Some(GgmlDType::Q8_0),
+        pre: "qwen2",
+    },
+    RosterShape {
+        id: "qwen2.5-coder-1.5b",
+        arch: Arch::Qwen2,
+        n_layer: 28,
+        n_embd: 1536,
+        n_head: 12,
+        n_kv_head: 2,
+        head_dim: 128,
+        n_ff: 8960,
+        vocab_size: 151_936,
+        context_length: 32_768,
+        sliding_window: 0,
+        rope_base: 1_000_000.0,
+        quant: GgmlDType::Q4K,
+        embed: GgmlDType::Q4K,
+        output: Some(GgmlDType::Q6K),
+        pre: "qwen2",
+    },
+];
+
+/// Parse a `--quant` name (`Q4_K`, `q8_0`, `f16`, ...).
+pub fn parse_quant(name: &str) -> Result<GgmlDType, SynthError> {
+    Ok(match name.to_ascii_uppercase().as_str() {
+        "Q4_0" => GgmlDType::Q4_0,
+        "Q4_1" => GgmlDType::Q4_1,
+        "Q5_0" => GgmlDType::Q5_0,
+        "Q8_0" => GgmlDType::Q8_0,
+        "Q4_K" | "Q4K" => GgmlDType::Q4K,
+        "Q6_K" | "Q6K" => GgmlDType::Q6K,
+        "F16" => GgmlDType::F16,
+        "F32" => GgmlDType::F32,
+        _ => return Err(SynthError::UnknownQuant(name.to_string())),
+    })
+}
+
+/// The type of layer matrix `name` in a `want` mix: llama.cpp's Q4_K_M
+/// gives `attn_v` and `ffn_down` Q6_K.
+fn mixed(want: GgmlDType, name: &str) -> GgmlDType {
+    let more_bits = name.ends_with("attn_v.weight") || name.ends_with("ffn_down.weight");
+    if want == GgmlDType::Q4K && more_bits {
+        GgmlDType::Q6K
+    } else {
+        want
+    }
+}
+
+/// The type a row of `cols` values gets: `want` if its block divides the
+/// row, else the fallback llama.cpp's quantizer uses for that type.
+fn fitted(want: GgmlDType, cols: usize) -> GgmlDType {
+    if cols.is_multiple_of(want.block_size()) {
+        return want;
+    }
+    match want {
+        GgmlDType::Q4K | GgmlDType::Q5K => GgmlDType::Q5_0,
+        GgmlDType::Q6K => GgmlDType::Q8_0,
+        GgmlDType::Q2K | GgmlDType::Q3K => GgmlDType::Q4_0,
+        _ => GgmlDType::F32,
+    }
+}
+
+/// Write the synthetic model `spec` to `path`.
+pub fn write(path: &Path, spec: &SynthSpec) -> Result<(), SynthError> {
+    let io = |source| SynthError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+    write_model(&mut file, spec).map_err(io)?;
+    std::io::Write::flush(&mut file).map_err(io)
+}
+
+/// The synthetic model `spec` as the bytes of a GGUF file.
+pub fn to_bytes(spec: &SynthSpec) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    // Writing to memory cannot fail.
+    write_model(&mut bytes, spec).expect("in-memory write");
+    bytes
+}
+
+/// GPT-2 style vocabulary: the 256 byte symbols, a few merges, control tokens.
+fn gpt2_vocab() -> (Vec<String>, Vec<i32>, Vec<String>) {
+    let chars = crate::engine::tokenizer::gpt2_byte_chars();
+    let mut tokens: Vec<String> = chars.iter().map(|c| c.to_string()).collect();
+    let merges = ["Ġ t", "h e", "Ġt he", "i n", "Ġ a"];
+    for m in merges {
+        tokens.push(m.replace(' ', ""));
+    }
+    let mut types = vec![1; tokens.len()];
+    for special in ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] {
+        tokens.push(special.to_string());
+        types.push(3);
+    }
+    (
+        tokens,
+        types,
+        merges.iter().map(|s| s.to_string()).collect(),
+    )
+}
+
+/// SentencePiece vocabulary (Gemma style): control tokens, 256 byte tokens, pieces.
+fn spm_vocab() -> (Vec<String>, Vec<i32>, Vec<f32>) {
+    let mut tokens = vec![
+        "<pad>".to_string(),
+        "<eos>".into(),
+        "<bos>".into(),
+        "<unk>".into(),
+    ];
+    let mut types = vec![3, 3, 3, 2];
+    let mut scores = vec![0.0; 4];
+    for b in 0..=255u8 {
+        tokens.push(format!("<0x{b:02X}>"));
+        types.push(6);
+        scores.push(0.0);
+    }
+    for (i, piece) in [
+        "▁",
+        "a",
+        "b",
+        "c",
+        "ab",
+        "▁a",
+        "▁ab",
+        "<start_of_turn>",
+        "<end_of_turn>",
+    ]
+    .iter()
+    .enumerate()
+    {
+        tokens.push(piece.to_string());
+        types.push(if piece.starts_with('<') { 3 } else { 1 });
+        scores.push(-(i as f32));
+    }
+    (tokens, types, scores)
+}
+
+/// Plain tokens `synth<i>` that pad a vocabulary to its size; no merge makes
+/// them, so they only appear when sampled.
+fn padding(from: usize, to: usize) -> impl Iterator<Item = String> {
+    (from..to).map(|i| format!("synth{i}"))
+}
+
+fn tensor(rng: &mut SplitMix64, dims: &[usize], scale: f32, dtype: GgmlDType) -> QTensor {
+    let n: usize = dims.iter().product();
+    let data: Vec<f32> = (0..n).map(|_| rng.uniform(scale)).collect();
+    let t = Tensor::from_vec(data, dims, &Device::Cpu).expect("shape matches data");
+    let dtype = fitted(dtype, dims.last().copied().unwrap_or(0));
+    QTensor::quantize(&t, dtype).expect("quantizable shape")
+}
+
+fn norm(rng: &mut SplitMix64, n: usize) -> QTensor {
+    let data: Vec<f32> = (0..n).map(|_| 1.0 + rng.uniform(0.1)).collect();
+    let t = Tensor::from_vec(data, n, &Device::Cpu).expect("shape matches data");
+    QTensor::quantize(&t, GgmlDType::F32).expect("f32")
+}
+
+/// Metadata and vocabulary size of `spec`.
+fn metadata(spec: &SynthSpec) -> (Vec<(String, Value)>, usize) {
+    let arch = spec.arch.name();
+    let key = |k: &str| format!("{arch}.{k}");
+    let mut meta: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), Value::String(arch.into())),
+        (key("block_count"), Value::U32(spec.n_layer as u32)),
+        (key("embedding_length"), Value::U32(spec.n_embd as u32)),
+        (key("feed_forward_length"), Value::U32(spec.n_ff as u32)),
+        (key("attention.head_count"), Value::U32(spec.n_head as u32)),
+        (
+            key("attention.head_count_kv"),
+            Value::U32(spec.n_kv_head as u32),
+        ),
+        (
+            key("attention.key_length"),
+            Value::U32(spec.head_dim as u32),
+        ),
+        (key("attention.layer_norm_rms_epsilon"), Value::F32(1e-6)),
+        (key("rope.freq_base"), Value::F32(spec.rope_base)),
+        (
+            key("context_length"),
+            Value::U32(spec.context_length as u32),
+        ),
+    ];
+    let vocab = match spec.arch {
+        Arch::Gemma3 => {
+            let (mut tokens, mut types, mut scores) = spm_vocab();
+            let extra: Vec<String> =
+                padding(tokens.len(), spec.vocab_size.unwrap_or(0)).collect();
+            types.extend(std::iter::repeat_n(1, extra.len()));
+            scores.extend(std::iter::repeat_n(-1e4, extra.len()));
+            tokens.extend(extra);
+            meta.push((
+                key("attention.sliding_window"),
+                Value::U32(spec.sliding_window as u32),
+            ));
+            meta.push(("tokenizer.ggml.model".into(), Value::String("llama".into())));
+            meta.push((
+                "tokenizer.ggml.scores".into(),
+                Value::Array(scores.into_iter().map(Value::F32).collect()),
+            ));
+            meta.push((
+                "tokenizer.ggml.token_type".into(),
+                Value::Array(types.into_iter().map(Value::I32).collect()),
+            ));
+            meta.push(("tokenizer.ggml.add_bos_token".into(), Value::Bool(true)));
+            meta.push(("tokenizer.ggml.add_space_prefix".into(), Value::Bool(false)));
+            meta.push(("tokenizer.ggml.bos_token_id".into(), Value::U32(2)));
+            meta.push(("tokenizer.ggml.eos_token_id".into(), Value::U32(1)));
+            let n = tokens.len();
+            meta.push((
+                "tokenizer.ggml.tokens".into(),
+                Value::Array(tokens.into_iter().map(Value::String).collect()),
+            ));
+            n
+        }
+        _ => {
+            let (mut tokens, mut types, merges) = gpt2_vocab();
+            // The end-of-text token stays the last of the minimal vocabulary.
+            let eos = tokens.len() as u32 - 1;
+            let extra: Vec<String> =
+                padding(tokens.len(), spec.vocab_size.unwrap_or(0)).collect();
+            types.extend(std::iter::repeat_n(1, extra.len()));
+            tokens.extend(extra);
+            meta.push(("tokenizer.ggml.model".into(), Value::String("gpt2".into())));
+            meta.push(("tokenizer.ggml.pre".into(), Value::String(spec.pre.clone())));
+            meta.push((
+                "tokenizer.ggml.merges".into(),
+                Value::Array(merges.into_iter().map(Value::String).collect()),
+            ));
+            meta.push((
+                "tokenizer.ggml.token_type".into(),
+                Value::Array(types.into_iter().map(Value::I32).collect()),
+            ));
+            meta.push(("tokenizer.ggml.add_bos_token".into(), Value::Bool(false)));
+            meta.push(("tokenizer.ggml.eos_token_id".into(), Value::U32(eos)));
+            let n = tokens.len();
+            meta.push((
+                "tokenizer.ggml.tokens".into(),
+                Value::Array(tokens.into_iter().map(Value::String).collect()),
+            ));
+            n
+        }
+    };
+    (meta, vocab)
+}
+
+fn write_model(out: &mut impl std::io::Write, spec: &SynthSpec) -> std::io::Result<()> {
+    let mut rng = SplitMix64::new(spec.seed);
+    let (meta, vocab) = metadata(spec);
+    let (e, d, wt) = (spec.n_embd, spec.head_dim, spec.weight_type);
+    let scale = |fan_in: usize| {
+        spec.weight_scale
+            .unwrap_or_else(|| (3.0 / fan_in as f32).sqrt())
+    };
+    let logit_scale = match spec.weight_scale {
+        Some(_) => 1.0,
+        None => 2.0 * (3.0 / e as f32).sqrt(),
+    };
+    let mut tensors: Vec<(String, QTensor)> = vec![
+        (
+            "token_embd.weight".into(),
+            tensor(&mut rng, &[vocab, e], logit_scale, spec.embed_type),
+        ),
+        ("output_norm.weight".into(), norm(&mut rng, e)),
+    ];
+    for i in 0..spec.n_layer {
+        let name = |t: &str| format!("blk.{i}.{t}");
+        let (q, kv) = (spec.n_head * d, spec.n_kv_head * d);
+        tensors.push((name("attn_norm.weight"), norm(&mut rng, e)));
+        tensors.push((name("attn_q.weight"), tensor(&mut rng, &[q, e], scale(e), wt)));
+        tensors.push((name("attn_k.weight"), tensor(&mut rng, &[kv, e], scale(e), wt)));
+        let v_type = mixed(wt, "attn_v.weight");
+        tensors.push((name("attn_v.weight"), tensor(&mut rng, &[kv, e], scale(e), v_type)));
+        tensors.push((
+            name("attn_output.weight"),
+            tensor(&mut rng, &[e, q], scale(q), wt),
+        ));
+        tensors.push((name("ffn_norm.weight"), norm(&mut rng, e)));
+        let ff = spec.n_ff;
+        tensors.push((name("ffn_gate.weight"), tensor(&mut rng, &[ff, e], scale(e), wt)));
+        tensors.push((name("ffn_up.weight"), tensor(&mut rng, &[ff, e], scale(e), wt)));
+        tensors.push((
+            name("ffn_down.weight"),
+            tensor(&mut rng, &[e, ff], scale(ff), mixed(wt, "ffn_down.weight")),
+        ));
+        if spec.arch == Arch::Qwen2 {
+            for (t, n) in [("attn_q.bias", q), ("attn_k.bias", kv), ("attn_v.bias", kv)] {
+                tensors.push((name(t), tensor(&mut rng, &[n], 0.1, GgmlDType::F32)));
+            }
+        }
+        if spec.arch == Arch::Gemma3 {
+            tensors.push((name("attn_q_norm.weight"), norm(&mut rng, d)));
+            tensors.push((name("attn_k_norm.weight"), norm(&mut rng, d)));
+            tensors.push((name("post_attention_norm.weight"), norm(&mut rng, e)));
+            tensors.push((name("post_ffw_norm.weight"), norm(&mut rng, e)));
+        }
+    }
+    if let Some(output_type) = spec.output_type {
+        tensors.push((
+            "output.weight".into(),
+            tensor(&mut rng, &[vocab, e], spec.weight_scale.unwrap_or(logit_scale), output_type),
+        ));
+    }
+    let meta_refs: Vec<(&str, Value)> = meta.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
+    gguf::write(out, &meta_refs, &tensor_refs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::gguf::Gguf;
+    use crate::engine::model::{Config, Logits, Model};
+
+    #[test]
+    fn a_synthetic_file_has_the_shape_it_was_asked_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.gguf");
+        let mut spec = SynthSpec::like("qwen2.5-coder-0.5b").expect("known");
+        // Shrink depth and vocabulary to keep the test fast; widths stay.
+        spec.n_layer = 2;
+        spec.vocab_size = Some(1000);
+        write(&path, &spec).expect("write");
+        let gguf = Gguf::open(&path).expect("parse");
+        let cfg = Config::from_gguf(&gguf).expect("config");
+        assert_eq!((cfg.n_embd, cfg.n_head, cfg.n_kv_head), (896, 14, 2));
+        assert_eq!((cfg.head_dim, cfg.vocab_size, cfg.n_layer), (64, 1000, 2));
+        // 896 is not a multiple of Q4_K's 256: those rows fall back to Q5_0.
+        let q = gguf.tensor_info("blk.0.attn_q.weight").expect("q");
+        assert_eq!(q.dtype, GgmlDType::Q5_0);
+        let down = gguf.tensor_info("blk.0.ffn_down.weight").expect("down");
+        assert_eq!(down.dtype, GgmlDType::Q6K, "Q4_K_M's Q6_K: rows of 4864 = 19 × 256");
+        assert_eq!(gguf.tensor_info("output.weight").expect("untied").dtype, GgmlDType::Q8_0);
+        let v = gguf.tensor_info("blk.0.attn_v.weight").expect("v");
+        assert_eq!(v.dtype, GgmlDType::Q8_0, "Q4_K_M's Q6_K, 896 wide: Q8_0");
+        // It runs, and its logits are finite and not constant.
+        let mut m = Model::from_gguf(&gguf).expect("load");
+        let logits = m.forward(&[1, 2, 3], Logits::Last).expect("forward");
+        let row = logits.to_vec2::<f32>().expect("2-D").remove(0);
+        assert!(row.iter().all(|x| x.is_finite()));
+        let (lo, hi) = row.iter().fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+        assert!(hi - lo > 0.1, "spread {lo}..{hi}");
+    }
+
+    #[test]
+    fn the_same_spec_writes_the_same_bytes_and_the_seed_matters() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec = SynthSpec::new(Arch::Gemma3);
+        let (a, b, c) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
+        write(&a, &spec).expect("a");
+        write(&b, &spec).expect("b");
+        write(&c, &SynthSpec { seed: 8, ..spec }).expect("c");
+        let read = |p: &Path| std::fs::read(p).expect("read");
+        assert_eq!(read(&a), read(&b));
+        assert_ne!(read(&a), read(&c));
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(matches!(SynthSpec::like("llama-70b"), Err(SynthError::UnknownShape(_))));
+        assert_eq!(parse_quant("q4_k").expect("q4k"), GgmlDType::Q4K);
+        let err = parse_quant("Q3_XS").expect_err("unknown");
+        assert!(err.to_string().contains("Q4_K"), "{err}");
+        assert_eq!(fitted(GgmlDType::Q4K, 640), GgmlDType::Q5_0);
+        assert_eq!(fitted(GgmlDType::Q4K, 1536), GgmlDType::Q4K);
+        assert_eq!(fitted(GgmlDType::Q6K, 896), GgmlDType::Q8_0);
+    }
+}

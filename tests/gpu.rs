@@ -1,0 +1,222 @@
+//! The GPU support through the binary, on a machine without a GPU:
+//! `--device` is parsed and refused clearly, `nsed models synth` writes
+//! roster-shaped models that run, and `scripts/gpu-check.sh` runs end to end
+//! on the GPU's code path on the CPU (`--device cpu-candle`), so the script
+//! a lent GPU machine runs is the one tested here.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn nsed(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nsed"))
+        .args(args)
+        .env("RAYON_NUM_THREADS", "2")
+        .output()
+        .expect("nsed runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Exit 2 with an `error:` first line that names `needle`, and no panic.
+fn assert_usage_error(out: &Output, needle: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let first = err.lines().next().unwrap_or("");
+    assert!(first.starts_with("error: "), "{err}");
+    assert!(err.contains(needle), "`{needle}` not in: {err}");
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+fn synth(dir: &Path, like: &str, layers: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{like}.gguf"));
+    let out = nsed(&["models", "synth", "--like", like, "--layers", layers, "-o", s(&path)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("wrote "), "{stdout}");
+    path
+}
+
+#[test]
+fn an_unknown_device_is_a_usage_error() {
+    for bad in ["tpu", "cuda:x", "cuda:-1", "gpu0"] {
+        let out = nsed(&["--device", bad, "models", "list"]);
+        assert_usage_error(&out, "cuda:N");
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_in_a_cpu_build_says_how_to_build_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = synth(dir.path(), "smollm2-135m", "1");
+    for device in ["cuda", "cuda:3"] {
+        let out = nsed(&["--device", device, "generate", "-m", s(&model), "-p", "hi", "-n", "2"]);
+        assert_usage_error(&out, "scripts/build-cuda.sh");
+        assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+        assert!(out.stdout.is_empty());
+    }
+    // A roster agent may name its own device; a bad name is refused at load.
+    let roster = dir.path().join("roster.toml");
+    std::fs::write(
+        &roster,
+        format!(
+            "[[agent]]\nname = \"a\"\nmodel = \"{}\"\ndevice = \"cuda:zero\"\n",
+            s(&model)
+        ),
+    )
+    .expect("roster");
+    let out = nsed(&["deliberate", "--config", s(&roster), "1+1?"]);
+    assert_usage_error(&out, "cuda:N");
+}
+
+#[test]
+fn synth_refuses_unknown_shapes_and_types() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("x.gguf");
+    let out = nsed(&["models", "synth", "--like", "llama-70b", "-o", s(&path)]);
+    assert_usage_error(&out, "qwen2.5-coder-1.5b");
+    let out = nsed(&["models", "synth", "--like", "smollm2-135m", "--quant", "Q3_XS", "-o", s(&path)]);
+    assert_usage_error(&out, "Q4_K");
+    assert!(!path.exists(), "nothing written on a refusal");
+}
+
+#[test]
+fn a_synthetic_model_runs_on_both_paths_and_verifies_across_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = synth(dir.path(), "qwen2.5-coder-0.5b", "2");
+    let inspect = nsed(&["models", "inspect", s(&model)]);
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(text.contains("qwen2.embedding_length = 896"), "{text}");
+    assert!(text.contains("Q6K") && text.contains("Q5_0"), "{text}");
+    // An artifact made on the candle path (the GPU's code) passes the CPU
+    // path's verification at the default thresholds.
+    let artifact = dir.path().join("a.json");
+    let out = nsed(&[
+        "--device", "cpu-candle", "generate", "-m", s(&model), "-p", "Tell me a story.",
+        "--temperature", "0.8", "--seed", "3", "-n", "24", "--top-logprobs", "5",
+        "--artifact", s(&artifact),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&artifact).expect("artifact")).expect("json");
+    assert_eq!(doc["isa"], "cpu-candle", "the artifact says where it ran");
+    let out = nsed(&["--device", "cpu", "verify", "--artifact", s(&artifact), "-m", s(&model), "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report");
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["verdict"], "pass", "{report:#}");
+    // Negative control: another model's verification of it fails.
+    let other = dir.path().join("other.gguf");
+    let made = nsed(&[
+        "models", "synth", "--like", "qwen2.5-coder-0.5b", "--layers", "2", "--seed", "99", "-o", s(&other),
+    ]);
+    assert_eq!(made.status.code(), Some(0), "{}", stderr(&made));
+    let out = nsed(&["verify", "--artifact", s(&artifact), "-m", s(&other), "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn the_gpu_check_script_runs_on_the_candle_cpu_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gpu-check.sh"))
+        .arg(dir.path())
+        .env("NSED_BIN", env!("CARGO_BIN_EXE_nsed"))
+        .env("NSED_GPU_DEVICE", "cpu-candle")
+        .env("NSED_GPU_SHAPES", "smollm2-135m qwen2.5-coder-0.5b")
+        .env("NSED_GPU_QUICK", "1")
+        .env("NSED_GPU_CPU_THREADS", "2")
+        .env("RAYON_NUM_THREADS", "2")
+        .output()
+        .expect("bash runs");
+    let text = std::fs::read_to_string(dir.path().join("gpu-check.json")).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(0), "{}\n{text}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("gpu-check.json");
+    assert_eq!(doc["schema"], "nsed.gpu-check/v1");
+    assert_eq!(doc["all_verified_on_cpu"], true);
+    for shape in ["smollm2-135m", "qwen2.5-coder-0.5b"] {
+        let m = &doc["models"][shape];
+        for side in ["perf_gpu", "perf_cpu"] {
+            let p = &m[side];
+            assert_eq!(p["exit"], 0, "{shape} {side}: {p}");
+            for k in ["prefill_tok_per_s", "decode_tok_per_s"] {
+                assert!(p[k].as_f64().unwrap_or(0.0) > 0.0, "{shape} {side} {k}: {p}");
+            }
+        }
+        assert_eq!(m["perf_gpu"]["device"], "cpu-candle", "{m}");
+        let v = &m["verify_on_cpu"];
+        assert_eq!(v["verdict"], "pass", "{shape}: {v}");
+        assert!(v["metrics"]["gonka_distance2"]["value"].as_f64().is_some(), "{v}");
+        assert_eq!(v["seed"]["verdict"], "honest", "{shape}: {v}");
+        // The candle path replays its own generation; the share of identical
+        // logits across repeated runs is measured (1.0 on the CPU).
+        let runs = &m["determinism_on_gpu"]["runs"];
+        assert_eq!(runs[0]["identical_logits_share"], 1.0, "{shape}: {runs}");
+        assert_eq!(m["replay_on_gpu"]["exit"], 0, "{shape}: {}", m["replay_on_gpu"]);
+    }
+}
+
+/// `nsed models synth --like ID` copies the real file's shape and tensor
+/// types: checked against the four downloaded roster models
+/// (scripts/test.sh fetches them), tensor by tensor for the first layer.
+#[test]
+fn synthetic_shapes_match_the_roster_files() {
+    use nsed::engine::gguf::Gguf;
+    use nsed::engine::model::Config;
+    use nsed::engine::registry::Registry;
+    use nsed::engine::synth::{self, SynthSpec, ROSTER_SHAPES};
+    let registry = Registry::load().expect("registry");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for shape in &ROSTER_SHAPES {
+        let resolved = registry
+            .resolve(shape.id)
+            .unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-models.sh)", shape.id));
+        let real = Gguf::open(&resolved.path).expect("parse");
+        // One layer is enough to compare every tensor's type and shape.
+        let mut spec = SynthSpec::like(shape.id).expect("known shape");
+        spec.n_layer = 1;
+        let path = dir.path().join(format!("{}.gguf", shape.id));
+        synth::write(&path, &spec).expect("write");
+        let ours = Gguf::open(&path).expect("parse synthetic");
+        let (a, b) = (Config::from_gguf(&real).expect("real"), Config::from_gguf(&ours).expect("ours"));
+        let key = |c: &Config| {
+            (
+                c.arch,
+                c.n_embd,
+                c.n_head,
+                c.n_kv_head,
+                c.head_dim,
+                c.vocab_size,
+                c.context_length,
+                c.sliding_window,
+                c.rope_base,
+            )
+        };
+        assert_eq!(key(&a), key(&b), "{}", shape.id);
+        assert_eq!(a.n_layer, shape.n_layer, "{}", shape.id);
+        let arch = a.arch.name();
+        let ff = |g: &Gguf| g.get_usize(&format!("{arch}.feed_forward_length")).expect("n_ff");
+        assert_eq!(ff(&real), ff(&ours), "{}", shape.id);
+        let mut names: Vec<&String> = ours.tensors.keys().collect();
+        names.sort();
+        let real_names: Vec<&String> = {
+            let mut v: Vec<&String> = real
+                .tensors
+                .keys()
+                .filter(|n| !n.starts_with("blk.") || n.starts_with("blk.0."))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names, real_names, "{}: the same tensors", shape.id);
+        for name in names {
+            let (r, o) = (real.tensor_info(name).expect("real"), ours.tensor_info(name).expect("ours"));
+            assert_eq!((r.dtype, &r.dims), (o.dtype, &o.dims), "{}: {name}", shape.id);
+        }
+    }
+}
