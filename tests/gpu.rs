@@ -35,7 +35,16 @@ fn s(p: &Path) -> &str {
 
 fn synth(dir: &Path, like: &str, layers: &str) -> std::path::PathBuf {
     let path = dir.join(format!("{like}.gguf"));
-    let out = nsed(&["models", "synth", "--like", like, "--layers", layers, "-o", s(&path)]);
+    let out = nsed(&[
+        "models",
+        "synth",
+        "--like",
+        like,
+        "--layers",
+        layers,
+        "-o",
+        s(&path),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with("wrote "), "{stdout}");
@@ -56,7 +65,17 @@ fn cuda_in_a_cpu_build_says_how_to_build_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let model = synth(dir.path(), "smollm2-135m", "1");
     for device in ["cuda", "cuda:3"] {
-        let out = nsed(&["--device", device, "generate", "-m", s(&model), "-p", "hi", "-n", "2"]);
+        let out = nsed(&[
+            "--device",
+            device,
+            "generate",
+            "-m",
+            s(&model),
+            "-p",
+            "hi",
+            "-n",
+            "2",
+        ]);
         assert_usage_error(&out, "scripts/build-cuda.sh");
         assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
         assert!(out.stdout.is_empty());
@@ -81,7 +100,16 @@ fn synth_refuses_unknown_shapes_and_types() {
     let path = dir.path().join("x.gguf");
     let out = nsed(&["models", "synth", "--like", "llama-70b", "-o", s(&path)]);
     assert_usage_error(&out, "qwen2.5-coder-1.5b");
-    let out = nsed(&["models", "synth", "--like", "smollm2-135m", "--quant", "Q3_XS", "-o", s(&path)]);
+    let out = nsed(&[
+        "models",
+        "synth",
+        "--like",
+        "smollm2-135m",
+        "--quant",
+        "Q3_XS",
+        "-o",
+        s(&path),
+    ]);
     assert_usage_error(&out, "Q4_K");
     assert!(!path.exists(), "nothing written on a refusal");
 }
@@ -98,26 +126,70 @@ fn a_synthetic_model_runs_on_both_paths_and_verifies_across_them() {
     // path's verification at the default thresholds.
     let artifact = dir.path().join("a.json");
     let out = nsed(&[
-        "--device", "cpu-candle", "generate", "-m", s(&model), "-p", "Tell me a story.",
-        "--temperature", "0.8", "--seed", "3", "-n", "24", "--top-logprobs", "5",
-        "--artifact", s(&artifact),
+        "--device",
+        "cpu-candle",
+        "generate",
+        "-m",
+        s(&model),
+        "-p",
+        "Tell me a story.",
+        "--temperature",
+        "0.8",
+        "--seed",
+        "3",
+        "-n",
+        "24",
+        "--top-logprobs",
+        "5",
+        "--artifact",
+        s(&artifact),
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&artifact).expect("artifact")).expect("json");
     assert_eq!(doc["isa"], "cpu-candle", "the artifact says where it ran");
-    let out = nsed(&["--device", "cpu", "verify", "--artifact", s(&artifact), "-m", s(&model), "--json"]);
+    let out = nsed(&[
+        "--device",
+        "cpu",
+        "verify",
+        "--artifact",
+        s(&artifact),
+        "-m",
+        s(&model),
+        "--json",
+    ]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report");
     assert_eq!(out.status.code(), Some(0), "{report:#}");
     assert_eq!(report["verdict"], "pass", "{report:#}");
     // Negative control: another model's verification of it fails.
     let other = dir.path().join("other.gguf");
     let made = nsed(&[
-        "models", "synth", "--like", "qwen2.5-coder-0.5b", "--layers", "2", "--seed", "99", "-o", s(&other),
+        "models",
+        "synth",
+        "--like",
+        "qwen2.5-coder-0.5b",
+        "--layers",
+        "2",
+        "--seed",
+        "99",
+        "-o",
+        s(&other),
     ]);
     assert_eq!(made.status.code(), Some(0), "{}", stderr(&made));
-    let out = nsed(&["verify", "--artifact", s(&artifact), "-m", s(&other), "--json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = nsed(&[
+        "verify",
+        "--artifact",
+        s(&artifact),
+        "-m",
+        s(&other),
+        "--json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -145,19 +217,29 @@ fn the_gpu_check_script_runs_on_the_candle_cpu_path() {
             let p = &m[side];
             assert_eq!(p["exit"], 0, "{shape} {side}: {p}");
             for k in ["prefill_tok_per_s", "decode_tok_per_s"] {
-                assert!(p[k].as_f64().unwrap_or(0.0) > 0.0, "{shape} {side} {k}: {p}");
+                assert!(
+                    p[k].as_f64().unwrap_or(0.0) > 0.0,
+                    "{shape} {side} {k}: {p}"
+                );
             }
         }
         assert_eq!(m["perf_gpu"]["device"], "cpu-candle", "{m}");
         let v = &m["verify_on_cpu"];
         assert_eq!(v["verdict"], "pass", "{shape}: {v}");
-        assert!(v["metrics"]["gonka_distance2"]["value"].as_f64().is_some(), "{v}");
+        assert!(
+            v["metrics"]["gonka_distance2"]["value"].as_f64().is_some(),
+            "{v}"
+        );
         assert_eq!(v["seed"]["verdict"], "honest", "{shape}: {v}");
         // The candle path replays its own generation; the share of identical
         // logits across repeated runs is measured (1.0 on the CPU).
         let runs = &m["determinism_on_gpu"]["runs"];
         assert_eq!(runs[0]["identical_logits_share"], 1.0, "{shape}: {runs}");
-        assert_eq!(m["replay_on_gpu"]["exit"], 0, "{shape}: {}", m["replay_on_gpu"]);
+        assert_eq!(
+            m["replay_on_gpu"]["exit"], 0,
+            "{shape}: {}",
+            m["replay_on_gpu"]
+        );
     }
 }
 
@@ -183,7 +265,10 @@ fn synthetic_shapes_match_the_roster_files() {
         let path = dir.path().join(format!("{}.gguf", shape.id));
         synth::write(&path, &spec).expect("write");
         let ours = Gguf::open(&path).expect("parse synthetic");
-        let (a, b) = (Config::from_gguf(&real).expect("real"), Config::from_gguf(&ours).expect("ours"));
+        let (a, b) = (
+            Config::from_gguf(&real).expect("real"),
+            Config::from_gguf(&ours).expect("ours"),
+        );
         let key = |c: &Config| {
             (
                 c.arch,
@@ -200,7 +285,10 @@ fn synthetic_shapes_match_the_roster_files() {
         assert_eq!(key(&a), key(&b), "{}", shape.id);
         assert_eq!(a.n_layer, shape.n_layer, "{}", shape.id);
         let arch = a.arch.name();
-        let ff = |g: &Gguf| g.get_usize(&format!("{arch}.feed_forward_length")).expect("n_ff");
+        let ff = |g: &Gguf| {
+            g.get_usize(&format!("{arch}.feed_forward_length"))
+                .expect("n_ff")
+        };
         assert_eq!(ff(&real), ff(&ours), "{}", shape.id);
         let mut names: Vec<&String> = ours.tensors.keys().collect();
         names.sort();
@@ -215,8 +303,16 @@ fn synthetic_shapes_match_the_roster_files() {
         };
         assert_eq!(names, real_names, "{}: the same tensors", shape.id);
         for name in names {
-            let (r, o) = (real.tensor_info(name).expect("real"), ours.tensor_info(name).expect("ours"));
-            assert_eq!((r.dtype, &r.dims), (o.dtype, &o.dims), "{}: {name}", shape.id);
+            let (r, o) = (
+                real.tensor_info(name).expect("real"),
+                ours.tensor_info(name).expect("ours"),
+            );
+            assert_eq!(
+                (r.dtype, &r.dims),
+                (o.dtype, &o.dims),
+                "{}: {name}",
+                shape.id
+            );
         }
     }
 }

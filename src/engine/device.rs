@@ -17,7 +17,8 @@ use candle_core::Device;
 pub enum DeviceError {
     #[error(
         "unknown device `{0}`: use `cpu`, `cuda` (GPU 0), `cuda:N` (GPU N, counted from 0) \
-         or `cpu-candle` (the GPU's code on the CPU)"
+         or `cpu-candle` (the GPU's code on the CPU), the last three with `/f32` for \
+         f32 weights"
     )]
     Parse(String),
     #[error(
@@ -72,10 +73,25 @@ pub enum ComputeDevice {
     #[default]
     Cpu,
     /// The GPU's code path (candle's quantized matmul, tensor attention) run
-    /// on the CPU: checks that path, and the GPU scripts, without a GPU.
-    CandleCpu,
+    /// on the CPU: checks that path, and the GPU scripts, without a GPU; with
+    /// f32 weights, the validator of f32-weight GPU artifacts.
+    CandleCpu(Weights),
     /// CUDA GPU `N`.
-    Cuda(usize),
+    Cuda(usize, Weights),
+}
+
+/// How the candle path holds the weight matrices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Weights {
+    /// In their GGUF format: candle's quantized kernels, which round the
+    /// activations to 8 bits their own way (fast, least memory).
+    #[default]
+    Quantized,
+    /// Dequantized once to f32 at load (8x the memory of 4-bit weights):
+    /// plain f32 matrix products, so a GPU and a CPU differ only in the order
+    /// of their float sums, which is what lets a CPU replay a GPU's sampled
+    /// tokens (docs/gpu.md).
+    F32,
 }
 
 impl FromStr for ComputeDevice {
@@ -83,17 +99,23 @@ impl FromStr for ComputeDevice {
 
     fn from_str(s: &str) -> Result<Self, DeviceError> {
         let bad = || DeviceError::Parse(s.to_string());
-        match s.trim() {
-            "cpu" => Ok(Self::Cpu),
-            "cpu-candle" => Ok(Self::CandleCpu),
-            "cuda" | "gpu" => Ok(Self::Cuda(0)),
+        let trimmed = s.trim();
+        let (name, weights) = match trimmed.strip_suffix("/f32") {
+            Some(name) => (name, Weights::F32),
+            None => (trimmed, Weights::Quantized),
+        };
+        match name {
+            "cpu" if weights == Weights::Quantized => Ok(Self::Cpu),
+            "cpu-candle" => Ok(Self::CandleCpu(weights)),
+            "cuda" | "gpu" => Ok(Self::Cuda(0, weights)),
             other => {
                 let index = other.strip_prefix("cuda:").ok_or_else(bad)?;
                 // Digits only: `cuda:+1` and `cuda: 1` are typos, not GPU 1.
                 if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(bad());
                 }
-                index.parse().map(Self::Cuda).map_err(|_| bad())
+                let index = index.parse().map_err(|_| bad())?;
+                Ok(Self::Cuda(index, weights))
             }
         }
     }
@@ -101,10 +123,14 @@ impl FromStr for ComputeDevice {
 
 impl fmt::Display for ComputeDevice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let suffix = match self.weights() {
+            Weights::F32 => "/f32",
+            Weights::Quantized => "",
+        };
         match self {
             Self::Cpu => f.pad("cpu"),
-            Self::CandleCpu => f.pad("cpu-candle"),
-            Self::Cuda(i) => f.pad(&format!("cuda:{i}")),
+            Self::CandleCpu(_) => f.pad(&format!("cpu-candle{suffix}")),
+            Self::Cuda(i, _) => f.pad(&format!("cuda:{i}{suffix}")),
         }
     }
 }
@@ -124,7 +150,29 @@ impl<'de> serde::Deserialize<'de> for ComputeDevice {
 
 impl ComputeDevice {
     pub fn is_cuda(self) -> bool {
-        matches!(self, Self::Cuda(_))
+        matches!(self, Self::Cuda(..))
+    }
+
+    /// How the candle path holds weights (the host path keeps its own).
+    pub fn weights(self) -> Weights {
+        match self {
+            Self::Cpu => Weights::Quantized,
+            Self::CandleCpu(w) | Self::Cuda(_, w) => w,
+        }
+    }
+
+    /// The device a CPU validator replays an artifact on, from the artifact's
+    /// `isa` (its executor's [`OpenDevice::label`]): f32-weight candle
+    /// artifacts (GPU or CPU) on the candle path with f32 weights, whose
+    /// numerics are theirs up to the order of float sums; everything else
+    /// on the host path, whose 8-bit activations are closest to candle's
+    /// quantized kernels.
+    pub fn validator_for(isa: &str) -> Self {
+        let executor = isa.split_whitespace().next().unwrap_or("").parse::<Self>();
+        match executor {
+            Ok(d) if d != Self::Cpu && d.weights() == Weights::F32 => Self::CandleCpu(Weights::F32),
+            _ => Self::Cpu,
+        }
     }
 
     /// Open the device, checking that the model's `needed` bytes of weights
@@ -132,11 +180,11 @@ impl ComputeDevice {
     /// operating system reports a model too big for RAM itself).
     pub fn open(self, needed: u64) -> Result<OpenDevice, DeviceError> {
         match self {
-            Self::Cpu | Self::CandleCpu => Ok(OpenDevice {
+            Self::Cpu | Self::CandleCpu(_) => Ok(OpenDevice {
                 device: Device::Cpu,
                 label: self.to_string(),
             }),
-            Self::Cuda(index) => open_cuda(self, index, needed),
+            Self::Cuda(index, _) => open_cuda(self, index, needed),
         }
     }
 }
@@ -150,7 +198,11 @@ pub struct OpenDevice {
 }
 
 #[cfg(not(feature = "cuda"))]
-fn open_cuda(device: ComputeDevice, _index: usize, _needed: u64) -> Result<OpenDevice, DeviceError> {
+fn open_cuda(
+    device: ComputeDevice,
+    _index: usize,
+    _needed: u64,
+) -> Result<OpenDevice, DeviceError> {
     Err(DeviceError::NotBuilt(device))
 }
 
@@ -209,6 +261,12 @@ pub fn default_device() -> ComputeDevice {
     DEFAULT.get().copied().unwrap_or_default()
 }
 
+/// The device the command line named, if it named one (a validator that was
+/// told nothing picks the artifact's match, [`ComputeDevice::validator_for`]).
+pub fn chosen_device() -> Option<ComputeDevice> {
+    DEFAULT.get().copied()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,28 +276,55 @@ mod tests {
         assert_eq!("cpu".parse::<ComputeDevice>().unwrap(), ComputeDevice::Cpu);
         assert_eq!(
             "cuda".parse::<ComputeDevice>().unwrap(),
-            ComputeDevice::Cuda(0)
+            ComputeDevice::Cuda(0, Weights::Quantized)
         );
         assert_eq!(
             "cuda:3".parse::<ComputeDevice>().unwrap(),
-            ComputeDevice::Cuda(3)
+            ComputeDevice::Cuda(3, Weights::Quantized)
         );
-        for bad in ["", "cuda:", "cuda:x", "cuda:-1", "cuda:+1", "tpu", "cuda:1:2", "CPU0"] {
+        assert_eq!(
+            "cuda:3/f32".parse::<ComputeDevice>().unwrap(),
+            ComputeDevice::Cuda(3, Weights::F32)
+        );
+        let bads = [
+            "", "cuda:", "cuda:x", "cuda:-1", "cuda:+1", "tpu", "cuda:1:2", "CPU0", "cpu/f32",
+            "cuda/f16", "cuda:0/",
+        ];
+        for bad in bads {
             let err = bad.parse::<ComputeDevice>().expect_err(bad);
             assert!(err.to_string().contains("cuda:N"), "{bad}: {err}");
         }
-        assert_eq!(ComputeDevice::Cuda(2).to_string(), "cuda:2");
         assert_eq!(
-            "cpu-candle".parse::<ComputeDevice>().unwrap(),
-            ComputeDevice::CandleCpu
+            ComputeDevice::Cuda(2, Weights::Quantized).to_string(),
+            "cuda:2"
         );
-        let json = serde_json::to_string(&ComputeDevice::Cuda(1)).unwrap();
-        assert_eq!(json, "\"cuda:1\"");
-        assert_eq!(
-            serde_json::from_str::<ComputeDevice>(&json).unwrap(),
-            ComputeDevice::Cuda(1)
-        );
+        for name in ["cpu-candle", "cpu-candle/f32", "cuda:1", "cuda:0/f32"] {
+            let device: ComputeDevice = name.parse().unwrap();
+            assert_eq!(device.to_string(), name);
+            let json = serde_json::to_string(&device).unwrap();
+            assert_eq!(json, format!("\"{name}\""));
+            assert_eq!(
+                serde_json::from_str::<ComputeDevice>(&json).unwrap(),
+                device
+            );
+        }
         assert!(serde_json::from_str::<ComputeDevice>("\"cuda:a\"").is_err());
+    }
+
+    #[test]
+    fn a_validator_replays_f32_artifacts_on_f32_weights_and_the_rest_on_the_host() {
+        let pick = ComputeDevice::validator_for;
+        assert_eq!(
+            pick("cuda:0/f32 NVIDIA H200 sm_90"),
+            ComputeDevice::CandleCpu(Weights::F32)
+        );
+        assert_eq!(
+            pick("cpu-candle/f32"),
+            ComputeDevice::CandleCpu(Weights::F32)
+        );
+        assert_eq!(pick("cuda:0 NVIDIA H200 sm_90"), ComputeDevice::Cpu);
+        assert_eq!(pick("x86_64-avx512vnni"), ComputeDevice::Cpu);
+        assert_eq!(pick(""), ComputeDevice::Cpu);
     }
 
     #[test]
@@ -252,7 +337,9 @@ mod tests {
     #[cfg(not(feature = "cuda"))]
     #[test]
     fn cuda_in_a_cpu_build_says_how_to_get_it() {
-        let err = ComputeDevice::Cuda(0).open(0).expect_err("no cuda");
+        let err = ComputeDevice::Cuda(0, Weights::F32)
+            .open(0)
+            .expect_err("no cuda");
         assert!(matches!(err, DeviceError::NotBuilt(_)));
         assert!(err.to_string().contains("scripts/build-cuda.sh"), "{err}");
     }
@@ -260,14 +347,17 @@ mod tests {
     #[test]
     fn messages_name_sizes_and_indices() {
         let err = DeviceError::TooBig {
-            device: ComputeDevice::Cuda(0),
+            device: ComputeDevice::Cuda(0, Weights::Quantized),
             name: "GPU".into(),
             needed: 3 << 30,
             free: 1 << 30,
             total: 2 << 30,
         };
         let text = err.to_string();
-        assert!(text.contains("3.00 GiB") && text.contains("1.00 GiB free of 2.00 GiB"), "{text}");
+        assert!(
+            text.contains("3.00 GiB") && text.contains("1.00 GiB free of 2.00 GiB"),
+            "{text}"
+        );
         let err = DeviceError::NoSuchGpu { index: 4, count: 2 };
         assert!(err.to_string().contains("cuda:0 to cuda:1"), "{err}");
     }

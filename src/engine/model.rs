@@ -11,10 +11,10 @@
 
 use std::sync::Arc;
 
-use candle_core::quantized::{ggml_file::qtensor_from_ggml, QMatMul, QTensor};
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
-use crate::engine::device::{ComputeDevice, DeviceError, OpenDevice};
+use crate::engine::device::{ComputeDevice, DeviceError, OpenDevice, Weights};
 use crate::engine::gguf::{Gguf, GgufError, TensorInfo};
 use crate::engine::qmm::{self, Format, PackedMatrix, QmmError};
 
@@ -368,7 +368,8 @@ impl Rope {
 #[derive(Debug, Clone)]
 enum Backend {
     Host,
-    Candle(Device),
+    /// The device, and how the weight matrices are held on it.
+    Candle(Device, Weights),
 }
 
 impl Backend {
@@ -376,7 +377,7 @@ impl Backend {
     fn device(&self) -> Device {
         match self {
             Self::Host => Device::Cpu,
-            Self::Candle(dev) => dev.clone(),
+            Self::Candle(dev, _) => dev.clone(),
         }
     }
 }
@@ -432,16 +433,16 @@ impl Model {
                 let origin = crate::verify::artifact::isa_level();
                 Self::load(gguf, map, Backend::Host, origin)
             }
-            ComputeDevice::CandleCpu | ComputeDevice::Cuda(_) => {
-                let OpenDevice { device, label } = device.open(device_bytes(gguf))?;
-                Self::load(gguf, map, Backend::Candle(device), label)
+            ComputeDevice::CandleCpu(weights) | ComputeDevice::Cuda(_, weights) => {
+                let OpenDevice { device, label } = device.open(device_bytes(gguf, weights))?;
+                Self::load(gguf, map, Backend::Candle(device, weights), label)
             }
         }
     }
 
     /// The candle path on the CPU: the GPU's code, checkable without a GPU.
     pub fn from_gguf_candle_cpu(gguf: &Gguf) -> Result<Self> {
-        Self::from_gguf_on(gguf, None, ComputeDevice::CandleCpu)
+        Self::from_gguf_on(gguf, None, ComputeDevice::CandleCpu(Weights::Quantized))
     }
 
     /// Where the logits come from (`x86_64-avx2`, `cuda:0 NVIDIA H200 sm_90`).
@@ -451,7 +452,7 @@ impl Model {
 
     /// Whether the layers run on a GPU (candle's CUDA backend).
     pub fn on_gpu(&self) -> bool {
-        matches!(&self.backend, Backend::Candle(dev) if dev.is_cuda())
+        matches!(&self.backend, Backend::Candle(dev, _) if dev.is_cuda())
     }
 
     fn load(
@@ -463,7 +464,11 @@ impl Model {
         let config = Config::from_gguf(gguf)?;
         let mut file = gguf.open_data()?;
         let dev = backend.device();
-        let candle = matches!(backend, Backend::Candle(_));
+        let candle = matches!(backend, Backend::Candle(..));
+        let weights = match backend {
+            Backend::Candle(_, w) => w,
+            Backend::Host => Weights::Quantized,
+        };
         let mapped = map.is_some();
         // A weight read from the file (through `map`, if any) as a CPU QTensor.
         let mut read = |file: &mut std::fs::File, name: &str| -> Result<QTensor> {
@@ -481,9 +486,12 @@ impl Model {
             let output = if has_output {
                 read(&mut file, "output.weight")?
             } else {
-                upload(&table, &Device::Cpu)?
+                upload(&table, &Device::Cpu, Weights::Quantized)?
             };
-            (Weight::new(table)?, Weight::Candle(Arc::new(upload(&output, &dev)?)))
+            (
+                Weight::new(table)?,
+                Weight::Candle(Arc::new(upload(&output, &dev, weights)?)),
+            )
         } else {
             let mut host = |file: &mut std::fs::File, name: &str| -> Result<Weight> {
                 host_matrix(gguf, file, name, &mut read, mapped)
@@ -500,7 +508,11 @@ impl Model {
         let output = Linear::new(output, None)?;
         let mut matrix = |file: &mut std::fs::File, name: &str| -> Result<Weight> {
             if candle {
-                Ok(Weight::Candle(Arc::new(upload(&read(file, name)?, &dev)?)))
+                Ok(Weight::Candle(Arc::new(upload(
+                    &read(file, name)?,
+                    &dev,
+                    weights,
+                )?)))
             } else {
                 host_matrix(gguf, file, name, &mut read, mapped)
             }
@@ -610,7 +622,7 @@ impl Model {
             .flat_map(|s| s.tokens.iter().copied())
             .collect();
         let mut x = self.embed(&tokens)?;
-        if let Backend::Candle(dev) = &self.backend {
+        if let Backend::Candle(dev, _) = &self.backend {
             x = x.to_device(dev)?;
         }
         for step in steps.iter_mut() {
@@ -702,7 +714,7 @@ impl Model {
         };
         let h = match self.backend {
             Backend::Host => attention(layer, i, &self.config, rope, &h, window, steps, segments)?,
-            Backend::Candle(_) => {
+            Backend::Candle(..) => {
                 candle_path::attention(layer, i, &self.config, rope, &h, window, steps, segments)?
             }
         };
@@ -751,7 +763,11 @@ fn host_matrix(
 
 /// A copy of `w` on `dev`, in the same GGML format (weights stay quantized
 /// on a GPU).
-fn upload(w: &QTensor, dev: &Device) -> Result<QTensor> {
+fn upload(w: &QTensor, dev: &Device, weights: Weights) -> Result<QTensor> {
+    if weights == Weights::F32 && w.shape().dims().len() == 2 {
+        let dense = w.dequantize(&Device::Cpu)?;
+        return Ok(QTensor::quantize_onto(&dense, GgmlDType::F32, dev)?);
+    }
     Ok(qtensor_from_ggml(
         w.dtype(),
         &w.data()?,
@@ -762,12 +778,15 @@ fn upload(w: &QTensor, dev: &Device) -> Result<QTensor> {
 
 /// Bytes of the weights the candle path puts on its device: every tensor
 /// but the token table (gathered on the host) unless the output is tied to it.
-fn device_bytes(gguf: &Gguf) -> u64 {
+fn device_bytes(gguf: &Gguf, weights: Weights) -> u64 {
     let tied = !gguf.tensors.contains_key("output.weight");
     gguf.tensors
         .values()
         .filter(|t| tied || t.name != "token_embd.weight")
-        .map(|t| t.n_bytes)
+        .map(|t| match weights {
+            Weights::F32 if t.dims.len() == 2 => 4 * t.dims.iter().product::<usize>() as u64,
+            _ => t.n_bytes,
+        })
         .sum()
 }
 

@@ -22,9 +22,7 @@ pub enum SynthError {
          qwen2.5-coder-0.5b or qwen2.5-coder-1.5b"
     )]
     UnknownShape(String),
-    #[error(
-        "unsupported --quant `{0}`: use Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K, F16 or F32"
-    )]
+    #[error("unsupported --quant `{0}`: use Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K, F16 or F32")]
     UnknownQuant(String),
     #[error("writing {path}: {source}")]
     Io {
@@ -130,7 +128,11 @@ impl SynthSpec {
         let (e, d) = (self.n_embd, self.head_dim);
         let attn = e * d * (2 * self.n_head + 2 * self.n_kv_head);
         let ffn = 3 * e * self.n_ff;
-        let out = if self.output_type.is_some() { vocab * e } else { 0 };
+        let out = if self.output_type.is_some() {
+            vocab * e
+        } else {
+            0
+        };
         vocab * e + self.n_layer * (attn + ffn) + out
     }
 }
@@ -398,8 +400,7 @@ fn metadata(spec: &SynthSpec) -> (Vec<(String, Value)>, usize) {
     let vocab = match spec.arch {
         Arch::Gemma3 => {
             let (mut tokens, mut types, mut scores) = spm_vocab();
-            let extra: Vec<String> =
-                padding(tokens.len(), spec.vocab_size.unwrap_or(0)).collect();
+            let extra: Vec<String> = padding(tokens.len(), spec.vocab_size.unwrap_or(0)).collect();
             types.extend(std::iter::repeat_n(1, extra.len()));
             scores.extend(std::iter::repeat_n(-1e4, extra.len()));
             tokens.extend(extra);
@@ -431,8 +432,7 @@ fn metadata(spec: &SynthSpec) -> (Vec<(String, Value)>, usize) {
             let (mut tokens, mut types, merges) = gpt2_vocab();
             // The end-of-text token stays the last of the minimal vocabulary.
             let eos = tokens.len() as u32 - 1;
-            let extra: Vec<String> =
-                padding(tokens.len(), spec.vocab_size.unwrap_or(0)).collect();
+            let extra: Vec<String> = padding(tokens.len(), spec.vocab_size.unwrap_or(0)).collect();
             types.extend(std::iter::repeat_n(1, extra.len()));
             tokens.extend(extra);
             meta.push(("tokenizer.ggml.model".into(), Value::String("gpt2".into())));
@@ -481,18 +481,33 @@ fn write_model(out: &mut impl std::io::Write, spec: &SynthSpec) -> std::io::Resu
         let name = |t: &str| format!("blk.{i}.{t}");
         let (q, kv) = (spec.n_head * d, spec.n_kv_head * d);
         tensors.push((name("attn_norm.weight"), norm(&mut rng, e)));
-        tensors.push((name("attn_q.weight"), tensor(&mut rng, &[q, e], scale(e), wt)));
-        tensors.push((name("attn_k.weight"), tensor(&mut rng, &[kv, e], scale(e), wt)));
+        tensors.push((
+            name("attn_q.weight"),
+            tensor(&mut rng, &[q, e], scale(e), wt),
+        ));
+        tensors.push((
+            name("attn_k.weight"),
+            tensor(&mut rng, &[kv, e], scale(e), wt),
+        ));
         let v_type = mixed(wt, "attn_v.weight");
-        tensors.push((name("attn_v.weight"), tensor(&mut rng, &[kv, e], scale(e), v_type)));
+        tensors.push((
+            name("attn_v.weight"),
+            tensor(&mut rng, &[kv, e], scale(e), v_type),
+        ));
         tensors.push((
             name("attn_output.weight"),
             tensor(&mut rng, &[e, q], scale(q), wt),
         ));
         tensors.push((name("ffn_norm.weight"), norm(&mut rng, e)));
         let ff = spec.n_ff;
-        tensors.push((name("ffn_gate.weight"), tensor(&mut rng, &[ff, e], scale(e), wt)));
-        tensors.push((name("ffn_up.weight"), tensor(&mut rng, &[ff, e], scale(e), wt)));
+        tensors.push((
+            name("ffn_gate.weight"),
+            tensor(&mut rng, &[ff, e], scale(e), wt),
+        ));
+        tensors.push((
+            name("ffn_up.weight"),
+            tensor(&mut rng, &[ff, e], scale(e), wt),
+        ));
         tensors.push((
             name("ffn_down.weight"),
             tensor(&mut rng, &[e, ff], scale(ff), mixed(wt, "ffn_down.weight")),
@@ -512,7 +527,12 @@ fn write_model(out: &mut impl std::io::Write, spec: &SynthSpec) -> std::io::Resu
     if let Some(output_type) = spec.output_type {
         tensors.push((
             "output.weight".into(),
-            tensor(&mut rng, &[vocab, e], spec.weight_scale.unwrap_or(logit_scale), output_type),
+            tensor(
+                &mut rng,
+                &[vocab, e],
+                spec.weight_scale.unwrap_or(logit_scale),
+                output_type,
+            ),
         ));
     }
     let meta_refs: Vec<(&str, Value)> = meta.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
@@ -543,8 +563,15 @@ mod tests {
         let q = gguf.tensor_info("blk.0.attn_q.weight").expect("q");
         assert_eq!(q.dtype, GgmlDType::Q5_0);
         let down = gguf.tensor_info("blk.0.ffn_down.weight").expect("down");
-        assert_eq!(down.dtype, GgmlDType::Q6K, "Q4_K_M's Q6_K: rows of 4864 = 19 × 256");
-        assert_eq!(gguf.tensor_info("output.weight").expect("untied").dtype, GgmlDType::Q8_0);
+        assert_eq!(
+            down.dtype,
+            GgmlDType::Q6K,
+            "Q4_K_M's Q6_K: rows of 4864 = 19 × 256"
+        );
+        assert_eq!(
+            gguf.tensor_info("output.weight").expect("untied").dtype,
+            GgmlDType::Q8_0
+        );
         let v = gguf.tensor_info("blk.0.attn_v.weight").expect("v");
         assert_eq!(v.dtype, GgmlDType::Q8_0, "Q4_K_M's Q6_K, 896 wide: Q8_0");
         // It runs, and its logits are finite and not constant.
@@ -552,7 +579,9 @@ mod tests {
         let logits = m.forward(&[1, 2, 3], Logits::Last).expect("forward");
         let row = logits.to_vec2::<f32>().expect("2-D").remove(0);
         assert!(row.iter().all(|x| x.is_finite()));
-        let (lo, hi) = row.iter().fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+        let (lo, hi) = row
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
         assert!(hi - lo > 0.1, "spread {lo}..{hi}");
     }
 
@@ -560,7 +589,11 @@ mod tests {
     fn the_same_spec_writes_the_same_bytes_and_the_seed_matters() {
         let dir = tempfile::tempdir().expect("tempdir");
         let spec = SynthSpec::new(Arch::Gemma3);
-        let (a, b, c) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
+        let (a, b, c) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("c"),
+        );
         write(&a, &spec).expect("a");
         write(&b, &spec).expect("b");
         write(&c, &SynthSpec { seed: 8, ..spec }).expect("c");
@@ -571,7 +604,10 @@ mod tests {
 
     #[test]
     fn names_are_checked() {
-        assert!(matches!(SynthSpec::like("llama-70b"), Err(SynthError::UnknownShape(_))));
+        assert!(matches!(
+            SynthSpec::like("llama-70b"),
+            Err(SynthError::UnknownShape(_))
+        ));
         assert_eq!(parse_quant("q4_k").expect("q4k"), GgmlDType::Q4K);
         let err = parse_quant("Q3_XS").expect_err("unknown");
         assert!(err.to_string().contains("Q4_K"), "{err}");

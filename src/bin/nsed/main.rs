@@ -38,12 +38,16 @@ struct Cli {
     /// Results are bit-identical whatever the count.
     #[arg(long, global = true, value_delimiter = ',', value_name = "N", value_parser = bounds::threads)]
     threads: Vec<usize>,
-    /// Where models run: `cpu` (nsed's bit-exact kernels), `cuda` or `cuda:N`
-    /// (an NVIDIA GPU; needs a build with `--features cuda`, see
-    /// scripts/build-cuda.sh), or `cpu-candle` (the GPU's code path on the
-    /// CPU, to check it without a GPU). A roster's agents can name their own.
-    #[arg(long, global = true, default_value = "cpu", value_name = "DEVICE")]
-    device: nsed::engine::device::ComputeDevice,
+    /// Where models run: `cpu` (nsed's bit-exact kernels, the default),
+    /// `cuda` or `cuda:N` (an NVIDIA GPU; needs a build with `--features
+    /// cuda`, see scripts/build-cuda.sh), or `cpu-candle` (the GPU's code
+    /// path on the CPU, to check it without a GPU). Add `/f32` to a GPU or
+    /// `cpu-candle` to dequantize the weights to f32 at load: slower, but a
+    /// CPU can then replay the GPU's sampled tokens (`nsed verify` picks the
+    /// matching path from the artifact when --device is not given). A
+    /// roster's agents can name their own.
+    #[arg(long, global = true, value_name = "DEVICE")]
+    device: Option<nsed::engine::device::ComputeDevice>,
     #[command(subcommand)]
     command: Command,
 }
@@ -118,7 +122,9 @@ fn main() -> ExitCode {
         eprintln!("error: --threads takes one count (a list only for `nsed determinism`)");
         return ExitCode::from(2);
     }
-    nsed::engine::device::set_default(cli.device);
+    if let Some(device) = cli.device {
+        nsed::engine::device::set_default(device);
+    }
     if let Some(&n) = cli.threads.first() {
         // Read by candle's CPU kernels and rayon's pool before first use.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());

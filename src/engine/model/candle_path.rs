@@ -228,3 +228,68 @@ mod tests {
         assert_eq!((sa.position(), sb.position()), (5, 7));
     }
 }
+
+#[cfg(test)]
+mod diag {
+    use super::super::*;
+    #[test]
+    #[ignore]
+    fn diag_real_model() {
+        let path = std::env::var("NSED_DIAG_MODEL").unwrap();
+        let gguf = Gguf::open(std::path::Path::new(&path)).unwrap();
+        let mut host = Model::from_gguf(&gguf).unwrap();
+        let mut cand = Model::from_gguf_candle_cpu(&gguf).unwrap();
+        let toks: Vec<u32> = (0..64u32).map(|i| 100 + (i * 7919) % 20000).collect();
+        let a = host
+            .forward(&toks, Logits::All)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let b = cand
+            .forward(&toks, Logits::All)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let lsm = |r: &[f32]| {
+            let m = r.iter().cloned().fold(f32::MIN, f32::max);
+            let z: f64 = r.iter().map(|x| ((x - m) as f64).exp()).sum();
+            r.iter()
+                .map(|x| (x - m) as f64 - z.ln())
+                .collect::<Vec<f64>>()
+        };
+        let mut kl = 0.0;
+        let mut agree = 0;
+        let mut maxd = 0f32;
+        for (x, y) in a.iter().zip(&b) {
+            let (p, q) = (lsm(x), lsm(y));
+            kl += p
+                .iter()
+                .zip(&q)
+                .map(|(p, q)| p.exp() * (p - q))
+                .sum::<f64>();
+            let am = |r: &[f32]| {
+                r.iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .unwrap()
+                    .0
+            };
+            if am(x) == am(y) {
+                agree += 1;
+            }
+            maxd = maxd.max(
+                x.iter()
+                    .zip(y)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0f32, f32::max),
+            );
+        }
+        eprintln!(
+            "DIAG mean KL {} argmax agree {}/{} max logit diff {}",
+            kl / a.len() as f64,
+            agree,
+            a.len(),
+            maxd
+        );
+    }
+}

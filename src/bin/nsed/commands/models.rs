@@ -207,7 +207,9 @@ pub fn models_synth(args: SynthArgs) -> Result<()> {
     let started = std::time::Instant::now();
     // Atomic: an interrupted run leaves no half-written model under the name.
     nsed::results::output::write_atomic(&args.output, &synth::to_bytes(&spec))?;
-    let bytes = std::fs::metadata(&args.output).map(|m| m.len()).unwrap_or(0);
+    let bytes = std::fs::metadata(&args.output)
+        .map(|m| m.len())
+        .unwrap_or(0);
     outln!(
         "wrote {} ({}, {} layers, {:.1} M parameters, {:?} weights, seed {}, {:.1} MB, {:.1} s)",
         args.output.display(),

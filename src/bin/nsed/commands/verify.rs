@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::bounds;
 use nsed::engine::chat::Message;
+use nsed::engine::device::ComputeDevice;
 use nsed::engine::runtime::Runtime;
 use nsed::engine::sampling::SamplingParams;
 use nsed::verify::artifact::{Artifact, Request};
@@ -160,7 +161,7 @@ fn verify_one_cmd(
         None => {
             let model = validator_model(args, &exec)?;
             let request = args.request.as_deref().map(Request::read).transpose()?;
-            let mut rt = Runtime::load(&model)?;
+            let mut rt = Runtime::load_on(&model, replay_device(&exec))?;
             nsed::verify::with_model(&mut rt, &mut exec, request, &exec_name, opts)?
         }
     };
@@ -179,6 +180,22 @@ fn verify_one_cmd(
     })
 }
 
+/// `--device`, else the path that matches the artifact's executor
+/// ([`ComputeDevice::validator_for`]), announced when it is not the host's.
+fn replay_device(exec: &Artifact) -> ComputeDevice {
+    if let Some(device) = nsed::engine::device::chosen_device() {
+        return device;
+    }
+    let device = ComputeDevice::validator_for(&exec.isa);
+    if device != ComputeDevice::Cpu {
+        eprintln!(
+            "nsed: replaying on {device}: the artifact came from `{}` (give --device to choose)",
+            exec.isa
+        );
+    }
+    device
+}
+
 /// `--model`, else the model the artifact names.
 fn validator_model(args: &VerifyArgs, exec: &Artifact) -> Result<String> {
     Ok(match (&args.model, exec.model.id.as_str()) {
@@ -192,18 +209,23 @@ fn validator_model(args: &VerifyArgs, exec: &Artifact) -> Result<String> {
 /// and kept for the artifacts after it.
 #[derive(Default)]
 struct Validators {
+    /// Keyed by `model@device`.
     loaded: HashMap<String, Runtime>,
 }
 
 impl Validators {
-    fn get(&mut self, spec: &str) -> Result<&mut Runtime> {
-        if !self.loaded.contains_key(spec) {
-            let rt = Runtime::load(spec)?;
-            self.loaded.insert(spec.to_string(), rt);
+    fn get(&mut self, spec: &str, device: ComputeDevice) -> Result<&mut Runtime> {
+        let key = match device {
+            ComputeDevice::Cpu => spec.to_string(),
+            other => format!("{spec}@{other}"),
+        };
+        if !self.loaded.contains_key(&key) {
+            let rt = Runtime::load_on(spec, device)?;
+            self.loaded.insert(key.clone(), rt);
         }
         Ok(self
             .loaded
-            .get_mut(spec)
+            .get_mut(&key)
             .expect("the model was inserted above"))
     }
 }
@@ -302,7 +324,7 @@ fn verify_with_validators(
 ) -> Result<nsed::verify::Report> {
     let mut exec = Artifact::read(path)?;
     let model = validator_model(args, &exec)?;
-    let rt = validators.get(&model)?;
+    let rt = validators.get(&model, replay_device(&exec))?;
     let name = path.display().to_string();
     Ok(nsed::verify::with_model(rt, &mut exec, None, &name, opts)?)
 }
@@ -506,7 +528,10 @@ pub fn determinism_cmd(args: DeterminismArgs) -> Result<()> {
         );
         let out = std::process::Command::new(&exe)
             .args(["--threads", &t.to_string()])
-            .args(["--device", &nsed::engine::device::default_device().to_string()])
+            .args([
+                "--device",
+                &nsed::engine::device::default_device().to_string(),
+            ])
             .args(["determinism", "--worker"])
             .args(["--model", &args.model, "--runs", &args.runs.to_string()])
             .args(["-n", &args.max_tokens.to_string()])
