@@ -133,5 +133,5 @@ t0=$SECONDS
 cargo build --release --features cuda --target-dir "$target_dir" "$@"
 out=$target_dir/release/nsed
 say "built $out ($(du -h "$out" | cut -f1), $(( SECONDS - t0 )) s)"
-say "run it with the CUDA 13 libraries on the loader's path, e.g.:"
-say "  LD_LIBRARY_PATH=$root/lib $out --device cuda perf --model MODEL"
+say "run it through scripts/nsed-cuda (finds the CUDA 13 libraries, names a missing driver), e.g.:"
+say "  scripts/nsed-cuda --device cuda perf --model MODEL"
