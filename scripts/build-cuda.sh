@@ -133,5 +133,11 @@ t0=$SECONDS
 cargo build --release --features cuda --target-dir "$target_dir" "$@"
 out=$target_dir/release/nsed
 say "built $out ($(du -h "$out" | cut -f1), $(( SECONDS - t0 )) s)"
+# A compressed copy for machines that take few files (a lent GPU machine
+# takes 64 MiB with the checkout): scripts/gpu-check.sh unpacks it.
+if command -v xz >/dev/null; then
+  xz -T0 -6 -c "$out" > "$target_dir/nsed.xz"
+  say "compressed: $target_dir/nsed.xz ($(du -h "$target_dir/nsed.xz" | cut -f1)); NSED_BIN=$target_dir/nsed.xz scripts/gpu-check.sh"
+fi
 say "run it through scripts/nsed-cuda (finds the CUDA 13 libraries, names a missing driver), e.g.:"
 say "  scripts/nsed-cuda --device cuda perf --model MODEL"

@@ -19,6 +19,7 @@
 #
 #   scripts/gpu-check.sh [OUT]                     # default OUT: $OUT, else /tmp/gpu-check
 #   NSED_BIN=path/to/nsed                          # default: target/cuda/release/nsed
+#                                                  # (an .xz, as build-cuda.sh writes, is unpacked)
 #   NSED_GPU_DEVICE=cuda:1                         # default: cuda:0
 #   NSED_GPU_SHAPES="smollm2-135m gemma3-270m"     # default: all four
 #   NSED_GPU_QUICK=1                               # 2 layers, few tokens: a smoke run
@@ -38,9 +39,15 @@ cpu_threads=${NSED_GPU_CPU_THREADS:-$(nproc)}
 say() { echo "gpu-check: $*" >&2; }
 die() { say "error: $*"; exit 2; }
 
-[ -x "$bin" ] || die "no nsed binary at $bin (build it with scripts/build-cuda.sh, or set NSED_BIN)"
 command -v python3 >/dev/null || die "python3 is needed to assemble the JSON"
 mkdir -p "$out"
+if [[ $bin == *.xz ]]; then
+  [ -f "$bin" ] || die "no compressed nsed at $bin (scripts/build-cuda.sh writes target/cuda/nsed.xz)"
+  unpacked=$(mktemp -d)/nsed
+  xz -d -c "$bin" > "$unpacked" && chmod +x "$unpacked" || die "cannot unpack $bin"
+  bin=$unpacked
+fi
+[ -x "$bin" ] || die "no nsed binary at $bin (build it with scripts/build-cuda.sh, or set NSED_BIN)"
 t_start=$SECONDS
 
 # The CUDA 13 libraries the binary links: a CUDA install, or the nvidia-*

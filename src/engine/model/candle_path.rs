@@ -227,69 +227,28 @@ mod tests {
         assert!(sa.kv_bytes() > 0 && sb.kv_bytes() > sa.kv_bytes());
         assert_eq!((sa.position(), sb.position()), (5, 7));
     }
-}
 
-#[cfg(test)]
-mod diag {
-    use super::super::*;
     #[test]
-    #[ignore]
-    fn diag_real_model() {
-        let path = std::env::var("NSED_DIAG_MODEL").unwrap();
-        let gguf = Gguf::open(std::path::Path::new(&path)).unwrap();
-        let mut host = Model::from_gguf(&gguf).unwrap();
-        let mut cand = Model::from_gguf_candle_cpu(&gguf).unwrap();
-        let toks: Vec<u32> = (0..64u32).map(|i| 100 + (i * 7919) % 20000).collect();
-        let a = host
-            .forward(&toks, Logits::All)
-            .unwrap()
-            .to_vec2::<f32>()
-            .unwrap();
-        let b = cand
-            .forward(&toks, Logits::All)
-            .unwrap()
-            .to_vec2::<f32>()
-            .unwrap();
-        let lsm = |r: &[f32]| {
-            let m = r.iter().cloned().fold(f32::MIN, f32::max);
-            let z: f64 = r.iter().map(|x| ((x - m) as f64).exp()).sum();
-            r.iter()
-                .map(|x| (x - m) as f64 - z.ln())
-                .collect::<Vec<f64>>()
-        };
-        let mut kl = 0.0;
-        let mut agree = 0;
-        let mut maxd = 0f32;
-        for (x, y) in a.iter().zip(&b) {
-            let (p, q) = (lsm(x), lsm(y));
-            kl += p
-                .iter()
-                .zip(&q)
-                .map(|(p, q)| p.exp() * (p - q))
-                .sum::<f64>();
-            let am = |r: &[f32]| {
-                r.iter()
-                    .enumerate()
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-                    .unwrap()
-                    .0
-            };
-            if am(x) == am(y) {
-                agree += 1;
-            }
-            maxd = maxd.max(
-                x.iter()
-                    .zip(y)
-                    .map(|(x, y)| (x - y).abs())
-                    .fold(0f32, f32::max),
-            );
+    fn f32_weights_decode_as_they_prefill_and_cost_their_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tiny.gguf");
+        write_tiny_model(&path, &TinySpec::new(Arch::Qwen2)).expect("write tiny model");
+        let gguf = Gguf::open(&path).expect("parse");
+        let device = ComputeDevice::CandleCpu(Weights::F32);
+        let mut m = Model::from_gguf_on(&gguf, None, device).expect("f32 weights");
+        assert_eq!(m.origin(), "cpu-candle/f32");
+        let all = rows(&m.forward(&TOKENS, Logits::All).expect("prefill"));
+        m.reset();
+        let mut steps = Vec::new();
+        for &t in &TOKENS {
+            steps.extend(rows(&m.forward(&[t], Logits::Last).expect("decode")));
         }
-        eprintln!(
-            "DIAG mean KL {} argmax agree {}/{} max logit diff {}",
-            kl / a.len() as f64,
-            agree,
-            a.len(),
-            maxd
-        );
+        // Nothing is rounded to 8 bits: prefill and decode differ only in
+        // the order of float sums.
+        let rel = max_rel_diff(&all, &steps);
+        assert!(rel < 1e-5, "prefill vs decode {rel}");
+        // The memory check counts the dequantized matrices.
+        let quantized = device_bytes(&gguf, Weights::Quantized);
+        assert!(device_bytes(&gguf, Weights::F32) > quantized, "{quantized}");
     }
 }
