@@ -268,7 +268,7 @@ impl Scorer {
                 let mut beaten = 0;
                 for _ in 0..PERMUTATIONS {
                     shuffle(&mut order, rng);
-                    if mmd2(&gram, &order, n) >= observed {
+                    if at_least(mmd2(&gram, &order, n), observed) {
                         beaten += 1;
                     }
                 }
@@ -310,11 +310,27 @@ fn permutation_p(
     let beaten = (0..PERMUTATIONS)
         .filter(|_| {
             shuffle(&mut shuffled, rng);
-            statistic(&shuffled, n) >= observed
+            at_least(statistic(&shuffled, n), observed)
         })
         .count();
     (1 + beaten) as f64 / (1 + PERMUTATIONS) as f64
 }
+
+/// Whether a permutation's statistic is at least the observed one, up to
+/// rounding. A permutation that puts the node's own samples back in the
+/// node's place (with one sample, one in about m + 1) gives the same
+/// statistic summed in another order, a few ulps either side: compared
+/// exactly, half of those ties would count as beaten by the node, which
+/// drives the p-value below its floor of about 1 / (m + 1) and ejects
+/// single samples that no test of one sample can justify.
+fn at_least(statistic: f64, observed: f64) -> bool {
+    statistic >= observed - TIE_TOLERANCE * (1.0 + observed.abs())
+}
+
+/// Relative slack of [`at_least`]: far above the rounding of sums of a
+/// few hundred kernel values or scores (~1e-14), far below any real
+/// difference between two statistics.
+const TIE_TOLERANCE: f64 = 1e-9;
 
 /// The unbiased MMD² between the items `order[..n]` and `order[n..]` of a
 /// Gram matrix (with one node sample, its within term is left out: the
@@ -581,5 +597,63 @@ mod tests {
         let (near, far) = (mmd_of(near), mmd_of(far));
         assert!(near.abs() < 0.2, "same distribution: {near}");
         assert!(far > 0.5, "shifted: {far}");
+    }
+
+    #[test]
+    fn one_sample_is_never_ejected_against_a_small_reference() {
+        // With 15 reference samples the permutation p-value of a single
+        // sample is at least about 1/16 however extreme it is (the node's
+        // sample lands back in its own place once in 16 permutations, a
+        // tie), so a 1% test must never eject it.
+        let honest: Vec<Row> = rows(15, 0.0, 5).into_iter().filter(|r| !r.fraud).collect();
+        let refs: Vec<&Row> = honest.iter().collect();
+        let kernel = Kernel::fit(&refs);
+        let reference = refs.iter().map(|r| kernel.embed(r)).collect();
+        let scorer = Scorer::Mmd { kernel, reference };
+        let mut rng = SplitMix64::new(9);
+        let mut far = honest[0].clone();
+        for shift in [0.5, 2.0, 50.0] {
+            far.features = vec![Some(1.0 + shift), Some(-shift)];
+            let ejected = (0..300)
+                .filter(|_| scorer.ejects(&[&far], &mut rng))
+                .count();
+            assert_eq!(ejected, 0, "shift {shift}");
+        }
+        // Positive control: ten far samples are ejected every time.
+        let node = vec![&far; 10];
+        assert!((0..20).all(|_| scorer.ejects(&node, &mut rng)));
+    }
+
+    #[test]
+    fn the_node_back_in_its_place_is_a_tie_however_the_sums_round() {
+        // The premise of `at_least`: reordering the reference alone changes
+        // MMD² in its last bits, below the observed value as often as not.
+        let honest: Vec<Row> = rows(40, 0.0, 6).into_iter().filter(|r| !r.fraud).collect();
+        let refs: Vec<&Row> = honest.iter().collect();
+        let kernel = Kernel::fit(&refs);
+        let pool: Vec<Vec<f64>> = refs.iter().map(|r| kernel.embed(r)).collect();
+        let gram = kernel.gram(&pool);
+        let identity: Vec<usize> = (0..pool.len()).collect();
+        let observed = mmd2(&gram, &identity, 1);
+        let mut rng = SplitMix64::new(3);
+        let mut below = 0;
+        for _ in 0..100 {
+            let mut order = identity.clone();
+            shuffle(&mut order[1..], &mut rng);
+            let tie = mmd2(&gram, &order, 1);
+            below += usize::from(tie < observed);
+            assert!(at_least(tie, observed), "{tie} vs {observed}");
+        }
+        assert!(below > 0, "no reordering rounded below the observed MMD²");
+    }
+
+    #[test]
+    fn a_statistic_summed_in_another_order_ties_with_the_observed() {
+        let xs: Vec<f64> = (1..=200).map(|i| 1.0 / f64::from(i)).collect();
+        let forward: f64 = xs.iter().sum();
+        let backward: f64 = xs.iter().rev().sum();
+        assert_ne!(forward, backward, "the orders round differently");
+        assert!(at_least(forward, backward) && at_least(backward, forward));
+        assert!(!at_least(forward - 1e-6, forward));
     }
 }
