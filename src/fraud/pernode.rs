@@ -422,11 +422,18 @@ pub fn legend() -> String {
          nodes ejected) and honest ejection are measured on held-out prompts: {SPLITS} random \
          halvings, {TEST_NODES} simulated nodes per kind and n, each n distinct held-out samples \
          (sizes larger than a held-out half are not measured). \"n for {}%\": the fewest samples \
-         per node of {:?} reaching {}% power, with the honest ejection measured there.\n",
+         per node of {:?} reaching {}% power, with the honest ejection measured there. At n = 1 \
+         the two-sample tests are capped by their permutations, not by the attack: with m \
+         reference samples the node's own sample comes back in its place in about {PERMUTATIONS} \
+         / (m + 1) permutations, and p ≤ {}% allows at most one, so even a sample beyond every \
+         honest one is ejected at most about 41% of the time at m = 100, 10% at m = 50 and 1% at \
+         m = 30 (MMD's reference is every training honest sample, the mean score's half of \
+         them); a column at that cap says the samples are extreme, not that one suffices.\n",
         FALSE_EJECTION * 100.0,
         TARGET_POWER * 100.0,
         SAMPLES_PER_NODE,
         TARGET_POWER * 100.0,
+        FALSE_EJECTION * 100.0,
     )
 }
 
