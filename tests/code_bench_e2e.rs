@@ -9,6 +9,7 @@ use std::process::Command;
 
 use nsed::answer::Outcome;
 use nsed::bench::{ItemRecord, Meta, MethodKey};
+use nsed::sandbox::{Layer, Policy};
 
 #[test]
 fn bench_lcb_grades_programs_in_the_sandbox_and_records_protections() {
@@ -38,7 +39,7 @@ fn bench_lcb_grades_programs_in_the_sandbox_and_records_protections() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stderr}");
-    assert!(stderr.contains("sandbox: python"), "{stderr}");
+    assert!(stderr.contains("sandbox: layer "), "{stderr}");
     assert!(stdout.contains("graded on public tests only"), "{stdout}");
 
     let text = std::fs::read_to_string(out.join("items.jsonl")).expect("items");
@@ -88,6 +89,23 @@ fn bench_lcb_grades_programs_in_the_sandbox_and_records_protections() {
     let meta = Meta::read(&out).expect("meta");
     let protections = meta.runs[0].sandbox.as_ref().expect("protections recorded");
     assert!(protections.baseline);
+    // The layer that contained the programs is recorded, with the policy,
+    // in meta.json and in the summary.
+    let layer = protections.layer.expect("layer recorded");
+    assert!(
+        matches!(layer, Layer::RootNamespaces | Layer::UserNamespaces),
+        "{layer:?}"
+    );
+    assert_eq!(protections.policy, Some(Policy::Require));
+    assert!(protections.guards.expect("guards").contained());
+    let summary = std::fs::read_to_string(out.join("summary.md")).expect("summary");
+    assert!(
+        summary.contains(&format!(
+            "sandbox: layer {} (--sandbox require)",
+            layer.name()
+        )),
+        "{summary}"
+    );
     let code = meta.fingerprint.code.as_ref().expect("code settings");
     assert_eq!(code.filter.difficulties, ["easy"]);
     assert_eq!(

@@ -7,8 +7,10 @@
 //! With a private root (the strongest setup) three processes take part:
 //!
 //! - the **keeper**, nsed's direct child: it enters new PID, mount and
-//!   network namespaces, closes every inherited descriptor, forks the init
-//!   and waits for it;
+//!   network namespaces (as an ordinary user, inside a new user namespace
+//!   that maps only the caller's own uid and gid, so no setuid helper is
+//!   needed and the program holds no capability once it execs), closes
+//!   every inherited descriptor, forks the init and waits for it;
 //! - the **init**, PID 1 of the new namespace: it builds the minimal
 //!   read-only root (below), forks the program, reaps, and once the program
 //!   has ended kills and counts whatever it left running, then writes one
@@ -44,6 +46,19 @@ pub(super) struct Setup {
     /// Switch to this uid/gid (only possible as root): process limits hold,
     /// the parent cannot be signalled and nsed's files cannot be touched.
     pub uid: Option<u32>,
+    /// Create the namespaces inside a new user namespace that maps the
+    /// caller's own ids (how an ordinary user gets a private root).
+    pub user_namespace: Option<IdMap>,
+    /// Install the Landlock ruleset and seccomp filters (see `floor`).
+    pub floor: bool,
+}
+
+/// The caller's uid and gid, mapped to themselves in a user namespace:
+/// unprivileged inside as outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct IdMap {
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// Resource limits in the units `setrlimit` takes.
@@ -53,6 +68,8 @@ pub(super) struct RawLimits {
     pub cpu_seconds: u64,
     pub file_size: u64,
     pub open_files: u64,
+    /// RLIMIT_NPROC, or `u64::MAX` to leave it alone (root without a
+    /// private uid, where it is not enforced).
     pub processes: u64,
     /// Size of the private root's writable tmpfs, bytes.
     pub disk: u64,
@@ -124,6 +141,9 @@ pub(super) enum Step {
     Limits,
     Uid,
     Descriptors,
+    UserNamespace,
+    Landlock,
+    Seccomp,
 }
 
 impl Step {
@@ -145,6 +165,9 @@ impl Step {
             Limits,
             Uid,
             Descriptors,
+            UserNamespace,
+            Landlock,
+            Seccomp,
         ]
         .into_iter()
         .find(|s| *s as u32 == v)
@@ -167,6 +190,9 @@ impl Step {
             Step::Limits => "setrlimit",
             Step::Uid => "switching to the private uid",
             Step::Descriptors => "closing inherited descriptors",
+            Step::UserNamespace => "mapping the caller's ids in the user namespace",
+            Step::Landlock => "Landlock restriction",
+            Step::Seccomp => "seccomp filter",
         }
     }
 }
@@ -210,13 +236,19 @@ fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> 
 /// Apply `setup` and `limits` to the calling (child) process. The working
 /// directory was already set by `Command::current_dir`, before this runs:
 /// it is the run's host directory, holding `main.py` and an empty `root`.
-/// `report` is the write end of nsed's report pipe. With a private root,
-/// only the program's process returns from here (to `exec`); the keeper
-/// and the init end inside.
+/// `report` is the write end of nsed's report pipe; `floor` the Landlock
+/// ruleset descriptor and seccomp filters when `setup.floor`. With a private
+/// root, only the program's process returns from here (to `exec`); the
+/// keeper and the init end inside.
 ///
 /// # Safety
 /// Call only in the child between fork and exec (`CommandExt::pre_exec`).
-pub(super) unsafe fn enter(setup: Setup, limits: RawLimits, report: libc::c_int) -> io::Result<()> {
+pub(super) unsafe fn enter(
+    setup: Setup,
+    limits: RawLimits,
+    report: libc::c_int,
+    floor: Option<(libc::c_int, &[seccompiler::BpfProgram])>,
+) -> io::Result<()> {
     // Own session and process group: one kill reaches every descendant that
     // does not call setsid itself (those die with the PID namespace's init,
     // or are found by uid, see `reap`).
@@ -240,16 +272,26 @@ pub(super) unsafe fn enter(setup: Setup, limits: RawLimits, report: libc::c_int)
             private_tmp()?;
         }
     }
-    program(setup, limits).map_err(|(failed, e)| {
-        write_report(
-            report,
-            Report::SetupFailed {
-                step: failed,
-                errno: e,
-            },
-        );
-        io::Error::from_raw_os_error(e)
-    })
+    program(setup, limits)
+        .and_then(|()| match floor {
+            Some((ruleset, filters)) => {
+                super::floor::apply_in_child(ruleset, filters).map_err(|e| match e {
+                    super::floor::ApplyError::Landlock(errno) => (Step::Landlock, errno),
+                    super::floor::ApplyError::Seccomp(errno) => (Step::Seccomp, errno),
+                })
+            }
+            None => Ok(()),
+        })
+        .map_err(|(failed, e)| {
+            write_report(
+                report,
+                Report::SetupFailed {
+                    step: failed,
+                    errno: e,
+                },
+            );
+            io::Error::from_raw_os_error(e)
+        })
 }
 
 /// Keeper, then init, then program: returns only in the program's process.
@@ -262,8 +304,20 @@ unsafe fn become_program_in_private_root(setup: Setup, limits: RawLimits, report
     if setup.net_namespace {
         flags |= libc::CLONE_NEWNET;
     }
+    if setup.user_namespace.is_some() {
+        // Created first by the kernel, so it owns the other namespaces and
+        // this process holds every capability in them (and none outside).
+        flags |= libc::CLONE_NEWUSER;
+    }
     if libc::unshare(flags) < 0 {
         fail(report, Step::Namespaces, errno());
+    }
+    if let Some(ids) = setup.user_namespace {
+        if let Err(e) = map_own_ids(ids) {
+            fail(report, Step::UserNamespace, e);
+        }
+        // A change of credentials may clear the parent-death signal.
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
     }
     let init = libc::fork();
     if init < 0 {
@@ -403,13 +457,16 @@ unsafe fn program(setup: Setup, limits: RawLimits) -> Result<(), (Step, i32)> {
         Step::Limits,
     )?;
     as_step(set_limit(libc::RLIMIT_CORE, 0), Step::Limits)?;
-    if let Some(uid) = setup.uid {
-        // RLIMIT_NPROC counts the processes of the real uid; it is not
-        // enforced for root, hence the switch below.
+    // RLIMIT_NPROC counts the tasks of the real uid (within a user
+    // namespace: of the uid in that namespace only); it is not enforced
+    // for root, hence the switch to a private uid below.
+    if limits.processes != u64::MAX {
         as_step(
             set_limit(libc::RLIMIT_NPROC, limits.processes),
             Step::Limits,
         )?;
+    }
+    if let Some(uid) = setup.uid {
         step(libc::setgroups(0, std::ptr::null()), Step::Uid)?;
         step(libc::setgid(uid), Step::Uid)?;
         step(libc::setuid(uid), Step::Uid)?;
@@ -432,6 +489,63 @@ unsafe fn program(setup: Setup, limits: RawLimits) -> Result<(), (Step, i32)> {
         return Err((Step::Descriptors, errno()));
     }
     Ok(())
+}
+
+/// Map the caller's uid and gid to themselves in the user namespace just
+/// created (one line each, as an unprivileged process may write for
+/// itself; `setgroups` must be denied before the gid map).
+unsafe fn map_own_ids(ids: IdMap) -> Result<(), i32> {
+    write_proc_file(c"/proc/self/setgroups", b"deny")?;
+    let mut line = [0u8; 40];
+    let len = id_map_line(ids.uid, &mut line);
+    write_proc_file(c"/proc/self/uid_map", &line[..len])?;
+    let len = id_map_line(ids.gid, &mut line);
+    write_proc_file(c"/proc/self/gid_map", &line[..len])
+}
+
+/// `"<id> <id> 1"` into `out`; its length.
+fn id_map_line(id: u32, out: &mut [u8; 40]) -> usize {
+    let mut at = write_decimal(u64::from(id), out, 0);
+    out[at] = b' ';
+    at = write_decimal(u64::from(id), out, at + 1);
+    out[at] = b' ';
+    out[at + 1] = b'1';
+    at + 2
+}
+
+/// Write `bytes` to the file at `path` in one `write`.
+unsafe fn write_proc_file(path: &CStr, bytes: &[u8]) -> Result<(), i32> {
+    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+    if fd < 0 {
+        return Err(errno());
+    }
+    let written = libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+    let result = if written == bytes.len() as isize {
+        Ok(())
+    } else {
+        Err(errno())
+    };
+    libc::close(fd);
+    result
+}
+
+/// The decimal digits of `n` into `out` from `at`; the position after them.
+fn write_decimal(n: u64, out: &mut [u8], at: usize) -> usize {
+    let mut digits = [0u8; 20];
+    let mut n = n;
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        out[at + i] = digits[len - 1 - i];
+    }
+    at + len
 }
 
 /// Make this mount namespace's mounts private (nothing propagates back to
@@ -722,31 +836,12 @@ unsafe fn copy_file(from: &CStr, to: &CStr) -> Result<(), i32> {
 
 /// `size=<bytes>,mode=1777` NUL-terminated into `out`, without allocating.
 fn tmpfs_options(bytes: u64, out: &mut [u8; 64]) {
-    let mut digits = [0u8; 20];
-    let mut n = bytes;
-    let mut len = 0;
-    loop {
-        digits[len] = b'0' + (n % 10) as u8;
-        len += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let mut at = 0;
-    for &b in b"size=" {
-        out[at] = b;
-        at += 1;
-    }
-    for i in (0..len).rev() {
-        out[at] = digits[i];
-        at += 1;
-    }
-    for &b in b",mode=1777" {
-        out[at] = b;
-        at += 1;
-    }
-    out[at] = 0;
+    const PREFIX: &[u8] = b"size=";
+    const SUFFIX: &[u8] = b",mode=1777";
+    out[..PREFIX.len()].copy_from_slice(PREFIX);
+    let at = write_decimal(bytes, out, PREFIX.len());
+    out[at..at + SUFFIX.len()].copy_from_slice(SUFFIX);
+    out[at + SUFFIX.len()] = 0;
 }
 
 #[cfg(test)]
@@ -779,5 +874,19 @@ mod tests {
         tmpfs_options(0, &mut out);
         let text = CStr::from_bytes_until_nul(&out).expect("NUL-terminated");
         assert_eq!(text.to_str(), Ok("size=0,mode=1777"));
+        tmpfs_options(u64::MAX, &mut out);
+        let text = CStr::from_bytes_until_nul(&out).expect("NUL-terminated");
+        assert_eq!(text.to_str(), Ok("size=18446744073709551615,mode=1777"));
+    }
+
+    #[test]
+    fn id_map_lines_map_one_id_to_itself() {
+        let mut out = [0u8; 40];
+        let len = id_map_line(65534, &mut out);
+        assert_eq!(&out[..len], b"65534 65534 1");
+        let len = id_map_line(0, &mut out);
+        assert_eq!(&out[..len], b"0 0 1");
+        let len = id_map_line(u32::MAX, &mut out);
+        assert_eq!(&out[..len], b"4294967295 4294967295 1");
     }
 }

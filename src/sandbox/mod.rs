@@ -3,20 +3,35 @@
 //!
 //! Each run gets `python3 -I` in a fresh temporary directory with a cleared
 //! environment, its own session and process group, rlimits set in the child
-//! before exec, every inherited descriptor above 2 closed, and, where this
-//! machine allows (probed once, reported in [`Protections`]): a private uid
-//! (when nsed runs as root), a network namespace with no interface up, and
-//! a private root — a PID namespace whose init kills every process the
-//! program leaves (whatever it does with `setsid`), a minimal read-only
-//! filesystem (`/usr`, a few devices, a private `/proc`) and a size-limited
-//! tmpfs as the only writable place (see `child`). Where the kernel refuses
-//! a private root, private tmpfs over the world-writable directories is the
-//! fallback, with a warning. A wall-clock limit kills the whole group;
-//! output is capped while it is read; after every run whatever is left of
-//! the group and the uid is killed.
+//! before exec, every inherited descriptor above 2 closed, and the strongest
+//! isolation [`Layer`] this machine allows (probed once, reported in
+//! [`Protections`]):
+//!
+//! 1. **namespaces** — a network namespace with no interface up and a
+//!    private root: a PID namespace whose init kills every process the
+//!    program leaves (whatever it does with `setsid`), a minimal read-only
+//!    filesystem (`/usr`, a few devices, a private `/proc`) and a
+//!    size-limited tmpfs as the only writable place (see `child`). As root
+//!    the program also runs under a private uid; as an ordinary user the
+//!    namespaces are made inside a user namespace that maps only the
+//!    caller's own ids (no setuid helper).
+//! 2. **Landlock + seccomp** (see `floor`) where namespaces are refused:
+//!    the filesystem confined to the run's directory and the interpreter's
+//!    read-only files, no sockets but AF_UNIX and no `connect`, no `setsid`
+//!    (every descendant stays in the run's group and dies with it).
+//! 3. **rlimits** only, which contain nothing but resources.
+//!
+//! Under [`Policy::Require`] (the default) a sandbox whose layers cannot
+//! stop writes outside the run's directory, reads of host files or network
+//! use refuses to start ([`SandboxError::Refused`]). A wall-clock limit
+//! kills the whole group; output is capped while it is read; after every
+//! run whatever is left of the group and the uid is killed.
 
 mod child;
+mod floor;
 mod reap;
+
+pub use floor::{landlock_abi, FloorError};
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -29,7 +44,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use child::{RawLimits, Setup};
+use child::{IdMap, RawLimits, Setup};
+use floor::Floor;
 
 /// Errors of the sandbox itself (a program that fails is not an error: it is
 /// an [`Execution`] with a failing [`Status`]).
@@ -50,6 +66,105 @@ pub enum SandboxError {
         step: &'static str,
         source: io::Error,
     },
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Whether untrusted code may run when the sandbox cannot contain it
+/// (`--sandbox`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// Refuse to run unless the program cannot write outside its directory,
+    /// cannot read host files (your home) and has no network.
+    #[default]
+    Require,
+    /// Run with whatever protections this machine allows, warning about
+    /// the missing ones.
+    BestEffort,
+}
+
+/// The strongest layer the probe may use (`--sandbox-layer`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LayerChoice {
+    /// Namespaces where the kernel allows them, else Landlock + seccomp.
+    #[default]
+    Auto,
+    /// Skip the namespaces: Landlock + seccomp (what holds where user
+    /// namespaces are refused).
+    Landlock,
+    /// Rlimits only: no isolation (for comparisons; `require` refuses it).
+    None,
+}
+
+/// What provides a protection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layer {
+    /// Namespaces and a private uid, as root.
+    RootNamespaces,
+    /// Namespaces inside an unprivileged user namespace.
+    UserNamespaces,
+    /// Landlock and seccomp filters.
+    LandlockSeccomp,
+    /// Resource limits only (bounds, not isolation).
+    Rlimits,
+    /// Nothing.
+    None,
+}
+
+impl Layer {
+    /// Whether this layer isolates (more than bounding resources).
+    pub fn isolates(self) -> bool {
+        !matches!(self, Layer::Rlimits | Layer::None)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Layer::RootNamespaces => "root namespaces",
+            Layer::UserNamespaces => "user namespaces",
+            Layer::LandlockSeccomp => "Landlock + seccomp",
+            Layer::Rlimits => "rlimits",
+            Layer::None => "none",
+        }
+    }
+}
+
+/// Per protection, the layer that provides it on this machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Guards {
+    /// No file outside the run's directory is created or changed.
+    pub writes_outside: Layer,
+    /// Host files — the user's home, nsed's files, `/etc` — cannot be read.
+    pub host_files: Layer,
+    /// No socket reaches loopback or the outside.
+    pub network: Layer,
+    /// Processes the program leaves (even after `setsid`) end with the run.
+    pub leftover_processes: Layer,
+    /// Fork bombs are bounded.
+    pub process_limit: Layer,
+    /// Bytes written in all are bounded (not only per file).
+    pub disk_quota: Layer,
+    /// Other processes can neither be seen in `/proc` nor signalled.
+    pub other_processes: Layer,
+}
+
+impl Guards {
+    /// The three that `--sandbox require` insists on: no writes outside,
+    /// no host files, no network.
+    pub fn contained(&self) -> bool {
+        [self.writes_outside, self.host_files, self.network]
+            .iter()
+            .all(|l| l.isolates())
+    }
+}
+
+/// How to isolate, and whether to run at all when that is not possible.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Isolation {
+    pub policy: Policy,
+    pub layer: LayerChoice,
 }
 
 /// Resource limits of one run (the wall-clock limit is per call).
@@ -100,6 +215,25 @@ pub struct Protections {
     /// PID namespace, minimal read-only root, private `/proc`, tmpfs quota.
     #[serde(default)]
     pub private_root: bool,
+    /// The namespaces live in an unprivileged user namespace.
+    #[serde(default)]
+    pub user_namespace: bool,
+    /// The Landlock ABI of the ruleset in force (the floor), if any.
+    #[serde(default)]
+    pub landlock_abi: Option<u32>,
+    /// The seccomp filters of the floor are in force.
+    #[serde(default)]
+    pub seccomp: bool,
+    /// The isolation layer in force: the one that keeps writes inside the
+    /// run's directory (absent in records made before layers were named).
+    #[serde(default)]
+    pub layer: Option<Layer>,
+    /// Per protection, the layer that provides it.
+    #[serde(default)]
+    pub guards: Option<Guards>,
+    /// Whether the run insisted on containment.
+    #[serde(default)]
+    pub policy: Option<Policy>,
     pub limits: Limits,
     /// Why each missing protection is missing.
     pub missing: Vec<String>,
@@ -109,8 +243,12 @@ impl Protections {
     /// One line for logs and result headers.
     pub fn summary(&self) -> String {
         let on = |b: bool| if b { "yes" } else { "no" };
+        let layer = self.layer.map_or("unrecorded", Layer::name);
+        let landlock = self
+            .landlock_abi
+            .map_or_else(|| "no".to_string(), |abi| format!("ABI {abi}"));
         format!(
-            "python {} -I, cleared env, temp dir, process group, inherited fds closed, rlimits (AS {} MiB, fsize {} MiB, nofile {}, nproc {}), wall-clock kill; private uid {}; network namespace {}; private root (PID namespace, read-only /usr, private /proc, {} MiB tmpfs) {}; private /tmp {}",
+            "layer {layer}; python {} -I, cleared env, temp dir, process group, inherited fds closed, rlimits (AS {} MiB, fsize {} MiB, nofile {}, nproc {}), wall-clock kill; private uid {}; network namespace {}; private root (PID namespace, read-only /usr, private /proc, {} MiB tmpfs) {}; private /tmp {}; user namespace {}; Landlock {landlock}; seccomp {}",
             self.python.display(),
             self.limits.address_space >> 20,
             self.limits.file_size >> 20,
@@ -121,6 +259,8 @@ impl Protections {
             self.limits.disk >> 20,
             on(self.private_root),
             on(self.private_tmp),
+            on(self.user_namespace),
+            on(self.seccomp),
         )
     }
 }
@@ -183,6 +323,8 @@ pub struct Sandbox {
     protections: Protections,
     setup: Setup,
     scratch: PathBuf,
+    /// The Landlock and seccomp state, when the floor is in force.
+    floor: Option<Arc<Floor>>,
 }
 
 /// The next private-uid slot, shared by every `Sandbox` of the process so
@@ -195,8 +337,19 @@ const UID_BASE: u32 = 100_000;
 const UID_SLOTS: u32 = 256;
 
 impl Sandbox {
-    /// Find Python and probe which protections this machine allows.
+    /// Find Python and probe which protections this machine allows, under
+    /// the default isolation: the strongest layer, required.
     pub fn new(python: Option<PathBuf>, limits: Limits) -> Result<Sandbox, SandboxError> {
+        Sandbox::with_isolation(python, limits, Isolation::default())
+    }
+
+    /// Find Python, probe up to `isolation.layer`, and refuse under
+    /// [`Policy::Require`] when the result does not contain a program.
+    pub fn with_isolation(
+        python: Option<PathBuf>,
+        limits: Limits,
+        isolation: Isolation,
+    ) -> Result<Sandbox, SandboxError> {
         let python = match python {
             Some(p) => p,
             None => find_python()?,
@@ -209,11 +362,18 @@ impl Sandbox {
                 network_namespace: false,
                 private_tmp: false,
                 private_root: false,
+                user_namespace: false,
+                landlock_abi: None,
+                seccomp: false,
+                layer: None,
+                guards: None,
+                policy: Some(isolation.policy),
                 limits,
                 missing: Vec::new(),
             },
             setup: Setup::default(),
             scratch: std::env::temp_dir(),
+            floor: None,
         };
         if !reap::become_subreaper() {
             sandbox
@@ -221,7 +381,13 @@ impl Sandbox {
                 .missing
                 .push("subreaper: killed leftovers are reaped by init, not nsed".into());
         }
-        sandbox.probe()?;
+        sandbox.probe(isolation.layer)?;
+        let guards = sandbox.guards();
+        sandbox.protections.guards = Some(guards);
+        sandbox.protections.layer = Some(guards.writes_outside);
+        if isolation.policy == Policy::Require && !guards.contained() {
+            return Err(SandboxError::Refused(sandbox.refusal(isolation.layer)));
+        }
         Ok(sandbox)
     }
 
@@ -229,22 +395,41 @@ impl Sandbox {
         &self.protections
     }
 
-    /// Try each protection on top of those already granted; keep what works.
-    fn probe(&mut self) -> Result<(), SandboxError> {
+    /// Try each layer, strongest first, on top of what is already granted;
+    /// keep what works.
+    fn probe(&mut self, choice: LayerChoice) -> Result<(), SandboxError> {
         self.try_setup(self.setup)
             .map_err(|message| SandboxError::PythonUnusable {
                 path: self.protections.python.clone(),
                 message,
             })?;
-        // SAFETY: geteuid cannot fail.
-        if unsafe { libc::geteuid() } == 0 {
+        if choice == LayerChoice::None {
+            self.note_missing("isolation", "--sandbox-layer none asks for rlimits only");
+            return Ok(());
+        }
+        if is_root() {
             let uid = Some(next_uid());
             self.protections.private_uid = self.grant(Setup { uid, ..self.setup }, "private uid");
         } else {
             self.protections.missing.push(
-                "private uid: nsed is not root, so the process limit (fork bombs) is not enforced and the program runs as your user".into(),
+                "private uid: nsed is not root, so the program runs as your user (inside its namespaces or Landlock domain)".into(),
             );
         }
+        if choice == LayerChoice::Auto {
+            if is_root() {
+                self.probe_root_namespaces();
+            } else {
+                self.probe_user_namespaces();
+            }
+        }
+        if !(self.protections.private_root && self.protections.network_namespace) {
+            self.probe_floor();
+        }
+        Ok(())
+    }
+
+    /// As root: network namespace, private /tmp, private root, each alone.
+    fn probe_root_namespaces(&mut self) {
         let net = Setup {
             net_namespace: true,
             ..self.setup
@@ -263,7 +448,116 @@ impl Sandbox {
             root,
             "private root (PID namespace, read-only filesystem, private /proc, disk quota)",
         );
-        Ok(())
+    }
+
+    /// As an ordinary user: the private root and network namespace inside a
+    /// user namespace, all or nothing.
+    fn probe_user_namespaces(&mut self) {
+        // SAFETY: geteuid and getegid cannot fail.
+        let ids = unsafe {
+            IdMap {
+                uid: libc::geteuid(),
+                gid: libc::getegid(),
+            }
+        };
+        let candidate = Setup {
+            user_namespace: Some(ids),
+            net_namespace: true,
+            private_root: true,
+            ..self.setup
+        };
+        let why = "user namespaces (private root, PID and network namespaces)";
+        if self.grant(candidate, why) {
+            self.protections.user_namespace = true;
+            self.protections.network_namespace = true;
+            self.protections.private_root = true;
+        }
+    }
+
+    /// Landlock + seccomp, where the namespaces did not hold.
+    fn probe_floor(&mut self) {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let floor = match Floor::new(&self.protections.python, home.as_deref()) {
+            Ok(floor) => Arc::new(floor),
+            Err(e) => return self.note_missing("Landlock + seccomp", &e.to_string()),
+        };
+        self.floor = Some(floor.clone());
+        let candidate = Setup {
+            floor: true,
+            ..self.setup
+        };
+        if self.grant(candidate, "Landlock + seccomp") {
+            self.protections.landlock_abi = Some(floor.abi());
+            self.protections.seccomp = true;
+        } else {
+            self.floor = None;
+        }
+    }
+
+    /// Which layer provides each protection, from what the probe granted.
+    fn guards(&self) -> Guards {
+        let p = &self.protections;
+        let ns = if p.user_namespace {
+            Layer::UserNamespaces
+        } else {
+            Layer::RootNamespaces
+        };
+        let floor = if p.seccomp {
+            Layer::LandlockSeccomp
+        } else {
+            Layer::None
+        };
+        let pick = |by_namespace: bool, fallback: Layer| if by_namespace { ns } else { fallback };
+        let floor_or_uid = |uid_helps: bool| match floor {
+            Layer::None if uid_helps && p.private_uid && p.private_tmp => Layer::RootNamespaces,
+            other => other,
+        };
+        let signals = match self.floor.as_deref() {
+            Some(f) if f.scopes_signals() => Layer::LandlockSeccomp,
+            _ => Layer::None,
+        };
+        Guards {
+            writes_outside: pick(p.private_root, floor_or_uid(true)),
+            host_files: pick(p.private_root, floor),
+            network: pick(p.network_namespace, floor),
+            leftover_processes: if p.private_root || p.private_uid {
+                pick(p.private_root, Layer::RootNamespaces)
+            } else {
+                floor
+            },
+            process_limit: if p.private_uid {
+                Layer::RootNamespaces
+            } else if p.user_namespace {
+                Layer::UserNamespaces
+            } else {
+                Layer::Rlimits
+            },
+            disk_quota: pick(p.private_root, Layer::Rlimits),
+            other_processes: pick(p.private_root, signals),
+        }
+    }
+
+    /// One line: what is missing, why, and how to get it.
+    fn refusal(&self, choice: LayerChoice) -> String {
+        if choice == LayerChoice::None {
+            return "refusing to run untrusted code under --sandbox-layer none (rlimits only): drop that flag, or pass --sandbox best-effort to run it unconfined".into();
+        }
+        let why: Vec<&str> = self
+            .protections
+            .missing
+            .iter()
+            .filter(|m| {
+                m.starts_with("user namespaces")
+                    || m.starts_with("Landlock")
+                    || m.starts_with("network")
+                    || m.starts_with("private root")
+            })
+            .map(String::as_str)
+            .collect();
+        format!(
+            "refusing to run untrusted code: no sandbox layer here stops it writing outside its directory, reading your home or using the network ({}); enable unprivileged user namespaces (sysctl user.max_user_namespaces > 0, kernel.unprivileged_userns_clone=1; on Ubuntu 23.10+ kernel.apparmor_restrict_unprivileged_userns=0) or boot Linux >= 5.13 with landlock in lsm=, or pass --sandbox best-effort to run it anyway",
+            why.join("; ")
+        )
     }
 
     /// Keep `candidate` if a test program runs under it; else say why not.
@@ -347,8 +641,18 @@ impl Sandbox {
             cpu_seconds: job.wall.as_secs() + 1,
             file_size: limits.file_size,
             open_files: limits.open_files,
-            processes: limits.processes,
+            processes: process_limit(setup, limits.processes),
             disk: limits.disk,
+        };
+        let floor = match (&self.floor, setup.floor) {
+            (Some(floor), true) => {
+                let ruleset = floor.ruleset(dir.path()).map_err(|e| SandboxError::Setup {
+                    step: "Landlock ruleset",
+                    source: io::Error::other(e.to_string()),
+                })?;
+                Some((ruleset, floor.clone()))
+            }
+            _ => None,
         };
         let (report_read, report_write) = report_pipe().map_err(SandboxError::Spawn)?;
         let report_fd = report_write.as_raw_fd();
@@ -362,9 +666,15 @@ impl Sandbox {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // SAFETY: `enter` makes only async-signal-safe syscalls.
+        // SAFETY: `enter` makes only async-signal-safe syscalls; the ruleset
+        // and filters were built before the fork and are only read.
         unsafe {
-            command.pre_exec(move || child::enter(setup, raw, report_fd));
+            command.pre_exec(move || {
+                let floor = floor
+                    .as_ref()
+                    .map(|(ruleset, f)| (ruleset.as_raw_fd(), f.filters()));
+                child::enter(setup, raw, report_fd, floor)
+            });
         }
         let start = Instant::now();
         let spawned = command.spawn();
@@ -393,6 +703,26 @@ impl Sandbox {
         }
         Ok(dir)
     }
+}
+
+/// RLIMIT_NPROC for one run: the limit itself under a private uid or in a
+/// user namespace (where only the run's own tasks count); for an ordinary
+/// user without either, the tasks the user already has plus the limit;
+/// root without a private uid is not limited (the kernel exempts it).
+fn process_limit(setup: Setup, processes: u64) -> u64 {
+    if setup.uid.is_some() || setup.user_namespace.is_some() {
+        processes
+    } else if is_root() {
+        u64::MAX
+    } else {
+        // SAFETY: getuid cannot fail.
+        reap::count_tasks(unsafe { libc::getuid() }) + processes
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// How many programs to run at once: one per core.
@@ -441,8 +771,13 @@ fn supervise(
     }
     let wall = start.elapsed();
     let main = child.id();
-    // Counted before the kill: what the program left running when it ended.
-    let mut leftovers_killed = setup.uid.map_or(0, |uid| reap::count_live(uid, main));
+    // Counted before the kill: what the program left running when it ended
+    // (by uid as root; else in its group, which the floor keeps it in).
+    let mut leftovers_killed = match setup.uid {
+        Some(uid) => reap::count_live(uid, main),
+        None if !setup.private_root => reap::count_group(main, main),
+        None => 0,
+    };
     reap::kill_group(main);
     if let Some(uid) = setup.uid {
         reap::kill_uid(uid, main);

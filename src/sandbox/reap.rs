@@ -1,6 +1,7 @@
 //! Killing whatever a run left behind: its process group, and every process
 //! of its private uid (a grandchild that called `setsid` has left the group
-//! but cannot leave its uid), then reaping what we adopted.
+//! but cannot leave its uid), then reaping what we adopted; and counting a
+//! user's tasks, for a process limit relative to what the user already runs.
 
 use std::time::Duration;
 
@@ -25,7 +26,12 @@ pub(super) fn become_subreaper() -> bool {
 
 /// How many processes of `uid`, other than `main`, are alive.
 pub(super) fn count_live(uid: u32, main: u32) -> usize {
-    processes_of(uid)
+    live_except(&processes_of(uid), main)
+}
+
+/// The live processes of `processes` other than `main`.
+fn live_except(processes: &[(libc::pid_t, bool)], main: u32) -> usize {
+    processes
         .iter()
         .filter(|(pid, zombie)| !zombie && *pid as u32 != main)
         .count()
@@ -57,6 +63,57 @@ pub(super) fn kill_uid(uid: u32, main: u32) {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// How many processes of the group `pgid`, other than `main`, are alive (the
+/// leftovers of a run whose descendants cannot leave its group: the
+/// Landlock + seccomp floor denies `setsid` and `setpgid`).
+pub(super) fn count_group(pgid: u32, main: u32) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != main)
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| group_of_live(&stat))
+                == Some(pgid)
+        })
+        .count()
+}
+
+/// The process group of a live process from its `/proc/PID/stat` line
+/// (`None` for a zombie). The command name may hold spaces and parentheses,
+/// so fields are counted after its last `)`.
+fn group_of_live(stat: &str) -> Option<u32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?;
+    if state.starts_with('Z') || state.starts_with('X') {
+        return None;
+    }
+    fields.nth(1)?.parse().ok()
+}
+
+/// Tasks (threads included, as RLIMIT_NPROC counts them) of `uid`.
+pub(super) fn count_tasks(uid: u32) -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .filter(|status| owner_state(status, uid).is_some())
+        .map(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .unwrap_or(1)
+        })
+        .sum()
 }
 
 /// Processes whose real or effective uid is `uid`, with whether each is a
@@ -105,11 +162,43 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_group_after_a_name_with_parentheses() {
+        let stat = "4242 (py (x) 1) S 4200 4242 4242 0 -1 4194560";
+        assert_eq!(group_of_live(stat), Some(4242));
+        assert_eq!(group_of_live("7 (a) Z 1 9 9 0"), None);
+        assert_eq!(group_of_live("garbage"), None);
+    }
+
+    #[test]
+    fn counts_the_live_members_of_a_group() {
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .expect("sleep starts");
+        let pgid = child.id();
+        assert_eq!(count_group(pgid, 0), 1);
+        assert_eq!(count_group(pgid, pgid), 0, "main is not a leftover");
+        kill_group(pgid);
+        let _ = child.wait();
+        assert_eq!(count_group(pgid, 0), 0);
+        // SAFETY: getuid cannot fail.
+        assert!(count_tasks(unsafe { libc::getuid() }) >= 2);
+    }
+
+    #[test]
     fn finds_this_process_by_its_uid() {
         // SAFETY: getuid cannot fail.
         let me = unsafe { libc::getuid() };
         let pid = std::process::id() as libc::pid_t;
-        assert!(processes_of(me).contains(&(pid, false)));
-        assert_eq!(count_live(me, pid as u32), count_live(me, 0) - 1);
+        // One listing: other processes of this uid come and go meanwhile.
+        let listed = processes_of(me);
+        assert!(listed.contains(&(pid, false)));
+        assert_eq!(
+            live_except(&listed, pid as u32),
+            live_except(&listed, 0) - 1
+        );
+        assert_eq!(live_except(&[(7, true), (8, false), (9, false)], 9), 1);
     }
 }

@@ -117,3 +117,72 @@ fn run_all_keeps_input_order() {
         .collect();
     assert_eq!(outputs, ["0\n", "1\n", "4\n", "9\n", "16\n"]);
 }
+
+fn isolated(policy: Policy, layer: LayerChoice) -> Result<Sandbox, SandboxError> {
+    Sandbox::with_isolation(None, Limits::default(), Isolation { policy, layer })
+}
+
+#[test]
+fn the_floor_confines_files_network_and_sessions() {
+    let sb = isolated(Policy::Require, LayerChoice::Landlock).expect("Landlock + seccomp here");
+    assert_eq!(sb.protections().layer, Some(Layer::LandlockSeccomp));
+    let program = r#"import os, socket
+open('mine.txt', 'w').write('ok')
+print(open('mine.txt').read())
+for attempt in [lambda: open('/etc/hostname').read(), lambda: os.listdir('/tmp'),
+                lambda: socket.socket(socket.AF_INET), lambda: os.setsid()]:
+    try:
+        attempt()
+        print('allowed')
+    except OSError:
+        print('refused')
+"#;
+    let run = sb.run(&job(program, "", 5000)).expect("run");
+    assert_eq!(
+        run.status,
+        Status::Exited { code: 0 },
+        "{}",
+        run.stderr_text()
+    );
+    assert_eq!(
+        run.stdout_text(),
+        "ok\nrefused\nrefused\nrefused\nrefused\n"
+    );
+}
+
+#[test]
+fn require_refuses_rlimits_only_and_best_effort_records_it() {
+    let refused = isolated(Policy::Require, LayerChoice::None);
+    let Err(SandboxError::Refused(why)) = refused else {
+        panic!("--sandbox-layer none under require must be refused");
+    };
+    assert!(why.contains("--sandbox best-effort"), "{why}");
+    let sb = isolated(Policy::BestEffort, LayerChoice::None).expect("best effort runs");
+    let p = sb.protections();
+    assert_eq!(p.layer, Some(Layer::None));
+    let guards = p.guards.expect("guards");
+    assert!(!guards.contained());
+    assert_eq!(guards.process_limit, Layer::Rlimits);
+    assert_eq!(p.policy, Some(Policy::BestEffort));
+    // Negative control: without a layer the program reaches host files.
+    let run = sb
+        .run(&job(
+            "print(len(open('/etc/hostname').read()) > 0)\n",
+            "",
+            5000,
+        ))
+        .expect("run");
+    assert_eq!(run.stdout_text(), "True\n");
+}
+
+#[test]
+fn the_default_layer_contains() {
+    let sb = sandbox(Limits::default());
+    let p = sb.protections();
+    let layer = p.layer.expect("layer");
+    assert!(
+        matches!(layer, Layer::RootNamespaces | Layer::UserNamespaces),
+        "{layer:?}"
+    );
+    assert!(p.guards.expect("guards").contained());
+}

@@ -144,6 +144,8 @@ pub struct CodeArgs {
     /// Python for the sandbox (default: the system python3).
     #[arg(long)]
     pub python: Option<PathBuf>,
+    #[command(flatten)]
+    pub isolation: super::sandbox::IsolationArgs,
 }
 
 impl CodeArgs {
@@ -166,7 +168,11 @@ fn load_code_set(
 ) -> Result<(datasets::Dataset, std::sync::Arc<CodeContext>, CodeSettings)> {
     let filter = args.filter();
     let set = code::problems::load(name, dir, &filter)?;
-    let sandbox = Sandbox::new(args.python.clone(), Limits::default())?;
+    let sandbox = Sandbox::with_isolation(
+        args.python.clone(),
+        Limits::default(),
+        args.isolation.isolation(),
+    )?;
     eprintln!("sandbox: {}", sandbox.protections().summary());
     for why in &sandbox.protections().missing {
         eprintln!("warning: sandbox protection missing: {why}");
@@ -872,8 +878,32 @@ fn summary_header(meta: &Meta, dir: &Path, n: usize) -> String {
             models.join(", "),
             info.command.join(" ")
         ));
+        if let Some(sandbox) = &info.sandbox {
+            out.push_str(&format!("  sandbox: {}\n", sandbox_note(sandbox)));
+        }
     }
     out
+}
+
+/// How a run's programs were contained, for its summary.
+fn sandbox_note(p: &nsed::sandbox::Protections) -> String {
+    let Some(guards) = &p.guards else {
+        return format!("layer not recorded (run predates layers) · {}", p.summary());
+    };
+    let policy = match p.policy {
+        Some(nsed::sandbox::Policy::BestEffort) => "best-effort",
+        _ => "require",
+    };
+    format!(
+        "layer {} (--sandbox {policy}) · writes outside {} · host files {} · network {} · leftover processes {} · process limit {} · disk quota {}",
+        p.layer.map_or("unrecorded", nsed::sandbox::Layer::name),
+        guards.writes_outside.name(),
+        guards.host_files.name(),
+        guards.network.name(),
+        guards.leftover_processes.name(),
+        guards.process_limit.name(),
+        guards.disk_quota.name(),
+    )
 }
 
 fn progress(len: u64, done: u64) -> ProgressBar {

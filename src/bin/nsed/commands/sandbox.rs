@@ -9,12 +9,17 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use nsed::sandbox::{Execution, Job, Limits, Sandbox, SandboxError};
+use nsed::sandbox::{
+    Execution, Isolation, Job, LayerChoice, Limits, Policy, Sandbox, SandboxError,
+};
 
 #[derive(Subcommand)]
 pub enum SandboxCommand {
-    /// Print which protections apply here (private uid, network namespace,
-    /// private /tmp, limits) and why any is missing, as JSON.
+    /// Print which isolation layer applies here (root namespaces, user
+    /// namespaces, Landlock + seccomp, none), which layer provides each
+    /// protection (`guards`), the limits, and why anything is missing, as
+    /// JSON. Always exits 0; `contained` says whether `--sandbox require`
+    /// would run code here.
     Probe(SandboxOpts),
     /// Run Python files in the sandbox, several at a time; one JSON line per
     /// file as it finishes (status, wall time, output sizes, stderr tail).
@@ -37,6 +42,32 @@ pub struct SandboxOpts {
     /// Bytes the program may write in all (its private tmpfs), MiB.
     #[arg(long, default_value_t = 64, value_parser = crate::bounds::count_u64(1, 1 << 16))]
     disk_mib: u64,
+    #[command(flatten)]
+    isolation: IsolationArgs,
+}
+
+/// `--sandbox` and `--sandbox-layer`, shared with the code benchmarks.
+#[derive(Args, Clone, Copy)]
+pub struct IsolationArgs {
+    /// `require` refuses to run untrusted code unless it cannot write
+    /// outside its directory, read your home or use the network (exit 2,
+    /// naming what is missing); `best-effort` runs with warnings.
+    #[arg(long = "sandbox", value_enum, default_value_t = Policy::Require)]
+    pub policy: Policy,
+    /// The strongest layer to try: `auto` (namespaces — as root, or in a
+    /// user namespace as an ordinary user — else Landlock + seccomp),
+    /// `landlock` (skip the namespaces), `none` (rlimits only).
+    #[arg(long = "sandbox-layer", value_enum, default_value_t = LayerChoice::Auto)]
+    pub layer: LayerChoice,
+}
+
+impl IsolationArgs {
+    pub fn isolation(self) -> Isolation {
+        Isolation {
+            policy: self.policy,
+            layer: self.layer,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -58,22 +89,38 @@ pub struct RunArgs {
 }
 
 impl SandboxOpts {
-    fn sandbox(&self) -> Result<Sandbox, SandboxError> {
-        let limits = Limits {
+    fn limits(&self) -> Limits {
+        Limits {
             address_space: self.memory_mib << 20,
             output_bytes: self.output_kib << 10,
             disk: self.disk_mib << 20,
             ..Limits::default()
-        };
-        Sandbox::new(self.python.clone(), limits)
+        }
+    }
+
+    fn sandbox(&self) -> Result<Sandbox, SandboxError> {
+        Sandbox::with_isolation(
+            self.python.clone(),
+            self.limits(),
+            self.isolation.isolation(),
+        )
     }
 }
 
 pub fn sandbox_cmd(command: SandboxCommand) -> Result<ExitCode> {
     match command {
         SandboxCommand::Probe(opts) => {
-            let sandbox = opts.sandbox()?;
-            outln!("{}", serde_json::to_string_pretty(sandbox.protections())?);
+            // The probe reports; it never refuses.
+            let isolation = Isolation {
+                policy: Policy::BestEffort,
+                ..opts.isolation.isolation()
+            };
+            let sandbox = Sandbox::with_isolation(opts.python.clone(), opts.limits(), isolation)?;
+            let protections = sandbox.protections();
+            let mut value = serde_json::to_value(protections)?;
+            value["policy"] = json!(opts.isolation.policy);
+            value["contained"] = json!(protections.guards.is_some_and(|g| g.contained()));
+            outln!("{}", serde_json::to_string_pretty(&value)?);
             Ok(ExitCode::SUCCESS)
         }
         SandboxCommand::Run(args) => run_files(args),
