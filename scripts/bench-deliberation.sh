@@ -11,10 +11,12 @@
 # (scripts/bench-dev.sh). Each run is resumable: re-running this script
 # continues unfinished runs and skips finished items, so it can be spread
 # over several sessions (THREADS, SLICE, PARALLEL, NSED_BIN as in
-# scripts/lib/runs.sh). A run is resumed only by the binary that started it
-# (the fingerprint holds its commit and kernel path): keep that binary, e.g.
-# NSED_BIN=~/.cache/nsed/bin/nsed-<commit>, and NSED_KERNEL=avx2 so that any
-# x86-64 machine can continue it. Then $OUT/deliberation.md is rebuilt.
+# scripts/lib/runs.sh). A run is resumed by any build whose stamp (prompts,
+# parsing, the models' numerics) equals the run's, on any kernel path; a run
+# made before stamps only by the binary that started it (NSED_BIN=~/.cache/
+# nsed/bin/nsed-<commit>, NSED_KERNEL as it recorded), until
+# scripts/stamp-legacy-run.sh has replayed one of its items with the current
+# build and stamped it. Then $OUT/deliberation.md is rebuilt.
 #
 # Usage: scripts/bench-deliberation.sh [RUN ...]   (default: all runs, in order)
 #   RUN is one of gsm8k-high-perf gsm8k-homogeneous gsm8k-consumer

@@ -111,32 +111,74 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
         "{err}"
     );
 
-    // A run is resumed only by the build that made it: another commit (or
-    // kernel path) is refused before any model loads, naming both builds.
+    // Another build (simulated: another commit in the recorded version)
+    // may resume the run only when its stamp — protocol and the models'
+    // numerics — equals the recorded one. Each negative control changes one
+    // part of the stamp and is refused, naming it; without a stamp (a run
+    // made before stamps) another build is refused before any model loads.
     let mut resumed = args.to_vec();
     resumed.push("--resume");
     let meta_path = out.join("meta.json");
     let original = std::fs::read_to_string(&meta_path).unwrap();
-    let mut meta: serde_json::Value = serde_json::from_str(&original).unwrap();
-    let version = &mut meta["fingerprint"]["version"];
-    assert!(
-        version["commit"].as_str().is_some_and(|c| !c.is_empty()),
-        "{version}"
+    let other_build = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut meta: serde_json::Value = serde_json::from_str(&original).unwrap();
+        let version = &mut meta["fingerprint"]["version"];
+        assert!(
+            version["commit"].as_str().is_some_and(|c| !c.is_empty()),
+            "{version}"
+        );
+        version["commit"] = "0123456789abcdef0123456789abcdef01234567".into();
+        edit(&mut meta["fingerprint"]);
+        std::fs::write(&meta_path, serde_json::to_string(&meta).unwrap()).unwrap();
+    };
+    let stamp: serde_json::Value = serde_json::from_str::<serde_json::Value>(&original).unwrap()
+        ["fingerprint"]["stamp"]
+        .clone();
+    assert_eq!(
+        stamp["numerics"].as_object().map(|m| m.len()),
+        Some(3),
+        "{stamp}"
     );
-    version["commit"] = "0123456789abcdef0123456789abcdef01234567".into();
-    std::fs::write(&meta_path, serde_json::to_string(&meta).unwrap()).unwrap();
-    let o = nsed(&resumed);
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("was made by nsed")
-            && err.contains("commit 0123456789ab")
-            && err.contains("start a new --out"),
-        "{err}"
+    assert_eq!(
+        stamp["protocol"].as_str().map(str::len),
+        Some(64),
+        "{stamp}"
     );
-    std::fs::write(&meta_path, &original).unwrap();
-
-    let o = nsed(&resumed);
+    for (edit, needle) in [
+        (
+            &(|fp: &mut serde_json::Value| {
+                fp["stamp"]["numerics"]["gemma3-270m"] = "00".repeat(32).into();
+            }) as &dyn Fn(&mut serde_json::Value),
+            "gemma3-270m numerics 000000000000 vs",
+        ),
+        (
+            &|fp: &mut serde_json::Value| fp["stamp"]["protocol"] = "ff".repeat(32).into(),
+            "made with protocol ffffffffffff",
+        ),
+        (
+            &|fp: &mut serde_json::Value| {
+                fp.as_object_mut().unwrap().remove("stamp");
+            },
+            "predates build stamps",
+        ),
+    ] {
+        other_build(edit);
+        let o = nsed(&resumed);
+        assert_eq!(o.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(needle) && err.contains("start a new --out"),
+            "{needle}: {err}"
+        );
+    }
+    // The same stamp: resumed by the "other build", on another kernel path
+    // (bit-identical by design); the run keeps its starting build, the new
+    // segment and each item it finishes name theirs.
+    other_build(&|_| {});
+    let o = nsed_cmd(&resumed)
+        .env("NSED_KERNEL", "avx2")
+        .output()
+        .expect("nsed runs");
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     assert!(
@@ -144,6 +186,7 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
             && stderr.contains("calls of unfinished items read back from calls.jsonl"),
         "{stderr}"
     );
+
     // Every item is in the journal now, so the call log is empty.
     assert_eq!(complete_lines(&out.join("calls.jsonl")), 0);
     let stdout = String::from_utf8_lossy(&o.stdout);
@@ -260,6 +303,13 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
     let meta: Meta =
         serde_json::from_str(&std::fs::read_to_string(out.join("meta.json")).unwrap()).unwrap();
     assert_eq!(meta.runs.len(), 2, "the crashed run and the resumed one");
+    assert_eq!(meta.runs[1].kernel, "avx2");
+    let starter = meta.fingerprint.version.as_ref().expect("version");
+    assert!(starter.commit.starts_with("0123456789ab"), "{starter:?}");
+    assert!(meta.fingerprint.stamp.is_some());
+    assert!(records
+        .iter()
+        .any(|r| r.build.as_deref().is_some_and(|b| b.ends_with("· avx2"))));
     assert!(meta
         .runs
         .iter()
@@ -394,13 +444,13 @@ fn agent_of(model: &str) -> &'static str {
     }
 }
 
-/// A record as JSON with every timing removed (the only thing batching and
-/// scheduling may change).
+/// A record as JSON with every timing and the build tag removed (the only
+/// things batching, scheduling, the build and the kernel path may change).
 fn without_timings(rec: &ItemRecord) -> serde_json::Value {
     fn strip(v: &mut serde_json::Value) {
         match v {
             serde_json::Value::Object(map) => {
-                map.retain(|k, _| !k.ends_with("seconds"));
+                map.retain(|k, _| !k.ends_with("seconds") && k != "build");
                 map.values_mut().for_each(strip);
             }
             serde_json::Value::Array(items) => items.iter_mut().for_each(strip),

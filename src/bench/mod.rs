@@ -10,6 +10,7 @@ pub mod datasets;
 pub mod judges;
 pub mod method;
 pub mod protocols;
+pub mod stamp;
 
 pub use method::{Method, MethodKey};
 
@@ -76,6 +77,10 @@ pub struct ItemRecord {
     /// Code: the model-written probe inputs behind the behaviour classes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probes: Option<code::agent::Probes>,
+    /// The build that finished this item: `commit · kernel path` (a run may
+    /// be resumed by any build with the same [`stamp::BuildStamp`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
 }
 
 /// What a run does; everything here goes into `meta.json` and must match to
@@ -91,15 +96,20 @@ pub struct Fingerprint {
     /// Code sets: the problem filter and which tests grade.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<CodeSettings>,
-    /// The build that writes the records (absent in runs made before it
-    /// was recorded).
+    /// The build that started the run (absent in runs made before it was
+    /// recorded); the builds that continued it are in `runs` and in each
+    /// item's `build`.
     #[serde(default)]
     pub version: Option<CodeVersion>,
+    /// The protocol and model numerics the records depend on. With it, any
+    /// build whose stamp is equal may resume the run; runs made before
+    /// stamps resume only with the build that made them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<stamp::BuildStamp>,
 }
 
-/// Which build of nsed produced a run's records. Greedy outputs can change
-/// from one commit to the next, so a run is only resumed by the same
-/// build, on the same kernel path.
+/// Which build of nsed produced a run's records: its commit and the kernel
+/// path it ran. Records depend on neither (see [`stamp`]) but both are kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeVersion {
     pub nsed_version: String,
@@ -115,6 +125,19 @@ impl CodeVersion {
             commit: crate::results::provenance::build_commit().to_string(),
             kernel: crate::engine::qmm::path::active().name().to_string(),
         }
+    }
+}
+
+impl CodeVersion {
+    /// `commit · kernel`, for each item's record.
+    pub fn build_tag(&self) -> String {
+        let commit = self.commit.get(..12).unwrap_or(&self.commit);
+        let dirty = if self.commit.ends_with("-dirty") {
+            "-dirty"
+        } else {
+            ""
+        };
+        format!("{commit}{dirty} · {}", self.kernel)
     }
 }
 
@@ -134,41 +157,114 @@ impl std::fmt::Display for CodeVersion {
     }
 }
 
-/// Refuse to resume `dir` with a build other than the one that wrote it,
-/// before any model is loaded. A directory without a run passes.
+/// The recorded fingerprint of the run in `dir`, if there is one.
+fn recorded_fingerprint(dir: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(dir.join("meta.json")).ok()?;
+    serde_json::from_str::<serde_json::Value>(&text)
+        .ok()?
+        .get("fingerprint")
+        .cloned()
+}
+
+/// The build and stamp the run in `dir` recorded (a directory without a run
+/// gives `None`).
+fn recorded_build(dir: &Path) -> Option<(Option<CodeVersion>, Option<stamp::BuildStamp>)> {
+    let fp = recorded_fingerprint(dir)?;
+    let field = |name: &str| fp.get(name).cloned().unwrap_or(serde_json::Value::Null);
+    let version = serde_json::from_value::<Option<CodeVersion>>(field("version"))
+        .ok()
+        .flatten();
+    let stamp = serde_json::from_value::<Option<stamp::BuildStamp>>(field("stamp"))
+        .ok()
+        .flatten();
+    Some((version, stamp))
+}
+
+/// Refuse early — before any model loads — to resume `dir` with this build
+/// when no stamp can allow it: the run has no stamp and another build made
+/// it, or its protocol differs from this build's. A directory without a run
+/// passes; the numerics are compared by [`adopt_recorded`] once the models
+/// are loaded.
 pub fn check_version(dir: &Path, fp: &Fingerprint) -> Result<(), BenchError> {
-    let meta = dir.join("meta.json");
-    let Ok(text) = std::fs::read_to_string(&meta) else {
+    let Some((recorded, recorded_stamp)) = recorded_build(dir) else {
         return Ok(());
     };
-    let recorded = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| v.get("fingerprint")?.get("version").cloned())
-        .and_then(|v| serde_json::from_value::<Option<CodeVersion>>(v).ok())
-        .flatten();
     if recorded == fp.version {
         return Ok(());
     }
-    let this = fp
-        .version
-        .as_ref()
-        .map_or("an unversioned build".to_string(), ToString::to_string);
-    let made_by = recorded.as_ref().map_or(
+    match recorded_stamp {
+        Some(s) if s.protocol == stamp::protocol_digest() => Ok(()),
+        Some(s) => Err(BenchError::Version(format!(
+            "{} was made with protocol {}, and this build's is {}: its prompts, parsing, grading or voting differ, so resuming would mix records; start a new --out",
+            dir.display(),
+            s.protocol.get(..12).unwrap_or(&s.protocol),
+            &stamp::protocol_digest()[..12]
+        ))),
+        None => Err(unstamped(dir, recorded.as_ref(), fp.version.as_ref())),
+    }
+}
+
+fn unstamped(dir: &Path, recorded: Option<&CodeVersion>, this: Option<&CodeVersion>) -> BenchError {
+    let this = this.map_or("an unversioned build".to_string(), ToString::to_string);
+    let made_by = recorded.map_or(
         "an nsed that did not record its version".to_string(),
         ToString::to_string,
     );
-    let how = match &recorded {
+    let how = match recorded {
         Some(v) => format!(
-            "resume it with the binary that made it (NSED_KERNEL={} if the kernel differs)",
-            v.kernel
+            "resume it with the binary that made it (NSED_KERNEL={} if the kernel differs), or stamp it with scripts/stamp-legacy-run.sh {} (which replays one of its items with this build)",
+            v.kernel,
+            dir.display()
         ),
         None => "its records cannot be matched to a build".to_string(),
     };
-    Err(BenchError::Version(format!(
-        "{} was made by {made_by}, and this is {this}: outputs can differ between builds, \
-         so resuming would mix them in one table; {how}, or start a new --out",
+    BenchError::Version(format!(
+        "{} was made by {made_by}, and this is {this}; the run predates build stamps, \
+         so nothing shows that this build writes the same records: {how}, or start a new --out",
         dir.display()
-    )))
+    ))
+}
+
+/// The fingerprint to open `dir` with, for `fp` carrying this build's
+/// stamp: a new run keeps it; a run made by this very build keeps what it
+/// recorded; a run made by another build is adopted when its recorded stamp
+/// equals this build's (the fingerprint then keeps the run's starting
+/// build), and refused, naming what differs, otherwise.
+pub fn adopt_recorded(dir: &Path, mut fp: Fingerprint) -> Result<Fingerprint, BenchError> {
+    let Some((recorded, recorded_stamp)) = recorded_build(dir) else {
+        return Ok(fp);
+    };
+    if recorded == fp.version {
+        // The same build: its stamp is what it recorded (none in old runs).
+        if let (Some(old), Some(new)) = (&recorded_stamp, &fp.stamp) {
+            if let Some(why) = old.difference(new) {
+                return Err(BenchError::Version(format!(
+                    "{} was made by this build, yet its stamp differs now ({why}); start a new --out",
+                    dir.display()
+                )));
+            }
+        }
+        fp.stamp = recorded_stamp;
+        return Ok(fp);
+    }
+    let Some(old) = recorded_stamp else {
+        return Err(unstamped(dir, recorded.as_ref(), fp.version.as_ref()));
+    };
+    let Some(new) = &fp.stamp else {
+        return Err(BenchError::Version(format!(
+            "{} needs this build's stamp to be resumed by another build",
+            dir.display()
+        )));
+    };
+    if let Some(why) = old.difference(new) {
+        return Err(BenchError::Version(format!(
+            "{} cannot be resumed by this build: {why}; resuming would mix records of two numerics or protocols in one table, so start a new --out (or resume with the build that made it)",
+            dir.display()
+        )));
+    }
+    fp.version = recorded;
+    fp.stamp = Some(old);
+    Ok(fp)
 }
 
 /// What a code run selects and grades on.
@@ -295,6 +391,7 @@ pub fn run_item(
         qv: None,
         nsed: None,
         probes: None,
+        build: Some(CodeVersion::current().build_tag()),
     };
     // Code: probe inputs first, so every proposal's behaviour class has them.
     // The roster's strongest member (its self-consistency model) writes them.
@@ -907,6 +1004,7 @@ mod tests {
             qv: None,
             nsed: None,
             probes: None,
+            build: None,
         };
         let mut text = serde_json::to_string(&rec("a")).unwrap();
         text.push('\n');

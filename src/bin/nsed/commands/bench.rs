@@ -363,12 +363,26 @@ pub fn bench_cmd(args: BenchArgs) -> Result<()> {
         settings: settings.clone(),
         code: code_settings,
         version: Some(bench::CodeVersion::current()),
+        stamp: None,
     };
-    // Checked again by open_run; here so that a refusal comes before the
-    // models load.
+    // Here so that a refusal comes before the models load; the numerics
+    // are compared once they are measured (adopt_recorded, below).
     if args.resume {
         bench::check_version(&out, &fp)?;
     }
+    let stamp = bench::stamp::measure(&fp.roster, |model| {
+        eprintln!(
+            "stamp: numerics of {model} ({} probe tokens)",
+            bench::stamp::PROBE_TOKENS
+        )
+    })?;
+    let fp = bench::adopt_recorded(
+        &out,
+        Fingerprint {
+            stamp: Some(stamp),
+            ..fp
+        },
+    )?;
     let fed = connect_federation(&roster, args.delib.job.clone())?;
     let limits = nsed::engine::batch::Limits {
         max_batch: args.max_batch,
