@@ -126,6 +126,9 @@ for t in "${tables[@]}"; do
 done
 # Every page again: the NSED table of the deliberation page also holds the
 # code sets, so a page can depend on another table's runs. An index page
-# $OUT/README.md (results/README.md) gets every table's summary.
-"$nsed" report tables --results "$OUT"
+# $OUT/README.md (results/README.md) gets every table's summary, and the
+# repository's README.md the findings when OUT is its results/.
+findings=()
+[ "$OUT" = results ] && findings=(--findings-into README.md)
+"$nsed" report tables --results "$OUT" "${findings[@]}"
 echo "reproduce: done; pages in $OUT/" >&2

@@ -225,9 +225,12 @@ fn check_fraud(dir: &Path) {
 }
 
 /// The targets table states the held-out figures of `heldout.csv` against
-/// the targets: int4 at CI scale is caught per sample (≥ 95%) and per node
-/// (≥ 99% within 20 samples); its honest cell gives the worst repeat's
-/// flags out of 30 and, when any, the excess over 1% in points.
+/// the targets: int4 at CI scale is caught per sample (≥ 95%) and, as a
+/// point estimate, per node (≥ 99% within 20 samples, with the disjoint
+/// nodes behind it too few to show it as a bound); its honest cell gives
+/// the mean flags over partitions out of 30 beside the design rate, and 24
+/// training honest samples per fold build thresholds for 1/25 = 4%, so the
+/// rate target cannot be met by design whatever a partition shows.
 fn check_targets(md: &str, run: &Path) {
     assert!(md.contains("**Against the targets**"), "{md}");
     let row = md
@@ -236,24 +239,33 @@ fn check_targets(md: &str, run: &Path) {
         .unwrap_or_else(|| panic!("no targets row for int4: {md}"));
     let cells: Vec<&str> = row.split(" | ").collect();
     assert!(cells[2].ends_with("of 30: **met**"), "{row}");
-    assert!(cells[4].ends_with("**met** |"), "{row}");
+    assert!(cells[4].ends_with("point met, bound not shown |"), "{row}");
+    assert!(cells[4].contains("disjoint nodes, power ≥ "), "{row}");
     let best = read_csv(&run.join("heldout.csv"))
         .into_iter()
         .find(|r| r["setting"] == "int4" && r["detector"] == "best single metric (chosen on train)")
         .expect("best single row");
-    let k = num(&best, "honest_flagged_max");
-    let rate = 100.0 * k / 30.0;
+    let mean = num(&best, "honest_flagged_mean");
     assert!(
-        cells[3].starts_with(&format!("{rate:.1}% ({k}/30; ≤ ")),
+        (num(&best, "design_rate") - 1.0 / 25.0).abs() < 1e-4,
+        "{best:?}"
+    );
+    let rate = 100.0 * mean / 30.0;
+    assert!(
+        cells[3].starts_with(&format!("{rate:.2}% ({mean:.2}/30, ")),
         "{row}"
     );
-    if k > 0.0 {
+    assert!(cells[3].contains("design 4.00%"), "{row}");
+    if rate > 1.0 {
         assert!(
             cells[3].ends_with(&format!("over by {:.1} pts", rate - 1.0)),
             "{row}"
         );
     } else {
-        assert!(cells[3].ends_with("rate met, bound not shown"), "{row}");
+        assert!(
+            cells[3].ends_with("not met by design (too few training honest samples for 1.0%)"),
+            "{row}"
+        );
     }
 }
 
@@ -273,7 +285,7 @@ fn check_fraud_held_out(run: &Path) {
             (30.0, 30.0),
             "{r:?}"
         );
-        assert_eq!(num(r, "folds"), 50.0, "5 folds x 10 repeats: {r:?}");
+        assert_eq!(num(r, "folds"), 100.0, "5 folds x 20 partitions: {r:?}");
         assert!(num(r, "heldout_auc") >= 0.95, "{r:?}");
         assert!(num(r, "detected_min") >= 0.9, "{r:?}");
         // Thresholds flag at most 1% of the training honest samples; on

@@ -32,7 +32,10 @@ run() {
   case $rc in 0|124) ;; *) exit "$rc" ;; esac
 }
 
-# page TABLE: rebuild $OUT/TABLE.md and $OUT/TABLE.csv from the data.
+# page TABLE: rebuild $OUT/TABLE.md and $OUT/TABLE.csv from the data (and,
+# for the repository's own results/, the findings block of README.md).
 page() {
-  "$nsed" report tables --results "$OUT" --only "$1"
+  local findings=()
+  [ "$OUT" = results ] && findings=(--findings-into README.md)
+  "$nsed" report tables --results "$OUT" --only "$1" "${findings[@]}"
 }

@@ -16,6 +16,7 @@ use serde::Serialize;
 use super::{vote_answers, ItemRecord, MethodKey};
 use crate::answer::{same_answer, AnswerKind, Outcome};
 use crate::deliberation::{Proposal, Usage};
+use crate::results::figure::Series;
 use crate::results::report::{mcnemar_exact, wilson};
 
 /// One method at one budget, over the items that have it.
@@ -190,6 +191,18 @@ pub struct Matched {
 
 /// The matched-compute comparison, if the run has NSED and self-consistency.
 pub fn matched(points: &[Point]) -> Option<Matched> {
+    matched_by(points, |p| p.tokens_per_item)
+}
+
+/// [`matched`] at equal *generated* tokens per item: NSED's prompt tokens
+/// (every evaluation re-reads the proposals) dominate its total, so at equal
+/// totals self-consistency generates more; this compares the decoding work.
+/// `nsed_tokens` and `sc_tokens` are then generated tokens.
+pub fn matched_generated(points: &[Point]) -> Option<Matched> {
+    matched_by(points, |p| p.generated_per_item)
+}
+
+fn matched_by(points: &[Point], measure: impl Fn(&Point) -> f64) -> Option<Matched> {
     let nsed = points
         .iter()
         .filter(|p| p.family == "nsed")
@@ -198,7 +211,7 @@ pub fn matched(points: &[Point]) -> Option<Matched> {
         .iter()
         .filter(|p| p.family == "self-consistency")
         .min_by(|a, b| {
-            let gap = |p: &Point| (p.tokens_per_item - nsed.tokens_per_item).abs();
+            let gap = |p: &Point| (measure(p) - measure(nsed)).abs();
             gap(a).total_cmp(&gap(b))
         })?;
     let both: Vec<(bool, bool)> = nsed
@@ -212,8 +225,8 @@ pub fn matched(points: &[Point]) -> Option<Matched> {
     Some(Matched {
         k: sc.budget,
         n: both.len(),
-        nsed_tokens: nsed.tokens_per_item,
-        sc_tokens: sc.tokens_per_item,
+        nsed_tokens: measure(nsed),
+        sc_tokens: measure(sc),
         nsed_correct: both.iter().filter(|x| x.0).count(),
         sc_correct: both.iter().filter(|x| x.1).count(),
         nsed_only,
@@ -246,23 +259,31 @@ pub fn markdown(points: &[Point]) -> String {
     s
 }
 
-/// The points grouped into one line per family (for the figure): (tokens
-/// per item, accuracy), by budget.
-pub fn series(points: &[Point]) -> BTreeMap<String, Vec<(f64, f64)>> {
-    let mut out: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+/// The points as figure series: one line per family (self-consistency by
+/// k, NSED and debate by rounds), each point with its Wilson 95% interval;
+/// each model alone is a separate, labelled point, not joined to the
+/// others (they are different models, not budgets of one method).
+pub fn series(points: &[Point]) -> Vec<Series> {
+    let mut lines: BTreeMap<String, Vec<&Point>> = BTreeMap::new();
     for p in points.iter().filter(|p| p.n > 0) {
-        let family = match p.family.starts_with("single:") {
-            true => "each model alone".to_string(),
-            false => p.family.clone(),
-        };
-        out.entry(family)
-            .or_default()
-            .push((p.tokens_per_item, p.accuracy()));
+        lines.entry(p.family.clone()).or_default().push(p);
     }
-    for line in out.values_mut() {
-        line.sort_by(|a, b| a.0.total_cmp(&b.0));
-    }
-    out
+    lines
+        .into_iter()
+        .map(|(family, mut pts)| {
+            pts.sort_by(|a, b| a.tokens_per_item.total_cmp(&b.tokens_per_item));
+            let single = family.strip_prefix("single:").map(|m| format!("{m} alone"));
+            Series {
+                unjoined: single.is_some(),
+                name: single.unwrap_or(family),
+                points: pts
+                    .iter()
+                    .map(|p| (p.tokens_per_item, p.accuracy()))
+                    .collect(),
+                intervals: pts.iter().map(|p| (p.ci_low, p.ci_high)).collect(),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -6,10 +6,17 @@
 //! one scored higher), its bias (mean score, share of endorsements) and how
 //! often it abstains. Math sets only: a code proposal's correctness is not
 //! recorded per proposal.
+//!
+//! Pooled over several runs, an evaluation that two runs share (the same
+//! judge and mode shown the same proposals of the same item, replying the
+//! same: one judge's deterministic calls in two runs that differ only in
+//! another judge's mode) is counted once, so it does not pose as evidence
+//! twice.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use super::ItemRecord;
 use crate::answer::{same_answer, AnswerKind};
@@ -41,6 +48,10 @@ pub struct JudgeData {
     /// Calls that failed outright (an error, a timeout).
     pub failed: usize,
     pub observations: Vec<Observation>,
+    /// Calls seen again in another run of the pool, counted once.
+    pub duplicates: usize,
+    /// Digests of the calls counted (item, proposals shown, reply).
+    seen: std::collections::BTreeSet<[u8; 32]>,
 }
 
 /// Judges keyed by (evaluator model, mode).
@@ -72,6 +83,10 @@ pub fn collect<'a>(
                 let judge = judges
                     .entry((roster.model_of(&e.evaluator), mode))
                     .or_default();
+                if !judge.seen.insert(call_digest(&rec.item, round, e)) {
+                    judge.duplicates += 1;
+                    continue;
+                }
                 judge.calls += 1;
                 let Some(ev) = &e.evaluation else {
                     judge.failed += 1;
@@ -96,6 +111,37 @@ pub fn collect<'a>(
     }
 }
 
+/// What makes two evaluation calls the same call: the item, the proposals
+/// shown (in order) and what the judge replied.
+fn call_digest(item: &str, round: &Round, e: &crate::deliberation::EvaluationRecord) -> [u8; 32] {
+    let mut h = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    field(item.as_bytes());
+    for &j in &e.shown {
+        field(
+            round
+                .proposals
+                .get(j)
+                .map_or(&[][..], |p| p.content.as_bytes()),
+        );
+    }
+    match &e.evaluation {
+        None => field(b"failed"),
+        Some(ev) => {
+            for raw in &ev.raw {
+                field(raw.as_bytes());
+            }
+            for score in &ev.scores {
+                field(&score.map_or(f64::NAN, |x| x).to_le_bytes());
+            }
+        }
+    }
+    h.finalize().into()
+}
+
 /// Whether each proposal of a round has the gold answer.
 pub(crate) fn correctness(round: &Round, gold: &str, kind: AnswerKind) -> Vec<bool> {
     round
@@ -115,6 +161,8 @@ pub struct JudgeRow {
     pub model: String,
     pub mode: EvalMode,
     pub calls: usize,
+    /// Calls another run of the pool had already made, counted once.
+    pub duplicates: usize,
     pub abstention_rate: f64,
     pub failed: usize,
     /// Candidates shown.
@@ -174,6 +222,7 @@ fn row(model: &str, mode: EvalMode, d: &JudgeData) -> JudgeRow {
         model: model.to_string(),
         mode,
         calls: d.calls,
+        duplicates: d.duplicates,
         abstention_rate: ratio(d.abstained, d.calls - d.failed),
         failed: d.failed,
         shown: d.observations.len(),
@@ -296,6 +345,17 @@ pub fn markdown(rows: &[JudgeRow]) -> String {
             percent(r.endorse_rate),
         ));
     }
+    let repeated: Vec<String> = rows
+        .iter()
+        .filter(|r| r.duplicates > 0)
+        .map(|r| format!("{} {} ({})", r.model, mode_name(r.mode), r.duplicates))
+        .collect();
+    if !repeated.is_empty() {
+        s.push_str(&format!(
+            "\nIdentical calls (same item, proposals and reply) in more than one place are counted once; left out as repeats: {}.\n",
+            repeated.join(", ")
+        ));
+    }
     s
 }
 
@@ -395,6 +455,36 @@ mod tests {
         let se = (hi - lo) / (2.0 * Z95);
         assert!((se - 0.0442).abs() < 5e-4, "{se}");
         assert!(lo < 0.8 && hi > 0.8);
+    }
+
+    #[test]
+    fn a_call_pooled_twice_counts_once() {
+        // Two runs of the dev pool share gemma3-270m's log-probability
+        // calls; the same run read twice is the extreme case.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("results/runs/dev/gsm8k-high-perf");
+        let records = crate::bench::read_records(&dir).expect("records");
+        let meta = std::fs::read_to_string(dir.join("meta.json")).expect("meta");
+        let meta: serde_json::Value = serde_json::from_str(&meta).expect("json");
+        let roster: Roster =
+            serde_json::from_value(meta["fingerprint"]["roster"].clone()).expect("roster");
+        let mut once = Judges::new();
+        collect(&mut once, &records, AnswerKind::Numeric, &roster);
+        let mut twice = Judges::new();
+        collect(&mut twice, &records, AnswerKind::Numeric, &roster);
+        collect(&mut twice, &records, AnswerKind::Numeric, &roster);
+        for ((a, b), (key, d)) in rows(&once).iter().zip(rows(&twice)).zip(&twice) {
+            assert_eq!(
+                (a.calls, a.positives, a.negatives),
+                (b.calls, b.positives, b.negatives),
+                "{key:?}"
+            );
+            assert_eq!(b.duplicates, a.calls + a.duplicates, "{key:?}");
+            assert_eq!(d.observations.len(), a.shown);
+        }
+        let total: usize = rows(&once).iter().map(|r| r.calls).sum();
+        assert!(total > 100, "the run has its evaluations: {total}");
+        assert!(markdown(&rows(&twice)).contains("left out as repeats: "));
     }
 
     #[test]

@@ -398,15 +398,39 @@ pub struct AttackInputs {
     pub cost_ratio: f64,
 }
 
+/// A detector's honest flags on held-out prompts, as the simulation takes
+/// them: the mean count over partitions (the rate) and the worst
+/// partition's count (for the exact upper bound), of `n` honest samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct HonestFlags {
+    pub mean: f64,
+    pub worst: usize,
+    pub n: usize,
+    /// The thresholds' design rate k/(n + 1).
+    pub design: f64,
+}
+
+impl HonestFlags {
+    pub fn rate(&self) -> f64 {
+        self.mean / self.n.max(1) as f64
+    }
+
+    /// The exact 95% upper bound of the worst partition.
+    pub fn upper(&self) -> f64 {
+        super::heldout::clopper_pearson_upper(self.worst, self.n)
+    }
+}
+
 /// What the simulation takes from a run: each attack's inputs for one
-/// detector, and that detector's honest flag count on held-out prompts as
-/// (k, n): the most any repeat flagged, each honest sample once.
+/// detector, and that detector's honest flags on held-out prompts (the
+/// attack whose honest rate is highest, where the attacks' honest samples
+/// were judged by thresholds fit beside different fraud samples).
 pub fn inputs(
     held_out: &[HeldOut],
     detector: &str,
     variants: &[(String, VariantReport)],
     prefill_cost: f64,
-) -> (Vec<AttackInputs>, (usize, usize)) {
+) -> (Vec<AttackInputs>, HonestFlags) {
     let bytes = |role: &str| {
         variants
             .iter()
@@ -414,14 +438,20 @@ pub fn inputs(
             .map(|(_, v)| v.weight_bytes as f64)
     };
     let honest_bytes = bytes("honest").unwrap_or(0.0);
-    let mut honest = (0, 0);
+    let mut honest = HonestFlags::default();
     let attacks = held_out
         .iter()
         .filter(|h| h.detector == detector)
         .filter_map(|h| {
-            let flagged = h.worst_flagged().0;
-            if (flagged, h.honest_n) > honest {
-                honest = (flagged, h.honest_n);
+            let (mean, _, worst) = h.flagged_spread();
+            let flags = HonestFlags {
+                mean,
+                worst,
+                n: h.honest_n,
+                design: h.design_rate,
+            };
+            if flags.rate() > honest.rate() || honest.n == 0 {
+                honest = flags;
             }
             let own = bytes(&h.setting)? / honest_bytes.max(1.0);
             let cost_ratio = if h.setting.starts_with("prefill:") {

@@ -3,11 +3,18 @@
 //! prompts it never saw.
 //!
 //! - **Cross-fitting by prompt.** Honest sample i and every attack's sample
-//!   i answer prompt i, so folds split prompt indices: no prompt is on both
-//!   sides. With K folds every sample is tested exactly once per repeat, so a
-//!   false-positive count has its true n (each honest sample once) and an
-//!   exact Clopper-Pearson bound; R repeats with fresh partitions give the
-//!   spread.
+//!   i answer prompt i, and folds split distinct prompts (by the recorded
+//!   prompt id, which names its text), not sample indices: a prompt that a
+//!   source repeats at two indices sits on one side only. With K folds every
+//!   sample is tested exactly once per repeat, so a false-positive count has
+//!   its true n (each honest sample once) and an exact Clopper-Pearson
+//!   bound; [`REPEATS`] partitions drawn with fresh seeds give the spread.
+//! - **Honest flags are partly a draw of the partition.** With n training
+//!   honest scores the threshold flags a fresh honest sample with
+//!   probability k/(n + 1) (the *design rate*) whatever the detector, so one
+//!   partition's count is a noisy draw around it: the pages report the mean
+//!   over partitions and its range beside the design rate, and the bound of
+//!   the worst partition.
 //! - **Unseen sources.** Leave-one-source-out: fit on every other prompt
 //!   source (GSM8K, MATH-500, LiveCodeBench, the multilingual prompts, a
 //!   user's file), test on the one left out.
@@ -47,8 +54,9 @@ use crate::engine::sampling::SplitMix64;
 pub const TARGET_FPR: f64 = 0.01;
 /// Folds of one cross-fitting partition.
 pub const FOLDS: usize = 5;
-/// Partitions with fresh shuffles.
-pub const REPEATS: usize = 10;
+/// Partitions with fresh shuffles (partition seeds): enough that the mean
+/// honest flag count is not one lucky or unlucky draw.
+pub const REPEATS: usize = 20;
 /// The name of the logistic-regression detector.
 pub const COMBINED: &str = "combined (logistic, all metrics)";
 /// The name of the detector that picks one metric per training split.
@@ -79,6 +87,9 @@ pub struct HeldOut {
     pub detected: Vec<usize>,
     /// Per repeat: honest samples flagged on their test fold (each once).
     pub honest_flagged: Vec<usize>,
+    /// The flag rate the thresholds are built for, k/(n + 1) with n the
+    /// training honest scores of a fit, averaged over fits.
+    pub design_rate: f64,
     /// Leave-one-source-out: (source, detected, fraud n, flagged, honest n).
     pub by_source: Vec<SourceResult>,
     /// For [`BEST_SINGLE`]: how many training splits chose each metric.
@@ -151,6 +162,21 @@ impl HeldOut {
         let k = self.honest_flagged.iter().copied().max().unwrap_or(0);
         (k, clopper_pearson_upper(k, self.honest_n))
     }
+
+    /// Honest samples flagged per partition: the mean, the fewest and the
+    /// most.
+    pub fn flagged_spread(&self) -> (f64, usize, usize) {
+        let counts = &self.honest_flagged;
+        let mean = counts.iter().sum::<usize>() as f64 / counts.len().max(1) as f64;
+        let lo = counts.iter().copied().min().unwrap_or(0);
+        let hi = counts.iter().copied().max().unwrap_or(0);
+        (mean, lo, hi)
+    }
+
+    /// The mean honest flag rate over partitions.
+    pub fn mean_flag_rate(&self) -> f64 {
+        self.flagged_spread().0 / self.honest_n.max(1) as f64
+    }
 }
 
 /// Exact (Clopper-Pearson) two-sided 95% upper bound on a rate seen k times
@@ -162,10 +188,32 @@ pub fn clopper_pearson_upper(k: usize, n: usize) -> f64 {
     Beta::new(k as f64 + 1.0, (n - k) as f64).map_or(1.0, |b| b.inverse_cdf(0.975))
 }
 
-/// One scored sample: its prompt index and source, and the detector inputs.
+/// Exact (Clopper-Pearson) two-sided 95% lower bound on a rate seen k times
+/// in n (k of n = n of n gives 0.025^(1/n)).
+pub fn clopper_pearson_lower(k: usize, n: usize) -> f64 {
+    if n == 0 || k == 0 {
+        return 0.0;
+    }
+    Beta::new(k as f64, (n - k) as f64 + 1.0).map_or(0.0, |b| b.inverse_cdf(0.025))
+}
+
+/// The flag rate a conformal threshold is built for with `n` training
+/// honest scores: k/(n + 1), k = ⌊α·(n + 1)⌋ and at least 1.
+pub fn design_rate(n: usize, alpha: f64) -> f64 {
+    conformal_rank(n, alpha) as f64 / (n + 1) as f64
+}
+
+fn conformal_rank(n: usize, alpha: f64) -> usize {
+    ((alpha * (n + 1) as f64).floor() as usize).max(1)
+}
+
+/// One scored sample: its prompt, and the detector inputs.
 #[derive(Debug, Clone)]
 pub(super) struct Row {
-    pub(super) index: usize,
+    /// The prompt as folds split it: the first sample index that answered
+    /// the same prompt id (a source that repeats a prompt at two indices
+    /// gives both one group).
+    pub(super) group: usize,
     pub(super) source: String,
     pub(super) fraud: bool,
     /// Every metric's fraud score in [`metric_directions`] order (None when
@@ -181,8 +229,13 @@ pub(super) struct Row {
 /// Every run's rows per attack: the honest rows, then that attack's.
 pub(super) fn rows_by_setting(samples: &[Sample]) -> Vec<(String, Vec<Row>)> {
     let directions = metric_directions();
+    let mut first_index: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in samples {
+        let first = first_index.entry(s.prompt.as_str()).or_insert(s.index);
+        *first = (*first).min(s.index);
+    }
     let row = |s: &Sample| Row {
-        index: s.index,
+        group: first_index[s.prompt.as_str()],
         source: source_of(&s.prompt),
         fraud: s.role == Role::Fraud,
         features: directions
@@ -284,6 +337,8 @@ type ScoreFn = Box<dyn Fn(&Row) -> Option<f64>>;
 struct Fitted {
     score: ScoreFn,
     threshold: f64,
+    /// The honest flag rate the threshold is built for.
+    design: f64,
     flipped: bool,
     /// The metric a [`Detector::BestSingle`] chose.
     chosen: Option<usize>,
@@ -334,6 +389,7 @@ fn fit(detector: Detector, train: &[&Row]) -> Option<Fitted> {
     Some(Fitted {
         score,
         threshold,
+        design: design_rate(h.len(), TARGET_FPR),
         flipped,
         chosen,
     })
@@ -344,8 +400,7 @@ fn fit(detector: Detector, train: &[&Row]) -> Option<Fitted> {
 fn conformal_threshold(honest: &[f64], alpha: f64) -> Option<f64> {
     let mut sorted = honest.to_vec();
     sorted.sort_by(|a, b| b.total_cmp(a));
-    let k = ((alpha * (honest.len() + 1) as f64).floor() as usize).max(1);
-    sorted.get(k - 1).copied()
+    sorted.get(conformal_rank(honest.len(), alpha) - 1).copied()
 }
 
 fn split_scores(rows: &[&Row], score: &dyn Fn(&Row) -> Option<f64>) -> (Vec<f64>, Vec<f64>) {
@@ -399,10 +454,10 @@ fn held_out(
     rows: &[Row],
     metric_names: &[String],
 ) -> Option<HeldOut> {
-    let mut indices: Vec<usize> = rows.iter().map(|r| r.index).collect();
-    indices.sort_unstable();
-    indices.dedup();
-    if indices.len() < 2 * FOLDS {
+    let mut groups: Vec<usize> = rows.iter().map(|r| r.group).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    if groups.len() < 2 * FOLDS {
         return None;
     }
     let mut rng = SplitMix64::new(SEED);
@@ -416,6 +471,7 @@ fn held_out(
         auc: 0.0,
         detected: Vec::new(),
         honest_flagged: Vec::new(),
+        design_rate: 0.0,
         by_source: Vec::new(),
         chosen: BTreeMap::new(),
         by_length: Vec::new(),
@@ -423,15 +479,17 @@ fn held_out(
         abstained_fraud: 0,
     };
     let mut aucs = Vec::new();
+    let mut design = 0.0;
     let mut bins = vec![[0usize; 4]; LENGTH_BINS.len()];
     for _ in 0..REPEATS {
-        let fold_of = partition(&indices, &mut rng);
+        let fold_of = partition(&groups, &mut rng);
         let (mut caught, mut flagged, mut fraud_n, mut honest_n) = (0, 0, 0, 0);
         for fold in 0..FOLDS {
             let (train, test): (Vec<&Row>, Vec<&Row>) =
-                rows.iter().partition(|r| fold_of[&r.index] != fold);
+                rows.iter().partition(|r| fold_of[&r.group] != fold);
             let fitted = fit(detector, &train)?;
             result.fits += 1;
+            design += fitted.design;
             result.flipped += usize::from(fitted.flipped);
             if let Some(name) = fitted.chosen.and_then(|i| metric_names.get(i)) {
                 *result.chosen.entry(name.clone()).or_default() += 1;
@@ -451,6 +509,7 @@ fn held_out(
         (result.fraud_n, result.honest_n) = (fraud_n, honest_n);
     }
     result.auc = aucs.iter().sum::<f64>() / aucs.len().max(1) as f64;
+    result.design_rate = design / result.fits.max(1) as f64;
     result.by_source = by_source(detector, rows);
     // Every test row is scored once per repeat.
     let per_repeat = |x: usize| x as f64 / REPEATS as f64;
@@ -477,9 +536,9 @@ pub(super) fn shuffle<T>(v: &mut [T], rng: &mut SplitMix64) {
     }
 }
 
-/// A random assignment of prompt indices to [`FOLDS`] equal folds.
-fn partition(indices: &[usize], rng: &mut SplitMix64) -> BTreeMap<usize, usize> {
-    let mut shuffled = indices.to_vec();
+/// A random assignment of prompt groups to [`FOLDS`] equal folds.
+fn partition(groups: &[usize], rng: &mut SplitMix64) -> BTreeMap<usize, usize> {
+    let mut shuffled = groups.to_vec();
     shuffle(&mut shuffled, rng);
     shuffled
         .into_iter()
@@ -649,21 +708,29 @@ fn pct(x: f64) -> String {
     format!("{:.1}%", 100.0 * x)
 }
 
+/// A percentage with two decimals: flag rates near 1% differ in the second.
+pub fn pct2(x: f64) -> String {
+    format!("{:.2}%", 100.0 * x)
+}
+
 /// How to read [`markdown`]'s table.
 pub fn legend() -> String {
     format!(
         "Fit on training prompts, reported on held-out ones ({FOLDS}-fold cross-fitting by prompt, \
-         {REPEATS} repeats; conformal thresholds: the k-th largest of n training honest scores, \
-         k = ⌊{}%·(n + 1)⌋, so a fresh honest sample is flagged with probability ≤ k/(n + 1); \
-         direction fit on the training folds). Detected: mean over repeats (range). Honest flagged: the most \
-         any repeat flagged, each honest sample tested once, with its exact 95% upper bound. \
-         Unseen source: fit on the other prompt sources, tested on this one (worst source).\n",
+         {REPEATS} partitions with fresh seeds; folds split distinct prompts; conformal thresholds: \
+         the k-th largest of n training honest scores, k = ⌊{}%·(n + 1)⌋, so a fresh honest \
+         sample is flagged with probability k/(n + 1), the design rate, whatever the detector; \
+         direction fit on the training folds). Detected: mean over partitions (range). Honest \
+         flagged: each honest sample tested once per partition; the mean count over partitions \
+         (range), its rate beside the design rate, and the exact 95% upper bound of the worst \
+         partition. Unseen source: fit on the other prompt sources, tested on this one (worst \
+         source).\n",
         TARGET_FPR * 100.0
     )
 }
 
 /// The table header of [`markdown`].
-pub const TABLE_HEADER: &str = "| model | attack | detector | direction (train) | held-out AUC | detected | honest flagged (95% upper) | worst unseen source: detected · flagged |\n\
+pub const TABLE_HEADER: &str = "| model | attack | detector | direction (train) | held-out AUC | detected | honest flagged: mean (range) · rate · design · 95% upper | worst unseen source: detected · flagged |\n\
      |---|---|---|---|---|---|---|---|\n";
 
 /// The held-out rows of one run (no header).
@@ -756,7 +823,7 @@ pub fn length_csv(results: &[HeldOut]) -> String {
 }
 
 /// The columns of [`csv()`].
-pub const CSV_HEADER: [&str; 13] = [
+pub const CSV_HEADER: [&str; 16] = [
     "setting",
     "detector",
     "honest_n",
@@ -768,6 +835,9 @@ pub const CSV_HEADER: [&str; 13] = [
     "detected_min",
     "detected_max",
     "honest_flagged_max",
+    "honest_flagged_mean",
+    "honest_flagged_min",
+    "design_rate",
     "abstained_honest",
     "abstained_fraud",
 ];
@@ -789,6 +859,9 @@ pub fn csv(results: &[HeldOut]) -> String {
             format!("{lo:.4}"),
             format!("{hi:.4}"),
             r.worst_flagged().0.to_string(),
+            format!("{:.2}", r.flagged_spread().0),
+            r.flagged_spread().1.to_string(),
+            format!("{:.5}", r.design_rate),
             r.abstained_honest.to_string(),
             r.abstained_fraud.to_string(),
         ]
@@ -828,8 +901,15 @@ fn detection_cell(r: &HeldOut) -> String {
 }
 
 fn flagged_cell(r: &HeldOut) -> String {
-    let (k, upper) = r.worst_flagged();
-    let cell = format!("{k}/{} (≤ {})", r.honest_n, pct(upper));
+    let (mean, lo, hi) = r.flagged_spread();
+    let (_, upper) = r.worst_flagged();
+    let cell = format!(
+        "{mean:.2}/{} ({lo}–{hi}) · {} · design {} · ≤ {}",
+        r.honest_n,
+        pct2(r.mean_flag_rate()),
+        pct2(r.design_rate),
+        pct(upper)
+    );
     if r.abstained_honest == 0 {
         return cell;
     }
@@ -883,7 +963,7 @@ mod tests {
             for fraud in [false, true] {
                 let signal = noise() + if fraud { shift } else { 0.0 };
                 out.push(Row {
-                    index: i,
+                    group: i,
                     source: sources[i % 3].into(),
                     fraud,
                     features: vec![Some(signal), Some(noise())],
@@ -915,7 +995,7 @@ mod tests {
         // 60 prompts only: it must not be chosen, and every sample is scored.
         let mut rows = rows(60, 0.5, 7);
         for r in &mut rows {
-            let partial = (r.index < 8).then_some(if r.fraud { 10.0 } else { 0.0 });
+            let partial = (r.group < 8).then_some(if r.fraud { 10.0 } else { 0.0 });
             r.features.push(partial);
         }
         let names = vec!["signal".into(), "noise".into(), "partial".into()];
@@ -927,6 +1007,80 @@ mod tests {
         let alone = held_out("int4", "partial", Detector::Metric(2), &rows, &names);
         let scored = alone.as_ref().map(|a| (a.honest_n, a.fraud_n));
         assert!(matches!(scored, None | Some((8, 8))), "{alone:?}");
+    }
+
+    fn sample(index: usize, prompt: &str, fraud: bool) -> Sample {
+        let (role, setting) = if fraud {
+            ("fraud", "int4")
+        } else {
+            ("honest", "honest")
+        };
+        serde_json::from_value(serde_json::json!({
+            "key": format!("{setting}/{index}"), "role": role, "setting": setting,
+            "index": index, "prompt": prompt, "lang": "en", "temperature": 0.99, "seed": 1,
+            "inference_id": "x", "tokens": 40, "finish": "eos", "precheck": null,
+            "metrics": {"gonka_similarity": 0.5}, "seed_mismatch": null,
+            "executor_seconds": 0.0, "validator_seconds": 0.0, "error": null,
+            "positions": {"executor_logprob": [], "validator_logprob": [], "gonka_d": []}
+        }))
+        .expect("sample")
+    }
+
+    #[test]
+    fn a_prompt_repeated_at_two_indices_is_one_group() {
+        let prompts = ["m/a", "m/b", "m/c", "m/a"];
+        let samples: Vec<Sample> = [false, true]
+            .into_iter()
+            .flat_map(|fraud| {
+                prompts
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, p)| sample(i, p, fraud))
+            })
+            .collect();
+        let (_, rows) = rows_by_setting(&samples).pop().expect("int4");
+        let groups: Vec<usize> = rows.iter().map(|r| r.group).collect();
+        assert_eq!(groups, [0, 1, 2, 0, 0, 1, 2, 0]);
+        // Negative control: distinct prompts keep their own index.
+        let distinct: Vec<Sample> = ["m/a", "m/b"]
+            .iter()
+            .enumerate()
+            .map(|(i, p)| sample(i, p, false))
+            .chain([sample(0, "m/a", true), sample(1, "m/b", true)])
+            .collect();
+        let (_, rows) = rows_by_setting(&distinct).pop().expect("int4");
+        assert_eq!(
+            rows.iter().map(|r| r.group).collect::<Vec<_>>(),
+            [0, 1, 0, 1]
+        );
+    }
+
+    #[test]
+    fn the_design_rate_is_k_over_n_plus_one() {
+        // 160 training honest scores: k = 1, 1/161; 80: k = 1 (⌊0.81⌋ = 0,
+        // at least 1), 1/81 = 1.23% > 1%; 299: k = 3, 3/300 = 1%.
+        assert!((design_rate(160, 0.01) - 1.0 / 161.0).abs() < 1e-12);
+        assert!((design_rate(80, 0.01) - 1.0 / 81.0).abs() < 1e-12);
+        assert!((design_rate(299, 0.01) - 0.01).abs() < 1e-12);
+        let rows = rows(100, 0.3, 5);
+        let h = held_out("int4", "m", Detector::Metric(0), &rows, &names()).expect("enough");
+        assert!(
+            (h.design_rate - 1.0 / 81.0).abs() < 1e-12,
+            "{}",
+            h.design_rate
+        );
+        assert_eq!(h.honest_flagged.len(), REPEATS);
+        let (mean, lo, hi) = h.flagged_spread();
+        assert!(lo as f64 <= mean && mean <= hi as f64);
+    }
+
+    #[test]
+    fn clopper_pearson_lower_bounds_all_successes() {
+        // n of n: 0.025^(1/n); 10 of 10 → 69.2%, 2 of 2 → 15.8%.
+        assert!((clopper_pearson_lower(10, 10) - 0.025f64.powf(0.1)).abs() < 1e-9);
+        assert!((clopper_pearson_lower(2, 2) - 0.025f64.sqrt()).abs() < 1e-9);
+        assert_eq!(clopper_pearson_lower(0, 10), 0.0);
+        assert!(clopper_pearson_lower(5, 10) < 0.5);
     }
 
     #[test]

@@ -35,7 +35,10 @@
 
 use serde::Serialize;
 
-use super::heldout::{rows_by_setting, shuffle, Logistic, Row, Standardizer};
+use super::heldout::{
+    clopper_pearson_lower, clopper_pearson_upper, rows_by_setting, shuffle, Logistic, Row,
+    Standardizer,
+};
 use super::samples::Sample;
 use crate::engine::sampling::SplitMix64;
 use crate::verify::uniformity::ks_uniform;
@@ -101,6 +104,30 @@ impl NodePower {
     pub fn samples_needed(&self) -> Option<&PowerAt> {
         self.curve.iter().find(|p| p.power >= TARGET_POWER)
     }
+
+    /// How many nodes of `samples` each the fraud samples make without
+    /// sharing one: the independent evidence behind a power at that size
+    /// (the simulated nodes are overlapping draws from the same samples).
+    pub fn disjoint_nodes(&self, samples: usize) -> usize {
+        self.fraud_n / samples.max(1)
+    }
+
+    /// The exact 95% lower bound on power that the disjoint nodes allow,
+    /// counting ⌊power × nodes⌋ of them as ejected.
+    pub fn power_lower_bound(&self, at: &PowerAt) -> f64 {
+        self.power_interval(at).0
+    }
+
+    /// The exact (Clopper-Pearson) 95% interval on power that the disjoint
+    /// nodes allow, counting ⌊power × nodes⌋ of them as ejected.
+    pub fn power_interval(&self, at: &PowerAt) -> (f64, f64) {
+        let nodes = self.disjoint_nodes(at.samples);
+        let ejected = ((at.power * nodes as f64 + 1e-9).floor() as usize).min(nodes);
+        (
+            clopper_pearson_lower(ejected, nodes),
+            clopper_pearson_upper(ejected, nodes),
+        )
+    }
 }
 
 /// Both tests for every attack of a run.
@@ -126,10 +153,10 @@ fn curve(setting: &str, test: NodeTest, rows: &[Row]) -> Option<NodePower> {
     } else {
         rows
     };
-    let mut indices: Vec<usize> = rows.iter().map(|r| r.index).collect();
-    indices.sort_unstable();
-    indices.dedup();
-    if indices.len() < 8 {
+    let mut groups: Vec<usize> = rows.iter().map(|r| r.group).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    if groups.len() < 8 {
         return None;
     }
     let mut rng = SplitMix64::new(SEED);
@@ -137,10 +164,10 @@ fn curve(setting: &str, test: NodeTest, rows: &[Row]) -> Option<NodePower> {
     // Per size: (sum of power, sum of honest ejection, splits measured).
     let mut sums = vec![(0.0, 0.0, 0usize); sizes];
     for _ in 0..SPLITS {
-        let train_half = random_half(&indices, &mut rng);
+        let train_half = random_half(&groups, &mut rng);
         let (train, held): (Vec<&Row>, Vec<&Row>) = rows
             .iter()
-            .partition(|r| train_half.binary_search(&r.index).is_ok());
+            .partition(|r| train_half.binary_search(&r.group).is_ok());
         let Some(scorer) = Scorer::fit(test, &train, &mut rng) else {
             continue;
         };
@@ -182,9 +209,9 @@ fn curve(setting: &str, test: NodeTest, rows: &[Row]) -> Option<NodePower> {
         curve,
     })
 }
-/// Half of the prompt indices, sorted.
-fn random_half(indices: &[usize], rng: &mut SplitMix64) -> Vec<usize> {
-    let mut shuffled = indices.to_vec();
+/// Half of the prompt groups, sorted.
+fn random_half(groups: &[usize], rng: &mut SplitMix64) -> Vec<usize> {
+    let mut shuffled = groups.to_vec();
     shuffle(&mut shuffled, rng);
     let mut half = shuffled[..shuffled.len() / 2].to_vec();
     half.sort_unstable();
@@ -422,7 +449,9 @@ pub fn legend() -> String {
          nodes ejected) and honest ejection are measured on held-out prompts: {SPLITS} random \
          halvings, {TEST_NODES} simulated nodes per kind and n, each n distinct held-out samples \
          (sizes larger than a held-out half are not measured). \"n for {}%\": the fewest samples \
-         per node of {:?} reaching {}% power, with the honest ejection measured there. At n = 1 \
+         per node of {:?} reaching {}% power, with the honest ejection measured there, the disjoint \
+         nodes its fraud samples make at that size (the simulated nodes are overlapping draws \
+         from them) and the exact 95% lower bound on power those allow. At n = 1 \
          the two-sample tests are capped by their permutations, not by the attack: with m \
          reference samples the node's own sample comes back in its place in about {PERMUTATIONS} \
          / (m + 1) permutations, and p ≤ {}% allows at most one, so even a sample beyond every \
@@ -438,7 +467,7 @@ pub fn legend() -> String {
 }
 
 /// The header of [`markdown`]'s table.
-pub const TABLE_HEADER: &str = "| model | attack | test | samples honest · fraud | power n=1 | n=5 | n=10 | n=20 | n for 99% (honest ejected there) |\n\
+pub const TABLE_HEADER: &str = "| model | attack | test | samples honest · fraud | power n=1 | n=5 | n=10 | n=20 | n for 99% (honest ejected there; disjoint nodes, power lower bound) |\n\
      |---|---|---|---|---|---|---|---|---|\n";
 
 /// The per-node rows of one run (no header).
@@ -456,7 +485,15 @@ pub fn markdown(model: &str, results: &[NodePower]) -> String {
                 "> {} (not reached)",
                 r.curve.last().map_or(0, |p| p.samples)
             ),
-            |p| format!("{} ({})", p.samples, pct(p.false_ejection)),
+            |p| {
+                format!(
+                    "{} ({}; {} nodes, ≥ {})",
+                    p.samples,
+                    pct(p.false_ejection),
+                    r.disjoint_nodes(p.samples),
+                    pct(r.power_lower_bound(p))
+                )
+            },
         );
         out.push_str(&format!(
             "| {model} | {} | {} | {} · {} | {} | {} | {} | {} | {needed} |\n",
@@ -474,7 +511,7 @@ pub fn markdown(model: &str, results: &[NodePower]) -> String {
 }
 
 /// The columns of [`csv()`].
-pub const CSV_HEADER: [&str; 7] = [
+pub const CSV_HEADER: [&str; 9] = [
     "setting",
     "test",
     "honest_n",
@@ -482,6 +519,8 @@ pub const CSV_HEADER: [&str; 7] = [
     "samples_per_node",
     "power",
     "false_ejection",
+    "disjoint_nodes",
+    "power_lower_95",
 ];
 
 /// One line per (attack, test, samples per node).
@@ -496,6 +535,8 @@ pub fn csv(results: &[NodePower]) -> String {
                 p.samples.to_string(),
                 format!("{:.4}", p.power),
                 format!("{:.4}", p.false_ejection),
+                r.disjoint_nodes(p.samples).to_string(),
+                format!("{:.4}", r.power_lower_bound(p)),
             ]
         })
     });
@@ -519,7 +560,7 @@ mod tests {
                 let signal = rng.unit() + if fraud { shift } else { 0.0 };
                 let exponent = if fraud { 1.0 + shift } else { 1.0 };
                 out.push(Row {
-                    index: i,
+                    group: i,
                     source: "gsm8k".into(),
                     fraud,
                     features: vec![Some(signal), Some(rng.unit())],

@@ -28,7 +28,7 @@ pub fn write_power(dir: &Path, results: &[NodePower]) -> Result<(), FigureError>
     let chart = LineChart {
         title: "Per-node tests: power against samples per node (≤ 1% honest nodes ejected)".into(),
         x_label: "samples per node",
-        y_label: "cheating nodes ejected",
+        y_label: "cheating nodes ejected (95% interval over disjoint nodes)",
         x_range: (-0.3, SAMPLES_PER_NODE.len() as f64 - 0.7),
         y_range: (0.0, 1.02),
         x_names: Some(&names),
@@ -46,6 +46,13 @@ pub fn write_power(dir: &Path, results: &[NodePower]) -> Result<(), FigureError>
                     Some((x as f64, p.power))
                 })
                 .collect(),
+            intervals: r
+                .curve
+                .iter()
+                .filter(|p| SAMPLES_PER_NODE.contains(&p.samples))
+                .map(|p| r.power_interval(p))
+                .collect(),
+            unjoined: false,
         })
         .collect();
     figure::lines(&dir.join("power-per-node"), &chart, &series)
@@ -135,6 +142,7 @@ fn roc_series(samples: &[Sample], setting: &str) -> Vec<Series> {
             Some(Series {
                 name: format!("{metric} (AUC {auc:.3})"),
                 points: analysis::roc(&h, &f),
+                ..Default::default()
             })
         })
         .collect()
@@ -154,6 +162,7 @@ fn length_series(a: &Analysis, setting: &str) -> Vec<Series> {
             Some(Series {
                 name: metric.to_string(),
                 points,
+                ..Default::default()
             })
         })
         .collect()
@@ -186,6 +195,7 @@ fn perplexity_series(samples: &[Sample], a: &Analysis) -> Vec<Series> {
                 .enumerate()
                 .map(|(i, &s)| ((i as f64 + 0.5) / PPL_BINS as f64, s))
                 .collect(),
+            ..Default::default()
         })
         .collect()
 }

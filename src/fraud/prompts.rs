@@ -28,22 +28,43 @@ pub struct Prompt {
     pub text: String,
 }
 
-/// `per_source` prompts of each of `sources`, interleaved: prompt i comes
-/// from source i mod |sources|. Sources with fewer prompts cycle.
+/// `count` distinct prompts from `sources`, interleaved: round-robin over
+/// the sources, prompt i from source i mod |sources| while every source
+/// has prompts left; a source that runs out drops out of the rotation
+/// rather than repeating itself, and a prompt whose text was already taken
+/// (a user's file may repeat one) is skipped. A prompt never appears twice,
+/// so held-out folds cannot put one prompt on both sides.
 pub fn mixture(
     data_dir: &Path,
     sources: &[String],
-    per_source: usize,
+    count: usize,
 ) -> Result<Vec<Prompt>, FraudError> {
-    let lists = sources
+    let mut lists = sources
         .iter()
-        .map(|s| load(s, data_dir, per_source))
+        .map(|s| load(s, data_dir, count).map(|p| p.into_iter()))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut out = Vec::with_capacity(per_source * lists.len());
-    for i in 0..per_source {
-        for list in &lists {
-            out.push(list[i % list.len()].clone());
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(count);
+    let mut live = true;
+    while out.len() < count && live {
+        live = false;
+        for list in &mut lists {
+            if out.len() == count {
+                break;
+            }
+            if let Some(p) = list.find(|p| seen.insert(p.text.clone())) {
+                out.push(p);
+                live = true;
+            }
         }
+    }
+    if out.len() < count {
+        return Err(FraudError::Input(format!(
+            "the prompt sources {} hold {} distinct prompts, fewer than the {count} samples asked for; \
+             lower --samples-honest/--samples-fraud or add a source (--prompts … FILE.jsonl)",
+            sources.join(", "),
+            out.len()
+        )));
     }
     Ok(out)
 }
@@ -223,12 +244,14 @@ mod tests {
     #[test]
     fn multilingual_prompts_cover_languages_and_lengths() {
         let p = multilingual().expect("parse");
-        assert_eq!(p.len(), 36);
+        assert_eq!(p.len(), 60);
         let langs: std::collections::BTreeSet<_> = p.iter().map(|x| x.lang.as_str()).collect();
         assert_eq!(langs.len(), 12);
-        for kind in ["short", "medium", "long"] {
+        for kind in ["short", "medium", "long", "short-2", "medium-2"] {
             assert_eq!(p.iter().filter(|x| x.id.ends_with(kind)).count(), 12);
         }
+        let texts: std::collections::BTreeSet<_> = p.iter().map(|x| x.text.as_str()).collect();
+        assert_eq!(texts.len(), 60, "every multilingual prompt is distinct");
     }
 
     #[test]
@@ -253,7 +276,7 @@ mod tests {
         );
         let file = path.to_string_lossy().into_owned();
         let dir = datasets::bundled_dir();
-        let p = mixture(&dir, &["gsm8k".into(), file.clone()], 3).expect("load");
+        let p = mixture(&dir, &["gsm8k".into(), file.clone()], 6).expect("load");
         assert_eq!(p.len(), 6);
         assert_eq!(p[0].source, "gsm8k");
         assert_eq!(p[1].source, "file:mine");
@@ -261,8 +284,8 @@ mod tests {
         assert_eq!(p[1].lang, "und");
         assert_eq!(p[3].id, "file:mine/de-count");
         assert_eq!(p[3].lang, "de");
-        // Two prompts for three slots: the file cycles, like a short source.
-        assert_eq!(p[5].id, "file:mine/1");
+        // Two prompts for three slots: the file drops out, it does not cycle.
+        assert!(p[4..].iter().all(|x| x.source == "gsm8k"), "{p:?}");
         let d = describe(&["lcb".into(), file.clone()]).expect("describe");
         assert_eq!(d[0], "lcb");
         assert!(
@@ -315,10 +338,38 @@ mod tests {
     fn bundled_datasets_interleave_round_robin() {
         let dir = datasets::bundled_dir();
         let sources: Vec<String> = SOURCES.iter().map(|s| s.to_string()).collect();
-        let p = mixture(&dir, &sources, 5).expect("load");
+        let p = mixture(&dir, &sources, 20).expect("load");
         assert_eq!(p.len(), 20);
         let order: Vec<_> = p[..4].iter().map(|x| x.source.as_str()).collect();
         assert_eq!(order, SOURCES);
         assert!(p[2].id.starts_with("lcb/") && p[2].text.contains("Python program"));
+    }
+
+    #[test]
+    fn a_source_that_runs_out_drops_out_instead_of_repeating() {
+        let dir = datasets::bundled_dir();
+        let sources = vec!["multilingual".to_string(), "gsm8k".to_string()];
+        // 60 multilingual prompts: after 120 alternating, gsm8k goes on alone.
+        let p = mixture(&dir, &sources, 150).expect("load");
+        assert_eq!(p.len(), 150);
+        let ids: std::collections::BTreeSet<_> = p.iter().map(|x| x.id.as_str()).collect();
+        assert_eq!(ids.len(), 150, "no prompt twice");
+        assert!(p[120..].iter().all(|x| x.source == "gsm8k"));
+        // Negative control: more samples than distinct prompts is refused.
+        let err = mixture(&dir, &["multilingual".into()], 61).unwrap_err();
+        assert!(err.to_string().contains("60 distinct prompts"), "{err}");
+    }
+
+    #[test]
+    fn a_file_repeating_a_prompt_gives_it_once() {
+        let file = write(
+            "repeats.jsonl",
+            "{\"prompt\": \"same\"}\n{\"prompt\": \"other\"}\n{\"prompt\": \"same\"}\n",
+        );
+        let p = mixture(Path::new("."), &[file.to_string_lossy().into_owned()], 2).expect("load");
+        let texts: Vec<_> = p.iter().map(|x| x.text.as_str()).collect();
+        assert_eq!(texts, ["same", "other"]);
+        let three = mixture(Path::new("."), &[file.to_string_lossy().into_owned()], 3);
+        assert!(three.is_err(), "only two distinct prompts");
     }
 }

@@ -5,10 +5,17 @@
 //! - **Per sample** (int4): the best single detector, chosen on the training
 //!   folds, catches ≥ [`DETECTION`] of the fraud samples on held-out prompts
 //!   while flagging ≤ [`HONEST_FLAGS`] of the honest ones. The honest rate is
-//!   the worst repeat's; its exact 95% upper bound is given beside it, since
-//!   a rate measured on a few hundred samples cannot show ≤ 1% on its own.
+//!   the mean over partitions, and it is met only if the design rate k/(n + 1)
+//!   of the thresholds is too: with few training honest samples the
+//!   threshold cannot be built for 1%, whatever a partition happens to show.
+//!   The worst partition's exact 95% upper bound is given beside it, since a
+//!   rate measured on a few hundred samples cannot show ≤ 1% on its own.
 //! - **Per node** (int4 and substitution): some per-node test reaches
-//!   [`TARGET_POWER`] with ≤ [`NODE_SAMPLES`] samples per node.
+//!   [`TARGET_POWER`] with ≤ [`NODE_SAMPLES`] samples per node. Nodes are
+//!   drawn from a few hundred samples, so the cell gives how many disjoint
+//!   nodes the fraud samples make at that size and the exact lower bound on
+//!   power they allow; the target is met as a bound only where that bound
+//!   reaches it.
 //!
 //! Other attacks get the same cells, marked as having no target. The best
 //! single detector that abstains on short outputs
@@ -16,7 +23,7 @@
 //! detection is over the judged fraud samples, with the share of all of
 //! them beside it (an abstention counts as a miss there).
 
-use super::heldout::{HeldOut, BEST_SINGLE, BEST_SINGLE_GATED, MIN_JUDGED_TOKENS};
+use super::heldout::{pct2, HeldOut, BEST_SINGLE, BEST_SINGLE_GATED, MIN_JUDGED_TOKENS};
 use super::pernode::{NodePower, TARGET_POWER};
 
 /// Per-sample target: share of fraud samples caught on held-out prompts.
@@ -41,10 +48,15 @@ pub fn legend() -> String {
     format!(
         "Each cell gives the measured figure and its distance to the target. Per sample (int4): \
          the best single detector, chosen on the training folds, catches ≥ {} of fraud samples \
-         on held-out prompts while flagging ≤ {} of honest samples (worst repeat, with its exact \
-         95% upper bound). Per node (int4 and substitution): the fewest samples per node at which \
-         a per-node test ejects ≥ {} of cheating nodes, target ≤ {NODE_SAMPLES}, with that \
-         test's honest ejection there and the honest · fraud samples behind its curve. Other \
+         on held-out prompts while flagging ≤ {} of honest samples: the mean over partitions \
+         (range of counts), met only if the thresholds' design rate k/(n + 1) is within the \
+         target too, with the worst partition's exact 95% upper bound (\"bound not shown\" while \
+         it is above the target). Per node (int4 and substitution): the fewest samples per node \
+         at which a per-node test ejects ≥ {} of simulated cheating nodes, target ≤ \
+         {NODE_SAMPLES}, with that test's honest ejection there, the honest · fraud samples behind \
+         its curve, the disjoint nodes those fraud samples make at that size and the exact 95% \
+         lower bound on power they allow (a point estimate of 100% on 10 disjoint nodes allows \
+         69%; \"point met\" until the bound reaches the target). Other \
          attacks are shown without a target. A row \"abstains under {MIN_JUDGED_TOKENS} tokens\" \
          is the same detector giving no verdict on shorter outputs (fit and tested on the rest): \
          its honest rate is over the judged honest samples, its detection is judged against the \
@@ -118,12 +130,19 @@ fn detection_cell(h: &HeldOut) -> String {
     }
 }
 
-/// The worst repeat's honest flags against [`HONEST_FLAGS`], with the upper
-/// bound the sample count allows.
+/// The mean honest flags over partitions against [`HONEST_FLAGS`], beside
+/// the thresholds' design rate and the worst partition's upper bound.
 fn honest_cell(h: &HeldOut) -> String {
-    let (k, upper) = h.worst_flagged();
-    let rate = k as f64 / h.honest_n.max(1) as f64;
-    let mut figure = format!("{} ({k}/{}; ≤ {})", pct(rate), h.honest_n, pct(upper));
+    let (mean, lo, hi) = h.flagged_spread();
+    let (_, upper) = h.worst_flagged();
+    let rate = h.mean_flag_rate();
+    let mut figure = format!(
+        "{} ({mean:.2}/{}, {lo}–{hi} over partitions; design {}; ≤ {})",
+        pct2(rate),
+        h.honest_n,
+        pct2(h.design_rate),
+        pct(upper)
+    );
     if h.abstained_honest > 0 {
         figure.push_str(&format!(", {} abstained", h.abstained_honest));
     }
@@ -132,6 +151,11 @@ fn honest_cell(h: &HeldOut) -> String {
     }
     if rate > HONEST_FLAGS {
         format!("{figure}: over by {}", points(rate - HONEST_FLAGS))
+    } else if h.design_rate > HONEST_FLAGS {
+        format!(
+            "{figure}: not met by design (too few training honest samples for {})",
+            pct(HONEST_FLAGS)
+        )
     } else if upper > HONEST_FLAGS {
         format!("{figure}: rate met, bound not shown")
     } else {
@@ -149,12 +173,14 @@ fn node_cell(setting: &str, tests: &[&NodePower]) -> String {
         .min_by_key(|(p, _)| p.samples);
     let figure = match fewest {
         Some((p, t)) => format!(
-            "{} ({}; honest ejected {}; {} · {} samples)",
+            "{} ({}; honest ejected {}; {} · {} samples; {} disjoint nodes, power ≥ {})",
             p.samples,
             t.test.name(),
             pct(p.false_ejection),
             t.honest_n,
-            t.fraud_n
+            t.fraud_n,
+            t.disjoint_nodes(p.samples),
+            pct(t.power_lower_bound(p)),
         ),
         None => match best_at(tests, NODE_SAMPLES) {
             Some((power, name)) => format!(
@@ -168,7 +194,13 @@ fn node_cell(setting: &str, tests: &[&NodePower]) -> String {
         return format!("{figure} (no target)");
     }
     match (fewest, best_at(tests, NODE_SAMPLES)) {
-        (Some((p, _)), _) if p.samples <= NODE_SAMPLES => format!("{figure}: **met**"),
+        (Some((p, t)), _) if p.samples <= NODE_SAMPLES => {
+            if t.power_lower_bound(p) >= TARGET_POWER {
+                format!("{figure}: **met**")
+            } else {
+                format!("{figure}: point met, bound not shown")
+            }
+        }
         (_, Some((power, _))) => format!(
             "{figure}: short by {} at {NODE_SAMPLES}",
             points(TARGET_POWER - power)
@@ -211,8 +243,9 @@ mod tests {
             flipped: 0,
             fits: 50,
             auc: 0.99,
-            detected: vec![detected; 10],
-            honest_flagged: vec![flagged; 10],
+            detected: vec![detected; 20],
+            honest_flagged: vec![flagged; 20],
+            design_rate: 1.0 / 161.0,
             by_source: Vec::new(),
             chosen: Default::default(),
             by_length: Vec::new(),
@@ -249,12 +282,16 @@ mod tests {
         assert!(row.contains("99.0% of 100: **met**"), "{row}");
         // 0/200 is a met rate, but its upper bound (1.8%) is above 1%.
         assert!(
-            row.contains("0.0% (0/200; ≤ 1.8%): rate met, bound not shown"),
+            row.contains(
+                "0.00% (0.00/200, 0–0 over partitions; design 0.62%; ≤ 1.8%): rate met, bound not shown"
+            ),
             "{row}"
         );
+        // 99.5% at 5 samples per node: 20 disjoint nodes, 19 ejected,
+        // whose exact lower bound (75.1%) is far below 99%.
         assert!(
             row.contains(
-                "5 (MMD to honest reference; honest ejected 0.5%; 100 · 100 samples): **met**"
+                "5 (MMD to honest reference; honest ejected 0.5%; 100 · 100 samples; 20 disjoint nodes, power ≥ 75.1%): point met, bound not shown"
             ),
             "{row}"
         );
@@ -271,12 +308,39 @@ mod tests {
         let row = markdown("m", &[h], &nodes);
         assert!(row.contains("90.0% of 100: short by 5.0 pts"), "{row}");
         assert!(
-            row.contains("1.5% (3/200; ≤ 4.3%): over by 0.5 pts"),
+            row.contains(
+                "1.50% (3.00/200, 3–3 over partitions; design 0.62%; ≤ 4.3%): over by 0.5 pts"
+            ),
             "{row}"
         );
         // Reached at 50, past the target of 20: short by 99 - 91.6 at 20.
         assert!(
-            row.contains("50 (token-rank uniformity (KS); honest ejected 0.5%; 100 · 100 samples): short by 7.4 pts at 20"),
+            row.contains("50 (token-rank uniformity (KS); honest ejected 0.5%; 100 · 100 samples; 2 disjoint nodes, power ≥ 15.8%): short by 7.4 pts at 20"),
+            "{row}"
+        );
+    }
+
+    #[test]
+    fn a_rate_is_met_only_where_the_design_rate_is() {
+        // 100 honest samples: 80 train per fold, so the threshold is the
+        // largest training score and flags 1/81 = 1.23% by design, even if
+        // the partitions happened to flag 0.8 of 100 on average.
+        let mut h = held_out("int4", 99, 100, 1);
+        (h.honest_n, h.design_rate) = (100, 1.0 / 81.0);
+        h.honest_flagged = [vec![0; 4], vec![1; 16]].concat();
+        let row = markdown("m", &[h], &[]);
+        assert!(
+            row.contains(
+                "0.80% (0.80/100, 0–1 over partitions; design 1.23%; ≤ 5.4%): not met by design"
+            ),
+            "{row}"
+        );
+        // The positive control: a bound below 1% with enough disjoint nodes.
+        let mut big = node("int4", NodeTest::Mmd, &[(1, 1.0)]);
+        big.fraud_n = 400;
+        let row = markdown("m", &[held_out("int4", 99, 100, 0)], &[big]);
+        assert!(
+            row.contains("400 disjoint nodes, power ≥ 99.1%): **met**"),
             "{row}"
         );
     }
@@ -295,7 +359,7 @@ mod tests {
             "{rows}"
         );
         assert!(
-            lines[1].contains("0.6% (1/180; ≤ 3.1%), 20 abstained: rate met, bound not shown"),
+            lines[1].contains("0.56% (1.00/180, 1–1 over partitions; design 0.62%; ≤ 3.1%), 20 abstained: rate met, bound not shown"),
             "{rows}"
         );
         assert!(lines[1].ends_with("| – |"), "{rows}");

@@ -45,9 +45,16 @@ fn font_ready() -> bool {
 }
 
 /// One named line of a chart.
+#[derive(Debug, Clone, Default)]
 pub struct Series {
     pub name: String,
     pub points: Vec<(f64, f64)>,
+    /// Per point, the (low, high) of its y interval, drawn as an error bar
+    /// (empty: none).
+    pub intervals: Vec<(f64, f64)>,
+    /// Draw the points as markers only, not joined by a line: separate
+    /// measurements (say, each model alone) are not a curve.
+    pub unjoined: bool,
 }
 
 /// A line chart: axes, labels and ranges.
@@ -155,17 +162,35 @@ fn draw<DB: DrawingBackend>(
     }
     for (i, s) in series.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
-        c.draw_series(LineSeries::new(
-            s.points.iter().copied(),
-            color.stroke_width(2),
-        ))
-        .map_err(|x| e(&x))?
-        .label(s.name.as_str())
-        .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
-        // Categories and short series (one point per budget) get markers.
-        if names.is_some() || s.points.len() <= 12 {
-            c.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
-                .map_err(|x| e(&x))?;
+        if s.unjoined {
+            c.draw_series(s.points.iter().map(|&p| Circle::new(p, 5, color.filled())))
+                .map_err(|x| e(&x))?
+                .label(s.name.as_str())
+                .legend(move |(x, y)| Circle::new((x + 9, y), 5, color.filled()));
+        } else {
+            c.draw_series(LineSeries::new(
+                s.points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(|x| e(&x))?
+            .label(s.name.as_str())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
+            // Categories and short series (one point per budget) get markers.
+            if names.is_some() || s.points.len() <= 12 {
+                c.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                    .map_err(|x| e(&x))?;
+            }
+        }
+        // Error bars: a vertical segment per point with short caps.
+        let cap = 0.006 * (chart.x_range.1 - chart.x_range.0);
+        for (&(x, _), &(lo, hi)) in s.points.iter().zip(&s.intervals) {
+            let style = color.mix(0.7).stroke_width(1);
+            c.draw_series([
+                PathElement::new([(x, lo), (x, hi)], style),
+                PathElement::new([(x - cap, lo), (x + cap, lo)], style),
+                PathElement::new([(x - cap, hi), (x + cap, hi)], style),
+            ])
+            .map_err(|x| e(&x))?;
         }
     }
     c.configure_series_labels()
@@ -295,6 +320,7 @@ mod tests {
         let series = [Series {
             name: "distance".into(),
             points: vec![(0.0, 0.0), (0.1, 0.8), (1.0, 1.0)],
+            ..Default::default()
         }];
         lines(&stem, &chart, &series).expect("draw");
         let png = std::fs::read(dir.path().join("roc-qwen2.5-coder-0.5b.png")).expect("png");
@@ -302,6 +328,46 @@ mod tests {
         let svg =
             std::fs::read_to_string(dir.path().join("roc-qwen2.5-coder-0.5b.svg")).expect("svg");
         assert!(svg.contains("<svg") && svg.contains("fraud detected") && svg.contains("distance"));
+    }
+
+    #[test]
+    fn error_bars_and_unjoined_points_are_drawn() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let chart = LineChart {
+            title: "budgets".into(),
+            x_label: "tokens",
+            y_label: "accuracy",
+            x_range: (0.0, 100.0),
+            y_range: (0.0, 1.0),
+            x_names: None,
+            diagonal: false,
+        };
+        let line = Series {
+            name: "nsed".into(),
+            points: vec![(10.0, 0.2), (50.0, 0.5)],
+            ..Default::default()
+        };
+        let alone = Series {
+            name: "model alone".into(),
+            points: vec![(5.0, 0.6)],
+            unjoined: true,
+            ..Default::default()
+        };
+        let polylines = |series: &[Series], name: &str| {
+            let stem = dir.path().join(name);
+            lines(&stem, &chart, series).expect("draw");
+            let svg = std::fs::read_to_string(with_suffix(&stem, "svg")).expect("svg");
+            assert!(svg.contains("model alone"), "the lone point is in the legend");
+            svg.matches("<polyline").count()
+        };
+        let bare = polylines(&[line.clone(), alone.clone()], "bare");
+        let with_bars = Series {
+            intervals: vec![(0.1, 0.35), (0.3, 0.7)],
+            ..line
+        };
+        let barred = polylines(&[with_bars, alone], "barred");
+        // Each interval is a bar and two caps.
+        assert_eq!(barred - bare, 6, "{bare} → {barred}");
     }
 
     #[test]

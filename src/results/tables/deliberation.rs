@@ -7,9 +7,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::bench::budgets::{self, Point};
 use crate::bench::{self, Meta, MethodKey};
 use crate::results::csv_text::csv_text;
-use crate::results::report::{self, MethodSummary};
+use crate::results::report::{self, MethodSummary, Paired};
 
 use super::{fraud::run_dirs, percent_ci, TablesError};
 
@@ -33,6 +34,10 @@ pub struct BenchRun {
     pub dir: PathBuf,
     pub meta: Meta,
     pub summaries: Vec<MethodSummary<MethodKey>>,
+    /// NSED against every other method on the same items.
+    pub pairs: Vec<Paired<MethodKey>>,
+    /// Accuracy at each budget (math sets only).
+    pub points: Vec<Point>,
 }
 
 impl BenchRun {
@@ -59,17 +64,61 @@ impl BenchRun {
     pub fn is_code(&self) -> bool {
         CODE_SETS.contains(&self.dataset())
     }
+
+    /// Whether the run follows the result protocol of
+    /// `scripts/bench-deliberation.sh` (NSED up to 3 rounds, self-consistency
+    /// with k ≥ 16 samples); other runs are pilots, which show that the
+    /// pipeline works and test nothing.
+    pub fn is_result_run(&self) -> bool {
+        let fp = &self.meta.fingerprint;
+        fp.settings.halting.max_rounds() >= 3 && fp.roster.baselines.self_consistency_k >= 16
+    }
+
+    fn summary(&self, method: &MethodKey) -> Option<&MethodSummary<MethodKey>> {
+        self.summaries.iter().find(|s| &s.method == method)
+    }
+
+    fn pair(&self, method: &MethodKey) -> Option<&Paired<MethodKey>> {
+        self.pairs.iter().find(|p| &p.method == method)
+    }
+
+    /// The roster's strongest member as the roster names it (its
+    /// self-consistency model), else the most accurate model alone.
+    fn strongest(&self) -> Option<&MethodSummary<MethodKey>> {
+        let named = self
+            .meta
+            .fingerprint
+            .roster
+            .baselines
+            .self_consistency_model
+            .as_deref();
+        let singles = || {
+            self.summaries
+                .iter()
+                .filter(|s| s.method.single_model().is_some())
+        };
+        singles()
+            .find(|s| s.method.single_model() == named)
+            .or_else(|| singles().max_by(|a, b| a.accuracy.total_cmp(&b.accuracy)))
+    }
 }
 
 /// Every bench run directly under `<results>/runs` (directories without a
 /// `meta.json`, such as `runs/federation`, are not runs).
 pub fn read_runs(results: &Path) -> Result<Vec<BenchRun>, TablesError> {
+    read_runs_in(&results.join("runs"))
+}
+
+/// Every bench run directly under `root`.
+pub fn read_runs_in(root: &Path) -> Result<Vec<BenchRun>, TablesError> {
     let mut out = Vec::new();
-    for dir in run_dirs(&results.join("runs"))? {
+    for dir in run_dirs(root)? {
         let meta = Meta::read(&dir)?;
         let records = bench::read_records(&dir)?;
         let ids: Vec<String> = records.iter().map(|r| r.item.clone()).collect();
-        let (summaries, _) = bench::summarize(&records, &ids);
+        let (summaries, pairs) = bench::summarize(&records, &ids);
+        let points = bench::datasets::kind_of(&meta.fingerprint.dataset)
+            .map_or_else(Vec::new, |kind| budgets::points(&records, kind));
         let name = dir
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
@@ -78,6 +127,8 @@ pub fn read_runs(results: &Path) -> Result<Vec<BenchRun>, TablesError> {
             dir,
             meta,
             summaries,
+            pairs,
+            points,
         });
     }
     Ok(out)
@@ -347,6 +398,269 @@ fn gains_over_best_single(runs: &[BenchRun]) -> Vec<String> {
             })
         })
         .collect()
+}
+
+/// What the runs say, generated from them so that it cannot drift: each
+/// result run first (its n, NSED against the roster's strongest member,
+/// self-consistency and plurality on the same items with exact McNemar
+/// p-values, compute with prompt tokens, generated tokens and seconds apart,
+/// and the comparison at matched generated tokens), then the pilots as what
+/// they show, then the dev pool's headline (never a result). One markdown
+/// bullet each.
+pub fn findings(runs: &[BenchRun], dev: &[BenchRun]) -> Vec<String> {
+    let mut out: Vec<String> = runs
+        .iter()
+        .filter(|r| r.is_result_run() && !r.is_code())
+        .filter_map(result_finding)
+        .collect();
+    if out.is_empty() {
+        out.push("No result run has finished an item yet.".into());
+    }
+    for run in runs.iter().filter(|r| r.is_result_run() && !r.is_code()) {
+        out.extend(judge_finding(&format!("`runs/{}`", run.name), &[run]));
+    }
+    out.extend(pilot_finding(runs));
+    out.extend(dev.iter().filter_map(dev_finding));
+    let dev: Vec<&BenchRun> = dev.iter().collect();
+    out.extend(judge_finding("the dev pool (pooled)", &dev));
+    out
+}
+
+/// Which judges carry signal, by their AUC's 95% interval: above 0.5,
+/// below 0.5 (pointing the wrong way), or straddling it. Each identical
+/// call is counted once across the pooled runs.
+fn judge_finding(label: &str, runs: &[&BenchRun]) -> Option<String> {
+    let mut judges = bench::judges::Judges::new();
+    for run in runs {
+        let kind = bench::datasets::kind_of(run.dataset())?;
+        let records = bench::read_records(&run.dir).ok()?;
+        bench::judges::collect(&mut judges, &records, kind, &run.meta.fingerprint.roster);
+    }
+    let rows = bench::judges::rows(&judges);
+    let named = |keep: &dyn Fn(f64, f64) -> bool| -> Vec<String> {
+        rows.iter()
+            .filter_map(|r| {
+                let (a, lo, hi) = (r.auc?, r.auc_low?, r.auc_high?);
+                keep(lo, hi).then(|| {
+                    let mode = match r.mode {
+                        crate::deliberation::EvalMode::Logprob => "by log-probability",
+                        _ => "generative",
+                    };
+                    format!(
+                        "{} {mode} {a:.3} ({lo:.3}–{hi:.3}, {} calls)",
+                        r.model, r.calls
+                    )
+                })
+            })
+            .collect()
+    };
+    let list = |v: Vec<String>| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    let signal = named(&|lo, _| lo > 0.5);
+    let wrong = named(&|_, hi| hi < 0.5);
+    let none = named(&|lo, hi| lo <= 0.5 && hi >= 0.5);
+    if signal.is_empty() && wrong.is_empty() && none.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "**Judges, {label}** (AUC that a correct proposal outscores a wrong one, Hanley-McNeil \
+         95% CI; identical calls counted once): signal (CI above 0.5): {}; pointing the wrong way \
+         (CI below 0.5): {}; no signal detectable: {}.",
+        list(signal),
+        list(wrong),
+        list(none)
+    ))
+}
+
+fn share(correct: usize, n: usize) -> String {
+    let (lo, hi) = report::wilson(correct, n);
+    format!(
+        "{correct}/{n} = {:.1}% ({:.1}–{:.1}%)",
+        100.0 * correct as f64 / n.max(1) as f64,
+        100.0 * lo,
+        100.0 * hi
+    )
+}
+
+fn p_value(p: f64) -> String {
+    if p < 0.001 {
+        "p < 0.001".into()
+    } else {
+        format!("p = {p:.3}")
+    }
+}
+
+/// Where a run's items start and end, and how many were planned.
+fn extent(run: &BenchRun) -> String {
+    let sel = &run.meta.fingerprint.selection;
+    let n = run.items();
+    let planned = sel
+        .limit
+        .map_or(String::new(), |l| format!(" of {l} planned"));
+    format!(
+        "items {}-{}, n = {n}{planned}",
+        sel.offset,
+        sel.offset + n.saturating_sub(1)
+    )
+}
+
+fn result_finding(run: &BenchRun) -> Option<String> {
+    let nsed = run.summary(&MethodKey::Nsed)?;
+    let mut text = format!(
+        "**{}, {} roster** (result run `runs/{}`, {}): NSED {}",
+        column_name(run.column()),
+        run.roster(),
+        run.name,
+        extent(run),
+        share(nsed.correct, nsed.n)
+    );
+    let mut significant = Vec::new();
+    let comparators = [
+        run.strongest().map(|s| s.method.clone()),
+        Some(MethodKey::SelfConsistency),
+        Some(MethodKey::Plurality),
+    ];
+    for method in comparators.into_iter().flatten() {
+        let (Some(s), Some(p)) = (run.summary(&method), run.pair(&method)) else {
+            continue;
+        };
+        let label = method_label(&method, run);
+        text.push_str(&format!(
+            "; {label} {} (NSED right only {}, it only {}, exact McNemar {})",
+            share(s.correct, s.n),
+            p.reference_only,
+            p.method_only,
+            p_value(p.p_value)
+        ));
+        if p.p_value < 0.05 {
+            let side = if p.reference_only > p.method_only {
+                "above"
+            } else {
+                "below"
+            };
+            significant.push(format!("NSED {side} {label}"));
+        }
+    }
+    text.push('.');
+    if let Some(sc) = run.summary(&MethodKey::SelfConsistency) {
+        text.push_str(&format!(
+            " Per item, NSED against self-consistency: {:.0} against {:.0} prompt tokens, {:.0} \
+             against {:.0} generated ({:.1}x), {:.0} s against {:.0} s ({:.1}x).",
+            nsed.prompt_tokens_per_item,
+            sc.prompt_tokens_per_item,
+            nsed.generated_tokens_per_item,
+            sc.generated_tokens_per_item,
+            sc.generated_tokens_per_item / nsed.generated_tokens_per_item.max(1.0),
+            nsed.seconds_per_item,
+            sc.seconds_per_item,
+            sc.seconds_per_item / nsed.seconds_per_item.max(1e-9),
+        ));
+    }
+    if let Some(m) = budgets::matched_generated(&run.points) {
+        text.push_str(&format!(
+            " At matched generated tokens (self-consistency k = {}: {:.0} generated per item \
+             against NSED's {:.0}): NSED {}/{}, self-consistency {}/{}, {}.",
+            m.k,
+            m.sc_tokens,
+            m.nsed_tokens,
+            m.nsed_correct,
+            m.n,
+            m.sc_correct,
+            m.n,
+            p_value(m.p_value)
+        ));
+    }
+    if significant.is_empty() {
+        text.push_str(" No difference is significant at this n (5%).");
+    } else {
+        text.push_str(&format!(" Significant at 5%: {}.", significant.join("; ")));
+    }
+    Some(text)
+}
+
+/// The pilots: NSED against the roster's strongest member on the same
+/// items, said as what it is (a tie, or by how many items).
+fn pilot_finding(runs: &[BenchRun]) -> Option<String> {
+    let cells: Vec<String> = runs
+        .iter()
+        .filter(|r| !r.is_result_run())
+        .filter_map(|run| {
+            let nsed = run.summary(&MethodKey::Nsed)?;
+            let best = run.strongest()?;
+            let relation = match nsed.correct.cmp(&best.correct) {
+                std::cmp::Ordering::Equal => "a tie".to_string(),
+                std::cmp::Ordering::Greater => {
+                    format!("NSED ahead by {} items", nsed.correct - best.correct)
+                }
+                std::cmp::Ordering::Less => {
+                    format!("NSED behind by {} items", best.correct - nsed.correct)
+                }
+            };
+            Some(format!(
+                "{} {} (`runs/{}`): NSED {}/{} against {} {}/{}, {relation}",
+                run.roster(),
+                column_name(run.column()),
+                run.name,
+                nsed.correct,
+                nsed.n,
+                best.method.name(),
+                best.correct,
+                best.n
+            ))
+        })
+        .collect();
+    (!cells.is_empty()).then(|| {
+        format!(
+            "**Pilots** (2 rounds, self-consistency k = 5; they show the pipeline works and test \
+             nothing): {}.",
+            cells.join("; ")
+        )
+    })
+}
+
+/// The dev pool's round-1 vote against the strongest member (the protocol
+/// was chosen on these items; never a result).
+fn dev_finding(run: &BenchRun) -> Option<String> {
+    let vote = run
+        .points
+        .iter()
+        .find(|p| p.family == "nsed" && p.budget == 1)?;
+    let best = run.strongest()?;
+    let model = best.method.single_model()?;
+    let single = run
+        .points
+        .iter()
+        .find(|p| p.family == format!("single:{model}"))?;
+    let both: Vec<(bool, bool)> = vote
+        .outcomes
+        .iter()
+        .zip(&single.outcomes)
+        .filter_map(|(a, b)| Some(((*a)?, (*b)?)))
+        .collect();
+    let vote_only = both.iter().filter(|x| x.0 && !x.1).count();
+    let model_only = both.iter().filter(|x| !x.0 && x.1).count();
+    let n = both.len();
+    Some(format!(
+        "**Dev pool** (`runs/dev/{}`, {} {} roster, {}, {} evaluation; used to choose the \
+         protocol, never a result): round-1 quadratic vote {} against {model} alone {} ({vote_only} \
+         vs {model_only} discordant items, exact McNemar {}).",
+        run.name,
+        column_name(run.column()),
+        run.roster(),
+        extent(run),
+        match run.meta.fingerprint.settings.mode {
+            crate::deliberation::EvalMode::Logprob => "log-probability",
+            _ => "generative",
+        },
+        share(both.iter().filter(|x| x.0).count(), n),
+        share(both.iter().filter(|x| x.1).count(), n),
+        p_value(report::mcnemar_exact(vote_only, model_only))
+    ))
 }
 
 /// Every cell, long format.

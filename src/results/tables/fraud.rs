@@ -153,6 +153,184 @@ pub fn per_node_markdown(runs: &[FraudRun]) -> String {
     out
 }
 
+/// What the runs say, generated from them so that it cannot drift: int4
+/// per sample against the target (rates beside the design rate and the
+/// bound), per node with the disjoint nodes behind each point, the other
+/// attacks' best detectors, and what the measured honest rates cost honest
+/// nodes under each ejection rule. One markdown bullet each.
+pub fn findings(runs: &[FraudRun]) -> Vec<String> {
+    let mut out = Vec::new();
+    let best = |run: &'_ FraudRun, setting: &str| -> Option<HeldOut> {
+        run.held_out
+            .iter()
+            .find(|h| h.detector == heldout::BEST_SINGLE && h.setting == setting)
+            .cloned()
+    };
+    let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+    let int4: Vec<String> = runs
+        .iter()
+        .filter_map(|run| {
+            let h = best(run, "int4")?;
+            let (mean, lo, hi) = h.flagged_spread();
+            Some(format!(
+                "{}: {} of {} caught, {} of {} honest flagged on average ({mean:.2}; {lo}–{hi} \
+                 per partition; design rate {}; worst bound {})",
+                run.label(),
+                pct(h.detection().0),
+                h.fraud_n,
+                heldout::pct2(h.mean_flag_rate()),
+                h.honest_n,
+                heldout::pct2(h.design_rate),
+                pct(h.worst_flagged().1),
+            ))
+        })
+        .collect();
+    if !int4.is_empty() {
+        out.push(format!(
+            "**int4, per sample** (the best single detector, chosen on training folds; \
+             held-out prompts, {} partitions): {}. Target ≥ 95% at ≤ 1% honest flags: see \
+             \"Against the targets\"; a rate counts as met only where the design rate is ≤ 1% \
+             too, and no run has enough honest samples for an upper bound below 1%.",
+            heldout::REPEATS,
+            int4.join("; ")
+        ));
+    }
+    let nodes: Vec<String> = runs
+        .iter()
+        .flat_map(|run| {
+            let mut settings: Vec<&str> = run.per_node.iter().map(|p| p.setting.as_str()).collect();
+            settings.dedup();
+            settings
+                .into_iter()
+                .filter_map(|setting| node_finding(run, setting))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if !nodes.is_empty() {
+        out.push(format!(
+            "**Per node** (fewest samples per node at which a test ejects ≥ 99% of simulated \
+             cheating nodes, at a 1% level; the simulated nodes are overlapping draws, so each \
+             point gives the disjoint nodes behind it and the exact 95% lower bound on power \
+             they allow): {}.",
+            nodes.join("; ")
+        ));
+    }
+    let others: Vec<String> = runs
+        .iter()
+        .flat_map(|run| {
+            let mut settings: Vec<&str> = run
+                .held_out
+                .iter()
+                .map(|h| h.setting.as_str())
+                .filter(|s| *s != "int4")
+                .collect();
+            settings.dedup();
+            settings
+                .into_iter()
+                .filter_map(|setting| {
+                    let h = run
+                        .held_out
+                        .iter()
+                        .filter(|h| h.setting == setting && h.abstained_fraud == 0)
+                        .max_by(|a, b| a.detection().0.total_cmp(&b.detection().0))?;
+                    Some(format!(
+                        "{} {setting}: {} catches {} of {} (honest {} on average)",
+                        run.label(),
+                        h.detector,
+                        pct(h.detection().0),
+                        h.fraud_n,
+                        heldout::pct2(h.mean_flag_rate())
+                    ))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if !others.is_empty() {
+        out.push(format!(
+            "**Other attacks, per sample** (the detector with the highest held-out detection): {}.",
+            others.join("; ")
+        ));
+    }
+    if let Some(text) = economics_finding(runs) {
+        out.push(text);
+    }
+    out
+}
+
+fn node_finding(run: &FraudRun, setting: &str) -> Option<String> {
+    let reached = run
+        .per_node
+        .iter()
+        .filter(|p| p.setting == setting)
+        .filter_map(|t| t.samples_needed().map(|p| (p, t)))
+        .min_by_key(|(p, _)| p.samples);
+    Some(match reached {
+        Some((p, t)) => format!(
+            "{} {setting}: {} samples ({}; {} disjoint nodes, power ≥ {:.1}%)",
+            run.label(),
+            p.samples,
+            t.test.name(),
+            t.disjoint_nodes(p.samples),
+            100.0 * t.power_lower_bound(p)
+        ),
+        None => format!(
+            "{} {setting}: not reached within the samples measured",
+            run.label()
+        ),
+    })
+}
+
+/// False ejections of an honest node per 1,000 node-epochs at each run's
+/// measured (mean) honest rate, by rule, from the runs' `economics.csv`.
+fn economics_finding(runs: &[FraudRun]) -> Option<String> {
+    let mut by_rule: Vec<(String, f64, f64)> = Vec::new();
+    for run in runs {
+        let Ok(mut reader) = csv::Reader::from_path(run.dir.join("economics.csv")) else {
+            continue;
+        };
+        let Ok(header) = reader.headers().cloned() else {
+            continue;
+        };
+        let col = |name: &str| header.iter().position(|h| h == name);
+        let (Some(strategy), Some(rule), Some(catch)) =
+            (col("strategy"), col("rule"), col("catch_per_epoch"))
+        else {
+            continue;
+        };
+        for record in reader.records().flatten() {
+            if record.get(strategy) != Some("honest") {
+                continue;
+            }
+            let (Some(name), Some(rate)) = (
+                record.get(rule),
+                record.get(catch).and_then(|c| c.parse::<f64>().ok()),
+            ) else {
+                continue;
+            };
+            let per_1000 = 1000.0 * rate;
+            match by_rule.iter_mut().find(|(r, _, _)| r == name) {
+                Some(entry) => {
+                    entry.1 = entry.1.min(per_1000);
+                    entry.2 = entry.2.max(per_1000);
+                }
+                None => by_rule.push((name.to_string(), per_1000, per_1000)),
+            }
+        }
+    }
+    (!by_rule.is_empty()).then(|| {
+        let rules: Vec<String> = by_rule
+            .iter()
+            .map(|(rule, lo, hi)| format!("{rule}: {lo:.0}–{hi:.0}"))
+            .collect();
+        format!(
+            "**Economics** (each run's `economics.md`: Gonka's deployed distance, or the seed \
+             check at bit-exact replay, at the run's mean held-out honest rate): honest nodes \
+             ejected per 1,000 node-epochs, across runs — {}.",
+            rules.join("; ")
+        )
+    })
+}
+
 /// The summary table: one row per (model, attack).
 pub fn summary_markdown(runs: &[FraudRun]) -> String {
     let mut out = String::from(

@@ -47,8 +47,8 @@ pub enum TablesError {
         "unknown table `{0}` (tables: deliberation, code, fraud, determinism, perf, federation)"
     )]
     UnknownTable(String),
-    #[error("{0}: no `<!-- results:begin -->` … `<!-- results:end -->` markers to replace")]
-    NoMarkers(PathBuf),
+    #[error("{0}: no `{1}` … `{2}` markers to replace; add them where the generated text belongs")]
+    NoMarkers(PathBuf, &'static str, &'static str),
     #[error(transparent)]
     Bench(#[from] crate::bench::BenchError),
     #[error(transparent)]
@@ -178,6 +178,18 @@ pub fn assemble(
     default_title: &str,
     body: &str,
 ) -> Result<String, TablesError> {
+    assemble_with(results, table, default_title, "", body)
+}
+
+/// [`assemble`] with generated findings between the stamp and the intro,
+/// so that a page leads with what its data say.
+pub fn assemble_with(
+    results: &Path,
+    table: &str,
+    default_title: &str,
+    findings: &str,
+    body: &str,
+) -> Result<String, TablesError> {
     let intro_path = results.join(format!("{table}.intro.md"));
     let intro = if intro_path.exists() {
         read_text(&intro_path)?
@@ -204,6 +216,7 @@ pub fn assemble(
         results.display()
     );
     let mut page = format!("# {title}\n\n{stamp}>\n{rebuild}\n");
+    page.push_str(findings);
     if !intro.is_empty() {
         page.push_str(&intro);
         page.push_str("\n\n");
@@ -218,21 +231,38 @@ pub fn percent_ci(p: f64, lo: f64, hi: f64) -> String {
     format!("{:.1} [{:.1}, {:.1}]", 100.0 * p, 100.0 * lo, 100.0 * hi)
 }
 
+/// The markers of an index page's tables section.
+pub const RESULTS_BEGIN: &str = "<!-- results:begin -->";
+pub const RESULTS_END: &str = "<!-- results:end -->";
+/// The markers of a file's generated findings.
+pub const FINDINGS_BEGIN: &str = "<!-- findings:begin -->";
+pub const FINDINGS_END: &str = "<!-- findings:end -->";
+
 /// Replace what lies between the results markers of an index page with `body`.
 pub fn splice_readme(readme: &str, body: &str, path: &Path) -> Result<String, TablesError> {
-    const BEGIN: &str = "<!-- results:begin -->";
-    const END: &str = "<!-- results:end -->";
-    let (Some(b), Some(e)) = (readme.find(BEGIN), readme.find(END)) else {
-        return Err(TablesError::NoMarkers(path.to_path_buf()));
+    splice_between(readme, RESULTS_BEGIN, RESULTS_END, body, path)
+}
+
+/// Replace what lies between `begin` and `end` in `text` with `body`.
+pub fn splice_between(
+    text: &str,
+    begin: &'static str,
+    end: &'static str,
+    body: &str,
+    path: &Path,
+) -> Result<String, TablesError> {
+    let missing = || TablesError::NoMarkers(path.to_path_buf(), begin, end);
+    let (Some(b), Some(e)) = (text.find(begin), text.find(end)) else {
+        return Err(missing());
     };
     if e < b {
-        return Err(TablesError::NoMarkers(path.to_path_buf()));
+        return Err(missing());
     }
     Ok(format!(
-        "{}{BEGIN}\n{}\n{}",
-        &readme[..b],
+        "{}{begin}\n{}\n{}",
+        &text[..b],
         body.trim(),
-        &readme[e..]
+        &text[e..]
     ))
 }
 

@@ -770,10 +770,7 @@ pub(crate) fn budgets_page(runs: &[PathBuf], out: Option<&Path>) -> Result<Strin
             ));
         }
         if let Some(out) = out {
-            let series: Vec<nsed::results::figure::Series> = budgets::series(&points)
-                .into_iter()
-                .map(|(name, points)| nsed::results::figure::Series { name, points })
-                .collect();
+            let series = budgets::series(&points);
             let max_x = series
                 .iter()
                 .flat_map(|s| s.points.iter().map(|p| p.0))
@@ -784,7 +781,7 @@ pub(crate) fn budgets_page(runs: &[PathBuf], out: Option<&Path>) -> Result<Strin
                     fp.dataset, fp.roster.name
                 ),
                 x_label: "tokens per item (prompt + generated)",
-                y_label: "accuracy",
+                y_label: "accuracy (95% Wilson interval)",
                 x_range: (0.0, max_x * 1.05),
                 y_range: (0.0, 1.0),
                 x_names: None,

@@ -186,11 +186,8 @@ pub fn simulate_fraud_cmd(args: SimulateFraudArgs) -> Result<()> {
     }
     let attacks = args.attacks();
     let data_dir = datasets::data_dir(args.data_dir.as_deref())?;
-    let per_source = args
-        .samples_honest
-        .max(args.samples_fraud)
-        .div_ceil(args.prompts.len().max(1));
-    let prompts = prompts::mixture(&data_dir, &args.prompts, per_source.max(1))?;
+    let count = args.samples_honest.max(args.samples_fraud).max(1);
+    let prompts = prompts::mixture(&data_dir, &args.prompts, count)?;
     let claimed_sha256 = nsed::engine::registry::Registry::load()?
         .resolve(&args.model)?
         .sha256()?;
@@ -336,16 +333,14 @@ fn economics_run(dir: &Path, n: &NetworkArgs) -> Result<String> {
             known.join(", ")
         );
     }
-    let (attacks, (flagged, honest_n)) =
-        economics::inputs(&held_out, &n.detector, &variants, n.prefill_cost);
+    let (attacks, flags) = economics::inputs(&held_out, &n.detector, &variants, n.prefill_cost);
     if attacks.is_empty() {
         anyhow::bail!(
             "{}: no attack's weights are in variants.json",
             dir.display()
         );
     }
-    let measured = flagged as f64 / honest_n.max(1) as f64;
-    let upper = heldout::clopper_pearson_upper(flagged, honest_n);
+    let (measured, upper) = (flags.rate(), flags.upper());
     let net = Network {
         traffic: n.traffic,
         validators: n.validators,
@@ -379,11 +374,18 @@ fn economics_run(dir: &Path, n: &NetworkArgs) -> Result<String> {
     let md = format!(
         "# Economics of cheating · {}\n\n\
          Detector `{}`: detection per attack is its mean held-out detection; the honest failure \
-         rate is {flagged}/{honest_n} honest samples flagged on held-out prompts ({:.2}%, exact 95% \
-         upper bound {:.2}%).\n\n{}\n{}",
+         rate is the mean of honest samples flagged on held-out prompts over {} partitions, \
+         {:.2}/{} ({:.2}%; the thresholds' design rate {:.2}%), with the exact 95% upper bound of \
+         the worst partition ({}/{}) {:.2}%.\n\n{}\n{}",
         dir.display(),
         n.detector,
+        heldout::REPEATS,
+        flags.mean,
+        flags.n,
         100.0 * measured,
+        100.0 * flags.design,
+        flags.worst,
+        flags.n,
         100.0 * upper,
         economics::markdown(&net, &attacks, &outcomes),
         false_ejection_markdown(&ejections, n.runs, n.epochs),

@@ -30,6 +30,12 @@ pub struct TablesArgs {
     /// results directory's README.md, when it exists).
     #[arg(long)]
     pub readme: Option<PathBuf>,
+    /// Also write the findings (generated from the data, one bullet per
+    /// table) between `<!-- findings:begin -->` and `<!-- findings:end -->`
+    /// of this file, e.g. the project's README.md (repeatable). The index
+    /// page gets them too where it has those markers.
+    #[arg(long = "findings-into")]
+    pub findings_into: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -104,6 +110,9 @@ fn one_table(text: &str) -> Result<String, String> {
 struct Built {
     table: &'static str,
     title: String,
+    /// What the data say, generated: markdown bullets (empty: the page
+    /// has none yet).
+    findings: Vec<String>,
     summary: String,
     details: String,
     csv: String,
@@ -141,7 +150,66 @@ pub fn tables_cmd(a: TablesArgs) -> Result<()> {
     }
     if let Some(index) = &index {
         write_readme(index, &a.results, &pages)?;
+        let text = std::fs::read_to_string(index)
+            .with_context(|| format!("cannot read {}", index.display()))?;
+        if text.contains(tables::FINDINGS_BEGIN) {
+            write_findings(index, &a.results, &pages)?;
+        }
     }
+    for file in &a.findings_into {
+        write_findings(file, &a.results, &pages)?;
+    }
+    Ok(())
+}
+
+/// Whether `file` sits in the directory `dir`.
+fn sits_in(file: &Path, dir: &Path) -> bool {
+    match (file.parent(), dir.canonicalize()) {
+        (Some(parent), Ok(dir)) => {
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            parent.canonicalize().is_ok_and(|p| p == dir)
+        }
+        _ => false,
+    }
+}
+
+/// Every page's generated findings, one bullet per table with its points
+/// nested, between the findings markers of `file`; page links are relative
+/// to `file` when it sits in the results directory.
+fn write_findings(file: &Path, results: &Path, pages: &[Built]) -> Result<()> {
+    let mut block = String::new();
+    for page in pages.iter().filter(|p| !p.findings.is_empty()) {
+        let page_file = PathBuf::from(format!("{}.md", page.table));
+        let link = if sits_in(file, results) {
+            page_file
+        } else {
+            results.join(page_file)
+        };
+        block.push_str(&format!(
+            "- **{}** ([{}]({})):\n",
+            page.title,
+            link.display(),
+            link.display()
+        ));
+        for f in &page.findings {
+            block.push_str(&format!("  - {f}\n"));
+        }
+    }
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let out = tables::splice_between(
+        &text,
+        tables::FINDINGS_BEGIN,
+        tables::FINDINGS_END,
+        &block,
+        file,
+    )?;
+    write_atomic(file, out.as_bytes())?;
+    outln!("updated the findings of {}", file.display());
     Ok(())
 }
 
@@ -158,7 +226,13 @@ fn build(results: &Path, table: &'static str) -> Result<Option<Built>> {
 
 fn write_page(results: &Path, page: &Built) -> Result<()> {
     let body = format!("{}\n{}", page.summary.trim_end(), page.details);
-    let md = tables::assemble(results, page.table, &page.title, &body)?;
+    let md = tables::assemble_with(
+        results,
+        page.table,
+        &page.title,
+        &findings_section(&page.findings),
+        &body,
+    )?;
     let md_path = results.join(format!("{}.md", page.table));
     write_atomic(&md_path, md.as_bytes())?;
     write_atomic(
@@ -167,6 +241,19 @@ fn write_page(results: &Path, page: &Built) -> Result<()> {
     )?;
     outln!("wrote {}", md_path.display());
     Ok(())
+}
+
+/// A page's generated findings as its first section (nothing without any).
+fn findings_section(findings: &[String]) -> String {
+    if findings.is_empty() {
+        return String::new();
+    }
+    let bullets: Vec<String> = findings.iter().map(|f| format!("- {f}")).collect();
+    format!(
+        "## What the data say\n\nGenerated from this page's data by `nsed report tables` \
+         (nothing here is typed by hand, so it follows the data as runs grow).\n\n{}\n\n",
+        bullets.join("\n")
+    )
 }
 
 /// The deliberation page holds every set (the NSED table) and the details of
@@ -186,6 +273,12 @@ fn build_bench(results: &Path, table: &'static str) -> Result<Option<Built>> {
     if !code_only {
         summary.push_str(&evidence_sections(results, &runs)?);
     }
+    let findings = if code_only {
+        Vec::new()
+    } else {
+        let dev = deliberation::read_runs_in(&results.join("runs").join("dev"))?;
+        deliberation::findings(&runs, &dev)
+    };
     let mut details = String::from("\n## Per run\n");
     for run in runs.iter().filter(|r| r.is_code() == code_only) {
         details.push('\n');
@@ -196,6 +289,7 @@ fn build_bench(results: &Path, table: &'static str) -> Result<Option<Built>> {
         details.push('\n');
     }
     Ok(Some(Built {
+        findings,
         table,
         title: if code_only {
             "Code benchmarks: NSED against the baselines".into()
@@ -340,6 +434,7 @@ fn build_fraud(results: &Path) -> Result<Option<Built>> {
         details.push('\n');
     }
     Ok(Some(Built {
+        findings: fraud::findings(&runs),
         table: "fraud",
         title: "Fraud detection: honest vs cheating executors".into(),
         summary,
@@ -354,6 +449,7 @@ fn build_determinism(results: &Path) -> Result<Option<Built>> {
         return Ok(None);
     }
     Ok(Some(Built {
+        findings: Vec::new(),
         table: "determinism",
         title: "Determinism: identical replays".into(),
         summary: determinism::markdown(&reports),
@@ -374,6 +470,7 @@ fn build_perf(results: &Path) -> Result<Option<Built>> {
         return Ok(None);
     }
     Ok(Some(Built {
+        findings: Vec::new(),
         table: "perf",
         title: "Speed: nsed vs llama.cpp, 2 threads".into(),
         summary: perf::markdown(&ms),
@@ -405,6 +502,7 @@ fn build_federation(results: &Path) -> Result<Option<Built>> {
         String::new()
     };
     Ok(Some(Built {
+        findings: Vec::new(),
         table: "federation",
         title: "Federation: agents as separate processes over NATS".into(),
         summary: federation::markdown(&demo),
@@ -417,17 +515,7 @@ fn build_federation(results: &Path) -> Result<Option<Built>> {
 /// tables, with a link to the full page (relative to the index page when it
 /// sits in the results directory, as `results/README.md` does).
 fn write_readme(readme: &Path, results: &Path, pages: &[Built]) -> Result<()> {
-    let beside_pages = match (readme.parent(), results.canonicalize()) {
-        (Some(dir), Ok(results)) => {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            dir.canonicalize().is_ok_and(|d| d == results)
-        }
-        _ => false,
-    };
+    let beside_pages = sits_in(readme, results);
     let mut section = String::new();
     for page in pages {
         let stamp = match Stamp::read(results, page.table)? {
