@@ -192,7 +192,11 @@ fn a_users_prompt_file_alone_drives_the_samples() {
     // setting, so resuming with it is refused.
     let meta = std::fs::read_to_string(out.join("meta.json")).expect("meta.json");
     assert!(meta.contains("mine.jsonl (sha256 "), "{meta}");
-    std::fs::write(&file, "{\"prompt\": \"Something else.\"}\n").unwrap();
+    std::fs::write(
+        &file,
+        "{\"prompt\": \"Something else.\"}\n{\"prompt\": \"And another.\"}\n",
+    )
+    .unwrap();
     let again = run(
         &out,
         data,
@@ -204,6 +208,25 @@ fn a_users_prompt_file_alone_drives_the_samples() {
         stderr(&again).contains("different settings"),
         "{}",
         stderr(&again)
+    );
+    // More samples than the file has distinct prompts: refused, not cycled
+    // (a repeated prompt would sit in training and test folds at once).
+    std::fs::write(
+        &file,
+        "{\"prompt\": \"Only one.\"}\n{\"prompt\": \"Only one.\"}\n",
+    )
+    .unwrap();
+    let short = run(
+        &tmp.path().join("short"),
+        data,
+        "2",
+        &["--prompts", file.to_str().unwrap()],
+    );
+    assert_eq!(short.status.code(), Some(2), "{}", stderr(&short));
+    assert!(
+        stderr(&short).contains("1 distinct prompts, fewer than the 2 samples"),
+        "{}",
+        stderr(&short)
     );
 }
 

@@ -357,7 +357,10 @@ mod tests {
             let stem = dir.path().join(name);
             lines(&stem, &chart, series).expect("draw");
             let svg = std::fs::read_to_string(with_suffix(&stem, "svg")).expect("svg");
-            assert!(svg.contains("model alone"), "the lone point is in the legend");
+            assert!(
+                svg.contains("model alone"),
+                "the lone point is in the legend"
+            );
             svg.matches("<polyline").count()
         };
         let bare = polylines(&[line.clone(), alone.clone()], "bare");

@@ -495,17 +495,18 @@ fn p_value(p: f64) -> String {
     }
 }
 
-/// Where a run's items start and end, and how many were planned.
+/// How many items a run has done of those planned, and where its selection
+/// starts (items finish out of order under `--parallel`, so the done ones
+/// need not be the first n).
 fn extent(run: &BenchRun) -> String {
     let sel = &run.meta.fingerprint.selection;
-    let n = run.items();
     let planned = sel
         .limit
         .map_or(String::new(), |l| format!(" of {l} planned"));
     format!(
-        "items {}-{}, n = {n}{planned}",
-        sel.offset,
-        sel.offset + n.saturating_sub(1)
+        "n = {}{planned}, selection from item {}",
+        run.items(),
+        sel.offset
     )
 }
 
