@@ -10,14 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const TABLES: [&str; 6] = [
-    "deliberation",
-    "code",
-    "fraud",
-    "determinism",
-    "perf",
-    "federation",
-];
+use nsed::results::tables::TABLES;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

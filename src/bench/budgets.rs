@@ -17,7 +17,7 @@ use super::{vote_answers, ItemRecord, MethodKey};
 use crate::answer::{same_answer, AnswerKind, Outcome};
 use crate::deliberation::{Proposal, Usage};
 use crate::results::figure::Series;
-use crate::results::report::{mcnemar_exact, wilson};
+use crate::results::report::{paired, wilson};
 
 /// One method at one budget, over the items that have it.
 #[derive(Debug, Clone, Serialize)]
@@ -214,25 +214,29 @@ fn matched_by(points: &[Point], measure: impl Fn(&Point) -> f64) -> Option<Match
             let gap = |p: &Point| (measure(p) - measure(nsed)).abs();
             gap(a).total_cmp(&gap(b))
         })?;
-    let both: Vec<(bool, bool)> = nsed
-        .outcomes
-        .iter()
-        .zip(&sc.outcomes)
-        .filter_map(|(a, b)| Some(((*a)?, (*b)?)))
-        .collect();
-    let nsed_only = both.iter().filter(|x| x.0 && !x.1).count();
-    let sc_only = both.iter().filter(|x| !x.0 && x.1).count();
+    let (a, b) = on_shared_items(nsed, sc);
+    let pair = paired(((), &a), ((), &b));
     Some(Matched {
         k: sc.budget,
-        n: both.len(),
+        n: pair.n,
         nsed_tokens: measure(nsed),
         sc_tokens: measure(sc),
-        nsed_correct: both.iter().filter(|x| x.0).count(),
-        sc_correct: both.iter().filter(|x| x.1).count(),
-        nsed_only,
-        sc_only,
-        p_value: mcnemar_exact(nsed_only, sc_only),
+        nsed_correct: a.iter().filter(|&&x| x).count(),
+        sc_correct: b.iter().filter(|&&x| x).count(),
+        nsed_only: pair.reference_only,
+        sc_only: pair.method_only,
+        p_value: pair.p_value,
     })
+}
+
+/// Two points' per-item outcomes on the items both have, in record order
+/// (for [`paired`]).
+pub fn on_shared_items(a: &Point, b: &Point) -> (Vec<bool>, Vec<bool>) {
+    a.outcomes
+        .iter()
+        .zip(&b.outcomes)
+        .filter_map(|(x, y)| Some(((*x)?, (*y)?)))
+        .unzip()
 }
 
 /// The points as a markdown table, cheapest first within each family.

@@ -847,6 +847,7 @@ pub const CSV_HEADER: [&str; 16] = [
 pub fn csv(results: &[HeldOut]) -> String {
     let rows = results.iter().map(|r| {
         let (mean, lo, hi) = r.detection();
+        let (flagged_mean, flagged_min, flagged_max) = r.flagged_spread();
         vec![
             r.setting.clone(),
             r.detector.clone(),
@@ -858,9 +859,9 @@ pub fn csv(results: &[HeldOut]) -> String {
             format!("{mean:.4}"),
             format!("{lo:.4}"),
             format!("{hi:.4}"),
-            r.worst_flagged().0.to_string(),
-            format!("{:.2}", r.flagged_spread().0),
-            r.flagged_spread().1.to_string(),
+            flagged_max.to_string(),
+            format!("{flagged_mean:.2}"),
+            flagged_min.to_string(),
             format!("{:.5}", r.design_rate),
             r.abstained_honest.to_string(),
             r.abstained_fraud.to_string(),

@@ -38,6 +38,8 @@ pub struct BenchRun {
     pub pairs: Vec<Paired<MethodKey>>,
     /// Accuracy at each budget (math sets only).
     pub points: Vec<Point>,
+    /// The finished items, as read.
+    pub records: Vec<bench::ItemRecord>,
 }
 
 impl BenchRun {
@@ -129,6 +131,7 @@ pub fn read_runs_in(root: &Path) -> Result<Vec<BenchRun>, TablesError> {
             summaries,
             pairs,
             points,
+            records,
         });
     }
     Ok(out)
@@ -433,8 +436,12 @@ fn judge_finding(label: &str, runs: &[&BenchRun]) -> Option<String> {
     let mut judges = bench::judges::Judges::new();
     for run in runs {
         let kind = bench::datasets::kind_of(run.dataset())?;
-        let records = bench::read_records(&run.dir).ok()?;
-        bench::judges::collect(&mut judges, &records, kind, &run.meta.fingerprint.roster);
+        bench::judges::collect(
+            &mut judges,
+            &run.records,
+            kind,
+            &run.meta.fingerprint.roster,
+        );
     }
     let rows = bench::judges::rows(&judges);
     let named = |keep: &dyn Fn(f64, f64) -> bool| -> Vec<String> {
@@ -637,19 +644,13 @@ fn dev_finding(run: &BenchRun) -> Option<String> {
         .points
         .iter()
         .find(|p| p.family == format!("single:{model}"))?;
-    let both: Vec<(bool, bool)> = vote
-        .outcomes
-        .iter()
-        .zip(&single.outcomes)
-        .filter_map(|(a, b)| Some(((*a)?, (*b)?)))
-        .collect();
-    let vote_only = both.iter().filter(|x| x.0 && !x.1).count();
-    let model_only = both.iter().filter(|x| !x.0 && x.1).count();
-    let n = both.len();
+    let (votes, alone) = budgets::on_shared_items(vote, single);
+    let pair = report::paired(((), &votes), ((), &alone));
+    let right = |v: &[bool]| v.iter().filter(|&&x| x).count();
     Some(format!(
         "**Dev pool** (`runs/dev/{}`, {} {} roster, {}, {} evaluation; used to choose the \
-         protocol, never a result): round-1 quadratic vote {} against {model} alone {} ({vote_only} \
-         vs {model_only} discordant items, exact McNemar {}).",
+         protocol, never a result): round-1 quadratic vote {} against {model} alone {} ({} vs {} \
+         discordant items, exact McNemar {}).",
         run.name,
         column_name(run.column()),
         run.roster(),
@@ -658,9 +659,11 @@ fn dev_finding(run: &BenchRun) -> Option<String> {
             crate::deliberation::EvalMode::Logprob => "log-probability",
             _ => "generative",
         },
-        share(both.iter().filter(|x| x.0).count(), n),
-        share(both.iter().filter(|x| x.1).count(), n),
-        p_value(report::mcnemar_exact(vote_only, model_only))
+        share(right(&votes), pair.n),
+        share(right(&alone), pair.n),
+        pair.reference_only,
+        pair.method_only,
+        p_value(pair.p_value)
     ))
 }
 
