@@ -18,7 +18,7 @@ use commands::{bench, federation, fraud, generate, models, perf, report, sandbox
 #[derive(Parser)]
 #[command(
     name = "nsed",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("NSED_BUILD_COMMIT"), ")"),
     about = "Deliberation and verifiable-inference experiments on small GGUF models, on the CPU or a GPU",
     long_about = "nsed loads small open-weight GGUF models with candle and runs NSED \
                   deliberation, baselines and verification experiments.\n\n\

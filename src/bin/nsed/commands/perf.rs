@@ -132,7 +132,8 @@ fn batch_speed(rt: &mut Runtime, prompt: &[u32], args: &PerfArgs) -> Result<()> 
                 "{}",
                 serde_json::json!({"model": rt.id(), "batch": b, "prompt_tokens": args.prompt_tokens,
                     "gen_tokens": args.gen_tokens, "repeats": args.repeats, "threads": threads,
-                    "kernel": kernel.name(), "device": rt.model.origin(), "prefill_tok_per_s": prefill, "decode_tok_per_s": decode,
+                    "kernel": kernel.name(), "build": nsed::results::provenance::build_commit(),
+                    "device": rt.model.origin(), "prefill_tok_per_s": prefill, "decode_tok_per_s": decode,
                     "kv_mib": kv_mib, "peak_rss_mib": rss, "runs": runs})
             );
         } else {
