@@ -9,11 +9,13 @@
 //! - `fraud/runs/<model>/` — `nsed simulate-fraud` runs;
 //! - `determinism/<model>.json` — `nsed determinism --json` reports;
 //! - `perf/raw.jsonl` — one line per measurement of nsed or llama.cpp;
+//!   `perf/batched.jsonl` — batched decode, nsed and llama-batched-bench;
 //! - `federation/demo.json` and `runs/federation/{local,remote}`;
 //! - `stamps/<table>.json` — written by `nsed report stamp` when
 //!   `scripts/reproduce.sh` finishes a table's experiments;
 //! - `<table>.intro.md` (optional) — prose placed under the page title.
 
+pub mod batched;
 pub mod deliberation;
 pub mod determinism;
 pub mod federation;

@@ -474,13 +474,29 @@ fn build_perf(results: &Path) -> Result<Option<Built>> {
         table: "perf",
         title: "Speed: nsed vs llama.cpp, 2 threads".into(),
         summary: perf::markdown(&ms),
-        details: "\nPer round: `nsed --threads 2 perf` (128-token prompt, then 64 greedy decode \
-                  steps; median of the repeats after a warm-up) and `llama-bench -t 2 -p 128 -n 64` \
-                  on the same GGUF file, interleaved; each cell is the median over the rounds. \
-                  Raw measurements: `perf/raw.jsonl`.\n"
-            .into(),
+        details: format!(
+            "\nPer round: `nsed --threads 2 perf` (128-token prompt, then 64 greedy decode \
+             steps; median of the repeats after a warm-up) and `llama-bench -t 2 -p 128 -n 64` \
+             on the same GGUF file, interleaved; each cell is the median over the rounds. \
+             Raw measurements: `perf/raw.jsonl`.\n{}",
+            batched_section(results)?
+        ),
         csv: perf::csv(&ms),
     }))
+}
+
+/// The batched-decode table, when a session of ≥ 3 interleaved rounds exists.
+fn batched_section(results: &Path) -> Result<String> {
+    let table = tables::batched::markdown(&tables::batched::read(results)?);
+    Ok(if table.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\n## Many sequences per pass: nsed vs llama-batched-bench\n\n{table}\n\
+             Produced by `NSED_KERNEL=avx2 LLAMACPP_ISA=avx2 scripts/bench-batched.sh` \
+             (raw rows with their session: `perf/batched.jsonl`).\n"
+        )
+    })
 }
 
 fn build_federation(results: &Path) -> Result<Option<Built>> {
