@@ -37,7 +37,7 @@ while [[ $# -gt 0 ]]; do
     esac
     shift
 done
-command -v nats-server >/dev/null || { echo "federation-demo: apt-get install -y nats-server" >&2; exit 2; }
+command -v nats-server >/dev/null || PATH="$(scripts/fetch-nats.sh):$PATH"
 source scripts/lib/runs.sh
 work="$(mktemp -d)"
 pids=()

@@ -4,14 +4,17 @@
 //! The library owns everything; the `nsed` binary (`src/bin/nsed`) is a thin
 //! command-line layer. The modules, lower layers first: a module uses only
 //! the ones listed before it, and [`results::tables`], the top layer, reads
-//! the data types of all of them to render the results pages.
+//! the data types of all of them to render the results pages. The order is
+//! checked by `tests/layers.rs`.
+//! - [`stats`]: intervals, tests, rank statistics, summaries and seeded
+//!   draws, used by every layer above.
+//! - [`sandbox`]: untrusted Python under rlimits, a private uid and namespaces.
+//! - [`results`]: atomic result files, run journals, provenance, method
+//!   summaries and figures.
 //! - [`engine`]: GGUF files, kernels, models, tokenizers, chat templates,
 //!   sampling, generation, perplexity, the model registry.
 //! - [`answer`]: final answers of math responses: extraction, normalization,
 //!   comparison.
-//! - [`sandbox`]: untrusted Python under rlimits, a private uid and namespaces.
-//! - [`results`]: atomic result files, run journals, provenance, statistics
-//!   and figures.
 //! - [`verify`]: inference artifacts and their replay validation: distance
 //!   metrics, seed and activation checks.
 //! - [`deliberation`]: the NSED protocol, voting, the `Agent` seam, rosters.
@@ -28,6 +31,7 @@ pub mod federation;
 pub mod fraud;
 pub mod results;
 pub mod sandbox;
+pub mod stats;
 #[doc(hidden)]
 pub mod testing;
 pub mod verify;

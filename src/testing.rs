@@ -6,8 +6,8 @@ use std::path::Path;
 
 use crate::engine::synth;
 
-pub use crate::engine::sampling::SplitMix64;
 pub use crate::engine::synth::TinySpec;
+pub use crate::stats::SplitMix64;
 
 /// Write a tiny random model of `spec.arch` to `path`.
 pub fn write_tiny_model(path: &Path, spec: &TinySpec) -> std::io::Result<()> {

@@ -118,7 +118,7 @@ fn int4_fraud_run_resumes_reports_and_separates() {
             .collect()
     };
     let (h, f) = (d(Role::Honest), d(Role::Fraud));
-    let auc = nsed::fraud::analysis::auc(&h, &f).unwrap();
+    let auc = nsed::stats::auc(&h, &f).unwrap();
     assert!(auc >= 0.9, "AUC {auc}: honest {h:?} fraud {f:?}");
 
     let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");

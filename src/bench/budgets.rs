@@ -17,7 +17,8 @@ use super::{vote_answers, ItemRecord, MethodKey};
 use crate::answer::{same_answer, AnswerKind, Outcome};
 use crate::deliberation::{Proposal, Usage};
 use crate::results::figure::Series;
-use crate::results::report::{paired, wilson};
+use crate::results::report::paired;
+use crate::stats::wilson;
 
 /// One method at one budget, over the items that have it.
 #[derive(Debug, Clone, Serialize)]

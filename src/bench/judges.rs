@@ -23,10 +23,7 @@ use crate::answer::{same_answer, AnswerKind};
 use crate::deliberation::roster::Roster;
 use crate::deliberation::{EvalMode, Round};
 use crate::results::csv_text::csv_text;
-use crate::results::report::{auc, wilson};
-
-/// The 97.5% normal quantile.
-const Z95: f64 = 1.959_963_984_540_054;
+use crate::stats::{auc_of_labelled, hanley_mcneil, wilson};
 
 /// One score a judge gave one candidate.
 #[derive(Debug, Clone, PartialEq)]
@@ -214,7 +211,7 @@ fn row(model: &str, mode: EvalMode, d: &JudgeData) -> JudgeRow {
         }
     };
     let positives = scored.iter().filter(|x| x.1).count();
-    let auc = mann_whitney_auc(&scored);
+    let auc = auc_of_labelled(&scored);
     let ci = auc.map(|a| hanley_mcneil(a, positives, scored.len() - positives));
     let (wins, ties, losses) = pairs(&d.observations);
     let pairs_n = wins + ties + losses;
@@ -249,33 +246,6 @@ fn ratio(k: usize, n: usize) -> f64 {
     } else {
         k as f64 / n as f64
     }
-}
-
-/// P(score of a correct candidate > score of a wrong one), ties as half.
-/// `None` without both classes.
-pub fn mann_whitney_auc(scored: &[(f64, bool)]) -> Option<f64> {
-    let of = |correct: bool| -> Vec<f64> {
-        scored
-            .iter()
-            .filter(|x| x.1 == correct)
-            .map(|x| x.0)
-            .collect()
-    };
-    auc(&of(false), &of(true))
-}
-
-/// Hanley & McNeil (1982) 95% interval for an AUC from `pos` and `neg`
-/// scores, clipped to [0, 1]. It treats the scores as independent; one
-/// judge scores the same proposal more than once across calls, so the true
-/// interval is somewhat wider.
-pub fn hanley_mcneil(auc: f64, pos: usize, neg: usize) -> (f64, f64) {
-    let (p, n) = (pos as f64, neg as f64);
-    let q1 = auc / (2.0 - auc);
-    let q2 = 2.0 * auc * auc / (1.0 + auc);
-    let var =
-        (auc * (1.0 - auc) + (p - 1.0) * (q1 - auc * auc) + (n - 1.0) * (q2 - auc * auc)) / (p * n);
-    let half = Z95 * var.max(0.0).sqrt();
-    ((auc - half).max(0.0), (auc + half).min(1.0))
 }
 
 /// Within each call, every (correct, wrong) pair of scored candidates: the
@@ -433,29 +403,6 @@ pub fn pair_interval(r: &JudgeRow) -> Option<(f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn auc_counts_ties_as_half_and_matches_hand_values() {
-        // Correct: 3, 5; wrong: 1, 3. Pairs: (3>1)=1, (3=3)=.5, (5>1)=1, (5>3)=1 → 3.5/4.
-        let s = [(3.0, true), (5.0, true), (1.0, false), (3.0, false)];
-        assert!((mann_whitney_auc(&s).unwrap() - 0.875).abs() < 1e-12);
-        // A judge that scores everything the same carries no signal.
-        let flat = [(50.0, true), (50.0, false), (50.0, false)];
-        assert_eq!(mann_whitney_auc(&flat), Some(0.5));
-        // A judge that ranks wrong above right is below 0.5.
-        let inverted = [(1.0, true), (9.0, false)];
-        assert_eq!(mann_whitney_auc(&inverted), Some(0.0));
-        assert_eq!(mann_whitney_auc(&[(1.0, true)]), None);
-    }
-
-    #[test]
-    fn hanley_mcneil_matches_the_published_example() {
-        // Hanley & McNeil 1982, table: A = 0.8, 50 + 50 → SE ≈ 0.0442.
-        let (lo, hi) = hanley_mcneil(0.8, 50, 50);
-        let se = (hi - lo) / (2.0 * Z95);
-        assert!((se - 0.0442).abs() < 5e-4, "{se}");
-        assert!(lo < 0.8 && hi > 0.8);
-    }
 
     #[test]
     fn a_call_pooled_twice_counts_once() {

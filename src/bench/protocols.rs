@@ -18,7 +18,7 @@ use crate::answer::AnswerKind;
 use crate::deliberation::roster::Roster;
 use crate::deliberation::vote::{self, Ballot, Rule};
 use crate::deliberation::Round;
-use crate::results::report::{mcnemar_exact, wilson};
+use crate::stats::{mcnemar_exact, wilson};
 
 /// A way of picking round 1's winner from its proposals and ballots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::answer::{AnswerKind, Found};
 use crate::engine::sampling::{SamplingParams, Sha256CounterRng};
+use crate::stats::Draw;
 use vote::{Ballot, Halting, Rule, Tally};
 
 #[derive(Debug, thiserror::Error)]
@@ -316,19 +317,24 @@ impl Transcript {
     }
 }
 
-/// The neutral label of the k-th shown candidate.
+/// The neutral label of the k-th shown candidate: `Candidate_A` …
+/// `Candidate_Z`, then `Candidate_AA`, `Candidate_AB`, … (bijective base
+/// 26), so two candidates never share a label whatever the roster's size.
 pub fn label(k: usize) -> String {
-    let letter = (b'A' + (k % 26) as u8) as char;
-    format!("Candidate_{letter}")
+    let mut letters = Vec::new();
+    let mut rest = k + 1;
+    while rest > 0 {
+        rest -= 1;
+        letters.push(char::from(b'A' + (rest % 26) as u8));
+        rest /= 26;
+    }
+    let suffix: String = letters.into_iter().rev().collect();
+    format!("Candidate_{suffix}")
 }
 
 /// A seeded permutation of `items` (Fisher-Yates over the counter RNG).
 pub fn seeded_permutation(mut items: Vec<usize>, key: &str) -> Vec<usize> {
-    let mut rng = Sha256CounterRng::new(key);
-    for i in (1..items.len()).rev() {
-        let j = rng.below(i as u64 + 1) as usize;
-        items.swap(i, j);
-    }
+    Sha256CounterRng::new(key).shuffle(&mut items);
     items
 }
 
@@ -761,6 +767,77 @@ mod tests {
         assert_eq!(t.rounds.len(), 3);
         assert_eq!(t.stop, StopReason::MaxRounds);
         assert_eq!(t.usage.generated_tokens, 45);
+    }
+
+    /// An evaluator that writes its scores as text, the way a model does,
+    /// and reads them back with the protocol's parser: three points per unit
+    /// of the candidate's answer (within the scale's ±100), so every score
+    /// names its candidate.
+    struct TextScorer(Scripted);
+
+    impl Agent for TextScorer {
+        fn name(&self) -> &str {
+            self.0.name()
+        }
+        fn model_id(&self) -> &str {
+            self.0.model_id()
+        }
+        fn propose(&mut self, req: &ProposeRequest) -> Result<Proposal, AgentError> {
+            self.0.propose(req)
+        }
+        fn evaluate(&mut self, req: &EvaluateRequest) -> Result<Evaluation, AgentError> {
+            let reply: String = req
+                .candidates
+                .iter()
+                .rev()
+                .map(|c| {
+                    let value: f64 = c.answer.as_deref().unwrap_or("0").parse().unwrap_or(0.0);
+                    format!("{}: {} | seen\n", c.label, 3.0 * value)
+                })
+                .collect();
+            let labels: Vec<String> = req.candidates.iter().map(|c| c.label.clone()).collect();
+            let parsed = parse::parse_scores(&reply, &labels);
+            Ok(Evaluation {
+                mode: req.mode,
+                scores: parsed.scores,
+                reasons: parsed.reasons,
+                raw: vec![reply],
+                abstained: false,
+                notes: parsed.notes,
+                usage: Usage::default(),
+                attestation: None,
+            })
+        }
+    }
+
+    #[test]
+    fn thirty_agents_scores_land_on_their_candidates() {
+        let answers: Vec<String> = (0..30).map(|i| i.to_string()).collect();
+        let answers: Vec<&str> = answers.iter().map(String::as_str).collect();
+        let mut roster: Vec<Box<dyn Agent>> = (0..answers.len())
+            .map(|i| {
+                Box::new(TextScorer(Scripted {
+                    name: format!("a{i}"),
+                    answer: answers[i].to_string(),
+                    score: 0.0,
+                    proposals: Log::default(),
+                })) as Box<dyn Agent>
+            })
+            .collect();
+        let t = deliberate(&mut roster, &task(), &settings(1), |_| {});
+        let r = &t.rounds[0];
+        let labels = &r.evaluations[0].labels;
+        assert_eq!(labels.len(), 29);
+        let distinct: std::collections::BTreeSet<&String> = labels.iter().collect();
+        assert_eq!(distinct.len(), 29, "labels repeat: {labels:?}");
+        for (e, ballot) in r.ballots.iter().enumerate() {
+            for (j, score) in ballot.iter().enumerate() {
+                let expected = (j != e).then_some(3.0 * j as f64);
+                assert_eq!(*score, expected, "evaluator {e}, candidate {j}");
+            }
+        }
+        // Every evaluator but a29 ranks a29 highest (87 points from each).
+        assert_eq!(t.answer(), Some("29"));
     }
 
     #[test]

@@ -21,9 +21,11 @@ impl ParsedScores {
     }
 }
 
-/// Find `Candidate_X`-style labels: returns (label letter, byte end of the
-/// label) for the first label on the line.
-fn find_label(line: &str) -> Option<(char, usize)> {
+/// Find `Candidate_X`-style labels: returns (label letters, byte end of the
+/// label) for the first label on the line. With `multi` (a roster of more
+/// than 26 candidates, labelled `AA`, `AB`, …) a run of capitals is one
+/// label; without it only a single letter is, exactly as for small rosters.
+fn find_label(line: &str, multi: bool) -> Option<(String, usize)> {
     let lower = line.to_ascii_lowercase();
     let mut from = 0;
     while let Some(rel) = lower[from..].find("candidate") {
@@ -41,12 +43,31 @@ fn find_label(line: &str) -> Option<(char, usize)> {
             // "Candidates").
             let letter_ok = c.is_ascii_alphabetic() && (sep > 0 || c.is_ascii_uppercase());
             if letter_ok && next.is_none_or(|n| !n.is_ascii_alphanumeric()) {
-                return Some((c.to_ascii_uppercase(), start + sep + i + c.len_utf8()));
+                let end = start + sep + i + c.len_utf8();
+                return Some((c.to_ascii_uppercase().to_string(), end));
+            }
+            if multi {
+                if let Some(found) = capitals_label(rest, sep) {
+                    return Some((found.0, start + found.1));
+                }
             }
         }
         from = start;
     }
     None
+}
+
+/// A label of two or more capitals at `rest[at..]` ("AB" in `Candidate_AB:`)
+/// and its byte end in `rest`; a run glued to a digit or a lower-case letter
+/// is a word, not a label.
+fn capitals_label(rest: &str, at: usize) -> Option<(String, usize)> {
+    let run: String = rest[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_uppercase())
+        .collect();
+    let end = at + run.len();
+    let next = rest[end..].chars().next();
+    (run.len() >= 2 && next.is_none_or(|n| !n.is_ascii_alphanumeric())).then_some((run, end))
 }
 
 /// The first standalone number in `s` (sign included) and the byte offset
@@ -95,10 +116,14 @@ fn reason_after(rest: &str) -> Option<String> {
 /// Parse an evaluator's reply against the labels it was shown (`Candidate_A`
 /// … in shown order).
 pub fn parse_scores(text: &str, labels: &[String]) -> ParsedScores {
-    let letters: Vec<char> = labels
+    let letters: Vec<String> = labels
         .iter()
-        .map(|l| l.chars().last().unwrap_or('?').to_ascii_uppercase())
+        .map(|l| {
+            let suffix = l.rsplit(['_', ' ']).next().unwrap_or(l);
+            suffix.to_ascii_uppercase()
+        })
         .collect();
+    let multi = letters.iter().any(|l| l.len() > 1);
     let mut out = ParsedScores {
         scores: vec![None; labels.len()],
         reasons: vec![None; labels.len()],
@@ -107,8 +132,8 @@ pub fn parse_scores(text: &str, labels: &[String]) -> ParsedScores {
     let mut seen = vec![false; labels.len()];
     let mut pending: Option<usize> = None;
     for line in text.lines() {
-        let (slot, rest) = match find_label(line) {
-            Some((letter, end)) => match letters.iter().position(|&l| l == letter) {
+        let (slot, rest) = match find_label(line, multi) {
+            Some((letter, end)) => match letters.iter().position(|l| *l == letter) {
                 Some(k) => (k, &line[end..]),
                 None => {
                     out.notes
@@ -151,9 +176,29 @@ mod tests {
     use super::*;
 
     fn labels(n: usize) -> Vec<String> {
-        (0..n)
-            .map(|i| format!("Candidate_{}", (b'A' + i as u8) as char))
-            .collect()
+        (0..n).map(crate::deliberation::label).collect()
+    }
+
+    #[test]
+    fn labels_past_z_are_read_as_whole_labels() {
+        let shown = labels(30);
+        assert_eq!(shown[25], "Candidate_Z");
+        assert_eq!(shown[26], "Candidate_AA");
+        assert_eq!(shown[29], "Candidate_AD");
+        let text = "Candidate_A: 10 | a\nCandidate_AB: 20 | ab\n**Candidate AD**: -30 | ad\nCandidate_B: 40";
+        let p = parse_scores(text, &shown);
+        assert_eq!(p.scores[0], Some(10.0));
+        assert_eq!(p.scores[27], Some(20.0), "AB is the 28th label, not A");
+        assert_eq!(p.scores[29], Some(-30.0));
+        assert_eq!(p.scores[1], Some(40.0));
+        assert_eq!(p.valid(), 4);
+        // A label the evaluator was not shown is noted, not credited to A.
+        let p = parse_scores("Candidate_ZZ: 50", &shown);
+        assert_eq!(p.valid(), 0);
+        assert_eq!(p.notes, vec!["unknown candidate `Candidate_ZZ` ignored"]);
+        // Small rosters keep the single-letter rule: a capital run is a word.
+        let p = parse_scores("Candidate_AB: 50\nCandidate_B: 5", &labels(3));
+        assert_eq!((p.scores[0], p.scores[1]), (None, Some(5.0)));
     }
 
     #[test]
@@ -239,8 +284,15 @@ mod tests {
     #[test]
     fn words_starting_with_a_letter_are_not_labels() {
         // "Candidates" and "Candidate_Alpha" are not Candidate_A.
-        assert_eq!(find_label("Candidates: 5"), None);
-        assert_eq!(find_label("Candidate_Alpha: 5"), None);
-        assert_eq!(find_label("candidate c) 5").map(|x| x.0), Some('C'));
+        for multi in [false, true] {
+            assert_eq!(find_label("Candidates: 5", multi), None);
+            assert_eq!(find_label("Candidate_Alpha: 5", multi), None);
+            assert_eq!(
+                find_label("candidate c) 5", multi).map(|x| x.0),
+                Some("C".to_string())
+            );
+        }
+        // Capitals glued to a digit are not a label either.
+        assert_eq!(find_label("Candidate_AB2: 5", true), None);
     }
 }

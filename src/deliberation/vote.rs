@@ -280,7 +280,7 @@ mod tests {
     #[test]
     fn scaling_a_ballot_changes_nothing() {
         // Property: for many random ballots and positive scales, votes equal.
-        let mut rng = crate::testing::SplitMix64::new(7);
+        let mut rng = crate::stats::SplitMix64::new(7);
         for _ in 0..500 {
             let n = 2 + (rng.next_u64() % 5) as usize;
             let ballot: Ballot = (0..n)

@@ -430,7 +430,7 @@ impl Model {
     ) -> Result<Self> {
         match device {
             ComputeDevice::Cpu => {
-                let origin = crate::verify::artifact::isa_level();
+                let origin = crate::engine::qmm::path::isa_level();
                 Self::load(gguf, map, Backend::Host, origin)
             }
             ComputeDevice::CandleCpu(weights) | ComputeDevice::Cuda(_, weights) => {

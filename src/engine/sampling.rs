@@ -10,6 +10,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::engine::digest::hex;
+use crate::stats::{Draw, SplitMix64};
 
 /// Version tag of the seed derivation (docs/reference.md §6.1, "contract v1.0.0").
 pub const SEED_DOMAIN: &str = "gonka-deterministic-sampling-v1";
@@ -59,18 +60,13 @@ impl Sha256CounterRng {
         first.copy_from_slice(&digest[..8]);
         u64::from_be_bytes(first)
     }
+}
 
-    /// Uniform in `0..total` without modulo bias (rejection sampling).
-    pub fn below(&mut self, total: u64) -> u64 {
-        assert!(total > 0, "below(0)");
-        // limit = 2^64 - (2^64 mod total); draws at or above it are rejected.
-        let rem = (u64::MAX % total + 1) % total;
-        loop {
-            let x = self.next_u64();
-            if rem == 0 || x < u64::MAX - rem + 1 {
-                return x % total;
-            }
-        }
+/// Unbiased draws (`below`, rejection sampling) over the counter stream:
+/// the token draw of the contract.
+impl Draw for Sha256CounterRng {
+    fn next_u64(&mut self) -> u64 {
+        Sha256CounterRng::next_u64(self)
     }
 }
 
@@ -370,37 +366,6 @@ impl PlainSampler {
             u -= w;
         }
         probs.last().map_or(0, |x| x.0)
-    }
-}
-
-/// SplitMix64: a tiny, fast, seedable generator for everything outside the
-/// sampling contract (the plain sampler, test weights, bootstrap resamples,
-/// simulations). Not for seed-bound sampling: that is [`Sha256CounterRng`].
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1) with 53 random bits.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in [-scale, scale).
-    pub fn uniform(&mut self, scale: f32) -> f32 {
-        let u = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
-        (2.0 * u - 1.0) * scale
     }
 }
 

@@ -13,7 +13,7 @@ use candle_core::{Device, Tensor};
 
 use crate::engine::gguf::{self, Value};
 use crate::engine::model::Arch;
-use crate::engine::sampling::SplitMix64;
+use crate::stats::SplitMix64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SynthError {

@@ -7,11 +7,10 @@
 //! probability ratio test, an exact binomial test per epoch).
 
 use serde::Serialize;
-use statrs::distribution::{Binomial, DiscreteCDF};
 
 use super::heldout::HeldOut;
 use super::variant::VariantReport;
-use crate::engine::sampling::SplitMix64;
+use crate::stats::{binomial_tail, clopper_pearson_upper, SplitMix64};
 
 /// `rep` in [0, 100] from effective epochs E' (30 epochs to the maximum;
 /// `trunc2` keeps two decimals of E'/30).
@@ -198,17 +197,6 @@ impl Monitor {
         self.epoch_failures = 0;
         self.epochs_completed += 1;
         eject
-    }
-}
-
-/// P(X ≥ k) for X ~ Binomial(n, p).
-pub fn binomial_tail(k: usize, n: usize, p: f64) -> f64 {
-    if k == 0 {
-        return 1.0;
-    }
-    match Binomial::new(p, n as u64) {
-        Ok(b) => b.sf(k as u64 - 1),
-        Err(_) => 1.0,
     }
 }
 
@@ -417,7 +405,7 @@ impl HonestFlags {
 
     /// The exact 95% upper bound of the worst partition.
     pub fn upper(&self) -> f64 {
-        super::heldout::clopper_pearson_upper(self.worst, self.n)
+        clopper_pearson_upper(self.worst, self.n)
     }
 }
 
@@ -636,9 +624,6 @@ mod tests {
         assert!(gonka_invalid(1, 1, 1, 0.05, 1));
         assert!(gonka_invalid(5, 5, 100, 0.05, 3), "five in a row");
         assert!((z_score(20, 500, 0.02) - 3.194).abs() < 1e-3);
-        assert!((binomial_tail(1, 1, 0.3) - 0.3).abs() < 1e-12);
-        assert!((binomial_tail(2, 2, 0.5) - 0.25).abs() < 1e-12);
-        assert_eq!(binomial_tail(0, 5, 0.1), 1.0);
     }
 
     fn net() -> Network {

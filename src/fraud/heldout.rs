@@ -43,12 +43,11 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use statrs::distribution::{Beta, ContinuousCDF};
 
-use super::analysis::{self, fraud_score, metric_directions, value, LENGTH_BINS};
+use super::analysis::{fraud_score, metric_directions, value, LENGTH_BINS};
 use super::samples::Sample;
 use super::Role;
-use crate::engine::sampling::SplitMix64;
+use crate::stats::{auc, clopper_pearson_upper, Draw, SplitMix64};
 
 /// The honest flag rate the thresholds are fit for.
 pub const TARGET_FPR: f64 = 0.01;
@@ -177,24 +176,6 @@ impl HeldOut {
     pub fn mean_flag_rate(&self) -> f64 {
         self.flagged_spread().0 / self.honest_n.max(1) as f64
     }
-}
-
-/// Exact (Clopper-Pearson) two-sided 95% upper bound on a rate seen k times
-/// in n.
-pub fn clopper_pearson_upper(k: usize, n: usize) -> f64 {
-    if n == 0 || k >= n {
-        return 1.0;
-    }
-    Beta::new(k as f64 + 1.0, (n - k) as f64).map_or(1.0, |b| b.inverse_cdf(0.975))
-}
-
-/// Exact (Clopper-Pearson) two-sided 95% lower bound on a rate seen k times
-/// in n (k of n = n of n gives 0.025^(1/n)).
-pub fn clopper_pearson_lower(k: usize, n: usize) -> f64 {
-    if n == 0 || k == 0 {
-        return 0.0;
-    }
-    Beta::new(k as f64, (n - k) as f64 + 1.0).map_or(0.0, |b| b.inverse_cdf(0.025))
 }
 
 /// The flag rate a conformal threshold is built for with `n` training
@@ -347,7 +328,7 @@ struct Fitted {
 /// Metric `i`'s training AUC in its nominal direction.
 fn training_auc(train: &[&Row], i: usize) -> Option<f64> {
     let (h, f) = split_scores(train, &|r: &Row| r.features[i]);
-    analysis::auc(&h, &f)
+    auc(&h, &f)
 }
 
 /// Metric `i` as a score, flipped when `flip`.
@@ -422,7 +403,7 @@ fn split_scores(rows: &[&Row], score: &dyn Fn(&Row) -> Option<f64>) -> (Vec<f64>
 fn judge(fitted: &Fitted, test: &[&Row]) -> (usize, usize, usize, usize, Option<f64>) {
     let (h, f) = split_scores(test, &fitted.score);
     let over = |v: &[f64]| v.iter().filter(|&&x| x > fitted.threshold).count();
-    (over(&f), f.len(), over(&h), h.len(), analysis::auc(&h, &f))
+    (over(&f), f.len(), over(&h), h.len(), auc(&h, &f))
 }
 
 /// Per [`LENGTH_BINS`] bin: (fraud caught, fraud n, honest flagged, honest
@@ -528,18 +509,10 @@ fn held_out(
     Some(result)
 }
 
-/// A uniform random permutation (Fisher-Yates).
-pub(super) fn shuffle<T>(v: &mut [T], rng: &mut SplitMix64) {
-    for i in (1..v.len()).rev() {
-        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-        v.swap(i, j);
-    }
-}
-
 /// A random assignment of prompt groups to [`FOLDS`] equal folds.
 fn partition(groups: &[usize], rng: &mut SplitMix64) -> BTreeMap<usize, usize> {
     let mut shuffled = groups.to_vec();
-    shuffle(&mut shuffled, rng);
+    rng.shuffle(&mut shuffled);
     shuffled
         .into_iter()
         .enumerate()
@@ -936,16 +909,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn clopper_pearson_matches_reference_values() {
-        // 0 of n: 1 − 0.025^(1/n) (0.08810, 0.01828); 2 of 40 by bisection
-        // on the binomial CDF: 0.16920.
-        assert!((clopper_pearson_upper(0, 40) - 0.08810).abs() < 1e-4);
-        assert!((clopper_pearson_upper(0, 200) - 0.01828).abs() < 1e-4);
-        assert!((clopper_pearson_upper(2, 40) - 0.16919).abs() < 1e-4);
-        assert_eq!(clopper_pearson_upper(5, 5), 1.0);
-    }
-
-    #[test]
     fn solve_inverts_a_small_system() {
         let a = vec![vec![4.0, 1.0], vec![1.0, 3.0]];
         let x = solve(a, vec![1.0, 2.0]).expect("regular");
@@ -1073,15 +1036,6 @@ mod tests {
         assert_eq!(h.honest_flagged.len(), REPEATS);
         let (mean, lo, hi) = h.flagged_spread();
         assert!(lo as f64 <= mean && mean <= hi as f64);
-    }
-
-    #[test]
-    fn clopper_pearson_lower_bounds_all_successes() {
-        // n of n: 0.025^(1/n); 10 of 10 → 69.2%, 2 of 2 → 15.8%.
-        assert!((clopper_pearson_lower(10, 10) - 0.025f64.powf(0.1)).abs() < 1e-9);
-        assert!((clopper_pearson_lower(2, 2) - 0.025f64.sqrt()).abs() < 1e-9);
-        assert_eq!(clopper_pearson_lower(0, 10), 0.0);
-        assert!(clopper_pearson_lower(5, 10) < 0.5);
     }
 
     #[test]

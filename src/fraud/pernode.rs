@@ -35,13 +35,11 @@
 
 use serde::Serialize;
 
-use super::heldout::{
-    clopper_pearson_lower, clopper_pearson_upper, rows_by_setting, shuffle, Logistic, Row,
-    Standardizer,
-};
+use super::heldout::{rows_by_setting, Logistic, Row, Standardizer};
 use super::samples::Sample;
-use crate::engine::sampling::SplitMix64;
-use crate::verify::uniformity::ks_uniform;
+use crate::stats::{
+    clopper_pearson_lower, clopper_pearson_upper, ks_uniform, mean, Draw, SplitMix64,
+};
 
 /// The honest ejection rate the thresholds are set for.
 pub const FALSE_EJECTION: f64 = 0.01;
@@ -212,7 +210,7 @@ fn curve(setting: &str, test: NodeTest, rows: &[Row]) -> Option<NodePower> {
 /// Half of the prompt groups, sorted.
 fn random_half(groups: &[usize], rng: &mut SplitMix64) -> Vec<usize> {
     let mut shuffled = groups.to_vec();
-    shuffle(&mut shuffled, rng);
+    rng.shuffle(&mut shuffled);
     let mut half = shuffled[..shuffled.len() / 2].to_vec();
     half.sort_unstable();
     half
@@ -221,13 +219,7 @@ fn random_half(groups: &[usize], rng: &mut SplitMix64) -> Vec<usize> {
 /// `n` distinct rows of `pool` (n ≤ its size).
 fn draw<'a>(pool: &[&'a Row], n: usize, rng: &mut SplitMix64) -> Vec<&'a Row> {
     let mut picked = pool.to_vec();
-    // A partial Fisher-Yates shuffle: the first n are a uniform draw.
-    for i in 0..n.min(picked.len()) {
-        let j = i + (rng.next_u64() % (picked.len() - i) as u64) as usize;
-        picked.swap(i, j);
-    }
-    picked.truncate(n);
-    picked
+    rng.choose_first(&mut picked, n).to_vec()
 }
 
 /// A fitted per-node test: the detector (or kernel) and the honest
@@ -254,7 +246,7 @@ impl Scorer {
         }
         match test {
             NodeTest::MeanScore => {
-                shuffle(&mut honest, rng);
+                rng.shuffle(&mut honest);
                 let reference = honest.split_off(honest.len() / 2);
                 let fit_on: Vec<&Row> = honest
                     .into_iter()
@@ -294,7 +286,7 @@ impl Scorer {
                 let observed = mmd2(&gram, &order, n);
                 let mut beaten = 0;
                 for _ in 0..PERMUTATIONS {
-                    shuffle(&mut order, rng);
+                    rng.shuffle(&mut order);
                     if at_least(mmd2(&gram, &order, n), observed) {
                         beaten += 1;
                     }
@@ -320,10 +312,6 @@ fn pooled<T: Clone>(node: Vec<T>, reference: &[T]) -> Vec<T> {
     pool
 }
 
-fn mean(v: &[f64]) -> f64 {
-    v.iter().sum::<f64>() / v.len().max(1) as f64
-}
-
 /// One-sided permutation p-value of `statistic(pool, n)`, the node being
 /// the first n items of `pool`.
 fn permutation_p(
@@ -336,7 +324,7 @@ fn permutation_p(
     let mut shuffled = pool.to_vec();
     let beaten = (0..PERMUTATIONS)
         .filter(|_| {
-            shuffle(&mut shuffled, rng);
+            rng.shuffle(&mut shuffled);
             at_least(statistic(&shuffled, n), observed)
         })
         .count();
@@ -687,7 +675,7 @@ mod tests {
         let mut below = 0;
         for _ in 0..100 {
             let mut order = identity.clone();
-            shuffle(&mut order[1..], &mut rng);
+            rng.shuffle(&mut order[1..]);
             let tie = mmd2(&gram, &order, 1);
             below += usize::from(tie < observed);
             assert!(at_least(tie, observed), "{tie} vs {observed}");

@@ -138,7 +138,7 @@ fn roc_series(samples: &[Sample], setting: &str) -> Vec<Series> {
         .filter_map(|(metric, better)| {
             let h = scores(samples, |s| s.role == Role::Honest, &metric, better);
             let f = scores(samples, |s| s.setting == setting, &metric, better);
-            let auc = analysis::auc(&h, &f)?;
+            let auc = crate::stats::auc(&h, &f)?;
             Some(Series {
                 name: format!("{metric} (AUC {auc:.3})"),
                 points: analysis::roc(&h, &f),

@@ -81,24 +81,23 @@ pub fn cpu_name() -> String {
 pub fn utc_now() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    utc_timestamp(secs)
+}
+
+/// A Unix time (seconds) as `YYYY-MM-DDTHH:MM:SSZ`; the epoch when it is
+/// outside the calendar `time` handles (years ±9999).
+pub fn utc_timestamp(secs: i64) -> String {
+    let t =
+        time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
     )
 }
 
@@ -107,9 +106,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn utc_dates() {
-        let s = utc_now();
-        assert_eq!(s.len(), 20);
-        assert!(s.starts_with("20") && s.ends_with('Z'));
+    fn utc_dates_of_known_timestamps() {
+        // Values from Python's datetime.fromtimestamp(s, timezone.utc).
+        assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_timestamp(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_timestamp(1_798_761_599), "2026-12-31T23:59:59Z");
+        assert_eq!(utc_timestamp(4_102_444_800), "2100-01-01T00:00:00Z");
+        assert_eq!(utc_timestamp(i64::MAX), "1970-01-01T00:00:00Z");
+        let now = utc_now();
+        assert!(now.as_str() > "2026-01-01" && now.ends_with('Z'), "{now}");
     }
 }

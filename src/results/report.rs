@@ -1,67 +1,11 @@
-//! Statistics and tables for results: Wilson 95% intervals, the exact McNemar
-//! test on paired outcomes, and the markdown / CSV summaries `nsed bench`
-//! writes.
+//! Method summaries for results: accuracy with its Wilson 95% interval,
+//! paired comparisons with the exact McNemar test (both from
+//! [`crate::stats`]), and the markdown / CSV summaries `nsed bench` writes.
 
 use serde::Serialize;
 
 use super::csv_text::csv_text;
-use statrs::distribution::{Binomial, DiscreteCDF};
-
-/// The 97.5% normal quantile.
-const Z95: f64 = 1.959_963_984_540_054;
-
-/// Wilson score interval for k successes in n trials, 95%.
-pub fn wilson(k: usize, n: usize) -> (f64, f64) {
-    if n == 0 {
-        return (0.0, 1.0);
-    }
-    let (k, n) = (k as f64, n as f64);
-    let p = k / n;
-    let z2 = Z95 * Z95;
-    let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
-    let half = Z95 * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / (1.0 + z2 / n);
-    ((centre - half).max(0.0), (centre + half).min(1.0))
-}
-
-/// Exact (binomial) two-sided McNemar p-value for `b` items right only under
-/// method 1 and `c` right only under method 2.
-pub fn mcnemar_exact(b: usize, c: usize) -> f64 {
-    let n = b + c;
-    if n == 0 {
-        return 1.0;
-    }
-    let Ok(bin) = Binomial::new(0.5, n as u64) else {
-        return 1.0;
-    };
-    (2.0 * bin.cdf(b.min(c) as u64)).min(1.0)
-}
-
-/// P(positive score > negative score) + ½ P(tie): the Mann-Whitney U
-/// statistic over n·m, computed from mid-ranks. `None` without both kinds.
-pub fn auc(negatives: &[f64], positives: &[f64]) -> Option<f64> {
-    if negatives.is_empty() || positives.is_empty() {
-        return None;
-    }
-    let mut all: Vec<(f64, bool)> = negatives
-        .iter()
-        .map(|&v| (v, false))
-        .chain(positives.iter().map(|&v| (v, true)))
-        .collect();
-    all.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let mut positive_rank_sum = 0.0;
-    let mut i = 0;
-    while i < all.len() {
-        let mut j = i;
-        while j + 1 < all.len() && all[j + 1].0 == all[i].0 {
-            j += 1;
-        }
-        let mid_rank = (i + j) as f64 / 2.0 + 1.0;
-        positive_rank_sum += mid_rank * all[i..=j].iter().filter(|x| x.1).count() as f64;
-        i = j + 1;
-    }
-    let (n, m) = (negatives.len() as f64, positives.len() as f64);
-    Some((positive_rank_sum - m * (m + 1.0) / 2.0) / (n * m))
-}
+use crate::stats::{mcnemar_exact, wilson};
 
 /// One method's results over a run; `M` names the method (a bench's
 /// `MethodKey`, or any label).
@@ -236,28 +180,6 @@ pub fn summary_csv_row<M: std::fmt::Display>(m: &MethodSummary<M>) -> [String; 1
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wilson_matches_reference_values() {
-        // 8/10: (0.4902, 0.9433); 0/30: (0, 0.1135) — standard tables.
-        let (lo, hi) = wilson(8, 10);
-        assert!(
-            (lo - 0.4902).abs() < 1e-4 && (hi - 0.9433).abs() < 1e-4,
-            "{lo} {hi}"
-        );
-        let (lo, hi) = wilson(0, 30);
-        assert!(lo == 0.0 && (hi - 0.1135).abs() < 1e-4, "{hi}");
-        assert_eq!(wilson(0, 0), (0.0, 1.0));
-    }
-
-    #[test]
-    fn mcnemar_exact_values() {
-        // b=1, c=9: 2·P(X≤1 | n=10) = 2·11/1024.
-        assert!((mcnemar_exact(1, 9) - 22.0 / 1024.0).abs() < 1e-12);
-        assert_eq!(mcnemar_exact(0, 0), 1.0);
-        assert_eq!(mcnemar_exact(5, 5), 1.0);
-        assert!((mcnemar_exact(0, 5) - 2.0 / 32.0).abs() < 1e-12);
-    }
 
     #[test]
     fn paired_counts_discordant_items() {

@@ -438,17 +438,6 @@ pub fn text_sha256(text: &str) -> String {
     hex(&Sha256::digest(text.as_bytes()))
 }
 
-/// The architecture and kernel path that produced the logits, e.g.
-/// `x86_64-avx512vnni`. Every path gives the same bits (see [`crate::engine::qmm`]),
-/// so this records provenance; it is not a condition of replay.
-pub fn isa_level() -> String {
-    format!(
-        "{}-{}",
-        std::env::consts::ARCH,
-        crate::engine::qmm::path::active().name()
-    )
-}
-
 /// A parse failure: JSON syntax, or an invariant broken.
 #[derive(Debug)]
 pub enum ReadError {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::generate::{generate, GenerateError, GenerateRequest};
 use crate::engine::runtime::Runtime;
 use crate::engine::sampling::SamplerKind;
+use crate::stats::median;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeterminismRun {
@@ -87,7 +88,10 @@ pub fn study(
     }
     let (output_sha256, out_share) = mode_share(&outputs);
     let (logits_sha256, logit_share) = mode_share(&logits);
-    let (ts, tp) = (median(&mut t_seed), median(&mut t_plain));
+    let (ts, tp) = (
+        median(&t_seed).unwrap_or(0.0),
+        median(&t_plain).unwrap_or(0.0),
+    );
     Ok(DeterminismRun {
         threads,
         runs: outputs.len(),
@@ -118,15 +122,6 @@ fn mode_share(values: &[String]) -> (String, f64) {
     (best.0, best.1 as f64 / values.len().max(1) as f64)
 }
 
-fn median(xs: &mut [f64]) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    match xs.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => xs[n / 2],
-        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +130,5 @@ mod tests {
     fn mode_share_counts_the_majority() {
         let v: Vec<String> = ["a", "b", "a", "a"].iter().map(|s| s.to_string()).collect();
         assert_eq!(mode_share(&v), ("a".to_string(), 0.75));
-        assert_eq!(median(&mut [3.0, 1.0, 2.0, 10.0]), 2.5);
     }
 }

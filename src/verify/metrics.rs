@@ -9,6 +9,8 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::stats::mean;
+
 /// One side's record of an output position: the chosen token and the top-k,
 /// keyed by a token key (the id as `#123`, or the token string when ids are
 /// unknown) so both sides compare the same way.
@@ -499,14 +501,6 @@ fn per_pair(
         value: mean(&per),
         per_position: per,
         extra: Vec::new(),
-    }
-}
-
-fn mean(xs: &[f64]) -> f64 {
-    if xs.is_empty() {
-        0.0
-    } else {
-        xs.iter().sum::<f64>() / xs.len() as f64
     }
 }
 

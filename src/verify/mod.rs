@@ -190,7 +190,7 @@ pub struct SeedReport {
     pub verdict: SeedVerdict,
     /// Whether the claimed tokens' ranks (PIT) in the validator's sampling
     /// distribution look uniform ([`uniformity`]); `None` for greedy runs.
-    pub rank_uniformity: Option<uniformity::KsTest>,
+    pub rank_uniformity: Option<crate::stats::KsTest>,
     #[serde(skip)]
     pub derived: Vec<u32>,
     /// Each sampled position's PIT (empty for greedy runs).
@@ -222,7 +222,7 @@ impl SeedReport {
             first_mismatch,
             tolerance,
             verdict,
-            rank_uniformity: uniformity::ks_uniform(&pit),
+            rank_uniformity: crate::stats::ks_uniform(&pit),
             derived,
             pit,
         }

@@ -224,7 +224,7 @@ pub fn check_chunk(proof: &ChunkProof, rows: &[Vec<f32>]) -> ChunkCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::SplitMix64;
+    use crate::stats::SplitMix64;
 
     fn rows(seed: u64, n: usize, width: usize) -> Vec<Vec<f32>> {
         let mut rng = SplitMix64::new(seed);

@@ -14,9 +14,8 @@
 //! (lower temperature, quantized weights, another model) moves the u away
 //! from uniform. Replay at another precision than the executor's breaks
 //! exact uniformity a little, which is why the fraud experiments measure
-//! the test's honest ejection rather than assume it.
-
-use serde::Serialize;
+//! the test's honest ejection rather than assume it. The test itself is
+//! [`crate::stats::ks_uniform`].
 
 use crate::engine::sampling::Candidates;
 
@@ -37,66 +36,10 @@ pub fn pit(c: &Candidates, token: u32, v: f64) -> f64 {
     OUTSIDE_SUPPORT
 }
 
-/// A one-sample Kolmogorov-Smirnov test of uniformity on [0, 1].
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct KsTest {
-    /// Values tested.
-    pub n: usize,
-    /// Largest distance between the empirical and the uniform CDF.
-    pub d: f64,
-    /// Asymptotic p-value (Kolmogorov's law with Stephens' small-n
-    /// correction; within about 1% of the exact value from n = 5).
-    pub p: f64,
-}
-
-/// Test `values` (each in [0, 1]) against the uniform law; `None` when empty.
-pub fn ks_uniform(values: &[f64]) -> Option<KsTest> {
-    if values.is_empty() {
-        return None;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len() as f64;
-    let d = sorted
-        .iter()
-        .enumerate()
-        .map(|(i, &u)| {
-            let above = (i + 1) as f64 / n - u;
-            let below = u - i as f64 / n;
-            above.max(below)
-        })
-        .fold(0.0, f64::max);
-    let root = n.sqrt();
-    let p = kolmogorov_survival(d * (root + 0.12 + 0.11 / root));
-    Some(KsTest {
-        n: sorted.len(),
-        d,
-        p,
-    })
-}
-
-/// P(K > x) for Kolmogorov's distribution: 2 Σ (-1)^(k-1) exp(-2 k² x²).
-pub fn kolmogorov_survival(x: f64) -> f64 {
-    // Below 0.2 the alternating series converges slowly and P = 1 to 1e-18.
-    if x < 0.2 {
-        return 1.0;
-    }
-    let mut sum = 0.0;
-    for k in 1..=100 {
-        let k = f64::from(k);
-        let term = (-2.0 * k * k * x * x).exp();
-        sum += if k as u32 % 2 == 1 { term } else { -term };
-        if term < 1e-300 {
-            break;
-        }
-    }
-    (2.0 * sum).clamp(0.0, 1.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::sampling::SplitMix64;
+    use crate::stats::{ks_uniform, SplitMix64};
 
     fn candidates() -> Candidates {
         // Sorted as the sampler leaves them: descending weight.
@@ -114,15 +57,6 @@ mod tests {
         assert_eq!(pit(&c, 3, 0.0), 0.5);
         assert_eq!(pit(&c, 9, 0.5), 0.9375);
         assert_eq!(pit(&c, 1, 0.3), OUTSIDE_SUPPORT);
-    }
-
-    #[test]
-    fn kolmogorov_survival_matches_tabulated_quantiles() {
-        // The 95% and 99% quantiles of Kolmogorov's law: 1.3581, 1.6276.
-        assert!((kolmogorov_survival(1.3581) - 0.05).abs() < 1e-4);
-        assert!((kolmogorov_survival(1.6276) - 0.01).abs() < 1e-4);
-        assert_eq!(kolmogorov_survival(0.0), 1.0);
-        assert!(kolmogorov_survival(4.0) < 1e-12);
     }
 
     /// Draws from the sampler's own distribution give uniform PITs: the test
@@ -158,18 +92,5 @@ mod tests {
         // Honest: 1% of 400 = 4 expected; 12 would be p < 0.001.
         assert!(rejections[0] <= 12, "honest rejected {}", rejections[0]);
         assert_eq!(rejections[1], 400, "sharpened draws must all be caught");
-    }
-
-    #[test]
-    fn ks_of_an_even_grid_is_small_and_of_a_cluster_large() {
-        let grid: Vec<f64> = (0..100).map(|i| (i as f64 + 0.5) / 100.0).collect();
-        let t = ks_uniform(&grid).expect("values");
-        assert!((t.d - 0.005).abs() < 1e-12);
-        assert!(t.p > 0.99);
-        let cluster = vec![0.1; 50];
-        let t = ks_uniform(&cluster).expect("values");
-        assert!((t.d - 0.9).abs() < 1e-12);
-        assert!(t.p < 1e-12);
-        assert!(ks_uniform(&[]).is_none());
     }
 }

@@ -55,7 +55,7 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("nats-server is installed (apt-get install -y nats-server)");
+            .expect("nats-server is on the PATH (scripts/test.sh puts one there: scripts/fetch-nats.sh)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {

@@ -485,7 +485,7 @@ fn judge_finding(label: &str, runs: &[&BenchRun]) -> Option<String> {
 }
 
 fn share(correct: usize, n: usize) -> String {
-    let (lo, hi) = report::wilson(correct, n);
+    let (lo, hi) = crate::stats::wilson(correct, n);
     format!(
         "{correct}/{n} = {:.1}% ({:.1}–{:.1}%)",
         100.0 * correct as f64 / n.max(1) as f64,

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::{parse_error, read_text, TablesError};
 use crate::results::csv_text::csv_text;
+use crate::stats::median;
 
 /// One measurement line.
 #[derive(Debug, Clone, Deserialize)]
@@ -61,20 +62,6 @@ pub fn read(results: &Path) -> Result<Vec<Measurement>, TablesError> {
         .collect()
 }
 
-fn median(mut xs: Vec<f64>) -> Option<f64> {
-    xs.retain(|x| x.is_finite());
-    if xs.is_empty() {
-        return None;
-    }
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    Some(if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    })
-}
-
 /// A model's medians under one pairing: (nsed, llama.cpp) prefill, decode and RSS.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
@@ -105,13 +92,13 @@ pub fn rows(ms: &[Measurement]) -> Vec<Row> {
         .map(|(kernel, model)| {
             let of = |m: &&Measurement| m.model == model && m.pairing() == kernel;
             let pick = |tool: &str, f: &dyn Fn(&Measurement) -> Option<f64>| {
-                median(
-                    ms.iter()
-                        .filter(of)
-                        .filter(|m| m.tool == tool)
-                        .filter_map(f)
-                        .collect(),
-                )
+                let values: Vec<f64> = ms
+                    .iter()
+                    .filter(of)
+                    .filter(|m| m.tool == tool)
+                    .filter_map(f)
+                    .collect();
+                median(&values)
             };
             let llama_isa = ms.iter().filter(of).find_map(|m| m.llama_isa.clone());
             let file_mib = ms

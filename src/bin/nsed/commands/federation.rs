@@ -198,12 +198,9 @@ pub fn report_of(path: &std::path::Path) -> Result<String> {
     Ok(federation_report(&events))
 }
 
-/// Quantile by nearest rank of sorted values.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+/// A nearest-rank quantile ([`nsed::stats::quantile`]); NaN when empty.
+fn quantile(values: &[f64], q: f64) -> f64 {
+    nsed::stats::quantile(values, q).unwrap_or(f64::NAN)
 }
 
 /// The markdown report of federation events.

@@ -87,9 +87,9 @@ pub fn perf(args: PerfArgs) -> Result<()> {
     Ok(())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+/// The median of the counted runs (NaN when there were none to count).
+fn median(values: Vec<f64>) -> f64 {
+    nsed::stats::median(&values).unwrap_or(f64::NAN)
 }
 
 /// `--batch`: per batch size, the median of `--repeats` runs after a
