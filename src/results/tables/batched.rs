@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{parse_error, read_text, TablesError};
+use super::{read_jsonl, TablesError};
 use crate::stats::median;
 
 /// Fewer rounds than this give no table: a single round carries the VM's
@@ -47,18 +47,7 @@ pub struct BatchedRow {
 }
 
 pub fn read(results: &Path) -> Result<Vec<BatchedRow>, TablesError> {
-    let path = results.join("perf").join("batched.jsonl");
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    read_text(&path)?
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| parse_error(&path, format!("line {}: {e}", i + 1)))
-        })
-        .collect()
+    read_jsonl(&results.join("perf").join("batched.jsonl"))
 }
 
 /// The latest session in which every model has [`MIN_ROUNDS`] rounds of

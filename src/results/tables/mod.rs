@@ -71,6 +71,24 @@ pub(crate) fn parse_error(path: &Path, message: impl ToString) -> TablesError {
     }
 }
 
+/// The records of a JSON-lines file (blank lines skipped; an error names
+/// the file and line); none when the file is absent.
+pub(crate) fn read_jsonl<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> Result<Vec<T>, TablesError> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    read_text(path)?
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| parse_error(path, format!("line {}: {e}", i + 1)))
+        })
+        .collect()
+}
+
 /// Check a `--only` list against [`TABLES`].
 pub fn parse_only(list: &str) -> Result<Vec<String>, TablesError> {
     list.split(',')

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{parse_error, read_text, TablesError};
+use super::{read_jsonl, TablesError};
 use crate::results::csv_text::csv_text;
 use crate::stats::median;
 
@@ -48,18 +48,7 @@ impl Measurement {
 }
 
 pub fn read(results: &Path) -> Result<Vec<Measurement>, TablesError> {
-    let path = results.join("perf").join("raw.jsonl");
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    read_text(&path)?
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| parse_error(&path, format!("line {}: {e}", i + 1)))
-        })
-        .collect()
+    read_jsonl(&results.join("perf").join("raw.jsonl"))
 }
 
 /// A model's medians under one pairing: (nsed, llama.cpp) prefill, decode and RSS.
