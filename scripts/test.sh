@@ -10,7 +10,7 @@ scripts/fetch-models.sh
 command -v nats-server >/dev/null || PATH="$(scripts/fetch-nats.sh):$PATH"
 export PATH
 export RAYON_NUM_THREADS="${RAYON_NUM_THREADS:-2}"
-cargo test --lib --bins --tests -- --test-threads "${NSED_TEST_THREADS:-1}"
+cargo test --workspace --lib --bins --tests -- --test-threads "${NSED_TEST_THREADS:-1}"
 # The criterion benches (benches/kernels.rs) take no libtest flags: built, and
 # each benchmark run once as a smoke test.
 cargo test --benches

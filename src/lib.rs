@@ -6,8 +6,8 @@
 //! the ones listed before it, and [`results::tables`], the top layer, reads
 //! the data types of all of them to render the results pages. The order is
 //! checked by `tests/layers.rs`.
-//! - [`stats`]: intervals, tests, rank statistics, summaries and seeded
-//!   draws, used by every layer above.
+//! - [`stats`] (the `nsed-stats` crate): intervals, tests, rank statistics,
+//!   summaries and seeded draws, used by every layer above.
 //! - [`sandbox`]: untrusted Python under rlimits, a private uid and namespaces.
 //! - [`results`]: atomic result files, run journals, provenance, method
 //!   summaries and figures.
@@ -31,7 +31,7 @@ pub mod federation;
 pub mod fraud;
 pub mod results;
 pub mod sandbox;
-pub mod stats;
+pub use nsed_stats as stats;
 #[doc(hidden)]
 pub mod testing;
 pub mod verify;

@@ -43,7 +43,7 @@ pub fn auc_of_labelled(scored: &[(f64, bool)]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::SplitMix64;
+    use crate::SplitMix64;
 
     #[test]
     fn auc_counts_pairs_and_half_ties() {
