@@ -11,7 +11,7 @@
 //! - [`sandbox`]: untrusted Python under rlimits, a private uid and namespaces.
 //! - [`results`]: atomic result files, run journals, provenance, method
 //!   summaries and figures.
-//! - [`engine`]: GGUF files, kernels, models, tokenizers, chat templates,
+//! - [`engine`] (the `nsed-engine` crate): GGUF files, kernels, models, tokenizers, chat templates,
 //!   sampling, generation, perplexity, the model registry.
 //! - [`answer`]: final answers of math responses: extraction, normalization,
 //!   comparison.
@@ -26,12 +26,12 @@
 pub mod answer;
 pub mod bench;
 pub mod deliberation;
-pub mod engine;
+pub use nsed_engine as engine;
 pub mod federation;
 pub mod fraud;
 pub mod results;
 pub mod sandbox;
-pub use nsed_stats as stats;
 #[doc(hidden)]
-pub mod testing;
+pub use nsed_engine::testing;
+pub use nsed_stats as stats;
 pub mod verify;

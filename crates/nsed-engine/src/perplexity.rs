@@ -6,9 +6,9 @@
 use candle_core::{DType, Tensor};
 use serde::Serialize;
 
-use crate::engine::model::{Logits, ModelError};
-use crate::engine::runtime::Runtime;
-use crate::engine::sampling::log_softmax_shift;
+use crate::model::{Logits, ModelError};
+use crate::runtime::Runtime;
+use crate::sampling::log_softmax_shift;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PerplexityError {

@@ -14,7 +14,7 @@ use super::digest::hex;
 use super::model::Arch;
 
 /// The registry shipped with this build; `NSED_REGISTRY` may point at another.
-const BUILTIN_REGISTRY: &str = include_str!("../../configs/models.toml");
+const BUILTIN_REGISTRY: &str = include_str!("../../../configs/models.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {

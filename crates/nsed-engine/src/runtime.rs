@@ -2,12 +2,12 @@
 //! weights loaded, chat template chosen. The one entry point the commands and
 //! the later modules (deliberation, verification) load models through.
 
-use crate::engine::chat::{ChatTemplate, Message};
-use crate::engine::device::{default_device, ComputeDevice};
-use crate::engine::gguf::{Gguf, GgufError};
-use crate::engine::model::{Arch, Model, ModelError, WeightMap};
-use crate::engine::registry::{Registry, RegistryError, ResolvedModel};
-use crate::engine::tokenizer::{Tokenizer, TokenizerError};
+use crate::chat::{ChatTemplate, Message};
+use crate::device::{default_device, ComputeDevice};
+use crate::gguf::{Gguf, GgufError};
+use crate::model::{Arch, Model, ModelError, WeightMap};
+use crate::registry::{Registry, RegistryError, ResolvedModel};
+use crate::tokenizer::{Tokenizer, TokenizerError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -26,7 +26,7 @@ pub enum RuntimeError {
 pub struct Runtime {
     pub resolved: ResolvedModel,
     pub gguf: Gguf,
-    /// Shared with the handles of an [`crate::engine::batch::Engine`].
+    /// Shared with the handles of an [`crate::batch::Engine`].
     pub tokenizer: std::sync::Arc<Tokenizer>,
     pub model: Model,
     pub template: ChatTemplate,

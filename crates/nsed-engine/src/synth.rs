@@ -11,9 +11,9 @@ use std::path::Path;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
-use crate::engine::gguf::{self, Value};
-use crate::engine::model::Arch;
-use crate::stats::SplitMix64;
+use crate::gguf::{self, Value};
+use crate::model::Arch;
+use nsed_stats::SplitMix64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SynthError {
@@ -298,7 +298,7 @@ pub fn to_bytes(spec: &SynthSpec) -> Vec<u8> {
 
 /// GPT-2 style vocabulary: the 256 byte symbols, a few merges, control tokens.
 fn gpt2_vocab() -> (Vec<String>, Vec<i32>, Vec<String>) {
-    let chars = crate::engine::tokenizer::gpt2_byte_chars();
+    let chars = crate::tokenizer::gpt2_byte_chars();
     let mut tokens: Vec<String> = chars.iter().map(|c| c.to_string()).collect();
     let merges = ["Ġ t", "h e", "Ġt he", "i n", "Ġ a"];
     for m in merges {
@@ -543,8 +543,8 @@ fn write_model(out: &mut impl std::io::Write, spec: &SynthSpec) -> std::io::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::gguf::Gguf;
-    use crate::engine::model::{Config, Logits, Model};
+    use crate::gguf::Gguf;
+    use crate::model::{Config, Logits, Model};
 
     #[test]
     fn a_synthetic_file_has_the_shape_it_was_asked_for() {

@@ -171,7 +171,7 @@ pub fn active() -> KernelPath {
 
 /// The architecture and kernel path that produces the logits, e.g.
 /// `x86_64-avx512vnni`. Every path gives the same bits (see
-/// [`crate::engine::qmm`]), so artifacts record it as provenance; it is not
+/// [`crate::qmm`]), so artifacts record it as provenance; it is not
 /// a condition of replay.
 pub fn isa_level() -> String {
     format!("{}-{}", std::env::consts::ARCH, active().name())

@@ -17,6 +17,9 @@
 //! - [`perf`]: llama-bench-style prefill and decode speed.
 //! - [`synth`]: seeded random-weight GGUF models of a chosen shape.
 //! - [`digest`]: hexadecimal digests.
+//!
+//! It uses nothing of nsed above it (statistics only: `nsed-stats`); Cargo
+//! enforces that.
 
 pub mod batch;
 pub mod chat;
@@ -32,4 +35,6 @@ pub mod registry;
 pub mod runtime;
 pub mod sampling;
 pub mod synth;
+#[doc(hidden)]
+pub mod testing;
 pub mod tokenizer;

@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::engine::model::{Logits, ModelError, Sequence, Step};
-use crate::engine::runtime::Runtime;
-use crate::engine::sampling::argmax;
+use crate::model::{Logits, ModelError, Sequence, Step};
+use crate::runtime::Runtime;
+use crate::sampling::argmax;
 
 /// A fixed English passage (GSM8K questions), repeated to any length.
 const PASSAGE: &str = "Natalia sold clips to 48 of her friends in April, and then she sold half as many \
@@ -155,7 +155,7 @@ pub fn peak_rss_mib() -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::model::Arch;
+    use crate::model::Arch;
     use crate::testing::{write_tiny_model, TinySpec};
 
     #[test]

@@ -1,13 +1,13 @@
 //! Tiny GGUF models with seeded random weights, for tests: a real file in the
 //! real format, small enough to run every architecture in milliseconds
-//! (written by [`crate::engine::synth`]).
+//! (written by [`crate::synth`]).
 
 use std::path::Path;
 
-use crate::engine::synth;
+use crate::synth;
 
-pub use crate::engine::synth::TinySpec;
-pub use crate::stats::SplitMix64;
+pub use crate::synth::TinySpec;
+pub use nsed_stats::SplitMix64;
 
 /// Write a tiny random model of `spec.arch` to `path`.
 pub fn write_tiny_model(path: &Path, spec: &TinySpec) -> std::io::Result<()> {

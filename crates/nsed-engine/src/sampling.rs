@@ -9,8 +9,8 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::engine::digest::hex;
-use crate::stats::{Draw, SplitMix64};
+use crate::digest::hex;
+use nsed_stats::{Draw, SplitMix64};
 
 /// Version tag of the seed derivation (docs/reference.md §6.1, "contract v1.0.0").
 pub const SEED_DOMAIN: &str = "gonka-deterministic-sampling-v1";

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
-use crate::engine::device::{ComputeDevice, DeviceError, OpenDevice, Weights};
-use crate::engine::gguf::{Gguf, GgufError, TensorInfo};
-use crate::engine::qmm::{self, Format, PackedMatrix, QmmError};
+use crate::device::{ComputeDevice, DeviceError, OpenDevice, Weights};
+use crate::gguf::{Gguf, GgufError, TensorInfo};
+use crate::qmm::{self, Format, PackedMatrix, QmmError};
 
 mod candle_path;
 
@@ -430,7 +430,7 @@ impl Model {
     ) -> Result<Self> {
         match device {
             ComputeDevice::Cpu => {
-                let origin = crate::engine::qmm::path::isa_level();
+                let origin = crate::qmm::path::isa_level();
                 Self::load(gguf, map, Backend::Host, origin)
             }
             ComputeDevice::CandleCpu(weights) | ComputeDevice::Cuda(_, weights) => {
@@ -1431,11 +1431,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("x.gguf");
         let mut f = std::fs::File::create(&path).expect("create");
-        crate::engine::gguf::write(
+        crate::gguf::write(
             &mut f,
             &[(
                 "general.architecture",
-                crate::engine::gguf::Value::String("mamba".into()),
+                crate::gguf::Value::String("mamba".into()),
             )],
             &[],
         )

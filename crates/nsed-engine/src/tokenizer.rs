@@ -11,7 +11,7 @@ use std::collections::{BinaryHeap, HashMap};
 
 use fancy_regex::{Regex, RegexBuilder};
 
-use crate::engine::gguf::{Gguf, GgufError, Value};
+use crate::gguf::{Gguf, GgufError, Value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {

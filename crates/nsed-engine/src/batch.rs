@@ -21,11 +21,11 @@ use std::time::Instant;
 use candle_core::Tensor;
 use rayon::prelude::*;
 
-use crate::engine::chat::{ChatTemplate, Message, TemplateKind};
-use crate::engine::generate::{check_prompt, Decoding, GenerateError, GenerateRequest, Generation};
-use crate::engine::model::{Logits, Sequence, Step};
-use crate::engine::runtime::{chat_tokens, Runtime};
-use crate::engine::tokenizer::Tokenizer;
+use crate::chat::{ChatTemplate, Message, TemplateKind};
+use crate::generate::{check_prompt, Decoding, GenerateError, GenerateRequest, Generation};
+use crate::model::{Logits, Sequence, Step};
+use crate::runtime::{chat_tokens, Runtime};
+use crate::tokenizer::Tokenizer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {

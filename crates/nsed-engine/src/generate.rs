@@ -9,13 +9,13 @@ use candle_core::Tensor;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::engine::model::{Logits, ModelError, Sequence, Step};
-use crate::engine::runtime::Runtime;
-use crate::engine::sampling::{
+use crate::model::{Logits, ModelError, Sequence, Step};
+use crate::runtime::Runtime;
+use crate::sampling::{
     apply_repeat_penalty, row_logprobs, sample, seed_string, PlainSampler, SamplerKind,
     SamplingParams, Sha256CounterRng,
 };
-use crate::engine::tokenizer::TokenizerError;
+use crate::tokenizer::TokenizerError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
@@ -368,7 +368,7 @@ impl Decoding {
             logits_sha256: self
                 .logits_hash
                 .take()
-                .map(|h| crate::engine::digest::hex(&h.finalize())),
+                .map(|h| crate::digest::hex(&h.finalize())),
             sampling_seconds: self.sampling_seconds,
         }
     }
