@@ -4,14 +4,18 @@
 # stamped with this command, the commit, the date, the CPU and the sha256 of
 # the models and data (<out>/stamps/<table>.json).
 #
-# usage: scripts/reproduce.sh --scale full|ci [--only TABLES] [--out DIR]
+# usage: scripts/reproduce.sh --scale full|ci|smoke [--only TABLES] [--out DIR]
 #   --scale full  the published tables, into results/ (and the index page
 #                 results/README.md). Days of CPU on 2 cores: every run is resumable, so
 #                 re-running continues where it stopped (SLICE=40m bounds each
 #                 bench run per invocation; see scripts/lib/runs.sh).
 #   --scale ci    a reduced version of every table in ~20 minutes, into
-#                 target/reproduce-ci (tests/reproduce.rs runs it and checks
-#                 the tables; the README's test command covers it).
+#                 target/reproduce-ci (the CI-scale figures: every table's
+#                 floors hold; run it by hand).
+#   --scale smoke every table's pipeline at the smallest size that runs each
+#                 stage (a few minutes; the figures mean nothing), into
+#                 target/reproduce-smoke: tests/reproduce.rs runs it and
+#                 checks the pages, stamps and rebuild.
 #   --only        comma-separated: deliberation, code, fraud, determinism,
 #                 perf, federation (default: all, in that order).
 #   --out         the results directory (default by scale, as above).
@@ -21,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 command_line="scripts/reproduce.sh $*"
-usage() { sed -n '7,20p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '7,24p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 
 scale="" only="deliberation,code,fraud,determinism,perf,federation" out=""
 while [[ $# -gt 0 ]]; do
@@ -37,7 +41,8 @@ done
 case $scale in
   full) out=${out:-results} ;;
   ci) out=${out:-target/reproduce-ci} ;;
-  *) echo "reproduce: --scale full or --scale ci" >&2; usage >&2 ;;
+  smoke) out=${out:-target/reproduce-smoke} ;;
+  *) echo "reproduce: --scale full, ci or smoke" >&2; usage >&2 ;;
 esac
 IFS=, read -r -a tables <<< "$only"
 for t in "${tables[@]}"; do
@@ -68,6 +73,12 @@ experiments() {
       common=(--method nsed,single,plurality --rounds 2 --max-tokens 192)
       run gsm8k-consumer gsm8k --config configs/consumer.toml --limit 6
       uses $consumer gsm8k ;;
+    smoke:deliberation)
+      # 2 GSM8K items, two short rounds: every stage of the page (singles,
+      # plurality, budgets, judges, protocols), not its figures.
+      common=(--method nsed,single,plurality --rounds 2 --max-tokens 48)
+      run gsm8k-consumer gsm8k --config configs/consumer.toml --limit 2
+      uses $consumer gsm8k ;;
     full:code)
       scripts/bench-code.sh >&2
       uses $all_models humaneval,mbpp,lcb ;;
@@ -77,17 +88,28 @@ experiments() {
       common=(--method nsed,single --rounds 1 --max-tokens 192)
       run humaneval-consumer humaneval --config configs/consumer.toml --limit 3
       uses $consumer humaneval ;;
+    smoke:code)
+      common=(--method nsed,single --rounds 1 --max-tokens 64)
+      run humaneval-consumer humaneval --config configs/consumer.toml --limit 1
+      uses $consumer humaneval ;;
     full:fraud)
       scripts/fraud-evidence.sh >&2
       uses $all_models gsm8k,math500,lcb ;;
     ci:fraud)
       HONEST=30 FRAUD=30 MAX_TOKENS=96 scripts/fraud-evidence.sh smollm2-135m >&2
       uses smollm2-135m gsm8k,math500,lcb ;;
+    smoke:fraud)
+      # 12 prompts: the fewest for the held-out protocol and the economics.
+      HONEST=12 FRAUD=12 MAX_TOKENS=16 scripts/fraud-evidence.sh smollm2-135m >&2
+      uses smollm2-135m gsm8k,math500,lcb ;;
     full:determinism)
       COST=0 scripts/bench-verify.sh >&2
       uses $all_models - ;;
     ci:determinism)
       COST=0 RUNS=20 TOKENS=32 scripts/bench-verify.sh smollm2-135m >&2
+      uses smollm2-135m - ;;
+    smoke:determinism)
+      COST=0 RUNS=3 TOKENS=8 scripts/bench-verify.sh smollm2-135m >&2
       uses smollm2-135m - ;;
     full:perf)
       # One row per kernel path this CPU has: the best against a native
@@ -100,7 +122,7 @@ experiments() {
       [[ $best != portable ]] && pairs+=" portable:native"
       PAIRS="${PAIRS:-$pairs}" scripts/bench-compare.sh >&2
       uses $all_models - ;;
-    ci:perf)
+    ci:perf|smoke:perf)
       # nsed alone: building llama.cpp would take longer than the whole table.
       LLAMACPP=0 ROUNDS=1 REPEATS=1 scripts/bench-compare.sh smollm2-135m >&2
       uses smollm2-135m - ;;
@@ -110,6 +132,9 @@ experiments() {
       uses $consumer gsm8k ;;
     ci:federation)
       scripts/federation-demo.sh --items 1 --max-tokens 96 --pings 200 >&2
+      uses $consumer gsm8k ;;
+    smoke:federation)
+      scripts/federation-demo.sh --items 1 --max-tokens 24 --pings 20 >&2
       uses $consumer gsm8k ;;
   esac
 }

@@ -45,7 +45,7 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
         "--limit",
         "3",
         "--max-tokens",
-        "192",
+        "96",
         "--rounds",
         "2",
         "--sc-k",
@@ -107,7 +107,7 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("different settings") && err.contains("max_tokens` was 192, now 100"),
+        err.contains("different settings") && err.contains("max_tokens` was 96, now 100"),
         "{err}"
     );
 
@@ -261,7 +261,7 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
                 rec.item
             );
             assert!(
-                r.usage.generated_tokens <= r.usage.calls * 192,
+                r.usage.generated_tokens <= r.usage.calls * 96,
                 "{} {m}",
                 rec.item
             );

@@ -225,7 +225,7 @@ fn an_agent_killed_mid_round_is_excluded_and_the_round_completes() {
             "--nats",
             &url,
             "--max-tokens",
-            "256",
+            "128",
             "--audit",
         ],
     );

@@ -1,7 +1,13 @@
-//! `scripts/reproduce.sh --scale ci` end to end: every table is produced from
-//! real runs (models, datasets, sandbox, nats-server), is well-formed, carries
-//! its stamp, and meets floors that cannot pass by accident; then
-//! `nsed report tables` rebuilds the same pages from the data alone.
+//! `scripts/reproduce.sh --scale smoke` end to end: every table is produced
+//! from real runs (models, datasets, sandbox, nats-server) at the smallest
+//! size that runs each stage, is well-formed, carries its stamp and
+//! arithmetic that holds at any size (n, Wilson intervals, compute ordering,
+//! bit-identical determinism); then `nsed report tables` rebuilds the same
+//! pages from the data alone and refreshes the index. The floors that need
+//! real sample sizes are checked where those samples are: the committed
+//! fraud run in `tests/fraud_evidence.rs`, the committed pages in
+//! `tests/committed_pages.rs`; `scripts/reproduce.sh --scale ci` remains the
+//! by-hand, CI-scale run.
 
 mod common;
 
@@ -97,12 +103,12 @@ fn check_stamp(dir: &Path, table: &str, models: &[&str], data: &[&str]) {
     let path = dir.join("stamps").join(format!("{table}.json"));
     let text = std::fs::read_to_string(&path).expect("stamp written");
     let stamp: serde_json::Value = serde_json::from_str(&text).expect("stamp is JSON");
-    assert_eq!(stamp["scale"], "ci");
+    assert_eq!(stamp["scale"], "smoke");
     assert_eq!(stamp["table"], table);
     assert!(stamp["command"]
         .as_str()
         .unwrap()
-        .starts_with("scripts/reproduce.sh --scale ci"));
+        .starts_with("scripts/reproduce.sh --scale smoke"));
     let commit = stamp["commit"].as_str().unwrap();
     assert!(commit.len() >= 40 && commit[..40].chars().all(|c| c.is_ascii_hexdigit()));
     assert!(!stamp["cpu"].as_str().unwrap().is_empty());
@@ -141,7 +147,7 @@ fn check_deliberation(dir: &Path) {
         );
     }
     for r in rows.iter().filter(|r| r["dataset"] == "gsm8k") {
-        check_accuracy_row(r, 6.0);
+        check_accuracy_row(r, 2.0);
     }
     let tokens = |m: &str| {
         let r = rows.iter().find(|r| r["method"] == m).unwrap();
@@ -152,7 +158,7 @@ fn check_deliberation(dir: &Path) {
     assert!(tokens("plurality") > tokens("single:smollm2-135m"));
     let md = std::fs::read_to_string(dir.join("deliberation.md")).unwrap();
     assert!(md.contains("| consumer | **NSED** | "));
-    assert!(md.contains("(6) |"), "accuracy cells give n");
+    assert!(md.contains("(2) |"), "accuracy cells give n");
     assert!(md.contains("The paper's claims beside ours"));
     // Accuracy against compute, per round of NSED, with its figure.
     assert!(md.contains("## Accuracy against compute"), "{md}");
@@ -197,7 +203,7 @@ fn check_code(dir: &Path) {
         .any(|r| r["method"] == "single:qwen2.5-coder-0.5b"));
     for r in &rows {
         assert_eq!(r["dataset"], "humaneval");
-        check_accuracy_row(r, 3.0);
+        check_accuracy_row(r, 1.0);
     }
 }
 
@@ -208,191 +214,75 @@ fn check_fraud(dir: &Path) {
         .find(|r| r["setting"] == "int4" && r["metric"] == "gonka_similarity")
         .expect("int4 similarity row");
     assert_eq!(sim["model"], "smollm2-135m");
-    assert_eq!((num(sim, "honest_n"), num(sim, "fraud_n")), (30.0, 30.0));
+    assert_eq!((num(sim, "honest_n"), num(sim, "fraud_n")), (12.0, 12.0));
     let (auc, lo, hi) = (num(sim, "auc"), num(sim, "auc_low"), num(sim, "auc_high"));
     assert!(lo <= auc && auc <= hi, "{sim:?}");
-    // The floor: int4 is told apart from honest Q8_0 better than chance,
-    // with the whole 95% interval above 0.5.
-    assert!(lo > 0.5, "int4 AUC interval reaches chance: {sim:?}");
     let md = std::fs::read_to_string(dir.join("fraud.md")).unwrap();
     assert!(
-        md.contains("| smollm2-135m | q8_0 / f32 | int4 | 30 | 30 |"),
+        md.contains("| smollm2-135m | q8_0 / f32 | int4 | 12 | 12 |"),
         "{md}"
     );
-    assert!(dir.join("fraud/runs/smollm2-135m/roc-int4.svg").exists());
-    check_fraud_held_out(&dir.join("fraud/runs/smollm2-135m"));
-    check_targets(&md, &dir.join("fraud/runs/smollm2-135m"));
-}
-
-/// The targets table states the held-out figures of `heldout.csv` against
-/// the targets: int4 at CI scale is caught per sample (≥ 95%) and, as a
-/// point estimate, per node (≥ 99% within 20 samples, with the disjoint
-/// nodes behind it too few to show it as a bound); its honest cell gives
-/// the mean flags over partitions out of 30 beside the design rate, and 24
-/// training honest samples per fold build thresholds for 1/25 = 4%, so the
-/// rate target cannot be met by design whatever a partition shows.
-fn check_targets(md: &str, run: &Path) {
     assert!(md.contains("**Against the targets**"), "{md}");
-    let row = md
-        .lines()
-        .find(|l| l.starts_with("| smollm2-135m · T 0.99/0.7 | int4 | "))
-        .unwrap_or_else(|| panic!("no targets row for int4: {md}"));
-    let cells: Vec<&str> = row.split(" | ").collect();
-    assert!(cells[2].ends_with("of 30: **met**"), "{row}");
-    assert!(cells[4].ends_with("point met, bound not shown |"), "{row}");
-    assert!(cells[4].contains("disjoint nodes, power ≥ "), "{row}");
-    let best = read_csv(&run.join("heldout.csv"))
-        .into_iter()
-        .find(|r| r["setting"] == "int4" && r["detector"] == "best single metric (chosen on train)")
-        .expect("best single row");
-    let mean = num(&best, "honest_flagged_mean");
     assert!(
-        (num(&best, "design_rate") - 1.0 / 25.0).abs() < 1e-4,
-        "{best:?}"
+        md.contains("| smollm2-135m · T 0.99/0.7 | int4 | "),
+        "no targets row: {md}"
     );
-    let rate = 100.0 * mean / 30.0;
-    assert!(
-        cells[3].starts_with(&format!("{rate:.2}% ({mean:.2}/30, ")),
-        "{row}"
-    );
-    assert!(cells[3].contains("design 4.00%"), "{row}");
-    if rate > 1.0 {
-        assert!(
-            cells[3].ends_with(&format!("over by {:.1} pts", rate - 1.0)),
-            "{row}"
-        );
-    } else {
-        assert!(
-            cells[3].ends_with("not met by design (too few training honest samples for 1.0%)"),
-            "{row}"
-        );
-    }
+    let run = dir.join("fraud/runs/smollm2-135m");
+    assert!(run.join("roc-int4.svg").exists());
+    check_fraud_stages(&run);
 }
 
-/// The held-out protocol at CI scale (30 honest, 30 int4, 96 tokens; the
-/// samples are bit-exact on every machine, so these figures are too).
-fn check_fraud_held_out(run: &Path) {
+/// Every stage of the fraud analysis ran on the 12 + 12 samples: held-out
+/// partitions, the per-node tests, the length bins, the ranks, the
+/// economics. Their floors are checked on the committed 200 + 100 sample run
+/// (`tests/fraud_evidence.rs`), where they mean something.
+fn check_fraud_stages(run: &Path) {
     let rows = read_csv(&run.join("heldout.csv"));
-    let detector = |name: &str| {
-        rows.iter()
-            .find(|r| r["setting"] == "int4" && r["detector"] == name)
-            .unwrap_or_else(|| panic!("no held-out row for {name}: {rows:?}"))
-    };
     for name in ["gonka_similarity", "combined (logistic, all metrics)"] {
-        let r = detector(name);
-        assert_eq!(
-            (num(r, "honest_n"), num(r, "fraud_n")),
-            (30.0, 30.0),
-            "{r:?}"
-        );
-        assert_eq!(num(r, "folds"), 100.0, "5 folds x 20 partitions: {r:?}");
-        assert!(num(r, "heldout_auc") >= 0.95, "{r:?}");
-        assert!(num(r, "detected_min") >= 0.9, "{r:?}");
-        // Thresholds flag at most 1% of the training honest samples; on
-        // held-out prompts a few of the 30 may cross, not more.
-        assert!(num(r, "honest_flagged_max") <= 3.0, "{r:?}");
-    }
-    // Negative control of the direction fit: for int4 the perplexity score
-    // points the wrong way (the cheater samples at a lower temperature), so
-    // every training split flips it, and it then detects far less than the
-    // distance does.
-    let ppl = detector("perplexity_score");
-    assert_eq!(num(ppl, "flipped_folds"), num(ppl, "folds"), "{ppl:?}");
-    assert!(num(ppl, "detected_mean") < 0.6, "{ppl:?}");
-    let power = read_csv(&run.join("pernode.csv"));
-    let mmd_at = |n: f64| {
-        power
+        let r = rows
             .iter()
-            .find(|r| r["test"] == "MMD to honest reference" && num(r, "samples_per_node") == n)
-            .unwrap_or_else(|| panic!("no MMD row at n={n}: {power:?}"))
-    };
-    assert!(num(mmd_at(10.0), "power") >= 0.95, "{:?}", mmd_at(10.0));
-    assert!(
-        num(mmd_at(10.0), "false_ejection") <= 0.05,
-        "{:?}",
-        mmd_at(10.0)
-    );
-    // One sample against a reference of ~15: the permutation p-value is at
-    // least about 1/16 but for permutation noise, so one node in hundreds
-    // at most is ejected.
-    assert!(num(mmd_at(1.0), "power") <= 0.01, "{:?}", mmd_at(1.0));
-    check_rank_uniformity(run, &power);
-    check_held_out_by_length(run);
+            .find(|r| r["setting"] == "int4" && r["detector"] == name)
+            .unwrap_or_else(|| panic!("no held-out row for {name}: {rows:?}"));
+        assert_eq!((num(r, "honest_n"), num(r, "fraud_n")), (12.0, 12.0));
+        assert_eq!(num(r, "folds"), 100.0, "5 folds x 20 partitions: {r:?}");
+        assert!(num(r, "flipped_folds") <= num(r, "folds"), "{r:?}");
+    }
+    let power = read_csv(&run.join("pernode.csv"));
+    for test in ["MMD to honest reference", "token-rank uniformity (KS)"] {
+        assert!(
+            power
+                .iter()
+                .any(|r| r["test"] == test && num(r, "samples_per_node") == 1.0),
+            "no {test} row at n=1: {power:?}"
+        );
+    }
+    let samples = std::fs::read_to_string(run.join("samples.jsonl")).expect("samples.jsonl");
+    assert_eq!(samples.lines().count(), 24);
+    for line in samples.lines() {
+        let s: serde_json::Value = serde_json::from_str(line).expect("a sample line");
+        let pit = s["positions"]["pit"].as_array().expect("ranks recorded");
+        assert_eq!(pit.len() as u64, s["tokens"].as_u64().expect("tokens"));
+    }
+    let bins = read_csv(&run.join("heldout-length.csv"));
+    let distance: Vec<_> = bins
+        .iter()
+        .filter(|r| r["setting"] == "int4" && r["detector"] == "gonka_similarity")
+        .collect();
+    let fraud: f64 = distance.iter().map(|r| num(r, "fraud_n")).sum();
+    let honest: f64 = distance.iter().map(|r| num(r, "honest_n")).sum();
+    assert_eq!((honest, fraud), (12.0, 12.0), "{distance:?}");
     let economics = std::fs::read_to_string(run.join("economics.md")).expect("economics.md");
-    assert!(
-        economics.contains("honest samples flagged on held-out prompts"),
-        "{economics}"
-    );
-    assert!(
-        economics.contains("| gonka (consecutive + one-sigma) |"),
-        "{economics}"
-    );
     assert!(
         economics.contains("false ejections per 1,000 node-epochs"),
         "{economics}"
     );
 }
 
-/// The token-rank test needs no reference, so unlike the two-sample tests
-/// it can eject a node on one sample; at cross-precision replay (f32
-/// validator, Q8_0 executor) its honest ejection stays near its 1% level
-/// over 96-token samples.
-fn check_rank_uniformity(run: &Path, power: &[HashMap<String, String>]) {
-    let rank_at = |n: f64| {
-        power
-            .iter()
-            .find(|r| r["test"] == "token-rank uniformity (KS)" && num(r, "samples_per_node") == n)
-            .unwrap_or_else(|| panic!("no rank-test row at n={n}: {power:?}"))
-    };
-    assert!(num(rank_at(1.0), "power") > 0.05, "{:?}", rank_at(1.0));
-    assert!(num(rank_at(10.0), "power") >= 0.9, "{:?}", rank_at(10.0));
-    for n in [1.0, 5.0, 10.0] {
-        assert!(
-            num(rank_at(n), "false_ejection") <= 0.05,
-            "{:?}",
-            rank_at(n)
-        );
-    }
-    // Every sampled position has its rank, each in [0, 1].
-    let samples = std::fs::read_to_string(run.join("samples.jsonl")).expect("samples.jsonl");
-    for line in samples.lines() {
-        let s: serde_json::Value = serde_json::from_str(line).expect("a sample line");
-        let pit = s["positions"]["pit"].as_array().expect("ranks recorded");
-        assert_eq!(
-            pit.len() as u64,
-            s["tokens"].as_u64().expect("tokens"),
-            "{}",
-            s["key"]
-        );
-        assert!(pit
-            .iter()
-            .all(|u| (0.0..=1.0).contains(&u.as_f64().unwrap_or(-1.0))));
-    }
-}
-
-/// Held-out detection per output-length bin: the bins partition the
-/// samples (96-token budget: only the two shortest bins are filled).
-fn check_held_out_by_length(run: &Path) {
-    let rows = read_csv(&run.join("heldout-length.csv"));
-    let distance: Vec<_> = rows
-        .iter()
-        .filter(|r| r["setting"] == "int4" && r["detector"] == "gonka_similarity")
-        .collect();
-    let bins: Vec<&str> = distance.iter().map(|r| r["tokens"].as_str()).collect();
-    assert!(
-        bins.iter().all(|b| ["≤32", "33-99"].contains(b)),
-        "{bins:?}"
-    );
-    let fraud: f64 = distance.iter().map(|r| num(r, "fraud_n")).sum();
-    let honest: f64 = distance.iter().map(|r| num(r, "honest_n")).sum();
-    assert_eq!((honest, fraud), (30.0, 30.0), "{distance:?}");
-}
-
 fn check_determinism(dir: &Path) {
     let rows = read_csv(&dir.join("determinism.csv"));
     assert_eq!(rows.len(), 2, "threads 1 and 2");
     for r in &rows {
-        assert_eq!(num(r, "runs"), 20.0);
+        assert_eq!(num(r, "runs"), 3.0);
         assert_eq!(num(r, "identical_output_share"), 1.0, "{r:?}");
         assert_eq!(num(r, "identical_logits_share"), 1.0, "{r:?}");
         assert_eq!(r["identical_across_thread_counts"], "true");
@@ -426,14 +316,14 @@ fn check_federation(dir: &Path) {
 }
 
 #[test]
-fn reproduce_ci_scale_produces_every_table() {
+fn reproduce_smoke_scale_produces_every_table() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reproduce-ci");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reproduce-smoke");
     let _ = std::fs::remove_dir_all(&out);
-    // Bounded: CI scale takes ~20 minutes on 2 cores.
+    // Bounded: the smoke scale takes ~6 minutes on 2 cores.
     let status = Command::new("timeout")
-        .args(["--kill-after=30s", "3000", "bash", "scripts/reproduce.sh"])
-        .args(["--scale", "ci", "--out"])
+        .args(["--kill-after=30s", "1800", "bash", "scripts/reproduce.sh"])
+        .args(["--scale", "smoke", "--out"])
         .arg(&out)
         .current_dir(&root)
         .env("NSED_BIN", env!("CARGO_BIN_EXE_nsed"))
@@ -442,7 +332,7 @@ fn reproduce_ci_scale_produces_every_table() {
         .expect("bash runs");
     assert!(
         status.success(),
-        "scripts/reproduce.sh --scale ci: {status}"
+        "scripts/reproduce.sh --scale smoke: {status}"
     );
 
     let mut pages = HashMap::new();
@@ -451,8 +341,8 @@ fn reproduce_ci_scale_produces_every_table() {
             .unwrap_or_else(|_| panic!("{table}.md was not written"));
         assert!(md.starts_with("# "), "{table}.md has a title");
         assert!(
-            md.contains("> Produced by `scripts/reproduce.sh --scale ci")
-                && md.contains("(scale **ci**)"),
+            md.contains("> Produced by `scripts/reproduce.sh --scale smoke")
+                && md.contains("(scale **smoke**)"),
             "{table}.md is stamped"
         );
         assert_tables_well_formed(&md, table);

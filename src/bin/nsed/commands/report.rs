@@ -72,8 +72,11 @@ pub struct StampArgs {
 pub enum Scale {
     /// The published tables.
     Full,
-    /// A reduced version of every table (the test suite's).
+    /// A reduced version of every table (~20 minutes on 2 cores).
     Ci,
+    /// Every table's pipeline at the smallest size that exercises it (the
+    /// test suite's: a few minutes; its figures mean nothing).
+    Smoke,
 }
 
 impl Scale {
@@ -81,6 +84,7 @@ impl Scale {
         match self {
             Scale::Full => "full",
             Scale::Ci => "ci",
+            Scale::Smoke => "smoke",
         }
     }
 }
