@@ -20,10 +20,45 @@ use crate::engine::sampling::{SamplingParams, Sha256CounterRng};
 use crate::stats::Draw;
 use vote::{Ballot, Halting, Rule, Tally};
 
+/// Why an agent gave no proposal or evaluation: the round records it (an
+/// abstention, a missing ballot) and goes on without the agent.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// The agent's own work failed here (its model, tokenizer or sandbox).
     #[error("agent {agent}: {message}")]
     Failed { agent: String, message: String },
+    /// A call to a remote agent ended without an accepted reply.
+    #[error("agent {agent}: {failure}")]
+    Call { agent: String, failure: CallFailure },
+}
+
+/// Why a call to an agent served elsewhere ended without an accepted reply.
+/// Replies that fail a check (forged, replayed, misattributed, malformed)
+/// never end a call: they are refused and recorded, and the call waits for
+/// the genuine reply until one of these ends it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallFailure {
+    /// No accepted reply within the phase's timeout.
+    #[error("excluded: no reply within the {seconds:.0} s phase timeout")]
+    Timeout { seconds: f64 },
+    /// The replica running the call missed three heartbeats.
+    #[error("excluded: no heartbeat for {seconds:.1} s (presumed dead)")]
+    NoHeartbeat { seconds: f64 },
+    /// The agent answered, signed, with an error of its own.
+    #[error("{0}")]
+    Remote(String),
+    /// The agent answered, signed, with another kind of outcome.
+    #[error("the agent answered {asked} with something else")]
+    WrongOutcome { asked: &'static str },
+    /// The task could not be serialized.
+    #[error("the task could not be encoded: {0}")]
+    Encode(String),
+    /// The connection to the NATS server closed for good.
+    #[error("the federation connection closed")]
+    Closed,
+    /// The background watcher stopped (a bug or a stopped runtime).
+    #[error("no reply (the watcher stopped)")]
+    WatcherStopped,
 }
 
 /// Compute spent by one or more model calls.

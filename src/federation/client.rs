@@ -25,10 +25,11 @@ use super::identity::open;
 use super::wire::{
     self, digest, Action, Body, Envelope, Outcome, Profile, StatusMsg, TaskBody, TaskMsg, SCHEMA,
 };
-use super::{heartbeat_subject, result_subject, FederationError, DISCOVER_SUBJECT};
+use super::{heartbeat_subject, result_subject, FederationError, Rejection, DISCOVER_SUBJECT};
 use crate::deliberation::roster::{AgentSpec, FederationConfig, Roster, Transport};
 use crate::deliberation::{
-    Agent, AgentError, Attestation, Call, EvaluateRequest, Evaluation, Proposal, ProposeRequest,
+    Agent, AgentError, Attestation, Call, CallFailure, EvaluateRequest, Evaluation, Proposal,
+    ProposeRequest,
 };
 
 /// Message counts of a run, for the log and `results/federation.md`.
@@ -57,7 +58,8 @@ pub struct Accepted {
     pub wall: f64,
 }
 
-type Reply = Result<Accepted, String>;
+/// What a call ends with: an accepted reply, or why there is none.
+pub type Reply = Result<Accepted, CallFailure>;
 
 struct Pending {
     /// The request's inference id (`{task}/{method}/r{round}/{agent}/{action}`).
@@ -98,7 +100,7 @@ struct State {
     generation: u64,
     connected_at: Option<Instant>,
     stats: Stats,
-    rejections: Vec<(String, String)>,
+    rejections: Vec<(String, Rejection)>,
     assembler: wire::Assembler,
 }
 
@@ -149,13 +151,14 @@ impl Shared {
         }
     }
 
-    fn reject(&self, subject: &str, reason: String) {
+    fn reject(&self, subject: &str, reason: Rejection) {
+        let text = reason.to_string();
         {
             let mut st = self.state();
             st.stats.rejected += 1;
-            st.rejections.push((subject.to_string(), reason.clone()));
+            st.rejections.push((subject.to_string(), reason));
         }
-        self.event("rejected", json!({"subject": subject, "reason": reason}));
+        self.event("rejected", json!({"subject": subject, "reason": text}));
     }
 }
 
@@ -263,7 +266,7 @@ impl Federation {
     }
 
     /// Messages refused so far: (subject, reason).
-    pub fn rejections(&self) -> Vec<(String, String)> {
+    pub fn rejections(&self) -> Vec<(String, Rejection)> {
         self.shared.state().rejections.clone()
     }
 
@@ -338,9 +341,10 @@ impl Federation {
                 };
                 match status_of(&bytes) {
                     Ok(s) => found.push(s),
-                    Err(e) => self
-                        .shared
-                        .reject(msg.subject.as_str(), format!("discovery answer: {e}")),
+                    Err(e) => self.shared.reject(
+                        msg.subject.as_str(),
+                        Rejection::BadEnvelope(format!("discovery answer: {e}")),
+                    ),
                 }
             }
             found.sort_by(|a, b| (&a.agent, &a.instance).cmp(&(&b.agent, &b.instance)));
@@ -388,7 +392,7 @@ impl Federation {
     }
 
     /// Send a task; the reply is collected with [`Federation::wait`].
-    pub fn send(&self, encoded: Encoded, timeout: Duration) -> Result<Ticket, String> {
+    pub fn send(&self, encoded: Encoded, timeout: Duration) -> Result<Ticket, CallFailure> {
         let Encoded { task, bytes, call } = encoded;
         let subject = task.subject();
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -449,8 +453,8 @@ impl Federation {
             async move { tokio::time::timeout(bound + Duration::from_secs(10), ticket.rx).await };
         match self.rt.block_on(bounded) {
             Ok(Ok(reply)) => reply,
-            Ok(Err(_)) => Err("the federation connection closed".into()),
-            Err(_) => Err("no reply (the watcher stopped)".into()),
+            Ok(Err(_)) => Err(CallFailure::Closed),
+            Err(_) => Err(CallFailure::WatcherStopped),
         }
     }
 
@@ -467,7 +471,7 @@ impl Federation {
         agent: &str,
         payload: String,
         timeout: Duration,
-    ) -> Result<Ticket, String> {
+    ) -> Result<Ticket, CallFailure> {
         let task = TaskMsg {
             schema: SCHEMA,
             job: self.shared.job.clone(),
@@ -524,7 +528,7 @@ fn expected_model_id(spec: &str) -> String {
 /// be by the key the status announces.
 fn status_of(bytes: &[u8]) -> Result<StatusMsg, String> {
     let env: Envelope = serde_json::from_slice(bytes).map_err(|e| format!("malformed: {e}"))?;
-    match open(&env)? {
+    match open(&env).map_err(|e| e.to_string())? {
         (Body::Status(s), _) if s.public_key == env.public_key => {
             wire::check_name("agent", &s.agent)?;
             Ok(s)
@@ -584,7 +588,10 @@ fn on_message(shared: &Shared, subject: &str, bytes: &[u8]) {
         Err(e) => {
             return shared.reject(
                 subject,
-                format!("malformed JSON ({} bytes): {e}", bytes.len()),
+                Rejection::Malformed {
+                    bytes: bytes.len(),
+                    detail: e.to_string(),
+                },
             )
         }
     };
@@ -615,7 +622,9 @@ fn on_message(shared: &Shared, subject: &str, bytes: &[u8]) {
                 drop(st);
                 return shared.reject(
                     subject,
-                    format!("heartbeat of `{}` signed by another key", s.agent),
+                    Rejection::ForeignHeartbeat {
+                        agent: s.agent.clone(),
+                    },
                 );
             }
             let now = Instant::now();
@@ -634,19 +643,22 @@ fn on_message(shared: &Shared, subject: &str, bytes: &[u8]) {
 fn on_reply(shared: &Shared, subject: &str, r: wire::ReplyMsg, att: Attestation, env: &Envelope) {
     let mut st = shared.state();
     let reason = if !st.trusts(&r.agent, &att.public_key) {
-        Some(format!(
-            "reply for `{}` signed by {}, not by its pinned key",
-            r.agent, att.public_key
-        ))
+        Some(Rejection::UnknownKey {
+            agent: r.agent.clone(),
+            key: att.public_key.clone(),
+        })
     } else if r.job != shared.job {
-        Some(format!("reply of job `{}` on job `{}`", r.job, shared.job))
+        Some(Rejection::WrongJob {
+            got: r.job.clone(),
+            expected: shared.job.clone(),
+        })
     } else if subject != result_subject(&r.job, r.round, &r.agent, r.action) {
-        Some(format!(
-            "replayed or misrouted: signed for round {} {} of `{}`, arrived on {subject}",
-            r.round,
-            r.action.as_str(),
-            r.agent
-        ))
+        Some(Rejection::Replayed {
+            round: r.round,
+            action: r.action.as_str(),
+            agent: r.agent.clone(),
+            subject: subject.to_string(),
+        })
     } else if !st.pending.contains_key(&r.call) && st.answered.contains(&r.call) {
         st.stats.duplicates += 1;
         drop(st);
@@ -654,17 +666,15 @@ fn on_reply(shared: &Shared, subject: &str, r: wire::ReplyMsg, att: Attestation,
         return;
     } else {
         match st.pending.get(&r.call) {
-            None => Some(format!(
-                "reply to a call never made: {}",
-                &r.call[..r.call.len().min(16)]
-            )),
+            None => Some(Rejection::UnknownCall {
+                call: r.call.chars().take(16).collect(),
+            }),
             Some(p) if p.agent != r.agent || p.round != r.round || p.action != r.action => {
-                Some(format!(
-                    "misattributed: call was round {} {} of `{}`",
-                    p.round,
-                    p.action.as_str(),
-                    p.agent
-                ))
+                Some(Rejection::Misattributed {
+                    round: p.round,
+                    action: p.action.as_str(),
+                    agent: p.agent.clone(),
+                })
             }
             Some(_) => None,
         }
@@ -708,7 +718,10 @@ async fn watch(shared: Arc<Shared>, client: async_nats::Client) {
         let connected = client.connection_state() == async_nats::connection::State::Connected;
         let (failed, resend) = sweep(&shared, connected);
         for (agent, tx, why) in failed {
-            shared.event("excluded", json!({"agent": agent, "reason": why}));
+            shared.event(
+                "excluded",
+                json!({"agent": agent, "reason": why.to_string()}),
+            );
             let _ = tx.send(Err(why));
         }
         for (subject, bytes) in resend {
@@ -717,7 +730,7 @@ async fn watch(shared: Arc<Shared>, client: async_nats::Client) {
     }
 }
 
-type Failed = Vec<(String, tokio::sync::oneshot::Sender<Reply>, String)>;
+type Failed = Vec<(String, tokio::sync::oneshot::Sender<Reply>, CallFailure)>;
 
 fn sweep(shared: &Shared, connected: bool) -> (Failed, Vec<(String, Vec<u8>)>) {
     let now = Instant::now();
@@ -729,10 +742,9 @@ fn sweep(shared: &Shared, connected: bool) -> (Failed, Vec<(String, Vec<u8>)>) {
     let mut dead = Vec::new();
     for (call, p) in &st.pending {
         if now >= p.deadline {
-            let why = format!(
-                "excluded: no reply within the {:.0} s phase timeout",
-                p.timeout.as_secs_f64()
-            );
+            let why = CallFailure::Timeout {
+                seconds: p.timeout.as_secs_f64(),
+            };
             dead.push((call.clone(), why));
             continue;
         }
@@ -749,10 +761,9 @@ fn sweep(shared: &Shared, connected: bool) -> (Failed, Vec<(String, Vec<u8>)>) {
                 .unwrap_or(seen.last);
             let silent = (now - last).min(since_connect);
             if connected && silent > limit {
-                let why = format!(
-                    "excluded: no heartbeat for {:.1} s (presumed dead)",
-                    silent.as_secs_f64()
-                );
+                let why = CallFailure::NoHeartbeat {
+                    seconds: silent.as_secs_f64(),
+                };
                 dead.push((call.clone(), why));
                 continue;
             }
@@ -845,7 +856,7 @@ impl NatsAgent {
     }
 
     fn call(&mut self, task: TaskMsg) -> Result<Accepted, AgentError> {
-        let encoded = Encoded::new(task).map_err(|m| self.fail(m))?;
+        let encoded = Encoded::new(task).map_err(|e| self.fail(e))?;
         let ticket = match self.tickets.remove(&encoded.call) {
             Some(t) => t,
             None => {
@@ -856,10 +867,10 @@ impl NatsAgent {
         self.fed.wait(ticket).map_err(|m| self.fail(m))
     }
 
-    fn fail(&self, message: String) -> AgentError {
-        AgentError::Failed {
+    fn fail(&self, failure: CallFailure) -> AgentError {
+        AgentError::Call {
             agent: self.spec.name.clone(),
-            message,
+            failure,
         }
     }
 }
@@ -872,8 +883,8 @@ pub struct Encoded {
 }
 
 impl Encoded {
-    pub fn new(task: TaskMsg) -> Result<Self, String> {
-        let bytes = serde_json::to_vec(&task).map_err(|e| e.to_string())?;
+    pub fn new(task: TaskMsg) -> Result<Self, CallFailure> {
+        let bytes = serde_json::to_vec(&task).map_err(|e| CallFailure::Encode(e.to_string()))?;
         let call = digest(&bytes);
         Ok(Self { task, bytes, call })
     }
@@ -895,8 +906,10 @@ impl Agent for NatsAgent {
                 p.attestation = Some(a.attestation);
                 Ok(p)
             }
-            Outcome::Error(m) => Err(self.fail(m)),
-            _ => Err(self.fail("the agent answered a proposal with something else".into())),
+            Outcome::Error(m) => Err(self.fail(CallFailure::Remote(m))),
+            _ => Err(self.fail(CallFailure::WrongOutcome {
+                asked: "a proposal",
+            })),
         }
     }
 
@@ -907,8 +920,10 @@ impl Agent for NatsAgent {
                 e.attestation = Some(a.attestation);
                 Ok(e)
             }
-            Outcome::Error(m) => Err(self.fail(m)),
-            _ => Err(self.fail("the agent answered an evaluation with something else".into())),
+            Outcome::Error(m) => Err(self.fail(CallFailure::Remote(m))),
+            _ => Err(self.fail(CallFailure::WrongOutcome {
+                asked: "an evaluation",
+            })),
         }
     }
 
@@ -918,5 +933,173 @@ impl Agent for NatsAgent {
             Call::Evaluate(req) => self.task(req.round, TaskBody::Evaluate(req.clone())),
         };
         self.start(task);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::identity::Identity;
+    use super::super::wire::ReplyMsg;
+    use super::*;
+
+    const JOB: &str = "job1";
+
+    fn shared() -> Shared {
+        Shared {
+            job: JOB.into(),
+            resend: Duration::from_secs(1),
+            state: Mutex::new(State::default()),
+            log: Mutex::new(Log::default()),
+        }
+    }
+
+    /// A call of round 1's proposal to agent `a`, due in `timeout`.
+    fn pending(timeout: Duration) -> (Pending, tokio::sync::oneshot::Receiver<Reply>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let now = Instant::now();
+        let p = Pending {
+            label: "t/nsed/r1/a/propose".into(),
+            agent: "a".into(),
+            round: 1,
+            action: Action::Propose,
+            subject: "task".into(),
+            bytes: vec![],
+            sent: now,
+            last_sent: now,
+            deadline: now + timeout,
+            timeout,
+            acked: None,
+            instance: None,
+            tx: Some(tx),
+        };
+        (p, rx)
+    }
+
+    fn reply(call: &str, round: usize) -> Body {
+        Body::Reply(Box::new(ReplyMsg {
+            schema: SCHEMA,
+            job: JOB.into(),
+            round,
+            agent: "a".into(),
+            action: Action::Propose,
+            call: call.into(),
+            instance: "i".into(),
+            model: "m".into(),
+            model_sha256: "0".repeat(64),
+            outcome: Outcome::Error("no model".into()),
+        }))
+    }
+
+    fn rejections(shared: &Shared) -> Vec<Rejection> {
+        let st = shared.state();
+        st.rejections.iter().map(|(_, r)| r.clone()).collect()
+    }
+
+    #[test]
+    fn a_call_past_its_deadline_fails_as_a_timeout() {
+        let shared = shared();
+        let (p, _rx) = pending(Duration::ZERO);
+        shared.state().pending.insert("c1".into(), p);
+        let (failed, _) = sweep(&shared, true);
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].2, CallFailure::Timeout { seconds: 0.0 });
+        assert!(shared.state().pending.is_empty());
+        assert_eq!(shared.state().stats.excluded, 1);
+    }
+
+    #[test]
+    fn a_silent_agent_fails_as_dead_and_a_live_one_is_resent() {
+        let shared = shared();
+        let (p, _rx) = pending(Duration::from_secs(60));
+        let id = Identity::generate().expect("key");
+        let status = StatusMsg {
+            schema: SCHEMA,
+            agent: "a".into(),
+            instance: "i".into(),
+            model: "m".into(),
+            model_sha256: "0".repeat(64),
+            public_key: id.public_key(),
+            nsed_version: "0".into(),
+            started: "now".into(),
+            heartbeat_s: 0.2,
+            busy: false,
+            queued: 0,
+            served: 0,
+        };
+        {
+            let mut st = shared.state();
+            st.pending.insert("c1".into(), p);
+            st.connected_at = Some(Instant::now() - Duration::from_secs(10));
+            let last = Instant::now() - Duration::from_secs(5);
+            st.agents.insert("a".into(), Seen { status, last });
+        }
+        // Not connected: our own outage is not the agent's silence, and
+        // nothing is sent.
+        let (failed, resend) = sweep(&shared, false);
+        assert!(failed.is_empty() && resend.is_empty());
+        let (failed, _) = sweep(&shared, true);
+        assert!(
+            matches!(failed[0].2, CallFailure::NoHeartbeat { seconds } if seconds >= 4.9),
+            "{:?}",
+            failed[0].2
+        );
+        // A live agent's call, not yet acknowledged, is sent again.
+        let (p, _rx) = pending(Duration::from_secs(60));
+        {
+            let mut st = shared.state();
+            st.pending.insert("c2".into(), p);
+            st.agents.get_mut("a").expect("seen").last = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(1100));
+        shared.state().agents.get_mut("a").expect("seen").last = Instant::now();
+        let (failed, resend) = sweep(&shared, true);
+        assert!(failed.is_empty(), "{:?}", failed[0].2);
+        assert_eq!(resend.len(), 1);
+    }
+
+    #[test]
+    fn replies_are_refused_by_kind_and_the_genuine_one_is_accepted() {
+        let shared = shared();
+        let agent = Identity::generate().expect("key");
+        let forger = Identity::generate().expect("key");
+        let (p, mut rx) = pending(Duration::from_secs(60));
+        {
+            let mut st = shared.state();
+            st.pinned.insert("a".into(), vec![agent.public_key()]);
+            st.pending.insert("c1".into(), p);
+        }
+        let on_subject = result_subject(JOB, 1, "a", Action::Propose);
+        let send = |env: &Envelope, subject: &str| {
+            on_message(&shared, subject, &serde_json::to_vec(env).expect("json"))
+        };
+        on_message(&shared, &on_subject, b"{not json");
+        send(&forger.seal(&reply("c1", 1)), &on_subject);
+        let mut tampered = agent.seal(&reply("c1", 1));
+        tampered.signed = tampered.signed.replace("no model", "no modem");
+        send(&tampered, &on_subject);
+        send(&agent.seal(&reply("c0", 1)), &on_subject);
+        send(
+            &agent.seal(&reply("c1", 1)),
+            &result_subject(JOB, 2, "a", Action::Propose),
+        );
+        assert!(rx.try_recv().is_err(), "no forged reply ended the call");
+        let got = rejections(&shared);
+        assert!(matches!(got[0], Rejection::Malformed { .. }), "{got:?}");
+        assert!(
+            matches!(&got[1], Rejection::UnknownKey { agent, key } if agent == "a" && *key == forger.public_key()),
+            "{got:?}"
+        );
+        assert_eq!(got[2], Rejection::BadSignature);
+        assert!(matches!(got[3], Rejection::UnknownCall { .. }), "{got:?}");
+        assert!(
+            matches!(got[4], Rejection::Replayed { round: 1, .. }),
+            "{got:?}"
+        );
+        // The genuine reply ends the call, with the agent's own error.
+        send(&agent.seal(&reply("c1", 1)), &on_subject);
+        let accepted = rx.try_recv().expect("answered").expect("accepted");
+        assert_eq!(accepted.outcome, Outcome::Error("no model".into()));
+        assert_eq!(accepted.attestation.public_key, agent.public_key());
+        assert_eq!(shared.state().stats.rejected, 5);
     }
 }

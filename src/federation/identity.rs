@@ -8,7 +8,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use super::wire::{digest, Body, Envelope, SCHEMA};
-use super::FederationError;
+use super::{FederationError, Rejection};
 use crate::deliberation::Attestation;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -96,24 +96,30 @@ impl Identity {
 
 /// Check an envelope's signature and read its body. Whether the key is the
 /// one expected of the sender is the caller's check.
-pub fn open(env: &Envelope) -> Result<(Body, Attestation), String> {
+pub fn open(env: &Envelope) -> Result<(Body, Attestation), Rejection> {
+    let bad = |what: &str| Rejection::BadEnvelope(what.to_string());
     if env.schema != SCHEMA {
-        return Err(format!("schema {} (this nsed speaks {SCHEMA})", env.schema));
+        return Err(Rejection::BadEnvelope(format!(
+            "schema {} (this nsed speaks {SCHEMA})",
+            env.schema
+        )));
     }
     let key: [u8; 32] = B64
         .decode(&env.public_key)
         .ok()
         .and_then(|b| b.try_into().ok())
-        .ok_or("public_key is not 32 base64 bytes")?;
-    let key = VerifyingKey::from_bytes(&key).map_err(|_| "public_key is not an Ed25519 point")?;
+        .ok_or_else(|| bad("public_key is not 32 base64 bytes"))?;
+    let key =
+        VerifyingKey::from_bytes(&key).map_err(|_| bad("public_key is not an Ed25519 point"))?;
     let sig: [u8; 64] = B64
         .decode(&env.signature)
         .ok()
         .and_then(|b| b.try_into().ok())
-        .ok_or("signature is not 64 base64 bytes")?;
+        .ok_or_else(|| bad("signature is not 64 base64 bytes"))?;
     key.verify(env.signed.as_bytes(), &Signature::from_bytes(&sig))
-        .map_err(|_| "bad signature".to_string())?;
-    let body: Body = serde_json::from_str(&env.signed).map_err(|e| format!("signed body: {e}"))?;
+        .map_err(|_| Rejection::BadSignature)?;
+    let body: Body = serde_json::from_str(&env.signed)
+        .map_err(|e| Rejection::BadEnvelope(format!("signed body: {e}")))?;
     Ok((
         body,
         Attestation {
@@ -152,14 +158,17 @@ mod tests {
         // A changed byte, another key's signature, garbage.
         let mut t = env.clone();
         t.signed = t.signed.replace("\"round\":1", "\"round\":2");
-        assert_eq!(open(&t).unwrap_err(), "bad signature");
+        assert_eq!(open(&t).unwrap_err(), Rejection::BadSignature);
         let other = Identity::generate().unwrap();
         let mut t = env.clone();
         t.public_key = other.public_key();
-        assert_eq!(open(&t).unwrap_err(), "bad signature");
+        assert_eq!(open(&t).unwrap_err(), Rejection::BadSignature);
         let mut t = env;
         t.signature = "AAAA".into();
-        assert!(open(&t).unwrap_err().contains("64 base64 bytes"));
+        assert_eq!(
+            open(&t).unwrap_err(),
+            Rejection::BadEnvelope("signature is not 64 base64 bytes".into())
+        );
     }
 
     #[test]

@@ -40,6 +40,63 @@ pub enum FederationError {
     Io(#[from] std::io::Error),
 }
 
+/// Why an incoming message was refused. It is counted and logged; the call
+/// it claims to answer stays open for the genuine reply.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Rejection {
+    /// Not a JSON envelope.
+    #[error("malformed JSON ({bytes} bytes): {detail}")]
+    Malformed { bytes: usize, detail: String },
+    /// Chunks declaring a message above [`wire::MAX_MESSAGE`].
+    #[error("oversized message: {declared} bytes declared, limit {limit}")]
+    Oversized { declared: usize, limit: usize },
+    /// A chunk whose index, count and size cannot belong to one message.
+    #[error("inconsistent chunk {index}/{count} of {total} bytes")]
+    InconsistentChunk {
+        index: usize,
+        count: usize,
+        total: usize,
+    },
+    /// Chunks that disagree with each other or with their declared size,
+    /// or chunk headers that do not parse.
+    #[error("{0}")]
+    BadChunks(String),
+    /// An envelope whose schema, key, signature or body does not parse.
+    #[error("{0}")]
+    BadEnvelope(String),
+    /// The signature does not verify under the envelope's key.
+    #[error("bad signature")]
+    BadSignature,
+    /// A valid signature by a key not pinned for the agent it names.
+    #[error("reply for `{agent}` signed by {key}, not by its pinned key")]
+    UnknownKey { agent: String, key: String },
+    /// A heartbeat of a pinned agent signed by a key not pinned for it.
+    #[error("heartbeat of `{agent}` signed by another key")]
+    ForeignHeartbeat { agent: String },
+    /// A reply signed for another job.
+    #[error("reply of job `{got}` on job `{expected}`")]
+    WrongJob { got: String, expected: String },
+    /// A reply signed for one round and action, arriving on another's
+    /// subject: a replay or a misroute.
+    #[error("replayed or misrouted: signed for round {round} {action} of `{agent}`, arrived on {subject}")]
+    Replayed {
+        round: usize,
+        action: &'static str,
+        agent: String,
+        subject: String,
+    },
+    /// A reply to a call id this run never sent.
+    #[error("reply to a call never made: {call}")]
+    UnknownCall { call: String },
+    /// A reply to a real call, claiming another round, action or agent.
+    #[error("misattributed: call was round {round} {action} of `{agent}`")]
+    Misattributed {
+        round: usize,
+        action: &'static str,
+        agent: String,
+    },
+}
+
 /// Subject of a task: `nsed.{job}.task.{agent}.{action}`.
 pub fn task_subject(job: &str, agent: &str, action: wire::Action) -> String {
     format!("nsed.{job}.task.{agent}.{}", action.as_str())
@@ -163,8 +220,8 @@ pub async fn publish(
 pub fn reassemble(
     assembler: &mut wire::Assembler,
     msg: &async_nats::Message,
-) -> Result<Option<Vec<u8>>, String> {
-    let chunk = wire::Chunk::from_headers(msg.headers.as_ref())?;
+) -> Result<Option<Vec<u8>>, Rejection> {
+    let chunk = wire::Chunk::from_headers(msg.headers.as_ref()).map_err(Rejection::BadChunks)?;
     assembler.push(chunk, &msg.payload)
 }
 

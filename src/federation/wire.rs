@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::FederationError;
+use super::{FederationError, Rejection};
 use crate::deliberation::roster::AgentSpec;
 use crate::deliberation::{EvalMode, EvaluateRequest, Evaluation, Proposal, ProposeRequest};
 
@@ -408,21 +408,22 @@ impl Assembler {
         &mut self,
         chunk: Option<Chunk>,
         payload: &[u8],
-    ) -> Result<Option<Vec<u8>>, String> {
+    ) -> Result<Option<Vec<u8>>, Rejection> {
         let Some(c) = chunk else {
             return Ok(Some(payload.to_vec()));
         };
         if c.total > MAX_MESSAGE {
-            return Err(format!(
-                "oversized message: {} bytes declared, limit {MAX_MESSAGE}",
-                c.total
-            ));
+            return Err(Rejection::Oversized {
+                declared: c.total,
+                limit: MAX_MESSAGE,
+            });
         }
         if c.count == 0 || c.index >= c.count || c.count > c.total.max(1) {
-            return Err(format!(
-                "inconsistent chunk {}/{} of {} bytes",
-                c.index, c.count, c.total
-            ));
+            return Err(Rejection::InconsistentChunk {
+                index: c.index,
+                count: c.count,
+                total: c.total,
+            });
         }
         self.expire();
         if !self.partial.contains_key(&c.msg) && self.partial.len() >= self.max_partial {
@@ -446,7 +447,9 @@ impl Assembler {
             });
         if p.parts.len() != c.count || p.total != c.total {
             self.partial.remove(&c.msg);
-            return Err("chunks of one message disagree on its size".into());
+            return Err(Rejection::BadChunks(
+                "chunks of one message disagree on its size".into(),
+            ));
         }
         if p.parts[c.index].is_none() {
             p.have += payload.len();
@@ -454,20 +457,20 @@ impl Assembler {
         }
         if p.have > p.total {
             self.partial.remove(&c.msg);
-            return Err(format!(
+            return Err(Rejection::BadChunks(format!(
                 "chunks carry more than the declared {} bytes",
                 c.total
-            ));
+            )));
         }
         if p.parts.iter().all(Option::is_some) {
             let Some(p) = self.partial.remove(&c.msg) else {
                 return Ok(None);
             };
             if p.have != p.total {
-                return Err(format!(
+                return Err(Rejection::BadChunks(format!(
                     "chunks carry {} of {} declared bytes",
                     p.have, p.total
-                ));
+                )));
             }
             return Ok(Some(p.parts.into_iter().flatten().flatten().collect()));
         }
@@ -517,22 +520,37 @@ mod tests {
                 total,
             })
         };
-        assert!(a
-            .push(c(0, 2, 1 << 40), b"ab")
-            .unwrap_err()
-            .contains("oversized"));
-        assert!(a
-            .push(c(3, 2, 10), b"ab")
-            .unwrap_err()
-            .contains("inconsistent"));
-        assert!(a
-            .push(c(0, 0, 10), b"ab")
-            .unwrap_err()
-            .contains("inconsistent"));
+        assert_eq!(
+            a.push(c(0, 2, 1 << 40), b"ab").unwrap_err(),
+            Rejection::Oversized {
+                declared: 1 << 40,
+                limit: MAX_MESSAGE
+            }
+        );
+        assert_eq!(
+            a.push(c(3, 2, 10), b"ab").unwrap_err(),
+            Rejection::InconsistentChunk {
+                index: 3,
+                count: 2,
+                total: 10
+            }
+        );
+        assert!(matches!(
+            a.push(c(0, 0, 10), b"ab").unwrap_err(),
+            Rejection::InconsistentChunk { count: 0, .. }
+        ));
         a.push(c(0, 2, 4), b"abc").unwrap();
-        assert!(a.push(c(1, 2, 4), b"de").unwrap_err().contains("more than"));
+        let more = a.push(c(1, 2, 4), b"de").unwrap_err();
+        assert!(
+            matches!(&more, Rejection::BadChunks(m) if m.contains("more than")),
+            "{more:?}"
+        );
         a.push(c(0, 2, 4), b"a").unwrap();
-        assert!(a.push(c(1, 2, 4), b"b").unwrap_err().contains("2 of 4"));
+        let short = a.push(c(1, 2, 4), b"b").unwrap_err();
+        assert!(
+            matches!(&short, Rejection::BadChunks(m) if m.contains("2 of 4")),
+            "{short:?}"
+        );
         assert!(matches!(
             frames(vec![0; MAX_MESSAGE + 1], 1 << 20, "big"),
             Err(FederationError::TooLarge { .. })

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 mod bounds;
 mod commands;
+mod exit;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -30,7 +31,8 @@ use commands::{bench, federation, fraud, generate, models, perf, report, sandbox
                   avx2|avxvnni|avx512vnni forces one. Every path computes the same bits.\n\n\
                   --device cuda runs the models on an NVIDIA GPU through candle's CUDA \
                   backend (a build with --features cuda; docs/gpu.md).\n\n\
-                  Exit codes: 0 ok, 1 negative verdict, 2 usage or input error."
+                  Exit codes: 0 ok, 1 negative verdict, 2 usage or input error, 3 internal \
+                  failure (a bug, or the machine: a full disk, a worker that died)."
 )]
 struct Cli {
     /// Worker threads for the tensor kernels (default: $RAYON_NUM_THREADS or all cores).
@@ -151,7 +153,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            exit::code_of(&e)
         }
     }
 }

@@ -487,7 +487,7 @@ pub fn bench_cmd(args: BenchArgs) -> Result<()> {
     });
     let sink = sink
         .into_inner()
-        .map_err(|_| anyhow::anyhow!("a bench worker panicked"))?;
+        .map_err(|_| crate::exit::Internal("a bench worker panicked".into()))?;
     if let Some(e) = sink.failure {
         return Err(e);
     }
