@@ -3,8 +3,8 @@
 //!
 //! The library owns everything; the `nsed` binary (`src/bin/nsed`) is a thin
 //! command-line layer. The modules, lower layers first: a module uses only
-//! the ones listed before it, and [`results::tables`], the top layer, reads
-//! the data types of all of them to render the results pages. The order is
+//! the ones listed before it, and [`pages`], the top layer, reads the data
+//! types of all of them to render the results pages. The order is
 //! checked by `tests/layers.rs`.
 //! - [`stats`] (the `nsed-stats` crate): intervals, tests, rank statistics,
 //!   summaries and seeded draws, used by every layer above.
@@ -22,6 +22,8 @@
 //! - [`bench`](mod@bench): data sets, grading, every method on the same items,
 //!   and the code sets ([`bench::code`]).
 //! - [`fraud`]: forged and cheap executors, detection curves, economics.
+//! - [`pages`]: the results pages (tables, CSVs, figures, generated
+//!   findings), rebuilt from the data files alone.
 
 pub mod answer;
 pub mod bench;
@@ -29,6 +31,7 @@ pub mod deliberation;
 pub use nsed_engine as engine;
 pub mod federation;
 pub mod fraud;
+pub mod pages;
 pub mod results;
 pub mod sandbox;
 #[doc(hidden)]

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 /// Lowest first. `testing` (tiny models for tests) belongs to the engine;
-/// `results::tables`, the pages, sits above every domain it renders.
+/// `pages` sits above every domain it renders.
 const LAYERS: [&str; 11] = [
     "stats",
     "sandbox",
@@ -34,11 +34,7 @@ fn layer(module: &str) -> Option<usize> {
 fn layer_of_file(rel: &Path) -> Option<usize> {
     let mut parts = rel.iter().map(|p| p.to_string_lossy().into_owned());
     let first = parts.next()?;
-    let first = first.trim_end_matches(".rs");
-    if first == "results" && parts.next().as_deref() == Some("tables") {
-        return layer("pages");
-    }
-    layer(first)
+    layer(first.trim_end_matches(".rs"))
 }
 
 /// Every upward `crate::` path in `source`, as (line number, target).
@@ -54,11 +50,7 @@ fn upward_uses(source: &str, own: usize) -> Vec<(usize, String)> {
                 .chars()
                 .take_while(|c| c.is_alphanumeric() || *c == '_')
                 .collect();
-            let target = if name == "results" && rest[name.len()..].starts_with("::tables") {
-                "pages".to_string()
-            } else {
-                name
-            };
+            let target = name;
             if layer(&target).is_some_and(|t| t > own) {
                 found.push((i + 1, target));
             }
@@ -117,16 +109,13 @@ fn an_upward_import_is_caught_and_comments_are_not() {
     let source = "//! See [`crate::verify`] for replay.\n\
                   use crate::stats::median;\n\
                   let origin = crate::verify::artifact::isa_level();\n\
-                  let t = crate::results::tables::TABLES;\n";
+                  let t = crate::pages::TABLES;\n";
     assert_eq!(
         upward_uses(source, engine),
         vec![(3, "verify".to_string()), (4, "pages".to_string())]
     );
     let pages = layer("pages").expect("pages is a layer");
     assert!(upward_uses("use crate::fraud::analysis;", pages).is_empty());
-    assert_eq!(
-        layer_of_file(Path::new("results/tables/fraud.rs")),
-        Some(pages)
-    );
+    assert_eq!(layer_of_file(Path::new("pages/fraud.rs")), Some(pages));
     assert_eq!(layer_of_file(Path::new("testing.rs")), Some(engine));
 }

@@ -1,6 +1,6 @@
 //! Everything that turns runs into files a reader trusts: atomic output
-//! files, append-only run journals, statistics for summaries, figures and
-//! the paper-style results pages.
+//! files, append-only run journals, provenance, method summaries and
+//! figures. The pages built from them are [`crate::pages`], the top layer.
 //!
 //! - [`output`]: result files written whole or not at all.
 //! - [`csv_text`](mod@csv_text): CSV documents, quoted where a cell needs it.
@@ -8,7 +8,6 @@
 //! - [`provenance`]: commit, CPU, kernel and command behind a results file.
 //! - [`report`]: Wilson intervals, exact McNemar, summary tables.
 //! - [`figure`]: PNG/SVG figures.
-//! - [`tables`]: the results pages, rebuilt from the data files alone.
 
 pub mod csv_text;
 pub mod figure;
@@ -16,4 +15,3 @@ pub mod journal;
 pub mod output;
 pub mod provenance;
 pub mod report;
-pub mod tables;

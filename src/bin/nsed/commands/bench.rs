@@ -10,13 +10,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use nsed::answer::{AnswerKind, Outcome};
 use nsed::bench::code::{self, CodeAgent, CodeContext, LcbFilter};
 use nsed::bench::datasets::{self, Selection};
-use nsed::bench::{self, CodeSettings, Fingerprint, Harness, ItemRecord, Meta, Method};
+use nsed::bench::{self, CodeSettings, Fingerprint, Harness, ItemRecord, Method};
 use nsed::deliberation::calls::{CallLog, CALLS};
 use nsed::deliberation::local::{self, LocalAgent, ModelPool};
 use nsed::deliberation::roster::{AgentSpec, Roster};
 use nsed::deliberation::{self, EvalMode, Round, Task, Transcript};
 use nsed::engine::sampling::SamplingParams;
 use nsed::federation::{self, Federation};
+use nsed::pages;
 use nsed::results::provenance::{self, RunInfo};
 use nsed::sandbox::{Limits, Sandbox};
 use std::sync::Arc;
@@ -499,7 +500,7 @@ pub fn bench_cmd(args: BenchArgs) -> Result<()> {
             serde_json::to_string(&fed.stats()).unwrap_or_default()
         );
     }
-    outln!("{}", report_run(&out)?);
+    outln!("{}", pages::runs::run_summary(&out)?);
     Ok(())
 }
 
@@ -610,311 +611,29 @@ impl Sink {
 
 /// `nsed report bench DIR`: the summary of a run directory (finished or not).
 pub fn report_bench_cmd(dir: &Path) -> Result<()> {
-    outln!("{}", report_run(dir)?);
+    outln!("{}", pages::runs::run_summary(dir)?);
     Ok(())
-}
-
-/// A bench run of a math set: its meta, how its answers compare, its
-/// records. Code sets are refused: their proposals have no per-proposal grade.
-fn math_run(dir: &Path) -> Result<(Meta, AnswerKind, Vec<ItemRecord>)> {
-    let meta = Meta::read(dir)
-        .with_context(|| format!("{} is not a bench run directory", dir.display()))?;
-    let Some(kind) = datasets::kind_of(&meta.fingerprint.dataset) else {
-        bail!(
-            "{}: `{}` is a code set; judges, protocols and budgets need graded answers, \
-             which only math sets record per proposal",
-            dir.display(),
-            meta.fingerprint.dataset
-        );
-    };
-    let records = bench::read_records(dir)?;
-    Ok((meta, kind, records))
 }
 
 /// `nsed report judges`: pool the evaluations of the runs per judge and
 /// print (and with `out`, write) the quality table.
 pub fn report_judges_cmd(runs: &[PathBuf], out: Option<&Path>) -> Result<()> {
-    let md = judges_page(runs, out)?;
-    outln!("{md}");
+    outln!("{}", pages::runs::judges_page(runs, out)?);
     Ok(())
-}
-
-/// The judge table of `runs` in markdown; with `out`, also judges.md,
-/// judges.csv and the AUC figure there.
-pub(crate) fn judges_page(runs: &[PathBuf], out: Option<&Path>) -> Result<String> {
-    judges_section(runs, out)?.ok_or_else(|| {
-        anyhow::anyhow!(
-            "no evaluations in these runs: judges are measured on runs with --method nsed or qv"
-        )
-    })
-}
-
-/// [`judges_page`], or `None` when the runs hold no scored evaluation.
-pub(crate) fn judges_section(runs: &[PathBuf], out: Option<&Path>) -> Result<Option<String>> {
-    let mut judges = bench::judges::Judges::new();
-    let mut header = String::from("# Judge quality\n\nFrom the evaluations of:\n\n");
-    for dir in runs {
-        let (meta, kind, records) = math_run(dir)?;
-        let fp = &meta.fingerprint;
-        bench::judges::collect(&mut judges, &records, kind, &fp.roster);
-        header.push_str(&format!(
-            "- `{}`: {} · roster `{}` · {} items · selection {}\n",
-            dir.display(),
-            fp.dataset,
-            fp.roster.name,
-            records.len(),
-            serde_json::to_string(&fp.selection).unwrap_or_default()
-        ));
-    }
-    let rows = bench::judges::rows(&judges);
-    if rows.is_empty() {
-        return Ok(None);
-    }
-    let md = format!(
-        "{header}\nAUC: probability that a correct proposal scores above a wrong one (0.5 = no \
-         signal), 95% CI by Hanley-McNeil (scores treated as independent). Pairwise: a correct \
-         and a wrong proposal shown in the same call, ties as half. Abstained: calls with no \
-         readable score.\n\n{}",
-        bench::judges::markdown(&rows)
-    );
-    if let Some(out) = out {
-        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-        nsed::results::output::write_atomic(&out.join("judges.md"), md.as_bytes())?;
-        nsed::results::output::write_atomic(
-            &out.join("judges.csv"),
-            bench::judges::csv(&rows).as_bytes(),
-        )?;
-        let with_auc: Vec<&bench::judges::JudgeRow> =
-            rows.iter().filter(|r| r.auc.is_some()).collect();
-        let names: Vec<String> = with_auc
-            .iter()
-            .map(|r| {
-                // Short labels: the figure has one column per judge.
-                let model = r.model.replace("qwen2.5-coder-", "qwen-");
-                let mode = match r.mode {
-                    EvalMode::Generative => "gen",
-                    EvalMode::Logprob => "logp",
-                };
-                format!("{model} {mode}")
-            })
-            .collect();
-        let points: Vec<(f64, f64, f64)> = with_auc
-            .iter()
-            .filter_map(|r| Some((r.auc?, r.auc_low?, r.auc_high?)))
-            .collect();
-        let chart = nsed::results::figure::IntervalChart {
-            title: "Judge AUC: correct vs wrong proposals (95% CI)".into(),
-            y_label: "AUC",
-            y_range: (0.0, 1.0),
-            reference: Some(0.5),
-            names: &names,
-        };
-        if let Err(e) = nsed::results::figure::intervals(&out.join("judges-auc"), &chart, &points) {
-            eprintln!("warning: no figure: {e}");
-        }
-        eprintln!(
-            "wrote {}/judges.{{md,csv}} and judges-auc.{{png,svg}}",
-            out.display()
-        );
-    }
-    Ok(Some(md))
 }
 
 /// `nsed report budgets`: accuracy against tokens per item for every
 /// method of each run, the matched-compute comparison and a figure.
 pub fn report_budgets_cmd(runs: &[PathBuf], out: Option<&Path>) -> Result<()> {
-    let md = budgets_page(runs, out)?;
-    outln!("{md}");
+    outln!("{}", pages::runs::budgets_page(runs, out)?);
     Ok(())
-}
-
-/// The accuracy-against-compute tables of `runs`; with `out`, also
-/// budgets.md and one figure per run there.
-pub(crate) fn budgets_page(runs: &[PathBuf], out: Option<&Path>) -> Result<String> {
-    use nsed::bench::budgets;
-    let mut md = String::from(
-        "# Accuracy against compute\n\nTokens are prompt + generated tokens per item. \
-         Self-consistency at k is the majority of its first k samples; NSED and debate at r \
-         stop after round r.\n",
-    );
-    if let Some(out) = out {
-        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    }
-    for dir in runs {
-        let (meta, kind, records) = math_run(dir)?;
-        let fp = &meta.fingerprint;
-        let points = budgets::points(&records, kind);
-        md.push_str(&format!(
-            "\n## `{}`: {} · roster `{}` · {} items\n\n{}",
-            dir.display(),
-            fp.dataset,
-            fp.roster.name,
-            records.len(),
-            budgets::markdown(&points)
-        ));
-        if let Some(m) = budgets::matched(&points) {
-            md.push_str(&format!(
-                "\nAt matched compute: NSED {:.0} tokens/item, {}/{} right; self-consistency \
-                 k = {} ({:.0} tokens/item), {}/{} right; NSED only {}, self-consistency only {}, \
-                 p = {:.3} (exact McNemar).\n",
-                m.nsed_tokens,
-                m.nsed_correct,
-                m.n,
-                m.k,
-                m.sc_tokens,
-                m.sc_correct,
-                m.n,
-                m.nsed_only,
-                m.sc_only,
-                m.p_value
-            ));
-        }
-        if let Some(out) = out {
-            let series = budgets::series(&points);
-            let max_x = series
-                .iter()
-                .flat_map(|s| s.points.iter().map(|p| p.0))
-                .fold(1.0f64, f64::max);
-            let chart = nsed::results::figure::LineChart {
-                title: format!(
-                    "{} · {}: accuracy vs tokens per item",
-                    fp.dataset, fp.roster.name
-                ),
-                x_label: "tokens per item (prompt + generated)",
-                y_label: "accuracy (95% Wilson interval)",
-                x_range: (0.0, max_x * 1.05),
-                y_range: (0.0, 1.0),
-                x_names: None,
-                diagonal: false,
-            };
-            let run_name = dir.file_name().map_or_else(
-                || format!("{}-{}", fp.dataset, fp.roster.name),
-                |n| n.to_string_lossy().into_owned(),
-            );
-            let stem = out.join(format!("budgets-{run_name}"));
-            if let Err(e) = nsed::results::figure::lines(&stem, &chart, &series) {
-                eprintln!("warning: no figure: {e}");
-            }
-        }
-    }
-    if let Some(out) = out {
-        nsed::results::output::write_atomic(&out.join("budgets.md"), md.as_bytes())?;
-    }
-    Ok(md)
 }
 
 /// `nsed report protocols`: each run's round 1 re-tallied under every
 /// protocol variant.
 pub fn report_protocols_cmd(runs: &[PathBuf], out: Option<&Path>) -> Result<()> {
-    let md = protocols_page(runs, out)?;
-    outln!("{md}");
+    outln!("{}", pages::runs::protocols_page(runs, out)?);
     Ok(())
-}
-
-/// The protocol ablations of `runs`; with `out`, also protocols.md there.
-pub(crate) fn protocols_page(runs: &[PathBuf], out: Option<&Path>) -> Result<String> {
-    let mut md = String::from(
-        "# Protocol variants on identical ballots\n\nEach rule re-tallies the same round-1 \
-         proposals and scores; p compares each rule with the quadratic vote on the same items.\n",
-    );
-    for dir in runs {
-        let (meta, kind, records) = math_run(dir)?;
-        let fp = &meta.fingerprint;
-        let rows = bench::protocols::ablate(&records, kind, &fp.roster);
-        md.push_str(&format!(
-            "\n## `{}`: {} · roster `{}` · selection {}\n\n{}",
-            dir.display(),
-            fp.dataset,
-            fp.roster.name,
-            serde_json::to_string(&fp.selection).unwrap_or_default(),
-            bench::protocols::markdown(&rows)
-        ));
-    }
-    if let Some(out) = out {
-        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-        nsed::results::output::write_atomic(&out.join("protocols.md"), md.as_bytes())?;
-    }
-    Ok(md)
-}
-
-/// Summarize the items done in a run directory; writes summary.md and
-/// summary.csv there and returns the markdown.
-pub(crate) fn report_run(dir: &Path) -> Result<String> {
-    let meta = Meta::read(dir)
-        .with_context(|| format!("{} is not a bench run directory", dir.display()))?;
-    let records = bench::read_records(dir)?;
-    let ids: Vec<String> = records.iter().map(|r| r.item.clone()).collect();
-    let (summaries, pairs) = bench::summarize(&records, &ids);
-    let header = summary_header(&meta, dir, ids.len());
-    Ok(bench::write_summary(dir, &header, &summaries, &pairs)?)
-}
-
-fn summary_header(meta: &Meta, dir: &Path, n: usize) -> String {
-    let fp = &meta.fingerprint;
-    let s = &fp.settings;
-    let mut out = format!(
-        "# {} · roster `{}` · {n} items\n\n- dataset sha256 {} · selection {}\n\
-         - halting {} · max_tokens {} · eval {:?} · seed {} · items in `{}/items.jsonl`\n",
-        fp.dataset,
-        fp.roster.name,
-        fp.dataset_sha256,
-        serde_json::to_string(&fp.selection).unwrap_or_default(),
-        serde_json::to_string(&s.halting).unwrap_or_default(),
-        s.max_tokens,
-        s.mode,
-        s.seed,
-        dir.display()
-    );
-    if let Some(code) = &fp.code {
-        out.push_str(&format!("- graded on {}", code.graded_on));
-        if fp.dataset == "lcb" {
-            let filter = serde_json::to_string(&code.filter).unwrap_or_default();
-            out.push_str(&format!(" · filter {filter}"));
-        }
-        out.push('\n');
-    }
-    for info in &meta.runs {
-        let models: Vec<String> = info
-            .models
-            .iter()
-            .map(|(id, sha)| format!("{id} ({})", &sha[..sha.len().min(12)]))
-            .collect();
-        out.push_str(&format!(
-            "- run {} · commit {} · {}{} · {} threads · models {}\n  `{}`\n",
-            info.started,
-            info.commit,
-            info.host_cpu,
-            kernel_note(&info.kernel),
-            info.threads,
-            models.join(", "),
-            info.command.join(" ")
-        ));
-        if let Some(sandbox) = &info.sandbox {
-            out.push_str(&format!("  sandbox: {}\n", sandbox_note(sandbox)));
-        }
-    }
-    out
-}
-
-/// How a run's programs were contained, for its summary.
-fn sandbox_note(p: &nsed::sandbox::Protections) -> String {
-    let Some(guards) = &p.guards else {
-        return format!("layer not recorded (run predates layers) · {}", p.summary());
-    };
-    let policy = match p.policy {
-        Some(nsed::sandbox::Policy::BestEffort) => "best-effort",
-        _ => "require",
-    };
-    format!(
-        "layer {} (--sandbox {policy}) · writes outside {} · host files {} · network {} · leftover processes {} · process limit {} · disk quota {}",
-        p.layer.map_or("unrecorded", nsed::sandbox::Layer::name),
-        guards.writes_outside.name(),
-        guards.host_files.name(),
-        guards.network.name(),
-        guards.leftover_processes.name(),
-        guards.process_limit.name(),
-        guards.disk_quota.name(),
-    )
 }
 
 fn progress(len: u64, done: u64) -> ProgressBar {
@@ -1165,13 +884,4 @@ fn print_outcome(t: &Transcript, _names: &[String]) {
         t.usage.generated_tokens,
         t.usage.seconds
     );
-}
-
-/// ` · kernel NAME` for runs that recorded their kernel path (older runs did not).
-fn kernel_note(kernel: &str) -> String {
-    if kernel.is_empty() {
-        String::new()
-    } else {
-        format!(" · kernel {kernel}")
-    }
 }

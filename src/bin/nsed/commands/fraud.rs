@@ -15,8 +15,8 @@ use nsed::fraud::samples::{self, Fingerprint, Lab, Meta};
 use nsed::fraud::variant::VariantReport;
 use nsed::fraud::{heldout, pernode, plots, prompts};
 use nsed::fraud::{Attack, Precision};
+use nsed::pages::fraud::FraudRun;
 use nsed::results::provenance::{self, RunInfo};
-use nsed::results::tables::fraud::FraudRun;
 
 #[derive(Args)]
 pub struct SimulateFraudArgs {
@@ -448,7 +448,7 @@ pub fn report_fraud_cmd(dir: &Path) -> Result<()> {
 /// Analyze a run directory; writes report.md, metrics.csv and lengths.csv
 /// there and returns the markdown.
 pub(crate) fn report_run(dir: &Path) -> Result<String> {
-    let run = nsed::results::tables::fraud::read_run(dir.to_path_buf())
+    let run = nsed::pages::fraud::read_run(dir.to_path_buf())
         .with_context(|| format!("{} is not a simulate-fraud run directory", dir.display()))?;
     write_report(&run)
 }

@@ -10,9 +10,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use nsed::bench::code::problems;
 use nsed::bench::datasets;
 use nsed::engine::registry::{self, Registry};
+use nsed::pages::{self, deliberation, determinism, federation, fraud, perf, Stamp};
 use nsed::results::output::write_atomic;
 use nsed::results::provenance;
-use nsed::results::tables::{self, deliberation, determinism, federation, fraud, perf, Stamp};
 
 use crate::commands;
 
@@ -89,24 +89,24 @@ impl Scale {
     }
 }
 
-/// Table names, checked against [`tables::TABLES`] when the arguments are
+/// Table names, checked against [`pages::TABLES`] when the arguments are
 /// parsed.
 #[derive(Clone)]
 pub struct TableList(Vec<String>);
 
 fn table_list(text: &str) -> Result<TableList, String> {
-    tables::parse_only(text)
+    pages::parse_only(text)
         .map(TableList)
         .map_err(|e| e.to_string())
 }
 
 fn one_table(text: &str) -> Result<String, String> {
-    match tables::parse_only(text)
+    match pages::parse_only(text)
         .map_err(|e| e.to_string())?
         .as_slice()
     {
         [one] => Ok(one.clone()),
-        _ => Err(format!("expected one of {}", tables::TABLES.join(", "))),
+        _ => Err(format!("expected one of {}", pages::TABLES.join(", "))),
     }
 }
 
@@ -125,7 +125,7 @@ struct Built {
 pub fn tables_cmd(a: TablesArgs) -> Result<()> {
     let wanted = match a.only {
         Some(TableList(list)) => list,
-        None => tables::TABLES.iter().map(|t| t.to_string()).collect(),
+        None => pages::TABLES.iter().map(|t| t.to_string()).collect(),
     };
     let index = a.readme.clone().or_else(|| {
         let default = a.results.join("README.md");
@@ -133,7 +133,7 @@ pub fn tables_cmd(a: TablesArgs) -> Result<()> {
     });
     // The index gets every table, so then every page is built.
     let mut pages = Vec::new();
-    for table in tables::TABLES {
+    for table in pages::TABLES {
         let wanted = wanted.iter().any(|w| w == table);
         if !wanted && index.is_none() {
             continue;
@@ -156,7 +156,7 @@ pub fn tables_cmd(a: TablesArgs) -> Result<()> {
         write_readme(index, &a.results, &pages)?;
         let text = std::fs::read_to_string(index)
             .with_context(|| format!("cannot read {}", index.display()))?;
-        if text.contains(tables::FINDINGS_BEGIN) {
+        if text.contains(pages::FINDINGS_BEGIN) {
             write_findings(index, &a.results, &pages)?;
         }
     }
@@ -205,10 +205,10 @@ fn write_findings(file: &Path, results: &Path, pages: &[Built]) -> Result<()> {
     }
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let out = tables::splice_between(
+    let out = pages::splice_between(
         &text,
-        tables::FINDINGS_BEGIN,
-        tables::FINDINGS_END,
+        pages::FINDINGS_BEGIN,
+        pages::FINDINGS_END,
         &block,
         file,
     )?;
@@ -230,7 +230,7 @@ fn build(results: &Path, table: &'static str) -> Result<Option<Built>> {
 
 fn write_page(results: &Path, page: &Built) -> Result<()> {
     let body = format!("{}\n{}", page.summary.trim_end(), page.details);
-    let md = tables::assemble_with(
+    let md = pages::assemble_with(
         results,
         page.table,
         &page.title,
@@ -286,8 +286,8 @@ fn build_bench(results: &Path, table: &'static str) -> Result<Option<Built>> {
     let mut details = String::from("\n## Per run\n");
     for run in runs.iter().filter(|r| r.is_code() == code_only) {
         details.push('\n');
-        details.push_str(&tables::demote_headings(
-            &commands::bench::report_run(&run.dir)?,
+        details.push_str(&pages::demote_headings(
+            &pages::runs::run_summary(&run.dir)?,
             2,
         ));
         details.push('\n');
@@ -317,8 +317,8 @@ fn evidence_sections(results: &Path, runs: &[deliberation::BenchRun]) -> Result<
     let mut s = String::new();
     if !math.is_empty() {
         let dirs: Vec<PathBuf> = math.iter().map(|r| r.dir.clone()).collect();
-        let page = commands::bench::budgets_page(&dirs, Some(&figures))?;
-        push_block(&mut s, &tables::demote_headings(&page, 1));
+        let page = pages::runs::budgets_page(&dirs, Some(&figures))?;
+        push_block(&mut s, &pages::demote_headings(&page, 1));
     }
     let balloted: Vec<&deliberation::BenchRun> =
         math.into_iter().filter(|r| has_ballots(r)).collect();
@@ -343,11 +343,11 @@ fn evidence_sections(results: &Path, runs: &[deliberation::BenchRun]) -> Result<
                     run.items()
                 ),
             );
-            if let Some(judges) = commands::bench::judges_section(&dir, Some(&out))? {
-                push_block(&mut s, &tables::demote_headings(&judges, 3));
+            if let Some(judges) = pages::runs::judges_section(&dir, Some(&out))? {
+                push_block(&mut s, &pages::demote_headings(&judges, 3));
             }
-            let protocols = commands::bench::protocols_page(&dir, Some(&out))?;
-            push_block(&mut s, &tables::demote_headings(&protocols, 3));
+            let protocols = pages::runs::protocols_page(&dir, Some(&out))?;
+            push_block(&mut s, &pages::demote_headings(&protocols, 3));
         }
     }
     let dev = dev_runs(&results.join("runs").join("dev"));
@@ -359,10 +359,10 @@ fn evidence_sections(results: &Path, runs: &[deliberation::BenchRun]) -> Result<
              (GSM8K items 1000-1318, AIME 1983-2024): used to choose the protocol, never reported \
              as results. Tables and figures in `results/deliberation/dev/`.",
         );
-        let judges = commands::bench::judges_page(&dev, Some(&out))?;
-        push_block(&mut s, &tables::demote_headings(&judges, 2));
-        let protocols = commands::bench::protocols_page(&dev, Some(&out))?;
-        push_block(&mut s, &tables::demote_headings(&protocols, 2));
+        let judges = pages::runs::judges_page(&dev, Some(&out))?;
+        push_block(&mut s, &pages::demote_headings(&judges, 2));
+        let protocols = pages::runs::protocols_page(&dev, Some(&out))?;
+        push_block(&mut s, &pages::demote_headings(&protocols, 2));
     }
     Ok(s)
 }
@@ -424,7 +424,7 @@ fn build_fraud(results: &Path) -> Result<Option<Built>> {
     details.push_str("\n## Per run\n");
     for run in &runs {
         details.push('\n');
-        details.push_str(&tables::demote_headings(
+        details.push_str(&pages::demote_headings(
             &commands::fraud::write_report(run)?,
             2,
         ));
@@ -433,7 +433,7 @@ fn build_fraud(results: &Path) -> Result<Option<Built>> {
             let text = std::fs::read_to_string(&economics)
                 .with_context(|| format!("cannot read {}", economics.display()))?;
             details.push('\n');
-            details.push_str(&tables::demote_headings(&text, 3));
+            details.push_str(&pages::demote_headings(&text, 3));
         }
         details.push('\n');
     }
@@ -491,7 +491,7 @@ fn build_perf(results: &Path) -> Result<Option<Built>> {
 
 /// The batched-decode table, when a session of ≥ 3 interleaved rounds exists.
 fn batched_section(results: &Path) -> Result<String> {
-    let table = tables::batched::markdown(&tables::batched::read(results)?);
+    let table = pages::batched::markdown(&pages::batched::read(results)?);
     Ok(if table.is_empty() {
         String::new()
     } else {
@@ -516,7 +516,7 @@ fn build_federation(results: &Path) -> Result<Option<Built>> {
         format!(
             "\n## Per call and per phase (`nsed report federation {}`)\n\n{}",
             log.display(),
-            tables::demote_headings(&commands::federation::report_of(&log)?, 2)
+            pages::demote_headings(&commands::federation::report_of(&log)?, 2)
         )
     } else {
         String::new()
@@ -555,14 +555,14 @@ fn write_readme(readme: &Path, results: &Path, pages: &[Built]) -> Result<()> {
         section.push_str(&format!(
             "### {}\n\n{stamp}{}\n\nDetails, per-run provenance and figures: [{}]({}).\n\n",
             page.title,
-            tables::demote_headings(page.summary.trim_end(), 2),
+            pages::demote_headings(page.summary.trim_end(), 2),
             link.display(),
             link.display(),
         ));
     }
     let text = std::fs::read_to_string(readme)
         .with_context(|| format!("cannot read {}", readme.display()))?;
-    let out = tables::splice_readme(&text, &section, readme)?;
+    let out = pages::splice_readme(&text, &section, readme)?;
     write_atomic(readme, out.as_bytes())?;
     outln!("updated {}", readme.display());
     Ok(())

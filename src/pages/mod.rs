@@ -2,7 +2,9 @@
 //! `code`, `fraud`, `determinism`, `perf`, `federation`), rebuilt from the
 //! data files a results directory holds (run journals, CSV, JSON) without
 //! rerunning anything, each with a CSV beside it and a stamp saying which
-//! command, commit, machine, models and data produced it.
+//! command, commit, machine, models and data produced it; and the pages of
+//! single bench runs ([`runs`]: summaries, judges, budgets, protocols) that
+//! the deliberation page embeds and `nsed report` prints.
 //!
 //! Layout of a results directory (`results/` at full scale):
 //! - `runs/<name>/` — `nsed bench` runs (deliberation and code tables);
@@ -21,6 +23,7 @@ pub mod determinism;
 pub mod federation;
 pub mod fraud;
 pub mod perf;
+pub mod runs;
 
 use std::path::{Path, PathBuf};
 
@@ -55,6 +58,21 @@ pub enum TablesError {
     Bench(#[from] crate::bench::BenchError),
     #[error(transparent)]
     Journal(#[from] crate::results::journal::JournalError),
+    #[error("{} is not a bench run directory", dir.display())]
+    NotARun {
+        dir: PathBuf,
+        source: crate::results::journal::JournalError,
+    },
+    #[error(
+        "{}: `{dataset}` is a code set; judges, protocols and budgets need graded answers, \
+         which only math sets record per proposal",
+        dir.display()
+    )]
+    CodeSet { dir: PathBuf, dataset: String },
+    #[error("no evaluations in these runs: judges are measured on runs with --method nsed or qv")]
+    NoEvaluations,
+    #[error(transparent)]
+    Output(#[from] crate::results::output::OutputError),
 }
 
 pub(crate) fn read_text(path: &Path) -> Result<String, TablesError> {
