@@ -142,6 +142,8 @@ macro_rules! kernel_family {
         $byte:ident,
         $byte_signed:literal
     ) => {
+        /// # Safety
+        #[doc = concat!("Call only on a CPU with ", $features, ".")]
         #[target_feature(enable = $features)]
         unsafe fn $rows<const F: usize>(
             w: &PackedMatrix,
@@ -151,25 +153,29 @@ macro_rules! kernel_family {
         ) {
             let m = acts.m;
             let mut i = 0;
-            // SAFETY (all calls): same target features as this function.
             while i < m {
                 let take = match m - i {
+                    // SAFETY: same target features as this function.
                     1 => unsafe {
                         $decode::<F>(w, acts, g, i, dst);
                         1
                     },
+                    // SAFETY: same target features as this function.
                     2 => unsafe {
                         $panel::<F, 2>(w, acts, g, i, dst);
                         2
                     },
+                    // SAFETY: same target features as this function.
                     3 => unsafe {
                         $panel::<F, 3>(w, acts, g, i, dst);
                         3
                     },
+                    // SAFETY: same target features as this function.
                     4..PANEL => unsafe {
                         $panel::<F, 4>(w, acts, g, i, dst);
                         4
                     },
+                    // SAFETY: same target features as this function.
                     _ => unsafe {
                         $panel::<F, PANEL>(w, acts, g, i, dst);
                         PANEL
@@ -182,6 +188,9 @@ macro_rules! kernel_family {
         /// Row `i0` alone (decode) against group `g`: the blocks once, both
         /// halves per block, prefetching ahead (a single row is bound by
         /// reading the weights).
+        ///
+        /// # Safety
+        #[doc = concat!("Call only on a CPU with ", $features, ".")]
         #[target_feature(enable = $features)]
         unsafe fn $decode<const F: usize>(
             w: &PackedMatrix,
@@ -219,6 +228,9 @@ macro_rules! kernel_family {
         /// sums stay in registers. The float work is the reference
         /// kernel's, per row and block in its order, on accumulators kept
         /// in `dst` (in L1).
+        ///
+        /// # Safety
+        #[doc = concat!("Call only on a CPU with ", $features, ".")]
         #[target_feature(enable = $features)]
         unsafe fn $panel<const F: usize, const R: usize>(
             w: &PackedMatrix,
@@ -309,6 +321,9 @@ macro_rules! kernel_family {
 
         /// One block of one half-group for row `i0`: the exact integer
         /// sums, then the reference kernel's FMAs.
+        ///
+        /// # Safety
+        #[doc = concat!("Call only on a CPU with ", $features, ".")]
         #[inline]
         #[target_feature(enable = $features)]
         unsafe fn $half_block<const F: usize>(
@@ -325,6 +340,7 @@ macro_rules! kernel_family {
             let rec = &w.codes[(g * nb + b) * code_bytes..][..code_bytes];
             // SAFETY: same target features; `rec` is a whole record.
             let v = unsafe { unpack::<F>(rec, half) };
+            // SAFETY: same target features; `g`, `b` index within `w`.
             let (s0, s1, min) = unsafe { scales::<F>(w, g, b, half) };
             let at = i0 * nb + b;
             let xq = &acts.q[at * BLOCK..][..BLOCK];
@@ -467,6 +483,9 @@ fn word(xq: &[i8], t: usize) -> __m256i {
 /// one activation row: (elements 0-15, 16-31) for Q6_K's two scales, else
 /// (whole block, unused). AVX2: `vpmaddubsw` pairs summed in i16 only as far
 /// as they cannot saturate, then `vpmaddwd` to i32.
+///
+/// # Safety
+/// Call only on a CPU with avx2.
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn sums_avx2(format: Format, v: &[__m256i; 8], xq: &[i8], hs: &[i32]) -> (__m256i, __m256i) {
@@ -514,6 +533,8 @@ unsafe fn sums_avx2(format: Format, v: &[__m256i; 8], xq: &[i8], hs: &[i32]) -> 
 /// have AVX-512 but not AVX-VNNI.
 macro_rules! vnni_sums {
     ($name:ident, $features:literal, $dpbusd:ident) => {
+        /// # Safety
+        #[doc = concat!("Call only on a CPU with ", $features, ".")]
         #[inline]
         #[target_feature(enable = $features)]
         unsafe fn $name(
@@ -546,6 +567,9 @@ vnni_sums!(sums_evex, "avx2,avx512vnni,avx512vl", _mm256_dpbusd_epi32);
 /// The 8 steps of unpacked codes of one record's half-group (lanes
 /// `8·half..8·half + 8`), one vector each: byte 4·lane + i of step t is
 /// element 4t + i of that lane's row.
+///
+/// # Safety
+/// Call only on a CPU with avx2.
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn unpack<const F: usize>(rec: &[u8], half: usize) -> [__m256i; 8] {
@@ -593,6 +617,9 @@ unsafe fn unpack<const F: usize>(rec: &[u8], half: usize) -> [__m256i; 8] {
 
 /// Per-lane scales of one record's half-group: (first half, second half,
 /// min), computed with the reference kernel's float operations.
+///
+/// # Safety
+/// Call only on a CPU with avx2, f16c.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn scales<const F: usize>(

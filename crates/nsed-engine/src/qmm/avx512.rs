@@ -7,6 +7,9 @@ use super::{Codes, Format, PackedMatrix, QuantizedRows, BLOCK, GROUP, ROW_TILE};
 use std::arch::x86_64::*;
 
 /// The 8 steps of unpacked codes of (group g, block b), one vector each.
+///
+/// # Safety
+/// Call only on a CPU with avx512f, avx512bw.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn unpack<const F: usize>(codes: &[u8]) -> [__m512i; 8] {
@@ -44,6 +47,9 @@ unsafe fn unpack<const F: usize>(codes: &[u8]) -> [__m512i; 8] {
 }
 
 /// Per-lane scales of (group g, block b): (first half, second half, min).
+///
+/// # Safety
+/// Call only on a CPU with avx512f.
 #[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn scales(format: Format, w: &PackedMatrix, g: usize, b: usize) -> (__m512, __m512, __m512) {
@@ -104,16 +110,21 @@ pub(super) unsafe fn group_kernel(
     unsafe { by_format!(w.format, rows(w, acts, g, dst)) }
 }
 
+/// # Safety
+/// Call only on a CPU with avx512f, avx512bw, avx512vnni.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn rows<const F: usize>(w: &PackedMatrix, acts: &QuantizedRows, g: usize, dst: &mut [f32]) {
     let m = acts.m;
     let mut i = 0;
     while i < m {
-        match m - i {
-            1 => tile::<F, 1>(w, acts, g, i, dst),
-            2 => tile::<F, 2>(w, acts, g, i, dst),
-            3 => tile::<F, 3>(w, acts, g, i, dst),
-            _ => tile::<F, ROW_TILE>(w, acts, g, i, dst),
+        // SAFETY: `tile` needs the target features this function has.
+        unsafe {
+            match m - i {
+                1 => tile::<F, 1>(w, acts, g, i, dst),
+                2 => tile::<F, 2>(w, acts, g, i, dst),
+                3 => tile::<F, 3>(w, acts, g, i, dst),
+                _ => tile::<F, ROW_TILE>(w, acts, g, i, dst),
+            }
         }
         i += ROW_TILE.min(m - i);
     }
@@ -124,6 +135,9 @@ const PREFETCH_BLOCKS: usize = 8;
 
 /// Rows `i0..i0 + R` against group `g`. Each row's lanes see exactly the
 /// operations of the portable kernel, whatever R.
+///
+/// # Safety
+/// Call only on a CPU with avx512f, avx512bw, avx512vnni.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn tile<const F: usize, const R: usize>(
     w: &PackedMatrix,

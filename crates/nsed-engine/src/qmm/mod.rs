@@ -761,13 +761,16 @@ fn group_kernel(
     dst: &mut [f32],
 ) {
     match path {
-        // SAFETY (all three): `matmul_with` checked `path.is_available()`,
-        // which detects exactly the features each entry point requires.
+        // `matmul_with` checked `path.is_available()`, which detects exactly
+        // the features each entry point requires.
         #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512 F, BW and VNNI were detected (above).
         KernelPath::Avx512Vnni => unsafe { avx512::group_kernel(w, acts, g, dst) },
         #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2, FMA, F16C and AVX-VNNI were detected (above).
         KernelPath::AvxVnni => unsafe { avx2::group_kernel_vnni(w, acts, g, dst) },
         #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2, FMA and F16C were detected (above).
         KernelPath::Avx2 => unsafe { avx2::group_kernel(w, acts, g, dst) },
         _ => portable::group_kernel(w, acts, g, dst),
     }

@@ -24,6 +24,9 @@ pub(super) fn group_kernel(w: &PackedMatrix, acts: &QuantizedRows, g: usize, dst
 /// rather than a call into libm (as it always is on aarch64). The results
 /// are the same bits either way: `mul_add` is a fused multiply-add by
 /// definition, however it is computed.
+///
+/// # Safety
+/// Call only on a CPU with fma.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "fma")]
 unsafe fn group_kernel_fma(w: &PackedMatrix, acts: &QuantizedRows, g: usize, dst: &mut [f32]) {
