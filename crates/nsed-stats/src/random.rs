@@ -64,10 +64,12 @@ pub trait Draw {
 pub struct SplitMix64(u64);
 
 impl SplitMix64 {
+    /// The generator started at `seed` (every seed is valid).
     pub fn new(seed: u64) -> Self {
         Self(seed)
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
