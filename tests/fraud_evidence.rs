@@ -11,9 +11,12 @@
 //! sample run by `tests/reproduce.rs` before it moved to the smoke scale;
 //! `scripts/reproduce.sh --scale ci` still produces that run.)
 
-use std::collections::HashMap;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use common::{num, read_csv};
 
 const RUN: &str = "results/fraud/runs/smollm2-135m";
 const HONEST: f64 = 200.0;
@@ -62,35 +65,6 @@ fn analyse(work: &Path) {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-}
-
-/// Rows of a CSV as header → value maps.
-fn read_csv(path: &Path) -> Vec<HashMap<String, String>> {
-    let mut reader = csv::Reader::from_path(path)
-        .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()));
-    let header: Vec<String> = reader
-        .headers()
-        .expect("header")
-        .iter()
-        .map(str::to_string)
-        .collect();
-    reader
-        .records()
-        .map(|r| {
-            let r = r.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            header
-                .iter()
-                .cloned()
-                .zip(r.iter().map(str::to_string))
-                .collect()
-        })
-        .collect()
-}
-
-fn num(row: &HashMap<String, String>, key: &str) -> f64 {
-    row.get(key)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{key} is not a number in {row:?}"))
 }
 
 #[test]

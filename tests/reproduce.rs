@@ -11,6 +11,8 @@
 
 mod common;
 
+use common::{num, read_csv};
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,36 +30,6 @@ fn nsed() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nsed"));
     c.env("NSED_DATA_DIR", common::datasets_dir());
     c
-}
-
-/// Rows of a CSV as header → value maps.
-fn read_csv(path: &Path) -> Vec<HashMap<String, String>> {
-    let mut reader = csv::Reader::from_path(path)
-        .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()));
-    let header: Vec<String> = reader
-        .headers()
-        .expect("header")
-        .iter()
-        .map(str::to_string)
-        .collect();
-    reader
-        .records()
-        .map(|r| {
-            let r = r.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            assert_eq!(r.len(), header.len(), "{}: ragged row", path.display());
-            header
-                .iter()
-                .cloned()
-                .zip(r.iter().map(str::to_string))
-                .collect()
-        })
-        .collect()
-}
-
-fn num(row: &HashMap<String, String>, key: &str) -> f64 {
-    row.get(key)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{key} is not a number in {row:?}"))
 }
 
 /// Every markdown table has as many cells per row as its header, and a

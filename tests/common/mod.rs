@@ -1,10 +1,11 @@
 //! Helpers shared by the integration tests: where the test data, the data
-//! sets and the models are.
+//! sets and the models are, and how results CSVs are read.
 #![allow(dead_code)]
 
 pub mod nats;
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use nsed::engine::gguf::Gguf;
 use nsed::engine::registry::Registry;
@@ -48,4 +49,34 @@ pub fn output_with_stdout_closed(cmd: &mut std::process::Command) -> std::proces
         .expect("spawn");
     drop(child.stdout.take());
     child.wait_with_output().expect("wait")
+}
+
+/// Rows of a CSV as header → value maps.
+pub fn read_csv(path: &Path) -> Vec<HashMap<String, String>> {
+    let mut reader = csv::Reader::from_path(path)
+        .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()));
+    let header: Vec<String> = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_string)
+        .collect();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(r.len(), header.len(), "{}: ragged row", path.display());
+            header
+                .iter()
+                .cloned()
+                .zip(r.iter().map(str::to_string))
+                .collect()
+        })
+        .collect()
+}
+
+pub fn num(row: &HashMap<String, String>, key: &str) -> f64 {
+    row.get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{key} is not a number in {row:?}"))
 }
