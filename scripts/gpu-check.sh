@@ -25,7 +25,7 @@
 #   NSED_GPU_QUICK=1                               # 2 layers, few tokens: a smoke run
 #
 # Without a GPU, NSED_GPU_DEVICE=cpu-candle runs the same steps on the GPU's
-# code path on the CPU (tests/gpu.rs does, quick, in CI).
+# code path on the CPU (tests/it/gpu.rs does, quick, in CI).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

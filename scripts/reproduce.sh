@@ -14,7 +14,7 @@
 #                 floors hold; run it by hand).
 #   --scale smoke every table's pipeline at the smallest size that runs each
 #                 stage (a few minutes; the figures mean nothing), into
-#                 target/reproduce-smoke: tests/reproduce.rs runs it and
+#                 target/reproduce-smoke: tests/it/reproduce.rs runs it and
 #                 checks the pages, stamps and rebuild.
 #   --only        comma-separated: deliberation, code, fraud, determinism,
 #                 perf, federation (default: all, in that order).

@@ -5,7 +5,7 @@
 //! command-line layer. The modules, lower layers first: a module uses only
 //! the ones listed before it, and [`pages`], the top layer, reads the data
 //! types of all of them to render the results pages. The order is
-//! checked by `tests/layers.rs`.
+//! checked by `tests/it/layers.rs`.
 //! - [`stats`] (the `nsed-stats` crate): intervals, tests, rank statistics,
 //!   summaries and seeded draws, used by every layer above.
 //! - [`sandbox`]: untrusted Python under rlimits, a private uid and namespaces.

@@ -2,7 +2,7 @@
 //! method on three GSM8K items, a run killed mid-way and resumed without
 //! duplicates, the result files, and clear errors on bad input.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! coverage-guided run). Each property: any input gives a value or an error,
 //! never a panic or a hang, and what parses behaves.
 
-mod common;
+use crate::common;
 
 use std::sync::OnceLock;
 

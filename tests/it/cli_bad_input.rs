@@ -106,7 +106,7 @@ fn registry_model_not_fetched() {
 #[test]
 fn unknown_registry_values_name_the_allowed_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let registry = include_str!("../configs/models.toml");
+    let registry = include_str!("../../configs/models.toml");
     for (from, to, allowed) in [
         (
             "chat_template = \"chatml\"",

@@ -2,7 +2,7 @@
 //! across runs and across 1 vs 2 threads; chat templates render to the token
 //! ids llama.cpp gives; greedy answers are sane.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

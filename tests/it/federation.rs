@@ -5,13 +5,13 @@
 //! replayed, oversized and malformed replies are refused. Every wait is
 //! bounded. nats-server must be installed (`.ci/run` installs it).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::nats::{run_bounded, AgentProc, Server};
+use crate::common::nats::{run_bounded, AgentProc, Server};
 use serde_json::Value;
 
 fn nsed_bin() -> &'static str {

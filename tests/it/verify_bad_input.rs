@@ -2,7 +2,7 @@
 //! and exit 2 for unusable input, exit 1 for a comparison that fails, never a
 //! panic; a 100 MB artifact is streamed in bounded memory.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -8,15 +8,13 @@
 //! control, per-node power at a 1% level) are asserted on the recomputed
 //! figures, so a change to the analysis that weakens them fails here without
 //! regenerating a sample. (These floors were checked on a fresh 30 + 30
-//! sample run by `tests/reproduce.rs` before it moved to the smoke scale;
+//! sample run by `tests/it/reproduce.rs` before it moved to the smoke scale;
 //! `scripts/reproduce.sh --scale ci` still produces that run.)
-
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{num, read_csv};
+use crate::common::{num, read_csv};
 
 const RUN: &str = "results/fraud/runs/smollm2-135m";
 const HONEST: f64 = 200.0;
@@ -181,7 +179,7 @@ fn check_held_out_by_length(run: &Path) {
 }
 
 /// The targets row of the committed fraud page (which
-/// `tests/committed_pages.rs` rebuilds from these samples) states the
+/// `tests/it/committed_pages.rs` rebuilds from these samples) states the
 /// recomputed held-out figures: int4 caught per sample, the mean honest
 /// flags over partitions out of 200 beside the design rate, and the
 /// per-node point with its disjoint nodes.

@@ -7,7 +7,7 @@
 //! its committed hashes are checked by `scripts/bench-verify.sh`. Also: a bad
 //! `NSED_KERNEL` is a clear exit-2 error naming the paths this CPU has.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

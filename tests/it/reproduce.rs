@@ -5,13 +5,13 @@
 //! bit-identical determinism); then `nsed report tables` rebuilds the same
 //! pages from the data alone and refreshes the index. The floors that need
 //! real sample sizes are checked where those samples are: the committed
-//! fraud run in `tests/fraud_evidence.rs`, the committed pages in
-//! `tests/committed_pages.rs`; `scripts/reproduce.sh --scale ci` remains the
+//! fraud run in `tests/it/fraud_evidence.rs`, the committed pages in
+//! `tests/it/committed_pages.rs`; `scripts/reproduce.sh --scale ci` remains the
 //! by-hand, CI-scale run.
 
-mod common;
+use crate::common;
 
-use common::{num, read_csv};
+use crate::common::{num, read_csv};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -207,7 +207,7 @@ fn check_fraud(dir: &Path) {
 /// Every stage of the fraud analysis ran on the 12 + 12 samples: held-out
 /// partitions, the per-node tests, the length bins, the ranks, the
 /// economics. Their floors are checked on the committed 200 + 100 sample run
-/// (`tests/fraud_evidence.rs`), where they mean something.
+/// (`tests/it/fraud_evidence.rs`), where they mean something.
 fn check_fraud_stages(run: &Path) {
     let rows = read_csv(&run.join("heldout.csv"));
     for name in ["gonka_similarity", "combined (logistic, all metrics)"] {

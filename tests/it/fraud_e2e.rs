@@ -2,7 +2,7 @@
 //! executors against the f32 reference validator, a resumed run, the
 //! report files, the economics, and clear errors on bad input.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -148,7 +148,7 @@ fn int4_fraud_run_resumes_reports_and_separates() {
         "500",
     ]);
     // The economics take held-out rates: six prompts are too few, and the
-    // error says how to fix it (the CI-scale run of tests/reproduce.rs
+    // error says how to fix it (the CI-scale run of tests/it/reproduce.rs
     // checks the tables at 30 + 30).
     assert_eq!(econ.status.code(), Some(2), "{}", stderr(&econ));
     assert!(

@@ -13,7 +13,7 @@
 //! CI runs as root: the unprivileged modes drop to uid/gid 65534 with
 //! `setpriv`; run as an ordinary user, they run as that user.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;

@@ -1,7 +1,7 @@
 //! The GGUF tokenizers against llama.cpp's token ids (tests/data/golden/tokenizer):
 //! every model, every text, every mode, exactly; and decode(encode(text)) == text.
 
-mod common;
+use crate::common;
 
 use nsed::engine::tokenizer::Tokenizer;
 use serde::Deserialize;

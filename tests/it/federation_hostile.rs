@@ -5,7 +5,7 @@
 //! round 2, and a forged heartbeat. The orchestrator must refuse and record
 //! each, and return exactly what the model computes in process.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use common::nats::{run_bounded, AgentProc, Server};
+use crate::common::nats::{run_bounded, AgentProc, Server};
 use nsed::answer::AnswerKind;
 use nsed::deliberation::local::LocalAgent;
 use nsed::deliberation::roster::Roster;

@@ -1,6 +1,6 @@
 //! `nsed models`, `nsed tokenize` and `nsed perplexity` on the real models, through the binary.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

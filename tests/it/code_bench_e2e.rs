@@ -3,7 +3,7 @@
 //! sandbox, the chosen programs are graded, and the run records the sandbox's
 //! protections and what the scores are graded on.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! The Gonka fixtures (real executor/validator chat.completion JSON) must
 //! reproduce the golden values of tests/data/gonka/PROVENANCE.md to 1e-6.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

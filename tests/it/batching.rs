@@ -5,7 +5,7 @@
 //! what else they mix), at batch sizes 1, 2, 5 and 16, on this CPU's kernel
 //! path (`NSED_KERNEL` picks another; the tiny-model unit tests cover Q8_0).
 
-mod common;
+use crate::common;
 
 use nsed::engine::model::{Logits, Model, Sequence, Step};
 
