@@ -19,21 +19,22 @@
 # federation` writes $OUT/federation.md and .csv. Exits 1 if the remote run's
 # results differ from the in-process run's.
 #
-# usage: scripts/federation-demo.sh [--netns] [--items N] [--max-tokens N] [--pings N]
+# usage: scripts/federation-demo.sh [--netns] [--items N] [--max-tokens N] [--eval-max-tokens N] [--pings N]
 #   --pings: round trips per payload size (default 1000; 2 MB: a twentieth)
 # env:   OUT (results directory, default results), NSED_BIN and NSED_DATA_DIR
 #        as in scripts/lib/runs.sh
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-items=5 max_tokens=256 netns=0 pings=1000
+items=5 max_tokens=256 eval_max_tokens="" netns=0 pings=1000
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --netns) netns=1 ;;
         --items) items="$2"; shift ;;
         --max-tokens) max_tokens="$2"; shift ;;
+        --eval-max-tokens) eval_max_tokens="$2"; shift ;;
         --pings) pings="$2"; shift ;;
-        *) echo "usage: $0 [--netns] [--items N] [--max-tokens N] [--pings N]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--netns] [--items N] [--max-tokens N] [--eval-max-tokens N] [--pings N]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -102,6 +103,7 @@ done
 runs="$OUT/runs/federation"
 rm -rf "$runs/local" "$runs/remote"
 common=(bench gsm8k --limit "$items" --method nsed --rounds 2 --max-tokens "$max_tokens" --seed 42)
+[[ -n $eval_max_tokens ]] && common+=(--eval-max-tokens "$eval_max_tokens")
 echo "federation-demo: $items GSM8K items in process" >&2
 t0=$(date +%s.%N)
 RAYON_NUM_THREADS=2 "$nsed" "${common[@]}" --out "$runs/local" >/dev/null

@@ -10,9 +10,11 @@ pub mod datasets;
 pub mod judges;
 pub mod method;
 pub mod protocols;
+pub mod runner;
 pub mod stamp;
 
 pub use method::{Method, MethodKey};
+pub use runner::{run, Plan, Progress, RunError};
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;

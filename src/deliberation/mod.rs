@@ -32,6 +32,18 @@ pub enum AgentError {
     Call { agent: String, failure: CallFailure },
 }
 
+impl AgentError {
+    /// What went wrong, without the agent's name: what a served agent sends
+    /// back, so that the orchestrator, which names the agent itself, records
+    /// the same text as an in-process run.
+    pub fn reason(&self) -> String {
+        match self {
+            AgentError::Failed { message, .. } => message.clone(),
+            AgentError::Call { failure, .. } => failure.to_string(),
+        }
+    }
+}
+
 /// Why a call to an agent served elsewhere ended without an accepted reply.
 /// Replies that fail a check (forged, replayed, misattributed, malformed)
 /// never end a call: they are refused and recorded, and the call waits for
@@ -650,6 +662,38 @@ mod tests {
     use std::rc::Rc;
 
     use super::*;
+
+    #[test]
+    fn a_remote_agent_error_reads_as_the_local_one() {
+        let local = AgentError::Failed {
+            agent: "gemma".into(),
+            message: "the vocabulary has no single-token Yes/No".into(),
+        };
+        assert_eq!(local.reason(), "the vocabulary has no single-token Yes/No");
+        // What a served agent sends is the reason; the orchestrator names it.
+        let remote = AgentError::Call {
+            agent: "gemma".into(),
+            failure: CallFailure::Remote(local.reason()),
+        };
+        assert_eq!(remote.to_string(), local.to_string());
+        // Negative control: the whole message, sent back, names it twice.
+        let doubled = AgentError::Call {
+            agent: "gemma".into(),
+            failure: CallFailure::Remote(local.to_string()),
+        };
+        assert_eq!(
+            doubled.to_string(),
+            "agent gemma: agent gemma: the vocabulary has no single-token Yes/No"
+        );
+        let timeout = AgentError::Call {
+            agent: "c".into(),
+            failure: CallFailure::Timeout { seconds: 20.0 },
+        };
+        assert_eq!(
+            timeout.reason(),
+            "excluded: no reply within the 20 s phase timeout"
+        );
+    }
 
     #[test]
     fn usage_totals_saturate_instead_of_wrapping() {

@@ -163,16 +163,17 @@ fn model_thread(
     }
 }
 
-/// Run one task on the model, as the roster entry in the task's profile.
+/// Run one task on the model, as the roster entry in the task's profile. An
+/// error goes back as its reason alone: the orchestrator names the agent.
 fn execute(task: &TaskMsg, name: &str, model: &str, engine: &EngineHandle) -> Outcome {
     let mut agent = LocalAgent::new(task.profile.spec(name, model), engine.clone());
     match &task.body {
         TaskBody::Propose(req) => agent
             .propose(req)
-            .map_or_else(|e| Outcome::Error(e.to_string()), Outcome::Proposal),
+            .map_or_else(|e| Outcome::Error(e.reason()), Outcome::Proposal),
         TaskBody::Evaluate(req) => agent
             .evaluate(req)
-            .map_or_else(|e| Outcome::Error(e.to_string()), Outcome::Evaluation),
+            .map_or_else(|e| Outcome::Error(e.reason()), Outcome::Evaluation),
         TaskBody::Ping(s) => Outcome::Pong(s.clone()),
     }
 }

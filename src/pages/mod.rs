@@ -20,7 +20,9 @@
 pub mod batched;
 pub mod deliberation;
 pub mod determinism;
+pub mod economics;
 pub mod federation;
+pub mod federation_log;
 pub mod fraud;
 pub mod perf;
 pub mod runs;
@@ -73,6 +75,18 @@ pub enum TablesError {
     NoEvaluations,
     #[error(transparent)]
     Output(#[from] crate::results::output::OutputError),
+    #[error(transparent)]
+    Fraud(#[from] crate::fraud::FraudError),
+    #[error(
+        "{}: too few samples for held-out detection rates (needs {prompts} prompts with an \
+         honest and a fraud sample); resume the run with more --samples-honest/--samples-fraud",
+        dir.display()
+    )]
+    TooFewSamples { dir: PathBuf, prompts: usize },
+    #[error("--detector `{detector}` is not a detector of this run; use one of: {known}")]
+    UnknownDetector { detector: String, known: String },
+    #[error("{}: no attack's weights are in variants.json", dir.display())]
+    NoAttacks { dir: PathBuf },
 }
 
 pub(crate) fn read_text(path: &Path) -> Result<String, TablesError> {

@@ -52,6 +52,10 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
         "3",
         "--seed",
         "5",
+        // Evaluations are most of the tokens; 48 still parse often enough
+        // for the judges and protocol pages to have rows.
+        "--eval-max-tokens",
+        "48",
         "--out",
         out_s,
         "--parallel",

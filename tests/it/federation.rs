@@ -1,7 +1,8 @@
 //! Federation end to end with a real nats-server and `nsed agent serve`
-//! processes on the real models: a remote deliberation equals the
-//! in-process one; an agent killed with SIGKILL, an agent that sleeps past
-//! the timeout and a restarted server are survived and recorded; forged,
+//! processes: on the real models, a remote bench equals the in-process one;
+//! on a synthetic model (random weights, smollm2-135m's shape), an agent
+//! killed with SIGKILL, an agent that sleeps past the timeout and a restarted
+//! server are survived and recorded; forged,
 //! replayed, oversized and malformed replies are refused. Every wait is
 //! bounded. nats-server must be installed (`.ci/run` installs it).
 
@@ -31,9 +32,23 @@ fn write_roster(dir: &Path, agents: &str) -> PathBuf {
     path
 }
 
-const TRIO: &str = "[[agent]]\nname = \"a\"\nmodel = \"smollm2-135m\"\n\
-    [[agent]]\nname = \"b\"\nmodel = \"smollm2-135m\"\ntemperature = 0.8\nseed_offset = 7\n\
-    [[agent]]\nname = \"c\"\nmodel = \"smollm2-135m\"\ntemperature = 0.6\nseed_offset = 3\n";
+/// Three agents on one model (a registry id or a GGUF path), two sampled.
+fn trio(model: &str) -> String {
+    format!(
+        "[[agent]]\nname = \"a\"\nmodel = \"{model}\"\n\
+         [[agent]]\nname = \"b\"\nmodel = \"{model}\"\ntemperature = 0.8\nseed_offset = 7\n\
+         [[agent]]\nname = \"c\"\nmodel = \"{model}\"\ntemperature = 0.6\nseed_offset = 3\n"
+    )
+}
+
+/// The fault tests' model: smollm2-135m's shape (vocabulary, tokenizer,
+/// formats) with random weights and two layers. What the agents say does not
+/// matter there, only who answers and when; its replies are garbage of the
+/// full length, a few times faster than the real model's.
+fn synth_smollm(dir: &Path) -> String {
+    let path = common::synth_model(dir, "smollm2-135m", 2);
+    path.to_str().expect("utf-8 temp path").to_owned()
+}
 
 /// Drop what legitimately differs between an in-process and a remote run:
 /// timings and the signatures.
@@ -208,14 +223,14 @@ fn three_agent_processes_give_the_in_process_results_with_chunked_messages() {
 
 #[test]
 fn an_agent_killed_mid_round_is_excluded_and_the_round_completes() {
-    common::registry_model_path("smollm2-135m");
     let tmp = tempfile::tempdir().unwrap();
+    let model = synth_smollm(tmp.path());
     let server = Server::start(1 << 20);
     let url = server.url();
-    let roster = write_roster(tmp.path(), TRIO);
-    let _a = AgentProc::start(tmp.path(), &url, "smollm2-135m", "a", &[]);
-    let _b = AgentProc::start(tmp.path(), &url, "smollm2-135m", "b", &[]);
-    let mut c = AgentProc::start(tmp.path(), &url, "smollm2-135m", "c", &[]);
+    let roster = write_roster(tmp.path(), &trio(&model));
+    let _a = AgentProc::start(tmp.path(), &url, &model, "a", &[]);
+    let _b = AgentProc::start(tmp.path(), &url, &model, "b", &[]);
+    let mut c = AgentProc::start(tmp.path(), &url, &model, "c", &[]);
     let audit = tmp.path().join("audit.jsonl");
     let cmd = deliberate_cmd(
         &roster,
@@ -270,20 +285,14 @@ fn an_agent_killed_mid_round_is_excluded_and_the_round_completes() {
 
 #[test]
 fn an_agent_sleeping_past_the_phase_timeout_is_excluded() {
-    common::registry_model_path("smollm2-135m");
     let tmp = tempfile::tempdir().unwrap();
+    let model = synth_smollm(tmp.path());
     let server = Server::start(1 << 20);
     let url = server.url();
-    let roster = write_roster(tmp.path(), TRIO);
-    let _a = AgentProc::start(tmp.path(), &url, "smollm2-135m", "a", &[]);
-    let _b = AgentProc::start(tmp.path(), &url, "smollm2-135m", "b", &[]);
-    let _c = AgentProc::start(
-        tmp.path(),
-        &url,
-        "smollm2-135m",
-        "c",
-        &["--fault-delay", "120"],
-    );
+    let roster = write_roster(tmp.path(), &trio(&model));
+    let _a = AgentProc::start(tmp.path(), &url, &model, "a", &[]);
+    let _b = AgentProc::start(tmp.path(), &url, &model, "b", &[]);
+    let _c = AgentProc::start(tmp.path(), &url, &model, "c", &["--fault-delay", "120"]);
     let started = Instant::now();
     let cmd = deliberate_cmd(
         &roster,
@@ -319,18 +328,18 @@ fn an_agent_sleeping_past_the_phase_timeout_is_excluded() {
 
 #[test]
 fn a_server_restart_mid_run_loses_nothing() {
-    common::registry_model_path("smollm2-135m");
     let tmp = tempfile::tempdir().unwrap();
+    let model = synth_smollm(tmp.path());
     let mut server = Server::start(1 << 20);
     let url = server.url();
-    let roster = write_roster(tmp.path(), TRIO);
+    let roster = write_roster(tmp.path(), &trio(&model));
     let local = json_of(&run_bounded(
         deliberate_cmd(&roster, &["--max-tokens", "160"]),
         Duration::from_secs(300),
     ));
-    let _a = AgentProc::start(tmp.path(), &url, "smollm2-135m", "a", &[]);
-    let _b = AgentProc::start(tmp.path(), &url, "smollm2-135m", "b", &[]);
-    let c = AgentProc::start(tmp.path(), &url, "smollm2-135m", "c", &[]);
+    let _a = AgentProc::start(tmp.path(), &url, &model, "a", &[]);
+    let _b = AgentProc::start(tmp.path(), &url, &model, "b", &[]);
+    let c = AgentProc::start(tmp.path(), &url, &model, "c", &[]);
     let audit = tmp.path().join("audit.jsonl");
     let mut cmd = deliberate_cmd(
         &roster,
@@ -389,7 +398,7 @@ fn clear_errors_without_a_server_or_an_agent() {
     let server = Server::start(1 << 20);
     let url = server.url();
     let tmp = tempfile::tempdir().unwrap();
-    let roster = write_roster(tmp.path(), TRIO);
+    let roster = write_roster(tmp.path(), &trio("smollm2-135m"));
     expect_input_error(
         deliberate_cmd(&roster, &["--remote", "b", "--nats", &url]),
         "agent `b` did not answer",

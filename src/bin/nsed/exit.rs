@@ -36,6 +36,10 @@ fn is_internal(error: &anyhow::Error) -> bool {
                 cause.downcast_ref::<nsed::engine::batch::BatchError>(),
                 Some(nsed::engine::batch::BatchError::Stopped { .. })
             )
+            || matches!(
+                cause.downcast_ref::<nsed::bench::RunError>(),
+                Some(nsed::bench::RunError::WorkerPanicked)
+            )
             || cause
                 .downcast_ref::<std::io::Error>()
                 .is_some_and(|e| !is_input_io(e.kind()))
@@ -85,5 +89,12 @@ mod tests {
         assert_eq!(code(anyhow::Error::new(died).context("bench")), INTERNAL);
         let stopped = nsed::engine::batch::BatchError::Stopped { model: "m".into() };
         assert_eq!(code(anyhow::Error::new(stopped)), INTERNAL);
+        let panicked = nsed::bench::RunError::WorkerPanicked;
+        assert_eq!(code(anyhow::Error::new(panicked)), INTERNAL);
+        let empty = nsed::bench::RunError::NoItems {
+            set: "gsm8k".into(),
+            available: 1319,
+        };
+        assert_eq!(code(anyhow::Error::new(empty)), INPUT);
     }
 }

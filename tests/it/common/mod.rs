@@ -10,6 +10,73 @@ use std::path::{Path, PathBuf};
 use nsed::engine::gguf::Gguf;
 use nsed::engine::registry::Registry;
 
+/// A seeded random-weight GGUF shaped like roster model `like`, with
+/// `layers` layers, written by `nsed models synth` into `dir`: for tests of
+/// the machinery around a model (federation faults, the page pipeline) where
+/// what the model says does not matter and a real one only costs time.
+pub fn synth_model(dir: &Path, like: &str, layers: u32) -> PathBuf {
+    let path = dir.join(format!("synth-{like}-{layers}.gguf"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nsed"))
+        .args(["models", "synth", "--like", like, "--layers"])
+        .arg(layers.to_string())
+        .arg("-o")
+        .arg(&path)
+        .output()
+        .expect("nsed runs");
+    assert!(
+        out.status.success(),
+        "models synth: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+/// A registry (`NSED_REGISTRY`) and models folder (`NSED_MODELS`) in `dir`
+/// where each of `ids` is a synthetic model of its shape with `layers`
+/// layers, under the registry's id, file name and the synthetic file's own
+/// sha256 and size; every other entry stays and points at a file that is not
+/// there, so using it fails. Returns (registry file, models folder).
+pub fn synth_registry(dir: &Path, ids: &[&str], layers: u32) -> (PathBuf, PathBuf) {
+    use sha2::{Digest, Sha256};
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).expect("models folder");
+    let builtin = include_str!("../../../configs/models.toml");
+    let mut registry = String::new();
+    for (i, block) in builtin.split("[[model]]").enumerate() {
+        if i > 0 {
+            registry.push_str("[[model]]");
+        }
+        let field = |key: &str| {
+            block.lines().find_map(|l| {
+                l.strip_prefix(key)
+                    .and_then(|r| r.trim_start().strip_prefix('='))
+                    .map(|v| v.trim().trim_matches('"').to_owned())
+            })
+        };
+        let Some(id) = field("id").filter(|id| ids.contains(&id.as_str())) else {
+            registry.push_str(block);
+            continue;
+        };
+        let file = field("file").expect("registry entry has a file");
+        let synth = synth_model(dir, &id, layers);
+        let bytes = std::fs::read(&synth).expect("synthetic model");
+        std::fs::write(models.join(&file), &bytes).expect("write model");
+        let sha = format!("{:x}", Sha256::digest(&bytes));
+        for line in block.split_inclusive('\n') {
+            if line.starts_with("sha256 =") {
+                registry.push_str(&format!("sha256 = \"{sha}\"\n"));
+            } else if line.starts_with("bytes =") {
+                registry.push_str(&format!("bytes = {}\n", bytes.len()));
+            } else {
+                registry.push_str(line);
+            }
+        }
+    }
+    let path = dir.join("models.toml");
+    std::fs::write(&path, registry).expect("write registry");
+    (path, models)
+}
+
 /// `tests/data`: the llama.cpp goldens and Gonka's fixtures.
 pub fn test_data() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data")

@@ -3,22 +3,19 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use nsed::answer::{AnswerKind, Outcome};
-use nsed::bench::code::{self, CodeAgent, CodeContext, LcbFilter};
+use nsed::answer::AnswerKind;
+use nsed::bench::code::{self, CodeContext, LcbFilter};
 use nsed::bench::datasets::{self, Selection};
-use nsed::bench::{self, CodeSettings, Fingerprint, Harness, ItemRecord, Method};
-use nsed::deliberation::calls::{CallLog, CALLS};
-use nsed::deliberation::local::{self, LocalAgent, ModelPool};
-use nsed::deliberation::roster::{AgentSpec, Roster};
+use nsed::bench::{self, CodeSettings, Method};
+use nsed::deliberation::local::ModelPool;
+use nsed::deliberation::roster::Roster;
 use nsed::deliberation::{self, EvalMode, Round, Task, Transcript};
-use nsed::engine::sampling::SamplingParams;
 use nsed::federation::{self, Federation};
 use nsed::pages;
-use nsed::results::provenance::{self, RunInfo};
 use nsed::sandbox::{Limits, Sandbox};
 use std::sync::Arc;
 
@@ -46,6 +43,11 @@ pub struct DeliberationArgs {
     /// MATH-500, 1024 for AIME).
     #[arg(long, value_parser = crate::bounds::tokens())]
     pub max_tokens: Option<usize>,
+    /// New tokens per generative evaluation (overrides the roster's
+    /// `eval_max_tokens`; a matched-compute knob, and what keeps a smoke run
+    /// short).
+    #[arg(long, value_parser = crate::bounds::tokens())]
+    pub eval_max_tokens: Option<usize>,
     /// Seed of every sampled call and every shuffle (recorded in results).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -274,6 +276,9 @@ fn load_roster(a: &DeliberationArgs) -> Result<Roster> {
     if let Some(e) = a.effort {
         d.effort = e;
     }
+    if let Some(t) = a.eval_max_tokens {
+        d.eval_max_tokens = t;
+    }
     if d.min_rounds == 0 || d.max_rounds < d.min_rounds {
         bail!("need 1 <= --min-rounds <= --rounds");
     }
@@ -319,293 +324,91 @@ fn connect_federation(roster: &Roster, job: Option<String>) -> Result<Option<Arc
 }
 
 pub fn bench_cmd(args: BenchArgs) -> Result<()> {
+    let plan = plan_of(&args)?;
+    let mut progress = Bar::default();
+    let finished = bench::run(plan, &mut progress)?;
+    if let Some(bar) = progress.0 {
+        bar.finish_and_clear();
+    }
+    if let Some(stats) = finished.federation {
+        eprintln!("federation: {stats}");
+    }
+    outln!("{}", pages::runs::run_summary(&finished.out)?);
+    Ok(())
+}
+
+/// The arguments of `nsed bench` as a checked plan: the roster with its
+/// overrides, the data set (a code set with its sandbox), the methods and
+/// their settings, where the run goes.
+fn plan_of(args: &BenchArgs) -> Result<bench::Plan> {
     let mut roster = load_roster(&args.delib)?;
     if let Some(k) = args.sc_k {
         roster.baselines.self_consistency_k = k;
     }
     let dir = datasets::data_dir(args.data_dir.as_deref())?;
-    let (dataset, code, code_settings) = if code::problems::NAMES.contains(&args.set.as_str()) {
-        let (d, c, s) = load_code_set(&args.set, &dir, &args.code)?;
-        (d, Some(c), Some(s))
+    let (dataset, code) = if code::problems::NAMES.contains(&args.set.as_str()) {
+        let (dataset, context, settings) = load_code_set(&args.set, &dir, &args.code)?;
+        (dataset, Some((context, settings)))
     } else {
-        (datasets::load(&args.set, &dir)?, None, None)
+        (datasets::load(&args.set, &dir)?, None)
     };
-    let selection = Selection {
-        offset: args.offset,
-        limit: args.limit,
-        ids: args.ids.clone(),
-        integer_only: args.integer_only,
-    };
-    let items = dataset.select(&selection)?;
-    if items.is_empty() {
-        bail!(
-            "no items selected from {} ({} in the set)",
-            dataset.name,
-            dataset.items.len()
-        );
-    }
-    let methods = Method::expand(&args.method);
     let settings = bench::settings_from(&roster, &dataset, args.delib.max_tokens, args.delib.seed);
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("results/runs/{}-{}", dataset.name, roster.name)));
-    let fp = Fingerprint {
-        dataset: dataset.name.clone(),
-        dataset_sha256: dataset.sha256.clone(),
-        selection,
-        methods: methods.clone(),
-        // Where the agents run does not change the results (tests show it),
-        // so a run may be resumed with another server.
-        roster: Roster {
-            federation: Default::default(),
-            ..roster.clone()
+    Ok(bench::Plan {
+        selection: Selection {
+            offset: args.offset,
+            limit: args.limit,
+            ids: args.ids.clone(),
+            integer_only: args.integer_only,
         },
-        settings: settings.clone(),
-        code: code_settings,
-        version: Some(bench::CodeVersion::current()),
-        stamp: None,
-    };
-    // Here so that a refusal comes before the models load; the numerics
-    // are compared once they are measured (adopt_recorded, below).
-    if args.resume {
-        bench::check_version(&out, &fp)?;
-    }
-    let stamp = bench::stamp::measure(&fp.roster, |model| {
-        eprintln!(
-            "stamp: numerics of {model} ({} probe tokens)",
-            bench::stamp::PROBE_TOKENS
-        )
-    })?;
-    let fp = bench::adopt_recorded(
-        &out,
-        Fingerprint {
-            stamp: Some(stamp),
-            ..fp
+        methods: Method::expand(&args.method),
+        settings,
+        code,
+        out,
+        resume: args.resume,
+        parallel: args.parallel,
+        limits: nsed::engine::batch::Limits {
+            max_batch: args.max_batch,
+            kv_budget_bytes: args.kv_mib << 20,
+            ..Default::default()
         },
-    )?;
-    let fed = connect_federation(&roster, args.delib.job.clone())?;
-    let limits = nsed::engine::batch::Limits {
-        max_batch: args.max_batch,
-        kv_budget_bytes: args.kv_mib << 20,
-        ..Default::default()
-    };
-    let mut pool = ModelPool::new(limits);
-    // Attached to the run's directory once it is open (below).
-    let call_log = Arc::new(CallLog::default());
-    let harness = build_harness(
-        &roster,
-        &methods,
-        &mut pool,
-        code.clone(),
-        fed.as_ref(),
-        &call_log,
-    )?;
-    let mut models = pool.models();
-    if let Some(fed) = &fed {
-        models.extend(fed.models());
-        models.sort();
-        models.dedup();
-    }
-    let info = RunInfo {
-        started: provenance::utc_now(),
-        commit: provenance::build_commit().to_string(),
-        nsed_version: env!("CARGO_PKG_VERSION").to_string(),
-        host_cpu: provenance::cpu_name(),
-        kernel: nsed::engine::qmm::path::active().name().to_string(),
-        threads: rayon::current_num_threads(),
-        models,
+        job: args.delib.job.clone(),
         command: std::env::args().collect(),
-        sandbox: code.as_ref().map(|c| c.sandbox.protections().clone()),
-    };
-    let run = bench::open_run(&out, &fp, info.clone(), args.resume)?;
-    let recovered = call_log.open(&out.join(CALLS), &run.done)?;
-    if recovered > 0 {
-        eprintln!(
-            "{recovered} finished calls of unfinished items read back from {}",
-            CALLS
-        );
-    }
-    if let Some(fed) = &fed {
-        fed.set_log(&out.join("federation.jsonl"))?;
-    }
-    let todo: Vec<_> = items
-        .iter()
-        .filter(|it| !run.done.contains(&it.id))
-        .collect();
-    eprintln!(
-        "bench {}: {} items ({} done before), methods {}, roster {} → {}",
-        dataset.name,
-        items.len(),
-        items.len() - todo.len(),
-        methods
-            .iter()
-            .filter_map(|m| serde_json::to_value(m).ok()?.as_str().map(str::to_string))
-            .collect::<Vec<_>>()
-            .join(","),
-        roster.name,
-        out.display()
-    );
-    let bar = progress(items.len() as u64, (items.len() - todo.len()) as u64);
-    let mut tally = Running::default();
-    for rec in bench::read_records(&out).unwrap_or_default() {
-        tally.add(&rec);
-    }
-    let sink = Sink {
-        run,
-        calls: call_log.clone(),
-        tally,
-        bar,
-        total: items.len(),
-        started: std::time::Instant::now(),
-        engines: pool.engines(),
-        tokens_before: 0,
-        finished: 0,
-        failure: None,
-    };
-    let sink = std::sync::Mutex::new(sink.with_baseline());
-    let queue = std::sync::Mutex::new(todo.into_iter().collect::<std::collections::VecDeque<_>>());
-    let job = Job {
-        queue: &queue,
-        sink: &sink,
-        kind: dataset.kind,
-        methods: &methods,
-        settings: &settings,
-    };
-    std::thread::scope(|scope| {
-        for _ in 1..args.parallel.min(items.len()) {
-            let mut pool = pool.clone();
-            let (roster, methods, code, fed) = (&roster, &methods, code.clone(), fed.as_ref());
-            let call_log = &call_log;
-            scope.spawn(move || {
-                match build_harness(roster, methods, &mut pool, code, fed, call_log) {
-                    Ok(h) => job.work(h),
-                    Err(e) => job.fail(e),
-                }
-            });
-        }
-        job.work(harness);
-    });
-    let sink = sink
-        .into_inner()
-        .map_err(|_| crate::exit::Internal("a bench worker panicked".into()))?;
-    if let Some(e) = sink.failure {
-        return Err(e);
-    }
-    let bar = sink.bar;
-    bar.finish_and_clear();
-    if let Some(fed) = &fed {
-        eprintln!(
-            "federation: {}",
-            serde_json::to_string(&fed.stats()).unwrap_or_default()
-        );
-    }
-    outln!("{}", pages::runs::run_summary(&out)?);
-    Ok(())
+        roster,
+        dataset,
+    })
 }
 
-/// The items to run and where their records go, shared by the workers of
-/// `bench --parallel`.
-#[derive(Clone, Copy)]
-struct Job<'a> {
-    queue: &'a std::sync::Mutex<std::collections::VecDeque<&'a datasets::Item>>,
-    sink: &'a std::sync::Mutex<Sink>,
-    kind: AnswerKind,
-    methods: &'a [Method],
-    settings: &'a deliberation::Settings,
-}
+/// The progress of `nsed bench`: a bar with the running accuracy and rates
+/// on a terminal, a line per item otherwise (logs, CI).
+#[derive(Default)]
+struct Bar(Option<ProgressBar>);
 
-impl Job<'_> {
-    /// Take items until none are left (or a record could not be written).
-    fn work(self, mut harness: Harness) {
-        loop {
-            let next = match self.queue.lock() {
-                Ok(mut q) => q.pop_front(),
-                Err(_) => None,
-            };
-            let Some(item) = next else { return };
-            let rec = bench::run_item(&mut harness, item, self.kind, self.methods, self.settings);
-            let Ok(mut sink) = self.sink.lock() else {
-                return;
-            };
-            if let Err(e) = sink.record(&rec) {
-                drop(sink);
-                self.fail(e);
-                return;
-            }
+impl bench::Progress for Bar {
+    fn note(&mut self, line: &str) {
+        match &self.0 {
+            Some(bar) if !bar.is_hidden() => bar.println(line),
+            _ => eprintln!("{line}"),
         }
     }
 
-    /// Stop every worker after its current item and report `e`.
-    fn fail(self, e: anyhow::Error) {
-        if let Ok(mut q) = self.queue.lock() {
-            q.clear();
-        }
-        if let Ok(mut sink) = self.sink.lock() {
-            sink.failure.get_or_insert(e);
-        }
-    }
-}
-
-/// Where finished items go: the run's journal, the running tally and the
-/// progress bar (items/hour and generated tokens/s since the start).
-struct Sink {
-    run: bench::RunDir,
-    calls: Arc<CallLog>,
-    tally: Running,
-    bar: ProgressBar,
-    total: usize,
-    started: std::time::Instant,
-    engines: Vec<nsed::engine::batch::EngineHandle>,
-    tokens_before: u64,
-    finished: usize,
-    failure: Option<anyhow::Error>,
-}
-
-impl Sink {
-    fn generated(&self) -> u64 {
-        self.engines
-            .iter()
-            .map(|e| e.tally().generated_tokens)
-            .sum()
+    fn start(&mut self, total: usize, done: usize) {
+        self.0 = Some(progress(total as u64, done as u64));
     }
 
-    fn with_baseline(mut self) -> Self {
-        self.tokens_before = self.generated();
-        self
-    }
-
-    fn record(&mut self, rec: &ItemRecord) -> Result<()> {
-        self.run.append(rec)?;
-        // Its calls are not needed any more; were this to fail, they would
-        // only be read in again and dropped on resume.
-        let _ = self.calls.finish(&rec.item);
-        self.tally.add(rec);
-        self.finished += 1;
-        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
-        let (steps, rows) = self.engines.iter().fold((0, 0), |(s, r), e| {
-            let t = e.tally();
-            (s + t.steps, r + t.rows)
-        });
-        let rate = format!(
-            "{:.1} items/h · {:.1} tok/s · mean batch {:.1}",
-            self.finished as f64 * 3600.0 / secs,
-            (self.generated() - self.tokens_before) as f64 / secs,
-            rows as f64 / steps.max(1) as f64
-        );
-        self.bar
-            .set_message(format!("{} · {rate}", self.tally.line()));
-        self.bar.inc(1);
-        if self.bar.is_hidden() {
+    fn item(&mut self, s: &bench::runner::ItemStatus) {
+        let Some(bar) = &self.0 else { return };
+        bar.set_message(format!("{} · {}", s.tally, s.rate));
+        bar.inc(1);
+        if bar.is_hidden() {
             eprintln!(
-                "[{}/{}] {} {} · {rate}",
-                self.bar.position(),
-                self.total,
-                rec.item,
-                self.tally.line()
+                "[{}/{}] {} {} · {}",
+                s.done, s.total, s.item, s.tally, s.rate
             );
         }
-        Ok(())
     }
 }
 
@@ -645,98 +448,6 @@ fn progress(len: u64, done: u64) -> ProgressBar {
             .progress_chars("=> "),
     );
     bar
-}
-
-/// Running accuracy per method, for the progress line.
-#[derive(Default)]
-struct Running {
-    counts: std::collections::BTreeMap<bench::MethodKey, (usize, usize)>,
-}
-
-impl Running {
-    fn add(&mut self, rec: &ItemRecord) {
-        for (m, r) in &rec.results {
-            let e = self.counts.entry(m.clone()).or_default();
-            e.0 += usize::from(r.outcome == Outcome::Correct);
-            e.1 += 1;
-        }
-    }
-
-    fn line(&self) -> String {
-        self.counts
-            .iter()
-            .map(|(m, (c, n))| format!("{} {c}/{n}", m.name()))
-            .collect::<Vec<_>>()
-            .join(" · ")
-    }
-}
-
-fn build_harness(
-    roster: &Roster,
-    methods: &[Method],
-    pool: &mut ModelPool,
-    code: Option<std::sync::Arc<CodeContext>>,
-    fed: Option<&Arc<Federation>>,
-    call_log: &Arc<CallLog>,
-) -> Result<Harness> {
-    // For code, every proposal is run on the public tests as it is made
-    // (inside the memo, so a shared request runs its program once).
-    let wrap = |agent: Box<dyn nsed::deliberation::Agent>| -> Box<dyn nsed::deliberation::Agent> {
-        match &code {
-            Some(ctx) => Box::new(CodeAgent::new(agent, ctx.clone())),
-            None => agent,
-        }
-    };
-    let agents = federation::build_agents(roster, pool, fed, Some(call_log), wrap)?;
-    let b = &roster.baselines;
-    let sc_model = roster.self_consistency_model();
-    // Self-consistency runs where the roster runs that model.
-    let sc_device = roster
-        .agents
-        .iter()
-        .find(|a| a.model == sc_model)
-        .and_then(|a| a.device);
-    let sc_spec = AgentSpec {
-        name: "self-consistency".into(),
-        model: sc_model.to_string(),
-        system: roster
-            .agents
-            .iter()
-            .find(|a| a.model == sc_model)
-            .and_then(|a| a.system.clone()),
-        temperature: b.self_consistency_temperature,
-        top_p: 1.0,
-        top_k: 0,
-        seed_offset: 0,
-        evaluation: None,
-        transport: Default::default(),
-        public_key: None,
-        device: sc_device,
-    };
-    // Loaded only when needed (it may be a model outside the roster); code
-    // sets need it to write the probe inputs.
-    let sc_rt = if methods.contains(&Method::SelfConsistency) || code.is_some() {
-        pool.get_on(sc_model, sc_device)
-            .with_context(|| format!("self-consistency model {sc_model}"))?
-    } else {
-        pool.get_on(&roster.agents[0].model, roster.agents[0].device)?
-    };
-    let sc_params = SamplingParams {
-        temperature: b.self_consistency_temperature,
-        ..SamplingParams::default()
-    };
-    Ok(Harness {
-        agents,
-        specs: roster.agents.clone(),
-        sc: Box::new(local::Memo::logged(
-            wrap(Box::new(LocalAgent::new(sc_spec, sc_rt))),
-            Some(call_log.clone()),
-        )),
-        sc_params,
-        sc_k: b.self_consistency_k,
-        debate_rounds: b.debate_rounds,
-        code,
-    })
 }
 
 pub fn deliberate_cmd(args: DeliberateArgs) -> Result<()> {

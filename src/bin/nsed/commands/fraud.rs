@@ -10,11 +10,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use nsed::bench::datasets;
 use nsed::engine::batch::Limits;
 use nsed::fraud::analysis::{self, Analysis};
-use nsed::fraud::economics::{self, Network, Rule};
 use nsed::fraud::samples::{self, Fingerprint, Lab, Meta};
-use nsed::fraud::variant::VariantReport;
 use nsed::fraud::{heldout, pernode, plots, prompts};
 use nsed::fraud::{Attack, Precision};
+use nsed::pages::economics::EconomicsSettings;
 use nsed::pages::fraud::FraudRun;
 use nsed::results::provenance::{self, RunInfo};
 
@@ -141,6 +140,24 @@ pub struct NetworkArgs {
     pub detector: String,
 }
 
+impl NetworkArgs {
+    fn settings(&self) -> EconomicsSettings {
+        EconomicsSettings {
+            traffic: self.traffic,
+            validators: self.validators,
+            epochs: self.epochs,
+            runs: self.runs,
+            network_fpr: self.network_fpr,
+            honest_fail: self.honest_fail,
+            honest_cost: self.honest_cost,
+            collateral_epochs: self.collateral_epochs,
+            prefill_cost: self.prefill_cost,
+            cheat_shares: self.cheat_shares.clone(),
+            detector: self.detector.clone(),
+        }
+    }
+}
+
 impl SimulateFraudArgs {
     fn attacks(&self) -> Vec<Attack> {
         let mut out = Vec::new();
@@ -180,7 +197,11 @@ pub fn simulate_fraud_cmd(args: SimulateFraudArgs) -> Result<()> {
     if args.report || args.economics {
         outln!("{}", report_run(&out)?);
         if args.economics {
-            outln!("{}", economics_run(&out, &args.network)?);
+            let page =
+                nsed::pages::economics::economics_page(&out, &args.network.settings(), |l| {
+                    eprintln!("{l}")
+                })?;
+            outln!("{page}");
         }
         return Ok(());
     }
@@ -307,136 +328,6 @@ fn write_variants(out: &Path, lab: &Lab) -> Result<()> {
     let json = serde_json::to_vec_pretty(&lab.variants)?;
     nsed::results::output::write_atomic(&out.join("variants.json"), &json)?;
     Ok(())
-}
-
-/// Simulate the network with the run's measured detection rates; writes
-/// economics.md and economics.csv.
-fn economics_run(dir: &Path, n: &NetworkArgs) -> Result<String> {
-    let samples = samples::read(dir)?;
-    let text = std::fs::read_to_string(dir.join("variants.json"))
-        .with_context(|| format!("{}: no variants.json", dir.display()))?;
-    let variants: Vec<(String, VariantReport)> = serde_json::from_str(&text)?;
-    let held_out = heldout::evaluate(&samples);
-    if held_out.is_empty() {
-        anyhow::bail!(
-            "{}: too few samples for held-out detection rates (needs {} prompts with an honest and a fraud sample); resume the run with more --samples-honest/--samples-fraud",
-            dir.display(),
-            2 * heldout::FOLDS
-        );
-    }
-    if !held_out.iter().any(|h| h.detector == n.detector) {
-        let mut known: Vec<&str> = held_out.iter().map(|h| h.detector.as_str()).collect();
-        known.dedup();
-        anyhow::bail!(
-            "--detector `{}` is not a detector of this run; use one of: {}",
-            n.detector,
-            known.join(", ")
-        );
-    }
-    let (attacks, flags) = economics::inputs(&held_out, &n.detector, &variants, n.prefill_cost);
-    if attacks.is_empty() {
-        anyhow::bail!(
-            "{}: no attack's weights are in variants.json",
-            dir.display()
-        );
-    }
-    let (measured, upper) = (flags.rate(), flags.upper());
-    let net = Network {
-        traffic: n.traffic,
-        validators: n.validators,
-        network_fpr: n.network_fpr,
-        honest_fail: n.honest_fail.unwrap_or(measured),
-        honest_cost: n.honest_cost,
-        collateral_epochs: n.collateral_epochs,
-        slash: 0.2,
-        epochs: n.epochs,
-    };
-    let rules = [
-        Rule::Gonka,
-        Rule::Sprt {
-            p1: 3.0 * n.network_fpr,
-            alpha: 1e-4,
-            beta: 0.01,
-        },
-        Rule::Binomial { alpha: 1e-3 },
-    ];
-    let strategies = economics::strategies(&attacks, &n.cheat_shares, &[0, 30]);
-    eprintln!(
-        "simulating {} strategies x {} rules x {} nodes",
-        strategies.len(),
-        rules.len(),
-        n.runs
-    );
-    let outcomes = economics::table(&net, &strategies, &rules, n.runs, 42);
-    let mut rates = vec![measured, upper];
-    rates.extend(n.honest_fail);
-    let ejections = economics::false_ejections(&net, &rules, &rates, n.runs, 4242);
-    let md = format!(
-        "# Economics of cheating · {}\n\n\
-         Detector `{}`: detection per attack is its mean held-out detection; the honest failure \
-         rate is the mean of honest samples flagged on held-out prompts over {} partitions, \
-         {:.2}/{} ({:.2}%; the thresholds' design rate {:.2}%), with the exact 95% upper bound of \
-         the worst partition ({}/{}) {:.2}%.\n\n{}\n{}",
-        dir.display(),
-        n.detector,
-        heldout::REPEATS,
-        flags.mean,
-        flags.n,
-        100.0 * measured,
-        100.0 * flags.design,
-        flags.worst,
-        flags.n,
-        100.0 * upper,
-        economics::markdown(&net, &attacks, &outcomes),
-        false_ejection_markdown(&ejections, n.runs, n.epochs),
-    );
-    nsed::results::output::write_atomic(&dir.join("economics.md"), md.as_bytes())?;
-    let header = [
-        "strategy",
-        "rule",
-        "runs",
-        "ejected",
-        "ejected_while_honest",
-        "catch_per_epoch",
-        "caught_first_epoch",
-        "median_epochs_to_ejection",
-        "profit_vs_honest",
-    ];
-    let rows = outcomes.iter().map(|o| {
-        [
-            o.strategy.to_string(),
-            o.rule.to_string(),
-            o.runs.to_string(),
-            o.ejected.to_string(),
-            o.ejected_while_honest.to_string(),
-            o.catch_per_epoch.to_string(),
-            o.caught_first_epoch.to_string(),
-            o.median_epochs_to_ejection
-                .map_or(String::new(), |m| m.to_string()),
-            o.profit_vs_honest.to_string(),
-        ]
-    });
-    let csv = nsed::results::csv_text::csv_text(&header, rows);
-    nsed::results::output::write_atomic(&dir.join("economics.csv"), csv.as_bytes())?;
-    Ok(md)
-}
-
-/// False ejections of honest nodes per 1,000 node-epochs, per rule and
-/// assumed honest failure rate.
-fn false_ejection_markdown(rows: &[(String, f64, f64)], runs: usize, epochs: usize) -> String {
-    let mut out = format!(
-        "\n## False ejections of honest nodes\n\nPer 1,000 node-epochs served ({runs} simulated \
-         honest nodes × up to {epochs} epochs each), at the measured honest failure rate and at \
-         its 95% upper bound (and at `--honest-fail` when given).\n\n\
-         | rule | honest failure rate | false ejections per 1,000 node-epochs |\n|---|---|---|\n"
-    );
-    for (rule, rate, per_1000) in rows {
-        out.push_str(&format!(
-            "| {rule} | {:.2}% | {per_1000:.2} |\n",
-            100.0 * rate
-        ));
-    }
-    out
 }
 
 /// `nsed report fraud DIR`.

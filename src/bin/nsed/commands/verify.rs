@@ -371,8 +371,10 @@ fn report_line(r: &nsed::verify::Report) -> String {
     )
 }
 
+/// A verification report as text: who ran what, each metric against its
+/// threshold, the seed, proof and replay checks, the per-position table
+/// when asked, and the verdict.
 pub fn print_report(r: &nsed::verify::Report) {
-    use nsed::verify::metrics::Better;
     outln!(
         "executor  {}  ({} positions, k = {})\nvalidator {}{}",
         r.executor,
@@ -386,6 +388,23 @@ pub fn print_report(r: &nsed::verify::Report) {
     if let Some(p) = &r.precheck {
         outln!("pre-check FAILED: {p}");
     }
+    print_metrics(r);
+    print_checks(r);
+    if let Some(rows) = &r.table {
+        print_positions(rows);
+    }
+    outln!(
+        "\nverdict: {}",
+        match r.verdict {
+            nsed::verify::Verdict::Fail => "FAIL (exit 1)",
+            _ => "PASS",
+        }
+    );
+}
+
+/// The metrics, one line each: value, threshold and verdict.
+fn print_metrics(r: &nsed::verify::Report) {
+    use nsed::verify::metrics::Better;
     outln!(
         "\n{:<18} {:>12} {:>12} {:>8}  extra",
         "metric",
@@ -414,6 +433,10 @@ pub fn print_report(r: &nsed::verify::Report) {
             extra.join(", ")
         );
     }
+}
+
+/// The seed-bound sampling, activation-proof and replay checks that ran.
+fn print_checks(r: &nsed::verify::Report) {
     if let Some(s) = &r.seed {
         outln!(
             "\nseed-bound sampling: {}/{} re-derived tokens differ (tolerance {:.1}%){} -> {:?}",
@@ -455,69 +478,38 @@ pub fn print_report(r: &nsed::verify::Report) {
                 .map_or(String::new(), |i| format!(", first divergence at {i}"))
         );
     }
-    if let Some(rows) = &r.table {
-        outln!(
-            "\n{:>5} {:>10} {:>12} {:>12} {:>10} {:>10} {:>8}",
-            "pos",
-            "token",
-            "exec lp",
-            "valid lp",
-            "gonka d",
-            "dist2 d",
-            "seed"
-        );
-        for row in rows {
-            let f = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.6}"));
-            outln!(
-                "{:>5} {:>10} {:>12.6} {:>12.6} {:>10} {:>10} {:>8}",
-                row.position,
-                row.token,
-                row.executor_logprob,
-                row.validator_logprob,
-                f(row.gonka_d),
-                f(row.distance2_d),
-                row.seed_token.map_or("-".into(), |t| format!("#{t}"))
-            );
-        }
-    }
+}
+
+/// The per-position table (`--table`).
+fn print_positions(rows: &[nsed::verify::PositionRow]) {
     outln!(
-        "\nverdict: {}",
-        match r.verdict {
-            nsed::verify::Verdict::Fail => "FAIL (exit 1)",
-            _ => "PASS",
-        }
+        "\n{:>5} {:>10} {:>12} {:>12} {:>10} {:>10} {:>8}",
+        "pos",
+        "token",
+        "exec lp",
+        "valid lp",
+        "gonka d",
+        "dist2 d",
+        "seed"
     );
+    for row in rows {
+        let f = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.6}"));
+        outln!(
+            "{:>5} {:>10} {:>12.6} {:>12.6} {:>10} {:>10} {:>8}",
+            row.position,
+            row.token,
+            row.executor_logprob,
+            row.validator_logprob,
+            f(row.gonka_d),
+            f(row.distance2_d),
+            row.seed_token.map_or("-".into(), |t| format!("#{t}"))
+        );
+    }
 }
 
 pub fn determinism_cmd(args: DeterminismArgs) -> Result<()> {
     if args.worker {
-        let threads = std::env::var("RAYON_NUM_THREADS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let mut rt = Runtime::load(&args.model)?;
-        let prompt = rt.chat_tokens(&[Message::new("user", &args.prompt)]);
-        let req = nsed::engine::generate::GenerateRequest {
-            sampling: SamplingParams {
-                temperature: args.temperature,
-                ..Default::default()
-            },
-            max_tokens: args.max_tokens,
-            seed: args.seed,
-            inference_id: args.inference_id.clone(),
-            ..Default::default()
-        };
-        let run = nsed::verify::determinism::study(
-            &mut rt,
-            &prompt,
-            &req,
-            args.runs,
-            threads,
-            !args.hashes_only,
-            || eprint!("."),
-        )?;
-        outln!("{}", serde_json::to_string(&run)?);
-        return Ok(());
+        return determinism_worker(&args);
     }
     let exe = std::env::current_exe().context("cannot find the nsed executable")?;
     let mut runs = Vec::new();
@@ -564,9 +556,47 @@ pub fn determinism_cmd(args: DeterminismArgs) -> Result<()> {
         outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
+    print_determinism(&runs, same_across);
+    Ok(())
+}
+
+/// `nsed determinism --worker`: the runs at this process's thread count,
+/// as one JSON line for the parent.
+fn determinism_worker(args: &DeterminismArgs) -> Result<()> {
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut rt = Runtime::load(&args.model)?;
+    let prompt = rt.chat_tokens(&[Message::new("user", &args.prompt)]);
+    let req = nsed::engine::generate::GenerateRequest {
+        sampling: SamplingParams {
+            temperature: args.temperature,
+            ..Default::default()
+        },
+        max_tokens: args.max_tokens,
+        seed: args.seed,
+        inference_id: args.inference_id.clone(),
+        ..Default::default()
+    };
+    let run = nsed::verify::determinism::study(
+        &mut rt,
+        &prompt,
+        &req,
+        args.runs,
+        threads,
+        !args.hashes_only,
+        || eprint!("."),
+    )?;
+    outln!("{}", serde_json::to_string(&run)?);
+    Ok(())
+}
+
+/// The determinism runs as a markdown table, one row per thread count.
+fn print_determinism(runs: &[serde_json::Value], same_across: bool) {
     outln!("| threads | runs | tokens | identical outputs | identical logits | seed-bound s/run | plain s/run | overhead | sampler µs/token (seed-bound / plain) |");
     outln!("|---|---|---|---|---|---|---|---|---|");
-    for r in &runs {
+    for r in runs {
         let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
         // Timing fields are absent with --hashes-only.
         let g = |k: &str, scale: f64, digits: usize, sign: bool| {
@@ -593,5 +623,4 @@ pub fn determinism_cmd(args: DeterminismArgs) -> Result<()> {
         "\nidentical across thread counts: {}",
         if same_across { "yes" } else { "NO" }
     );
-    Ok(())
 }
