@@ -27,6 +27,14 @@
 //! working directory `/tmp/sandbox` with a copy of the program. Nothing else
 //! of the host is visible, and the program can write at most the tmpfs size.
 
+// Every function here runs between fork and exec and is an `unsafe fn`
+// whose `# Safety` section states that contract; its body is a sequence of
+// raw syscalls on stack buffers and static C strings, each sound under that
+// same contract. Wrapping each of the ~120 calls in its own block would
+// repeat one note ~120 times, so this module alone opts out of
+// `unsafe_op_in_unsafe_fn` (the rest of the workspace denies it).
+#![allow(unsafe_op_in_unsafe_fn)]
+
 use std::ffi::CStr;
 use std::io;
 
@@ -295,6 +303,10 @@ pub(super) unsafe fn enter(
 }
 
 /// Keeper, then init, then program: returns only in the program's process.
+///
+/// # Safety
+/// Only in nsed's forked child (the keeper), right after fork, with `report`
+/// the write end of the report pipe; it returns only in the program's process.
 unsafe fn become_program_in_private_root(setup: Setup, limits: RawLimits, report: libc::c_int) {
     // Descriptors nsed had open (other runs' pipes, files of the caller)
     // are closed here, since the keeper and the init never exec. Only the
@@ -355,6 +367,9 @@ unsafe fn become_program_in_private_root(setup: Setup, limits: RawLimits, report
     libc::setpgid(0, 0);
 }
 
+/// # Safety
+/// Only in a forked child, with `report` the report pipe's write end: it writes
+/// the report and `_exit`s without unwinding or running destructors.
 unsafe fn fail(report: libc::c_int, failed: Step, e: i32) -> ! {
     write_report(
         report,
@@ -366,12 +381,17 @@ unsafe fn fail(report: libc::c_int, failed: Step, e: i32) -> ! {
     libc::_exit(125);
 }
 
+/// # Safety
+/// Only in a forked child, with `fd` the report pipe's write end.
 unsafe fn write_report(fd: libc::c_int, report: Report) {
     let bytes = report.to_bytes();
     libc::write(fd, bytes.as_ptr().cast(), bytes.len());
 }
 
 /// Wait for `pid`, retrying on EINTR; its raw wait status.
+///
+/// # Safety
+/// Only in a child forked by [`enter`]'s caller, before it execs: async-signal-safe calls only.
 unsafe fn wait_for(pid: libc::pid_t) -> i32 {
     let mut status = 0;
     while libc::waitpid(pid, &mut status, 0) < 0 {
@@ -384,6 +404,9 @@ unsafe fn wait_for(pid: libc::pid_t) -> i32 {
 
 /// As init: reap every child (adopted orphans included) until `program`
 /// ends; its raw wait status.
+///
+/// # Safety
+/// Only as the init of the private PID namespace, with `program` its child.
 unsafe fn reap_until(program: libc::pid_t) -> i32 {
     loop {
         let mut status = 0;
@@ -399,6 +422,11 @@ unsafe fn reap_until(program: libc::pid_t) -> i32 {
 
 /// After the program ended: reap the zombies, kill every process still in
 /// the namespace, and count them as they are reaped.
+///
+/// # Safety
+/// Only as the init (PID 1) of a private PID namespace: there `kill(-1)`
+/// reaches the run's processes only; anywhere else it would signal every
+/// process the user may signal.
 unsafe fn kill_the_rest() -> u32 {
     let mut status = 0;
     while libc::waitpid(-1, &mut status, libc::WNOHANG) > 0 {}
@@ -418,6 +446,10 @@ unsafe fn kill_the_rest() -> u32 {
 }
 
 /// Close every descriptor above 2 except `keep`.
+///
+/// # Safety
+/// Only in a forked child that will exec or exit: descriptors the parent's
+/// threads use are closed under them otherwise.
 unsafe fn close_all_but(keep: libc::c_int) {
     let keep = keep as libc::c_uint;
     if keep > 3 {
@@ -438,6 +470,11 @@ unsafe fn close_all_but(keep: libc::c_int) {
 
 /// The program's own setup: limits, uid, descriptors. Shared by every
 /// setup (with or without a private root).
+///
+/// # Safety
+/// Only in the forked program process, just before it execs Python: it lowers
+/// limits, drops to the private uid and marks descriptors close-on-exec for
+/// this process.
 unsafe fn program(setup: Setup, limits: RawLimits) -> Result<(), (Step, i32)> {
     let as_step = |r: io::Result<()>, s: Step| r.map_err(|e| (s, e.raw_os_error().unwrap_or(0)));
     as_step(
@@ -494,6 +531,9 @@ unsafe fn program(setup: Setup, limits: RawLimits) -> Result<(), (Step, i32)> {
 /// Map the caller's uid and gid to themselves in the user namespace just
 /// created (one line each, as an unprivileged process may write for
 /// itself; `setgroups` must be denied before the gid map).
+///
+/// # Safety
+/// Only in a child that has just unshared a user namespace and has not yet written its id maps.
 unsafe fn map_own_ids(ids: IdMap) -> Result<(), i32> {
     write_proc_file(c"/proc/self/setgroups", b"deny")?;
     let mut line = [0u8; 40];
@@ -514,6 +554,9 @@ fn id_map_line(id: u32, out: &mut [u8; 40]) -> usize {
 }
 
 /// Write `bytes` to the file at `path` in one `write`.
+///
+/// # Safety
+/// Only in a child forked by [`enter`]'s caller, before it execs: async-signal-safe calls only.
 unsafe fn write_proc_file(path: &CStr, bytes: &[u8]) -> Result<(), i32> {
     let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
     if fd < 0 {
@@ -552,6 +595,10 @@ fn write_decimal(n: u64, out: &mut [u8], at: usize) -> usize {
 /// the host), cover each world-writable directory with a small tmpfs, and
 /// bind the run's directory (the current one, which may now be covered) at
 /// `/tmp/sandbox`, so that absolute paths to it resolve too.
+///
+/// # Safety
+/// Only in a forked child that has unshared its own mount namespace: the mounts
+/// made here would otherwise cover the host's directories.
 unsafe fn private_tmp() -> io::Result<()> {
     let none = std::ptr::null();
     check(libc::mount(
@@ -617,6 +664,10 @@ const DEVICE_LINKS: [(&CStr, &CStr); 5] = [
 /// it; the working directory ends as `/tmp/sandbox`. Runs as the init of
 /// the new PID namespace (a fresh `/proc` needs it), in a new mount
 /// namespace, as root.
+///
+/// # Safety
+/// Only as the init of a new PID namespace in its own mount namespace (as root
+/// there): it mounts and pivots the root of that namespace.
 unsafe fn private_root(setup: Setup, limits: RawLimits) -> Result<(), (Step, i32)> {
     let null = std::ptr::null();
     step(
@@ -735,6 +786,9 @@ unsafe fn private_root(setup: Setup, limits: RawLimits) -> Result<(), (Step, i32
 }
 
 /// Bind `host` at `inside`, then make the bind read-only.
+///
+/// # Safety
+/// Only inside the sandbox's own mount namespace (see [`private_root`]).
 unsafe fn bind_read_only(host: &CStr, inside: &CStr, extra: libc::c_ulong) -> Result<(), i32> {
     let null = std::ptr::null();
     if libc::mount(
@@ -756,6 +810,9 @@ unsafe fn bind_read_only(host: &CStr, inside: &CStr, extra: libc::c_ulong) -> Re
 
 /// Recreate the host's link at `host` inside, or bind its directory
 /// read-only; nothing when the host has neither.
+///
+/// # Safety
+/// Only inside the sandbox's own mount namespace (see [`private_root`]).
 unsafe fn link_or_bind(host: &CStr, inside: &CStr) -> Result<(), i32> {
     let mut target = [0u8; 256];
     let n = libc::readlink(host.as_ptr(), target.as_mut_ptr().cast(), target.len() - 1);
@@ -779,6 +836,9 @@ unsafe fn link_or_bind(host: &CStr, inside: &CStr) -> Result<(), i32> {
 }
 
 /// Create an empty file (a mount point for a bind of a file).
+///
+/// # Safety
+/// Only in a forked child, inside the sandbox's new root being built.
 unsafe fn touch(path: &CStr) -> Result<(), i32> {
     let fd = libc::open(
         path.as_ptr(),
@@ -793,6 +853,9 @@ unsafe fn touch(path: &CStr) -> Result<(), i32> {
 }
 
 /// Copy `from` to the new file `to` (mode 0644) through a stack buffer.
+///
+/// # Safety
+/// Only in a forked child, inside the sandbox's new root being built.
 unsafe fn copy_file(from: &CStr, to: &CStr) -> Result<(), i32> {
     let src = libc::open(from.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
     if src < 0 {

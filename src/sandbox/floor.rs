@@ -335,10 +335,14 @@ pub(super) unsafe fn apply_in_child(
     filters: &[BpfProgram],
 ) -> Result<(), ApplyError> {
     let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-    if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
+    // SAFETY: prctl with integer arguments only changes this process's
+    // flags; no memory is passed.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
         return Err(ApplyError::Landlock(errno()));
     }
-    if libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0u32) < 0 {
+    // SAFETY: `ruleset` is a descriptor the parent created for this child;
+    // the kernel checks it, and an invalid one is an error, not UB.
+    if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0u32) } < 0 {
         return Err(ApplyError::Landlock(errno()));
     }
     for filter in filters {
@@ -346,12 +350,16 @@ pub(super) unsafe fn apply_in_child(
             len: filter.len() as libc::c_ushort,
             filter: filter.as_ptr() as *mut libc::sock_filter,
         };
-        let rc = libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            0 as libc::c_ulong,
-            &program as *const libc::sock_fprog,
-        );
+        // SAFETY: `program` points at `filter`'s instructions, which the
+        // caller's slice keeps alive for the call; the kernel copies them.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0 as libc::c_ulong,
+                &program as *const libc::sock_fprog,
+            )
+        };
         if rc < 0 {
             return Err(ApplyError::Seccomp(errno()));
         }

@@ -522,28 +522,7 @@ fn print_round(r: &Round, names: &[String]) {
         return;
     }
     let cands: Vec<&str> = r.candidates.iter().map(|&c| names[c].as_str()).collect();
-    outln!("  raw weights (rows: evaluator; columns: candidate; · own or abstained)");
-    outln!(
-        "  {:<10} {}",
-        "",
-        cands.iter().map(|c| format!("{c:>10}")).collect::<String>()
-    );
-    for (rec, ballot) in r.evaluations.iter().zip(&r.ballots) {
-        let cells: String = ballot
-            .iter()
-            .map(|w| w.map_or(format!("{:>10}", "·"), |w| format!("{w:>10.0}")))
-            .collect();
-        let note = match (&rec.evaluation, &rec.error) {
-            (Some(e), _) if e.abstained => " (abstained: unreadable)".to_string(),
-            (Some(e), _) if e.mode == EvalMode::Logprob => " (logprob)".to_string(),
-            (Some(e), _) if e.mode == EvalMode::Generative && e.raw.len() > 1 => {
-                " (retried)".to_string()
-            }
-            (_, Some(err)) => format!(" (failed: {err})"),
-            _ => String::new(),
-        };
-        outln!("  {:<10} {cells}{note}", rec.evaluator);
-    }
+    print_ballots(r, &cands);
     let q = &r.quadratic;
     outln!(
         "  QV score   {}",
@@ -566,6 +545,33 @@ fn print_round(r: &Round, names: &[String]) {
             r.proposals[w].answer.as_deref().unwrap_or("none"),
             q.conviction
         );
+    }
+}
+
+/// The round's ballots: each evaluator's raw weight per candidate, with
+/// why a row is missing or special.
+fn print_ballots(r: &Round, cands: &[&str]) {
+    outln!("  raw weights (rows: evaluator; columns: candidate; · own or abstained)");
+    outln!(
+        "  {:<10} {}",
+        "",
+        cands.iter().map(|c| format!("{c:>10}")).collect::<String>()
+    );
+    for (rec, ballot) in r.evaluations.iter().zip(&r.ballots) {
+        let cells: String = ballot
+            .iter()
+            .map(|w| w.map_or(format!("{:>10}", "·"), |w| format!("{w:>10.0}")))
+            .collect();
+        let note = match (&rec.evaluation, &rec.error) {
+            (Some(e), _) if e.abstained => " (abstained: unreadable)".to_string(),
+            (Some(e), _) if e.mode == EvalMode::Logprob => " (logprob)".to_string(),
+            (Some(e), _) if e.mode == EvalMode::Generative && e.raw.len() > 1 => {
+                " (retried)".to_string()
+            }
+            (_, Some(err)) => format!(" (failed: {err})"),
+            _ => String::new(),
+        };
+        outln!("  {:<10} {cells}{note}", rec.evaluator);
     }
 }
 

@@ -195,30 +195,66 @@ impl SimulateFraudArgs {
 pub fn simulate_fraud_cmd(args: SimulateFraudArgs) -> Result<()> {
     let out = args.out_dir();
     if args.report || args.economics {
-        outln!("{}", report_run(&out)?);
-        if args.economics {
-            let page =
-                nsed::pages::economics::economics_page(&out, &args.network.settings(), |l| {
-                    eprintln!("{l}")
-                })?;
-            outln!("{page}");
-        }
-        return Ok(());
+        return reanalyse(&out, &args);
     }
     let attacks = args.attacks();
     let data_dir = datasets::data_dir(args.data_dir.as_deref())?;
     let count = args.samples_honest.max(args.samples_fraud).max(1);
     let prompts = prompts::mixture(&data_dir, &args.prompts, count)?;
-    let claimed_sha256 = nsed::engine::registry::Registry::load()?
-        .resolve(&args.model)?
-        .sha256()?;
     if out.join("meta.json").exists() && !args.resume {
         anyhow::bail!(
             "{} already holds a run: pass --resume to continue it, or choose another --out",
             out.display()
         );
     }
-    let fp = Fingerprint {
+    let fp = fingerprint_of(&args)?;
+    let lab = Lab::load(fp.clone(), &attacks, prompts, |what| {
+        eprintln!("loading {what}")
+    })?;
+    for (role, v) in &lab.variants {
+        if !v.fallbacks.is_empty() {
+            eprintln!(
+                "{role}: {} tensors fell back: {:?}",
+                v.fallbacks.len(),
+                v.fallbacks
+            );
+        }
+    }
+    let mut journal = samples::open(&out, &fp, run_info(&lab), args.resume)?;
+    write_variants(&out, &lab)?;
+    let todo = samples::plan(
+        &attacks,
+        args.samples_honest,
+        args.samples_fraud,
+        &journal.done,
+    );
+    // A round holds `parallel` samples of each executor (the plan
+    // interleaves honest and attack samples).
+    let round = args.parallel * (1 + attacks.len());
+    run(lab, &mut journal, todo, round, args.parallel)?;
+    outln!("{}", report_run(&out)?);
+    Ok(())
+}
+
+/// `--report` and `--economics`: the analysis of a run's samples again,
+/// and with `--economics` the network simulation on its rates.
+fn reanalyse(out: &Path, args: &SimulateFraudArgs) -> Result<()> {
+    outln!("{}", report_run(out)?);
+    if args.economics {
+        let settings = args.network.settings();
+        let page = nsed::pages::economics::economics_page(out, &settings, |l| eprintln!("{l}"))?;
+        outln!("{page}");
+    }
+    Ok(())
+}
+
+/// What the run's samples depend on: the claimed model (by sha256), the
+/// validator's and honest executor's precisions, prompts, sampling.
+fn fingerprint_of(args: &SimulateFraudArgs) -> Result<Fingerprint> {
+    let claimed_sha256 = nsed::engine::registry::Registry::load()?
+        .resolve(&args.model)?
+        .sha256()?;
+    Ok(Fingerprint {
         claimed: args.model.clone(),
         claimed_sha256,
         validator: args.validator,
@@ -234,20 +270,12 @@ pub fn simulate_fraud_cmd(args: SimulateFraudArgs) -> Result<()> {
         max_tokens: args.max_tokens,
         top_k: args.top_k,
         seed: args.seed,
-    };
-    let lab = Lab::load(fp.clone(), &attacks, prompts, |what| {
-        eprintln!("loading {what}")
-    })?;
-    for (role, v) in &lab.variants {
-        if !v.fallbacks.is_empty() {
-            eprintln!(
-                "{role}: {} tensors fell back: {:?}",
-                v.fallbacks.len(),
-                v.fallbacks
-            );
-        }
-    }
-    let info = RunInfo {
+    })
+}
+
+/// Provenance of a simulate-fraud run.
+fn run_info(lab: &Lab) -> RunInfo {
+    RunInfo {
         started: provenance::utc_now(),
         commit: provenance::commit(),
         nsed_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -257,21 +285,7 @@ pub fn simulate_fraud_cmd(args: SimulateFraudArgs) -> Result<()> {
         models: lab.models(),
         command: std::env::args().collect(),
         sandbox: None,
-    };
-    let mut journal = samples::open(&out, &fp, info, args.resume)?;
-    write_variants(&out, &lab)?;
-    let todo = samples::plan(
-        &attacks,
-        args.samples_honest,
-        args.samples_fraud,
-        &journal.done,
-    );
-    // A round holds `parallel` samples of each executor (the plan
-    // interleaves honest and attack samples).
-    let round = args.parallel * (1 + attacks.len());
-    run(lab, &mut journal, todo, round, args.parallel)?;
-    outln!("{}", report_run(&out)?);
-    Ok(())
+    }
 }
 
 fn run(

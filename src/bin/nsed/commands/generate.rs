@@ -149,35 +149,14 @@ pub fn tokenize(args: TokenizeArgs) -> Result<()> {
 
 pub fn generate_cmd(args: GenerateArgs) -> Result<()> {
     let prompt = inline_or_file(&args.prompt, &args.prompt_file, "prompt file")?;
-    let mut rt = Runtime::load(&args.model)?;
-    let mut messages = Vec::new();
-    if let Some(sys) = &args.system {
-        messages.push(Message::new("system", sys));
-    }
-    messages.push(Message::new("user", &prompt));
-    let request = Request {
-        messages: if args.raw { Vec::new() } else { messages },
-        raw_prompt: args.raw.then(|| prompt.clone()),
-        sampling: SamplingParams {
-            temperature: args.temperature,
-            top_k: args.top_k,
-            top_p: args.top_p,
-            min_p: args.min_p,
-            repeat_penalty: args.repeat_penalty,
-            ..Default::default()
-        },
-        seed: args.seed,
-        inference_id: args.inference_id.clone(),
-        max_tokens: args.max_tokens,
-        stop: args.stop.clone(),
-        top_logprobs: args.top_logprobs,
-    };
     if args.top_logprobs > nsed::verify::artifact::MAX_TOP_LOGPROBS {
         bail!(
             "--top-logprobs is at most {}",
             nsed::verify::artifact::MAX_TOP_LOGPROBS
         );
     }
+    let mut rt = Runtime::load(&args.model)?;
+    let request = request_of(&args, prompt);
     let prompt_ids = nsed::verify::prompt_ids(&rt, &request);
     let req = request.to_generate(args.top_logprobs, args.proof);
     let mut stream = Utf8Stream::default();
@@ -209,6 +188,32 @@ pub fn generate_cmd(args: GenerateArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The chat (or `--raw` prompt) and the sampling settings as a request.
+fn request_of(args: &GenerateArgs, prompt: String) -> Request {
+    let mut messages = Vec::new();
+    if let Some(sys) = &args.system {
+        messages.push(Message::new("system", sys));
+    }
+    messages.push(Message::new("user", &prompt));
+    Request {
+        messages: if args.raw { Vec::new() } else { messages },
+        raw_prompt: args.raw.then_some(prompt),
+        sampling: SamplingParams {
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            min_p: args.min_p,
+            repeat_penalty: args.repeat_penalty,
+            ..Default::default()
+        },
+        seed: args.seed,
+        inference_id: args.inference_id.clone(),
+        max_tokens: args.max_tokens,
+        stop: args.stop.clone(),
+        top_logprobs: args.top_logprobs,
+    }
 }
 
 pub fn generation_json(

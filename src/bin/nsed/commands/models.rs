@@ -141,6 +141,27 @@ pub fn models_inspect(spec: &str, list_tensors: bool) -> Result<()> {
         paths.join(", "),
         nsed::engine::qmm::path::KERNEL_ENV
     );
+    print_tensor_types(&gguf, kernel);
+    outln!("metadata:");
+    for (k, v) in &gguf.metadata {
+        outln!("  {k} = {}", v.summary());
+    }
+    if list_tensors {
+        outln!("tensors:");
+        for t in gguf.tensors.values() {
+            outln!(
+                "  {:<40} {:<6} {:?}",
+                t.name,
+                format!("{:?}", t.dtype),
+                t.dims
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Tensors per type, and which kernel runs each type's matrices.
+fn print_tensor_types(gguf: &Gguf, kernel: nsed::engine::qmm::path::KernelPath) {
     let mut by_type: std::collections::BTreeMap<String, (usize, usize, &str)> = Default::default();
     for t in gguf.tensors.values() {
         let runs_on = if t.dims.len() < 2 {
@@ -168,22 +189,6 @@ pub fn models_inspect(spec: &str, list_tensors: bool) -> Result<()> {
         };
         outln!("  {ty:<6} {count:>4} tensors {elems:>12} parameters  {runs_on}");
     }
-    outln!("metadata:");
-    for (k, v) in &gguf.metadata {
-        outln!("  {k} = {}", v.summary());
-    }
-    if list_tensors {
-        outln!("tensors:");
-        for t in gguf.tensors.values() {
-            outln!(
-                "  {:<40} {:<6} {:?}",
-                t.name,
-                format!("{:?}", t.dtype),
-                t.dims
-            );
-        }
-    }
-    Ok(())
 }
 
 pub fn run(command: ModelsCommand) -> Result<()> {

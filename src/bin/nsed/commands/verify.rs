@@ -256,14 +256,7 @@ fn verify_many(
         )),
         None => None,
     };
-    let bar = ProgressBar::new(paths.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:25}] {pos}/{len} artifacts, {per_sec}, ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
+    let bar = artifacts_bar(paths.len());
     let mut validators = Validators::default();
     let mut tally = Tally::default();
     for path in paths {
@@ -314,6 +307,19 @@ fn verify_many(
         (0, _) => ExitCode::from(2),
         _ => ExitCode::from(1),
     })
+}
+
+/// The progress bar of a batch of artifacts (rate and ETA).
+fn artifacts_bar(len: usize) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:25}] {pos}/{len} artifacts, {per_sec}, ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar
 }
 
 fn verify_with_validators(
