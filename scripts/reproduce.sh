@@ -14,8 +14,9 @@
 #                 floors hold; run it by hand).
 #   --scale smoke every table's pipeline at the smallest size that runs each
 #                 stage (a few minutes; the figures mean nothing), into
-#                 target/reproduce-smoke: tests/it/reproduce.rs runs it and
-#                 checks the pages, stamps and rebuild.
+#                 target/reproduce-smoke: tests/it/reproduce.rs runs it on
+#                 synthetic models (NSED_REGISTRY, NSED_MODELS) and checks
+#                 the pages, stamps and rebuild.
 #   --only        comma-separated: deliberation, code, fraud, determinism,
 #                 perf, federation (default: all, in that order).
 #   --out         the results directory (default by scale, as above).

@@ -2,6 +2,36 @@
 //! accepted, refused and excluded, the overhead per action, and per phase
 //! (one request to every agent) the latency the transport added.
 
+use std::path::Path;
+
+use super::{read_text, TablesError};
+
+/// The report of a run directory's (its `federation.jsonl`) or a log
+/// file's federation events. A torn last line (a killed run) is skipped.
+pub fn report_file(path: &Path) -> Result<String, TablesError> {
+    let file = if path.is_dir() {
+        path.join("federation.jsonl")
+    } else {
+        path.to_path_buf()
+    };
+    let text = read_text(&file)?;
+    let lines = text.lines().count();
+    let mut events = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(v) => events.push(v),
+            Err(_) if i + 1 == lines => {}
+            Err(e) => {
+                return Err(TablesError::Parse {
+                    path: file,
+                    message: format!("line {}: {e}", i + 1),
+                })
+            }
+        }
+    }
+    Ok(report(&events))
+}
+
 /// A nearest-rank quantile ([`crate::stats::quantile`]); NaN when empty.
 fn quantile(values: &[f64], q: f64) -> f64 {
     crate::stats::quantile(values, q).unwrap_or(f64::NAN)

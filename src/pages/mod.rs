@@ -2,9 +2,11 @@
 //! `code`, `fraud`, `determinism`, `perf`, `federation`), rebuilt from the
 //! data files a results directory holds (run journals, CSV, JSON) without
 //! rerunning anything, each with a CSV beside it and a stamp saying which
-//! command, commit, machine, models and data produced it; and the pages of
-//! single bench runs ([`runs`]: summaries, judges, budgets, protocols) that
-//! the deliberation page embeds and `nsed report` prints.
+//! command, commit, machine, models and data produced it ([`build`]); and
+//! the pages of single runs that the tables embed and `nsed report` prints:
+//! bench runs ([`runs`]: summaries, judges, budgets, protocols),
+//! simulate-fraud runs ([`fraud_run`], [`economics`]) and federation logs
+//! ([`federation_log`]).
 //!
 //! Layout of a results directory (`results/` at full scale):
 //! - `runs/<name>/` — `nsed bench` runs (deliberation and code tables);
@@ -18,12 +20,14 @@
 //! - `<table>.intro.md` (optional) — prose placed under the page title.
 
 pub mod batched;
+pub mod build;
 pub mod deliberation;
 pub mod determinism;
 pub mod economics;
 pub mod federation;
 pub mod federation_log;
 pub mod fraud;
+pub mod fraud_run;
 pub mod perf;
 pub mod runs;
 

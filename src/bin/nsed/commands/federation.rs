@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use nsed::deliberation::roster::FederationConfig;
@@ -173,27 +173,6 @@ fn ping_agent(fed: &Federation, agent: &str, n: usize, bytes: usize) -> Result<(
 /// `nsed report federation PATH`: what a run's federation log says about the
 /// transport. PATH is a bench run directory or a federation log file.
 pub fn report_federation_cmd(path: &std::path::Path) -> Result<()> {
-    outln!("{}", report_of(path)?);
+    outln!("{}", nsed::pages::federation_log::report_file(path)?);
     Ok(())
-}
-
-/// The report of a run directory's or a log file's federation events.
-pub fn report_of(path: &std::path::Path) -> Result<String> {
-    let file = if path.is_dir() {
-        path.join("federation.jsonl")
-    } else {
-        path.to_path_buf()
-    };
-    let text = std::fs::read_to_string(&file)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-    let mut events = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        match serde_json::from_str::<serde_json::Value>(line) {
-            Ok(v) => events.push(v),
-            // A torn last line (a killed run) is skipped, not an error.
-            Err(_) if i + 1 == text.lines().count() => {}
-            Err(e) => bail!("{} line {}: {e}", file.display(), i + 1),
-        }
-    }
-    Ok(nsed::pages::federation_log::report(&events))
 }

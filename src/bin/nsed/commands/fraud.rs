@@ -9,12 +9,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use nsed::bench::datasets;
 use nsed::engine::batch::Limits;
-use nsed::fraud::analysis::{self, Analysis};
-use nsed::fraud::samples::{self, Fingerprint, Lab, Meta};
-use nsed::fraud::{heldout, pernode, plots, prompts};
+use nsed::fraud::analysis;
+use nsed::fraud::prompts;
+use nsed::fraud::samples::{self, Fingerprint, Lab};
 use nsed::fraud::{Attack, Precision};
 use nsed::pages::economics::EconomicsSettings;
-use nsed::pages::fraud::FraudRun;
 use nsed::results::provenance::{self, RunInfo};
 
 #[derive(Args)]
@@ -355,103 +354,9 @@ pub fn report_fraud_cmd(dir: &Path) -> Result<()> {
 pub(crate) fn report_run(dir: &Path) -> Result<String> {
     let run = nsed::pages::fraud::read_run(dir.to_path_buf())
         .with_context(|| format!("{} is not a simulate-fraud run directory", dir.display()))?;
-    write_report(&run)
-}
-
-/// Write an analyzed run's report.md, CSVs and figures into its directory;
-/// returns the markdown.
-pub(crate) fn write_report(run: &FraudRun) -> Result<String> {
-    let (meta, analysis, dir) = (&run.meta, &run.analysis, run.dir.as_path());
-    let (samples, held_out, per_node) = (&run.samples, &run.held_out, &run.per_node);
-    let model = &meta.fingerprint.claimed;
-    let md = format!(
-        "{}\n{}\n## Held-out detection\n\n{}\n{}{}\n### Held-out detection by output length\n\n{}\n\
-         ## Per-node tests\n\n{}\n{}{}\n\
-         ![power per node](power-per-node.png)\n",
-        header(meta, analysis, dir),
-        analysis.markdown(model),
-        heldout::legend(),
-        heldout::TABLE_HEADER,
-        heldout::markdown(model, held_out),
-        heldout::length_markdown(held_out),
-        pernode::legend(),
-        pernode::TABLE_HEADER,
-        pernode::markdown(model, per_node),
-    );
-    let write = |name: &str, text: &str| {
-        nsed::results::output::write_atomic(&dir.join(name), text.as_bytes())
-    };
-    write("report.md", &md)?;
-    write("metrics.csv", &analysis.metrics_csv())?;
-    write("lengths.csv", &analysis.lengths_csv())?;
-    write("heldout.csv", &heldout::csv(held_out))?;
-    write("heldout-length.csv", &heldout::length_csv(held_out))?;
-    write("pernode.csv", &pernode::csv(per_node))?;
-    write("perplexity.csv", &plots::perplexity_csv(samples, analysis))?;
-    // Figures need a font; the tables above are written either way.
-    let figures =
-        plots::write(dir, samples, analysis).and_then(|_| plots::write_power(dir, per_node));
-    if let Err(e) = figures {
+    let report = nsed::pages::fraud_run::write(&run)?;
+    if let Some(e) = &report.figures_error {
         eprintln!("warning: figures not written: {e}");
     }
-    Ok(md)
-}
-
-fn header(meta: &Meta, a: &Analysis, dir: &Path) -> String {
-    let fp = &meta.fingerprint;
-    format!(
-        "# Fraud detection · claimed `{}` · {} honest samples{}\n\n\
-         - validator {} · honest executor {} · honest disagreement: {}\n\
-         - prompts {} · temperature honest {} / fraud {} · max tokens {} · top-k {} · seed {}\n\
-         - model sha256 {} · {}\n\
-         - run directory `{}`; regenerate with `nsed report fraud {}`\n",
-        fp.claimed,
-        a.honest_n,
-        if a.failed > 0 {
-            format!(" ({} samples failed)", a.failed)
-        } else {
-            String::new()
-        },
-        fp.validator.name(),
-        fp.honest.name(),
-        fp.honest_disagreement,
-        fp.sources.join(","),
-        fp.temperature_honest,
-        fp.temperature_fraud,
-        fp.max_tokens,
-        fp.top_k,
-        fp.seed,
-        fp.claimed_sha256,
-        provenance(&meta.runs),
-        dir.display(),
-        dir.display()
-    )
-}
-
-/// Who produced the samples: every invocation of a resumed run, not only
-/// the last (the fingerprint guarantees they share every setting that
-/// changes a sample; thread count and commit may differ).
-fn provenance(runs: &[RunInfo]) -> String {
-    let distinct = |field: &dyn Fn(&RunInfo) -> String| {
-        let mut seen: Vec<String> = Vec::new();
-        for value in runs.iter().map(field) {
-            if !seen.contains(&value) {
-                seen.push(value);
-            }
-        }
-        seen.join(", ")
-    };
-    let (Some(first), Some(last)) = (runs.first(), runs.last()) else {
-        return "no invocation recorded".into();
-    };
-    format!(
-        "{} invocation{} from {} to {} · commit {} · {} · threads {}",
-        runs.len(),
-        if runs.len() == 1 { "" } else { "s" },
-        first.started,
-        last.started,
-        distinct(&|r| r.commit.clone()),
-        distinct(&|r| r.host_cpu.clone()),
-        distinct(&|r| r.threads.to_string())
-    )
+    Ok(report.markdown)
 }
