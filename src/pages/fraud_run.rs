@@ -14,7 +14,7 @@ use crate::fraud::{heldout, pernode, plots};
 use crate::results::output::write_atomic;
 use crate::results::provenance::RunInfo;
 
-/// What [`write`] produced: the page, and why the figures are missing when
+/// What [`write()`] produced: the page, and why the figures are missing when
 /// they are (no font, say; the tables are written either way).
 pub struct RunReport {
     pub markdown: String,
