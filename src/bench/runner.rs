@@ -113,7 +113,7 @@ pub fn run(plan: Plan, progress: &mut dyn Progress) -> Result<Finished, RunError
         });
     }
     let fp = fingerprint(&plan, progress)?;
-    let fed = connect_federation(&plan.roster, plan.job.clone(), progress)?;
+    let fed = connect_federation(&plan.roster, plan.job.clone(), &mut |l| progress.note(l))?;
     let mut pool = ModelPool::new(plan.limits);
     // Attached to the run's directory once it is open (below).
     let call_log = Arc::new(CallLog::default());
@@ -211,12 +211,13 @@ fn fingerprint(plan: &Plan, progress: &mut dyn Progress) -> Result<Fingerprint, 
 }
 
 /// The federation client when the roster has remote agents, with every
-/// remote agent discovered and its key pinned.
-fn connect_federation(
+/// remote agent discovered and its key pinned; `note` hears which.
+/// (`nsed deliberate` connects through it too.)
+pub fn connect_federation(
     roster: &Roster,
     job: Option<String>,
-    progress: &mut dyn Progress,
-) -> Result<Option<Arc<Federation>>, RunError> {
+    note: &mut dyn FnMut(&str),
+) -> Result<Option<Arc<Federation>>, FederationError> {
     if !roster.has_remote() {
         return Ok(None);
     }
@@ -227,7 +228,7 @@ fn connect_federation(
         .filter(|a| !a.transport.is_local())
         .map(|a| a.name.as_str())
         .collect();
-    progress.note(&format!(
+    note(&format!(
         "federation: job {} on {}; remote agents {}",
         fed.job(),
         fed.url(),

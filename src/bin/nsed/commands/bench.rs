@@ -14,10 +14,9 @@ use nsed::bench::{self, CodeSettings, Method};
 use nsed::deliberation::local::ModelPool;
 use nsed::deliberation::roster::Roster;
 use nsed::deliberation::{self, EvalMode, Round, Task, Transcript};
-use nsed::federation::{self, Federation};
+use nsed::federation;
 use nsed::pages;
 use nsed::sandbox::{Limits, Sandbox};
-use std::sync::Arc;
 
 /// Deliberation overrides shared by `bench` and `deliberate`.
 #[derive(Args, Clone)]
@@ -301,28 +300,6 @@ fn load_roster(a: &DeliberationArgs) -> Result<Roster> {
     Ok(roster)
 }
 
-/// The federation of the roster's remote agents, if it has any: connected,
-/// every remote agent discovered and its key pinned.
-fn connect_federation(roster: &Roster, job: Option<String>) -> Result<Option<Arc<Federation>>> {
-    if !roster.has_remote() {
-        return Ok(None);
-    }
-    let fed = Federation::for_roster(roster, job)?;
-    eprintln!(
-        "federation: job {} on {}; remote agents {}",
-        fed.job(),
-        fed.url(),
-        roster
-            .agents
-            .iter()
-            .filter(|a| !a.transport.is_local())
-            .map(|a| a.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    Ok(Some(fed))
-}
-
 pub fn bench_cmd(args: BenchArgs) -> Result<()> {
     let plan = plan_of(&args)?;
     let mut progress = Bar::default();
@@ -455,7 +432,9 @@ pub fn deliberate_cmd(args: DeliberateArgs) -> Result<()> {
         bail!("the question is empty");
     }
     let roster = load_roster(&args.delib)?;
-    let fed = connect_federation(&roster, args.delib.job.clone())?;
+    let fed = bench::runner::connect_federation(&roster, args.delib.job.clone(), &mut |l| {
+        eprintln!("{l}")
+    })?;
     if let (Some(fed), Some(path)) = (&fed, &args.audit) {
         fed.set_log(path)?;
     }
