@@ -6,6 +6,11 @@
 //!
 //! `cargo bench --bench kernels` (RAYON_NUM_THREADS=2 for the machine's setup).
 
+#![allow(
+    missing_docs,
+    reason = "a bench binary exports nothing; criterion's macros write an undocumented pub fn"
+)]
+
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

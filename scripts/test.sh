@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test suite: fetch the models and nats-server if missing (each checked
 # by sha256, no root needed), then run every unit and integration test
-# (tokenizer and perplexity goldens, generation determinism, bad input). Tests run optimized (see [profile.dev] in Cargo.toml).
+# (tokenizer and perplexity goldens, generation determinism, bad input).
+# Tests run optimized (see [profile.dev] in Cargo.toml).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/fetch-models.sh
@@ -10,7 +11,32 @@ scripts/fetch-models.sh
 command -v nats-server >/dev/null || PATH="$(scripts/fetch-nats.sh):$PATH"
 export PATH
 export RAYON_NUM_THREADS="${RAYON_NUM_THREADS:-2}"
-cargo test --workspace --lib --bins --tests -- --test-threads "${NSED_TEST_THREADS:-1}"
+threads="${NSED_TEST_THREADS:-1}"
+
+# Every test binary, built once with both cores.
+cargo test --workspace --lib --bins --tests --no-run
+# The integration tests that are bound by one core and by nothing else (page
+# rebuilds, statistics, the tokenizer, parsing; no model on two threads, no
+# wall-clock protocol) run beside the rest, one nice level down: the model
+# tests keep the cores when they want them, and these use the time the model
+# tests leave idle (loads, subprocesses, waits). Their log follows the rest.
+one_core=(committed_pages:: fraud_evidence:: tokenizer_golden:: verify_gonka:: properties:: layers::)
+skips=()
+for t in "${one_core[@]}"; do skips+=(--skip "$t"); done
+it_binary=$(cargo test --test it --no-run 2>&1 | sed -n 's/.*Executable tests\/it\/main.rs (\(.*\))$/\1/p')
+[ -x "$it_binary" ] || { echo "test.sh: cannot find the integration-test binary" >&2; exit 1; }
+side_log=$(mktemp)
+trap 'rm -f "$side_log"' EXIT
+nice -n 5 "$it_binary" --test-threads "$threads" "${one_core[@]}" > "$side_log" 2>&1 &
+side=$!
+status=0
+cargo test --workspace --lib --bins --tests -- --test-threads "$threads" "${skips[@]}" || status=$?
+side_status=0
+wait "$side" || side_status=$?
+echo "test.sh: the one-core integration tests (${one_core[*]}), run beside the others:"
+cat "$side_log"
 # The criterion benches (benches/kernels.rs) take no libtest flags: built, and
-# each benchmark run once as a smoke test.
-cargo test --benches
+# each benchmark run once as a smoke test (`--bench kernels`, not `--benches`,
+# which would run the library's unit tests a second time).
+cargo test --bench kernels || status=$?
+[ "$status" -eq 0 ] && [ "$side_status" -eq 0 ] || exit 1

@@ -9,15 +9,20 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Found {
+    /// Inside the last `\boxed{…}` or `\fbox{…}`.
     Boxed,
+    /// After the last "final answer is" / "final answer:".
     Phrase,
+    /// The last number in the text, when there is neither a box nor the phrase.
     LastNumber,
 }
 
+/// An answer found in a response, before normalization.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Extracted {
     /// The answer as written (inside the box, after the phrase, or the number).
     pub raw: String,
+    /// Which rule found it.
     pub found: Found,
 }
 
@@ -40,8 +45,11 @@ pub enum AnswerKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
+    /// The answer matches the gold answer.
     Correct,
+    /// An answer was found but does not match the gold answer.
     Wrong,
+    /// No answer was found, or the one found does not normalize (e.g. "3 or 4").
     NoAnswer,
     /// Cut at the token limit before a boxed answer: counted as wrong, and
     /// reported apart so that a limit too tight for a set is visible.

@@ -27,11 +27,17 @@ pub struct Point {
     pub family: String,
     /// k samples or r rounds (1 for a model alone).
     pub budget: usize,
+    /// Items that have this method at this budget.
     pub n: usize,
+    /// Items answered correctly at this budget.
     pub correct: usize,
+    /// Lower bound of the Wilson 95% interval of the accuracy.
     pub ci_low: f64,
+    /// Upper bound of the Wilson 95% interval of the accuracy.
     pub ci_high: f64,
+    /// Mean prompt + generated tokens per item.
     pub tokens_per_item: f64,
+    /// Mean generated tokens per item.
     pub generated_per_item: f64,
     /// Per item, in the records' order: right or not (`None`: not run).
     #[serde(skip)]
@@ -39,6 +45,7 @@ pub struct Point {
 }
 
 impl Point {
+    /// Share of the `n` items answered correctly (0 when `n` is 0).
     pub fn accuracy(&self) -> f64 {
         if self.n == 0 {
             0.0
@@ -46,6 +53,7 @@ impl Point {
             self.correct as f64 / self.n as f64
         }
     }
+    /// A legend label: `self-consistency k=4`, `nsed 2 round(s)`, or the family.
     pub fn label(&self) -> String {
         match self.family.as_str() {
             "self-consistency" => format!("self-consistency k={}", self.budget),
@@ -179,14 +187,23 @@ fn point(
 /// that have both.
 #[derive(Debug, Clone, Serialize)]
 pub struct Matched {
+    /// The self-consistency k whose tokens per item are closest to NSED's.
     pub k: usize,
+    /// Items both methods have.
     pub n: usize,
+    /// NSED's tokens per item (total or generated, by the matching).
     pub nsed_tokens: f64,
+    /// Self-consistency's tokens per item at k (total or generated, by the matching).
     pub sc_tokens: f64,
+    /// Items NSED gets right, of `n`.
     pub nsed_correct: usize,
+    /// Items self-consistency gets right, of `n`.
     pub sc_correct: usize,
+    /// Items NSED gets right and self-consistency wrong.
     pub nsed_only: usize,
+    /// Items self-consistency gets right and NSED wrong.
     pub sc_only: usize,
+    /// Two-sided exact McNemar p-value on the discordant items.
     pub p_value: f64,
 }
 

@@ -10,42 +10,66 @@ use serde_json::Value;
 
 use crate::answer::AnswerKind;
 
+/// Why a math dataset cannot be loaded or its items selected.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
+    /// The dataset name is not one of the known math sets.
     #[error("unknown dataset `{0}`; known: {known}", known = SETS.iter().map(|s| s.name).collect::<Vec<_>>().join(", "))]
     Unknown(String),
+    /// No data directory is given and the bundled `datasets/` folder is gone (its path).
     #[error("no data directory: {} (the datasets/ folder of the source tree this binary was built from) is gone; pass --data-dir DIR or set NSED_DATA_DIR", .0.display())]
     NoDataDir(PathBuf),
+    /// The dataset file cannot be read.
     #[error("cannot read {path}: {source}")]
     Io {
+        /// The dataset file.
         path: PathBuf,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// A line of the dataset file is not JSON or lacks a field the set needs.
     #[error("{path}:{line}: {message}")]
     Record {
+        /// The dataset file.
         path: PathBuf,
+        /// Line number in the file, from 1.
         line: usize,
+        /// What is wrong with the record.
         message: String,
     },
+    /// `--ids` names items the set does not have.
     #[error("unknown item id(s) in {set}: {ids}")]
-    UnknownIds { set: String, ids: String },
+    UnknownIds {
+        /// The set's name.
+        set: String,
+        /// The unknown ids, comma-separated.
+        ids: String,
+    },
 }
 
 /// One benchmark problem.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Item {
+    /// The item's id, stable across runs (GSM8K: `gsm8k-<n>`, n counted from 0 in file order).
     pub id: String,
+    /// The problem text shown to the models.
     pub problem: String,
+    /// The gold answer (GSM8K: the number after `####`; empty for code sets).
     pub answer: String,
 }
 
 /// A loaded set.
 #[derive(Debug, Clone)]
 pub struct Dataset {
+    /// The set's name (`aime25`, `gsm8k`, `math500`, …).
     pub name: String,
+    /// How the set's answers are compared.
     pub kind: AnswerKind,
+    /// The JSON-lines file the set was read from.
     pub file: PathBuf,
+    /// sha256 (hex) of the file, recorded in results.
     pub sha256: String,
+    /// The set's items, in file order.
     pub items: Vec<Item>,
 }
 
@@ -238,7 +262,9 @@ fn parse_math500(v: &Value, _index: usize) -> Result<Item, String> {
 /// Which items to run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Selection {
+    /// Items of the set to skip first.
     pub offset: usize,
+    /// Most items to take after the offset (`None`: all).
     pub limit: Option<usize>,
     /// Explicit ids (in the set's order); overrides offset/limit.
     pub ids: Vec<String>,

@@ -32,18 +32,21 @@ pub struct Observation {
     pub call: usize,
     /// `None`: the candidate was shown but got no readable score.
     pub score: Option<f64>,
+    /// Whether the candidate's answer matches the item's gold answer.
     pub correct: bool,
 }
 
 /// One judge's evaluation calls and scores.
 #[derive(Debug, Clone, Default)]
 pub struct JudgeData {
+    /// Evaluation calls counted.
     pub calls: usize,
     /// Calls whose reply held no readable score (counted as abstentions by
     /// the protocol).
     pub abstained: usize,
     /// Calls that failed outright (an error, a timeout).
     pub failed: usize,
+    /// Every score the judge gave a candidate, with whether the candidate was correct.
     pub observations: Vec<Observation>,
     /// Calls seen again in another run of the pool, counted once.
     pub duplicates: usize,
@@ -155,12 +158,17 @@ pub(crate) fn correctness(round: &Round, gold: &str, kind: AnswerKind) -> Vec<bo
 /// A judge's quality figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct JudgeRow {
+    /// The evaluator's model.
     pub model: String,
+    /// How the judge scores: written scores or yes/no log-probabilities.
     pub mode: EvalMode,
+    /// Evaluation calls counted (duplicates across runs once).
     pub calls: usize,
     /// Calls another run of the pool had already made, counted once.
     pub duplicates: usize,
+    /// Share of the calls that did not fail whose reply held no readable score (NaN when none).
     pub abstention_rate: f64,
+    /// Calls that failed outright (an error, a timeout).
     pub failed: usize,
     /// Candidates shown.
     pub shown: usize,
@@ -168,21 +176,28 @@ pub struct JudgeRow {
     pub unscored: usize,
     /// Scored candidates that were correct / wrong.
     pub positives: usize,
+    /// Scored candidates that were wrong.
     pub negatives: usize,
     /// Mean score over scored candidates (the bias).
     pub mean_score: f64,
+    /// Mean score over scored correct candidates (NaN when none).
     pub mean_score_correct: f64,
+    /// Mean score over scored wrong candidates (NaN when none).
     pub mean_score_wrong: f64,
     /// Share of scored candidates given a positive score.
     pub endorse_rate: f64,
     /// `None` without both a correct and a wrong scored candidate.
     pub auc: Option<f64>,
+    /// Lower bound of the Hanley-McNeil 95% interval of the AUC.
     pub auc_low: Option<f64>,
+    /// Upper bound of the Hanley-McNeil 95% interval of the AUC.
     pub auc_high: Option<f64>,
     /// Within-call (correct, wrong) pairs: the correct one scored higher,
     /// equal, lower.
     pub pair_wins: usize,
+    /// Within-call pairs scored equal.
     pub pair_ties: usize,
+    /// Within-call pairs where the wrong candidate scored higher.
     pub pair_losses: usize,
     /// `(wins + ties/2) / pairs`.
     pub pair_accuracy: Option<f64>,

@@ -43,6 +43,7 @@ pub enum Method {
 }
 
 impl Method {
+    /// The methods to run: [`Method::All`] expanded, sorted, without duplicates.
     pub fn expand(list: &[Method]) -> Vec<Method> {
         let mut v: Vec<Method> = if list.contains(&Method::All) {
             vec![
@@ -70,11 +71,17 @@ impl Method {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum MethodKey {
+    /// Full NSED deliberation.
     Nsed,
+    /// One round of quadratic voting, no deliberation.
     Qv,
+    /// The score-weighted (linear) vote of one round's ballots.
     Weighted,
+    /// Plurality over the agents' first answers.
     Plurality,
+    /// Multi-agent debate: the majority of the last round.
     Debate,
+    /// Self-consistency: the majority of one model's k temperature samples.
     SelfConsistency,
     /// One model alone (its registry id or file stem).
     Single(String),
@@ -94,6 +101,8 @@ impl MethodKey {
         MethodKey::SelfConsistency,
     ];
 
+    /// The key's name: the method's text (`nsed`, `self-consistency`, …), or the model id alone
+    /// for [`MethodKey::Single`] (without the `single:` prefix).
     pub fn name(&self) -> &str {
         match self {
             Self::Nsed => "nsed",

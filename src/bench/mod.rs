@@ -35,12 +35,16 @@ use crate::results::report::{self, MethodSummary, Paired};
 use code::{CodeContext, Verdict};
 use datasets::{Dataset, Item, Selection};
 
+/// Why a bench run cannot be opened, resumed or written.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
+    /// The run's journal (`meta.json`, `items.jsonl`) cannot be read or written.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// `summary.md` or `summary.csv` cannot be written.
     #[error("cannot write results: {0}")]
     Write(String),
+    /// This build may not resume the run: another build or protocol made it (the text says how).
     #[error("{0}")]
     Version(String),
 }
@@ -50,7 +54,9 @@ pub enum BenchError {
 pub struct MethodResult {
     /// The answer; for code, the chosen program.
     pub answer: Option<String>,
+    /// Whether the answer is correct, wrong, missing or truncated.
     pub outcome: Outcome,
+    /// Calls, tokens and seconds the method spent on the item.
     pub usage: Usage,
     /// Code: the program's grade on every test (LCB result codes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,20 +66,28 @@ pub struct MethodResult {
 /// Everything about one item: per-method results, and every call behind them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ItemRecord {
+    /// The item's id in its dataset: the record's key in the journal.
     pub item: String,
+    /// The item's gold answer; empty for code sets, which are graded on tests.
     pub gold: String,
+    /// The run's seed, which keys every sampled call on the item.
     pub seed: u64,
+    /// Each method's graded result on the item.
     pub results: BTreeMap<MethodKey, MethodResult>,
+    /// Each distinct model's own answer (the single-model methods).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub single: Vec<Proposal>,
+    /// Self-consistency's samples.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub self_consistency: Vec<Proposal>,
+    /// Debate's proposals, one list per round (the first is the round-1 proposals).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub debate: Vec<Vec<Proposal>>,
     /// The one-round vote (only when NSED did not run; otherwise it is NSED's
     /// round 1, whose calls are identical).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qv: Option<Transcript>,
+    /// NSED's full transcript (rounds, proposals, scores, votes), when NSED ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nsed: Option<Transcript>,
     /// Code: the model-written probe inputs behind the behaviour classes.
@@ -89,11 +103,17 @@ pub struct ItemRecord {
 /// resume.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fingerprint {
+    /// The dataset's name (e.g. `gsm8k`, `math500`, `humaneval`).
     pub dataset: String,
+    /// sha256 (hex) of the dataset file.
     pub dataset_sha256: String,
+    /// Which items of the dataset the run takes.
     pub selection: Selection,
+    /// The methods run on every item.
     pub methods: Vec<Method>,
+    /// The agents and baselines the run uses.
     pub roster: Roster,
+    /// Deliberation settings: seed, token limits, halting, voting.
     pub settings: Settings,
     /// Code sets: the problem filter and which tests grade.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,8 +134,11 @@ pub struct Fingerprint {
 /// path it ran. Records depend on neither (see [`stamp`]) but both are kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeVersion {
+    /// The crate version (`CARGO_PKG_VERSION`).
     pub nsed_version: String,
+    /// The git commit of the build (`-dirty` with local changes; `unknown` outside git).
     pub commit: String,
+    /// The qmm kernel path the process ran (e.g. `avx2`).
     pub kernel: String,
 }
 
@@ -272,6 +295,7 @@ pub fn adopt_recorded(dir: &Path, mut fp: Fingerprint) -> Result<Fingerprint, Be
 /// What a code run selects and grades on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CodeSettings {
+    /// Which LCB problems the run keeps.
     pub filter: code::LcbFilter,
     /// "public tests only" when the data has no hidden tests.
     pub graded_on: String,
@@ -279,13 +303,18 @@ pub struct CodeSettings {
 
 /// The models and the self-consistency sampler a run uses.
 pub struct Harness {
+    /// The roster's agents, in roster order (wrapped for code sets).
     pub agents: Vec<Box<dyn Agent>>,
+    /// The roster's agent specs, in the order of `agents`.
     pub specs: Vec<AgentSpec>,
     /// The agent sampled for self-consistency (index into `agents`, or the
     /// extra agent).
     pub sc: Box<dyn Agent>,
+    /// Sampling settings of the self-consistency samples (the baselines' temperature).
     pub sc_params: SamplingParams,
+    /// Samples drawn for self-consistency.
     pub sc_k: usize,
+    /// Rounds of debate, the first included (≥ 1).
     pub debate_rounds: usize,
     /// Code sets: problems, sandbox and grading (the agents are wrapped in
     /// [`code::CodeAgent`]s that attach public-test evidence).
@@ -611,7 +640,9 @@ fn run_debate(
 
 /// The run directory: `meta.json`, `items.jsonl`, `summary.md`, `summary.csv`.
 pub type RunDir = Journal<ItemRecord>;
+/// A bench run's `meta.json`: its [`Fingerprint`] and one [`RunInfo`] per invocation.
 pub type Meta = journal::Meta<Fingerprint, RunInfo>;
+/// The journal file of a run directory: one [`ItemRecord`] per line.
 pub const ITEMS: &str = "items.jsonl";
 
 impl Record for ItemRecord {

@@ -50,6 +50,7 @@ pub enum Variant {
 }
 
 impl Variant {
+    /// Every variant, in table order.
     pub const ALL: [Variant; 10] = [
         Variant::Quadratic,
         Variant::Linear,
@@ -63,6 +64,7 @@ impl Variant {
         Variant::Oracle,
     ];
 
+    /// The variant's label in the protocol table.
     pub fn name(self) -> &'static str {
         match self {
             Variant::Quadratic => "quadratic (NSED round 1)",
@@ -95,14 +97,21 @@ struct ItemBallots<'a> {
 /// against NSED's quadratic rule.
 #[derive(Debug, Clone, Serialize)]
 pub struct VariantRow {
+    /// The rule re-tallied.
     pub variant: Variant,
+    /// Items with a round 1 to re-tally.
     pub n: usize,
+    /// Items the variant gets right.
     pub correct: usize,
+    /// Lower bound of the Wilson 95% interval of the accuracy.
     pub ci_low: f64,
+    /// Upper bound of the Wilson 95% interval of the accuracy.
     pub ci_high: f64,
     /// Items right under quadratic only / under this variant only.
     pub quadratic_only: usize,
+    /// Items right under this variant only.
     pub variant_only: usize,
+    /// Two-sided exact McNemar p-value of this variant against the quadratic rule.
     pub p_value: f64,
 }
 

@@ -32,20 +32,37 @@ use crate::results::provenance::{self, RunInfo};
 /// Why a bench run stopped before its last item.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The selection picks no item of the dataset.
     #[error("no items selected from {set} ({available} in the set)")]
-    NoItems { set: String, available: usize },
+    NoItems {
+        /// The dataset's name.
+        set: String,
+        /// Items the dataset has.
+        available: usize,
+    },
+    /// The dataset or the selection is unusable.
     #[error(transparent)]
     Dataset(#[from] DatasetError),
+    /// The run directory cannot be opened, resumed or written.
     #[error(transparent)]
     Bench(#[from] BenchError),
+    /// This build's numerics stamp cannot be measured.
     #[error(transparent)]
     Stamp(#[from] stamp::StampError),
+    /// Connecting to or logging the federation (remote agents) fails.
     #[error(transparent)]
     Federation(#[from] FederationError),
+    /// The call log (`calls.jsonl`) cannot be read back or written.
     #[error(transparent)]
     Calls(#[from] CallLogError),
+    /// The self-consistency baseline's model (or, when unneeded, the first agent's) fails to load.
     #[error("self-consistency model {model}: {source}")]
-    Model { model: String, source: RuntimeError },
+    Model {
+        /// The model's registry id or path.
+        model: String,
+        /// Why it cannot be loaded.
+        source: RuntimeError,
+    },
     /// A worker thread panicked: a bug, not the input's fault.
     #[error("a bench worker panicked")]
     WorkerPanicked,
@@ -54,17 +71,25 @@ pub enum RunError {
 /// Everything a run needs, parsed and checked: what to run, on which items,
 /// where, and how wide.
 pub struct Plan {
+    /// The agents and baselines.
     pub roster: Roster,
+    /// The dataset, loaded.
     pub dataset: Dataset,
+    /// Which items of the dataset to run.
     pub selection: Selection,
+    /// The methods to run on every item.
     pub methods: Vec<Method>,
+    /// Deliberation settings: seed, token limits, halting, evaluation mode.
     pub settings: Settings,
     /// Present for the code sets: the sandbox and the tests' settings.
     pub code: Option<(Arc<CodeContext>, CodeSettings)>,
+    /// The run directory (`meta.json`, `items.jsonl`, summaries).
     pub out: PathBuf,
+    /// Continue the run in `out` (same fingerprint) instead of starting a new one.
     pub resume: bool,
     /// Items in flight at once (their model calls share batches).
     pub parallel: usize,
+    /// How much each engine may run at once (batch size, KV-cache budget, prefill tokens).
     pub limits: Limits,
     /// The federation job id (fresh when `None`).
     pub job: Option<String>,
@@ -89,6 +114,7 @@ pub struct ItemStatus {
     pub item: String,
     /// Items finished in the run, this session's and earlier ones.
     pub done: usize,
+    /// Items the run selects.
     pub total: usize,
     /// `method correct/n · …` over every finished item.
     pub tally: String,
@@ -98,6 +124,7 @@ pub struct ItemStatus {
 
 /// What a finished run hands back for printing.
 pub struct Finished {
+    /// The run directory written.
     pub out: PathBuf,
     /// The federation's message counters as JSON, when agents were remote.
     pub federation: Option<String>,

@@ -26,6 +26,7 @@ use crate::engine::sampling::SamplingParams;
 
 /// The numerics probe: `nsed determinism`'s request, shortened.
 pub const PROBE_PROMPT: &str = "Explain in two sentences why the sky is blue.";
+/// Tokens the numerics probe generates.
 pub const PROBE_TOKENS: usize = 16;
 const PROBE_TEMPERATURE: f64 = 0.8;
 const PROBE_SEED: u64 = 42;
@@ -102,14 +103,20 @@ fn short(hash: &str) -> &str {
 /// Why this build's stamp could not be measured.
 #[derive(Debug, thiserror::Error)]
 pub enum StampError {
+    /// A roster model cannot be loaded to measure its numerics.
     #[error("cannot load {model} to measure its numerics: {source}")]
     Load {
+        /// The model id.
         model: String,
+        /// The load error.
         source: crate::engine::runtime::RuntimeError,
     },
+    /// The probe generation fails on a loaded model.
     #[error("cannot run the numerics probe on {model}: {source}")]
     Probe {
+        /// The model id.
         model: String,
+        /// The generation error.
         source: crate::engine::generate::GenerateError,
     },
 }

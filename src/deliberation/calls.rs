@@ -25,17 +25,25 @@ use sha2::{Digest, Sha256};
 /// The file name of the log inside a run directory.
 pub const CALLS: &str = "calls.jsonl";
 
+/// Why the call log could not be opened or written.
 #[derive(Debug, thiserror::Error)]
 pub enum CallLogError {
+    /// Reading, writing or renaming the log file failed.
     #[error("{path}: {source}")]
     Io {
+        /// The log file.
         path: PathBuf,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// A complete line of the log is not a valid call record (a torn last line is not an error).
     #[error("{path} line {line}: {message}; delete the file to run those calls again")]
     Corrupt {
+        /// The log file.
         path: PathBuf,
+        /// The 1-based number of the bad line.
         line: usize,
+        /// Why the line does not parse.
         message: String,
     },
 }

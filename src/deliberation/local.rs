@@ -36,6 +36,7 @@ pub struct ModelPool {
 }
 
 impl ModelPool {
+    /// An empty pool whose engines will run with `limits`.
     pub fn new(limits: Limits) -> Self {
         Self {
             limits,
@@ -82,6 +83,7 @@ impl ModelPool {
     }
 }
 
+/// A roster agent whose model runs in this process on a batching engine.
 pub struct LocalAgent {
     spec: AgentSpec,
     model_id: String,
@@ -93,6 +95,8 @@ pub struct LocalAgent {
 }
 
 impl LocalAgent {
+    /// An agent for roster entry `spec` running on `engine`; finds the model's single-token
+    /// Yes/No ids for log-probability evaluation.
     pub fn new(spec: AgentSpec, engine: EngineHandle) -> Self {
         let (model_id, yes_ids, no_ids) = {
             let single = |words: &[&str]| -> Vec<u32> {
@@ -481,6 +485,7 @@ pub struct Memo {
 }
 
 impl Memo {
+    /// A memo around `inner` that keeps replies in memory only.
     pub fn new(inner: Box<dyn Agent>) -> Self {
         Self {
             inner,

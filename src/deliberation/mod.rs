@@ -26,10 +26,20 @@ use vote::{Ballot, Halting, Rule, Tally};
 pub enum AgentError {
     /// The agent's own work failed here (its model, tokenizer or sandbox).
     #[error("agent {agent}: {message}")]
-    Failed { agent: String, message: String },
+    Failed {
+        /// The agent's roster name.
+        agent: String,
+        /// What failed, without the agent's name (see [`AgentError::reason`]).
+        message: String,
+    },
     /// A call to a remote agent ended without an accepted reply.
     #[error("agent {agent}: {failure}")]
-    Call { agent: String, failure: CallFailure },
+    Call {
+        /// The agent's roster name.
+        agent: String,
+        /// Why the call ended.
+        failure: CallFailure,
+    },
 }
 
 impl AgentError {
@@ -52,16 +62,25 @@ impl AgentError {
 pub enum CallFailure {
     /// No accepted reply within the phase's timeout.
     #[error("excluded: no reply within the {seconds:.0} s phase timeout")]
-    Timeout { seconds: f64 },
+    Timeout {
+        /// The phase timeout, in seconds.
+        seconds: f64,
+    },
     /// The replica running the call missed three heartbeats.
     #[error("excluded: no heartbeat for {seconds:.1} s (presumed dead)")]
-    NoHeartbeat { seconds: f64 },
+    NoHeartbeat {
+        /// How long the replica had been silent, in seconds.
+        seconds: f64,
+    },
     /// The agent answered, signed, with an error of its own.
     #[error("{0}")]
     Remote(String),
     /// The agent answered, signed, with another kind of outcome.
     #[error("the agent answered {asked} with something else")]
-    WrongOutcome { asked: &'static str },
+    WrongOutcome {
+        /// What was asked for ("a proposal", "an evaluation").
+        asked: &'static str,
+    },
     /// The task could not be serialized.
     #[error("the task could not be encoded: {0}")]
     Encode(String),
@@ -76,8 +95,11 @@ pub enum CallFailure {
 /// Compute spent by one or more model calls.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
+    /// Number of model calls.
     pub calls: usize,
+    /// Prompt tokens fed to the model, summed over the calls.
     pub prompt_tokens: usize,
+    /// Tokens generated, summed over the calls.
     pub generated_tokens: usize,
     /// Inference time of the calls (prefill + decode).
     pub seconds: f64,
@@ -105,9 +127,11 @@ impl std::iter::Sum for Usage {
 /// The problem under deliberation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
+    /// The item's id in its dataset; every call about the task names it.
     pub id: String,
     /// The problem; for code, the harness's whole user message.
     pub problem: String,
+    /// How the task's answers are compared.
     pub kind: AnswerKind,
     /// A harness's system message (LiveCodeBench's), if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,57 +142,84 @@ pub struct Task {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum ProposeContext {
+    /// The problem alone: round 1, a baseline, or an agent with no proposal last round.
     Fresh,
     /// NSED round ≥ 2.
     Revise(Revision),
     /// Multi-agent debate round ≥ 2 (Du et al.).
     Debate {
+        /// This agent's previous solution, if it gave one.
         own: Option<String>,
+        /// The other agents' previous solutions.
         others: Vec<String>,
     },
 }
 
+/// Round ≥ 2 context for an NSED proposer: how its previous proposal fared.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Revision {
+    /// The agent's previous proposal (the whole response).
     pub previous: String,
+    /// Its quadratic-vote score `S_j` in the previous round.
     pub previous_score: f64,
+    /// Its rank by that score, from 1 (tied proposals share the better rank).
     pub rank: usize,
+    /// How many proposals were ranked.
     pub of: usize,
+    /// Each evaluator's score of the previous proposal, with its reason.
     pub critiques: Vec<Critique>,
+    /// Summaries of the other proposals of the previous round.
     pub competitors: Vec<Summary>,
 }
 
+/// One evaluator's score of a proposal, with its reason.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Critique {
+    /// The evaluator's raw score, in -100..=100.
     pub score: f64,
+    /// The evaluator's one-sentence reason (empty when it gave none).
     pub reason: String,
 }
 
+/// A short view of a competing proposal, shown to a reviser.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
+    /// Its extracted answer in canonical form (`None`: no answer).
     pub answer: Option<String>,
+    /// Its quadratic-vote score in the previous round.
     pub score: f64,
+    /// The end of its text on one line, clipped to `max_chars / 5` (at least 120) characters.
     pub excerpt: String,
 }
 
+/// A proposer's call: solve the task, given what earlier rounds produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProposeRequest {
+    /// The problem.
     pub task: Task,
+    /// The round number, from 1.
     pub round: usize,
+    /// What the proposer sees besides the problem.
     pub context: ProposeContext,
     /// Overrides the agent's own sampling settings (greedy single-model
     /// baselines, self-consistency samples).
     pub sampling: Option<SamplingParams>,
+    /// The run's seed; with `inference_id` (and the agent's seed offset) it keys the RNG.
     pub seed: u64,
+    /// Names the call (e.g. `{task}/nsed/r{round}/{agent}/propose`); keys the RNG with `seed`.
     pub inference_id: String,
+    /// Most tokens the proposal may generate.
     pub max_tokens: usize,
     /// How many characters of other texts the prompt may quote.
     pub max_chars: usize,
 }
 
+/// One agent's reply to a [`ProposeRequest`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Proposal {
+    /// The proposing agent's roster name.
     pub agent: String,
+    /// The id of the model that generated it.
     pub model: String,
     /// The reasoning before the final answer.
     pub thought_process: String,
@@ -176,14 +227,18 @@ pub struct Proposal {
     pub content: String,
     /// The extracted answer in canonical form (`None`: no answer).
     pub answer: Option<String>,
+    /// Which rule found the answer (`None`: no answer, or a program).
     pub found: Option<Found>,
     /// What groups proposals into classes when the answer alone does not:
     /// for code, the program's outputs on the public tests and on
     /// model-written probe inputs. Votes and consensus use it when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub behaviour: Option<String>,
+    /// Why generation stopped: `eos`, `stop`, `length` or `context`.
     pub finish_reason: String,
+    /// The request's inference id.
     pub inference_id: String,
+    /// The compute of the call.
     pub usage: Usage,
     /// Set when the proposal came from a remote agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -203,40 +258,60 @@ pub enum EvalMode {
     Logprob,
 }
 
+/// A proposal as an evaluator sees it, under a neutral label.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Candidate {
+    /// Its neutral label (`Candidate_A`, …; see [`label`]).
     pub label: String,
+    /// The proposal's whole response.
     pub text: String,
     /// The answer extracted from the text, shown beside it.
     pub answer: Option<String>,
 }
 
+/// An evaluator's call: score the other agents' proposals of a round.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvaluateRequest {
+    /// The problem.
     pub task: Task,
+    /// The round number, from 1.
     pub round: usize,
+    /// The evaluator's own proposal, shown as an anchor and never scored (`None`: it made none).
     pub anchor: Option<String>,
+    /// The answer extracted from the anchor.
     pub anchor_answer: Option<String>,
+    /// The proposals to score, in this evaluator's seeded shuffled order.
     pub candidates: Vec<Candidate>,
+    /// How to score (an agent's own roster setting overrides it).
     pub mode: EvalMode,
+    /// The run's seed; with `inference_id` (and the agent's seed offset) it keys the RNG.
     pub seed: u64,
+    /// Names the call (e.g. `{task}/nsed/r{round}/{agent}/evaluate`); keys the RNG with `seed`.
     pub inference_id: String,
+    /// Most tokens a generative evaluation may generate (per try).
     pub max_tokens: usize,
+    /// How many characters of each candidate (and of the anchor) the prompt shows.
     pub max_chars: usize,
 }
 
+/// An evaluator's reply to an [`EvaluateRequest`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
+    /// How the scores were made (the agent's own setting may override the request's).
     pub mode: EvalMode,
     /// By candidate, in the request's order: the raw endorsement weight.
     pub scores: Vec<Option<f64>>,
+    /// By candidate, in the request's order: the reason given with the score (`None` in
+    /// logprob mode).
     pub reasons: Vec<Option<String>>,
     /// The evaluator's raw replies (two when the first was unreadable).
     pub raw: Vec<String>,
     /// No score could be read, even after the retry: the evaluation counts
     /// as an abstention.
     pub abstained: bool,
+    /// What the score parser dropped and why (empty in logprob mode).
     pub notes: Vec<String>,
+    /// The compute of the evaluation's calls, a retry included.
     pub usage: Usage,
     /// Set when the evaluation came from a remote agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -246,7 +321,9 @@ pub struct Evaluation {
 /// A call announced ahead of time with [`Agent::prefetch`].
 #[derive(Debug, Clone, Copy)]
 pub enum Call<'a> {
+    /// A proposal call with this request.
     Propose(&'a ProposeRequest),
+    /// An evaluation call with this request.
     Evaluate(&'a EvaluateRequest),
 }
 
@@ -254,9 +331,13 @@ pub enum Call<'a> {
 /// process ([`local::LocalAgent`]) or a service on another machine reached
 /// over NATS ([`crate::federation::NatsAgent`]).
 pub trait Agent {
+    /// The agent's name in the roster.
     fn name(&self) -> &str;
+    /// The id of the model the agent runs.
     fn model_id(&self) -> &str;
+    /// Propose a solution to the request's task.
     fn propose(&mut self, req: &ProposeRequest) -> Result<Proposal, AgentError>;
+    /// Score the request's candidates.
     fn evaluate(&mut self, req: &EvaluateRequest) -> Result<Evaluation, AgentError>;
     /// The call this agent will be asked next in the current phase. A
     /// remote agent starts it now, so a phase's calls run in parallel on
@@ -271,19 +352,28 @@ pub trait Agent {
 /// verbatim in the run's audit log).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attestation {
+    /// The signer's Ed25519 public key, base64.
     pub public_key: String,
+    /// The Ed25519 signature over the signed bytes, base64.
     pub signature: String,
+    /// Hex SHA-256 of the exact signed bytes (the envelope's JSON body).
     pub signed_sha256: String,
 }
 
 /// Deliberation settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
+    /// When to stop, and the round limits.
     pub halting: Halting,
+    /// How evaluators score (an agent's own roster setting overrides it).
     pub mode: EvalMode,
+    /// Most tokens a proposal may generate.
     pub max_tokens: usize,
+    /// Most tokens an evaluation may generate.
     pub eval_max_tokens: usize,
+    /// How many characters of each other text a prompt may quote.
     pub max_chars: usize,
+    /// The run's seed, passed to every call.
     pub seed: u64,
     /// Stop (without evaluating) once every proposal gives the same answer
     /// and `min_rounds` are done: the protocol's consensus check.
@@ -293,29 +383,38 @@ pub struct Settings {
 /// One evaluator's call in a round.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvaluationRecord {
+    /// The evaluating agent's roster name.
     pub evaluator: String,
     /// Candidate indices (into the round's candidates) in the order shown.
     pub shown: Vec<usize>,
+    /// The neutral label shown with each of `shown`.
     pub labels: Vec<String>,
+    /// The evaluation, when the call succeeded.
     pub evaluation: Option<Evaluation>,
     /// Why there is no evaluation (the call failed).
     pub error: Option<String>,
 }
 
+/// One NSED round: proposals, evaluations and the tallies.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Round {
+    /// The round number, from 1.
     pub round: usize,
     /// Index into the roster of each candidate.
     pub candidates: Vec<usize>,
+    /// The proposals made, aligned with `candidates`.
     pub proposals: Vec<Proposal>,
     /// Agents that did not propose, and why.
     pub abstentions: Vec<(String, String)>,
+    /// Every agent's evaluation call, in roster order (empty when nothing was evaluated).
     pub evaluations: Vec<EvaluationRecord>,
     /// `ballots[e][j]`: evaluator e's raw weight for candidate j.
     pub ballots: Vec<Ballot>,
+    /// The ballots under quadratic voting, which decide the winner.
     pub quadratic: Tally,
     /// The same ballots under the linear rule (the score-weighted baseline).
     pub linear: Tally,
+    /// Index into `proposals` of the winner (`None` with no proposals; 0 on consensus).
     pub winner: Option<usize>,
     /// Every proposal gave the same answer, so nothing was evaluated.
     pub consensus: bool,
@@ -336,6 +435,7 @@ impl Round {
     }
 }
 
+/// Why deliberation on a task stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {
@@ -343,22 +443,29 @@ pub enum StopReason {
     Converged,
     /// Every proposal gave the same answer.
     Consensus,
+    /// The last allowed round (`max_rounds`) was run.
     MaxRounds,
     /// Fewer than two proposals: nothing to vote on.
     NoQuorum,
 }
 
+/// The record of NSED on one task: every round, why it stopped, and the winner.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Transcript {
+    /// The task's id.
     pub task_id: String,
+    /// The rounds, in order.
     pub rounds: Vec<Round>,
+    /// Why it stopped.
     pub stop: StopReason,
     /// The final round's winning proposal.
     pub winner: Option<Proposal>,
+    /// The compute of every round's calls.
     pub usage: Usage,
 }
 
 impl Transcript {
+    /// The winning proposal's canonical answer, if there is a winner and it gave one.
     pub fn answer(&self) -> Option<&str> {
         self.winner.as_ref().and_then(|p| p.answer.as_deref())
     }

@@ -6,16 +6,19 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The scores and reasons read from one evaluator's reply.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ParsedScores {
     /// By label index: the score, if one was written and valid.
     pub scores: Vec<Option<f64>>,
+    /// By label index: the reason written after the score (at most 300 characters), if any.
     pub reasons: Vec<Option<String>>,
     /// What was dropped and why.
     pub notes: Vec<String>,
 }
 
 impl ParsedScores {
+    /// How many candidates got a valid score.
     pub fn valid(&self) -> usize {
         self.scores.iter().filter(|s| s.is_some()).count()
     }

@@ -8,9 +8,13 @@ use crate::answer::AnswerKind;
 /// A rendered request: chat messages for instruction models, or plain text
 /// (and stop strings) for base models.
 pub struct Prompt {
+    /// The task's own system message, if any; `None`: the agent's, else the model's default.
     pub system: Option<String>,
+    /// The user message for chat models.
     pub user: String,
+    /// The same request as plain text, for base models.
     pub plain: String,
+    /// Stop strings for the plain text, where a base model would run on into a new question.
     pub plain_stop: Vec<String>,
 }
 
@@ -58,6 +62,8 @@ pub fn clip(text: &str, max_chars: usize) -> String {
     format!("[…] {tail}")
 }
 
+/// The proposal prompt: the problem, plus the revision or debate context of later rounds;
+/// quotes at most `max_chars` characters of each earlier text.
 pub fn propose(task: &Task, context: &ProposeContext, max_chars: usize) -> Prompt {
     let problem = task.problem.as_str();
     let (format_rule, answer_name) = wording(task.kind);

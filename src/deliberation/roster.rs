@@ -10,38 +10,57 @@ use super::EvalMode;
 use crate::engine::device::ComputeDevice;
 use crate::engine::sampling::SamplingParams;
 
+/// Why a roster file could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum RosterError {
+    /// The file could not be read.
     #[error("cannot read roster {path}: {source}")]
     Io {
+        /// The roster file.
         path: PathBuf,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// The file is not valid roster TOML, or its settings fail a check (names, ranges, quorum).
     #[error("roster {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The roster file.
+        path: PathBuf,
+        /// What is wrong: a TOML error or a failed check.
+        message: String,
+    },
 }
 
+/// A roster file: the agents of a run and the deliberation and baseline settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Roster {
+    /// The roster's name, shown in run records and pages.
     pub name: String,
+    /// A free-text description of the roster.
     #[serde(default)]
     pub description: String,
+    /// NSED settings: rounds, halting, evaluation.
     #[serde(default)]
     pub deliberation: DeliberationConfig,
+    /// Settings of the baseline methods.
     #[serde(default)]
     pub baselines: BaselineConfig,
     /// Where `transport = "nats"` agents are reached, and the timeouts.
     #[serde(default, skip_serializing_if = "FederationConfig::is_default")]
     pub federation: FederationConfig,
+    /// The agents, one `[[agent]]` table each; at least two, with unique names.
     #[serde(rename = "agent")]
     pub agents: Vec<AgentSpec>,
 }
 
+/// The `[deliberation]` table: NSED's rounds, halting and evaluation settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliberationConfig {
+    /// Most rounds; at least `min_rounds` (default 3).
     pub max_rounds: usize,
+    /// Rounds run before an early stop (halting or consensus); at least 1 (default 1).
     pub min_rounds: usize,
     /// Winner conviction needed to stop early (docs/reference.md §3 default 0.6).
     pub effort: f64,
@@ -49,6 +68,7 @@ pub struct DeliberationConfig {
     pub halting: String,
     /// λ of the accumulated-evidence rule.
     pub lambda: f64,
+    /// How evaluators score (default `generative`); an agent may override it.
     pub evaluation: EvalMode,
     /// New tokens an evaluator may write.
     pub eval_max_tokens: usize,
@@ -75,12 +95,15 @@ impl Default for DeliberationConfig {
     }
 }
 
+/// The `[baselines]` table: settings of the methods NSED is compared with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BaselineConfig {
     /// The model sampled for self-consistency (default: the first agent's).
     pub self_consistency_model: Option<String>,
+    /// Samples drawn for self-consistency (default 5, at least 1).
     pub self_consistency_k: usize,
+    /// Sampling temperature of the self-consistency samples (default 0.7).
     pub self_consistency_temperature: f64,
     /// Rounds of multi-agent debate, the first being independent answers.
     pub debate_rounds: usize,
@@ -101,6 +124,7 @@ impl Default for BaselineConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FederationConfig {
+    /// The NATS server's URL (default `nats://127.0.0.1:4222`).
     pub url: String,
     /// Seconds a remote agent has to return a proposal, from the moment
     /// the phase sends it; past it the agent is excluded from the round.
@@ -127,6 +151,7 @@ impl Default for FederationConfig {
 }
 
 impl FederationConfig {
+    /// Whether every setting is the default (the table is then left out when serialized).
     pub fn is_default(&self) -> bool {
         *self == Self::default()
     }
@@ -145,11 +170,13 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// Whether the agent runs in this process.
     pub fn is_local(&self) -> bool {
         *self == Transport::Local
     }
 }
 
+/// One `[[agent]]` table: a named model with its sampling settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSpec {
@@ -161,10 +188,13 @@ pub struct AgentSpec {
     /// A system message (default: the model's own).
     #[serde(default)]
     pub system: Option<String>,
+    /// Sampling temperature in [0, 5]; 0 (the default) is greedy decoding.
     #[serde(default)]
     pub temperature: f64,
+    /// Nucleus sampling threshold in [0, 1]; 1 (the default) disables it.
     #[serde(default = "one")]
     pub top_p: f64,
+    /// Top-k sampling cutoff; 0 (the default) disables it.
     #[serde(default)]
     pub top_k: usize,
     /// Added to the run's seed, so identical models sample differently.
@@ -173,6 +203,7 @@ pub struct AgentSpec {
     /// Overrides the roster's evaluation mode for this agent.
     #[serde(default)]
     pub evaluation: Option<EvalMode>,
+    /// Where the agent runs (default: in this process).
     #[serde(default, skip_serializing_if = "Transport::is_local")]
     pub transport: Transport,
     /// A remote agent's Ed25519 public key (base64, from `nsed agent
@@ -191,6 +222,7 @@ fn one() -> f64 {
 }
 
 impl AgentSpec {
+    /// The agent's sampling settings (temperature, top-p, top-k; the rest default).
     pub fn sampling(&self) -> SamplingParams {
         SamplingParams {
             temperature: self.temperature,
@@ -220,6 +252,7 @@ impl Roster {
             .map_or_else(|| agent.to_string(), |a| a.model.clone())
     }
 
+    /// Read and check a roster file.
     pub fn load(path: &Path) -> Result<Self, RosterError> {
         let text = std::fs::read_to_string(path).map_err(|source| RosterError::Io {
             path: path.to_path_buf(),
@@ -300,6 +333,7 @@ impl Roster {
         Ok(())
     }
 
+    /// Whether any agent is reached over NATS.
     pub fn has_remote(&self) -> bool {
         self.agents.iter().any(|a| a.transport == Transport::Nats)
     }

@@ -158,28 +158,37 @@ pub enum Halting {
     /// The paper's simple reading: stop after round r ≥ min_rounds when the
     /// winner's conviction ≥ effort, or at max_rounds.
     Conviction {
+        /// Conviction the round's winner must reach, in [0, 1].
         effort: f64,
+        /// Rounds run before an early stop is allowed.
         min_rounds: usize,
+        /// The round after which deliberation stops regardless.
         max_rounds: usize,
     },
     /// Accumulated evidence: `E(r) = Σ max(w, 0)·u'(r)` with the diminishing
     /// marginal utility `u'(r) = e^{-λ(r-1)}(1 - e^{-λ})` (the authors' fitted
     /// utility is not public); stop when `E(r) ≥ effort·B`, B = u(max_rounds).
     Evidence {
+        /// Fraction of the evidence budget `B` to accumulate, in [0, 1].
         effort: f64,
+        /// λ, how fast a later round's evidence counts for less.
         lambda: f64,
+        /// Rounds run before an early stop is allowed.
         min_rounds: usize,
+        /// The round after which deliberation stops regardless.
         max_rounds: usize,
     },
 }
 
 impl Halting {
+    /// The round after which deliberation stops regardless.
     pub fn max_rounds(&self) -> usize {
         match *self {
             Self::Conviction { max_rounds, .. } | Self::Evidence { max_rounds, .. } => max_rounds,
         }
     }
 
+    /// Rounds run before an early stop is allowed.
     pub fn min_rounds(&self) -> usize {
         match *self {
             Self::Conviction { min_rounds, .. } | Self::Evidence { min_rounds, .. } => min_rounds,

@@ -35,24 +35,36 @@ use crate::deliberation::{
 /// Message counts of a run, for the log and `results/federation.md`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Stats {
+    /// Tasks sent (each counted once, however often resent).
     pub tasks: u64,
+    /// Resends of tasks not yet acknowledged.
     pub resent: u64,
+    /// Replies accepted.
     pub replies: u64,
+    /// Acknowledgements accepted from the agent a task was sent to.
     pub acks: u64,
+    /// Replies to calls already answered, ignored.
     pub duplicates: u64,
+    /// Messages refused (see [`Rejection`]).
     pub rejected: u64,
+    /// Calls that ended without a reply (timeout or missed heartbeats).
     pub excluded: u64,
+    /// NATS messages received, each chunk counted.
     pub messages_in: u64,
     /// Whole messages that arrived in several chunks.
     pub chunked_in: u64,
+    /// Payload bytes received.
     pub bytes_in: u64,
+    /// Payload bytes of the tasks sent, resends not counted.
     pub bytes_out: u64,
 }
 
 /// A reply that passed every check.
 #[derive(Debug, Clone)]
 pub struct Accepted {
+    /// What the agent answered.
     pub outcome: Outcome,
+    /// Who signed the reply.
     pub attestation: Attestation,
     /// Seconds from sending the task to accepting the reply.
     pub wall: f64,
@@ -238,10 +250,12 @@ impl Federation {
         Ok(fed)
     }
 
+    /// The job id that scopes this run's subjects.
     pub fn job(&self) -> &str {
         &self.shared.job
     }
 
+    /// The NATS server's URL.
     pub fn url(&self) -> &str {
         &self.config.url
     }
@@ -261,6 +275,7 @@ impl Federation {
         Ok(())
     }
 
+    /// The message counts so far.
     pub fn stats(&self) -> Stats {
         self.shared.state().stats.clone()
     }
@@ -883,6 +898,7 @@ pub struct Encoded {
 }
 
 impl Encoded {
+    /// Serialize `task`; its call id is the SHA-256 of the bytes.
     pub fn new(task: TaskMsg) -> Result<Self, CallFailure> {
         let bytes = serde_json::to_vec(&task).map_err(|e| CallFailure::Encode(e.to_string()))?;
         let call = digest(&bytes);

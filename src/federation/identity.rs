@@ -25,6 +25,7 @@ struct KeyFile {
 
 const KEY_TYPE: &str = "nsed-ed25519";
 
+/// An agent's Ed25519 signing key: it signs every message the agent sends.
 pub struct Identity {
     key: SigningKey,
 }
@@ -41,6 +42,8 @@ impl Identity {
         })
     }
 
+    /// Read a key file written by [`Identity::save`]; the file's public key must match its
+    /// secret key.
     pub fn load(path: &Path) -> Result<Self, FederationError> {
         let bad = |m: String| FederationError::Key(format!("{}: {m}", path.display()));
         let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;

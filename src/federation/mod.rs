@@ -20,22 +20,43 @@ use crate::deliberation::local::{LocalAgent, Memo, ModelPool};
 use crate::deliberation::roster::{Roster, Transport};
 use crate::deliberation::Agent;
 
+/// Why the federation (orchestrator side or agent service) could not start or go on.
 #[derive(Debug, thiserror::Error)]
 pub enum FederationError {
+    /// The NATS server could not be reached.
     #[error("cannot reach the NATS server at {url}: {message} (is nats-server running? start one with `nats-server -a 127.0.0.1 -p 4222`)")]
-    Connect { url: String, message: String },
+    Connect {
+        /// The server URL tried.
+        url: String,
+        /// The NATS client's error.
+        message: String,
+    },
+    /// A NATS operation (subscribe, publish) failed.
     #[error("NATS: {0}")]
     Nats(String),
+    /// An agent key could not be made, read, checked or saved.
     #[error("key: {0}")]
     Key(String),
+    /// A message to publish is larger than [`wire::MAX_MESSAGE`].
     #[error("message of {bytes} bytes is above the {limit}-byte limit")]
-    TooLarge { bytes: usize, limit: usize },
+    TooLarge {
+        /// The message's size, in bytes.
+        bytes: usize,
+        /// The limit, [`wire::MAX_MESSAGE`].
+        limit: usize,
+    },
+    /// A bad job id or agent name, a remote agent without a federation, or a stopped model
+    /// thread.
     #[error("{0}")]
     Invalid(String),
+    /// A remote agent did not answer discovery, or announced another model or key than the
+    /// roster names.
     #[error("discovery: {0}")]
     Discovery(String),
+    /// A model could not be loaded.
     #[error(transparent)]
     Runtime(#[from] crate::engine::runtime::RuntimeError),
+    /// An I/O error (an event log, the async runtime, a thread).
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -46,15 +67,28 @@ pub enum FederationError {
 pub enum Rejection {
     /// Not a JSON envelope.
     #[error("malformed JSON ({bytes} bytes): {detail}")]
-    Malformed { bytes: usize, detail: String },
+    Malformed {
+        /// The message's size, in bytes.
+        bytes: usize,
+        /// The JSON parser's error.
+        detail: String,
+    },
     /// Chunks declaring a message above [`wire::MAX_MESSAGE`].
     #[error("oversized message: {declared} bytes declared, limit {limit}")]
-    Oversized { declared: usize, limit: usize },
+    Oversized {
+        /// The whole message's size the chunk headers declare, in bytes.
+        declared: usize,
+        /// The limit, [`wire::MAX_MESSAGE`].
+        limit: usize,
+    },
     /// A chunk whose index, count and size cannot belong to one message.
     #[error("inconsistent chunk {index}/{count} of {total} bytes")]
     InconsistentChunk {
+        /// The chunk's 0-based index.
         index: usize,
+        /// How many chunks the message claims.
         count: usize,
+        /// The whole message's declared size, in bytes.
         total: usize,
     },
     /// Chunks that disagree with each other or with their declared size,
@@ -69,30 +103,53 @@ pub enum Rejection {
     BadSignature,
     /// A valid signature by a key not pinned for the agent it names.
     #[error("reply for `{agent}` signed by {key}, not by its pinned key")]
-    UnknownKey { agent: String, key: String },
+    UnknownKey {
+        /// The agent the reply names.
+        agent: String,
+        /// The key that signed it, base64.
+        key: String,
+    },
     /// A heartbeat of a pinned agent signed by a key not pinned for it.
     #[error("heartbeat of `{agent}` signed by another key")]
-    ForeignHeartbeat { agent: String },
+    ForeignHeartbeat {
+        /// The agent the heartbeat names.
+        agent: String,
+    },
     /// A reply signed for another job.
     #[error("reply of job `{got}` on job `{expected}`")]
-    WrongJob { got: String, expected: String },
+    WrongJob {
+        /// The job the reply was signed for.
+        got: String,
+        /// This run's job.
+        expected: String,
+    },
     /// A reply signed for one round and action, arriving on another's
     /// subject: a replay or a misroute.
     #[error("replayed or misrouted: signed for round {round} {action} of `{agent}`, arrived on {subject}")]
     Replayed {
+        /// The round the reply was signed for.
         round: usize,
+        /// The action it was signed for.
         action: &'static str,
+        /// The agent it names.
         agent: String,
+        /// The subject it arrived on.
         subject: String,
     },
     /// A reply to a call id this run never sent.
     #[error("reply to a call never made: {call}")]
-    UnknownCall { call: String },
+    UnknownCall {
+        /// The call id the reply names, cut to 16 characters.
+        call: String,
+    },
     /// A reply to a real call, claiming another round, action or agent.
     #[error("misattributed: call was round {round} {action} of `{agent}`")]
     Misattributed {
+        /// The round of the call with that id.
         round: usize,
+        /// The action of that call.
         action: &'static str,
+        /// The agent that call was sent to.
         agent: String,
     },
 }
@@ -108,8 +165,10 @@ pub fn result_subject(job: &str, round: usize, agent: &str, action: wire::Action
     format!("nsed.{job}.result.{round}.{agent}.{}", action.as_str())
 }
 
+/// Subject on which the orchestrator asks every serving agent to announce itself.
 pub const DISCOVER_SUBJECT: &str = "nsed.agents.discover";
 
+/// Subject of an agent's heartbeats: `nsed.agents.heartbeat.{agent}`.
 pub fn heartbeat_subject(agent: &str) -> String {
     format!("nsed.agents.heartbeat.{agent}")
 }

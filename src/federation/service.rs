@@ -24,7 +24,9 @@ use crate::deliberation::Agent;
 use crate::engine::batch::{Engine, EngineHandle, Limits};
 use crate::engine::runtime::Runtime;
 
+/// Settings of `nsed agent serve`.
 pub struct ServeOptions {
+    /// The NATS server's URL.
     pub url: String,
     /// Registry id or GGUF path.
     pub model: String,
@@ -32,6 +34,7 @@ pub struct ServeOptions {
     pub name: Option<String>,
     /// Ed25519 key file; without one a fresh key is made for this process.
     pub key: Option<PathBuf>,
+    /// Interval between heartbeats.
     pub heartbeat: Duration,
     /// Threads of the model's pool.
     pub threads: usize,

@@ -24,13 +24,18 @@ pub const MAX_MESSAGE: usize = 64 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
+    /// Write a proposal.
     Propose,
+    /// Score candidates by writing (a generative evaluation).
     Evaluate,
+    /// Score candidates from next-token log-probabilities (a logprob evaluation).
     Score,
+    /// Echo a string back, without the model.
     Ping,
 }
 
 impl Action {
+    /// The action's name on the wire and in subjects.
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Propose => "propose",
@@ -40,6 +45,7 @@ impl Action {
         }
     }
 
+    /// The action named `s`, if any.
     pub fn parse(s: &str) -> Option<Self> {
         [Self::Propose, Self::Evaluate, Self::Score, Self::Ping]
             .into_iter()
@@ -52,11 +58,17 @@ impl Action {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
+    /// The agent's system message (`None`: the model's own).
     pub system: Option<String>,
+    /// Sampling temperature; 0 is greedy decoding.
     pub temperature: f64,
+    /// Nucleus sampling threshold; 1 disables it.
     pub top_p: f64,
+    /// Top-k sampling cutoff; 0 disables it.
     pub top_k: usize,
+    /// Added to the request's seed, so identical models sample differently.
     pub seed_offset: u64,
+    /// Overrides the request's evaluation mode for this agent.
     pub evaluation: Option<EvalMode>,
 }
 
@@ -75,6 +87,7 @@ impl Default for Profile {
 }
 
 impl Profile {
+    /// The profile of a roster entry.
     pub fn of(spec: &AgentSpec) -> Self {
         Self {
             system: spec.system.clone(),
@@ -104,10 +117,13 @@ impl Profile {
     }
 }
 
+/// What a task asks the agent to do, with the request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type", content = "request")]
 pub enum TaskBody {
+    /// Propose a solution.
     Propose(ProposeRequest),
+    /// Evaluate candidates (generatively or by log-probabilities).
     Evaluate(EvaluateRequest),
     /// Echoed back by the service.
     Ping(String),
@@ -119,12 +135,19 @@ pub enum TaskBody {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskMsg {
+    /// The wire schema version, [`SCHEMA`].
     pub schema: u32,
+    /// The orchestrator's job id, which scopes the run's subjects.
     pub job: String,
+    /// The deliberation round the task belongs to (from 1; 0 for pings).
     pub round: usize,
+    /// The roster name of the agent asked.
     pub agent: String,
+    /// What is asked; must agree with the body and profile ([`TaskMsg::action_of`]).
     pub action: Action,
+    /// The roster entry's sampling settings.
     pub profile: Profile,
+    /// The request.
     pub body: TaskBody,
 }
 
@@ -192,11 +215,15 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
     }
 }
 
+/// What a served agent answers a task with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
+    /// The proposal asked for.
     Proposal(Proposal),
+    /// The evaluation asked for.
     Evaluation(Evaluation),
+    /// A ping's string, echoed back.
     Pong(String),
     /// The call failed on the agent (the message says why).
     Error(String),
@@ -206,16 +233,25 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplyMsg {
+    /// The wire schema version, [`SCHEMA`].
     pub schema: u32,
+    /// The job of the task answered.
     pub job: String,
+    /// The round of the task answered.
     pub round: usize,
+    /// The agent answering.
     pub agent: String,
+    /// The action of the task answered.
     pub action: Action,
+    /// The task's call id: the SHA-256 (hex) of its exact bytes.
     pub call: String,
     /// Which replica answered.
     pub instance: String,
+    /// The id of the model that ran the call.
     pub model: String,
+    /// SHA-256 (hex) of the model's GGUF file.
     pub model_sha256: String,
+    /// The result of the call.
     pub outcome: Outcome,
 }
 
@@ -223,12 +259,19 @@ pub struct ReplyMsg {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AckMsg {
+    /// The wire schema version, [`SCHEMA`].
     pub schema: u32,
+    /// The job of the task received.
     pub job: String,
+    /// The round of the task received.
     pub round: usize,
+    /// The agent acknowledging.
     pub agent: String,
+    /// The action of the task received.
     pub action: Action,
+    /// The task's call id: the SHA-256 (hex) of its exact bytes.
     pub call: String,
+    /// Which replica received it; its heartbeats then tell whether the call is alive.
     pub instance: String,
 }
 
@@ -237,19 +280,30 @@ pub struct AckMsg {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatusMsg {
+    /// The wire schema version, [`SCHEMA`].
     pub schema: u32,
+    /// The agent's name.
     pub agent: String,
+    /// This replica's id (`i` and 16 hex digits), fresh for each process.
     pub instance: String,
+    /// The id of the model it serves.
     pub model: String,
+    /// SHA-256 (hex) of the model's GGUF file.
     pub model_sha256: String,
+    /// The agent's Ed25519 public key, base64.
     pub public_key: String,
+    /// The nsed version the agent runs.
     pub nsed_version: String,
+    /// When the service started, UTC (`YYYY-MM-DDTHH:MM:SSZ`).
     pub started: String,
     /// Seconds between heartbeats; the agent is presumed dead after three
     /// missed ones.
     pub heartbeat_s: f64,
+    /// Whether a model call is in flight.
     pub busy: bool,
+    /// Model calls received and not yet finished.
     pub queued: usize,
+    /// Model calls finished since the service started.
     pub served: u64,
 }
 
@@ -257,8 +311,11 @@ pub struct StatusMsg {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type", content = "message")]
 pub enum Body {
+    /// A reply to a task.
     Reply(Box<ReplyMsg>),
+    /// An acknowledgement that a task arrived.
     Ack(AckMsg),
+    /// A heartbeat or a discovery answer.
     Status(StatusMsg),
 }
 
@@ -267,16 +324,23 @@ pub enum Body {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Envelope {
+    /// The wire schema version, [`SCHEMA`].
     pub schema: u32,
+    /// The body's exact JSON text, the bytes that are signed.
     pub signed: String,
+    /// The signer's Ed25519 public key, base64.
     pub public_key: String,
+    /// The Ed25519 signature over `signed`, base64.
     pub signature: String,
 }
 
 // ---- chunking ----
 
+/// Header naming the message a chunk belongs to.
 pub const HEADER_MSG: &str = "Nsed-Msg";
+/// Header giving a chunk's position: `{index}/{count}`, index from 0.
 pub const HEADER_CHUNK: &str = "Nsed-Chunk";
+/// Header giving the whole message's size in bytes.
 pub const HEADER_TOTAL: &str = "Nsed-Total";
 
 /// Room left in each chunk for the headers and the protocol line.
@@ -285,20 +349,27 @@ const HEADER_ROOM: usize = 512;
 /// One NATS message of a possibly chunked whole.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Frame {
+    /// Where the payload sits in its message (`None`: the message is whole).
     pub chunk: Option<Chunk>,
+    /// The bytes this NATS message carries.
     pub payload: Vec<u8>,
 }
 
 /// Where a chunk sits in its message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {
+    /// Id of the whole message (the first 16 hex digits of its SHA-256).
     pub msg: String,
+    /// The chunk's index, from 0.
     pub index: usize,
+    /// How many chunks the message has.
     pub count: usize,
+    /// The whole message's size, in bytes.
     pub total: usize,
 }
 
 impl Chunk {
+    /// The NATS headers that carry this chunk's position.
     pub fn headers(&self) -> async_nats::HeaderMap {
         let mut h = async_nats::HeaderMap::new();
         h.insert(HEADER_MSG, self.msg.as_str());

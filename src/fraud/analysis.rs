@@ -131,13 +131,18 @@ pub fn roc(honest: &[f64], fraud: &[f64]) -> Vec<(f64, f64)> {
 pub struct Detection {
     /// Scores strictly above are called fraud.
     pub threshold: f64,
+    /// Fraud samples above the threshold.
     pub detected: usize,
+    /// Fraud samples scored.
     pub fraud_n: usize,
+    /// Honest samples above the threshold (false positives).
     pub honest_flagged: usize,
+    /// Honest samples scored.
     pub honest_n: usize,
 }
 
 impl Detection {
+    /// Share of the fraud samples detected (0 when there are none).
     pub fn rate(&self) -> f64 {
         self.detected as f64 / self.fraud_n.max(1) as f64
     }
@@ -166,16 +171,22 @@ pub fn detect_at_fpr(honest: &[f64], fraud: &[f64], fpr: f64) -> Option<Detectio
 /// One held-out split of Gonka's calibration.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Split {
+    /// The split's number, from 0.
     pub split: usize,
     /// The bound range on the training part: every bound on the grid that
     /// no honest distance exceeds and that reaches the best F1.
     pub lower: f64,
+    /// The largest bound of that range: the one tested on the held-out part.
     pub upper: f64,
+    /// The best F1 on the training part, reached by every bound in `lower..=upper`.
     pub train_f1: f64,
     /// On the held-out part, with the bound `upper`.
     pub test_detection: f64,
+    /// Held-out honest samples above `upper` (false positives).
     pub test_honest_flagged: usize,
+    /// Honest samples in the held-out part.
     pub test_honest_n: usize,
+    /// Fraud samples in the held-out part.
     pub test_fraud_n: usize,
 }
 
@@ -242,10 +253,15 @@ fn split_80_20(v: &[f64], rng: &mut SplitMix64) -> (Vec<f64>, Vec<f64>) {
 /// Detection by output length at one threshold.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LengthBin {
+    /// The bin's label, output tokens (e.g. `33-99`, `≥1024`).
     pub bin: &'static str,
+    /// Honest samples in the bin.
     pub honest_n: usize,
+    /// Honest samples in the bin flagged (false positives).
     pub honest_flagged: usize,
+    /// Fraud samples in the bin.
     pub fraud_n: usize,
+    /// Fraud samples in the bin flagged.
     pub detected: usize,
 }
 
@@ -291,24 +307,38 @@ pub fn histogram(values: &[f64], bins: usize, lo: f64, hi: f64) -> Vec<usize> {
 /// One metric against one attack.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MetricRow {
+    /// The attack's label (e.g. `int4`, `substitute:<model>`).
     pub setting: String,
+    /// The metric's name: a [`crate::verify::metrics`] name or [`SEED_MISMATCH`].
     pub metric: String,
+    /// Honest samples with a value of the metric.
     pub honest_n: usize,
+    /// Fraud samples with a value of the metric.
     pub fraud_n: usize,
+    /// ROC AUC of the metric's fraud score, fraud against honest (1: perfect separation).
     pub auc: f64,
+    /// Lower bound of the bootstrap 95% interval of the AUC.
     pub auc_low: f64,
+    /// Upper bound of the bootstrap 95% interval of the AUC.
     pub auc_high: f64,
+    /// Detection at the threshold that flags no honest sample.
     pub zero_fp: Detection,
+    /// Detection at a false-positive rate of at most 10⁻².
     pub fpr_1e2: Detection,
+    /// Detection at a false-positive rate of at most 10⁻³.
     pub fpr_1e3: Detection,
 }
 
 /// Everything the report shows for one run directory.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Analysis {
+    /// Honest samples without error.
     pub honest_n: usize,
+    /// Samples that could not be produced (they carry an error, no metrics).
     pub failed: usize,
+    /// The attacks' labels (settings of the fraud samples), sorted.
     pub settings: Vec<String>,
+    /// One row per (attack, metric) with enough samples on both sides.
     pub rows: Vec<MetricRow>,
     /// Per attack: Gonka's calibration of the deployed distance.
     pub calibration: BTreeMap<String, Vec<Split>>,
@@ -434,6 +464,7 @@ impl Analysis {
         out
     }
 
+    /// The row of `metric` against the attack `setting`, if the analysis has one.
     pub fn row(&self, setting: &str, metric: &str) -> Option<&MetricRow> {
         self.rows
             .iter()

@@ -103,12 +103,23 @@ pub enum Rule {
     Gonka,
     /// Wald's SPRT of failure rate `p0` (the network's FPR) against `p1`:
     /// eject at log(1−β)/α, restart the test at log β/(1−α).
-    Sprt { p1: f64, alpha: f64, beta: f64 },
+    Sprt {
+        /// The failure rate of a cheating node, the alternative hypothesis.
+        p1: f64,
+        /// Bound on wrongly ejecting an honest node.
+        alpha: f64,
+        /// Bound on missing a node failing at `p1`.
+        beta: f64,
+    },
     /// At each epoch's end, eject if P(X ≥ failures | n, p0) < α.
-    Binomial { alpha: f64 },
+    Binomial {
+        /// The test's significance level.
+        alpha: f64,
+    },
 }
 
 impl Rule {
+    /// The rule with its parameters, as tables show it (e.g. `SPRT p1=0.15 α=0.01 β=0.1`).
     pub fn name(&self) -> String {
         match self {
             Self::Gonka => "gonka (consecutive + one-sigma)".into(),
@@ -205,6 +216,7 @@ impl Monitor {
 pub struct Network {
     /// Inferences the node serves per epoch.
     pub traffic: u64,
+    /// Equal-power validators that may check each inference.
     pub validators: usize,
     /// The honest failure rate the status rules assume (Gonka: 0.05).
     pub network_fpr: f64,
@@ -216,12 +228,14 @@ pub struct Network {
     pub collateral_epochs: f64,
     /// Share of collateral slashed when the node is ruled INVALID.
     pub slash: f64,
+    /// Epochs simulated per node: the horizon.
     pub epochs: usize,
 }
 
 /// How a node behaves.
 #[derive(Debug, Clone, Serialize)]
 pub struct Strategy {
+    /// How the strategy is shown (e.g. `honest`, `int4 on 10% from epoch 5`).
     pub name: String,
     /// Share of requests served by the cheap path once cheating.
     pub cheat_share: f64,
@@ -236,8 +250,11 @@ pub struct Strategy {
 /// Monte Carlo summary of one strategy under one rule.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
+    /// The strategy's name.
     pub strategy: String,
+    /// The ejection rule's name ([`Rule::name`]).
     pub rule: String,
+    /// Nodes simulated.
     pub runs: usize,
     /// Share of runs ejected within the horizon.
     pub ejected: f64,
@@ -377,6 +394,7 @@ fn next_validated(from: u64, p: f64, rng: &mut SplitMix64) -> u64 {
 /// An attack as the simulation sees it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttackInputs {
+    /// The attack's label (e.g. `int4`, `prefill:<model>`).
     pub label: String,
     /// Probability a validated cheated inference fails: the detector's mean
     /// held-out detection (threshold fit on training prompts).
@@ -391,14 +409,18 @@ pub struct AttackInputs {
 /// partition's count (for the exact upper bound), of `n` honest samples.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct HonestFlags {
+    /// Honest samples flagged, mean over the partitions.
     pub mean: f64,
+    /// The most honest samples flagged in any one partition.
     pub worst: usize,
+    /// Honest samples judged in each partition.
     pub n: usize,
     /// The thresholds' design rate k/(n + 1).
     pub design: f64,
 }
 
 impl HonestFlags {
+    /// The mean honest flag rate: `mean / n` (0 when `n` is 0).
     pub fn rate(&self) -> f64 {
         self.mean / self.n.max(1) as f64
     }

@@ -72,13 +72,18 @@ const SEED: u64 = 7;
 /// How one detector fares on prompts it was not fit on.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HeldOut {
+    /// The attack's label (e.g. `int4`).
     pub setting: String,
+    /// The detector's name: a metric, [`BEST_SINGLE`], [`COMBINED`] or a gated variant.
     pub detector: String,
+    /// Distinct honest samples judged (each tested once per repeat).
     pub honest_n: usize,
+    /// Distinct fraud samples judged (each tested once per repeat).
     pub fraud_n: usize,
     /// Training folds (of all repeats) that flipped the metric's nominal
     /// direction, out of `fits`.
     pub flipped: usize,
+    /// Detector fits made: folds times repeats.
     pub fits: usize,
     /// Mean over folds and repeats of the test fold's AUC.
     pub auc: f64,
@@ -98,26 +103,32 @@ pub struct HeldOut {
     /// Gated detectors: distinct honest and fraud samples that got no
     /// verdict (too short); not in `honest_n` / `fraud_n`.
     pub abstained_honest: usize,
+    /// Distinct fraud samples that got no verdict (gated detectors only).
     pub abstained_fraud: usize,
 }
 
 /// Held-out detection within one output-length bin ([`LENGTH_BINS`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LengthResult {
+    /// The bin's label, output tokens (e.g. `33-99`).
     pub bin: String,
     /// Distinct samples in the bin.
     pub fraud_n: usize,
+    /// Distinct honest samples in the bin.
     pub honest_n: usize,
     /// Mean over repeats of the samples caught / flagged on their test fold.
     pub detected: f64,
+    /// Mean over repeats of the bin's honest samples flagged on their test fold.
     pub honest_flagged: f64,
 }
 
 impl LengthResult {
+    /// Mean share of the bin's fraud samples caught (0 when the bin has none).
     pub fn detection_rate(&self) -> f64 {
         self.detected / self.fraud_n.max(1) as f64
     }
 
+    /// Mean share of the bin's honest samples flagged (0 when the bin has none).
     pub fn flag_rate(&self) -> f64 {
         self.honest_flagged / self.honest_n.max(1) as f64
     }
@@ -126,10 +137,15 @@ impl LengthResult {
 /// A detector fit on every other source and tested on this one.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SourceResult {
+    /// The prompt source left out of fitting and tested on.
     pub source: String,
+    /// Fraud samples of the held-out source caught.
     pub detected: usize,
+    /// Fraud samples of the held-out source judged.
     pub fraud_n: usize,
+    /// Honest samples of the held-out source flagged.
     pub honest_flagged: usize,
+    /// Honest samples of the held-out source judged.
     pub honest_n: usize,
 }
 

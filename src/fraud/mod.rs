@@ -29,20 +29,28 @@ use crate::engine::runtime::RuntimeError;
 use crate::results::journal::JournalError;
 use crate::verify::VerifyError;
 
+/// Why a simulate-fraud run or its analysis cannot go on.
 #[derive(Debug, thiserror::Error)]
 pub enum FraudError {
+    /// A model (the claimed one, a variant, a substitute) cannot be loaded.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// The validator's replay of an artifact fails.
     #[error(transparent)]
     Verify(#[from] VerifyError),
+    /// An executor's generation fails.
     #[error(transparent)]
     Generate(#[from] crate::engine::generate::GenerateError),
+    /// The run's journal (`meta.json`, `samples.jsonl`) cannot be read or written.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// A dataset used as a prompt source cannot be loaded.
     #[error(transparent)]
     Dataset(#[from] DatasetError),
+    /// A substitute or prefill model tokenizes differently from the claimed model.
     #[error("the two models do not share a vocabulary: {0}")]
     Vocabulary(String),
+    /// The run's input is unusable: prompt sources, a model not loaded, a failed batch.
     #[error("{0}")]
     Input(String),
 }
@@ -52,12 +60,21 @@ pub enum FraudError {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Attack {
     /// Run the claimed model with cheaper weights.
-    Quant { precision: Precision },
+    Quant {
+        /// The cheaper weights.
+        precision: Precision,
+    },
     /// Run a smaller model with the same tokenizer and claim the big one.
-    Substitute { model: String },
+    Substitute {
+        /// The smaller model run instead (registry id).
+        model: String,
+    },
     /// Generate with a cheap model, then compute the claimed model's
     /// logprobs for those tokens (a "laundered" proof).
-    Prefill { model: String },
+    Prefill {
+        /// The cheap model that generates the tokens (registry id).
+        model: String,
+    },
 }
 
 impl Attack {
@@ -79,6 +96,8 @@ impl Attack {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// The honest executor's sample (the claimed model at the honest precision).
     Honest,
+    /// A cheating executor's sample, made under one of the attacks.
     Fraud,
 }

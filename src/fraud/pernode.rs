@@ -56,17 +56,22 @@ pub const PERMUTATIONS: usize = 199;
 pub const TEST_NODES: usize = 100;
 const SEED: u64 = 11;
 
-/// The two per-node tests.
+/// The per-node tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum NodeTest {
+    /// Permutation test of the node's mean combined (logistic) score against the honest reference.
     MeanScore,
+    /// Permutation test of the MMD between the node's samples and the honest reference.
     Mmd,
+    /// Kolmogorov-Smirnov test of the pooled token ranks (PIT) against the uniform law.
     RankUniformity,
 }
 
 impl NodeTest {
+    /// Every test, in table order.
     pub const ALL: [NodeTest; 3] = [NodeTest::MeanScore, NodeTest::Mmd, NodeTest::RankUniformity];
 
+    /// The test's label in tables and figures.
     pub fn name(self) -> &'static str {
         match self {
             NodeTest::MeanScore => "mean combined score",
@@ -79,20 +84,27 @@ impl NodeTest {
 /// Power and false ejection at one node size, averaged over splits.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PowerAt {
+    /// Samples per node.
     pub samples: usize,
+    /// Share of simulated cheating nodes ejected.
     pub power: f64,
+    /// Share of simulated honest nodes ejected.
     pub false_ejection: f64,
 }
 
 /// One test's curve for one attack.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodePower {
+    /// The attack's label (e.g. `int4`).
     pub setting: String,
+    /// The per-node test.
     pub test: NodeTest,
     /// Distinct samples behind the curve (each kind's test halves draw on
     /// them).
     pub honest_n: usize,
+    /// Distinct fraud samples behind the curve.
     pub fraud_n: usize,
+    /// Power and false ejection at each of [`SAMPLES_PER_NODE`], in order.
     pub curve: Vec<PowerAt>,
 }
 
@@ -280,14 +292,14 @@ impl Scorer {
             Scorer::Mmd { kernel, reference } => {
                 let xs: Vec<Vec<f64>> = node.iter().map(|r| kernel.embed(r)).collect();
                 let pool = pooled(xs, reference);
-                let gram = kernel.gram(&pool);
+                let sums = GramSums::new(kernel.gram(&pool));
                 let n = node.len();
                 let mut order: Vec<usize> = (0..pool.len()).collect();
-                let observed = mmd2(&gram, &order, n);
+                let observed = sums.mmd2(&order, n);
                 let mut beaten = 0;
                 for _ in 0..PERMUTATIONS {
                     rng.shuffle(&mut order);
-                    if at_least(mmd2(&gram, &order, n), observed) {
+                    if at_least(sums.mmd2(&order, n), observed) {
                         beaten += 1;
                     }
                 }
@@ -347,30 +359,67 @@ fn at_least(statistic: f64, observed: f64) -> bool {
 /// difference between two statistics.
 const TIE_TOLERANCE: f64 = 1e-9;
 
-/// The unbiased MMD² between the items `order[..n]` and `order[n..]` of a
-/// Gram matrix (with one node sample, its within term is left out: the
-/// same for every permutation's single item, since k(x, x) = 1).
-fn mmd2(gram: &[Vec<f64>], order: &[usize], n: usize) -> f64 {
-    let (x, y) = order.split_at(n);
-    let within = |s: &[usize]| {
-        if s.len() < 2 {
-            return 0.0;
-        }
+/// A Gram matrix with its row sums and total, so that the MMD² of any split
+/// costs the pairs of its smaller side, not every pair of the pool: a
+/// permutation test draws 199 splits of one pool.
+struct GramSums {
+    gram: Vec<Vec<f64>>,
+    /// Each item's kernel values with the others (the diagonal left out).
+    row: Vec<f64>,
+    /// Every pair's kernel value, each pair once.
+    total: f64,
+}
+
+impl GramSums {
+    fn new(gram: Vec<Vec<f64>>) -> Self {
+        let row: Vec<f64> = gram
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                r.iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != i)
+                    .map(|(_, v)| v)
+                    .sum()
+            })
+            .collect();
+        let total = row.iter().sum::<f64>() / 2.0;
+        Self { gram, row, total }
+    }
+
+    /// The kernel values of the pairs within `s`, each pair once.
+    fn within(&self, s: &[usize]) -> f64 {
         let mut sum = 0.0;
         for (a, &i) in s.iter().enumerate() {
             for &j in &s[a + 1..] {
-                sum += gram[i][j];
+                sum += self.gram[i][j];
             }
         }
-        2.0 * sum / (s.len() * (s.len() - 1)) as f64
-    };
-    let mut cross = 0.0;
-    for &i in x {
-        for &j in y {
-            cross += gram[i][j];
-        }
+        sum
     }
-    within(x) + within(y) - 2.0 * cross / (x.len() * y.len()).max(1) as f64
+
+    /// The unbiased MMD² between the items `order[..n]` and `order[n..]`
+    /// (with one node sample, its within term is left out: the same for
+    /// every permutation's single item, since k(x, x) = 1). The smaller
+    /// side's pairs are summed; the cross and other within sums follow from
+    /// the row sums and the total (equal to summing them, up to rounding).
+    fn mmd2(&self, order: &[usize], n: usize) -> f64 {
+        let (x, y) = order.split_at(n);
+        let (small, large) = if x.len() <= y.len() { (x, y) } else { (y, x) };
+        let within_small = self.within(small);
+        let rows_small: f64 = small.iter().map(|&i| self.row[i]).sum();
+        let cross = rows_small - 2.0 * within_small;
+        let within_large = self.total - within_small - cross;
+        let mean_within = |sum: f64, m: usize| {
+            if m < 2 {
+                0.0
+            } else {
+                2.0 * sum / (m * (m - 1)) as f64
+            }
+        };
+        mean_within(within_small, small.len()) + mean_within(within_large, large.len())
+            - 2.0 * cross / (x.len() * y.len()).max(1) as f64
+    }
 }
 
 /// A Gaussian kernel on standardized metric vectors.
@@ -408,11 +457,18 @@ impl Kernel {
         (-squared_distance(a, b) / self.scale).exp()
     }
 
-    /// Every pair's kernel value.
+    /// Every pair's kernel value (symmetric: each pair computed once).
     fn gram(&self, xs: &[Vec<f64>]) -> Vec<Vec<f64>> {
-        xs.iter()
-            .map(|a| xs.iter().map(|b| self.k(a, b)).collect())
-            .collect()
+        let mut gram = vec![vec![0.0; xs.len()]; xs.len()];
+        for (i, a) in xs.iter().enumerate() {
+            gram[i][i] = self.k(a, a);
+            for (j, b) in xs.iter().enumerate().skip(i + 1) {
+                let v = self.k(a, b);
+                gram[i][j] = v;
+                gram[j][i] = v;
+            }
+        }
+        gram
     }
 }
 
@@ -623,7 +679,7 @@ mod tests {
         let mmd_of = |node: Vec<Vec<f64>>| {
             let pool = pooled(node, &reference[10..]);
             let order: Vec<usize> = (0..pool.len()).collect();
-            mmd2(&kernel.gram(&pool), &order, 10)
+            GramSums::new(kernel.gram(&pool)).mmd2(&order, 10)
         };
         let near = reference[..10].to_vec();
         let far: Vec<Vec<f64>> = near
@@ -660,23 +716,74 @@ mod tests {
         assert!((0..20).all(|_| scorer.ejects(&node, &mut rng)));
     }
 
-    #[test]
-    fn the_node_back_in_its_place_is_a_tie_however_the_sums_round() {
-        // The premise of `at_least`: reordering the reference alone changes
-        // MMD² in its last bits, below the observed value as often as not.
-        let honest: Vec<Row> = rows(40, 0.0, 6).into_iter().filter(|r| !r.fraud).collect();
+    /// MMD² by its definition: every pair of each side and every cross pair.
+    fn direct_mmd2(gram: &[Vec<f64>], order: &[usize], n: usize) -> f64 {
+        let (x, y) = order.split_at(n);
+        let within = |s: &[usize]| {
+            if s.len() < 2 {
+                return 0.0;
+            }
+            let mut sum = 0.0;
+            for (a, &i) in s.iter().enumerate() {
+                for &j in &s[a + 1..] {
+                    sum += gram[i][j];
+                }
+            }
+            2.0 * sum / (s.len() * (s.len() - 1)) as f64
+        };
+        let cross: f64 = x
+            .iter()
+            .flat_map(|&i| y.iter().map(move |&j| gram[i][j]))
+            .sum();
+        within(x) + within(y) - 2.0 * cross / (x.len() * y.len()).max(1) as f64
+    }
+
+    fn honest_gram(seed: u64) -> Vec<Vec<f64>> {
+        let honest: Vec<Row> = rows(40, 0.0, seed)
+            .into_iter()
+            .filter(|r| !r.fraud)
+            .collect();
         let refs: Vec<&Row> = honest.iter().collect();
         let kernel = Kernel::fit(&refs);
         let pool: Vec<Vec<f64>> = refs.iter().map(|r| kernel.embed(r)).collect();
-        let gram = kernel.gram(&pool);
-        let identity: Vec<usize> = (0..pool.len()).collect();
-        let observed = mmd2(&gram, &identity, 1);
+        kernel.gram(&pool)
+    }
+
+    #[test]
+    fn mmd_from_row_sums_is_mmd_by_its_definition() {
+        let gram = honest_gram(6);
+        let sums = GramSums::new(gram.clone());
+        let mut rng = SplitMix64::new(11);
+        let mut order: Vec<usize> = (0..gram.len()).collect();
+        for n in [1, 2, 5, 20, 39] {
+            for _ in 0..20 {
+                rng.shuffle(&mut order);
+                let (fast, direct) = (sums.mmd2(&order, n), direct_mmd2(&gram, &order, n));
+                assert!((fast - direct).abs() < 1e-12, "n {n}: {fast} vs {direct}");
+            }
+        }
+        // Negative control: another split gives another value.
+        let identity: Vec<usize> = (0..gram.len()).collect();
+        assert_ne!(sums.mmd2(&identity, 5), sums.mmd2(&identity, 6));
+    }
+
+    #[test]
+    fn the_node_back_in_its_place_is_a_tie_however_the_sums_round() {
+        // The premise of `at_least`: the node's samples back in the node's
+        // place, in another order (and the reference's in another order),
+        // change MMD² in its last bits, below the observed value as often
+        // as not.
+        let sums = GramSums::new(honest_gram(6));
+        let identity: Vec<usize> = (0..sums.gram.len()).collect();
+        let node = 5;
+        let observed = sums.mmd2(&identity, node);
         let mut rng = SplitMix64::new(3);
         let mut below = 0;
         for _ in 0..100 {
             let mut order = identity.clone();
-            rng.shuffle(&mut order[1..]);
-            let tie = mmd2(&gram, &order, 1);
+            rng.shuffle(&mut order[..node]);
+            rng.shuffle(&mut order[node..]);
+            let tie = sums.mmd2(&order, node);
             below += usize::from(tie < observed);
             assert!(at_least(tie, observed), "{tie} vs {observed}");
         }

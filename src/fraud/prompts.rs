@@ -19,12 +19,16 @@ pub const SOURCES: &[&str] = &["gsm8k", "math500", "lcb", "multilingual"];
 /// Prefix of the `source` of a prompt read from a user's file.
 const FILE_SOURCE: &str = "file:";
 
+/// One prompt of a fraud run: every setting's sample i answers prompt i.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prompt {
     /// `source/id`.
     pub id: String,
+    /// Where it comes from: a named source (`gsm8k`, `lcb`, …) or `file:<stem>`.
     pub source: String,
+    /// Language tag (`en` for the datasets; `und` when a user's file gives none).
     pub lang: String,
+    /// The prompt text sent as the user message.
     pub text: String,
 }
 

@@ -22,7 +22,9 @@ use crate::results::provenance::RunInfo;
 use crate::verify;
 use crate::verify::artifact::{Artifact, ModelClaim, Request};
 
+/// The journal file of a run directory: one [`Sample`] per line.
 pub const SAMPLES: &str = "samples.jsonl";
+/// The schema tag of a simulate-fraud run's `meta.json`.
 pub const SCHEMA: &str = "nsed.fraud/v1";
 
 /// What must not change when a run is resumed. Attacks are not part of it:
@@ -30,7 +32,9 @@ pub const SCHEMA: &str = "nsed.fraud/v1";
 /// the same honest samples.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fingerprint {
+    /// The model every executor claims to run (registry id or path).
     pub claimed: String,
+    /// sha256 (hex) of the claimed model's GGUF file.
     pub claimed_sha256: String,
     /// The validator's weights.
     pub validator: Precision,
@@ -38,23 +42,32 @@ pub struct Fingerprint {
     pub honest: Precision,
     /// Why honest artifacts differ from the validator's replay at all.
     pub honest_disagreement: String,
+    /// The prompt sources: a name, or a file's path with the sha256 of its bytes.
     pub sources: Vec<String>,
+    /// Sampling temperature of the honest executor.
     pub temperature_honest: f64,
+    /// Sampling temperature of the cheating executors.
     pub temperature_fraud: f64,
+    /// Most output tokens per sample.
     pub max_tokens: usize,
     /// Top log-probabilities per position in the artifacts.
     pub top_k: usize,
+    /// The run's seed; sample i is requested with seed + i.
     pub seed: u64,
 }
 
+/// A run's `meta.json`: its [`Fingerprint`] and one [`RunInfo`] per invocation.
 pub type Meta = journal::Meta<Fingerprint, RunInfo>;
+/// The open journal of a run's samples (`samples.jsonl`).
 pub type SampleJournal = Journal<Sample>;
 
 /// Per-position summary of one replay (`None` where a value is undefined:
 /// JSON has no NaN).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Positions {
+    /// The executor's logprob of its chosen token at each position.
     pub executor_logprob: Vec<Option<f32>>,
+    /// The validator's logprob of the executor's token at each position.
     pub validator_logprob: Vec<Option<f32>>,
     /// Gonka's per-position distance d_i.
     pub gonka_d: Vec<Option<f32>>,
@@ -68,18 +81,27 @@ pub struct Positions {
 /// One honest or fraudulent artifact and what the validator made of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
+    /// The journal key, `<setting>/<index>` (see [`key`]).
     pub key: String,
+    /// Honest or fraudulent executor.
     pub role: Role,
     /// `honest` or the attack's label.
     pub setting: String,
+    /// The sample's index within its setting; sample i of every setting answers the same prompt.
     pub index: usize,
+    /// The prompt's id (`<source>/<id>`).
     pub prompt: String,
+    /// The prompt's language tag (`en`; `und` when a user's file gives none).
     pub lang: String,
+    /// The executor's sampling temperature (honest or cheater's, per the fingerprint).
     pub temperature: f64,
+    /// The request's seed: the run's seed plus `index`.
     pub seed: u64,
+    /// The request's inference id, `<setting>-<index>`.
     pub inference_id: String,
     /// Output length N.
     pub tokens: usize,
+    /// Why generation ended (`eos`, `stop`, `length`, `context`); empty when unknown.
     pub finish: String,
     /// A failure before any distance (e.g. the prompt re-tokenizes differently).
     pub precheck: Option<String>,
@@ -93,10 +115,13 @@ pub struct Sample {
     /// against the uniform law (absent in runs made before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rank_uniformity_p: Option<f64>,
+    /// Wall time of the executor's generation, seconds (its share of the batch when batched).
     pub executor_seconds: f64,
+    /// Wall time of the validator's teacher-forced replay, seconds.
     pub validator_seconds: f64,
     /// Set when the sample could not be produced; it then has no metrics.
     pub error: Option<String>,
+    /// Per-position figures of the replay (empty when the sample failed).
     pub positions: Positions,
 }
 
@@ -137,6 +162,7 @@ pub fn plan(
 
 /// The loaded executors and validator of one run.
 pub struct Lab {
+    /// The run's fingerprint: what every sample depends on.
     pub fp: Fingerprint,
     validator: Runtime,
     honest: Runtime,

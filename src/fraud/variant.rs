@@ -43,6 +43,7 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// The precision's name in records and tables (`f32`, `q8_0`, `q4_0`, …).
     pub fn name(self) -> &'static str {
         match self {
             Self::File => "file",
@@ -71,7 +72,9 @@ impl Precision {
 /// What loading a variant did to the weights.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VariantReport {
+    /// The precision the weights were loaded at; `None` in a default (empty) report.
     pub precision: Option<Precision>,
+    /// Weight tensors loaded (each converted to `precision`, or kept as is for `file`).
     pub tensors: usize,
     /// Tensors whose row length forbade the target type: (name, type used).
     pub fallbacks: Vec<(String, String)>,

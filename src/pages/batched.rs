@@ -28,8 +28,11 @@ pub struct BatchedRow {
     /// before sessions were recorded; those make no table).
     #[serde(default)]
     pub session: Option<String>,
+    /// The model benchmarked (its registry id).
     pub model: String,
+    /// Which interleaved round of the session the row comes from.
     pub round: usize,
+    /// B: sequences decoded together per forward pass.
     pub batch: usize,
     /// Aggregate decode tokens/s of all B sequences.
     pub decode: f64,
@@ -39,6 +42,7 @@ pub struct BatchedRow {
     /// The nsed build (commit).
     #[serde(default)]
     pub commit: Option<String>,
+    /// The CPU's model name (from `lscpu`), when recorded.
     #[serde(default)]
     pub cpu: Option<String>,
     /// llama.cpp's build flavour (`native`, `avx2`).
@@ -46,6 +50,7 @@ pub struct BatchedRow {
     pub isa: Option<String>,
 }
 
+/// Every row of `<results>/perf/batched.jsonl`.
 pub fn read(results: &Path) -> Result<Vec<BatchedRow>, TablesError> {
     read_jsonl(&results.join("perf").join("batched.jsonl"))
 }

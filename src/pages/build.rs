@@ -13,13 +13,18 @@ use crate::results::output::write_atomic;
 
 /// One page: what goes into the index page (title and main tables) and the rest.
 pub struct Built {
+    /// The table's name: the page's file stem and the `nsed report tables` argument.
     pub table: &'static str,
+    /// The page's title.
     pub title: String,
     /// What the data say, generated: markdown bullets (empty: the page
     /// has none yet).
     pub findings: Vec<String>,
+    /// The main tables (markdown), shown on the page and on the index page.
     pub summary: String,
+    /// Markdown after the main tables (per-run sections, figures, notes).
     pub details: String,
+    /// The page's data as CSV, written beside it as `<table>.csv`.
     pub csv: String,
     /// What could not be made (a figure without a font), for the caller to
     /// show; the page is complete without it.

@@ -26,13 +26,18 @@ const COLUMNS: [(&str, bool, &str); 8] = [
     ("lcb", false, "LCB v1 public"),
 ];
 
+/// The code datasets: their runs make the code page, not the deliberation page.
 pub const CODE_SETS: [&str; 3] = ["humaneval", "mbpp", "lcb"];
 
 /// One bench run, summarized over the items it has done.
 pub struct BenchRun {
+    /// The run directory's name under `runs/`.
     pub name: String,
+    /// The run's directory.
     pub dir: PathBuf,
+    /// The run's `meta.json`: its fingerprint (dataset, roster, settings).
     pub meta: Meta,
+    /// Each method's accuracy, tokens and seconds over the finished items.
     pub summaries: Vec<MethodSummary<MethodKey>>,
     /// NSED against every other method on the same items.
     pub pairs: Vec<Paired<MethodKey>>,
@@ -43,6 +48,7 @@ pub struct BenchRun {
 }
 
 impl BenchRun {
+    /// The run's dataset name (e.g. `gsm8k`).
     pub fn dataset(&self) -> &str {
         &self.meta.fingerprint.dataset
     }
@@ -55,14 +61,17 @@ impl BenchRun {
             .unwrap_or(COLUMNS.len())
     }
 
+    /// The name of the run's roster.
     pub fn roster(&self) -> &str {
         &self.meta.fingerprint.roster.name
     }
 
+    /// Items done: the largest item count over the methods' summaries.
     pub fn items(&self) -> usize {
         self.summaries.iter().map(|s| s.n).max().unwrap_or(0)
     }
 
+    /// Whether the run's dataset is a code set ([`CODE_SETS`]).
     pub fn is_code(&self) -> bool {
         CODE_SETS.contains(&self.dataset())
     }

@@ -15,8 +15,11 @@ use crate::results::csv_text::csv_text;
 /// One `nsed determinism --json` report.
 #[derive(Debug, Clone, Deserialize)]
 pub struct DeterminismReport {
+    /// The model studied (as given to `nsed determinism`).
     pub model: String,
+    /// One study per thread count.
     pub runs: Vec<DeterminismRun>,
+    /// Whether every thread count gives the same output and logits hashes.
     pub identical_across_thread_counts: bool,
 }
 
@@ -41,6 +44,7 @@ pub fn read_reports(results: &Path) -> Result<Vec<DeterminismReport>, TablesErro
         .collect()
 }
 
+/// The determinism table: one row per model and thread count.
 pub fn markdown(reports: &[DeterminismReport]) -> String {
     if reports.is_empty() {
         return "No determinism reports yet.\n".into();
@@ -82,6 +86,7 @@ pub fn markdown(reports: &[DeterminismReport]) -> String {
     out
 }
 
+/// Every report's runs as CSV, one row per model and thread count.
 pub fn csv(reports: &[DeterminismReport]) -> String {
     let header = [
         "model",

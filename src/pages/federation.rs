@@ -13,11 +13,15 @@ use crate::results::csv_text::csv_text;
 /// What `scripts/federation-demo.sh` measured.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Demo {
+    /// GSM8K items run, in each setup.
     pub items: usize,
+    /// Most new tokens per answer.
     pub max_tokens: usize,
     /// Agents and orchestrator in separate network namespaces.
     pub netns: bool,
+    /// Wall time of the run with every agent in process, seconds.
     pub local_seconds: f64,
+    /// Wall time of the run with the agents as separate processes over NATS, seconds.
     pub remote_seconds: f64,
     /// Whether the remote run's items equal the in-process run's (timings
     /// and signatures aside).
@@ -27,10 +31,12 @@ pub struct Demo {
     /// The remote run's federation counters.
     #[serde(default)]
     pub counters: serde_json::Value,
+    /// `nats-server --version` of the server used; empty when not recorded.
     #[serde(default)]
     pub nats_server: String,
 }
 
+/// Read `<results>/federation/demo.json`; `None` when the demo has not been run.
 pub fn read(results: &Path) -> Result<Option<Demo>, TablesError> {
     let path = results.join("federation").join("demo.json");
     if !path.exists() {
@@ -41,6 +47,7 @@ pub fn read(results: &Path) -> Result<Option<Demo>, TablesError> {
         .map_err(|e| parse_error(&path, e))
 }
 
+/// The federation page's tables: setup, both runs' wall times, and the transport figures.
 pub fn markdown(d: &Demo) -> String {
     let setup = if d.netns {
         "two hosts on one machine: the agents in network namespace `nsed-agents`, the \
@@ -87,6 +94,7 @@ pub fn markdown(d: &Demo) -> String {
     out
 }
 
+/// The demo's figures as a one-row CSV.
 pub fn csv(d: &Demo) -> String {
     let header = [
         "items",

@@ -18,8 +18,12 @@ use crate::results::csv_text::csv_text;
 
 /// One simulate-fraud run, analyzed.
 pub struct FraudRun {
+    /// The run's directory.
     pub dir: PathBuf,
+    /// The run's `meta.json`: its fingerprint (claimed model, precisions, temperatures) and
+    /// invocations.
     pub meta: Meta,
+    /// Every metric's in-sample detection figures.
     pub analysis: Analysis,
     /// Every detector under the held-out protocol.
     pub held_out: Vec<HeldOut>,

@@ -17,7 +17,9 @@ use crate::results::provenance::RunInfo;
 /// What [`write()`] produced: the page, and why the figures are missing when
 /// they are (no font, say; the tables are written either way).
 pub struct RunReport {
+    /// The page's markdown, as written to `report.md`.
     pub markdown: String,
+    /// Why the figures are missing; `None` when they were drawn.
     pub figures_error: Option<String>,
 }
 

@@ -45,52 +45,94 @@ pub const TABLES: [&str; 6] = [
     "federation",
 ];
 
+/// Why a results table or run page cannot be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TablesError {
+    /// A file or directory cannot be read or listed.
     #[error("{path}: {source}")]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// A data file (JSON, JSON lines) does not parse as expected.
     #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (with the line for JSON lines).
+        message: String,
+    },
+    /// A table name is not one of [`TABLES`].
     #[error(
         "unknown table `{0}` (tables: deliberation, code, fraud, determinism, perf, federation)"
     )]
     UnknownTable(String),
+    /// The file to splice into lacks the begin/end markers (file, begin marker, end marker).
     #[error("{0}: no `{1}` … `{2}` markers to replace; add them where the generated text belongs")]
     NoMarkers(PathBuf, &'static str, &'static str),
+    /// Reading a bench run's records fails.
     #[error(transparent)]
     Bench(#[from] crate::bench::BenchError),
+    /// A run journal (`meta.json` or records) cannot be read.
     #[error(transparent)]
     Journal(#[from] crate::results::journal::JournalError),
+    /// The directory has no readable bench-run `meta.json`.
     #[error("{} is not a bench run directory", dir.display())]
     NotARun {
+        /// The directory given.
         dir: PathBuf,
+        /// Why its `meta.json` cannot be read.
         source: crate::results::journal::JournalError,
     },
+    /// A judge, protocol or budget page is asked of a code-set run (no per-proposal grades).
     #[error(
         "{}: `{dataset}` is a code set; judges, protocols and budgets need graded answers, \
          which only math sets record per proposal",
         dir.display()
     )]
-    CodeSet { dir: PathBuf, dataset: String },
+    CodeSet {
+        /// The run's directory.
+        dir: PathBuf,
+        /// The run's dataset (a code set).
+        dataset: String,
+    },
+    /// The runs record no judge evaluations (only `--method nsed` or `qv` runs have them).
     #[error("no evaluations in these runs: judges are measured on runs with --method nsed or qv")]
     NoEvaluations,
+    /// Writing an output file fails.
     #[error(transparent)]
     Output(#[from] crate::results::output::OutputError),
+    /// A simulate-fraud run cannot be read or analyzed.
     #[error(transparent)]
     Fraud(#[from] crate::fraud::FraudError),
+    /// A simulate-fraud run has too few samples for held-out detection rates.
     #[error(
         "{}: too few samples for held-out detection rates (needs {prompts} prompts with an \
          honest and a fraud sample); resume the run with more --samples-honest/--samples-fraud",
         dir.display()
     )]
-    TooFewSamples { dir: PathBuf, prompts: usize },
+    TooFewSamples {
+        /// The run's directory.
+        dir: PathBuf,
+        /// Prompts needed, each with an honest and a fraud sample.
+        prompts: usize,
+    },
+    /// The economics `--detector` is not one the run's held-out evaluation has.
     #[error("--detector `{detector}` is not a detector of this run; use one of: {known}")]
-    UnknownDetector { detector: String, known: String },
+    UnknownDetector {
+        /// The detector asked for.
+        detector: String,
+        /// The run's detectors, comma-separated.
+        known: String,
+    },
+    /// No attack of the run has its weights in `variants.json`, so there is nothing to price.
     #[error("{}: no attack's weights are in variants.json", dir.display())]
-    NoAttacks { dir: PathBuf },
+    NoAttacks {
+        /// The run's directory.
+        dir: PathBuf,
+    },
 }
 
 pub(crate) fn read_text(path: &Path) -> Result<String, TablesError> {
@@ -144,19 +186,26 @@ pub fn parse_only(list: &str) -> Result<Vec<String>, TablesError> {
 /// table's experiments.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Stamp {
+    /// The table the stamp is for (one of [`TABLES`]).
     pub table: String,
     /// `full` or `ci`.
     pub scale: String,
     /// The command line that ran the experiments.
     pub command: String,
+    /// When the experiments started (UTC, `YYYY-MM-DDTHH:MM:SSZ`).
     pub started: String,
+    /// When the experiments finished (UTC, `YYYY-MM-DDTHH:MM:SSZ`): when the stamp was written.
     pub finished: String,
+    /// The git commit of the nsed build (`-dirty` when the code had changes).
     pub commit: String,
+    /// The CPU's model name.
     pub cpu: String,
+    /// CPU cores available to the experiments.
     pub cores: usize,
     /// The qmm kernel path (`avx2`, `avx512vnni`, …); empty in older stamps.
     #[serde(default)]
     pub kernel: String,
+    /// Version of the nsed that wrote the stamp.
     pub nsed_version: String,
     /// (model id, GGUF sha256).
     pub models: Vec<(String, String)>,
@@ -165,6 +214,7 @@ pub struct Stamp {
 }
 
 impl Stamp {
+    /// Where a table's stamp lives: `<results>/stamps/<table>.json`.
     pub fn path(results: &Path, table: &str) -> PathBuf {
         results.join("stamps").join(format!("{table}.json"))
     }
@@ -181,6 +231,7 @@ impl Stamp {
             .map_err(|e| parse_error(&path, e))
     }
 
+    /// The stamp as a markdown quote: command, scale, times, commit, CPU, models and data.
     pub fn markdown(&self) -> String {
         let short = |s: &str| s[..s.len().min(12)].to_string();
         let list = |v: &[(String, String)]| {
@@ -222,8 +273,11 @@ impl Stamp {
 /// A finished page: markdown, and the CSV of its main table.
 #[derive(Debug, Clone)]
 pub struct Page {
+    /// The table's name (one of [`TABLES`]).
     pub table: String,
+    /// The whole page, in markdown.
     pub markdown: String,
+    /// The CSV of the page's main table.
     pub csv: String,
 }
 
@@ -289,9 +343,11 @@ pub fn percent_ci(p: f64, lo: f64, hi: f64) -> String {
 
 /// The markers of an index page's tables section.
 pub const RESULTS_BEGIN: &str = "<!-- results:begin -->";
+/// End marker of an index page's tables section.
 pub const RESULTS_END: &str = "<!-- results:end -->";
 /// The markers of a file's generated findings.
 pub const FINDINGS_BEGIN: &str = "<!-- findings:begin -->";
+/// End marker of a file's generated findings.
 pub const FINDINGS_END: &str = "<!-- findings:end -->";
 
 /// Replace what lies between the results markers of an index page with `body`.

@@ -19,13 +19,18 @@ use crate::stats::median;
 pub struct Measurement {
     /// `nsed`, `llama.cpp`, or `llama.cpp-rss` (llama-bench's peak RSS).
     pub tool: String,
+    /// The model measured (registry id).
     pub model: String,
+    /// Path of the GGUF file measured.
     #[serde(default)]
     pub file: Option<String>,
+    /// Prefill tokens/s (nsed and `llama.cpp` lines).
     #[serde(default)]
     pub prefill: Option<f64>,
+    /// Decode tokens/s (nsed and `llama.cpp` lines).
     #[serde(default)]
     pub decode: Option<f64>,
+    /// Peak resident memory, MiB (nsed and `llama.cpp-rss` lines).
     #[serde(default)]
     pub rss_mib: Option<f64>,
     /// llama.cpp's build commit.
@@ -47,6 +52,7 @@ impl Measurement {
     }
 }
 
+/// Every measurement in `<results>/perf/raw.jsonl`.
 pub fn read(results: &Path) -> Result<Vec<Measurement>, TablesError> {
     read_jsonl(&results.join("perf").join("raw.jsonl"))
 }
@@ -54,21 +60,31 @@ pub fn read(results: &Path) -> Result<Vec<Measurement>, TablesError> {
 /// A model's medians under one pairing: (nsed, llama.cpp) prefill, decode and RSS.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
+    /// The model (registry id).
     pub model: String,
     /// nsed's kernel path (empty where the data did not record it).
     pub kernel: String,
     /// llama.cpp's build flavour for this pairing, if llama.cpp ran.
     pub llama_isa: Option<String>,
+    /// Size of the GGUF file, MiB; `None` when the file is not on this machine.
     pub file_mib: Option<f64>,
+    /// Number of nsed measurements (rounds) behind the medians.
     pub rounds: usize,
+    /// Median nsed prefill tokens/s.
     pub nsed_prefill: Option<f64>,
+    /// Median llama.cpp prefill tokens/s.
     pub llama_prefill: Option<f64>,
+    /// Median nsed decode tokens/s.
     pub nsed_decode: Option<f64>,
+    /// Median llama.cpp decode tokens/s.
     pub llama_decode: Option<f64>,
+    /// Median nsed peak RSS, MiB.
     pub nsed_rss: Option<f64>,
+    /// Median llama.cpp peak RSS, MiB.
     pub llama_rss: Option<f64>,
 }
 
+/// One row per (pairing, model), in order of first appearance, each cell a median over rounds.
 pub fn rows(ms: &[Measurement]) -> Vec<Row> {
     let mut keys: Vec<(String, &str)> = Vec::new();
     for m in ms {
@@ -123,6 +139,7 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
+/// The speed table: one row per model and pairing, with nsed / llama.cpp ratios.
 pub fn markdown(ms: &[Measurement]) -> String {
     let rows = rows(ms);
     if rows.is_empty() {
@@ -168,6 +185,7 @@ pub fn markdown(ms: &[Measurement]) -> String {
     out
 }
 
+/// The speed table as CSV, one row per model and pairing (cells with three decimals).
 pub fn csv(ms: &[Measurement]) -> String {
     let opt = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.3}"));
     let header = [

@@ -7,12 +7,20 @@ use std::sync::OnceLock;
 
 use plotters::prelude::*;
 
+/// Why a figure could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum FigureError {
+    /// No TrueType font could be read (neither `$NSED_FONT` nor a usual system path).
     #[error("no TrueType font for figure text: install fonts-dejavu-core or set NSED_FONT to a .ttf file")]
     NoFont,
+    /// Drawing or writing one of the figure's files failed.
     #[error("cannot draw {path}: {message}")]
-    Draw { path: PathBuf, message: String },
+    Draw {
+        /// The PNG or SVG file being drawn.
+        path: PathBuf,
+        /// The plotting library's error.
+        message: String,
+    },
 }
 
 const FONT_PATHS: &[&str] = &[
@@ -47,7 +55,9 @@ fn font_ready() -> bool {
 /// One named line of a chart.
 #[derive(Debug, Clone, Default)]
 pub struct Series {
+    /// The series' name in the legend.
     pub name: String,
+    /// The (x, y) points, in drawing order.
     pub points: Vec<(f64, f64)>,
     /// Per point, the (low, high) of its y interval, drawn as an error bar
     /// (empty: none).
@@ -59,10 +69,15 @@ pub struct Series {
 
 /// A line chart: axes, labels and ranges.
 pub struct LineChart<'a> {
+    /// The chart's title.
     pub title: String,
+    /// The x axis's label.
     pub x_label: &'a str,
+    /// The y axis's label.
     pub y_label: &'a str,
+    /// The x axis's (min, max).
     pub x_range: (f64, f64),
+    /// The y axis's (min, max).
     pub y_range: (f64, f64),
     /// Category names for integer x positions (e.g. length bins), if any.
     pub x_names: Option<&'a [&'a str]>,
@@ -206,11 +221,15 @@ fn draw<DB: DrawingBackend>(
 
 /// A point with its 95% interval per named category (e.g. each judge's AUC).
 pub struct IntervalChart<'a> {
+    /// The chart's title.
     pub title: String,
+    /// The y axis's label.
     pub y_label: &'a str,
+    /// The y axis's (min, max).
     pub y_range: (f64, f64),
     /// A dashed horizontal line (chance level), if any.
     pub reference: Option<f64>,
+    /// The categories along the x axis, in order.
     pub names: &'a [String],
 }
 

@@ -15,30 +15,50 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+/// Why a run journal could not be opened, resumed, read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
+    /// A file or directory of the journal could not be created, read, written or locked.
     #[error("{path}: {source}")]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// The directory already holds a run and `--resume` was not given, the run was made with
+    /// other settings, or its `meta.json` does not parse.
     #[error("{0}")]
     Resume(String),
+    /// A record or `meta.json` could not be serialized or written.
     #[error("cannot write results: {0}")]
     Write(String),
+    /// Another process holds the directory's lock (`<dir>/.lock`).
     #[error("{dir} is in use by another nsed run (it holds {dir}/.lock); wait for it to end or choose another --out")]
-    Busy { dir: PathBuf },
+    Busy {
+        /// The journal's directory.
+        dir: PathBuf,
+    },
+    /// A key occurs twice in the journal's lines.
     #[error("{path}:{line}: `{key}` was already recorded on line {first}; the file was written by two runs at once or edited: remove the duplicate")]
     Duplicate {
+        /// The lines file.
         path: PathBuf,
+        /// The 1-based line of the repeat.
         line: usize,
+        /// The 1-based line where the key was first recorded.
         first: usize,
+        /// The repeated key.
         key: String,
     },
+    /// A complete line is not a record (a torn last line is cut, not an error).
     #[error("{path}:{line}: not a result line: {message}")]
     Corrupt {
+        /// The lines file.
         path: PathBuf,
+        /// The 1-based number of the bad line.
         line: usize,
+        /// Why the line does not parse.
         message: String,
     },
 }
@@ -52,19 +72,23 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
 
 /// One line of a journal, identified by a key unique within the run.
 pub trait Record: Serialize + DeserializeOwned {
+    /// The record's key, unique within the run (e.g. the item id).
     fn key(&self) -> String;
 }
 
 /// `meta.json`: what the run is (`fingerprint`) and who ran it when (`runs`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Meta<F, I> {
+    /// The journal format's id (e.g. `nsed.fraud/v1`).
     pub schema: String,
+    /// The settings that must not change across resumes of the run.
     pub fingerprint: F,
     /// One entry per invocation (a resumed run has several).
     pub runs: Vec<I>,
 }
 
 impl<F: DeserializeOwned, I: DeserializeOwned> Meta<F, I> {
+    /// Read `<dir>/meta.json`.
     pub fn read(dir: &Path) -> Result<Self, JournalError> {
         let path = dir.join("meta.json");
         let text = std::fs::read_to_string(&path).map_err(io(&path))?;
@@ -75,6 +99,7 @@ impl<F: DeserializeOwned, I: DeserializeOwned> Meta<F, I> {
 
 /// An open journal, appending to `<dir>/<lines>`.
 pub struct Journal<R> {
+    /// The run's directory.
     pub dir: PathBuf,
     /// Keys of the records already written.
     pub done: HashSet<String>,

@@ -14,10 +14,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// A result file could not be written.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write {path}: {source}")]
 pub struct OutputError {
+    /// The target file.
     pub path: PathBuf,
+    /// The underlying I/O error.
     pub source: std::io::Error,
 }
 

@@ -6,16 +6,23 @@ use serde::{Deserialize, Serialize};
 /// What produced a run, stored in its `meta.json` beside the settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunInfo {
+    /// When the invocation started, UTC (`YYYY-MM-DDTHH:MM:SSZ`).
     pub started: String,
+    /// The git commit of the code (`-dirty` with uncommitted changes; `unknown` outside git).
     pub commit: String,
+    /// The nsed crate version.
     pub nsed_version: String,
+    /// The CPU model name (`unknown` when it cannot be read).
     pub host_cpu: String,
     /// The qmm kernel path that ran (`avx2`, `avx512vnni`, …); every path
     /// gives the same bits, so it explains speed, not results.
     #[serde(default)]
     pub kernel: String,
+    /// Worker threads of the compute pool.
     pub threads: usize,
+    /// `(model id, sha256)` of every model the run used.
     pub models: Vec<(String, String)>,
+    /// The command line, program name first.
     pub command: Vec<String>,
     /// Code sets: the protections the sandbox actually applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]

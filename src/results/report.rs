@@ -11,25 +11,38 @@ use crate::stats::{mcnemar_exact, wilson};
 /// `MethodKey`, or any label).
 #[derive(Debug, Clone, Serialize)]
 pub struct MethodSummary<M = String> {
+    /// The method summarized.
     pub method: M,
+    /// Items summarized.
     pub n: usize,
+    /// Items answered correctly.
     pub correct: usize,
+    /// Items where no answer was found.
     pub no_answer: usize,
     /// Cut at the token limit without a boxed answer (counted as wrong).
     pub truncated: usize,
+    /// `correct / n`, as a fraction (0 with no items).
     pub accuracy: f64,
+    /// Lower bound of the accuracy's Wilson 95% interval, as a fraction.
     pub ci_low: f64,
+    /// Upper bound of the accuracy's Wilson 95% interval, as a fraction.
     pub ci_high: f64,
+    /// Mean prompt tokens per item.
     pub prompt_tokens_per_item: f64,
+    /// Mean generated tokens per item.
     pub generated_tokens_per_item: f64,
+    /// Mean inference seconds (prefill + decode) per item.
     pub seconds_per_item: f64,
 }
 
 /// A paired comparison against the reference method.
 #[derive(Debug, Clone, Serialize)]
 pub struct Paired<M = String> {
+    /// The method compared.
     pub method: M,
+    /// The method it is compared with.
     pub reference: M,
+    /// Items paired (the shorter of the two lists).
     pub n: usize,
     /// Items the reference got right and this method wrong.
     pub reference_only: usize,
@@ -37,20 +50,28 @@ pub struct Paired<M = String> {
     pub method_only: usize,
     /// Reference accuracy minus this method's, in points.
     pub difference_points: f64,
+    /// Two-sided exact McNemar p-value of the discordant counts (1 when there are none).
     pub p_value: f64,
 }
 
 /// One method's outcome on one item.
 #[derive(Debug, Clone, Copy)]
 pub struct ItemOutcome {
+    /// The answer was graded correct.
     pub correct: bool,
+    /// No answer was found.
     pub no_answer: bool,
+    /// Cut at the token limit without a boxed answer (counted as wrong).
     pub truncated: bool,
+    /// Prompt tokens the method spent on the item.
     pub prompt_tokens: usize,
+    /// Tokens the method generated for the item.
     pub generated_tokens: usize,
+    /// Inference seconds (prefill + decode) the method spent on the item.
     pub seconds: f64,
 }
 
+/// Summarize one method's outcomes: accuracy with its Wilson interval and per-item means.
 pub fn summarize<M>(method: M, rows: &[ItemOutcome]) -> MethodSummary<M> {
     let n = rows.len();
     let correct = rows.iter().filter(|r| r.correct).count();
@@ -102,6 +123,8 @@ pub fn paired<M>(reference: (M, &[bool]), method: (M, &[bool])) -> Paired<M> {
     }
 }
 
+/// The markdown summary: one row per method, then the paired comparisons, if any, against
+/// the first pair's reference.
 pub fn markdown<M: std::fmt::Display>(
     summaries: &[MethodSummary<M>],
     pairs: &[Paired<M>],
@@ -141,6 +164,7 @@ pub fn markdown<M: std::fmt::Display>(
     s
 }
 
+/// The CSV summary: [`SUMMARY_CSV_HEADER`], then one row per method.
 pub fn csv<M: std::fmt::Display>(summaries: &[MethodSummary<M>]) -> String {
     csv_text(&SUMMARY_CSV_HEADER, summaries.iter().map(summary_csv_row))
 }

@@ -37,12 +37,16 @@ use seccompiler::{
 /// Why the floor cannot be built or installed.
 #[derive(Debug, thiserror::Error)]
 pub enum FloorError {
+    /// The kernel has no usable Landlock (the text says why).
     #[error("Landlock is not available ({0}); it needs Linux >= 5.13 with `landlock` in the lsm= boot parameter (CONFIG_SECURITY_LANDLOCK)")]
     NoLandlock(&'static str),
+    /// seccompiler cannot build filters for this CPU architecture.
     #[error("seccomp filters are not supported on this architecture")]
     UnsupportedArch,
+    /// Building the seccomp filter failed.
     #[error("cannot build the seccomp filter: {0}")]
     Seccomp(String),
+    /// Building the Landlock ruleset (or adding a path to it) failed.
     #[error("cannot build the Landlock ruleset: {0}")]
     Ruleset(String),
 }

@@ -51,21 +51,37 @@ use floor::Floor;
 /// an [`Execution`] with a failing [`Status`]).
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
+    /// No executable `python3` was found and none was given; the text lists the paths tried.
     #[error("no python3 found (looked in {0}); install python3 or pass --python")]
     NoPython(String),
+    /// The interpreter fails to run even under the baseline protections.
     #[error("{path} does not run in the sandbox: {message}")]
-    PythonUnusable { path: PathBuf, message: String },
+    PythonUnusable {
+        /// The interpreter tried.
+        path: PathBuf,
+        /// What went wrong when it ran in the sandbox.
+        message: String,
+    },
+    /// The run's temporary directory or program file could not be made.
     #[error("cannot prepare the sandbox directory: {0}")]
     Scratch(io::Error),
+    /// The sandboxed process could not be started.
     #[error("cannot start the sandboxed program: {0}")]
     Spawn(io::Error),
+    /// Waiting for the sandboxed process failed.
     #[error("cannot wait for the sandboxed program: {0}")]
     Wait(io::Error),
+    /// A protection could not be set up for this run (the run's Landlock ruleset, or a step
+    /// in the child before exec).
     #[error("sandbox setup failed at {step}: {source}")]
     Setup {
+        /// The step that failed.
         step: &'static str,
+        /// Its OS error.
         source: io::Error,
     },
+    /// Under [`Policy::Require`], this machine cannot contain a program; the text says what is
+    /// missing and how to allow it.
     #[error("{0}")]
     Refused(String),
 }
@@ -120,6 +136,7 @@ impl Layer {
         !matches!(self, Layer::Rlimits | Layer::None)
     }
 
+    /// The layer's name in logs and result headers.
     pub fn name(self) -> &'static str {
         match self {
             Layer::RootNamespaces => "root namespaces",
@@ -163,7 +180,9 @@ impl Guards {
 /// How to isolate, and whether to run at all when that is not possible.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Isolation {
+    /// Whether to run when the sandbox cannot contain a program.
     pub policy: Policy,
+    /// The strongest layer the probe may use.
     pub layer: LayerChoice,
 }
 
@@ -205,12 +224,17 @@ impl Default for Limits {
 /// Which protections actually apply on this machine (recorded with results).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Protections {
+    /// The Python interpreter that runs the programs.
     pub python: PathBuf,
     /// `python3 -I`, empty environment, fresh temp dir, own process group,
     /// rlimits, wall-clock kill of the group, capped output: always.
     pub baseline: bool,
+    /// The program runs under a private uid (only as root).
     pub private_uid: bool,
+    /// The program runs in a network namespace with no interface up.
     pub network_namespace: bool,
+    /// World-writable directories are fresh tmpfs in a private mount namespace (root's
+    /// fallback where a private root is refused).
     pub private_tmp: bool,
     /// PID namespace, minimal read-only root, private `/proc`, tmpfs quota.
     #[serde(default)]
@@ -234,6 +258,7 @@ pub struct Protections {
     /// Whether the run insisted on containment.
     #[serde(default)]
     pub policy: Option<Policy>,
+    /// The resource limits of every run.
     pub limits: Limits,
     /// Why each missing protection is missing.
     pub missing: Vec<String>,
@@ -269,11 +294,14 @@ impl Protections {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Status {
+    /// The program exited by itself.
     Exited {
+        /// Its exit code.
         code: i32,
     },
     /// Killed by a signal: SIGXCPU (24) means the CPU-seconds limit.
     Signaled {
+        /// The signal's number.
         signal: i32,
     },
     /// The wall-clock limit passed; the group was killed.
@@ -285,9 +313,13 @@ pub enum Status {
 /// What a run did.
 #[derive(Clone, Debug)]
 pub struct Execution {
+    /// How the run ended.
     pub status: Status,
+    /// What the program wrote to stdout, at most `Limits::output_bytes`.
     pub stdout: Vec<u8>,
+    /// What the program wrote to stderr, at most `Limits::output_bytes`.
     pub stderr: Vec<u8>,
+    /// Wall-clock time of the run.
     pub wall: Duration,
     /// Processes of the run still alive when its main process ended (or was
     /// killed), all killed since; counted only with a private uid.
@@ -301,10 +333,12 @@ impl Execution {
         self.status == Status::Exited { code: 0 } && self.leftovers_killed == 0
     }
 
+    /// stdout as text (invalid UTF-8 replaced).
     pub fn stdout_text(&self) -> String {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
 
+    /// stderr as text (invalid UTF-8 replaced).
     pub fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr).into_owned()
     }
@@ -313,8 +347,11 @@ impl Execution {
 /// One program to run: its source, what it reads on stdin, its wall limit.
 #[derive(Clone, Debug)]
 pub struct Job {
+    /// The Python source, run as `main.py`.
     pub program: String,
+    /// The bytes fed to its stdin.
     pub stdin: Vec<u8>,
+    /// Wall-clock limit; past it the run's process group is killed.
     pub wall: Duration,
 }
 
@@ -391,6 +428,7 @@ impl Sandbox {
         Ok(sandbox)
     }
 
+    /// The protections in force, as probed.
     pub fn protections(&self) -> &Protections {
         &self.protections
     }

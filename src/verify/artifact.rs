@@ -35,17 +35,33 @@ const MAX_PROMPT_IDS: usize = 131_072;
 /// A logprob above zero by more than rounding is not a log-probability.
 const POSITIVE_TOLERANCE: f64 = 1e-6;
 
+/// Why an artifact or request file cannot be read: I/O, bad JSON, or a broken invariant.
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
+    /// The artifact or request file cannot be opened or read.
     #[error("cannot read artifact {path}: {source}")]
     Io {
+        /// The file's path.
         path: PathBuf,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// The file is not JSON, or not JSON of an artifact's (or request's) shape.
     #[error("artifact {path} is not valid JSON for an artifact: {detail}")]
-    Json { path: PathBuf, detail: String },
+    Json {
+        /// The file's path.
+        path: PathBuf,
+        /// The parser's message, with a hint when the cause is known.
+        detail: String,
+    },
+    /// The JSON parses but is unusable: an unknown schema, a broken invariant, a bad request.
     #[error("artifact {path}: {detail}")]
-    Invalid { path: PathBuf, detail: String },
+    Invalid {
+        /// The file's path.
+        path: PathBuf,
+        /// Which invariant is broken, and where.
+        detail: String,
+    },
 }
 
 /// Where an artifact came from.
@@ -61,10 +77,12 @@ pub enum Format {
 /// The model an artifact claims.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelClaim {
+    /// The registry id or file stem of the model (OpenAI JSON: its `model` name).
     pub id: String,
     /// sha256 of the GGUF file (hex); empty when unknown (OpenAI JSON).
     #[serde(default)]
     pub sha256: String,
+    /// The GGUF's `general.architecture` (e.g. `llama`); empty when unknown.
     #[serde(default)]
     pub arch: String,
 }
@@ -79,16 +97,22 @@ pub struct Request {
     /// A prompt fed as plain text, without a template.
     #[serde(default)]
     pub raw_prompt: Option<String>,
+    /// Temperature, top-k/top-p/min-p and repeat-penalty settings.
     #[serde(default)]
     pub sampling: SamplingParams,
+    /// The user's seed; with `inference_id` it fixes every sampled token.
     #[serde(default)]
     pub seed: u64,
+    /// Keys the sampling RNG together with `seed`; empty when not given.
     #[serde(default)]
     pub inference_id: String,
+    /// Most output tokens to generate (default 256).
     #[serde(default = "default_max_tokens")]
     pub max_tokens: usize,
+    /// Stop strings: generation ends when the text contains one.
     #[serde(default)]
     pub stop: Vec<String>,
+    /// How many alternatives per position the executor recorded (0: none).
     #[serde(default)]
     pub top_logprobs: usize,
 }
@@ -174,22 +198,29 @@ pub struct Alt {
     /// Token id; absent in OpenAI JSON until mapped through a vocabulary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<u32>,
+    /// Text of the alternative token.
     pub token: String,
     /// Raw bytes of the token (OpenAI's `bytes`), when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<Vec<u8>>,
+    /// Natural-log probability of this alternative (<= 0).
     pub logprob: f64,
 }
 
 /// One output position: the chosen token and the top-k alternatives.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Position {
+    /// Id of the chosen token; absent in OpenAI JSON until mapped through a vocabulary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<u32>,
+    /// Text of the chosen token.
     pub token: String,
+    /// Raw bytes of the chosen token (OpenAI's `bytes`), when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<Vec<u8>>,
+    /// Natural-log probability of the chosen token (<= 0).
     pub logprob: f64,
+    /// The top-k alternatives at this position (at most [`MAX_TOP_LOGPROBS`]).
     #[serde(default, deserialize_with = "bounded::<_, MAX_TOP_LOGPROBS, _>")]
     pub top_logprobs: Vec<Alt>,
 }
@@ -197,11 +228,13 @@ pub struct Position {
 /// Digests of the output, so two artifacts compare without re-reading text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutputDigest {
+    /// The output text.
     pub text: String,
     /// sha256 of the UTF-8 output text.
     pub text_sha256: String,
     /// sha256 of the output ids as little-endian u32s.
     pub ids_sha256: String,
+    /// Why generation ended (`eos`, `stop`, `length`, `context`); empty when unknown.
     #[serde(default)]
     pub finish_reason: String,
 }
@@ -209,6 +242,7 @@ pub struct OutputDigest {
 /// A TOPLOC-style activation proof (see `verify::toploc`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActivationProof {
+    /// The proof scheme ([`toploc::SCHEME`](crate::verify::toploc::SCHEME)).
     pub scheme: String,
     /// Decode positions per chunk.
     pub chunk: usize,
@@ -221,18 +255,27 @@ pub struct ActivationProof {
 /// An artifact in memory, whatever format it was read from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Artifact {
+    /// The schema tag; always [`SCHEMA`] once read.
     pub schema: String,
+    /// The format the artifact was read from.
     pub format: Format,
+    /// Version of the nsed that wrote the artifact; empty for OpenAI JSON.
     pub nsed_version: String,
     /// Where the logits came from: the CPU's architecture and kernel path
     /// (`x86_64-avx2`; every CPU path computes the same bits) or the GPU
     /// (`cuda:0 NVIDIA H200 sm_90`). Provenance, not a condition of replay.
     pub isa: String,
+    /// The model the executor claims to have run.
     pub model: ModelClaim,
+    /// The request that produced the output, when the document carries it.
     pub request: Option<Request>,
+    /// The prompt's token ids as the executor fed them, when the document carries them.
     pub prompt_ids: Option<Vec<u32>>,
+    /// Digests of the output; `None` when the document carries no output text.
     pub output: Option<OutputDigest>,
+    /// The output positions in order (at least one, each with the same top-k width).
     pub positions: Vec<Position>,
+    /// TOPLOC-style activation proofs; `None` when not requested and always for OpenAI JSON.
     pub proof: Option<ActivationProof>,
 }
 
@@ -342,6 +385,7 @@ impl Artifact {
         self.positions.first().map_or(0, |p| p.top_logprobs.len())
     }
 
+    /// The artifact as pretty-printed `nsed.artifact/v1` JSON, whatever format it was read from.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(&NsedDoc::from(self)).unwrap_or_default()
     }
@@ -434,6 +478,7 @@ pub fn ids_sha256(ids: &[u32]) -> String {
     hex(&h.finalize())
 }
 
+/// sha256 (hex) of the UTF-8 bytes of `text`.
 pub fn text_sha256(text: &str) -> String {
     hex(&Sha256::digest(text.as_bytes()))
 }
@@ -441,7 +486,9 @@ pub fn text_sha256(text: &str) -> String {
 /// A parse failure: JSON syntax, or an invariant broken.
 #[derive(Debug)]
 pub enum ReadError {
+    /// The text is not JSON, or not JSON of an artifact's shape (the parser's message).
     Json(String),
+    /// The document parsed, but breaks an artifact invariant (the text says which).
     Invalid(String),
 }
 

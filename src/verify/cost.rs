@@ -14,7 +14,9 @@ use crate::engine::sampling::SamplingParams;
 /// Executor vs validator cost for the same `n` output tokens.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyCost {
+    /// Tokens in the prompt both sides process.
     pub prompt_tokens: usize,
+    /// Output tokens generated and then replayed (exactly `n`: EOS does not stop it).
     pub output_tokens: usize,
     /// Prefill + `n` sampled decode steps with top-k logprobs recorded.
     pub generate_seconds: f64,
@@ -24,6 +26,7 @@ pub struct VerifyCost {
 }
 
 impl VerifyCost {
+    /// Validator time over generator time: how many generations one verification costs.
     pub fn ratio(&self) -> f64 {
         self.verify_seconds / self.generate_seconds.max(1e-12)
     }

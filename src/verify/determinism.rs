@@ -9,16 +9,22 @@ use crate::engine::runtime::Runtime;
 use crate::engine::sampling::SamplerKind;
 use crate::stats::median;
 
+/// The outcome of one determinism study: hash agreement over repeated runs, and sampler cost.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeterminismRun {
+    /// CPU threads the runs used (`RAYON_NUM_THREADS`; 0: the default pool).
     pub threads: usize,
+    /// Seed-bound generations made.
     pub runs: usize,
+    /// Output tokens per run (EOS does not end a run early).
     pub tokens: usize,
     /// Share of runs whose output-ids sha256 equals the most common one.
     pub identical_output_share: f64,
     /// Share of runs whose hash of all raw logits equals the most common one.
     pub identical_logits_share: f64,
+    /// The most common output-ids sha256 across the runs (hex).
     pub output_sha256: String,
+    /// The most common hash of all raw logits across the runs (hex).
     pub logits_sha256: String,
     /// The samplers' cost; absent when only the hashes were asked for.
     #[serde(flatten)]
@@ -31,11 +37,13 @@ pub struct DeterminismRun {
 pub struct SamplerTiming {
     /// Median wall time of a generation with each sampler.
     pub seed_bound_seconds: f64,
+    /// Median wall time of a generation with the plain float sampler.
     pub plain_seconds: f64,
     /// (seed-bound − plain) / plain, end to end.
     pub overhead: f64,
     /// Time inside the sampler per token, microseconds.
     pub seed_bound_sampler_us_per_token: f64,
+    /// Time inside the plain sampler per token, microseconds.
     pub plain_sampler_us_per_token: f64,
 }
 

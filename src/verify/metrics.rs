@@ -16,6 +16,7 @@ use crate::stats::mean;
 /// unknown) so both sides compare the same way.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PosView {
+    /// Key of the chosen token (`#id`, or the token string when ids are unknown).
     pub chosen: String,
     /// Log-probability of the chosen token.
     pub logprob: f64,
@@ -27,13 +28,16 @@ pub struct PosView {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Better {
+    /// Higher values are better (similarities, agreement).
     Higher,
+    /// Lower values are better (distances, divergences).
     Lower,
 }
 
 /// A metric's result over a whole artifact.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MetricValue {
+    /// The metric over the whole artifact: the per-position values aggregated.
     pub value: f64,
     /// The per-position contributions (what is aggregated into `value`).
     pub per_position: Vec<f64>,
@@ -43,10 +47,13 @@ pub struct MetricValue {
 
 /// A distance or similarity between executor and validator records.
 pub trait Metric {
+    /// The metric's name in reports (e.g. `gonka_similarity`).
     fn name(&self) -> &'static str;
+    /// Which way a better (more honest-looking) value points.
     fn better(&self) -> Better;
     /// Default bound from docs/reference.md §6.1 (pass iff value is on the `better` side), if it gives one.
     fn default_threshold(&self) -> Option<f64>;
+    /// The metric over aligned executor (`exec`) and validator (`val`) positions.
     fn compute(&self, exec: &[PosView], val: &[PosView]) -> MetricValue;
 }
 

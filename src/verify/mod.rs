@@ -27,14 +27,19 @@ use crate::verify::artifact::{Artifact, Request};
 use metrics::{Better, Metric, PosView};
 use rayon::prelude::*;
 
+/// Why a verification cannot run (not a failed check: that is a [`Verdict`]).
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
+    /// The input cannot be verified (empty prompt, model hash mismatch, no top logprobs, ...).
     #[error("{0}")]
     Input(String),
+    /// The model failed to run the teacher-forced pass.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// Generating tokens failed (the bit-exact replay or a timed generation).
     #[error(transparent)]
     Generate(#[from] GenerateError),
+    /// A tensor operation failed.
     #[error("tensor computation failed: {0}")]
     Candle(Box<candle_core::Error>),
 }
@@ -51,7 +56,9 @@ type Result<T> = std::result::Result<T, VerifyError>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    /// The check passes.
     Pass,
+    /// The check fails: evidence against the claim.
     Fail,
     /// Reported without a threshold, or no signal (e.g. greedy sampling).
     Info,
@@ -95,14 +102,22 @@ impl Thresholds {
     }
 }
 
+/// One metric's value over the artifact, judged against its threshold.
 #[derive(Debug, Clone, Serialize)]
 pub struct MetricReport {
+    /// The metric's name (e.g. `gonka_similarity`).
     pub name: &'static str,
+    /// The metric over the whole artifact.
     pub value: f64,
+    /// Secondary figures (e.g. `matches_ratio`).
     pub extra: BTreeMap<&'static str, f64>,
+    /// Which way the value points.
     pub better: Better,
+    /// The bound applied (default or override); `None` reports only.
     pub threshold: Option<f64>,
+    /// Pass or fail against the threshold; info when there is none.
     pub verdict: Verdict,
+    /// The per-position contributions (not serialized).
     #[serde(skip)]
     pub per_position: Vec<f64>,
 }
@@ -171,26 +186,35 @@ pub fn has_ids(a: &Artifact) -> bool {
 // ---------------------------------------------------------------------------
 // Seed-bound sampling check.
 
+/// Outcome of the seed-bound sampling check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SeedVerdict {
+    /// The claimed tokens re-derive from the seed (within the tolerance).
     Honest,
+    /// More of the claimed tokens differ from the seed's draws than the tolerance allows.
     Fraud,
     /// Greedy decoding (temperature 0) draws nothing: no seed signal.
     Inconclusive,
 }
 
+/// The seed-bound sampling check: claimed tokens against those the seed re-derives.
 #[derive(Debug, Clone, Serialize)]
 pub struct SeedReport {
+    /// Output positions checked.
     pub positions: usize,
+    /// Positions where the derived token differs from the claimed one.
     pub mismatches: usize,
+    /// First position where the derived token differs from the claimed one; `None` if none does.
     pub first_mismatch: Option<usize>,
     /// Largest mismatch share still called honest.
     pub tolerance: f64,
+    /// Honest when the mismatch share is at most `tolerance`; inconclusive for greedy decoding.
     pub verdict: SeedVerdict,
     /// Whether the claimed tokens' ranks (PIT) in the validator's sampling
     /// distribution look uniform ([`uniformity`]); `None` for greedy runs.
     pub rank_uniformity: Option<crate::stats::KsTest>,
+    /// The token the validator's seed-bound sampler draws at each position.
     #[serde(skip)]
     pub derived: Vec<u32>,
     /// Each sampled position's PIT (empty for greedy runs).
@@ -242,7 +266,9 @@ pub fn prompt_ids(rt: &Runtime, req: &Request) -> Vec<u32> {
 
 /// What the validator computes in its teacher-forced pass.
 pub struct Replay {
+    /// The validator's record of each output position, keyed by id.
     pub views: Vec<PosView>,
+    /// The seed-bound sampling check; `None` when no request was given.
     pub seed: Option<SeedReport>,
     /// Final hidden state of each output position's predicting row, if asked.
     pub hidden: Option<Vec<Vec<f32>>>,
@@ -395,14 +421,22 @@ fn derivation(raw: &[f32], history: &[u32], req: &Request) -> Derivation {
 // ---------------------------------------------------------------------------
 // Bit-exact replay.
 
+/// A bit-exact regeneration with the artifact's request and seed, compared to its ids.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReplayReport {
+    /// Whether the regenerated ids equal the artifact's, byte for byte.
     pub identical: bool,
+    /// sha256 of the artifact's ids (little-endian u32s).
     pub artifact_ids_sha256: String,
+    /// sha256 of the regenerated ids (little-endian u32s).
     pub replay_ids_sha256: String,
+    /// Tokens the artifact claims.
     pub artifact_tokens: usize,
+    /// Tokens regenerated (at most one past the artifact's length).
     pub replay_tokens: usize,
+    /// First position where the ids differ (or where the shorter one ends); `None` when identical.
     pub first_divergence: Option<usize>,
+    /// sha256 of the regenerated text.
     pub replay_text_sha256: String,
 }
 
@@ -441,8 +475,10 @@ pub fn replay(
 // ---------------------------------------------------------------------------
 // Whole verifications.
 
+/// What a verification checks, and how strictly.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Per-metric threshold overrides (`--threshold`).
     pub thresholds: Thresholds,
     /// Largest share of re-derived tokens that may differ for "honest".
     pub seed_tolerance: f64,
@@ -463,14 +499,22 @@ impl Default for Options {
     }
 }
 
+/// One output position of the per-position table.
 #[derive(Debug, Clone, Serialize)]
 pub struct PositionRow {
+    /// Output position, from 0.
     pub position: usize,
+    /// Key of the executor's chosen token (`#id`, or the token string).
     pub token: String,
+    /// The executor's logprob of its chosen token.
     pub executor_logprob: f64,
+    /// The validator's logprob of the same token (NaN when the validator has no such position).
     pub validator_logprob: f64,
+    /// This position's Gonka distance contribution (`gonka_similarity`), when it gives one.
     pub gonka_d: Option<f64>,
+    /// This position's `gonka_distance2` contribution, when that metric gives one.
     pub distance2_d: Option<f64>,
+    /// The token the validator's seed-bound sampler draws here (seed check only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed_token: Option<u32>,
     /// The claimed token's rank (PIT) in the validator's sampler.
@@ -478,31 +522,50 @@ pub struct PositionRow {
     pub pit: Option<f64>,
 }
 
+/// The check of an artifact's TOPLOC-style activation proof against the validator's replay.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProofReport {
+    /// The proof's scheme tag.
     pub scheme: String,
+    /// Chunks the output needs (or the proof carries, if more).
     pub chunks: usize,
+    /// Chunks whose check passes.
     pub passed: usize,
+    /// Decoded proof bytes per output token.
     pub proof_bytes_per_token: f64,
     /// The logprob positions' JSON size per token, for comparison.
     pub logprob_bytes_per_token: f64,
+    /// Each chunk's check, in order.
     pub checks: Vec<toploc::ChunkCheck>,
 }
 
+/// The outcome of verifying one artifact: every check and the overall verdict.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// Name of the executor's artifact (as given on the command line).
     pub executor: String,
+    /// Who checked: the second artifact's name, or `model <id>` for a replay.
     pub validator: String,
+    /// Output positions in the executor's artifact.
     pub positions: usize,
+    /// The executor's top-k width.
     pub k: usize,
     /// A failure before any distance (different length / tokens / prompt).
     pub precheck: Option<String>,
+    /// Every metric's value and verdict, in [`metrics::all`] order.
     pub metrics: Vec<MetricReport>,
+    /// The seed-bound sampling check; `None` without a model, a request, or an nsed artifact.
     pub seed: Option<SeedReport>,
+    /// The activation-proof check, when the artifact carries a proof.
     pub proof: Option<ProofReport>,
+    /// The bit-exact regeneration, when [`Options::replay`] asks for it.
     pub replay: Option<ReplayReport>,
+    /// Wall time of the validator's teacher-forced pass; `None` when comparing two artifacts.
     pub validator_seconds: Option<f64>,
+    /// Pass, or Fail if a pre-check, a thresholded metric, the seed check, a proof chunk or the
+    /// replay fails.
     pub verdict: Verdict,
+    /// Per-position rows, when [`Options::table`] asks for them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub table: Option<Vec<PositionRow>>,
 }

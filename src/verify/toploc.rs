@@ -10,9 +10,13 @@
 
 use serde::Serialize;
 
+/// The prime of the field the polynomial lives in, GF(65497).
 pub const PRIME: u32 = 65_497;
+/// Decode positions per proof chunk.
 pub const CHUNK: usize = 32;
+/// Largest-|value| hidden-state entries committed per chunk.
 pub const TOPK: usize = 128;
+/// The scheme tag written in artifacts' proofs.
 pub const SCHEME: &str = "toploc-bf16-v1";
 /// Acceptance (docs/reference.md §6.2): at least 90 of 128 exponents match, mean mantissa
 /// error at most 10, median at most 8.
@@ -23,6 +27,7 @@ const MAX_MEDIAN_MANTISSA: f64 = 8.0;
 /// One chunk's commitment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkProof {
+    /// The m that makes the chunk's top indices distinct mod m; in (2^15, 65497].
     pub modulus: u16,
     /// Monomial coefficients, lowest degree first.
     pub coeffs: Vec<u16>,
@@ -102,6 +107,7 @@ fn interpolate(xs: &[u64], ys: &[u64]) -> Vec<u64> {
 }
 
 impl ChunkProof {
+    /// The committed value (bf16 bits mod 65497) at a flattened hidden-state index.
     pub fn eval(&self, index: usize) -> u16 {
         let p = PRIME as u64;
         let x = (index % self.modulus as usize) as u64;
@@ -112,6 +118,7 @@ impl ChunkProof {
         acc as u16
     }
 
+    /// The wire form: the modulus then each coefficient, all little-endian u16 (258 bytes for 128).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = self.modulus.to_le_bytes().to_vec();
         for c in &self.coeffs {
@@ -120,6 +127,8 @@ impl ChunkProof {
         out
     }
 
+    /// Decode [`to_bytes`](Self::to_bytes)'s layout; `None` when too short, odd-length, or out of
+    /// the field (modulus outside (2^15, 65497], a coefficient >= 65497).
     pub fn from_bytes(b: &[u8]) -> Option<Self> {
         if b.len() < 4 || !b.len().is_multiple_of(2) {
             return None;
@@ -177,11 +186,16 @@ pub fn prove(hidden: &[Vec<f32>]) -> Vec<ChunkProof> {
     hidden.chunks(CHUNK).filter_map(prove_chunk).collect()
 }
 
+/// One proof chunk checked against the validator's recomputed hidden states.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChunkCheck {
+    /// How many of the validator's top entries match the proof in sign and exponent (of [`TOPK`]).
     pub exp_matches: usize,
+    /// Mean absolute 7-bit mantissa difference over the matched entries (infinite when none).
     pub mean_mantissa_error: f64,
+    /// Median absolute 7-bit mantissa difference over the matched entries (infinite when none).
     pub median_mantissa_error: f64,
+    /// Whether the chunk meets the acceptance bounds (exponent matches and mantissa errors).
     pub pass: bool,
 }
 

@@ -123,11 +123,11 @@ fn three_agent_processes_give_the_in_process_results_with_chunked_messages() {
             "bench",
             "gsm8k",
             "--limit",
-            "3",
+            "2",
             "--method",
             "nsed",
             "--max-tokens",
-            "96",
+            "64",
         ])
         .args(["--seed", "5", "--rounds", "2"])
         .arg("--data-dir")
@@ -162,16 +162,16 @@ fn three_agent_processes_give_the_in_process_results_with_chunked_messages() {
             .collect()
     };
     let (l, r) = (lines(&local_dir), lines(&remote_dir));
-    assert_eq!(l.len(), 3);
-    assert_eq!(r.len(), 3);
+    assert_eq!(l.len(), 2);
+    assert_eq!(r.len(), 2);
     let mut rounds = 0;
     for (a, b) in l.iter().zip(&r) {
         assert_eq!(strip(a), strip(b), "item {} differs", a["item"]);
         rounds += b["nsed"]["rounds"].as_array().unwrap().len();
     }
     assert!(
-        rounds >= 4,
-        "expected some second rounds, got {rounds} rounds in 3 items"
+        rounds >= 3,
+        "expected a second round, got {rounds} rounds in 2 items"
     );
 
     // Every remote proposal and evaluation is signed, and its signed bytes

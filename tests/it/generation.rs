@@ -37,14 +37,12 @@ fn replayable(doc: &Value) -> (Value, Value, Value, Value) {
 
 #[test]
 fn seeded_sampling_is_bit_identical_across_runs_and_thread_counts() {
-    // Between them the four models use every packed format but Q4_0 (Q4_1,
-    // Q5_0, Q8_0, Q4_K, Q6_K); Q4_0 is covered by the kernel unit tests.
-    for model in [
-        "smollm2-135m",
-        "gemma3-270m",
-        "qwen2.5-coder-0.5b",
-        "qwen2.5-coder-1.5b",
-    ] {
+    // Between them the three models use every packed format but Q4_0 (Q4_1,
+    // Q5_0, Q8_0, Q4_K, Q6_K) and every architecture; Q4_0 is covered by the
+    // kernel unit tests. qwen2.5-coder-1.5b (Q4_K, Q6_K, qwen2) adds neither:
+    // its seeded runs are the committed determinism hashes that
+    // `scripts/bench-verify.sh` checks.
+    for model in ["smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b"] {
         let args = [
             "-m",
             model,

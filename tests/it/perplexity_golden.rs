@@ -2,8 +2,9 @@
 //! (ctx 128, llama.cpp's chunking) within 1% (relative) of llama.cpp's values:
 //! the whole text (58 chunks) on smollm2-135m, which also checks the chunk
 //! count the tokenization gives; the first 12 chunks (756 scored predictions)
-//! on the three larger models, whose whole-text values stay in the folder's
-//! README.
+//! on gemma3-270m and qwen2.5-coder-0.5b, the first 4 on qwen2.5-coder-1.5b
+//! (the 0.5B's layers and formats, wider); the whole-text values stay in the
+//! folder's README.
 
 use crate::common;
 use nsed::engine::perplexity::perplexity;
@@ -54,5 +55,7 @@ fn qwen_coder_0_5b_perplexity_matches_llama_cpp() {
 
 #[test]
 fn qwen_coder_1_5b_perplexity_matches_llama_cpp() {
-    check("qwen2.5-coder-1.5b", Some(12), 4.1452, 12);
+    // The 0.5B's architecture and formats at a larger width: its first four
+    // chunks (252 predictions) check the wider matrices at a third of the time.
+    check("qwen2.5-coder-1.5b", Some(4), 4.7237, 4);
 }

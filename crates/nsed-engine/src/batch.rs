@@ -27,21 +27,33 @@ use crate::model::{Logits, Sequence, Step};
 use crate::runtime::{chat_tokens, Runtime};
 use crate::tokenizer::Tokenizer;
 
+/// Why a batched request was refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
+    /// The request's KV cache, reserved for its longest possible length, is larger than the
+    /// whole KV budget, so it could never run even alone.
     #[error(
         "this request needs {need_mib:.1} MiB of KV cache ({positions} positions) but the \
          budget is {budget_mib:.1} MiB: raise the KV budget (--kv-mib) or lower max_tokens"
     )]
     OverBudget {
+        /// Positions the request can reach (prompt plus `max_tokens`, capped at the context).
         positions: usize,
+        /// KV cache the request needs at its longest, in MiB.
         need_mib: f64,
+        /// The engine's whole KV budget, in MiB.
         budget_mib: f64,
     },
+    /// The request is invalid for the model (empty or over-long prompt) or its forward pass
+    /// or sampling failed.
     #[error(transparent)]
     Generate(#[from] GenerateError),
+    /// The engine thread ended (it failed or was shut down) before sending the result.
     #[error("the engine of {model} stopped before answering (it failed or was shut down)")]
-    Stopped { model: String },
+    Stopped {
+        /// Registry id (or path) of the engine's model.
+        model: String,
+    },
 }
 
 /// How much an engine may run at once.
@@ -85,12 +97,14 @@ pub struct Scoring {
 /// What a finished [`Work`] produced.
 #[derive(Debug)]
 pub enum Done {
+    /// The finished generation of a [`Work::Generate`].
     Generated(Box<Generation>),
     /// The raw logits of the prompt's last position.
     Scored(Vec<f32>),
 }
 
 impl Done {
+    /// The generation; an internal error if the work was a scoring.
     pub fn generation(self) -> Result<Generation, BatchError> {
         match self {
             Done::Generated(g) => Ok(*g),
@@ -98,6 +112,7 @@ impl Done {
         }
     }
 
+    /// The scored logits; an internal error if the work was a generation.
     pub fn logits(self) -> Result<Vec<f32>, BatchError> {
         match self {
             Done::Scored(l) => Ok(l),
@@ -124,6 +139,7 @@ impl Work {
         )?)))
     }
 
+    /// Check a scoring request against the model (empty or over-long prompt).
     pub fn score(rt: &Runtime, prompt_ids: &[u32]) -> Result<Self, BatchError> {
         check_prompt(rt, prompt_ids, 0)?;
         Ok(Work::Score(Scoring {
@@ -189,23 +205,31 @@ impl Work {
 /// Counters of an engine's work, for progress lines.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Forward passes run.
     pub steps: AtomicU64,
     /// Sequences summed over steps (mean batch = rows / steps).
     pub rows: AtomicU64,
+    /// Prompt tokens prefilled.
     pub prompt_tokens: AtomicU64,
+    /// Tokens sampled by generation requests (one per sequence per step).
     pub generated_tokens: AtomicU64,
 }
 
 /// Snapshot of [`Counters`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {
+    /// Forward passes run.
     pub steps: u64,
+    /// Sequences summed over steps (mean batch = rows / steps).
     pub rows: u64,
+    /// Prompt tokens prefilled.
     pub prompt_tokens: u64,
+    /// Tokens sampled by generation requests.
     pub generated_tokens: u64,
 }
 
 impl Counters {
+    /// Read the counters (each on its own, relaxed: not one atomic snapshot).
     pub fn tally(&self) -> Tally {
         Tally {
             steps: self.steps.load(Ordering::Relaxed),
@@ -234,6 +258,7 @@ pub struct Batcher<T> {
 }
 
 impl<T: Send> Batcher<T> {
+    /// An empty batcher for `rt`'s model; a `max_batch` of 0 counts as 1.
     pub fn new(rt: &Runtime, limits: Limits) -> Self {
         let c = &rt.model.config;
         let position_bytes = c.n_layer * 2 * c.n_kv_head * c.head_dim * std::mem::size_of::<f32>();
@@ -549,6 +574,7 @@ pub struct Ticket {
 }
 
 impl Ticket {
+    /// Block until the result comes; [`BatchError::Stopped`] if the engine thread is gone.
     pub fn wait(self) -> Result<Done, BatchError> {
         self.rx
             .recv()
@@ -581,6 +607,8 @@ impl EngineHandle {
         self.submit(JobKind::Score { prompt_ids })
     }
 
+    /// Generate and wait for the result ([`submit_generate`](Self::submit_generate), then
+    /// [`Ticket::wait`]).
     pub fn generate(
         &self,
         prompt_ids: Vec<u32>,
@@ -589,14 +617,17 @@ impl EngineHandle {
         self.submit_generate(prompt_ids, req).wait()?.generation()
     }
 
+    /// Score a prompt and wait: the raw logits of its last position.
     pub fn score(&self, prompt_ids: Vec<u32>) -> Result<Vec<f32>, BatchError> {
         self.submit_score(prompt_ids).wait()?.logits()
     }
 
+    /// The model's tokenizer, for building prompts without waiting for the engine.
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.shared.tokenizer
     }
 
+    /// The chat template the model is prompted with.
     pub fn template_kind(&self) -> TemplateKind {
         self.shared.template.kind
     }
@@ -612,10 +643,12 @@ impl EngineHandle {
         &self.shared.id
     }
 
+    /// Hex sha256 of the model's GGUF file; empty if it could not be computed.
     pub fn sha256(&self) -> &str {
         &self.shared.sha256
     }
 
+    /// Snapshot of the engine's work counters.
     pub fn tally(&self) -> Tally {
         self.shared.counters.tally()
     }

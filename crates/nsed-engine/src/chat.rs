@@ -4,13 +4,17 @@
 
 use serde::{Deserialize, Serialize};
 
+/// One turn of a conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
+    /// Who speaks: `system`, `user` or `assistant`.
     pub role: String,
+    /// The turn's text.
     pub content: String,
 }
 
 impl Message {
+    /// A message from `role` with `content`.
     pub fn new(role: &str, content: &str) -> Self {
         Self {
             role: role.to_string(),
@@ -25,14 +29,21 @@ impl Message {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TemplateKind {
+    /// `<|im_start|>role ... <|im_end|>` turns (SmolLM2, Qwen).
     ChatMl,
+    /// Gemma `<start_of_turn>` turns; the system message folds into the first user turn.
     Gemma,
+    /// The messages' texts joined by blank lines, for base models.
     Plain,
 }
 
+/// How a model's conversations are rendered: the template kind and its default system message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatTemplate {
+    /// The turn format.
     pub kind: TemplateKind,
+    /// System message inserted when a conversation opens without one (ChatML only);
+    /// `None` inserts nothing.
     pub default_system: Option<String>,
 }
 

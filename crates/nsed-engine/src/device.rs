@@ -13,34 +13,48 @@ use std::sync::OnceLock;
 
 use candle_core::Device;
 
+/// Why a device could not be parsed or opened; each message names its fix.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
+    /// The name is not `cpu`, `cuda`, `cuda:N` or `cpu-candle` (the last three optionally
+    /// with `/f32`).
     #[error(
         "unknown device `{0}`: use `cpu`, `cuda` (GPU 0), `cuda:N` (GPU N, counted from 0) \
          or `cpu-candle` (the GPU's code on the CPU), the last three with `/f32` for \
          f32 weights"
     )]
     Parse(String),
+    /// A CUDA device was asked for, but this build lacks the `cuda` feature.
     #[error(
         "this nsed was built without CUDA, so `--device {0}` cannot run; build the GPU \
          version with scripts/build-cuda.sh (cargo build --release --features cuda), or use \
          --device cpu"
     )]
     NotBuilt(ComputeDevice),
+    /// The CUDA driver does not answer (not installed, or it cannot count the GPUs).
     #[error(
         "no usable NVIDIA driver for `--device {device}` ({detail}); install the driver \
          (nvidia-smi must list the GPU) or use --device cpu"
     )]
     NoDriver {
+        /// The device asked for.
         device: ComputeDevice,
+        /// The driver's error.
         detail: String,
     },
+    /// GPU `index` does not exist on this machine.
     #[error(
         "there is no GPU {index}: this machine has {count} (cuda:0 to cuda:{last}); pick one \
          of those or use --device cpu",
         last = count.saturating_sub(1)
     )]
-    NoSuchGpu { index: usize, count: usize },
+    NoSuchGpu {
+        /// The GPU index asked for (from 0).
+        index: usize,
+        /// GPUs the driver reports.
+        count: usize,
+    },
+    /// The model's weights do not fit the GPU's free memory.
     #[error(
         "the model needs {} of GPU memory but {device} ({name}) has {} free of {}; use a \
          smaller model, free the GPU, or use --device cpu",
@@ -49,15 +63,23 @@ pub enum DeviceError {
         gib(*total)
     )]
     TooBig {
+        /// The device asked for.
         device: ComputeDevice,
+        /// The GPU's name, as the driver reports it.
         name: String,
+        /// Bytes of GPU memory the model's weights need.
         needed: u64,
+        /// Bytes of GPU memory free.
         free: u64,
+        /// Bytes of GPU memory in all.
         total: u64,
     },
+    /// Another CUDA failure while opening the device (context, name, memory query).
     #[error("{device}: {detail}")]
     Cuda {
+        /// The device asked for.
         device: ComputeDevice,
+        /// The CUDA or candle error.
         detail: String,
     },
 }
@@ -149,6 +171,7 @@ impl<'de> serde::Deserialize<'de> for ComputeDevice {
 }
 
 impl ComputeDevice {
+    /// Whether this is a CUDA GPU (not the CPU, nor the candle path on the CPU).
     pub fn is_cuda(self) -> bool {
         matches!(self, Self::Cuda(..))
     }
@@ -193,7 +216,10 @@ impl ComputeDevice {
 /// (`cuda:0 NVIDIA H200 sm_90`).
 #[derive(Debug, Clone)]
 pub struct OpenDevice {
+    /// Candle's device handle the tensors are placed on.
     pub device: Device,
+    /// Provenance label: the device name, plus the GPU's name and compute capability
+    /// (`cuda:0 NVIDIA H200 sm_90`).
     pub label: String,
 }
 

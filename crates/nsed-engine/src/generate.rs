@@ -17,22 +17,37 @@ use crate::sampling::{
 };
 use crate::tokenizer::TokenizerError;
 
+/// Why a generation (or a scoring) could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
+    /// The prompt has no tokens.
     #[error("the prompt is empty")]
     EmptyPrompt,
+    /// The prompt does not fit the model's context (leaving room for one generated token
+    /// when generating).
     #[error(
         "the prompt has {prompt} tokens but the model's context holds {ctx}: shorten the prompt"
     )]
-    PromptTooLong { prompt: usize, ctx: usize },
+    PromptTooLong {
+        /// Tokens in the prompt.
+        prompt: usize,
+        /// Positions the model's context holds.
+        ctx: usize,
+    },
+    /// The model's forward pass failed.
     #[error(transparent)]
     Model(#[from] Box<ModelError>),
+    /// A token could not be turned into text (id outside the vocabulary, bad byte token).
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
+    /// A tensor operation on the output failed (reading logits or hidden states).
     #[error("tensor computation failed: {0}")]
     Candle(Box<candle_core::Error>),
+    /// The forward pass returned no output for the sequence.
     #[error("the forward pass returned no logits")]
     NoOutput,
+    /// A broken invariant inside the engine (a bug), such as a batched request answered with
+    /// the wrong kind of result.
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -52,12 +67,15 @@ impl From<candle_core::Error> for GenerateError {
 /// What to generate and how.
 #[derive(Debug, Clone, Serialize)]
 pub struct GenerateRequest {
+    /// Temperature, top-k/top-p/min-p and repeat-penalty settings.
     pub sampling: SamplingParams,
+    /// Most tokens to generate; reaching it finishes with [`FinishReason::Length`].
     pub max_tokens: usize,
     /// Generation stops when the text contains any of these (removed from the text).
     pub stop: Vec<String>,
     /// The user's seed and the inference id that together key the RNG.
     pub seed: u64,
+    /// Keys the RNG together with `seed`, so requests that share a seed draw independently.
     pub inference_id: String,
     /// How many alternatives to record per position (0: none).
     pub top_logprobs: usize,
@@ -67,6 +85,7 @@ pub struct GenerateRequest {
     pub hash_logits: bool,
     /// Keep going past end-of-generation tokens (fixed-length benchmarks).
     pub ignore_eos: bool,
+    /// Which sampler draws the tokens (the seed-bound one by default).
     pub sampler: SamplerKind,
 }
 
@@ -87,21 +106,32 @@ impl Default for GenerateRequest {
     }
 }
 
+/// One of the most likely tokens at a position, with its log-probability.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TopLogprob {
+    /// Token id.
     pub id: u32,
+    /// The token's text (its bytes as lossy UTF-8).
     pub token: String,
+    /// Natural-log probability under the raw logits (before penalty, temperature and filters).
     pub logprob: f32,
 }
 
+/// One generated token: the one drawn, its log-probability and the top alternatives.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GeneratedToken {
+    /// Token id.
     pub id: u32,
+    /// The token's text (its bytes as lossy UTF-8).
     pub token: String,
+    /// Natural-log probability under the raw logits (before penalty, temperature and filters).
     pub logprob: f32,
+    /// The `top_logprobs` most likely tokens at this position, best first (ties: lower id
+    /// first); empty when none were asked for.
     pub top_logprobs: Vec<TopLogprob>,
 }
 
+/// Why a generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
@@ -115,15 +145,23 @@ pub enum FinishReason {
     Context,
 }
 
+/// A finished generation: its tokens with log-probabilities, the text, and timings.
 #[derive(Debug, Clone, Serialize)]
 pub struct Generation {
+    /// The prompt's token ids.
     pub prompt_ids: Vec<u32>,
+    /// The generated tokens in order, an ending end-of-generation token included.
     pub tokens: Vec<GeneratedToken>,
+    /// The generated text, cut before the first stop string; an end-of-generation token adds
+    /// nothing to it.
     pub text: String,
+    /// Why generation ended.
     pub finish_reason: FinishReason,
     /// The RNG's seed string (empty for greedy decoding, which draws nothing).
     pub seed_string: String,
+    /// Seconds of forward pass over the prompt (prefill).
     pub prefill_seconds: f64,
+    /// Seconds of decoding: the forward passes after prefill and every step's sampling.
     pub decode_seconds: f64,
     /// Per output position, the final hidden state of the row that predicted
     /// it (when `capture_hidden`).
@@ -136,6 +174,7 @@ pub struct Generation {
 }
 
 impl Generation {
+    /// Prefill speed: prompt tokens per second.
     pub fn prefill_tok_per_s(&self) -> f64 {
         self.prompt_ids.len() as f64 / self.prefill_seconds.max(1e-9)
     }
@@ -145,6 +184,7 @@ impl Generation {
         self.tokens.len().saturating_sub(1) as f64 / self.decode_seconds.max(1e-9)
     }
 
+    /// The generated token ids, in order.
     pub fn output_ids(&self) -> Vec<u32> {
         self.tokens.iter().map(|t| t.id).collect()
     }
@@ -265,6 +305,7 @@ impl Decoding {
         }
     }
 
+    /// Tokens in the prompt.
     pub fn prompt_len(&self) -> usize {
         self.prompt_ids.len()
     }

@@ -17,42 +17,90 @@ use candle_core::Device;
 const GGUF_MAGIC: u32 = 0x4655_4747; // "GGUF" little-endian
 const DEFAULT_ALIGNMENT: u64 = 32;
 
+/// Why a GGUF file could not be read, or a key or tensor taken from it.
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
+    /// The file cannot be opened or its size read.
     #[error("cannot open model file {path}: {source}")]
     Open {
+        /// The GGUF file's path.
         path: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// The file does not start with the `GGUF` magic number.
     #[error("{path} is not a GGUF file (bad magic {magic:#010x})")]
-    BadMagic { path: PathBuf, magic: u32 },
+    BadMagic {
+        /// The GGUF file's path.
+        path: PathBuf,
+        /// The first four bytes, as a little-endian u32.
+        magic: u32,
+    },
+    /// The GGUF version is not 2 or 3.
     #[error("{path}: unsupported GGUF version {version} (nsed reads versions 2 and 3)")]
-    Version { path: PathBuf, version: u32 },
+    Version {
+        /// The GGUF file's path.
+        path: PathBuf,
+        /// The version the file declares.
+        version: u32,
+    },
+    /// The file is truncated or malformed: it ends early, a length, shape, type or value is
+    /// impossible, or a tensor's data lies past the end or cannot be read.
     #[error(
         "{path} is truncated or corrupt: {what} (re-download it with scripts/fetch-models.sh)"
     )]
-    Corrupt { path: PathBuf, what: String },
+    Corrupt {
+        /// The GGUF file's path.
+        path: PathBuf,
+        /// What is wrong, and where.
+        what: String,
+    },
+    /// A metadata key the caller needs is absent.
     #[error("{path}: metadata key `{key}` is missing")]
-    MissingKey { path: PathBuf, key: String },
+    MissingKey {
+        /// The GGUF file's path.
+        path: PathBuf,
+        /// The metadata key.
+        key: String,
+    },
+    /// A metadata key holds a value of the wrong type.
     #[error("{path}: metadata key `{key}` has type {found}, expected {expected}")]
     KeyType {
+        /// The GGUF file's path.
         path: PathBuf,
+        /// The metadata key.
         key: String,
+        /// Type name of the value found (`u32`, `string`, ...).
         found: &'static str,
+        /// What the caller wanted (`integer`, `number`, `string`, `bool`, `array`).
         expected: &'static str,
     },
+    /// A tensor the caller needs is not in the tensor directory.
     #[error("{path}: tensor `{name}` is missing")]
-    MissingTensor { path: PathBuf, name: String },
+    MissingTensor {
+        /// The GGUF file's path.
+        path: PathBuf,
+        /// The tensor's GGUF name (`blk.0.attn_q.weight`, ...).
+        name: String,
+    },
+    /// A tensor uses a ggml type id nsed cannot load.
     #[error("{path}: tensor `{name}` has unsupported ggml type {ty}")]
     TensorType {
+        /// The GGUF file's path.
         path: PathBuf,
+        /// The tensor's GGUF name.
         name: String,
+        /// The ggml type id found.
         ty: u32,
     },
+    /// Candle refused a tensor's bytes when building the quantized tensor.
     #[error("{path}: tensor `{name}`: {source}")]
     Candle {
+        /// The GGUF file's path.
         path: PathBuf,
+        /// The tensor's GGUF name.
         name: String,
+        /// Candle's error.
         source: Box<candle_core::Error>,
     },
 }
@@ -62,22 +110,36 @@ type Result<T> = std::result::Result<T, GgufError>;
 /// One metadata value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
+    /// GGUF type 0: unsigned 8-bit integer.
     U8(u8),
+    /// GGUF type 1: signed 8-bit integer.
     I8(i8),
+    /// GGUF type 2: unsigned 16-bit integer.
     U16(u16),
+    /// GGUF type 3: signed 16-bit integer.
     I16(i16),
+    /// GGUF type 4: unsigned 32-bit integer.
     U32(u32),
+    /// GGUF type 5: signed 32-bit integer.
     I32(i32),
+    /// GGUF type 10: unsigned 64-bit integer.
     U64(u64),
+    /// GGUF type 11: signed 64-bit integer.
     I64(i64),
+    /// GGUF type 6: 32-bit float.
     F32(f32),
+    /// GGUF type 12: 64-bit float.
     F64(f64),
+    /// GGUF type 7: boolean (any non-zero byte is true).
     Bool(bool),
+    /// GGUF type 8: UTF-8 string (invalid bytes replaced with U+FFFD).
     String(String),
+    /// GGUF type 9: array of values of one type (not nested).
     Array(Vec<Value>),
 }
 
 impl Value {
+    /// The value's type name (`u8`, ..., `string`, `array`), for error messages.
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::U8(_) => "u8",
@@ -111,6 +173,7 @@ impl Value {
         }
     }
 
+    /// The value as a float: floats directly, integers that fit a u64 converted.
     pub fn as_f64(&self) -> Option<f64> {
         match *self {
             Value::F32(v) => Some(v.into()),
@@ -149,16 +212,20 @@ impl Value {
 /// Where one tensor lives in the file.
 #[derive(Debug, Clone)]
 pub struct TensorInfo {
+    /// The tensor's GGUF name (`blk.0.attn_q.weight`, ...).
     pub name: String,
     /// Dimensions in candle order (outermost first): `[rows, cols]` for a matrix.
     pub dims: Vec<usize>,
+    /// The ggml storage type (F32, F16, Q4_0, Q4_K, ...).
     pub dtype: GgmlDType,
     /// Absolute byte offset of the data in the file.
     pub offset: u64,
+    /// Size of the data in bytes.
     pub n_bytes: u64,
 }
 
 impl TensorInfo {
+    /// Number of elements (the product of the dimensions).
     pub fn n_elements(&self) -> usize {
         self.dims.iter().product()
     }
@@ -168,14 +235,21 @@ impl TensorInfo {
 /// demand with [`Gguf::tensor`].
 #[derive(Debug)]
 pub struct Gguf {
+    /// Path of the file, for error messages and for reading tensor data later.
     pub path: PathBuf,
+    /// GGUF format version (2 or 3).
     pub version: u32,
+    /// Size of the file in bytes.
     pub file_size: u64,
+    /// The metadata key/value pairs, by key.
     pub metadata: BTreeMap<String, Value>,
+    /// The tensor directory, by tensor name.
     pub tensors: BTreeMap<String, TensorInfo>,
 }
 
 impl Gguf {
+    /// Parse the header, metadata and tensor directory of the GGUF file at `path`, checking
+    /// every length and tensor extent against the file size.
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|source| GgufError::Open {
             path: path.to_path_buf(),
@@ -197,6 +271,7 @@ impl Gguf {
         reader.read_all(file_size)
     }
 
+    /// The metadata value under `key`; [`GgufError::MissingKey`] if absent.
     pub fn get(&self, key: &str) -> Result<&Value> {
         self.metadata.get(key).ok_or_else(|| GgufError::MissingKey {
             path: self.path.clone(),
@@ -204,6 +279,7 @@ impl Gguf {
         })
     }
 
+    /// An integer value that fits a u64 (any integer type).
     pub fn get_u64(&self, key: &str) -> Result<u64> {
         let value = self.get(key)?;
         value
@@ -211,11 +287,13 @@ impl Gguf {
             .ok_or_else(|| self.type_error(key, value, "integer"))
     }
 
+    /// An integer value that fits a usize.
     pub fn get_usize(&self, key: &str) -> Result<usize> {
         let v = self.get_u64(key)?;
         usize::try_from(v).map_err(|_| self.corrupt(format!("`{key}` = {v} is out of range")))
     }
 
+    /// A numeric value as f64 (float or integer).
     pub fn get_f64(&self, key: &str) -> Result<f64> {
         let value = self.get(key)?;
         value
@@ -223,6 +301,7 @@ impl Gguf {
             .ok_or_else(|| self.type_error(key, value, "number"))
     }
 
+    /// A string value.
     pub fn get_str(&self, key: &str) -> Result<&str> {
         match self.get(key)? {
             Value::String(s) => Ok(s),
@@ -230,6 +309,7 @@ impl Gguf {
         }
     }
 
+    /// A boolean value.
     pub fn get_bool(&self, key: &str) -> Result<bool> {
         match self.get(key)? {
             Value::Bool(b) => Ok(*b),
@@ -237,6 +317,7 @@ impl Gguf {
         }
     }
 
+    /// An array value.
     pub fn get_array(&self, key: &str) -> Result<&[Value]> {
         match self.get(key)? {
             Value::Array(items) => Ok(items),
@@ -249,10 +330,12 @@ impl Gguf {
         self.get_str("general.architecture")
     }
 
+    /// Total number of elements over all tensors.
     pub fn parameter_count(&self) -> usize {
         self.tensors.values().map(TensorInfo::n_elements).sum()
     }
 
+    /// The directory entry of tensor `name`; [`GgufError::MissingTensor`] if absent.
     pub fn tensor_info(&self, name: &str) -> Result<&TensorInfo> {
         self.tensors
             .get(name)
@@ -285,6 +368,7 @@ impl Gguf {
         self.metadata.retain(|_, v| !matches!(v, Value::Array(_)));
     }
 
+    /// Open the file again for reading tensor data with [`Gguf::tensor`].
     pub fn open_data(&self) -> Result<File> {
         File::open(&self.path).map_err(|source| GgufError::Open {
             path: self.path.clone(),

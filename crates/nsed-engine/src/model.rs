@@ -20,25 +20,45 @@ use crate::qmm::{self, Format, PackedMatrix, QmmError};
 
 mod candle_path;
 
+/// Why a model could not be loaded or a forward pass run.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
+    /// The GGUF file cannot be read, or lacks a key or tensor the model needs.
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    /// `general.architecture` is not `llama`, `qwen2` or `gemma3`.
     #[error("unsupported architecture `{0}` (nsed runs `llama`, `qwen2` and `gemma3`)")]
     UnsupportedArch(String),
+    /// The metadata or a call is inconsistent: impossible head counts or dimensions, a forward
+    /// step with no tokens, a tensor that cannot be read.
     #[error("model metadata is inconsistent: {0}")]
     Config(String),
+    /// A forward step would run the sequence past the context (`max_positions`).
     #[error(
         "the sequence needs {needed} positions but the context holds {max}; \
          shorten the prompt or lower --max-tokens"
     )]
-    ContextOverflow { needed: usize, max: usize },
+    ContextOverflow {
+        /// Positions the sequence would hold after the step.
+        needed: usize,
+        /// Positions the context holds.
+        max: usize,
+    },
+    /// A token id beyond the rows of the embedding table.
     #[error("token id {id} is outside the embedding table ({vocab} rows)")]
-    TokenOutOfRange { id: u32, vocab: usize },
+    TokenOutOfRange {
+        /// The token id.
+        id: u32,
+        /// Rows in the embedding table.
+        vocab: usize,
+    },
+    /// A candle tensor operation failed.
     #[error("tensor computation failed: {0}")]
     Candle(Box<candle_core::Error>),
+    /// Packing a weight matrix for nsed's kernels, or running one, failed.
     #[error(transparent)]
     Kernel(#[from] QmmError),
+    /// The device could not be opened (no CUDA, no such GPU, not enough memory).
     #[error(transparent)]
     Device(#[from] DeviceError),
 }
@@ -56,12 +76,17 @@ type Result<T> = std::result::Result<T, ModelError>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
+    /// Llama-style decoder (SmolLM2).
     Llama,
+    /// Qwen2: llama with biases on the query, key and value projections.
     Qwen2,
+    /// Gemma 3: GELU feed-forward, query/key and post-block norms, sliding-window layers.
     Gemma3,
 }
 
 impl Arch {
+    /// The architecture of a GGUF `general.architecture` or registry `arch` name;
+    /// [`ModelError::UnsupportedArch`] for any other.
     pub fn parse(name: &str) -> Result<Self> {
         match name {
             "llama" => Ok(Self::Llama),
@@ -71,6 +96,7 @@ impl Arch {
         }
     }
 
+    /// The lower-case name, as in GGUF metadata and the registry.
     pub fn name(self) -> &'static str {
         match self {
             Self::Llama => "llama",
@@ -89,17 +115,29 @@ impl std::fmt::Display for Arch {
 /// Hyper-parameters read from GGUF metadata.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Transformer family (`general.architecture`).
     pub arch: Arch,
+    /// Transformer blocks (`block_count`).
     pub n_layer: usize,
+    /// Width of the residual stream (`embedding_length`).
     pub n_embd: usize,
+    /// Attention heads for queries (`attention.head_count`).
     pub n_head: usize,
+    /// Key/value heads (`attention.head_count_kv`, else `n_head`); divides `n_head`.
     pub n_kv_head: usize,
+    /// Dimension of one attention head (`attention.key_length`, else `n_embd / n_head`); even.
     pub head_dim: usize,
+    /// Tokens in the vocabulary: the rows of `token_embd.weight`.
     pub vocab_size: usize,
+    /// Epsilon of the RMS norms (`attention.layer_norm_rms_epsilon`).
     pub rms_eps: f64,
+    /// RoPE frequency base (`rope.freq_base`, else 1e4, or 1e6 for Gemma 3); Gemma 3's
+    /// global layers use it.
     pub rope_base: f32,
     /// Gemma 3's sliding-window layers use their own RoPE base.
     pub rope_base_local: f32,
+    /// Attention window of the sliding layers, in tokens (Gemma 3); `None` for architectures
+    /// without sliding-window layers.
     pub sliding_window: Option<usize>,
     /// Every `swa_pattern`-th layer is global; the others slide (Gemma 3: 6).
     pub swa_pattern: usize,
@@ -108,6 +146,7 @@ pub struct Config {
 }
 
 impl Config {
+    /// Read and check the hyper-parameters from GGUF metadata (`<arch>.*` keys).
     pub fn from_gguf(gguf: &Gguf) -> Result<Self> {
         let arch = Arch::parse(gguf.architecture()?)?;
         let p = arch.name();
@@ -386,6 +425,7 @@ impl Backend {
 /// [`Model::forward`] extends). Other sequences live in [`Sequence`]s that
 /// [`Model::forward_batch`] runs together with the weights read once.
 pub struct Model {
+    /// The hyper-parameters the weights were loaded with.
     pub config: Config,
     backend: Backend,
     /// Where the logits come from, for provenance (`x86_64-avx2`,
@@ -542,6 +582,8 @@ impl Model {
         self.seq.pos
     }
 
+    /// Positions a sequence may hold: the trained context length unless capped with
+    /// [`Model::set_max_positions`].
     pub fn max_positions(&self) -> usize {
         self.max_positions
     }
@@ -878,6 +920,7 @@ pub struct Sequence {
 }
 
 impl Sequence {
+    /// An empty sequence: position 0, no KV cache.
     pub fn new() -> Self {
         Self::default()
     }
@@ -895,6 +938,7 @@ impl Sequence {
 
 /// One sequence's part of a [`Model::forward_batch`] step.
 pub struct Step<'a> {
+    /// The sequence the tokens extend; its KV cache grows and its position advances.
     pub seq: &'a mut Sequence,
     /// Tokens to run after what the sequence holds.
     pub tokens: &'a [u32],

@@ -16,19 +16,26 @@ clips in May. How many clips did Natalia sell altogether in April and May? Weng 
 babysitting. Yesterday, she just did 50 minutes of babysitting. How much did she earn? Betty is saving \
 money for a new wallet which costs $100. Betty has only half of the money she needs. ";
 
+/// One single-sequence measurement: a prefill, then greedy decode steps, timed apart.
 #[derive(Debug, Clone, Serialize)]
 pub struct PerfRun {
+    /// Tokens in the prompt.
     pub prompt_tokens: usize,
+    /// Greedy decode steps run after the prefill.
     pub gen_tokens: usize,
+    /// Seconds of the prefill forward pass (and its argmax).
     pub prefill_seconds: f64,
+    /// Seconds of all decode steps together.
     pub decode_seconds: f64,
 }
 
 impl PerfRun {
+    /// Prefill speed: prompt tokens per second.
     pub fn prefill_tok_per_s(&self) -> f64 {
         self.prompt_tokens as f64 / self.prefill_seconds.max(1e-9)
     }
 
+    /// Decode speed: generated tokens per second.
     pub fn decode_tok_per_s(&self) -> f64 {
         self.gen_tokens as f64 / self.decode_seconds.max(1e-9)
     }
@@ -71,10 +78,15 @@ pub fn measure(rt: &mut Runtime, prompt: &[u32], gen_tokens: usize) -> Result<Pe
 /// decode steps of all of them together (as llama-batched-bench does).
 #[derive(Debug, Clone, Serialize)]
 pub struct BatchRun {
+    /// Sequences run together.
     pub batch: usize,
+    /// Tokens in each sequence's prompt.
     pub prompt_tokens: usize,
+    /// Greedy decode steps each sequence runs after the prefill.
     pub gen_tokens: usize,
+    /// Seconds of the one prefill step over all sequences.
     pub prefill_seconds: f64,
+    /// Seconds of all decode steps together.
     pub decode_seconds: f64,
     /// Bytes of all the sequences' KV caches at the end.
     pub kv_bytes: usize,

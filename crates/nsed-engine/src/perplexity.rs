@@ -10,14 +10,24 @@ use crate::model::{Logits, ModelError};
 use crate::runtime::Runtime;
 use crate::sampling::log_softmax_shift;
 
+/// Why a perplexity run could not be done.
 #[derive(Debug, thiserror::Error)]
 pub enum PerplexityError {
+    /// The chunk size `ctx` is under 4 tokens.
     #[error("context {0} is too small: it must be at least 4 tokens")]
     ContextTooSmall(usize),
+    /// The text does not fill one chunk of `ctx` tokens.
     #[error("the text has {tokens} tokens, fewer than one chunk of {ctx}: give a longer text")]
-    TooShort { tokens: usize, ctx: usize },
+    TooShort {
+        /// Tokens in the whole text (BOS included when the model adds it).
+        tokens: usize,
+        /// Chunk size in tokens.
+        ctx: usize,
+    },
+    /// The model's forward pass failed.
     #[error(transparent)]
     Model(#[from] Box<ModelError>),
+    /// Reading the logits failed.
     #[error("tensor computation failed: {0}")]
     Candle(Box<candle_core::Error>),
 }
@@ -34,16 +44,24 @@ impl From<candle_core::Error> for PerplexityError {
     }
 }
 
+/// The result of scoring a text: overall and per-chunk perplexity.
 #[derive(Debug, Clone, Serialize)]
 pub struct PerplexityReport {
+    /// The model's registry id (or file stem).
     pub model: String,
+    /// Chunk size in tokens.
     pub ctx: usize,
+    /// Tokens in the whole text (BOS included when the model adds it).
     pub tokens: usize,
+    /// Chunks scored: the full chunks of the text, at most `max_chunks`.
     pub chunks: usize,
+    /// Token predictions scored over all chunks (`ctx - 1 - ctx / 2` per chunk).
     pub scored: usize,
+    /// Perplexity: exp of the mean negative log-likelihood over all scored predictions.
     pub ppl: f64,
     /// llama.cpp's "+/-": PPL times the standard error of the mean NLL.
     pub ppl_err: f64,
+    /// Perplexity of each chunk alone, in order.
     pub chunk_ppl: Vec<f64>,
 }
 

@@ -16,79 +16,135 @@ use super::model::Arch;
 /// The registry shipped with this build; `NSED_REGISTRY` may point at another.
 const BUILTIN_REGISTRY: &str = include_str!("../../../configs/models.toml");
 
+/// Why the registry could not be read or a `--model` argument not resolved to a file.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
+    /// The registry file `$NSED_REGISTRY` names cannot be read.
     #[error("cannot read registry {path}: {source}")]
     Read {
+        /// The registry file.
         path: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// The registry TOML is malformed, or an entry lacks a field or has an unknown value.
     #[error("{origin}, line {line}: {message}; fix the entry (see configs/models.toml)")]
     Parse {
+        /// Which registry: `the built-in registry` or `registry PATH`.
         origin: String,
+        /// Line of the error, from 1.
         line: usize,
+        /// The TOML parser's message.
         message: String,
     },
+    /// The argument is not a registry id, not an existing file, and does not look like a path.
     #[error("unknown model `{spec}`: not a registry id ({known}) and not a path to a .gguf file")]
-    Unknown { spec: String, known: String },
+    Unknown {
+        /// The `--model` argument.
+        spec: String,
+        /// The registry's ids, comma-separated.
+        known: String,
+    },
+    /// A registry model's file is not in the models directory (not fetched yet).
     #[error(
         "model `{id}` is not downloaded ({path} is missing): run `scripts/fetch-models.sh {id}`"
     )]
-    NotFetched { id: String, path: PathBuf },
+    NotFetched {
+        /// The registry id.
+        id: String,
+        /// Where the file was expected.
+        path: PathBuf,
+    },
+    /// An argument that looks like a path (ends in `.gguf` or has a separator) names no file.
     #[error("model file {path} does not exist")]
-    MissingFile { path: PathBuf },
+    MissingFile {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A registry model's file has another sha256 than the registry records.
     #[error(
         "model `{id}`: {path} has sha256 {actual}, the registry says {expected}; the file is \
          corrupt or a different model: delete it and run `scripts/fetch-models.sh {id}`"
     )]
     Checksum {
+        /// The registry id.
         id: String,
+        /// The file checked.
         path: PathBuf,
+        /// Hex sha256 the registry records.
         expected: String,
+        /// Hex sha256 of the file on disk.
         actual: String,
     },
+    /// A model file cannot be read while computing its sha256.
     #[error("cannot read {path}: {source}")]
     Io {
+        /// The file being read.
         path: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// An `hf://` argument is not `OWNER/REPO[@REVISION]/FILE.gguf` (the text after `hf://`).
     #[error("`hf://{0}` is not OWNER/REPO[@REVISION]/FILE.gguf")]
     HubSpec(String),
+    /// The Hub file is not in the local cache and cannot be downloaded.
     #[error(
         "cannot get `hf://{spec}` from the Hugging Face Hub: {message} (no network? files \
          downloaded before are read from the cache in $HF_HOME)"
     )]
-    Hub { spec: String, message: String },
+    Hub {
+        /// The argument after `hf://`.
+        spec: String,
+        /// The hf-hub client's error.
+        message: String,
+    },
 }
 
 /// The quantization of a GGUF file as llama.cpp names its file types (the
 /// registry's `quant`); an unknown name is refused when the registry is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Quant {
+    /// Unquantized 32-bit floats.
     F32,
+    /// 16-bit IEEE half-precision floats.
     F16,
+    /// 16-bit bfloat16.
     BF16,
+    /// 8-bit, blocks of 32 weights with one scale.
     Q8_0,
+    /// 6-bit k-quant (`Q6_K`).
     #[serde(rename = "Q6_K")]
     Q6K,
+    /// 5-bit k-quant mix, medium (`Q5_K_M`).
     #[serde(rename = "Q5_K_M")]
     Q5KM,
+    /// 5-bit k-quant mix, small (`Q5_K_S`).
     #[serde(rename = "Q5_K_S")]
     Q5KS,
+    /// 5-bit, blocks of 32 weights with one scale.
     Q5_0,
+    /// 5-bit, blocks of 32 weights with a scale and a minimum.
     Q5_1,
+    /// 4-bit k-quant mix, medium (`Q4_K_M`).
     #[serde(rename = "Q4_K_M")]
     Q4KM,
+    /// 4-bit k-quant mix, small (`Q4_K_S`).
     #[serde(rename = "Q4_K_S")]
     Q4KS,
+    /// 4-bit, blocks of 32 weights with one scale.
     Q4_0,
+    /// 4-bit, blocks of 32 weights with a scale and a minimum.
     Q4_1,
+    /// 3-bit k-quant mix, large (`Q3_K_L`).
     #[serde(rename = "Q3_K_L")]
     Q3KL,
+    /// 3-bit k-quant mix, medium (`Q3_K_M`).
     #[serde(rename = "Q3_K_M")]
     Q3KM,
+    /// 3-bit k-quant mix, small (`Q3_K_S`).
     #[serde(rename = "Q3_K_S")]
     Q3KS,
+    /// 2-bit k-quant (`Q2_K`).
     #[serde(rename = "Q2_K")]
     Q2K,
 }
@@ -127,32 +183,46 @@ impl std::fmt::Display for Quant {
 /// One wheel member holding (part of) a model's bytes.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Part {
+    /// The wheel's pip requirement (`name==version`).
     pub package: String,
+    /// Path of the part inside the wheel.
     pub member: String,
 }
 
 /// One model of the registry.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ModelEntry {
+    /// Registry id, as `--model` takes it (`smollm2-135m`).
     pub id: String,
+    /// Human-readable model name.
     pub name: String,
+    /// Who trained the model.
     pub maker: String,
+    /// Transformer architecture (`llama`, `qwen2`, `gemma3`).
     pub arch: Arch,
+    /// Quantization, as llama.cpp names the file type.
     pub quant: Quant,
+    /// File name of the GGUF in the models directory.
     pub file: String,
+    /// Hex sha256 of the whole GGUF file, checked when the model is resolved.
     pub sha256: String,
+    /// Size of the GGUF file in bytes.
     pub bytes: u64,
+    /// The Hugging Face repository the model comes from (`owner/name`).
     pub hf_repo: String,
     /// `chatml`, `gemma` or `plain`.
     pub chat_template: TemplateKind,
     /// The system message the model's own template inserts when none is given.
     #[serde(default)]
     pub default_system: Option<String>,
+    /// The wheel members whose concatenation, in order, is the GGUF file.
     pub parts: Vec<Part>,
 }
 
+/// The model roster: every model known by registry id.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Registry {
+    /// The entries, in file order (the `[[model]]` tables).
     #[serde(rename = "model")]
     pub models: Vec<ModelEntry>,
 }
@@ -160,7 +230,9 @@ pub struct Registry {
 /// A model file ready to load: its path, and its registry entry when it has one.
 #[derive(Debug, Clone)]
 pub struct ResolvedModel {
+    /// The GGUF file on disk.
     pub path: PathBuf,
+    /// Its registry entry; `None` for a model given by path or `hf://`.
     pub entry: Option<ModelEntry>,
 }
 
@@ -223,6 +295,7 @@ impl Registry {
         })
     }
 
+    /// The entry with registry id `id`.
     pub fn get(&self, id: &str) -> Option<&ModelEntry> {
         self.models.iter().find(|m| m.id == id)
     }

@@ -9,26 +9,38 @@ use crate::model::{Arch, Model, ModelError, WeightMap};
 use crate::registry::{Registry, RegistryError, ResolvedModel};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 
+/// Why a model could not be loaded or served.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    /// The model argument did not resolve to a verified file (unknown id, not fetched, bad
+    /// checksum, Hub failure).
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The GGUF file cannot be opened or parsed, or lacks `general.architecture`.
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    /// The tokenizer cannot be built from the GGUF metadata.
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
+    /// The architecture is unsupported, or the weights cannot be loaded on the device.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// The operating system refused to start the model's engine thread.
     #[error("could not start the model's engine thread: {0}")]
     Thread(#[from] std::io::Error),
 }
 
+/// A loaded model: its file, weights, tokenizer, chat template and stop tokens.
 pub struct Runtime {
+    /// The GGUF file and its registry entry, if any.
     pub resolved: ResolvedModel,
+    /// The parsed header (vocabulary arrays dropped after the tokenizer is built).
     pub gguf: Gguf,
     /// Shared with the handles of an [`crate::batch::Engine`].
     pub tokenizer: std::sync::Arc<Tokenizer>,
+    /// The transformer weights and the built-in sequence's KV cache.
     pub model: Model,
+    /// The chat template: the registry entry's, else detected from the GGUF's own.
     pub template: ChatTemplate,
     /// Token ids that end a generation (EOS and the end-of-turn markers).
     pub stop_ids: Vec<u32>,
@@ -56,6 +68,7 @@ impl Runtime {
         Self::load_resolved(resolved, None, device)
     }
 
+    /// Load an already resolved model on the default device (`--device`).
     pub fn from_resolved(resolved: ResolvedModel) -> Result<Self, RuntimeError> {
         Self::load_resolved(resolved, None, default_device())
     }
@@ -105,6 +118,7 @@ impl Runtime {
         })
     }
 
+    /// The registry id, or the file stem for a model given by path.
     pub fn id(&self) -> String {
         self.resolved.id()
     }

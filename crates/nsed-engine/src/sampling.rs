@@ -38,6 +38,7 @@ pub struct Sha256CounterRng {
 }
 
 impl Sha256CounterRng {
+    /// The stream keyed by `seed_string` (from [`seed_string`]), counter at 0.
     pub fn new(seed_string: &str) -> Self {
         Self {
             seed: seed_string.as_bytes().to_vec(),
@@ -50,6 +51,7 @@ impl Sha256CounterRng {
         self.counter
     }
 
+    /// The next value of the stream; advances the counter by one.
     pub fn next_u64(&mut self) -> u64 {
         let mut h = Sha256::new();
         h.update(&self.seed);
@@ -73,6 +75,7 @@ impl Draw for Sha256CounterRng {
 /// Sampling settings. `temperature == 0` is greedy (argmax, lowest id on ties).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SamplingParams {
+    /// Softmax temperature; 0 (or below) is greedy decoding.
     pub temperature: f64,
     /// 0 disables.
     pub top_k: usize,
@@ -100,6 +103,7 @@ impl Default for SamplingParams {
 }
 
 impl SamplingParams {
+    /// Whether this is greedy decoding (temperature <= 0): argmax, no draw.
     pub fn is_greedy(&self) -> bool {
         self.temperature <= 0.0
     }
@@ -121,10 +125,15 @@ pub fn log_softmax_shift(logits: &[f32]) -> (f64, f64) {
 /// bit on equal logits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowLogprobs {
+    /// Log-probability of the chosen token (negative infinity if its id is outside the row).
     pub chosen: f32,
+    /// The `k` most likely tokens as `(id, log-probability)`, largest logit first, lowest id
+    /// on ties.
     pub top: Vec<(u32, f32)>,
 }
 
+/// The chosen token's log-probability and the top `k` of one logit row (see
+/// [`RowLogprobs`]).
 pub fn row_logprobs(logits: &[f32], chosen: u32, k: usize) -> RowLogprobs {
     let (max, log_sum) = log_softmax_shift(logits);
     let lp = |v: f32| (v as f64 - max - log_sum) as f32;
@@ -187,7 +196,10 @@ pub fn argmax(logits: &[f32]) -> u32 {
 /// The candidates left after the filters, with integer weights summing to `total`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidates {
+    /// Token ids left after the filters, most likely first (lowest id on ties).
     pub ids: Vec<u32>,
+    /// Integer weight of each id, `round(p * 65536)` with the rounding residual on the first;
+    /// they sum to 65536.
     pub weights: Vec<u64>,
 }
 
@@ -317,6 +329,7 @@ pub struct PlainSampler {
 }
 
 impl PlainSampler {
+    /// A conventional sampler whose SplitMix64 stream starts from `seed`.
     pub fn new(seed: u64) -> Self {
         Self {
             rng: SplitMix64::new(seed),
@@ -327,6 +340,8 @@ impl PlainSampler {
         (self.rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
 
+    /// Draw one token: argmax when greedy, else temperature, top-k, top-p and min-p in f32
+    /// and one uniform draw.
     pub fn sample(&mut self, logits: &[f32], p: &SamplingParams) -> u32 {
         if p.is_greedy() {
             return argmax(logits);

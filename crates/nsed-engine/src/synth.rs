@@ -15,18 +15,24 @@ use crate::gguf::{self, Value};
 use crate::model::Arch;
 use nsed_stats::SplitMix64;
 
+/// Why a synthetic model could not be specified or written.
 #[derive(Debug, thiserror::Error)]
 pub enum SynthError {
+    /// `--like` names no roster model with a known shape.
     #[error(
         "no synthetic shape for `{0}`: --like takes smollm2-135m, gemma3-270m, \
          qwen2.5-coder-0.5b or qwen2.5-coder-1.5b"
     )]
     UnknownShape(String),
+    /// `--quant` names a type the synthesizer does not write.
     #[error("unsupported --quant `{0}`: use Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K, F16 or F32")]
     UnknownQuant(String),
+    /// The GGUF file could not be created or written.
     #[error("writing {path}: {source}")]
     Io {
+        /// The file being written.
         path: String,
+        /// The operating system's error.
         source: std::io::Error,
     },
 }
@@ -34,16 +40,27 @@ pub enum SynthError {
 /// The shape and contents of a synthetic model.
 #[derive(Debug, Clone)]
 pub struct SynthSpec {
+    /// Transformer family; sets the tensor set and metadata keys written.
     pub arch: Arch,
+    /// Transformer blocks (`block_count`).
     pub n_layer: usize,
+    /// Width of the residual stream (`embedding_length`).
     pub n_embd: usize,
+    /// Attention heads for queries.
     pub n_head: usize,
+    /// Key/value heads; must divide `n_head`.
     pub n_kv_head: usize,
+    /// Dimension of one attention head (`attention.key_length`).
     pub head_dim: usize,
+    /// Inner width of the feed-forward block (`feed_forward_length`).
     pub n_ff: usize,
+    /// Trained context length written to the metadata, in tokens.
     pub context_length: usize,
+    /// Attention window of the sliding layers in tokens (written for Gemma 3 only).
     pub sliding_window: usize,
+    /// RoPE frequency base (`rope.freq_base`).
     pub rope_base: f32,
+    /// Seed of the SplitMix64 stream the weights are drawn from.
     pub seed: u64,
     /// Type of the layers' weight matrices, as llama.cpp's mixes use it:
     /// with Q4_K (the `Q4_K_M` mix) `attn_v` and `ffn_down` get Q6_K; rows
@@ -139,17 +156,29 @@ impl SynthSpec {
 
 /// A roster model's shape, as its GGUF file states it.
 pub struct RosterShape {
+    /// Registry id of the model (`smollm2-135m`, ...).
     pub id: &'static str,
+    /// Transformer family.
     pub arch: Arch,
+    /// Transformer blocks.
     pub n_layer: usize,
+    /// Width of the residual stream.
     pub n_embd: usize,
+    /// Attention heads for queries.
     pub n_head: usize,
+    /// Key/value heads.
     pub n_kv_head: usize,
+    /// Dimension of one attention head.
     pub head_dim: usize,
+    /// Inner width of the feed-forward block.
     pub n_ff: usize,
+    /// Tokens in the vocabulary.
     pub vocab_size: usize,
+    /// Trained context length, in tokens.
     pub context_length: usize,
+    /// Attention window of the sliding layers in tokens; 0 for models without them.
     pub sliding_window: usize,
+    /// RoPE frequency base.
     pub rope_base: f32,
     /// The layers' type (the mix's base type).
     pub quant: GgmlDType,
@@ -157,6 +186,7 @@ pub struct RosterShape {
     pub embed: GgmlDType,
     /// The output matrix's type; `None`: tied to the token table.
     pub output: Option<GgmlDType>,
+    /// `tokenizer.ggml.pre` as the model's GGUF states it.
     pub pre: &'static str,
 }
 

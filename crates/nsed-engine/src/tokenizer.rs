@@ -13,21 +13,33 @@ use fancy_regex::{Regex, RegexBuilder};
 
 use crate::gguf::{Gguf, GgufError, Value};
 
+/// Why a tokenizer could not be built from GGUF metadata, or a token looked up.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
+    /// A tokenizer key is missing from the GGUF or has the wrong type.
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    /// `tokenizer.ggml.model` names an algorithm nsed does not implement.
     #[error("unsupported tokenizer model `{0}` (nsed supports `gpt2` and `llama`)")]
     UnsupportedModel(String),
+    /// `tokenizer.ggml.pre` names a pre-tokenizer nsed does not implement (or none, for `gpt2`).
     #[error(
         "unsupported pre-tokenizer `{0}` (nsed supports `smollm`, `starcoder`, `qwen2`); \
          refusing to guess"
     )]
     UnsupportedPre(String),
+    /// The tokenizer metadata is malformed or contradicts itself (token and type counts
+    /// differ, a malformed merge, missing scores or byte-fallback tokens).
     #[error("tokenizer metadata is inconsistent: {0}")]
     Metadata(String),
+    /// A token id outside the vocabulary.
     #[error("token id {id} is out of the vocabulary (size {vocab})")]
-    OutOfVocab { id: u32, vocab: usize },
+    OutOfVocab {
+        /// The token id asked for.
+        id: u32,
+        /// Tokens in the vocabulary.
+        vocab: usize,
+    },
 }
 
 type Result<T> = std::result::Result<T, TokenizerError>;
@@ -35,11 +47,18 @@ type Result<T> = std::result::Result<T, TokenizerError>;
 /// llama.cpp token types (`tokenizer.ggml.token_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenType {
+    /// An ordinary vocabulary piece (type 1, and any type code nsed does not know).
     Normal,
+    /// The unknown token, such as `<unk>` (type 2).
     Unknown,
+    /// A control token such as BOS, EOS or `<|im_start|>` (type 3); matched in text only when
+    /// special tokens are parsed.
     Control,
+    /// A token added by the model's authors (type 4), always matched as a unit.
     UserDefined,
+    /// A reserved slot the model never uses (type 5).
     Unused,
+    /// A byte-fallback token `<0xNN>` (type 6).
     Byte,
 }
 
@@ -89,11 +108,16 @@ pub struct Tokenizer {
     /// Control, user-defined and unknown tokens, longest text first.
     special: Vec<u32>,
     algorithm: Algorithm,
+    /// Beginning-of-sequence token id (`tokenizer.ggml.bos_token_id`), if the GGUF names one.
     pub bos: Option<u32>,
+    /// End-of-sequence token id (`tokenizer.ggml.eos_token_id`), if the GGUF names one.
     pub eos: Option<u32>,
+    /// Whether encoding with special tokens puts BOS first (`tokenizer.ggml.add_bos_token`,
+    /// else the algorithm's default: yes for `llama`, no for `gpt2`).
     pub add_bos: bool,
     /// `tokenizer.ggml.model` and `pre`, for reports.
     pub model_name: String,
+    /// `tokenizer.ggml.pre`, the pre-tokenizer's name; `None` when the GGUF has none.
     pub pre_name: Option<String>,
 }
 
@@ -108,6 +132,7 @@ impl std::fmt::Debug for Tokenizer {
 }
 
 impl Tokenizer {
+    /// Build the tokenizer from the GGUF's `tokenizer.ggml.*` metadata.
     pub fn from_gguf(gguf: &Gguf) -> Result<Self> {
         let model_name = gguf.get_str("tokenizer.ggml.model")?.to_string();
         let tokens = string_array(gguf, "tokenizer.ggml.tokens")?;
@@ -165,14 +190,17 @@ impl Tokenizer {
         })
     }
 
+    /// Number of tokens in the vocabulary.
     pub fn vocab_size(&self) -> usize {
         self.tokens.len()
     }
 
+    /// The id of the vocabulary entry whose raw text is exactly `text`, if any.
     pub fn token_id(&self, text: &str) -> Option<u32> {
         self.token_to_id.get(text).copied()
     }
 
+    /// The type of token `id`; `None` outside the vocabulary.
     pub fn token_type(&self, id: u32) -> Option<TokenType> {
         self.types.get(id as usize).copied()
     }

@@ -11,8 +11,6 @@
 //! - [`summary`]: mean, median, quantile.
 //! - [`random`]: SplitMix64, unbiased `below`, the seeded shuffles.
 
-#![deny(missing_docs)]
-
 pub mod hypothesis;
 pub mod interval;
 pub mod random;

@@ -22,7 +22,9 @@ use crate::sandbox::{Sandbox, SandboxError};
 
 /// A code set with its sandbox: builds tasks, extracts, runs and grades.
 pub struct CodeContext {
+    /// The loaded problems.
     pub set: CodeSet,
+    /// Where programs run.
     pub sandbox: Sandbox,
     by_id: HashMap<String, usize>,
     probes: Mutex<HashMap<String, Probes>>,
@@ -36,7 +38,9 @@ pub struct CodeContext {
 /// fall in different behaviour classes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Probes {
+    /// The model that wrote the inputs.
     pub author: String,
+    /// The inputs: stdin texts or JSON arguments (LCB), calls of the function (HumanEval, MBPP).
     pub inputs: Vec<String>,
     /// The call that wrote them, charged to the methods that vote over
     /// behaviour classes.
@@ -48,6 +52,7 @@ const PROBES: usize = 3;
 const PROBE_TOKENS: usize = 384;
 
 impl CodeContext {
+    /// A context for `set`, its programs run in `sandbox`.
     pub fn new(set: CodeSet, sandbox: Sandbox) -> Arc<CodeContext> {
         let by_id = set
             .problems
@@ -64,6 +69,7 @@ impl CodeContext {
         })
     }
 
+    /// The problem with id `id`, if the set has it.
     pub fn problem(&self, id: &str) -> Option<&Problem> {
         self.by_id.get(id).map(|&i| &self.set.problems[i])
     }
@@ -402,6 +408,7 @@ pub struct CodeAgent {
 }
 
 impl CodeAgent {
+    /// Wrap `inner` so its proposals run on `ctx`'s public tests.
     pub fn new(inner: Box<dyn Agent>, ctx: Arc<CodeContext>) -> Self {
         CodeAgent { inner, ctx }
     }

@@ -17,11 +17,13 @@ pub use problems::{Check, CodeSet, IoTest, LcbFilter, Problem};
 /// Errors of loading code problems.
 #[derive(Debug, thiserror::Error)]
 pub enum CodeError {
+    /// The set name is not `lcb`, `humaneval` or `mbpp`.
     #[error("unknown code set `{0}`; known: lcb, humaneval, mbpp")]
     Unknown(String),
     /// Reading the file or one of its records.
     #[error(transparent)]
     Data(#[from] crate::bench::datasets::DatasetError),
+    /// LCB's hidden tests do not decode (base64, zlib, pickle or JSON; the text says which).
     #[error("private tests: {0}")]
     PrivateTests(String),
 }

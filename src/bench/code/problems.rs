@@ -15,7 +15,9 @@ use crate::bench::datasets::DatasetError;
 /// One input/output test (LiveCodeBench).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IoTest {
+    /// The input (stdin, or the arguments as JSON lines for functional problems).
     pub input: String,
+    /// The expected output (stdout, or the return value as JSON for functional problems).
     pub output: String,
 }
 
@@ -25,35 +27,56 @@ pub struct IoTest {
 pub enum Check {
     /// A program reading stdin; output compared line by line, then as decimals.
     Stdin {
+        /// Tests models may see.
         public: Vec<IoTest>,
+        /// Tests used only to grade; empty when the data has none.
         hidden: Vec<IoTest>,
     },
     /// LeetCode: `Solution().<func_name>(*json_inputs) == json_output`.
     Functional {
+        /// The `Solution` method to call.
         func_name: String,
+        /// Tests models may see.
         public: Vec<IoTest>,
+        /// Tests used only to grade; empty when the data has none.
         hidden: Vec<IoTest>,
     },
     /// HumanEval: `prompt + completion`, then `test` and `check(entry_point)`.
-    HumanEval { test: String, entry_point: String },
+    HumanEval {
+        /// The test code, defining `check(candidate)`.
+        test: String,
+        /// The function the completion must define.
+        entry_point: String,
+    },
     /// MBPP: `test_setup_code`, the code, then each assert.
-    Mbpp { setup: String, asserts: Vec<String> },
+    Mbpp {
+        /// `test_setup_code`, run before the code (often empty).
+        setup: String,
+        /// The `assert` lines, run after the code.
+        asserts: Vec<String>,
+    },
 }
 
 /// One problem.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Problem {
+    /// The problem's id: LCB's `question_id`, HumanEval's `task_id`, `mbpp/<task id>`.
     pub id: String,
+    /// LCB: the question title; HumanEval: the entry point; MBPP: empty.
     pub title: String,
     /// The question (LCB), the function prompt (HumanEval), the task (MBPP).
     pub statement: String,
     /// LCB starter code (functional problems); empty otherwise.
     pub starter_code: String,
+    /// Origin: LCB's platform (`atcoder`, `leetcode`, …), or `humaneval` / `mbpp`.
     pub platform: String,
+    /// LCB: `easy`, `medium` or `hard`; empty for HumanEval and MBPP.
     pub difficulty: String,
+    /// LCB: the contest's date; empty for HumanEval and MBPP.
     pub contest_date: String,
     /// One of LiveCodeBench's 17 known-bad problems (docs/reference.md §5).
     pub flawed: bool,
+    /// How a program for it is graded.
     pub check: Check,
 }
 
@@ -142,9 +165,13 @@ fn called_names(code: &str) -> Vec<String> {
 /// A loaded set, with the file's sha256 for provenance.
 #[derive(Debug, Clone)]
 pub struct CodeSet {
+    /// The set's name: `lcb`, `humaneval` or `mbpp`.
     pub name: String,
+    /// The JSON-lines file the set was read from.
     pub file: PathBuf,
+    /// sha256 (hex) of the file.
     pub sha256: String,
+    /// The problems kept, in file order (the filter applied; MBPP's few-shot examples apart).
     pub problems: Vec<Problem>,
     /// MBPP's few-shot examples (tasks 2, 3, 4); empty for other sets.
     pub fewshot: Vec<Problem>,

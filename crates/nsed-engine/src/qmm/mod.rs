@@ -60,26 +60,45 @@ const ROW_TILE: usize = 4;
 /// Column groups packed per batch of GGUF rows read at load.
 const PACK_BATCH: usize = 32;
 
+/// Why a matrix could not be packed or multiplied.
 #[derive(Debug, thiserror::Error)]
 pub enum QmmError {
+    /// The weight type has no repacked kernel (only Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K do).
     #[error("{0:?} weights have no repacked kernel")]
     Unsupported(GgmlDType),
+    /// The row length is not a whole number of the format's blocks, or the data is not the
+    /// size the shape needs.
     #[error(
         "a {format:?} matrix of {n}x{k} needs rows divisible by {block} elements and \
          {bytes} bytes of blocks, found {found}"
     )]
     Shape {
+        /// The weights' block format.
         format: Format,
+        /// Rows of the matrix (output features).
         n: usize,
+        /// Row length in elements (input features).
         k: usize,
+        /// Elements per GGUF block of the format (32, or 256 for k-quants).
         block: usize,
+        /// Bytes of GGUF blocks the shape needs.
         bytes: usize,
+        /// Bytes given (0 when the row length alone is wrong).
         found: usize,
     },
+    /// Reading the GGUF blocks failed (an I/O error, or the file ends early).
     #[error("reading the weight blocks: {0}")]
     Read(std::io::Error),
+    /// The activations are not whole rows of the matrix's row length (or that length is not
+    /// a multiple of 32).
     #[error("activations have {got} elements, not a multiple of the row length {k}")]
-    Activations { got: usize, k: usize },
+    Activations {
+        /// Activation elements given.
+        got: usize,
+        /// The row length in elements.
+        k: usize,
+    },
+    /// The kernel path asked for needs instructions this CPU lacks.
     #[error("the {0} kernel path needs instructions this CPU lacks")]
     PathUnavailable(KernelPath),
 }
@@ -87,11 +106,18 @@ pub enum QmmError {
 /// The GGUF block formats with a repacked kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// 4-bit codes, one f16 scale per 32 weights.
     Q4_0,
+    /// 4-bit codes, an f16 scale and minimum per 32 weights.
     Q4_1,
+    /// 5-bit codes, one f16 scale per 32 weights.
     Q5_0,
+    /// 8-bit codes, one f16 scale per 32 weights.
     Q8_0,
+    /// 4-bit k-quant: 256-weight super-blocks of eight 32-weight blocks with 6-bit scales
+    /// and minimums.
     Q4K,
+    /// 6-bit k-quant: 256-weight super-blocks of sixteen 16-weight blocks with 8-bit scales.
     Q6K,
 }
 
@@ -136,6 +162,7 @@ impl Format {
         Self::ALL[id]
     }
 
+    /// The format of a ggml type; `None` when no repacked kernel exists for it.
     pub fn from_ggml(dtype: GgmlDType) -> Option<Self> {
         Some(match dtype {
             GgmlDType::Q4_0 => Self::Q4_0,
@@ -428,14 +455,17 @@ impl PackedMatrix {
         Ok(packed)
     }
 
+    /// Rows `n` of the matrix (output features).
     pub fn rows(&self) -> usize {
         self.n
     }
 
+    /// Row length `k` in elements (input features).
     pub fn cols(&self) -> usize {
         self.k
     }
 
+    /// The GGUF block format the weights came in.
     pub fn format(&self) -> Format {
         self.format
     }
@@ -635,6 +665,8 @@ pub struct QuantizedRows {
 }
 
 impl QuantizedRows {
+    /// Quantize `x`, rows of `k` elements, to int8 per 32-element block; `k` must be a
+    /// multiple of 32 and divide `x.len()`.
     pub fn quantize(x: &[f32], k: usize) -> Result<Self, QmmError> {
         if k == 0 || !k.is_multiple_of(BLOCK) || !x.len().is_multiple_of(k) {
             return Err(QmmError::Activations { got: x.len(), k });

@@ -38,6 +38,8 @@ impl KernelPath {
         }
     }
 
+    /// The path of an `NSED_KERNEL` name (`portable`, `avx2`, `avxvnni`, `avx512vnni`);
+    /// `None` for any other.
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.name() == name)
     }
@@ -113,16 +115,24 @@ pub fn available() -> Vec<KernelPath> {
 /// A kernel path that cannot be used here.
 #[derive(Debug, thiserror::Error)]
 pub enum PathError {
+    /// `NSED_KERNEL` names no kernel path.
     #[error(
         "{KERNEL_ENV}={given} is not a kernel path; use auto or one this CPU has: {}",
         names(&available())
     )]
-    Unknown { given: String },
+    Unknown {
+        /// The value of `NSED_KERNEL`.
+        given: String,
+    },
+    /// `NSED_KERNEL` names a path whose instructions this CPU lacks.
     #[error(
         "{KERNEL_ENV}={given}: this CPU lacks the instructions for that path; it has: {}",
         names(&available())
     )]
-    Unavailable { given: String },
+    Unavailable {
+        /// The value of `NSED_KERNEL`.
+        given: String,
+    },
 }
 
 fn names(paths: &[KernelPath]) -> String {

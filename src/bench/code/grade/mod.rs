@@ -26,9 +26,11 @@ use crate::sandbox::{Execution, Job, Sandbox, SandboxError, Status};
 /// `lcb_runner`'s preamble: what a solution may use without importing.
 pub const LCB_IMPORTS: &str = "from string import *\nfrom re import *\nfrom datetime import *\nfrom collections import *\nfrom heapq import *\nfrom bisect import *\nfrom copy import *\nfrom math import *\nfrom random import *\nfrom statistics import *\nfrom itertools import *\nfrom functools import *\nfrom operator import *\nfrom io import *\nfrom sys import *\nfrom json import *\nfrom builtins import *\nfrom typing import *\nimport string\nimport re\nimport datetime\nimport collections\nimport heapq\nimport bisect\nimport copy\nimport math\nimport random\nimport statistics\nimport itertools\nimport functools\nimport operator\nimport io\nimport sys\nimport json\nsys.setrecursionlimit(50000)\n";
 
-/// Per-test wall limits of the official harnesses.
+/// Wall limits of the official harnesses: LiveCodeBench's, per test case.
 pub const LCB_TIMEOUT: Duration = Duration::from_secs(6);
+/// HumanEval's wall limit for the whole check program.
 pub const HUMANEVAL_TIMEOUT: Duration = Duration::from_secs(3);
+/// MBPP's wall limit for the whole check program.
 pub const MBPP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Per probe call (HumanEval, MBPP): probes only sort programs into
 /// behaviour classes, and a model-written call that runs longer than this is
@@ -38,6 +40,7 @@ pub const PROBE_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// LiveCodeBench's per-test result codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TestCode {
+    /// 1: the test passes.
     Pass,
     /// -1: the whole run exceeded its global limit.
     GlobalTimeout,
@@ -84,22 +87,32 @@ pub enum Tests {
 /// The first failing test, with what is needed to show it to a model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
+    /// The failing test's index among the tests run, from 0.
     pub index: usize,
+    /// The test's LCB result code.
     pub code: TestCode,
+    /// The test's input, truncated (empty for HumanEval and MBPP).
     pub input: String,
+    /// The expected output, truncated (empty for HumanEval and MBPP).
     pub expected: String,
+    /// What the program printed or returned, truncated.
     pub output: String,
+    /// What went wrong (`Wrong Answer`, the exception, the timeout).
     pub error: String,
 }
 
 /// The grade of one program.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
+    /// Whether every test passes.
     pub passed: bool,
     /// LCB codes of the tests run, in order, up to the first failure.
     pub results: Vec<i8>,
+    /// Tests the program is graded on (1 for HumanEval and MBPP's check program).
     pub tests_total: usize,
+    /// The first failing test; `None` when the program passes.
     pub failure: Option<Outcome>,
+    /// Sandbox wall time of the program's runs, summed, milliseconds.
     pub wall_ms: u64,
 }
 
