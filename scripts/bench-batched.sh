@@ -7,11 +7,12 @@
 # Both prefill each sequence's own 128-token prompt, then decode 64 tokens
 # for all B sequences together; the aggregate decode rate is B·64 tokens over
 # the decode time (llama-batched-bench's S_TG). Rounds are the outer loop
-# and the tool that goes first alternates. Prints a markdown table per model
-# from this invocation's rows (its `session`): nsed tok/s and its gain over
+# and the tool that goes first alternates. Prints the markdown table of this
+# invocation's rows (its `session`): nsed tok/s and its gain over
 # B = 1, llama.cpp tok/s and its gain, nsed/llama.cpp, each the median of the
-# rounds with their range (gains and ratios taken within a round); raw rows,
-# with the nsed build that ran, go to $OUT/perf/batched.jsonl.
+# rounds with their range (gains and ratios taken within a round), as the
+# speed page renders it (`nsed report tables --only perf`, rebuilt here);
+# raw rows, with the nsed build that ran, go to $OUT/perf/batched.jsonl.
 #
 # usage: scripts/bench-batched.sh [MODEL_ID ...]   (default: the two qwen models)
 # env:   BATCHES (default 1,2,4,8,16), ROUNDS (default 3), THREADS (default 2),
@@ -22,7 +23,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 source scripts/lib/runs.sh
 batches="${BATCHES:-1,2,4,8,16}" rounds="${ROUNDS:-3}" threads="${THREADS:-2}"
-out="${OUT:-results}/perf"
+OUT="${OUT:-results}"
+out="$OUT/perf"
 models=("$@")
 [[ ${#models[@]} -gt 0 ]] || models=(qwen2.5-coder-0.5b qwen2.5-coder-1.5b)
 [[ $batches =~ ^[0-9]+(,[0-9]+)*$ ]] || { echo "bench-batched: BATCHES is a comma-separated list of sizes, not '$batches'" >&2; exit 2; }
@@ -86,42 +88,12 @@ for round in $(seq "$rounds"); do
     done
 done
 
-python3 - "$raw" "$session" "$kernel" "${LLAMACPP_ISA:-native}" "$cpu" "${models[@]}" <<'PY'
-import json, statistics, sys
-raw, session, kernel, isa, cpu, models = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6:]
-rows = [json.loads(l) for l in open(raw) if l.strip()]
-rows = [r for r in rows if r.get("session") == session]
-def cell(values, digits=1, unit=""):
-    """Median of the rounds with their range: one number never hides the spread."""
-    if not values:
-        return "–"
-    m = statistics.median(values)
-    return f"{m:.{digits}f}{unit} ({min(values):.{digits}f}–{max(values):.{digits}f})"
-builds = sorted({r["commit"] for r in rows if r["tool"] == "nsed"})
-for model in models:
-    def rate(tool, rnd, b):
-        v = [r["decode"] for r in rows if r["model"] == model and r["tool"] == tool and r["round"] == rnd and r["batch"] == b]
-        return v[0] if v else None
-    rounds = sorted({r["round"] for r in rows if r["model"] == model})
-    sizes = sorted({r["batch"] for r in rows if r["model"] == model})
-    def per_round(f):
-        out = []
-        for rnd in rounds:
-            try:
-                out.append(f(rnd))
-            except TypeError:
-                pass
-        return out
-    print(f"\n{model} — nsed {kernel} (build {', '.join(builds)}) vs llama-batched-bench ({isa} build), {cpu}, "
-          f"session {session}: decode tok/s of all sequences, median of {len(rounds)} interleaved rounds (min–max); "
-          "gains and ratios are taken within each round")
-    print("| B | nsed tok/s | nsed x B=1 | llama.cpp tok/s | llama.cpp x B=1 | nsed / llama.cpp |")
-    print("|---|---|---|---|---|---|")
-    for b in sizes:
-        n = per_round(lambda r: rate("nsed", r, b) + 0)
-        l = per_round(lambda r: rate("llama.cpp", r, b) + 0)
-        ng = per_round(lambda r: rate("nsed", r, b) / rate("nsed", r, 1))
-        lg = per_round(lambda r: rate("llama.cpp", r, b) / rate("llama.cpp", r, 1))
-        nl = per_round(lambda r: rate("nsed", r, b) / rate("llama.cpp", r, b))
-        print(f"| {b} | {cell(n)} | {cell(ng, 2, 'x')} | {cell(l)} | {cell(lg, 2, 'x')} | {cell(nl, 2)} |")
-PY
+# The table is the speed page's (`nsed report tables --only perf` renders the
+# latest session with every model at 3+ rounds of both tools): printed here
+# from the page, never computed twice.
+page perf >&2
+if ! sed -n '/^## Many sequences per pass: nsed vs llama-batched-bench/,/^Produced by/p' "$OUT/perf.md" | grep -q "^Session $session:"; then
+    echo "bench-batched: session $session has fewer than 3 rounds of both tools for some model: no table (raw rows in $raw)" >&2
+    exit 1
+fi
+sed -n '/^## Many sequences per pass: nsed vs llama-batched-bench/,/^Produced by/p' "$OUT/perf.md"

@@ -339,20 +339,28 @@ fn build_determinism(results: &Path) -> Result<Option<Built>, TablesError> {
 
 fn build_perf(results: &Path) -> Result<Option<Built>, TablesError> {
     let ms = perf::read(results)?;
-    if ms.is_empty() {
+    let batched = batched_section(results)?;
+    if ms.is_empty() && batched.is_empty() {
         return Ok(None);
     }
+    // A directory with only batched sessions (scripts/bench-batched.sh into
+    // a fresh --out) still gets its page.
+    let summary = if ms.is_empty() {
+        "No single-sequence measurements here (`scripts/bench-compare.sh` writes them).\n"
+            .to_string()
+    } else {
+        perf::markdown(&ms)
+    };
     Ok(Some(Built {
         findings: Vec::new(),
         table: "perf",
         title: "Speed: nsed vs llama.cpp, 2 threads".into(),
-        summary: perf::markdown(&ms),
+        summary,
         details: format!(
             "\nPer round: `nsed --threads 2 perf` (128-token prompt, then 64 greedy decode \
              steps; median of the repeats after a warm-up) and `llama-bench -t 2 -p 128 -n 64` \
              on the same GGUF file, interleaved; each cell is the median over the rounds. \
-             Raw measurements: `perf/raw.jsonl`.\n{}",
-            batched_section(results)?
+             Raw measurements: `perf/raw.jsonl`.\n{batched}"
         ),
         csv: perf::csv(&ms),
         warnings: Vec::new(),
@@ -435,4 +443,42 @@ pub fn write_index(readme: &Path, results: &Path, pages: &[Built]) -> Result<(),
     let out = super::splice_readme(&text, &section, readme)?;
     write_atomic(readme, out.as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batched_sessions_alone_make_a_speed_page() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Negative control: no measurements, no page.
+        assert!(build_perf(dir.path()).expect("reads").is_none());
+        let mut lines = String::new();
+        for round in 1..=3 {
+            for (tool, own) in [
+                ("nsed", r#""kernel":"avx2","commit":"0123456789""#),
+                ("llama.cpp", r#""isa":"avx2""#),
+            ] {
+                for (batch, rate) in [(1, 10.0), (2, 20.0)] {
+                    lines.push_str(&format!(
+                        r#"{{"tool":"{tool}","session":"2026-12-07T00:00:00Z","model":"m","round":{round},"batch":{batch},"decode":{rate},"cpu":"cpu",{own}}}"#
+                    ));
+                    lines.push('\n');
+                }
+            }
+        }
+        std::fs::create_dir_all(dir.path().join("perf")).expect("mkdir");
+        std::fs::write(dir.path().join("perf/batched.jsonl"), lines).expect("write");
+        let page = build_perf(dir.path())
+            .expect("reads")
+            .expect("a page from the batched rows alone");
+        assert!(page.summary.contains("No single-sequence measurements"));
+        assert!(
+            page.details.contains("Session 2026-12-07T00:00:00Z")
+                && page.details.contains("| m | 2 | 20.0 (20.0–20.0) | 2.00x"),
+            "{}",
+            page.details
+        );
+    }
 }

@@ -305,8 +305,10 @@ fn an_agent_sleeping_past_the_phase_timeout_is_excluded() {
             "64",
             "--rounds",
             "1",
+            // Well under the three missed heartbeats (30 s) that would
+            // presume it dead.
             "--phase-timeout",
-            "20",
+            "10",
         ],
     );
     let t = json_of(&run_bounded(cmd, Duration::from_secs(200)));
@@ -316,7 +318,7 @@ fn an_agent_sleeping_past_the_phase_timeout_is_excluded() {
     assert_eq!(abstained.len(), 1);
     assert_eq!(abstained[0].0, "c");
     assert!(
-        abstained[0].1.contains("20 s phase timeout"),
+        abstained[0].1.contains("10 s phase timeout"),
         "{}",
         abstained[0].1
     );
