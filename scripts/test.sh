@@ -26,13 +26,15 @@ for t in "${one_core[@]}"; do skips+=(--skip "$t"); done
 it_binary=$(cargo test --test it --no-run 2>&1 | sed -n 's/.*Executable tests\/it\/main.rs (\(.*\))$/\1/p')
 [ -x "$it_binary" ] || { echo "test.sh: cannot find the integration-test binary" >&2; exit 1; }
 side_log=$(mktemp)
-trap 'rm -f "$side_log"' EXIT
 nice -n 5 "$it_binary" --test-threads "$threads" "${one_core[@]}" > "$side_log" 2>&1 &
 side=$!
+# Interrupted: the tests beside stop too.
+trap '[ -n "$side" ] && kill "$side" 2>/dev/null; rm -f "$side_log"' EXIT
 status=0
 cargo test --workspace --lib --bins --tests -- --test-threads "$threads" "${skips[@]}" || status=$?
 side_status=0
 wait "$side" || side_status=$?
+side=
 echo "test.sh: the one-core integration tests (${one_core[*]}), run beside the others:"
 cat "$side_log"
 # The criterion benches (benches/kernels.rs) take no libtest flags: built, and
