@@ -15,12 +15,18 @@ threads="${NSED_TEST_THREADS:-1}"
 
 # Every test binary, built once with both cores.
 cargo test --workspace --lib --bins --tests --no-run
-# The integration tests that are bound by one core and by nothing else (page
-# rebuilds, statistics, the tokenizer, parsing; no model on two threads, no
-# wall-clock protocol) run beside the rest, one nice level down: the model
-# tests keep the cores when they want them, and these use the time the model
-# tests leave idle (loads, subprocesses, waits). Their log follows the rest.
-one_core=(committed_pages:: fraud_evidence:: tokenizer_golden:: verify_gonka:: properties:: layers::)
+# The integration tests that need little CPU run beside the rest, one nice
+# level down: the model tests keep the cores when they want them, and these
+# use the time the model tests leave idle (loads, subprocesses, waits). They
+# are those bound by one core (page rebuilds, statistics, the tokenizer,
+# parsing; no model on two threads) and the federation fault tests, which
+# mostly wait (heartbeats, a phase timeout, a server restart) on tiny
+# synthetic models, each with its own nats-server. Not here: anything that
+# runs the sandbox (sandbox_hostile counts the sandbox's processes, and the
+# code tests start them). Their log follows the rest.
+one_core=(committed_pages:: fraud_evidence:: tokenizer_golden:: verify_gonka:: properties:: layers::
+  federation::an_agent federation::a_server federation::clear_errors federation_hostile::
+  verify_bad_input:: cli_bad_input::)
 skips=()
 for t in "${one_core[@]}"; do skips+=(--skip "$t"); done
 it_binary=$(cargo test --test it --no-run 2>&1 | sed -n 's/.*Executable tests\/it\/main.rs (\(.*\))$/\1/p')
@@ -31,11 +37,15 @@ side=$!
 # Interrupted: the tests beside stop too.
 trap '[ -n "$side" ] && kill "$side" 2>/dev/null; rm -f "$side_log"' EXIT
 status=0
-cargo test --workspace --lib --bins --tests -- --test-threads "$threads" "${skips[@]}" || status=$?
+# Unit tests at libtest's own parallelism: small, mostly waiting on
+# subprocesses and timers. Then the binaries' and the integration tests, one
+# at a time (each model test uses both cores).
+cargo test --workspace --lib || status=$?
+cargo test --workspace --bins --test '*' -- --test-threads "$threads" "${skips[@]}" || status=$?
 side_status=0
 wait "$side" || side_status=$?
 side=
-echo "test.sh: the one-core integration tests (${one_core[*]}), run beside the others:"
+echo "test.sh: the integration tests run beside the others (${one_core[*]}):"
 cat "$side_log"
 # The criterion benches (benches/kernels.rs) take no libtest flags: built, and
 # each benchmark run once as a smoke test (`--bench kernels`, not `--benches`,

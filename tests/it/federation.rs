@@ -123,7 +123,7 @@ fn three_agent_processes_give_the_in_process_results_with_chunked_messages() {
             "bench",
             "gsm8k",
             "--limit",
-            "2",
+            "1",
             "--method",
             "nsed",
             "--max-tokens",
@@ -162,17 +162,16 @@ fn three_agent_processes_give_the_in_process_results_with_chunked_messages() {
             .collect()
     };
     let (l, r) = (lines(&local_dir), lines(&remote_dir));
-    assert_eq!(l.len(), 2);
-    assert_eq!(r.len(), 2);
+    assert_eq!(l.len(), 1);
+    assert_eq!(r.len(), 1);
     let mut rounds = 0;
     for (a, b) in l.iter().zip(&r) {
         assert_eq!(strip(a), strip(b), "item {} differs", a["item"]);
         rounds += b["nsed"]["rounds"].as_array().unwrap().len();
     }
-    assert!(
-        rounds >= 3,
-        "expected a second round, got {rounds} rounds in 2 items"
-    );
+    // One item (bit-exact everywhere: the same on every machine) that takes
+    // a second round, so that revised proposals travel too.
+    assert_eq!(rounds, 2, "expected a second round");
 
     // Every remote proposal and evaluation is signed, and its signed bytes
     // are in the federation log verbatim, under a valid signature.

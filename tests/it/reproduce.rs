@@ -1,8 +1,9 @@
 //! `scripts/reproduce.sh --scale smoke` end to end: every table is produced
 //! from runs (datasets, sandbox, nats-server) at the smallest size that runs
 //! each stage, on synthetic models (`nsed models synth`: each roster model's
-//! shape, vocabulary and formats with random weights and two layers, through
-//! a registry that names them, `NSED_REGISTRY`), is well-formed, carries its
+//! architecture, widths and formats with random weights, two layers and a
+//! 1024-token vocabulary, through a registry that names them,
+//! `NSED_REGISTRY`), is well-formed, carries its
 //! stamp and arithmetic that holds at any size (n, Wilson intervals, compute
 //! ordering, bit-identical determinism); then `nsed report tables` rebuilds
 //! the same pages from the data alone and refreshes the index. What the
@@ -303,8 +304,11 @@ fn reproduce_smoke_scale_produces_every_table() {
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reproduce-smoke");
     let _ = std::fs::remove_dir_all(&out);
     let synth = tempfile::tempdir().expect("tempdir");
+    // A 1024-token vocabulary: the full ones' output layers (up to 262,144
+    // rows) were most of the synthetic models' time. Each shape's full
+    // vocabulary is checked by `gpu::synthetic_shapes_match_the_roster_files`.
     let consumer = ["smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b"];
-    let (registry, models) = common::synth_registry(synth.path(), &consumer, 2);
+    let (registry, models) = common::synth_registry(synth.path(), &consumer, 2, Some(1024));
     // Bounded: the smoke scale takes a few minutes on 2 cores.
     let status = Command::new("timeout")
         .args(["--kill-after=30s", "1800", "bash", "scripts/reproduce.sh"])

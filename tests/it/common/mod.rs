@@ -15,14 +15,23 @@ use nsed::engine::registry::Registry;
 /// the machinery around a model (federation faults, the page pipeline) where
 /// what the model says does not matter and a real one only costs time.
 pub fn synth_model(dir: &Path, like: &str, layers: u32) -> PathBuf {
-    let path = dir.join(format!("synth-{like}-{layers}.gguf"));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nsed"))
-        .args(["models", "synth", "--like", like, "--layers"])
+    synth_model_sized(dir, like, layers, None)
+}
+
+/// [`synth_model`] with a smaller vocabulary (`nsed models synth --vocab`):
+/// the output layer is most of a small model's time.
+pub fn synth_model_sized(dir: &Path, like: &str, layers: u32, vocab: Option<u32>) -> PathBuf {
+    let tag = vocab.map_or(String::new(), |v| format!("-v{v}"));
+    let path = dir.join(format!("synth-{like}-{layers}{tag}.gguf"));
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_nsed"));
+    cmd.args(["models", "synth", "--like", like, "--layers"])
         .arg(layers.to_string())
         .arg("-o")
-        .arg(&path)
-        .output()
-        .expect("nsed runs");
+        .arg(&path);
+    if let Some(v) = vocab {
+        cmd.args(["--vocab", &v.to_string()]);
+    }
+    let out = cmd.output().expect("nsed runs");
     assert!(
         out.status.success(),
         "models synth: {}",
@@ -33,10 +42,15 @@ pub fn synth_model(dir: &Path, like: &str, layers: u32) -> PathBuf {
 
 /// A registry (`NSED_REGISTRY`) and models folder (`NSED_MODELS`) in `dir`
 /// where each of `ids` is a synthetic model of its shape with `layers`
-/// layers, under the registry's id, file name and the synthetic file's own
+/// layers (and `vocab` tokens, when given), under the registry's id, file name and the synthetic file's own
 /// sha256 and size; every other entry stays and points at a file that is not
 /// there, so using it fails. Returns (registry file, models folder).
-pub fn synth_registry(dir: &Path, ids: &[&str], layers: u32) -> (PathBuf, PathBuf) {
+pub fn synth_registry(
+    dir: &Path,
+    ids: &[&str],
+    layers: u32,
+    vocab: Option<u32>,
+) -> (PathBuf, PathBuf) {
     use sha2::{Digest, Sha256};
     let models = dir.join("models");
     std::fs::create_dir_all(&models).expect("models folder");
@@ -58,7 +72,7 @@ pub fn synth_registry(dir: &Path, ids: &[&str], layers: u32) -> (PathBuf, PathBu
             continue;
         };
         let file = field("file").expect("registry entry has a file");
-        let synth = synth_model(dir, &id, layers);
+        let synth = synth_model_sized(dir, &id, layers, vocab);
         let bytes = std::fs::read(&synth).expect("synthetic model");
         std::fs::write(models.join(&file), &bytes).expect("write model");
         let sha = format!("{:x}", Sha256::digest(&bytes));

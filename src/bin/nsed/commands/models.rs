@@ -54,6 +54,12 @@ pub struct SynthArgs {
     /// Fewer layers than the original (a quicker, shallower model).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     layers: Option<u32>,
+    /// A smaller vocabulary than the original (a quicker model: the output
+    /// layer is most of a small model's time). The tokenizer is the
+    /// synthetic one either way: byte tokens, a few merges, the chat
+    /// template's control tokens, padded to this size.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(512..=1_048_576))]
+    vocab: Option<u32>,
     /// The GGUF file to write (replaced if it exists).
     #[arg(short, long, value_name = "FILE")]
     output: PathBuf,
@@ -208,6 +214,9 @@ pub fn models_synth(args: SynthArgs) -> Result<()> {
     if let Some(n) = args.layers {
         spec.n_layer = n as usize;
     }
+    if let Some(n) = args.vocab {
+        spec.vocab_size = Some(n as usize);
+    }
     spec.seed = args.seed;
     let started = std::time::Instant::now();
     // Atomic: an interrupted run leaves no half-written model under the name.
@@ -216,10 +225,11 @@ pub fn models_synth(args: SynthArgs) -> Result<()> {
         .map(|m| m.len())
         .unwrap_or(0);
     outln!(
-        "wrote {} ({}, {} layers, {:.1} M parameters, {:?} weights, seed {}, {:.1} MB, {:.1} s)",
+        "wrote {} ({}, {} layers, {} tokens, {:.1} M parameters, {:?} weights, seed {}, {:.1} MB, {:.1} s)",
         args.output.display(),
         spec.arch,
         spec.n_layer,
+        spec.vocab_size.unwrap_or(0),
         spec.parameters() as f64 / 1e6,
         spec.weight_type,
         spec.seed,
