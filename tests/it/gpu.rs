@@ -111,6 +111,19 @@ fn synth_refuses_unknown_shapes_and_types() {
         s(&path),
     ]);
     assert_usage_error(&out, "Q4_K");
+    // A vocabulary below the synthetic tokenizer's own tokens is refused
+    // with the range (the smaller vocabularies are made by the reproduce test).
+    let out = nsed(&[
+        "models",
+        "synth",
+        "--like",
+        "gemma3-270m",
+        "--vocab",
+        "100",
+        "-o",
+        s(&path),
+    ]);
+    assert_usage_error(&out, "512..=1048576");
     assert!(!path.exists(), "nothing written on a refusal");
 }
 
