@@ -24,15 +24,15 @@ cargo test --workspace --lib --bins --tests --no-run
 # synthetic models, each with its own nats-server. Not here: anything that
 # runs the sandbox (sandbox_hostile counts the sandbox's processes, and the
 # code tests start them). Their log follows the rest.
-one_core=(committed_pages:: fraud_evidence:: tokenizer_golden:: verify_gonka:: properties:: layers::
+beside=(committed_pages:: fraud_evidence:: tokenizer_golden:: verify_gonka:: properties:: layers::
   federation::an_agent federation::a_server federation::clear_errors federation_hostile::
   verify_bad_input:: cli_bad_input::)
 skips=()
-for t in "${one_core[@]}"; do skips+=(--skip "$t"); done
+for t in "${beside[@]}"; do skips+=(--skip "$t"); done
 it_binary=$(cargo test --test it --no-run 2>&1 | sed -n 's/.*Executable tests\/it\/main.rs (\(.*\))$/\1/p')
 [ -x "$it_binary" ] || { echo "test.sh: cannot find the integration-test binary" >&2; exit 1; }
 side_log=$(mktemp)
-nice -n 5 "$it_binary" --test-threads "$threads" "${one_core[@]}" > "$side_log" 2>&1 &
+nice -n 5 "$it_binary" --test-threads "$threads" "${beside[@]}" > "$side_log" 2>&1 &
 side=$!
 # Interrupted: the tests beside stop too.
 trap '[ -n "$side" ] && kill "$side" 2>/dev/null; rm -f "$side_log"' EXIT
@@ -45,7 +45,7 @@ cargo test --workspace --bins --test '*' -- --test-threads "$threads" "${skips[@
 side_status=0
 wait "$side" || side_status=$?
 side=
-echo "test.sh: the integration tests run beside the others (${one_core[*]}):"
+echo "test.sh: the integration tests run beside the others (${beside[*]}):"
 cat "$side_log"
 # The criterion benches (benches/kernels.rs) take no libtest flags: built, and
 # each benchmark run once as a smoke test (`--bench kernels`, not `--benches`,

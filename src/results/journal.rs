@@ -203,10 +203,12 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, JournalError> {
     }
 }
 
-/// The settings two fingerprints disagree on, for a refused resume: each
-/// differing field by its dotted path, with its old and new value (or only
-/// its path when the values are too long to read in one line).
-fn differences<F: Serialize>(old: &F, new: &F) -> String {
+/// Where two serialized values disagree (for a refused resume, the settings
+/// two fingerprints disagree on): each differing field by its dotted path,
+/// list elements by index when both lists have the same length, with its
+/// old and new value (or only its path when the values are too long to read
+/// in one line). Empty when they agree.
+pub fn differences<F: Serialize>(old: &F, new: &F) -> String {
     let value = |f: &F| serde_json::to_value(f).unwrap_or(serde_json::Value::Null);
     let mut found = Vec::new();
     diff_values("", &value(old), &value(new), &mut found);
@@ -240,6 +242,14 @@ fn diff_values(
             );
         }
         return;
+    }
+    if let (Some(a), Some(b)) = (old.as_array(), new.as_array()) {
+        if a.len() == b.len() {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                diff_values(&format!("{path}[{i}]"), x, y, found);
+            }
+            return;
+        }
     }
     let name = if path.is_empty() {
         String::new()
@@ -457,5 +467,14 @@ mod tests {
             "`k` was null, now 5, `roster` differs, `seed` was 42, now 7, `settings.max_tokens` was 640, now 100"
         );
         assert_eq!(differences(&1u8, &1u8), "");
+        // Lists of one length by element; of different lengths whole.
+        let (old, new) = (
+            serde_json::json!({"agents": [{"t": 0.7}, {"t": 0.8}], "ids": [1, 2]}),
+            serde_json::json!({"agents": [{"t": 0.7}, {"t": 0.9}], "ids": [1]}),
+        );
+        assert_eq!(
+            differences(&old, &new),
+            "`agents[1].t` was 0.8, now 0.9, `ids` was [1,2], now [1]"
+        );
     }
 }

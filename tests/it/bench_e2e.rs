@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use nsed::answer::{same_answer, AnswerKind, Outcome};
 use nsed::bench::{ItemRecord, Meta, MethodKey};
+use nsed::results::journal::differences;
 
 fn nsed_cmd(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nsed"));
@@ -64,26 +65,25 @@ fn bench_args(data: &str, extra: &[&str]) -> Vec<String> {
 /// at a time (`--parallel 1 --max-batch 1`), without timings and build tags
 /// ([`without_timings`]), one JSON line per item. Inference is bit-exact on
 /// every machine and kernel path, so these are what any run of the same
-/// settings records, whatever its batching, parallelism and crashes.
-/// Written by `regenerate_the_bench_golden` (ignored: run it when prompts,
-/// records or the models' numerics change on purpose, and say why in the
-/// commit).
+/// settings records, whatever its batching, parallelism and crashes. When
+/// prompts, records or the models' numerics change on purpose, rewrite it
+/// (and say why in the commit): `NSED_UPDATE_GOLDEN=1 cargo test --test it
+/// bench_e2e::bench_gsm8k`; the crash run is then compared with the
+/// records just made.
 const GOLDEN: &str = "tests/data/golden/bench/gsm8k-consumer.jsonl";
 
 fn golden_path() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(GOLDEN)
 }
 
-#[test]
-#[ignore = "writes the committed golden; run by hand: cargo test --test it regenerate_the_bench_golden -- --ignored"]
-fn regenerate_the_bench_golden() {
-    let data = common::datasets_dir();
+/// Run each item alone, one call at a time, and write [`GOLDEN`].
+fn write_bench_golden(data: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let mut lines = String::new();
     for id in ["gsm8k-0", "gsm8k-1"] {
         let out = tmp.path().join(id);
         let extra = ["--out", out.to_str().unwrap(), "--ids", id];
-        let args = bench_args(data.to_str().unwrap(), &extra);
+        let args = bench_args(data, &extra);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let o = nsed(&[&args[..], &["--parallel", "1", "--max-batch", "1"]].concat());
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -92,9 +92,7 @@ fn regenerate_the_bench_golden() {
         lines.push_str(&without_timings(&record).to_string());
         lines.push('\n');
     }
-    let path = golden_path();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, lines).unwrap();
+    std::fs::write(golden_path(), lines).unwrap();
 }
 
 #[test]
@@ -464,6 +462,9 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
     // and kernel path: each item's record, the in-flight one partly read
     // back from the log, is the one of the item run alone, one call at a
     // time (the committed golden, made on another machine).
+    if std::env::var_os("NSED_UPDATE_GOLDEN").is_some() {
+        write_bench_golden(data.to_str().unwrap());
+    }
     let golden = std::fs::read_to_string(golden_path()).expect("committed bench golden");
     let golden: Vec<serde_json::Value> = golden
         .lines()
@@ -473,39 +474,18 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
     for want in &golden {
         let id = want["item"].as_str().unwrap();
         let got = without_timings(records.iter().find(|r| r.item == id).unwrap());
-        if let Some(path) = first_difference(&got, want, String::new()) {
-            panic!(
-                "{id}{}: the record differs from {GOLDEN} at {path}; if prompts, \
-                 records or numerics changed on purpose, regenerate it: cargo test \
-                 --test it regenerate_the_bench_golden -- --ignored",
-                if id == in_flight {
-                    " (in flight at the kill)"
-                } else {
-                    ""
-                }
-            );
-        }
-    }
-}
-
-/// Where two JSON values first differ, as a path (`.a.b[3]`), or None.
-fn first_difference(a: &serde_json::Value, b: &serde_json::Value, at: String) -> Option<String> {
-    use serde_json::Value;
-    match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
-            keys.into_iter().find_map(|k| match (x.get(k), y.get(k)) {
-                (Some(p), Some(q)) => first_difference(p, q, format!("{at}.{k}")),
-                _ => Some(format!("{at}.{k} (only on one side)")),
-            })
-        }
-        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
-            .iter()
-            .zip(y)
-            .enumerate()
-            .find_map(|(i, (p, q))| first_difference(p, q, format!("{at}[{i}]"))),
-        _ if a == b => None,
-        _ => Some(format!("{at}: {a} vs {b}")),
+        let differs = differences(&got, want);
+        assert!(
+            differs.is_empty(),
+            "{id}{}: the record differs from {GOLDEN}: {differs}; if prompts, records or \
+             numerics changed on purpose, rewrite it: NSED_UPDATE_GOLDEN=1 cargo test \
+             --test it bench_e2e::bench_gsm8k",
+            if id == in_flight {
+                " (in flight at the kill)"
+            } else {
+                ""
+            }
+        );
     }
 }
 

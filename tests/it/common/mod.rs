@@ -42,7 +42,8 @@ pub fn synth_model_sized(dir: &Path, like: &str, layers: u32, vocab: Option<u32>
 
 /// A registry (`NSED_REGISTRY`) and models folder (`NSED_MODELS`) in `dir`
 /// where each of `ids` is a synthetic model of its shape with `layers`
-/// layers (and `vocab` tokens, when given), under the registry's id, file name and the synthetic file's own
+/// layers (and `vocab` tokens, when given), under the registry's id, file
+/// name and the synthetic file's own
 /// sha256 and size; every other entry stays and points at a file that is not
 /// there, so using it fails. Returns (registry file, models folder).
 pub fn synth_registry(
