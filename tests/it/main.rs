@@ -7,6 +7,7 @@ mod common;
 
 mod batching;
 mod bench_e2e;
+mod chat_template_golden;
 mod cli_bad_input;
 mod cli_models;
 mod code_bench_e2e;
@@ -20,6 +21,7 @@ mod generation;
 mod gpu;
 mod kernel_paths;
 mod layers;
+mod llamacpp_logits;
 mod perplexity_golden;
 mod properties;
 mod reproduce;

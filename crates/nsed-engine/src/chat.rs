@@ -1,8 +1,12 @@
-//! Chat templates: ChatML (SmolLM2, Qwen), Gemma turns, and plain text for
-//! base models. Each renders as the model's own GGUF template would, including
-//! the default system message it inserts when a conversation has none.
+//! Chat templates: a model's own Jinja template from its GGUF file
+//! ([`jinja`]), and the hand-written ChatML (SmolLM2, Qwen), Gemma turns and
+//! plain text for base models. Each hand-written one renders as the model's
+//! own GGUF template would, including the default system message it inserts
+//! when a conversation has none.
 
 use serde::{Deserialize, Serialize};
+
+pub mod jinja;
 
 /// One turn of a conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

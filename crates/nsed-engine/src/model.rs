@@ -26,8 +26,8 @@ pub enum ModelError {
     /// The GGUF file cannot be read, or lacks a key or tensor the model needs.
     #[error(transparent)]
     Gguf(#[from] GgufError),
-    /// `general.architecture` is not `llama`, `qwen2` or `gemma3`.
-    #[error("unsupported architecture `{0}` (nsed runs `llama`, `qwen2` and `gemma3`)")]
+    /// `general.architecture` is not one nsed implements ([`Arch::SUPPORTED`]).
+    #[error("unsupported architecture `{0}` (nsed runs {supported})", supported = Arch::SUPPORTED)]
     UnsupportedArch(String),
     /// The metadata or a call is inconsistent: impossible head counts or dimensions, a forward
     /// step with no tokens, a tensor that cannot be read.
@@ -82,9 +82,14 @@ pub enum Arch {
     Qwen2,
     /// Gemma 3: GELU feed-forward, query/key and post-block norms, sliding-window layers.
     Gemma3,
+    /// Qwen3 (dense): llama with an RMS norm on each query and key head before RoPE, no biases.
+    Qwen3,
 }
 
 impl Arch {
+    /// The names [`Arch::parse`] accepts, for error messages.
+    pub const SUPPORTED: &'static str = "`llama`, `qwen2`, `qwen3` and `gemma3`";
+
     /// The architecture of a GGUF `general.architecture` or registry `arch` name;
     /// [`ModelError::UnsupportedArch`] for any other.
     pub fn parse(name: &str) -> Result<Self> {
@@ -92,6 +97,7 @@ impl Arch {
             "llama" => Ok(Self::Llama),
             "qwen2" => Ok(Self::Qwen2),
             "gemma3" => Ok(Self::Gemma3),
+            "qwen3" => Ok(Self::Qwen3),
             other => Err(ModelError::UnsupportedArch(other.to_string())),
         }
     }
@@ -102,6 +108,7 @@ impl Arch {
             Self::Llama => "llama",
             Self::Qwen2 => "qwen2",
             Self::Gemma3 => "gemma3",
+            Self::Qwen3 => "qwen3",
         }
     }
 }
@@ -134,8 +141,15 @@ pub struct Config {
     /// RoPE frequency base (`rope.freq_base`, else 1e4, or 1e6 for Gemma 3); Gemma 3's
     /// global layers use it.
     pub rope_base: f32,
-    /// Gemma 3's sliding-window layers use their own RoPE base.
+    /// Gemma 3's sliding-window layers use their own RoPE base
+    /// (`rope.freq_base_swa`, else 1e4).
     pub rope_base_local: f32,
+    /// Position scale of the global layers' RoPE: `1 / rope.scaling.factor` for linear
+    /// scaling (Gemma 3 4B and larger: 1/8), else 1. The sliding layers are never scaled.
+    pub rope_scale: f32,
+    /// Query·key products are scaled by `1/√query_scale_dim`: the head dimension, except
+    /// for Gemma 3 27B, `n_embd / n_head` (llama.cpp recognizes it by its 62 layers).
+    pub query_scale_dim: usize,
     /// Attention window of the sliding layers, in tokens (Gemma 3); `None` for architectures
     /// without sliding-window layers.
     pub sliding_window: Option<usize>,
@@ -163,9 +177,19 @@ impl Config {
         };
         let vocab_size = gguf.tensor_info("token_embd.weight")?.dims[0];
         let gemma = arch == Arch::Gemma3;
+        let n_layer = gguf.get_usize(&key("block_count"))?;
+        let rope_scale = rope_scale(gguf, p)?;
+        // Gemma 3 27B scales queries by its model width per head, not by
+        // its head dimension; the file does not say so, llama.cpp knows it
+        // by the depth.
+        let query_scale_dim = if gemma && n_layer == 62 && n_head > 0 {
+            n_embd / n_head
+        } else {
+            head_dim
+        };
         let cfg = Self {
             arch,
-            n_layer: gguf.get_usize(&key("block_count"))?,
+            n_layer,
             n_embd,
             n_head,
             n_kv_head,
@@ -175,7 +199,9 @@ impl Config {
             rope_base: gguf
                 .get_f64(&key("rope.freq_base"))
                 .unwrap_or(if gemma { 1e6 } else { 1e4 }) as f32,
-            rope_base_local: 10_000.0,
+            rope_base_local: gguf.get_f64(&key("rope.freq_base_swa")).unwrap_or(10_000.0) as f32,
+            rope_scale,
+            query_scale_dim,
             sliding_window: if gemma {
                 Some(gguf.get_usize(&key("attention.sliding_window"))?)
             } else {
@@ -196,6 +222,9 @@ impl Config {
                 self.n_head, self.n_kv_head
             ));
         }
+        if self.query_scale_dim == 0 {
+            return bad(format!("width {} over {} heads", self.n_embd, self.n_head));
+        }
         if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             return bad(format!("head dimension {}", self.head_dim));
         }
@@ -205,8 +234,36 @@ impl Config {
         Ok(())
     }
 
+    /// Whether the query and key heads are RMS-normalized before RoPE.
+    fn has_qk_norm(&self) -> bool {
+        matches!(self.arch, Arch::Gemma3 | Arch::Qwen3)
+    }
+
     fn is_sliding(&self, layer: usize) -> bool {
         self.sliding_window.is_some() && !(layer + 1).is_multiple_of(self.swa_pattern)
+    }
+}
+
+/// The global layers' RoPE position scale from `<arch>.rope.scaling.*`:
+/// linear scaling (or none) is supported; YaRN and Llama 3's scaling are
+/// not yet, and are refused rather than silently ignored.
+fn rope_scale(gguf: &Gguf, arch: &str) -> Result<f32> {
+    let kind = gguf
+        .get_str(&format!("{arch}.rope.scaling.type"))
+        .unwrap_or("linear");
+    let factor = gguf
+        .get_f64(&format!("{arch}.rope.scaling.factor"))
+        .unwrap_or(0.0);
+    match kind {
+        "none" => Ok(1.0),
+        "linear" if factor == 0.0 || factor == 1.0 => Ok(1.0),
+        "linear" if factor.is_finite() && factor > 0.0 => Ok((1.0 / factor) as f32),
+        "linear" => Err(ModelError::Config(format!(
+            "rope.scaling.factor {factor} must be positive"
+        ))),
+        other => Err(ModelError::Config(format!(
+            "RoPE scaling `{other}` is not supported (nsed implements linear scaling)"
+        ))),
     }
 }
 
@@ -339,6 +396,8 @@ struct Layer {
 /// cos/sin tables for rotary embeddings, grown on demand.
 struct Rope {
     base: f32,
+    /// Positions are multiplied by it (linear RoPE scaling; 1 for none).
+    scale: f32,
     head_dim: usize,
     cos: Tensor,
     sin: Tensor,
@@ -346,10 +405,11 @@ struct Rope {
 }
 
 impl Rope {
-    fn new(base: f32, head_dim: usize, len: usize, dev: &Device) -> Result<Self> {
-        let (cos, sin) = Self::tables(base, head_dim, len, dev)?;
+    fn new(base: f32, scale: f32, head_dim: usize, len: usize, dev: &Device) -> Result<Self> {
+        let (cos, sin) = Self::tables(base, scale, head_dim, len, dev)?;
         Ok(Self {
             base,
+            scale,
             head_dim,
             cos,
             sin,
@@ -358,7 +418,13 @@ impl Rope {
     }
 
     /// Computed on the CPU (the same bits on every device), then moved.
-    fn tables(base: f32, head_dim: usize, len: usize, dev: &Device) -> Result<(Tensor, Tensor)> {
+    fn tables(
+        base: f32,
+        scale: f32,
+        head_dim: usize,
+        len: usize,
+        dev: &Device,
+    ) -> Result<(Tensor, Tensor)> {
         let half = head_dim / 2;
         let mut cos = Vec::with_capacity(len * half);
         let mut sin = Vec::with_capacity(len * half);
@@ -367,7 +433,8 @@ impl Rope {
             .collect();
         for pos in 0..len {
             for &theta in &thetas {
-                let angle = pos as f32 * theta;
+                // As ggml: the unscaled angle times the scale (exact when it is 1).
+                let angle = pos as f32 * theta * scale;
                 cos.push(angle.cos());
                 sin.push(angle.sin());
             }
@@ -381,7 +448,8 @@ impl Rope {
     fn ensure(&mut self, len: usize) -> Result<()> {
         if self.cos.dim(0)? < len {
             let grown = len.next_power_of_two().max(256);
-            (self.cos, self.sin) = Self::tables(self.base, self.head_dim, grown, &self.dev)?;
+            (self.cos, self.sin) =
+                Self::tables(self.base, self.scale, self.head_dim, grown, &self.dev)?;
         }
         Ok(())
     }
@@ -563,8 +631,14 @@ impl Model {
         let norm = RmsNorm::load(gguf, &mut file, "output_norm.weight", config.rms_eps, &dev)?;
         let initial = 256;
         Ok(Self {
-            rope_global: Rope::new(config.rope_base, config.head_dim, initial, &dev)?,
-            rope_local: Rope::new(config.rope_base_local, config.head_dim, initial, &dev)?,
+            rope_global: Rope::new(
+                config.rope_base,
+                config.rope_scale,
+                config.head_dim,
+                initial,
+                &dev,
+            )?,
+            rope_local: Rope::new(config.rope_base_local, 1.0, config.head_dim, initial, &dev)?,
             max_positions: config.context_length,
             config,
             backend,
@@ -1032,7 +1106,7 @@ fn attention(
     for (s, seg) in segments.iter().enumerate() {
         owner.extend(std::iter::repeat_n(s, seg.len));
     }
-    let scale = 1.0 / (d as f32).sqrt();
+    let scale = 1.0 / (cfg.query_scale_dim as f32).sqrt();
     let rep = h / kvh;
     let mut out = vec![0f32; total * h * d];
     let row = |(c, dst): (usize, &mut [f32])| {
@@ -1138,6 +1212,7 @@ fn load_layer(
         };
         Linear::new(weight, bias)
     };
+    // Only Qwen2 has biases on the query, key and value projections.
     let qwen = cfg.arch == Arch::Qwen2;
     let (wq, wk, wv) = (
         linear("attn_q", qwen)?,
@@ -1152,21 +1227,24 @@ fn load_layer(
     );
     let mut norm = |t: &str| RmsNorm::load(gguf, file, &name(t), cfg.rms_eps, dev);
     let gemma = cfg.arch == Arch::Gemma3;
-    let optional =
-        |norm: &mut dyn FnMut(&str) -> Result<RmsNorm>, t: &str| -> Result<Option<RmsNorm>> {
-            if gemma {
-                norm(t).map(Some)
-            } else {
-                Ok(None)
-            }
-        };
+    let qk_norm = cfg.has_qk_norm();
+    let optional = |norm: &mut dyn FnMut(&str) -> Result<RmsNorm>,
+                    t: &str,
+                    present: bool|
+     -> Result<Option<RmsNorm>> {
+        if present {
+            norm(t).map(Some)
+        } else {
+            Ok(None)
+        }
+    };
     Ok(Layer {
         attn_norm: norm("attn_norm.weight")?,
         ffn_norm: norm("ffn_norm.weight")?,
-        q_norm: optional(&mut norm, "attn_q_norm.weight")?,
-        k_norm: optional(&mut norm, "attn_k_norm.weight")?,
-        post_attn_norm: optional(&mut norm, "post_attention_norm.weight")?,
-        post_ffn_norm: optional(&mut norm, "post_ffw_norm.weight")?,
+        q_norm: optional(&mut norm, "attn_q_norm.weight", qk_norm)?,
+        k_norm: optional(&mut norm, "attn_k_norm.weight", qk_norm)?,
+        post_attn_norm: optional(&mut norm, "post_attention_norm.weight", gemma)?,
+        post_ffn_norm: optional(&mut norm, "post_ffw_norm.weight", gemma)?,
         wq,
         wk,
         wv,
@@ -1208,7 +1286,7 @@ mod tests {
 
     #[test]
     fn every_position_matches_incremental_decode() {
-        for arch in [Arch::Llama, Arch::Qwen2, Arch::Gemma3] {
+        for arch in [Arch::Llama, Arch::Qwen2, Arch::Gemma3, Arch::Qwen3] {
             let (_dir, mut m) = tiny(arch, |_| {});
             let all = rows(&m.forward(&TOKENS, Logits::All).expect("prefill"));
             assert_eq!(all.len(), TOKENS.len());
@@ -1224,7 +1302,7 @@ mod tests {
 
     #[test]
     fn chunked_prefill_matches_one_pass() {
-        for arch in [Arch::Llama, Arch::Qwen2, Arch::Gemma3] {
+        for arch in [Arch::Llama, Arch::Qwen2, Arch::Gemma3, Arch::Qwen3] {
             let (_dir, mut m) = tiny(arch, |_| {});
             let all = rows(&m.forward(&TOKENS, Logits::All).expect("prefill"));
             m.reset();
@@ -1345,7 +1423,7 @@ mod tests {
 
     #[test]
     fn batched_sequences_are_bit_identical_to_each_alone() {
-        for arch in [Arch::Llama, Arch::Qwen2, Arch::Gemma3] {
+        for arch in [Arch::Llama, Arch::Qwen2, Arch::Gemma3, Arch::Qwen3] {
             let (_dir, mut m) = tiny(arch, |s| s.sliding_window = 4);
             for b in [1, 2, 5, 16] {
                 let prompts = prompts(b);
@@ -1488,5 +1566,92 @@ mod tests {
             .err()
             .expect("refused");
         assert!(err.to_string().contains("mamba"), "{err}");
+        assert!(
+            err.to_string().contains("`qwen3`"),
+            "names the supported: {err}"
+        );
+    }
+
+    #[test]
+    fn qwen3_normalizes_query_and_key_heads_and_has_no_biases() {
+        let (_dir, m) = tiny(Arch::Qwen3, |_| {});
+        let layer = &m.layers[0];
+        assert!(layer.q_norm.is_some() && layer.k_norm.is_some());
+        assert!(layer.wq.bias.is_none() && layer.wk.bias.is_none());
+        assert!(layer.post_attn_norm.is_none() && !layer.sliding);
+        // The control: Qwen2 has the biases and no head norms.
+        let (_dir2, q2) = tiny(Arch::Qwen2, |_| {});
+        assert!(q2.layers[0].q_norm.is_none() && q2.layers[0].wq.bias.is_some());
+    }
+
+    #[test]
+    fn linear_rope_scaling_moves_only_the_global_layers() {
+        let logits = |layers: usize, scaling: Option<f32>| {
+            let (_dir, mut m) = tiny(Arch::Gemma3, |s| {
+                s.n_layer = layers;
+                s.sliding_window = 64;
+                s.rope_scaling = scaling;
+            });
+            assert_eq!(m.config.rope_scale, scaling.map_or(1.0, |f| 1.0 / f));
+            rows(&m.forward(&TOKENS, Logits::All).expect("forward"))
+        };
+        // Six layers: the sixth is global, and its positions are scaled.
+        assert_ne!(logits(6, None), logits(6, Some(8.0)));
+        // Five layers all slide: the scale has nothing to act on.
+        assert_eq!(logits(5, None), logits(5, Some(8.0)));
+    }
+
+    #[test]
+    fn unknown_rope_scaling_and_impossible_widths_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.gguf");
+        write_tiny_model(&path, &TinySpec::new(Arch::Qwen3)).expect("write");
+        let mut gguf = Gguf::open(&path).expect("parse");
+        let set = |g: &mut Gguf, k: &str, v: crate::gguf::Value| {
+            g.metadata.insert(k.to_string(), v);
+        };
+        use crate::gguf::Value;
+        set(
+            &mut gguf,
+            "qwen3.rope.scaling.type",
+            Value::String("yarn".into()),
+        );
+        let err = Config::from_gguf(&gguf).expect_err("yarn");
+        assert!(err.to_string().contains("`yarn`"), "{err}");
+        set(
+            &mut gguf,
+            "qwen3.rope.scaling.type",
+            Value::String("linear".into()),
+        );
+        set(&mut gguf, "qwen3.rope.scaling.factor", Value::F32(-2.0));
+        let err = Config::from_gguf(&gguf).expect_err("negative");
+        assert!(err.to_string().contains("-2"), "{err}");
+        set(&mut gguf, "qwen3.rope.scaling.factor", Value::F32(4.0));
+        assert_eq!(Config::from_gguf(&gguf).expect("linear").rope_scale, 0.25);
+    }
+
+    #[test]
+    fn gemma3_27b_scales_queries_by_width_per_head() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.gguf");
+        let spec = TinySpec {
+            n_layer: 62,
+            n_embd: 96,
+            n_head: 4,
+            ..TinySpec::new(Arch::Gemma3)
+        };
+        write_tiny_model(&path, &spec).expect("write");
+        let cfg = Config::from_gguf(&Gguf::open(&path).expect("parse")).expect("config");
+        assert_eq!((cfg.head_dim, cfg.query_scale_dim), (16, 24));
+        let spec = TinySpec {
+            n_layer: 61,
+            ..spec
+        };
+        write_tiny_model(&path, &spec).expect("write");
+        let cfg = Config::from_gguf(&Gguf::open(&path).expect("parse")).expect("config");
+        assert_eq!(
+            cfg.query_scale_dim, 16,
+            "every other depth: the head dimension"
+        );
     }
 }

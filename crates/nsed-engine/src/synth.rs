@@ -18,11 +18,8 @@ use nsed_stats::SplitMix64;
 /// Why a synthetic model could not be specified or written.
 #[derive(Debug, thiserror::Error)]
 pub enum SynthError {
-    /// `--like` names no roster model with a known shape.
-    #[error(
-        "no synthetic shape for `{0}`: --like takes smollm2-135m, gemma3-270m, \
-         qwen2.5-coder-0.5b or qwen2.5-coder-1.5b"
-    )]
+    /// `--like` names no model with a known shape.
+    #[error("no synthetic shape for `{0}`: --like takes {known}", known = shape_ids())]
     UnknownShape(String),
     /// `--quant` names a type the synthesizer does not write.
     #[error("unsupported --quant `{0}`: use Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K, F16 or F32")]
@@ -60,6 +57,8 @@ pub struct SynthSpec {
     pub sliding_window: usize,
     /// RoPE frequency base (`rope.freq_base`).
     pub rope_base: f32,
+    /// Linear RoPE scaling factor of the global layers (`rope.scaling.factor`); `None`: none.
+    pub rope_scaling: Option<f32>,
     /// Seed of the SplitMix64 stream the weights are drawn from.
     pub seed: u64,
     /// Type of the layers' weight matrices, as llama.cpp's mixes use it:
@@ -101,21 +100,24 @@ impl SynthSpec {
             context_length: 64,
             sliding_window: 4,
             rope_base: 10_000.0,
+            rope_scaling: None,
             seed: 7,
             weight_type: GgmlDType::Q8_0,
             embed_type: GgmlDType::Q8_0,
-            output_type: (arch == Arch::Qwen2).then_some(GgmlDType::Q8_0),
+            output_type: matches!(arch, Arch::Qwen2 | Arch::Qwen3).then_some(GgmlDType::Q8_0),
             vocab_size: None,
             weight_scale: Some(0.2),
             pre: "qwen2".into(),
         }
     }
 
-    /// The shape of a roster model (from its GGUF metadata), with its own
-    /// tensor types. `nsed models synth --like ID`.
+    /// The shape of a roster model (from its GGUF metadata) or of one of the
+    /// NSED paper's models ([`PAPER_SHAPES`]), with its own tensor types.
+    /// `nsed models synth --like ID`.
     pub fn like(id: &str) -> Result<Self, SynthError> {
         let shape = ROSTER_SHAPES
             .iter()
+            .chain(&PAPER_SHAPES)
             .find(|s| s.id == id)
             .ok_or_else(|| SynthError::UnknownShape(id.to_string()))?;
         Ok(Self {
@@ -129,6 +131,7 @@ impl SynthSpec {
             context_length: shape.context_length,
             sliding_window: shape.sliding_window,
             rope_base: shape.rope_base,
+            rope_scaling: (shape.rope_scaling != 0.0).then_some(shape.rope_scaling),
             seed: 7,
             weight_type: shape.quant,
             embed_type: shape.embed,
@@ -137,6 +140,26 @@ impl SynthSpec {
             weight_scale: None,
             pre: shape.pre.into(),
         })
+    }
+
+    /// The same family at a size a test runs in milliseconds: every
+    /// architectural feature kept (head dimension, the ratio of query to
+    /// key/value heads, norms, RoPE base and scaling, sliding window and its
+    /// layer pattern, tensor types), widths cut to 256 (feed-forward 512),
+    /// four query heads, a 1024-token vocabulary, and enough layers to hold a
+    /// global one (six for sliding-window families, else two).
+    pub fn scaled_down(&self) -> Self {
+        let group = (self.n_head / self.n_kv_head.max(1)).clamp(1, 4);
+        Self {
+            n_layer: if self.arch == Arch::Gemma3 { 6 } else { 2 },
+            n_embd: 256,
+            n_head: 4,
+            n_kv_head: 4 / group,
+            n_ff: 512,
+            vocab_size: Some(1024),
+            sliding_window: self.sliding_window.min(8),
+            ..self.clone()
+        }
     }
 
     /// Weights in the model, embedding included.
@@ -180,6 +203,8 @@ pub struct RosterShape {
     pub sliding_window: usize,
     /// RoPE frequency base.
     pub rope_base: f32,
+    /// Linear RoPE scaling factor of the global layers; 0 for none.
+    pub rope_scaling: f32,
     /// The layers' type (the mix's base type).
     pub quant: GgmlDType,
     /// The token table's type.
@@ -206,6 +231,7 @@ pub const ROSTER_SHAPES: [RosterShape; 4] = [
         context_length: 8192,
         sliding_window: 0,
         rope_base: 100_000.0,
+        rope_scaling: 0.0,
         quant: GgmlDType::Q4_1,
         embed: GgmlDType::Q8_0,
         output: None,
@@ -224,6 +250,7 @@ pub const ROSTER_SHAPES: [RosterShape; 4] = [
         context_length: 32_768,
         sliding_window: 512,
         rope_base: 1_000_000.0,
+        rope_scaling: 0.0,
         quant: GgmlDType::Q4K,
         embed: GgmlDType::Q8_0,
         output: None,
@@ -242,6 +269,7 @@ pub const ROSTER_SHAPES: [RosterShape; 4] = [
         context_length: 32_768,
         sliding_window: 0,
         rope_base: 1_000_000.0,
+        rope_scaling: 0.0,
         quant: GgmlDType::Q4K,
         embed: GgmlDType::Q5_0,
         output: Some(GgmlDType::Q8_0),
@@ -260,12 +288,145 @@ pub const ROSTER_SHAPES: [RosterShape; 4] = [
         context_length: 32_768,
         sliding_window: 0,
         rope_base: 1_000_000.0,
+        rope_scaling: 0.0,
         quant: GgmlDType::Q4K,
         embed: GgmlDType::Q4K,
         output: Some(GgmlDType::Q6K),
         pre: "qwen2",
     },
 ];
+
+/// Shapes of the NSED paper's model families that the registry does not
+/// carry (none is smaller than 1.5B), from the models' published
+/// configurations, with the types of llama.cpp's `Q4_K_M` mix (a tied table
+/// gets the output's Q6_K). Synthetic files of these shapes, scaled down,
+/// are what nsed's logits are compared with llama.cpp's on.
+pub const PAPER_SHAPES: [RosterShape; 6] = [
+    RosterShape {
+        id: "qwen3-0.6b",
+        arch: Arch::Qwen3,
+        n_layer: 28,
+        n_embd: 1024,
+        n_head: 16,
+        n_kv_head: 8,
+        head_dim: 128,
+        n_ff: 3072,
+        vocab_size: 151_936,
+        context_length: 40_960,
+        sliding_window: 0,
+        rope_base: 1_000_000.0,
+        rope_scaling: 0.0,
+        quant: GgmlDType::Q4K,
+        embed: GgmlDType::Q6K,
+        output: None,
+        pre: "qwen2",
+    },
+    RosterShape {
+        id: "qwen3-8b",
+        arch: Arch::Qwen3,
+        n_layer: 36,
+        n_embd: 4096,
+        n_head: 32,
+        n_kv_head: 8,
+        head_dim: 128,
+        n_ff: 12_288,
+        vocab_size: 151_936,
+        context_length: 40_960,
+        sliding_window: 0,
+        rope_base: 1_000_000.0,
+        rope_scaling: 0.0,
+        quant: GgmlDType::Q4K,
+        embed: GgmlDType::Q4K,
+        output: Some(GgmlDType::Q6K),
+        pre: "qwen2",
+    },
+    RosterShape {
+        id: "gemma3-1b",
+        arch: Arch::Gemma3,
+        n_layer: 26,
+        n_embd: 1152,
+        n_head: 4,
+        n_kv_head: 1,
+        head_dim: 256,
+        n_ff: 6912,
+        vocab_size: 262_144,
+        context_length: 32_768,
+        sliding_window: 512,
+        rope_base: 1_000_000.0,
+        rope_scaling: 0.0,
+        quant: GgmlDType::Q4K,
+        embed: GgmlDType::Q6K,
+        output: None,
+        pre: "default",
+    },
+    RosterShape {
+        id: "gemma3-4b",
+        arch: Arch::Gemma3,
+        n_layer: 34,
+        n_embd: 2560,
+        n_head: 8,
+        n_kv_head: 4,
+        head_dim: 256,
+        n_ff: 10_240,
+        vocab_size: 262_208,
+        context_length: 131_072,
+        sliding_window: 1024,
+        rope_base: 1_000_000.0,
+        rope_scaling: 8.0,
+        quant: GgmlDType::Q4K,
+        embed: GgmlDType::Q6K,
+        output: None,
+        pre: "default",
+    },
+    RosterShape {
+        id: "gemma3-12b",
+        arch: Arch::Gemma3,
+        n_layer: 48,
+        n_embd: 3840,
+        n_head: 16,
+        n_kv_head: 8,
+        head_dim: 256,
+        n_ff: 15_360,
+        vocab_size: 262_208,
+        context_length: 131_072,
+        sliding_window: 1024,
+        rope_base: 1_000_000.0,
+        rope_scaling: 8.0,
+        quant: GgmlDType::Q4K,
+        embed: GgmlDType::Q6K,
+        output: None,
+        pre: "default",
+    },
+    RosterShape {
+        id: "gemma3-27b",
+        arch: Arch::Gemma3,
+        n_layer: 62,
+        n_embd: 5376,
+        n_head: 32,
+        n_kv_head: 16,
+        head_dim: 128,
+        n_ff: 21_504,
+        vocab_size: 262_208,
+        context_length: 131_072,
+        sliding_window: 1024,
+        rope_base: 1_000_000.0,
+        rope_scaling: 8.0,
+        quant: GgmlDType::Q4K,
+        embed: GgmlDType::Q6K,
+        output: None,
+        pre: "default",
+    },
+];
+
+/// The ids `--like` accepts, for messages.
+pub fn shape_ids() -> String {
+    let ids: Vec<&str> = ROSTER_SHAPES
+        .iter()
+        .chain(&PAPER_SHAPES)
+        .map(|s| s.id)
+        .collect();
+    ids.join(", ")
+}
 
 /// Parse a `--quant` name (`Q4_K`, `q8_0`, `f16`, ...).
 pub fn parse_quant(name: &str) -> Result<GgmlDType, SynthError> {
@@ -420,6 +581,11 @@ fn metadata(spec: &SynthSpec) -> (Vec<(String, Value)>, usize) {
             key("attention.key_length"),
             Value::U32(spec.head_dim as u32),
         ),
+        // llama.cpp takes n_embd / n_head without it (the real files have it).
+        (
+            key("attention.value_length"),
+            Value::U32(spec.head_dim as u32),
+        ),
         (key("attention.layer_norm_rms_epsilon"), Value::F32(1e-6)),
         (key("rope.freq_base"), Value::F32(spec.rope_base)),
         (
@@ -427,6 +593,10 @@ fn metadata(spec: &SynthSpec) -> (Vec<(String, Value)>, usize) {
             Value::U32(spec.context_length as u32),
         ),
     ];
+    if let Some(factor) = spec.rope_scaling {
+        meta.push((key("rope.scaling.type"), Value::String("linear".into())));
+        meta.push((key("rope.scaling.factor"), Value::F32(factor)));
+    }
     let vocab = match spec.arch {
         Arch::Gemma3 => {
             let (mut tokens, mut types, mut scores) = spm_vocab();
@@ -547,9 +717,11 @@ fn write_model(out: &mut impl std::io::Write, spec: &SynthSpec) -> std::io::Resu
                 tensors.push((name(t), tensor(&mut rng, &[n], 0.1, GgmlDType::F32)));
             }
         }
-        if spec.arch == Arch::Gemma3 {
+        if matches!(spec.arch, Arch::Gemma3 | Arch::Qwen3) {
             tensors.push((name("attn_q_norm.weight"), norm(&mut rng, d)));
             tensors.push((name("attn_k_norm.weight"), norm(&mut rng, d)));
+        }
+        if spec.arch == Arch::Gemma3 {
             tensors.push((name("post_attention_norm.weight"), norm(&mut rng, e)));
             tensors.push((name("post_ffw_norm.weight"), norm(&mut rng, e)));
         }

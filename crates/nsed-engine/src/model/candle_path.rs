@@ -27,7 +27,7 @@ pub(super) fn attention(
     let k_all = layer.wk.forward(x)?;
     let v_all = layer.wv.forward(x)?;
     let interleaved = cfg.arch == Arch::Llama;
-    let scale = 1.0 / (d as f64).sqrt();
+    let scale = 1.0 / (cfg.query_scale_dim as f64).sqrt();
     let rep = h / kvh;
     let mut outs = Vec::with_capacity(segments.len());
     for (step, seg) in steps.iter_mut().zip(segments) {
@@ -144,7 +144,7 @@ mod tests {
         // Same weights, two implementations: candle's quantized matmul
         // (activations rounded to 8 bits its own way) and tensor attention
         // against nsed's kernels and vector attention. Close, not equal.
-        for arch in [Arch::Llama, Arch::Qwen2, Arch::Gemma3] {
+        for arch in [Arch::Llama, Arch::Qwen2, Arch::Gemma3, Arch::Qwen3] {
             let (_dir, mut host, mut candle) = pair(arch, |s| s.sliding_window = 4);
             assert_eq!(candle.origin(), "cpu-candle");
             assert!(!candle.on_gpu());
@@ -166,7 +166,7 @@ mod tests {
 
     #[test]
     fn candle_decode_follows_candle_prefill_and_honours_the_window() {
-        for arch in [Arch::Llama, Arch::Qwen2, Arch::Gemma3] {
+        for arch in [Arch::Llama, Arch::Qwen2, Arch::Gemma3, Arch::Qwen3] {
             let (_dir, _host, mut m) = pair(arch, |s| s.sliding_window = 4);
             let all = rows(&m.forward(&TOKENS, Logits::All).expect("prefill"));
             m.reset();

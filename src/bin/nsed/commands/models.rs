@@ -27,7 +27,7 @@ pub enum ModelsCommand {
         #[arg(long)]
         tensors: bool,
     },
-    /// Write a seeded random-weight GGUF shaped like a roster model: same
+    /// Write a seeded random-weight GGUF shaped like a known model: same
     /// architecture, layers, widths, vocabulary size and quantization, no
     /// real weights (for speed and correctness checks where the weights
     /// cannot go, e.g. a GPU machine without network). The same options
@@ -39,8 +39,10 @@ pub enum ModelsCommand {
 
 #[derive(Args)]
 pub struct SynthArgs {
-    /// The roster model whose shape to copy: smollm2-135m, gemma3-270m,
-    /// qwen2.5-coder-0.5b or qwen2.5-coder-1.5b.
+    /// The model whose shape to copy: a roster model (smollm2-135m,
+    /// gemma3-270m, qwen2.5-coder-0.5b, qwen2.5-coder-1.5b) or one of the
+    /// NSED paper's families (qwen3-0.6b, qwen3-8b, gemma3-1b, gemma3-4b,
+    /// gemma3-12b, gemma3-27b).
     #[arg(long, value_name = "ID")]
     like: String,
     /// Type of the weight matrices (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K, F16,
@@ -60,6 +62,13 @@ pub struct SynthArgs {
     /// template's control tokens, padded to this size.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(512..=1_048_576))]
     vocab: Option<u32>,
+    /// The same family at test size: head dimension, head grouping, norms,
+    /// RoPE and sliding-window pattern and tensor types kept; width 256,
+    /// feed-forward 512, four query heads, 1024 tokens, two layers (six
+    /// where layers slide, so that one is global). Applied before --layers
+    /// and --vocab. What nsed's logits are compared with llama.cpp's on.
+    #[arg(long)]
+    scaled_down: bool,
     /// The GGUF file to write (replaced if it exists).
     #[arg(short, long, value_name = "FILE")]
     output: PathBuf,
@@ -208,6 +217,9 @@ pub fn run(command: ModelsCommand) -> Result<()> {
 pub fn models_synth(args: SynthArgs) -> Result<()> {
     use nsed::engine::synth::{self, SynthSpec};
     let mut spec = SynthSpec::like(&args.like)?;
+    if args.scaled_down {
+        spec = spec.scaled_down();
+    }
     if let Some(q) = &args.quant {
         spec.weight_type = synth::parse_quant(q)?;
     }
