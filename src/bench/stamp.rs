@@ -160,7 +160,7 @@ pub fn measure(roster: &Roster, mut progress: impl FnMut(&str)) -> Result<BuildS
 
 /// The probe generation's logits hash for the loaded model `rt`.
 pub fn numerics_digest(rt: &mut Runtime) -> Result<String, crate::engine::generate::GenerateError> {
-    let prompt = rt.chat_tokens(&[Message::new("user", PROBE_PROMPT)]);
+    let prompt = rt.chat_tokens(&[Message::new("user", PROBE_PROMPT)])?;
     let req = GenerateRequest {
         sampling: SamplingParams {
             temperature: PROBE_TEMPERATURE,
@@ -278,7 +278,9 @@ pub fn protocol_digest() -> String {
     ] {
         put(
             &format!("chat {kind:?}"),
-            ChatTemplate::new(kind, None).render(&messages, true),
+            ChatTemplate::new(kind, None)
+                .render(&messages, true)
+                .unwrap_or_else(|e| e.to_string()),
         );
     }
     format!("{:x}", h.finalize())

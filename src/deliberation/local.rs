@@ -142,9 +142,10 @@ impl LocalAgent {
 
     /// Tokens of a prompt: chat messages for instruction models (with any
     /// `extra` turns), the plain text for base models.
-    fn prompt_ids(&self, p: &prompts::Prompt, extra: &[Message]) -> Vec<u32> {
+    /// A template that refuses the conversation fails the call.
+    fn prompt_ids(&self, p: &prompts::Prompt, extra: &[Message]) -> Result<Vec<u32>, AgentError> {
         if self.is_plain() {
-            return self.engine.tokenizer().encode(&p.plain, true, false);
+            return Ok(self.engine.tokenizer().encode(&p.plain, true, false));
         }
         let mut messages = Vec::new();
         if let Some(system) = p.system.as_ref().or(self.spec.system.as_ref()) {
@@ -152,7 +153,7 @@ impl LocalAgent {
         }
         messages.push(Message::new("user", &p.user));
         messages.extend_from_slice(extra);
-        self.engine.chat_tokens(&messages)
+        self.engine.chat_tokens(&messages).map_err(|e| self.fail(e))
     }
 
     fn request(
@@ -207,9 +208,9 @@ impl LocalAgent {
     }
 
     /// The generation a proposal makes.
-    fn propose_call(&self, req: &ProposeRequest) -> (Vec<u32>, GenerateRequest, prompts::Prompt) {
+    fn propose_call(&self, req: &ProposeRequest) -> Result<PreparedCall, AgentError> {
         let p = prompts::propose(&req.task, &req.context, req.max_chars);
-        let ids = self.prompt_ids(&p, &[]);
+        let ids = self.prompt_ids(&p, &[])?;
         let sampling = req.sampling.clone().unwrap_or_else(|| self.spec.sampling());
         let g = self.request(
             sampling,
@@ -218,17 +219,17 @@ impl LocalAgent {
             req.max_tokens,
             self.stop_for(&p),
         );
-        (ids, g, p)
+        Ok((ids, g, p))
     }
 
     /// The first generation of a generative evaluation.
-    fn evaluate_call(&self, req: &EvaluateRequest) -> (Vec<u32>, GenerateRequest, prompts::Prompt) {
+    fn evaluate_call(&self, req: &EvaluateRequest) -> Result<PreparedCall, AgentError> {
         let anchor = req
             .anchor
             .as_deref()
             .map(|a| (a, req.anchor_answer.as_deref()));
         let p = prompts::evaluate(&req.task, anchor, &req.candidates, req.max_chars);
-        let ids = self.prompt_ids(&p, &[]);
+        let ids = self.prompt_ids(&p, &[])?;
         let g = self.request(
             SamplingParams::default(),
             req.seed,
@@ -236,11 +237,11 @@ impl LocalAgent {
             req.max_tokens,
             self.stop_for(&p),
         );
-        (ids, g, p)
+        Ok((ids, g, p))
     }
 
     /// The prompts a log-probability evaluation scores, one per candidate.
-    fn judge_prompts(&self, req: &EvaluateRequest) -> Vec<Vec<u32>> {
+    fn judge_prompts(&self, req: &EvaluateRequest) -> Result<Vec<Vec<u32>>, AgentError> {
         req.candidates
             .iter()
             .map(|c| self.prompt_ids(&prompts::judge(&req.task, &c.text, req.max_chars), &[]))
@@ -261,7 +262,7 @@ impl LocalAgent {
 
     fn evaluate_generative(&mut self, req: &EvaluateRequest) -> Result<Evaluation, AgentError> {
         let labels: Vec<String> = req.candidates.iter().map(|c| c.label.clone()).collect();
-        let (ids, first, p) = self.evaluate_call(req);
+        let (ids, first, p) = self.evaluate_call(req)?;
         let g = self.run(ids, first)?;
         let mut usage = usage_of(&g);
         let mut raw = vec![g.text.clone()];
@@ -280,7 +281,7 @@ impl LocalAgent {
                         Message::new("assistant", &g.text),
                         Message::new("user", &prompts::evaluate_retry(&labels)),
                     ],
-                )
+                )?
             };
             let id = format!("{}/retry", req.inference_id);
             let retry = self.request(
@@ -320,7 +321,7 @@ impl LocalAgent {
         let mut usage = Usage::default();
         let mut scores = Vec::new();
         let mut raw = Vec::new();
-        let all = self.judge_prompts(req);
+        let all = self.judge_prompts(req)?;
         // Every candidate's prompt in flight at once: they share passes.
         for ids in &all {
             self.start(ids.clone(), None);
@@ -407,7 +408,7 @@ impl Agent for LocalAgent {
     }
 
     fn propose(&mut self, req: &ProposeRequest) -> Result<Proposal, AgentError> {
-        let (ids, g, _) = self.propose_call(req);
+        let (ids, g, _) = self.propose_call(req)?;
         let g = self.run(ids, g)?;
         // A program's answer (its behaviour) is filled in by the code
         // benchmark's agent wrapper, which can run it.
@@ -443,20 +444,23 @@ impl Agent for LocalAgent {
     }
 
     /// Submit the call now; it shares forward passes with whatever else is
-    /// in flight, and `propose`/`evaluate` collect it.
+    /// in flight, and `propose`/`evaluate` collect it. A call whose prompt
+    /// cannot be built is not started: `propose`/`evaluate` report it.
     fn prefetch(&mut self, call: Call<'_>) {
         match call {
             Call::Propose(req) => {
-                let (ids, g, _) = self.propose_call(req);
-                self.start(ids, Some(g));
+                if let Ok((ids, g, _)) = self.propose_call(req) {
+                    self.start(ids, Some(g));
+                }
             }
             Call::Evaluate(req) => match self.eval_mode(req) {
                 EvalMode::Generative => {
-                    let (ids, g, _) = self.evaluate_call(req);
-                    self.start(ids, Some(g));
+                    if let Ok((ids, g, _)) = self.evaluate_call(req) {
+                        self.start(ids, Some(g));
+                    }
                 }
                 EvalMode::Logprob => {
-                    for ids in self.judge_prompts(req) {
+                    for ids in self.judge_prompts(req).unwrap_or_default() {
                         self.start(ids, None);
                     }
                 }
@@ -464,6 +468,9 @@ impl Agent for LocalAgent {
         }
     }
 }
+
+/// A call ready to submit: prompt ids, the generation request, the prompt.
+type PreparedCall = (Vec<u32>, GenerateRequest, prompts::Prompt);
 
 /// The key of an engine call: its prompt and, for a generation, the request.
 fn call_key(ids: &[u32], req: Option<&GenerateRequest>) -> String {

@@ -16,8 +16,8 @@ pub fn prefill_attack(
     claimed: &mut Runtime,
     request: &Request,
 ) -> Result<Artifact, FraudError> {
-    let prompt = verify::prompt_ids(cheap, request);
-    if verify::prompt_ids(claimed, request) != prompt {
+    let prompt = verify::prompt_ids(cheap, request)?;
+    if verify::prompt_ids(claimed, request)? != prompt {
         return Err(FraudError::Vocabulary(
             "the prompt tokenizes differently".into(),
         ));

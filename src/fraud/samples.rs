@@ -202,8 +202,8 @@ impl Lab {
                     load(&a.label(), model, fp.honest)?
                 }
             };
-            let same_vocab = verify::prompt_ids(&rt, &probe())
-                == verify::prompt_ids(&honest, &probe())
+            let same_vocab = verify::prompt_ids(&rt, &probe())?
+                == verify::prompt_ids(&honest, &probe())?
                 && rt.tokenizer.vocab_size() == honest.tokenizer.vocab_size();
             if !same_vocab {
                 return Err(FraudError::Vocabulary(format!(
@@ -317,7 +317,7 @@ impl Lab {
         let works = requests
             .iter()
             .map(|r| {
-                let ids = verify::prompt_ids(rt, r);
+                let ids = verify::prompt_ids(rt, r)?;
                 Work::generate(rt, &ids, &r.to_generate(r.top_logprobs, false))
             })
             .collect();
@@ -510,7 +510,7 @@ fn probe() -> Request {
 }
 
 fn generate_artifact(rt: &mut Runtime, request: &Request) -> Result<Artifact, FraudError> {
-    let prompt = verify::prompt_ids(rt, request);
+    let prompt = verify::prompt_ids(rt, request)?;
     let gen = generate(
         rt,
         &prompt,

@@ -256,11 +256,12 @@ impl SeedReport {
 // ---------------------------------------------------------------------------
 // The validator's replay.
 
-/// The prompt of a request, tokenized as `nsed generate` does.
-pub fn prompt_ids(rt: &Runtime, req: &Request) -> Vec<u32> {
+/// The prompt of a request, tokenized as `nsed generate` does; the model's
+/// chat template may refuse the conversation.
+pub fn prompt_ids(rt: &Runtime, req: &Request) -> std::result::Result<Vec<u32>, GenerateError> {
     match &req.raw_prompt {
-        Some(raw) => rt.tokenizer.encode(raw, true, false),
-        None => rt.chat_tokens(&req.messages),
+        Some(raw) => Ok(rt.tokenizer.encode(raw, true, false)),
+        None => Ok(rt.chat_tokens(&req.messages)?),
     }
 }
 
@@ -687,7 +688,7 @@ pub fn with_model(
     let request = request.or_else(|| exec.request.clone());
     let (prompt, prompt_mismatch) = match (&request, &exec.prompt_ids) {
         (Some(req), claimed) => {
-            let mine = prompt_ids(rt, req);
+            let mine = prompt_ids(rt, req)?;
             let mismatch = claimed
                 .as_ref()
                 .filter(|c| **c != mine)

@@ -51,7 +51,7 @@ fn s(p: &Path) -> &str {
 #[test]
 fn tiny_models_generate_for_every_architecture() {
     let dir = tempfile::tempdir().expect("tempdir");
-    for arch in [Arch::Llama, Arch::Qwen2, Arch::Gemma3] {
+    for arch in [Arch::Llama, Arch::Qwen2, Arch::Gemma3, Arch::Qwen3] {
         let model = tiny(dir.path(), arch, |_| {});
         let out = nsed(
             &[
@@ -76,6 +76,29 @@ fn tiny_models_generate_for_every_architecture() {
         let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
         assert!(!doc["output_ids"].as_array().expect("ids").is_empty());
     }
+}
+
+#[test]
+fn a_chat_template_that_fails_names_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let chat = |template: &str| {
+        let model = tiny(dir.path(), Arch::Qwen3, |s| {
+            s.chat_template = Some(template.to_string())
+        });
+        nsed(&["generate", "-m", s(&model), "-p", "hi", "-n", "2"], &[])
+    };
+    let out = chat("{% for m in messages %}\n{{ m.content }}\n{% endfor %\n");
+    assert_input_error(&out, "does not compile (line 3)");
+    let out = chat("ok\n{{ raise_exception('Conversation roles must alternate') }}");
+    assert_input_error(&out, "failed at line 2: Conversation roles must alternate");
+    // The control: a template that renders generates.
+    let out = chat("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}<|im_start|>assistant\n");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -127,6 +127,7 @@ fn chat_templates_render_to_llama_cpp_token_ids() {
     let qwen = Runtime::load("qwen2.5-coder-0.5b").expect("qwen loads");
     let ids: Vec<u64> = qwen
         .chat_tokens(std::slice::from_ref(&user))
+        .expect("renders")
         .into_iter()
         .map(u64::from)
         .collect();
@@ -143,13 +144,16 @@ fn chat_templates_render_to_llama_cpp_token_ids() {
     let smol = Runtime::load("smollm2-135m").expect("smollm loads");
     let ids: Vec<u64> = smol
         .chat_tokens(std::slice::from_ref(&user))
+        .expect("renders")
         .into_iter()
         .map(u64::from)
         .collect();
     assert!(ids.ends_with(&golden("smollm2-135m-instruct.jsonl", 17)));
 
     let gemma = Runtime::load("gemma3-270m").expect("gemma loads");
-    let turns = ChatTemplate::new(TemplateKind::Gemma, None).render(&[user], true);
+    let turns = ChatTemplate::new(TemplateKind::Gemma, None)
+        .render(&[user], true)
+        .expect("renders");
     let ids: Vec<u64> = gemma
         .tokenizer
         .encode(&turns, true, true)
@@ -160,6 +164,48 @@ fn chat_templates_render_to_llama_cpp_token_ids() {
     // The base Gemma model is prompted with plain text: no turn markers.
     let plain = gemma
         .template
-        .render(&[Message::new("user", "Q: 1+1\nA:")], true);
+        .render(&[Message::new("user", "Q: 1+1\nA:")], true)
+        .expect("renders");
     assert_eq!(plain, "Q: 1+1\nA:");
+}
+
+#[test]
+fn the_roster_files_own_templates_render_as_the_hand_written_ones() {
+    // The roster is prompted through hand-written templates (the registry's
+    // `chat_template`); each instruction model's own GGUF template, rendered
+    // by minijinja, must give the same text, so that either is the model's
+    // real prompt format.
+    use nsed::engine::registry::Registry;
+    use nsed::engine::runtime::file_template;
+    use nsed::engine::tokenizer::Tokenizer;
+    let registry = Registry::load().expect("registry");
+    let conversations = [
+        vec![Message::new("user", "What is 2+2?")],
+        vec![
+            Message::new("system", "Be brief."),
+            Message::new("user", "2 + 2?"),
+            Message::new("assistant", "4"),
+            Message::new("user", "And 3 + 3?"),
+        ],
+    ];
+    let mut checked = 0;
+    for id in ["smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"] {
+        let entry = registry.get(id).expect("roster entry");
+        let gguf = common::open_registry_gguf(id);
+        let tokenizer = Tokenizer::from_gguf(&gguf).expect("tokenizer");
+        let own = file_template(&gguf, &tokenizer).expect("the file's template compiles");
+        assert_eq!(own.kind, TemplateKind::Gguf, "{id} carries a template");
+        let hand = ChatTemplate::new(entry.chat_template, entry.default_system.clone());
+        for messages in &conversations {
+            for gen in [true, false] {
+                assert_eq!(
+                    own.render(messages, gen).expect("renders"),
+                    hand.render(messages, gen).expect("renders"),
+                    "{id}, generation prompt {gen}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 12);
 }

@@ -21,7 +21,7 @@ use std::time::Instant;
 use candle_core::Tensor;
 use rayon::prelude::*;
 
-use crate::chat::{ChatTemplate, Message, TemplateKind};
+use crate::chat::{ChatTemplate, Message, TemplateError, TemplateKind};
 use crate::generate::{check_prompt, Decoding, GenerateError, GenerateRequest, Generation};
 use crate::model::{Logits, Sequence, Step};
 use crate::runtime::{chat_tokens, Runtime};
@@ -634,7 +634,7 @@ impl EngineHandle {
 
     /// A conversation rendered with the chat template and tokenized, as
     /// [`Runtime::chat_tokens`].
-    pub fn chat_tokens(&self, messages: &[Message]) -> Vec<u32> {
+    pub fn chat_tokens(&self, messages: &[Message]) -> Result<Vec<u32>, TemplateError> {
         chat_tokens(&self.shared.template, &self.shared.tokenizer, messages)
     }
 

@@ -4,9 +4,13 @@
 //! own GGUF template would, including the default system message it inserts
 //! when a conversation has none.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 pub mod jinja;
+
+pub use jinja::{JinjaTemplate, TemplateError};
 
 /// One turn of a conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,8 +32,8 @@ impl Message {
 }
 
 /// How a conversation is turned into the prompt text; the registry's
-/// `chat_template` values are the lower-case names (`chatml`, `gemma`,
-/// `plain`), and any other value is refused when the registry is read.
+/// `chat_template` values are the lower-case names (`gguf`, `chatml`,
+/// `gemma`, `plain`), and any other value is refused when the registry is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TemplateKind {
@@ -39,53 +43,95 @@ pub enum TemplateKind {
     Gemma,
     /// The messages' texts joined by blank lines, for base models.
     Plain,
+    /// The model's own Jinja template (`tokenizer.chat_template` in the GGUF).
+    Gguf,
 }
 
 /// How a model's conversations are rendered: the template kind and its default system message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ChatTemplate {
     /// The turn format.
     pub kind: TemplateKind,
     /// System message inserted when a conversation opens without one (ChatML only);
     /// `None` inserts nothing.
     pub default_system: Option<String>,
+    /// The compiled file template, for [`TemplateKind::Gguf`].
+    jinja: Option<JinjaTemplate>,
+    /// Whether the tokenizer adds BOS itself, so a BOS the template prints is
+    /// dropped (as llama.cpp does): the prompt must not start with two.
+    strip_bos: bool,
+    /// The template's own switches (`enable_thinking`, `reasoning_effort`).
+    pub kwargs: BTreeMap<String, serde_json::Value>,
 }
 
 impl ChatTemplate {
     /// The template a registry entry names (`chat_template` in
     /// `configs/models.toml`), with the system message it inserts by default.
+    ///
+    /// [`TemplateKind::Gguf`] needs the file's template: use
+    /// [`ChatTemplate::from_file`]; here it falls back to plain text.
     pub fn new(kind: TemplateKind, default_system: Option<String>) -> Self {
-        Self {
-            kind,
-            default_system,
-        }
-    }
-
-    /// Guess from the GGUF's own chat template for a model given by path;
-    /// a model without one (a base model) is prompted with plain text.
-    pub fn detect(gguf_template: Option<&str>) -> Self {
-        let kind = match gguf_template {
-            Some(t) if t.contains("<|im_start|>") => TemplateKind::ChatMl,
-            Some(t) if t.contains("<start_of_turn>") => TemplateKind::Gemma,
-            _ => TemplateKind::Plain,
+        let kind = if kind == TemplateKind::Gguf {
+            TemplateKind::Plain
+        } else {
+            kind
         };
         Self {
             kind,
-            default_system: None,
+            default_system,
+            jinja: None,
+            strip_bos: false,
+            kwargs: BTreeMap::new(),
         }
     }
 
-    /// Render a conversation; `add_generation_prompt` opens the assistant turn.
-    pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> String {
-        match self.kind {
-            TemplateKind::ChatMl => self.render_chatml(messages, add_generation_prompt),
-            TemplateKind::Gemma => render_gemma(messages, add_generation_prompt),
-            TemplateKind::Plain => messages
+    /// The file's own template (`source`, the GGUF's `tokenizer.chat_template`),
+    /// with the texts of its special tokens; `tokenizer_adds_bos` drops a
+    /// BOS the template prints. A file without a template (a base model) is
+    /// prompted with plain text. A template that does not compile is an
+    /// error naming its line.
+    pub fn from_file(
+        source: Option<&str>,
+        bos_token: &str,
+        eos_token: &str,
+        tokenizer_adds_bos: bool,
+    ) -> Result<Self, TemplateError> {
+        let Some(source) = source else {
+            return Ok(Self::new(TemplateKind::Plain, None));
+        };
+        Ok(Self {
+            kind: TemplateKind::Gguf,
+            default_system: None,
+            jinja: Some(JinjaTemplate::new(source, bos_token, eos_token)?),
+            strip_bos: tokenizer_adds_bos && !bos_token.is_empty(),
+            kwargs: BTreeMap::new(),
+        })
+    }
+
+    /// Render a conversation; `add_generation_prompt` opens the assistant
+    /// turn. Only a file's template can fail (it may refuse a conversation,
+    /// e.g. a system turn, or evaluate something invalid).
+    pub fn render(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+    ) -> Result<String, TemplateError> {
+        Ok(match (self.kind, &self.jinja) {
+            (TemplateKind::Gguf, Some(jinja)) => {
+                let text = jinja.render(messages, add_generation_prompt, &self.kwargs)?;
+                match text.strip_prefix(jinja.bos_token()) {
+                    Some(rest) if self.strip_bos => rest.to_string(),
+                    _ => text,
+                }
+            }
+            (TemplateKind::ChatMl, _) => self.render_chatml(messages, add_generation_prompt),
+            (TemplateKind::Gemma, _) => render_gemma(messages, add_generation_prompt),
+            (TemplateKind::Plain | TemplateKind::Gguf, _) => messages
                 .iter()
                 .map(|m| m.content.as_str())
                 .collect::<Vec<_>>()
                 .join("\n\n"),
-        }
+        })
     }
 
     fn render_chatml(&self, messages: &[Message], add_generation_prompt: bool) -> String {
@@ -138,18 +184,22 @@ mod tests {
     #[test]
     fn chatml_inserts_the_default_system_message() {
         let t = ChatTemplate::new(TemplateKind::ChatMl, Some("You are Qwen.".into()));
-        let got = t.render(&[Message::new("user", "2+2?")], true);
+        let got = t
+            .render(&[Message::new("user", "2+2?")], true)
+            .expect("renders");
         assert_eq!(
             got,
             "<|im_start|>system\nYou are Qwen.<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n"
         );
-        let with_sys = t.render(
-            &[
-                Message::new("system", "Be brief."),
-                Message::new("user", "hi"),
-            ],
-            false,
-        );
+        let with_sys = t
+            .render(
+                &[
+                    Message::new("system", "Be brief."),
+                    Message::new("user", "hi"),
+                ],
+                false,
+            )
+            .expect("renders");
         assert_eq!(
             with_sys,
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
@@ -159,10 +209,12 @@ mod tests {
     #[test]
     fn gemma_turns_fold_the_system_message_into_the_first_user_turn() {
         let t = ChatTemplate::new(TemplateKind::Gemma, None);
-        let got = t.render(
-            &[Message::new("system", "S"), Message::new("user", "U")],
-            true,
-        );
+        let got = t
+            .render(
+                &[Message::new("system", "S"), Message::new("user", "U")],
+                true,
+            )
+            .expect("renders");
         assert_eq!(
             got,
             "<start_of_turn>user\nS\n\nU<end_of_turn>\n<start_of_turn>model\n"
@@ -170,10 +222,26 @@ mod tests {
     }
 
     #[test]
+    fn a_file_template_drops_the_bos_the_tokenizer_adds() {
+        let src = "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}";
+        let user = [Message::new("user", "hi")];
+        let adds = ChatTemplate::from_file(Some(src), "<bos>", "<eos>", true).expect("compiles");
+        assert_eq!(adds.kind, TemplateKind::Gguf);
+        assert_eq!(adds.render(&user, true).expect("renders"), "<user>hi");
+        let keeps = ChatTemplate::from_file(Some(src), "<bos>", "<eos>", false).expect("compiles");
+        assert_eq!(keeps.render(&user, true).expect("renders"), "<bos><user>hi");
+        let none = ChatTemplate::from_file(None, "<bos>", "", true).expect("plain");
+        assert_eq!(none.kind, TemplateKind::Plain);
+        let err = ChatTemplate::from_file(Some("{% for %}"), "", "", false).expect_err("syntax");
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
     fn plain_is_the_text_itself() {
         let t = ChatTemplate::new(TemplateKind::Plain, None);
         assert_eq!(
-            t.render(&[Message::new("user", "Q: 1+1\nA:")], true),
+            t.render(&[Message::new("user", "Q: 1+1\nA:")], true)
+                .expect("renders"),
             "Q: 1+1\nA:"
         );
     }

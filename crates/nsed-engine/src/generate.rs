@@ -23,6 +23,9 @@ pub enum GenerateError {
     /// The prompt has no tokens.
     #[error("the prompt is empty")]
     EmptyPrompt,
+    /// The model's chat template could not render the conversation.
+    #[error(transparent)]
+    Template(#[from] crate::chat::TemplateError),
     /// The prompt does not fit the model's context (leaving room for one generated token
     /// when generating).
     #[error(

@@ -210,7 +210,7 @@ pub struct ModelEntry {
     pub bytes: u64,
     /// The Hugging Face repository the model comes from (`owner/name`).
     pub hf_repo: String,
-    /// `chatml`, `gemma` or `plain`.
+    /// `gguf` (the file's own template), `chatml`, `gemma` or `plain`.
     pub chat_template: TemplateKind,
     /// The system message the model's own template inserts when none is given.
     #[serde(default)]

@@ -2,7 +2,7 @@
 //! weights loaded, chat template chosen. The one entry point the commands and
 //! the later modules (deliberation, verification) load models through.
 
-use crate::chat::{ChatTemplate, Message};
+use crate::chat::{ChatTemplate, Message, TemplateError, TemplateKind};
 use crate::device::{default_device, ComputeDevice};
 use crate::gguf::{Gguf, GgufError};
 use crate::model::{Arch, Model, ModelError, WeightMap};
@@ -25,6 +25,9 @@ pub enum RuntimeError {
     /// The architecture is unsupported, or the weights cannot be loaded on the device.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// The model's own chat template does not compile, or refused a conversation.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
     /// The operating system refused to start the model's engine thread.
     #[error("could not start the model's engine thread: {0}")]
     Thread(#[from] std::io::Error),
@@ -40,7 +43,7 @@ pub struct Runtime {
     pub tokenizer: std::sync::Arc<Tokenizer>,
     /// The transformer weights and the built-in sequence's KV cache.
     pub model: Model,
-    /// The chat template: the registry entry's, else detected from the GGUF's own.
+    /// The chat template: the registry entry's, else the GGUF's own.
     pub template: ChatTemplate,
     /// Token ids that end a generation (EOS and the end-of-turn markers).
     pub stop_ids: Vec<u32>,
@@ -96,11 +99,12 @@ impl Runtime {
         gguf.drop_arrays();
         trim_heap();
         let model = Model::from_gguf_on(&gguf, map, device)?;
-        let template = resolved
-            .entry
-            .as_ref()
-            .map(|e| ChatTemplate::new(e.chat_template, e.default_system.clone()))
-            .unwrap_or_else(|| ChatTemplate::detect(gguf.get_str("tokenizer.chat_template").ok()));
+        let template = match resolved.entry.as_ref() {
+            Some(e) if e.chat_template != TemplateKind::Gguf => {
+                ChatTemplate::new(e.chat_template, e.default_system.clone())
+            }
+            _ => file_template(&gguf, &tokenizer)?,
+        };
         let mut stop_ids: Vec<u32> = ["<|im_end|>", "<|endoftext|>", "<end_of_turn>", "<eos>"]
             .iter()
             .filter_map(|t| tokenizer.token_id(t))
@@ -130,9 +134,26 @@ impl Runtime {
 
     /// Render a conversation with the chat template and tokenize it, special
     /// tokens parsed (the template's markers are control tokens).
-    pub fn chat_tokens(&self, messages: &[Message]) -> Vec<u32> {
+    pub fn chat_tokens(&self, messages: &[Message]) -> Result<Vec<u32>, TemplateError> {
         chat_tokens(&self.template, &self.tokenizer, messages)
     }
+}
+
+/// The GGUF's own chat template (`tokenizer.chat_template`), with the
+/// texts of the tokenizer's BOS and EOS tokens; plain text for a file
+/// without one.
+pub fn file_template(gguf: &Gguf, tokenizer: &Tokenizer) -> Result<ChatTemplate, TemplateError> {
+    let text = |id: Option<u32>| {
+        id.and_then(|id| tokenizer.token_text(id).ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    ChatTemplate::from_file(
+        gguf.get_str("tokenizer.chat_template").ok(),
+        &text(tokenizer.bos),
+        &text(tokenizer.eos),
+        tokenizer.add_bos,
+    )
 }
 
 /// A conversation rendered with `template` and tokenized, special tokens
@@ -141,7 +162,7 @@ pub fn chat_tokens(
     template: &ChatTemplate,
     tokenizer: &Tokenizer,
     messages: &[Message],
-) -> Vec<u32> {
-    let text = template.render(messages, true);
-    tokenizer.encode(&text, true, true)
+) -> Result<Vec<u32>, TemplateError> {
+    let text = template.render(messages, true)?;
+    Ok(tokenizer.encode(&text, true, true))
 }

@@ -81,6 +81,8 @@ pub struct SynthSpec {
     pub weight_scale: Option<f32>,
     /// `tokenizer.ggml.pre` of the GPT-2 style vocabulary.
     pub pre: String,
+    /// `tokenizer.chat_template` (Jinja); `None`: none, as a base model.
+    pub chat_template: Option<String>,
 }
 
 /// A tiny model for tests (the name the tests have always used).
@@ -108,6 +110,7 @@ impl SynthSpec {
             vocab_size: None,
             weight_scale: Some(0.2),
             pre: "qwen2".into(),
+            chat_template: None,
         }
     }
 
@@ -139,6 +142,7 @@ impl SynthSpec {
             vocab_size: Some(shape.vocab_size),
             weight_scale: None,
             pre: shape.pre.into(),
+            chat_template: None,
         })
     }
 
@@ -593,6 +597,12 @@ fn metadata(spec: &SynthSpec) -> (Vec<(String, Value)>, usize) {
             Value::U32(spec.context_length as u32),
         ),
     ];
+    if let Some(template) = &spec.chat_template {
+        meta.push((
+            "tokenizer.chat_template".into(),
+            Value::String(template.clone()),
+        ));
+    }
     if let Some(factor) = spec.rope_scaling {
         meta.push((key("rope.scaling.type"), Value::String("linear".into())));
         meta.push((key("rope.scaling.factor"), Value::F32(factor)));

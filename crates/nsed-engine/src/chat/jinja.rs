@@ -125,6 +125,11 @@ impl JinjaTemplate {
         })
     }
 
+    /// The text the template prints for `bos_token`.
+    pub fn bos_token(&self) -> &str {
+        &self.bos_token
+    }
+
     /// The Jinja source.
     pub fn source(&self) -> &str {
         &self.source

@@ -157,7 +157,7 @@ pub fn generate_cmd(args: GenerateArgs) -> Result<()> {
     }
     let mut rt = Runtime::load(&args.model)?;
     let request = request_of(&args, prompt);
-    let prompt_ids = nsed::verify::prompt_ids(&rt, &request);
+    let prompt_ids = nsed::verify::prompt_ids(&rt, &request)?;
     let req = request.to_generate(args.top_logprobs, args.proof);
     let mut stream = Utf8Stream::default();
     let json = args.json;

@@ -574,7 +574,7 @@ fn determinism_worker(args: &DeterminismArgs) -> Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let mut rt = Runtime::load(&args.model)?;
-    let prompt = rt.chat_tokens(&[Message::new("user", &args.prompt)]);
+    let prompt = rt.chat_tokens(&[Message::new("user", &args.prompt)])?;
     let req = nsed::engine::generate::GenerateRequest {
         sampling: SamplingParams {
             temperature: args.temperature,
