@@ -845,6 +845,7 @@ mod tests {
                     seconds: 0.5,
                 },
                 attestation: None,
+                reasoning: None,
             })
         }
         fn evaluate(
@@ -910,6 +911,8 @@ mod tests {
             transport: Default::default(),
             public_key: None,
             device: None,
+            reasoning: None,
+            reasoning_budget: None,
         };
         let h = Harness {
             agents,

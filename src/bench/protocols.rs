@@ -456,6 +456,7 @@ mod tests {
             inference_id: String::new(),
             usage: Usage::default(),
             attestation: None,
+            reasoning: None,
         }
     }
 

@@ -345,7 +345,10 @@ fn build_harness(
         agents,
         specs: roster.agents.clone(),
         sc: Box::new(Memo::logged(
-            wrap(Box::new(LocalAgent::new(sc_spec, sc_rt))),
+            wrap(Box::new(
+                LocalAgent::new(sc_spec, sc_rt)
+                    .map_err(|e| FederationError::Invalid(e.to_string()))?,
+            )),
             Some(call_log.clone()),
         )),
         sc_params,
@@ -372,6 +375,8 @@ fn self_consistency_spec(roster: &Roster) -> AgentSpec {
         transport: Default::default(),
         public_key: None,
         device: member.and_then(|a| a.device),
+        reasoning: member.and_then(|a| a.reasoning),
+        reasoning_budget: member.and_then(|a| a.reasoning_budget),
     }
 }
 

@@ -9,21 +9,22 @@
 //! self-consistency) and the calls of items run in parallel share forward
 //! passes; results are the same as one call at a time.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::calls::{self, CallLog};
 
-use super::roster::AgentSpec;
+use super::roster::{AgentSpec, ReasoningMode};
 use super::{
     parse, prompts, Agent, AgentError, Call, EvalMode, EvaluateRequest, Evaluation, Proposal,
-    ProposeContext, ProposeRequest, Usage,
+    ProposeContext, ProposeRequest, Reasoning, Usage,
 };
 use crate::answer::{self, AnswerKind};
 use crate::engine::batch::{BatchError, Done, Engine, EngineHandle, Limits, Ticket};
 use crate::engine::chat::{Message, TemplateKind};
 use crate::engine::device::{default_device, ComputeDevice};
 use crate::engine::generate::{FinishReason, GenerateRequest, Generation};
+use crate::engine::reasoning::{self, ReasoningFormat, Split};
 use crate::engine::runtime::{Runtime, RuntimeError};
 use crate::engine::sampling::{log_softmax, SamplingParams};
 
@@ -92,12 +93,20 @@ pub struct LocalAgent {
     no_ids: Vec<u32>,
     /// Calls started by [`Agent::prefetch`], by request.
     pending: HashMap<String, Ticket>,
+    /// The template switches this agent's prompts are rendered with
+    /// (`enable_thinking` from the roster's `reasoning`).
+    template_kwargs: BTreeMap<String, serde_json::Value>,
+    /// How the model marks its reasoning.
+    reasoning: ReasoningFormat,
+    /// The generation prompt leaves the reasoning open (DeepSeek-R1, QwQ).
+    reasoning_opened: bool,
 }
 
 impl LocalAgent {
     /// An agent for roster entry `spec` running on `engine`; finds the model's single-token
-    /// Yes/No ids for log-probability evaluation.
-    pub fn new(spec: AgentSpec, engine: EngineHandle) -> Self {
+    /// Yes/No ids for log-probability evaluation. A `reasoning` setting the
+    /// model's template cannot honour is an error.
+    pub fn new(spec: AgentSpec, engine: EngineHandle) -> Result<Self, AgentError> {
         let (model_id, yes_ids, no_ids) = {
             let single = |words: &[&str]| -> Vec<u32> {
                 let mut ids: Vec<u32> = words
@@ -119,14 +128,48 @@ impl LocalAgent {
                 single(&["No", " No", "no", " no", "NO"]),
             )
         };
-        Self {
+        let template = engine.template();
+        let reasoning = template.reasoning_format();
+        let refuse = |message: String| AgentError::Failed {
+            agent: spec.name.clone(),
+            message,
+        };
+        let mut template_kwargs = BTreeMap::new();
+        if let Some(mode) = spec.reasoning {
+            if !template.has_thinking_switch() {
+                return Err(refuse(format!(
+                    "reasoning = \"{}\": the chat template of {model_id} has no switch for it \
+                     (enable_thinking); remove the setting",
+                    if mode == ReasoningMode::On {
+                        "on"
+                    } else {
+                        "off"
+                    }
+                )));
+            }
+            template_kwargs.insert(
+                "enable_thinking".to_string(),
+                serde_json::Value::Bool(mode == ReasoningMode::On),
+            );
+        }
+        if spec.reasoning_budget.is_some() && reasoning == ReasoningFormat::None {
+            return Err(refuse(format!(
+                "reasoning_budget: {model_id} does not reason (its chat template marks no \
+                 reasoning); remove the setting"
+            )));
+        }
+        let reasoning_opened = template.opens_reasoning(&template_kwargs);
+        Ok(Self {
             spec,
             model_id,
             engine,
             yes_ids,
             no_ids,
             pending: HashMap::new(),
-        }
+            template_kwargs,
+            reasoning,
+            reasoning_opened,
+        })
     }
 
     fn fail(&self, message: impl std::fmt::Display) -> AgentError {
@@ -153,7 +196,9 @@ impl LocalAgent {
         }
         messages.push(Message::new("user", &p.user));
         messages.extend_from_slice(extra);
-        self.engine.chat_tokens(&messages).map_err(|e| self.fail(e))
+        self.engine
+            .chat_tokens_with(&messages, &self.template_kwargs)
+            .map_err(|e| self.fail(e))
     }
 
     fn request(
@@ -212,11 +257,17 @@ impl LocalAgent {
         let p = prompts::propose(&req.task, &req.context, req.max_chars);
         let ids = self.prompt_ids(&p, &[])?;
         let sampling = req.sampling.clone().unwrap_or_else(|| self.spec.sampling());
+        // With a reasoning budget the first call stops at it; `propose`
+        // closes the reasoning and asks for the rest.
+        let first = self
+            .spec
+            .reasoning_budget
+            .map_or(req.max_tokens, |b| b.min(req.max_tokens));
         let g = self.request(
             sampling,
             req.seed,
             &req.inference_id,
-            req.max_tokens,
+            first,
             self.stop_for(&p),
         );
         Ok((ids, g, p))
@@ -260,13 +311,108 @@ impl LocalAgent {
         }
     }
 
+    /// A reply cut into reasoning and answer, in the model's format.
+    fn split(&self, text: &str) -> Split {
+        reasoning::split(self.reasoning, text, self.reasoning_opened)
+    }
+
+    /// Generated tokens up to and including the end of the reasoning: the
+    /// shortest prefix of `ids` whose text already holds the whole thought.
+    fn reasoning_tokens(&self, ids: &[u32], split: &Split) -> usize {
+        if split.reasoning.is_none() {
+            return 0;
+        }
+        if split.unfinished {
+            return ids.len();
+        }
+        let tokenizer = self.engine.tokenizer();
+        let closed = |k: usize| {
+            tokenizer
+                .decode(&ids[..k])
+                .map(|t| !self.split(&t).unfinished && self.split(&t).reasoning.is_some())
+                .unwrap_or(false)
+        };
+        // Monotone in k once the closing marker is in: binary search.
+        let (mut lo, mut hi) = (0, ids.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if closed(mid) {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        lo
+    }
+
+    /// The proposal's whole reply. Without a reasoning budget, or when the
+    /// first call ended on its own, that is the first call. When the first
+    /// call spent the budget (and the proposal's token limit is not reached),
+    /// the reasoning is closed for the model if still open, and a second
+    /// call, on the prompt plus everything so far, writes the rest with the
+    /// tokens left (its re-read prompt is counted in `usage`).
+    fn within_budget(
+        &mut self,
+        req: &ProposeRequest,
+        ids: Vec<u32>,
+        first_req: GenerateRequest,
+        first: Generation,
+    ) -> Result<Reply, AgentError> {
+        let spent = first.tokens.len();
+        let budget_hit = self.spec.reasoning_budget.is_some()
+            && first.finish_reason == FinishReason::Length
+            && spent < req.max_tokens;
+        let first_split = self.split(&first.text);
+        if !budget_hit {
+            let tokens = self.reasoning_tokens(&first.output_ids(), &first_split);
+            return Ok(Reply {
+                usage: usage_of(&first),
+                split: first_split,
+                reasoning_tokens: tokens,
+                closed_by_budget: false,
+                last: first,
+            });
+        }
+        let closing = match (first_split.unfinished, self.reasoning.closing()) {
+            (true, Some(closing)) => closing,
+            _ => "",
+        };
+        let mut next = ids;
+        next.extend(first.output_ids());
+        next.extend(self.engine.tokenizer().encode(closing, false, true));
+        let rest = GenerateRequest {
+            max_tokens: req.max_tokens - spent,
+            inference_id: format!("{}/answer", req.inference_id),
+            ..first_req
+        };
+        let second = self.run(next, rest)?;
+        let text = format!("{}{closing}{}", first.text, second.text);
+        let split = self.split(&text);
+        let reasoning_tokens = if closing.is_empty() {
+            self.reasoning_tokens(&first.output_ids(), &first_split)
+        } else {
+            spent
+        };
+        let mut usage = usage_of(&first);
+        usage += usage_of(&second);
+        Ok(Reply {
+            usage,
+            split,
+            reasoning_tokens,
+            closed_by_budget: !closing.is_empty(),
+            last: second,
+        })
+    }
+
     fn evaluate_generative(&mut self, req: &EvaluateRequest) -> Result<Evaluation, AgentError> {
         let labels: Vec<String> = req.candidates.iter().map(|c| c.label.clone()).collect();
         let (ids, first, p) = self.evaluate_call(req)?;
         let g = self.run(ids, first)?;
         let mut usage = usage_of(&g);
         let mut raw = vec![g.text.clone()];
-        let mut parsed = parse::parse_scores(&g.text, &labels);
+        // Scores are read from the answer part only, never the thinking.
+        let answer = self.split(&g.text).answer;
+        let mut parsed = parse::parse_scores(&answer, &labels);
         if parsed.valid() == 0 {
             // One retry with a correction; a base model is instead started
             // on the first label so it continues in the format.
@@ -278,7 +424,7 @@ impl LocalAgent {
                 self.prompt_ids(
                     &p,
                     &[
-                        Message::new("assistant", &g.text),
+                        Message::new("assistant", &answer),
                         Message::new("user", &prompts::evaluate_retry(&labels)),
                     ],
                 )?
@@ -298,7 +444,7 @@ impl LocalAgent {
             } else {
                 g2.text.clone()
             };
-            parsed = parse::parse_scores(&text, &labels);
+            parsed = parse::parse_scores(&self.split(&text).answer, &labels);
             raw.push(text);
         }
         let abstained = parsed.valid() == 0;
@@ -408,12 +554,15 @@ impl Agent for LocalAgent {
     }
 
     fn propose(&mut self, req: &ProposeRequest) -> Result<Proposal, AgentError> {
-        let (ids, g, _) = self.propose_call(req)?;
-        let g = self.run(ids, g)?;
+        let (ids, first, _) = self.propose_call(req)?;
+        let g = self.run(ids.clone(), first.clone())?;
+        let reply = self.within_budget(req, ids, first, g)?;
+        let (g, split) = (&reply.last, &reply.split);
         // A program's answer (its behaviour) is filled in by the code
-        // benchmark's agent wrapper, which can run it.
-        let found = (req.task.kind != AnswerKind::Code)
-            .then(|| own_answer(&g.text, &req.context, g.finish_reason))
+        // benchmark's agent wrapper, which can run it. A reply that ended
+        // inside its reasoning has no answer.
+        let found = (req.task.kind != AnswerKind::Code && !split.unfinished)
+            .then(|| own_answer(&split.answer, &req.context, g.finish_reason))
             .flatten();
         let answer = found
             .as_ref()
@@ -421,8 +570,11 @@ impl Agent for LocalAgent {
         Ok(Proposal {
             agent: self.spec.name.clone(),
             model: self.model_id.clone(),
-            thought_process: thought_process(&g.text),
-            content: g.text.clone(),
+            thought_process: split
+                .reasoning
+                .clone()
+                .unwrap_or_else(|| thought_process(&split.answer)),
+            content: split.answer.clone(),
             answer,
             found: found.map(|f| f.found),
             behaviour: None,
@@ -431,8 +583,9 @@ impl Agent for LocalAgent {
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default(),
             inference_id: req.inference_id.clone(),
-            usage: usage_of(&g),
+            usage: reply.usage,
             attestation: None,
+            reasoning: reply.reasoning(),
         })
     }
 
@@ -466,6 +619,27 @@ impl Agent for LocalAgent {
                 }
             },
         }
+    }
+}
+
+/// A proposal's reply: its last generation (for the finish reason), the
+/// text split into reasoning and answer, and the compute of its calls.
+struct Reply {
+    last: Generation,
+    split: Split,
+    usage: Usage,
+    reasoning_tokens: usize,
+    closed_by_budget: bool,
+}
+
+impl Reply {
+    fn reasoning(&self) -> Option<Reasoning> {
+        self.split.reasoning.as_ref().map(|text| Reasoning {
+            text: text.clone(),
+            tokens: self.reasoning_tokens,
+            unfinished: self.split.unfinished,
+            closed_by_budget: self.closed_by_budget,
+        })
     }
 }
 

@@ -243,6 +243,27 @@ pub struct Proposal {
     /// Set when the proposal came from a remote agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attestation: Option<Attestation>,
+    /// A reasoning model's thinking, kept apart from `content` (the answer
+    /// part, the only one graded and shown to the other agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<Reasoning>,
+}
+
+/// The reasoning part of a reasoning model's proposal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reasoning {
+    /// The thinking, markers removed.
+    pub text: String,
+    /// Generated tokens spent on it (part of `usage.generated_tokens`).
+    pub tokens: usize,
+    /// The generation ended inside the reasoning (the token limit): the
+    /// proposal has no answer, whatever the thinking guessed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unfinished: bool,
+    /// The reasoning budget ran out and the reasoning was closed for the
+    /// model, which then wrote its answer in a second call.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub closed_by_budget: bool,
 }
 
 /// How evaluators score.
@@ -857,6 +878,7 @@ mod tests {
                     seconds: 0.1,
                 },
                 attestation: None,
+                reasoning: None,
             })
         }
         fn evaluate(&mut self, req: &EvaluateRequest) -> Result<Evaluation, AgentError> {

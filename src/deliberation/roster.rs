@@ -215,6 +215,24 @@ pub struct AgentSpec {
     /// the command line's `--device`. One roster can mix devices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<ComputeDevice>,
+    /// A reasoning model's thinking: `on` or `off` through its template's
+    /// `enable_thinking` switch (default: the template's own default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<ReasoningMode>,
+    /// Most tokens of reasoning per generation; past it the reasoning is
+    /// closed for the model and it goes on to its answer (budget forcing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_budget: Option<usize>,
+}
+
+/// Whether a reasoning model thinks before answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ReasoningMode {
+    /// Thinking on (`enable_thinking = true`).
+    On,
+    /// Thinking off (`enable_thinking = false`).
+    Off,
 }
 
 fn one() -> f64 {
@@ -284,6 +302,18 @@ impl Roster {
             if !(0.0..=5.0).contains(&a.temperature) || !(0.0..=1.0).contains(&a.top_p) {
                 return Err(format!(
                     "agent `{}`: temperature in [0, 5], top_p in [0, 1]",
+                    a.name
+                ));
+            }
+            if a.reasoning_budget == Some(0) {
+                return Err(format!(
+                    "agent `{}`: reasoning_budget must be at least 1 token",
+                    a.name
+                ));
+            }
+            if a.reasoning == Some(ReasoningMode::Off) && a.reasoning_budget.is_some() {
+                return Err(format!(
+                    "agent `{}`: a reasoning_budget with reasoning = \"off\" has nothing to bound",
                     a.name
                 ));
             }

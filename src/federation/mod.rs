@@ -201,10 +201,10 @@ pub fn build_agents(
         .iter()
         .map(|spec| {
             let agent: Box<dyn Agent> = match (spec.transport, federation) {
-                (Transport::Local, _) => Box::new(LocalAgent::new(
-                    spec.clone(),
-                    pool.get_on(&spec.model, spec.device)?,
-                )),
+                (Transport::Local, _) => Box::new(
+                    LocalAgent::new(spec.clone(), pool.get_on(&spec.model, spec.device)?)
+                        .map_err(|e| FederationError::Invalid(e.to_string()))?,
+                ),
                 (Transport::Nats, Some(fed)) => Box::new(NatsAgent::new(fed.clone(), spec)?),
                 (Transport::Nats, None) => {
                     return Err(FederationError::Invalid(format!(

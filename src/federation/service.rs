@@ -169,7 +169,10 @@ fn model_thread(
 /// Run one task on the model, as the roster entry in the task's profile. An
 /// error goes back as its reason alone: the orchestrator names the agent.
 fn execute(task: &TaskMsg, name: &str, model: &str, engine: &EngineHandle) -> Outcome {
-    let mut agent = LocalAgent::new(task.profile.spec(name, model), engine.clone());
+    let mut agent = match LocalAgent::new(task.profile.spec(name, model), engine.clone()) {
+        Ok(agent) => agent,
+        Err(e) => return Outcome::Error(e.reason()),
+    };
     match &task.body {
         TaskBody::Propose(req) => agent
             .propose(req)

@@ -113,6 +113,8 @@ impl Profile {
             transport: Default::default(),
             public_key: None,
             device: None,
+            reasoning: None,
+            reasoning_budget: None,
         }
     }
 }

@@ -47,6 +47,7 @@ fn forged_reply(task: &TaskMsg, call: &str) -> Body {
             inference_id: "forged".into(),
             usage: Usage::default(),
             attestation: None,
+            reasoning: None,
         }),
     }))
 }
@@ -195,7 +196,7 @@ fn forged_replayed_oversized_and_malformed_replies_are_refused() {
     // What came back is what the model computes here.
     let rt = nsed::engine::runtime::Runtime::load("smollm2-135m").unwrap();
     let engine = nsed::engine::batch::Engine::spawn(rt, Default::default()).unwrap();
-    let mut local = LocalAgent::new(spec.clone(), engine);
+    let mut local = LocalAgent::new(spec.clone(), engine).expect("a plain roster entry");
     for (p, round) in [(&p1, 1), (&p2, 2)] {
         let l = local.propose(&req(round)).unwrap();
         assert_eq!(p.content, l.content);

@@ -24,6 +24,7 @@ mod layers;
 mod llamacpp_logits;
 mod perplexity_golden;
 mod properties;
+mod reasoning;
 mod reproduce;
 mod sandbox_hostile;
 mod tokenizer_golden;

@@ -632,6 +632,22 @@ impl EngineHandle {
         self.shared.template.kind
     }
 
+    /// The chat template itself (reasoning format, switches).
+    pub fn template(&self) -> &ChatTemplate {
+        &self.shared.template
+    }
+
+    /// [`EngineHandle::chat_tokens`] with `extra` template switches (an
+    /// agent's `enable_thinking`).
+    pub fn chat_tokens_with(
+        &self,
+        messages: &[Message],
+        extra: &std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> Result<Vec<u32>, TemplateError> {
+        let text = self.shared.template.render_with(messages, true, extra)?;
+        Ok(self.shared.tokenizer.encode(&text, true, true))
+    }
+
     /// A conversation rendered with the chat template and tokenized, as
     /// [`Runtime::chat_tokens`].
     pub fn chat_tokens(&self, messages: &[Message]) -> Result<Vec<u32>, TemplateError> {

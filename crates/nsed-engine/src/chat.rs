@@ -12,6 +12,8 @@ pub mod jinja;
 
 pub use jinja::{JinjaTemplate, TemplateError};
 
+use crate::reasoning::{self, ReasoningFormat};
+
 /// One turn of a conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
@@ -116,9 +118,22 @@ impl ChatTemplate {
         messages: &[Message],
         add_generation_prompt: bool,
     ) -> Result<String, TemplateError> {
+        self.render_with(messages, add_generation_prompt, &BTreeMap::new())
+    }
+
+    /// [`ChatTemplate::render`] with `extra` switches over the template's own
+    /// (an agent's `enable_thinking`); the hand-written templates have none.
+    pub fn render_with(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        extra: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<String, TemplateError> {
         Ok(match (self.kind, &self.jinja) {
             (TemplateKind::Gguf, Some(jinja)) => {
-                let text = jinja.render(messages, add_generation_prompt, &self.kwargs)?;
+                let mut kwargs = self.kwargs.clone();
+                kwargs.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+                let text = jinja.render(messages, add_generation_prompt, &kwargs)?;
                 match text.strip_prefix(jinja.bos_token()) {
                     Some(rest) if self.strip_bos => rest.to_string(),
                     _ => text,
@@ -132,6 +147,31 @@ impl ChatTemplate {
                 .collect::<Vec<_>>()
                 .join("\n\n"),
         })
+    }
+
+    /// How the model marks its reasoning (from its own template; the
+    /// hand-written templates are for models without any).
+    pub fn reasoning_format(&self) -> ReasoningFormat {
+        self.jinja.as_ref().map_or(ReasoningFormat::None, |j| {
+            ReasoningFormat::of_template(j.source())
+        })
+    }
+
+    /// Whether the template can turn reasoning off (`enable_thinking`).
+    pub fn has_thinking_switch(&self) -> bool {
+        self.jinja
+            .as_ref()
+            .is_some_and(|j| j.source().contains("enable_thinking"))
+    }
+
+    /// Whether the generation prompt, rendered with `extra`, leaves the
+    /// reasoning open so the model's text starts inside it.
+    pub fn opens_reasoning(&self, extra: &BTreeMap<String, serde_json::Value>) -> bool {
+        let format = self.reasoning_format();
+        format != ReasoningFormat::None
+            && self
+                .render_with(&[Message::new("user", "?")], true, extra)
+                .is_ok_and(|prompt| reasoning::opens_reasoning(format, &prompt))
     }
 
     fn render_chatml(&self, messages: &[Message], add_generation_prompt: bool) -> String {

@@ -31,6 +31,7 @@ pub mod model;
 pub mod perf;
 pub mod perplexity;
 pub mod qmm;
+pub mod reasoning;
 pub mod registry;
 pub mod runtime;
 pub mod sampling;
