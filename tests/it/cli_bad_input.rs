@@ -51,7 +51,13 @@ fn s(p: &Path) -> &str {
 #[test]
 fn tiny_models_generate_for_every_architecture() {
     let dir = tempfile::tempdir().expect("tempdir");
-    for arch in [Arch::Llama, Arch::Qwen2, Arch::Gemma3, Arch::Qwen3] {
+    for arch in [
+        Arch::Llama,
+        Arch::Qwen2,
+        Arch::Gemma3,
+        Arch::Qwen3,
+        Arch::Qwen3Moe,
+    ] {
         let model = tiny(dir.path(), arch, |_| {});
         let out = nsed(
             &[

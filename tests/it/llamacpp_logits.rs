@@ -1,7 +1,7 @@
 //! nsed's forward pass against llama.cpp's on synthetic models of every
 //! architecture nsed runs (`nsed models synth --like ID --scaled-down`):
-//! the NSED paper's families (Qwen3, Gemma 3 at 1B/12B/27B with their RoPE
-//! scaling) and, side by side as the yardstick, the roster's (whose real
+//! the NSED paper's families (Qwen3, Qwen3-MoE, Gemma 3 at 1B/12B/27B with
+//! their RoPE scaling) and, side by side as the yardstick, the roster's (whose real
 //! weights match llama.cpp's perplexity within 1%). llama.cpp's logits are
 //! committed goldens (scripts/llamacpp-logits.py), so CI needs no llama.cpp.
 //!
@@ -33,6 +33,10 @@ struct Agreement {
     top1: f64,
     mean_kl: f64,
     max_abs: f32,
+    /// Positions whose largest logit difference exceeds [`MAX_ABS_LOGIT`].
+    outliers: usize,
+    /// Mean KL over the other positions.
+    mean_kl_inside: f64,
 }
 
 // Bounds just above the roster architectures' own agreement (printed by
@@ -93,16 +97,26 @@ fn argmax(row: &[f32]) -> usize {
 
 fn agreement(ours: &[Vec<f32>], theirs: &[Vec<f32>]) -> Agreement {
     let (mut top1, mut kl, mut max_abs) = (0usize, 0.0, 0f32);
+    let (mut outliers, mut kl_inside) = (0usize, 0.0);
     for (a, b) in ours.iter().zip(theirs) {
         top1 += usize::from(argmax(a) == argmax(b));
         let (la, lb) = (log_softmax(a), log_softmax(b));
-        kl += lb
+        let k = lb
             .iter()
             .zip(&la)
             .map(|(q, p)| q.exp() * (q - p))
             .sum::<f64>();
-        for (x, y) in a.iter().zip(b) {
-            max_abs = max_abs.max((x - y).abs());
+        let m = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        kl += k;
+        max_abs = max_abs.max(m);
+        if m > MAX_ABS_LOGIT {
+            outliers += 1;
+        } else {
+            kl_inside += k;
         }
     }
     let n = ours.len() as f64;
@@ -110,6 +124,8 @@ fn agreement(ours: &[Vec<f32>], theirs: &[Vec<f32>]) -> Agreement {
         top1: top1 as f64 / n,
         mean_kl: kl / n,
         max_abs,
+        outliers,
+        mean_kl_inside: kl_inside / (n - outliers as f64).max(1.0),
     }
 }
 
@@ -119,8 +135,22 @@ fn nsed_logits(gguf: &Gguf, tokens: &[u32]) -> Vec<Vec<f32>> {
     out.to_vec2::<f32>().expect("2-D")
 }
 
-fn within_bounds(a: &Agreement) -> bool {
-    a.top1 >= MIN_TOP1 && a.mean_kl <= MAX_MEAN_KL && a.max_abs <= MAX_ABS_LOGIT
+/// Dense models: every position within the bounds. A mixture of experts
+/// routes discontinuously: where two experts' router probabilities nearly
+/// tie, the engines' last-bit differences can pick different experts for a
+/// token, and that position's logits then differ as another computation's
+/// would. One such position in 16 is allowed, and the others are held to the
+/// dense bounds.
+fn within_bounds(a: &Agreement, routed: bool) -> bool {
+    let allowed = usize::from(routed);
+    a.top1 >= MIN_TOP1
+        && a.outliers <= allowed
+        && a.mean_kl_inside <= MAX_MEAN_KL
+        && (routed || a.mean_kl <= MAX_MEAN_KL)
+}
+
+fn is_routed(shape: &str) -> bool {
+    shape == "qwen3-30b-a3b"
 }
 
 #[test]
@@ -136,17 +166,21 @@ fn every_architecture_agrees_with_llama_cpp() {
         "gemma3-1b",
         "gemma3-12b",
         "gemma3-27b",
+        "qwen3-30b-a3b",
     ] {
         let g = golden(shape);
         let gguf = synthetic(dir.path(), shape, &g);
         let a = agreement(&nsed_logits(&gguf, &g.tokens), &reference(&g));
         eprintln!(
-            "{shape:20} top-1 {:.3}  mean KL {:.2e}  max |Δlogit| {:.4}",
-            a.top1, a.mean_kl, a.max_abs
+            "{shape:20} top-1 {:.3}  mean KL {:.2e}  max |Δlogit| {:.4}  beyond 0.4: {}",
+            a.top1, a.mean_kl, a.max_abs, a.outliers
         );
         rows.push((shape, a));
     }
-    let off: Vec<_> = rows.iter().filter(|(_, a)| !within_bounds(a)).collect();
+    let off: Vec<_> = rows
+        .iter()
+        .filter(|(shape, a)| !within_bounds(a, is_routed(shape)))
+        .collect();
     assert!(off.is_empty(), "outside the bounds: {off:?}");
     check_the_docs_table(&rows);
 }
@@ -160,7 +194,10 @@ fn check_the_docs_table(rows: &[(&str, Agreement)]) {
             .lines()
             .find(|l| l.starts_with(&format!("| {shape} |")))
             .unwrap_or_else(|| panic!("docs/models.md has no row for {shape}"));
-        let want = format!("| {:.3} | {:.2e} | {:.3} |", a.top1, a.mean_kl, a.max_abs);
+        let want = format!(
+            "| {:.3} | {:.2e} | {:.3} | {} |",
+            a.top1, a.mean_kl, a.max_abs, a.outliers
+        );
         assert!(
             line.ends_with(&want),
             "docs/models.md row for {shape} should end `{want}`: {line}"
@@ -177,7 +214,7 @@ fn a_missing_feature_is_caught() {
     gguf.metadata.remove("gemma3.rope.scaling.factor");
     let a = agreement(&nsed_logits(&gguf, &g.tokens), &reference(&g));
     eprintln!("gemma3-12b without RoPE scaling: {a:?}");
-    assert!(!within_bounds(&a), "unscaled RoPE passed: {a:?}");
+    assert!(!within_bounds(&a, false), "unscaled RoPE passed: {a:?}");
     // Qwen3 run as Qwen2: no per-head query/key norms.
     let g = golden("qwen3-8b");
     let mut gguf = synthetic(dir.path(), "qwen3-8b", &g);
@@ -191,5 +228,16 @@ fn a_missing_feature_is_caught() {
         .insert("general.architecture".into(), Value::String("qwen2".into()));
     let a = agreement(&nsed_logits(&gguf, &g.tokens), &reference(&g));
     eprintln!("qwen3-8b run as qwen2: {a:?}");
-    assert!(!within_bounds(&a), "Qwen3 without head norms passed: {a:?}");
+    assert!(
+        !within_bounds(&a, false),
+        "Qwen3 without head norms passed: {a:?}"
+    );
+    // Qwen3-MoE routing each token to one expert instead of two.
+    let g = golden("qwen3-30b-a3b");
+    let mut gguf = synthetic(dir.path(), "qwen3-30b-a3b", &g);
+    gguf.metadata
+        .insert("qwen3moe.expert_used_count".into(), Value::U32(1));
+    let a = agreement(&nsed_logits(&gguf, &g.tokens), &reference(&g));
+    eprintln!("qwen3-30b-a3b with one expert per token: {a:?}");
+    assert!(!within_bounds(&a, true), "top-1 routing passed: {a:?}");
 }

@@ -84,11 +84,15 @@ pub enum Arch {
     Gemma3,
     /// Qwen3 (dense): llama with an RMS norm on each query and key head before RoPE, no biases.
     Qwen3,
+    /// Qwen3 mixture of experts (Qwen3-30B-A3B, 235B-A22B): Qwen3 attention, and a
+    /// feed-forward of routed SwiGLU experts (softmax router, top-k, weights renormalized,
+    /// no shared expert). CPU host path only.
+    Qwen3Moe,
 }
 
 impl Arch {
     /// The names [`Arch::parse`] accepts, for error messages.
-    pub const SUPPORTED: &'static str = "`llama`, `qwen2`, `qwen3` and `gemma3`";
+    pub const SUPPORTED: &'static str = "`llama`, `qwen2`, `qwen3`, `qwen3moe` and `gemma3`";
 
     /// The architecture of a GGUF `general.architecture` or registry `arch` name;
     /// [`ModelError::UnsupportedArch`] for any other.
@@ -98,6 +102,7 @@ impl Arch {
             "qwen2" => Ok(Self::Qwen2),
             "gemma3" => Ok(Self::Gemma3),
             "qwen3" => Ok(Self::Qwen3),
+            "qwen3moe" => Ok(Self::Qwen3Moe),
             other => Err(ModelError::UnsupportedArch(other.to_string())),
         }
     }
@@ -109,6 +114,7 @@ impl Arch {
             Self::Qwen2 => "qwen2",
             Self::Gemma3 => "gemma3",
             Self::Qwen3 => "qwen3",
+            Self::Qwen3Moe => "qwen3moe",
         }
     }
 }
@@ -157,6 +163,19 @@ pub struct Config {
     pub swa_pattern: usize,
     /// Trained context length (`<arch>.context_length`).
     pub context_length: usize,
+    /// The routed experts of a mixture-of-experts model; `None` for dense ones.
+    pub experts: Option<ExpertConfig>,
+}
+
+/// A mixture-of-experts feed-forward's shape (`<arch>.expert_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpertConfig {
+    /// Experts per layer (`expert_count`).
+    pub count: usize,
+    /// Experts each token is routed to (`expert_used_count`).
+    pub used: usize,
+    /// Inner width of one expert (`expert_feed_forward_length`).
+    pub n_ff: usize,
 }
 
 impl Config {
@@ -209,6 +228,14 @@ impl Config {
             },
             swa_pattern: 6,
             context_length: gguf.get_usize(&key("context_length")).unwrap_or(4096),
+            experts: match arch {
+                Arch::Qwen3Moe => Some(ExpertConfig {
+                    count: gguf.get_usize(&key("expert_count"))?,
+                    used: gguf.get_usize(&key("expert_used_count"))?,
+                    n_ff: gguf.get_usize(&key("expert_feed_forward_length"))?,
+                }),
+                _ => None,
+            },
         };
         cfg.validate()?;
         Ok(cfg)
@@ -228,6 +255,14 @@ impl Config {
         if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             return bad(format!("head dimension {}", self.head_dim));
         }
+        if let Some(x) = self.experts {
+            if x.count == 0 || x.used == 0 || x.used > x.count || x.n_ff == 0 {
+                return bad(format!(
+                    "{} experts, {} used per token, {} wide (need 1 ≤ used ≤ experts)",
+                    x.count, x.used, x.n_ff
+                ));
+            }
+        }
         if self.n_layer == 0 || self.n_embd == 0 {
             return bad(format!("{} layers of width {}", self.n_layer, self.n_embd));
         }
@@ -236,7 +271,7 @@ impl Config {
 
     /// Whether the query and key heads are RMS-normalized before RoPE.
     fn has_qk_norm(&self) -> bool {
-        matches!(self.arch, Arch::Gemma3 | Arch::Qwen3)
+        matches!(self.arch, Arch::Gemma3 | Arch::Qwen3 | Arch::Qwen3Moe)
     }
 
     fn is_sliding(&self, layer: usize) -> bool {
@@ -386,11 +421,31 @@ struct Layer {
     k_norm: Option<RmsNorm>,
     post_attn_norm: Option<RmsNorm>,
     ffn_norm: RmsNorm,
-    gate: Linear,
-    up: Linear,
-    down: Linear,
+    ffn: Ffn,
     post_ffn_norm: Option<RmsNorm>,
     sliding: bool,
+}
+
+/// A layer's feed-forward block.
+enum Ffn {
+    /// One SwiGLU (GELU for Gemma) block for every token.
+    Dense {
+        gate: Linear,
+        up: Linear,
+        down: Linear,
+    },
+    /// Routed experts.
+    Moe(Moe),
+}
+
+/// A mixture of SwiGLU experts behind a softmax router (Qwen3-MoE).
+struct Moe {
+    /// `[experts, n_embd]`: one logit per expert.
+    router: Linear,
+    /// Each expert's gate, up and down matrices, packed for nsed's kernels.
+    experts: Vec<[PackedMatrix; 3]>,
+    /// Experts per token.
+    used: usize,
 }
 
 /// cos/sin tables for rotary embeddings, grown on demand.
@@ -578,6 +633,13 @@ impl Model {
             Backend::Host => Weights::Quantized,
         };
         let mapped = map.is_some();
+        if config.experts.is_some() && (candle || mapped) {
+            return Err(ModelError::Config(format!(
+                "{} (mixture of experts) runs on the CPU's host path only, without \
+                 re-quantized weights; use --device cpu",
+                config.arch
+            )));
+        }
         // A weight read from the file (through `map`, if any) as a CPU QTensor.
         let mut read = |file: &mut std::fs::File, name: &str| -> Result<QTensor> {
             let w = gguf.tensor(file, name, &Device::Cpu)?;
@@ -925,16 +987,24 @@ fn gather_rows(table: &QTensor, tokens: &[u32], width: usize) -> Result<Tensor> 
 /// product on the kernel pool (candle's element-wise ops would run on a
 /// second, spinning thread pool).
 fn mlp(layer: &Layer, arch: Arch, h: &Tensor) -> Result<Tensor> {
-    let (Kernel::Packed(gate), Kernel::Packed(up), Kernel::Packed(down)) =
-        (&layer.gate.kernel, &layer.up.kernel, &layer.down.kernel)
+    match &layer.ffn {
+        Ffn::Dense { gate, up, down } => dense_mlp([gate, up, down], arch, h),
+        Ffn::Moe(moe) => moe_mlp(moe, h),
+    }
+}
+
+fn dense_mlp([gate, up, down]: [&Linear; 3], arch: Arch, h: &Tensor) -> Result<Tensor> {
+    let (Kernel::Packed(gate_w), Kernel::Packed(up_w), Kernel::Packed(down_w)) =
+        (&gate.kernel, &up.kernel, &down.kernel)
     else {
-        let gate = layer.gate.forward(h)?;
-        let gate = match arch {
-            Arch::Gemma3 => gate.gelu()?,
-            _ => candle_nn::ops::silu(&gate)?,
+        let g = gate.forward(h)?;
+        let g = match arch {
+            Arch::Gemma3 => g.gelu()?,
+            _ => candle_nn::ops::silu(&g)?,
         };
-        return layer.down.forward(&(gate * layer.up.forward(h)?)?);
+        return down.forward(&(g * up.forward(h)?)?);
     };
+    let (gate, up, down) = (gate_w, up_w, down_w);
     let x = h.flatten_all()?.to_vec1::<f32>()?;
     let m = x.len() / gate.cols();
     let mut a = qmm::matmul(gate, &x)?;
@@ -954,6 +1024,73 @@ fn mlp(layer: &Layer, arch: Arch, h: &Tensor) -> Result<Tensor> {
 
 /// GELU, tanh approximation, as `x · sigmoid(2z)` = `½x(1 + tanh z)`,
 /// `z = √(2/π)(x + 0.044715x³)`: one exponential per element.
+/// The experts' SwiGLU on `rows` (row-major, `cols` wide): row-invariant
+/// kernels, so a row's result does not depend on which rows share the call.
+fn expert_swiglu([gate, up, down]: &[PackedMatrix; 3], rows: &[f32]) -> Result<Vec<f32>> {
+    let mut a = qmm::matmul(gate, rows)?;
+    let b = qmm::matmul(up, rows)?;
+    a.iter_mut().zip(&b).for_each(|(g, u)| *g = silu(*g) * u);
+    Ok(qmm::matmul(down, &a)?)
+}
+
+/// The experts each row is routed to, best first, with their weights: the
+/// softmax of the router's logits over all experts, the `used` largest kept
+/// and renormalized to sum to one (as llama.cpp's `build_moe_ffn` with
+/// softmax gating and `norm_w`).
+fn route(logits: &[f32], used: usize) -> Vec<(usize, f32)> {
+    let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let exps: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    // Descending by probability; equal ones by index, so the choice is total.
+    order.sort_by(|&a, &b| exps[b].total_cmp(&exps[a]).then(a.cmp(&b)));
+    let chosen: Vec<(usize, f32)> = order[..used].iter().map(|&e| (e, exps[e] / sum)).collect();
+    let total = chosen
+        .iter()
+        .map(|&(_, p)| p)
+        .sum::<f32>()
+        .max(6.103_515_6e-5);
+    chosen.into_iter().map(|(e, p)| (e, p / total)).collect()
+}
+
+/// The mixture-of-experts block: each row's experts run on the rows routed
+/// to them (one kernel call per expert), and a row's output is the
+/// weighted sum of its experts' outputs in routing order.
+fn moe_mlp(moe: &Moe, h: &Tensor) -> Result<Tensor> {
+    let logits = moe.router.forward(h)?.to_vec2::<f32>()?;
+    let x = h.flatten_all()?.to_vec1::<f32>()?;
+    let m = logits.len();
+    let width = x.len() / m.max(1);
+    let routes: Vec<Vec<(usize, f32)>> = logits.iter().map(|l| route(l, moe.used)).collect();
+    // Per expert, the (row, slot) pairs it serves.
+    let mut served: Vec<Vec<(usize, usize)>> = vec![Vec::new(); moe.experts.len()];
+    for (row, r) in routes.iter().enumerate() {
+        for (slot, &(e, _)) in r.iter().enumerate() {
+            served[e].push((row, slot));
+        }
+    }
+    let mut outputs = vec![vec![0f32; width]; m * moe.used];
+    for (e, pairs) in served.iter().enumerate().filter(|(_, p)| !p.is_empty()) {
+        let rows: Vec<f32> = pairs
+            .iter()
+            .flat_map(|&(row, _)| x[row * width..(row + 1) * width].iter().copied())
+            .collect();
+        let y = expert_swiglu(&moe.experts[e], &rows)?;
+        for (i, &(row, slot)) in pairs.iter().enumerate() {
+            outputs[row * moe.used + slot].copy_from_slice(&y[i * width..(i + 1) * width]);
+        }
+    }
+    let mut out = vec![0f32; m * width];
+    for (row, r) in routes.iter().enumerate() {
+        let acc = &mut out[row * width..(row + 1) * width];
+        for (slot, &(_, w)) in r.iter().enumerate() {
+            let y = &outputs[row * moe.used + slot];
+            acc.iter_mut().zip(y).for_each(|(a, v)| *a += v * w);
+        }
+    }
+    Ok(Tensor::from_vec(out, (m, width), &Device::Cpu)?)
+}
+
 fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     let z = SQRT_2_OVER_PI * x * (1.0 + 0.044_715 * x * x);
@@ -1220,11 +1357,18 @@ fn load_layer(
         linear("attn_v", qwen)?,
     );
     let wo = linear("attn_output", false)?;
-    let (gate, up, down) = (
-        linear("ffn_gate", false)?,
-        linear("ffn_up", false)?,
-        linear("ffn_down", false)?,
-    );
+    let ffn = match cfg.experts {
+        None => Ffn::Dense {
+            gate: linear("ffn_gate", false)?,
+            up: linear("ffn_up", false)?,
+            down: linear("ffn_down", false)?,
+        },
+        Some(x) => Ffn::Moe(Moe {
+            router: linear("ffn_gate_inp", false)?,
+            experts: load_experts(gguf, file, i, x.count)?,
+            used: x.used,
+        }),
+    };
     let mut norm = |t: &str| RmsNorm::load(gguf, file, &name(t), cfg.rms_eps, dev);
     let gemma = cfg.arch == Arch::Gemma3;
     let qk_norm = cfg.has_qk_norm();
@@ -1249,11 +1393,51 @@ fn load_layer(
         wk,
         wv,
         wo,
-        gate,
-        up,
-        down,
+        ffn,
         sliding: cfg.is_sliding(i),
     })
+}
+
+/// Layer `layer`'s experts: each expert's slice of the 3-D `ffn_{gate,up,down}_exps`
+/// tensors, packed for nsed's kernels (the formats those have).
+fn load_experts(
+    gguf: &Gguf,
+    file: &mut std::fs::File,
+    layer: usize,
+    count: usize,
+) -> Result<Vec<[PackedMatrix; 3]>> {
+    let infos = ["gate", "up", "down"]
+        .map(|t| gguf.tensor_info(&format!("blk.{layer}.ffn_{t}_exps.weight")));
+    let [gate, up, down] = infos;
+    let (gate, up, down) = (gate?, up?, down?);
+    for info in [gate, up, down] {
+        if info.dims.len() != 3 || info.dims[0] != count {
+            return Err(ModelError::Config(format!(
+                "`{}` has shape {:?}, not [{count} experts, rows, cols]",
+                info.name, info.dims
+            )));
+        }
+    }
+    (0..count)
+        .map(|e| {
+            Ok([
+                read_expert(gate, e, file)?,
+                read_expert(up, e, file)?,
+                read_expert(down, e, file)?,
+            ])
+        })
+        .collect()
+}
+
+/// Expert `e`'s `[rows, cols]` slice of a 3-D expert tensor, packed.
+fn read_expert(info: &TensorInfo, e: usize, file: &mut std::fs::File) -> Result<PackedMatrix> {
+    use std::io::{Seek, SeekFrom};
+    let (count, n, k) = (info.dims[0], info.dims[1], info.dims[2]);
+    let per_expert = info.n_bytes / count as u64;
+    file.seek(SeekFrom::Start(info.offset + e as u64 * per_expert))
+        .map_err(|err| ModelError::Config(format!("reading tensor `{}`: {err}", info.name)))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    Ok(PackedMatrix::from_reader(info.dtype, n, k, &mut reader)?)
 }
 
 #[cfg(test)]
@@ -1286,7 +1470,13 @@ mod tests {
 
     #[test]
     fn every_position_matches_incremental_decode() {
-        for arch in [Arch::Llama, Arch::Qwen2, Arch::Gemma3, Arch::Qwen3] {
+        for arch in [
+            Arch::Llama,
+            Arch::Qwen2,
+            Arch::Gemma3,
+            Arch::Qwen3,
+            Arch::Qwen3Moe,
+        ] {
             let (_dir, mut m) = tiny(arch, |_| {});
             let all = rows(&m.forward(&TOKENS, Logits::All).expect("prefill"));
             assert_eq!(all.len(), TOKENS.len());
@@ -1302,7 +1492,13 @@ mod tests {
 
     #[test]
     fn chunked_prefill_matches_one_pass() {
-        for arch in [Arch::Llama, Arch::Qwen2, Arch::Gemma3, Arch::Qwen3] {
+        for arch in [
+            Arch::Llama,
+            Arch::Qwen2,
+            Arch::Gemma3,
+            Arch::Qwen3,
+            Arch::Qwen3Moe,
+        ] {
             let (_dir, mut m) = tiny(arch, |_| {});
             let all = rows(&m.forward(&TOKENS, Logits::All).expect("prefill"));
             m.reset();
@@ -1423,7 +1619,13 @@ mod tests {
 
     #[test]
     fn batched_sequences_are_bit_identical_to_each_alone() {
-        for arch in [Arch::Llama, Arch::Qwen2, Arch::Gemma3, Arch::Qwen3] {
+        for arch in [
+            Arch::Llama,
+            Arch::Qwen2,
+            Arch::Gemma3,
+            Arch::Qwen3,
+            Arch::Qwen3Moe,
+        ] {
             let (_dir, mut m) = tiny(arch, |s| s.sliding_window = 4);
             for b in [1, 2, 5, 16] {
                 let prompts = prompts(b);
@@ -1628,6 +1830,41 @@ mod tests {
         assert!(err.to_string().contains("-2"), "{err}");
         set(&mut gguf, "qwen3.rope.scaling.factor", Value::F32(4.0));
         assert_eq!(Config::from_gguf(&gguf).expect("linear").rope_scale, 0.25);
+    }
+
+    #[test]
+    fn routing_keeps_the_largest_experts_and_renormalizes() {
+        let r = route(&[0.0, 2.0, 1.0, 2.0], 2);
+        // Experts 1 and 3 tie: the lower index first; weights sum to one.
+        assert_eq!(r.iter().map(|&(e, _)| e).collect::<Vec<_>>(), [1, 3]);
+        assert!((r[0].1 - 0.5).abs() < 1e-6 && (r[1].1 - 0.5).abs() < 1e-6);
+        let r = route(&[3.0, 0.0, 1.0], 2);
+        let (p0, p2) = (3f32.exp(), 1f32.exp());
+        assert_eq!((r[0].0, r[1].0), (0, 2));
+        assert!((r[0].1 - p0 / (p0 + p2)).abs() < 1e-6, "{r:?}");
+    }
+
+    #[test]
+    fn a_mixture_of_experts_is_refused_where_it_cannot_run() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("moe.gguf");
+        write_tiny_model(&path, &TinySpec::new(Arch::Qwen3Moe)).expect("write");
+        let gguf = Gguf::open(&path).expect("parse");
+        let err = Model::from_gguf_candle_cpu(&gguf)
+            .err()
+            .expect("host path only");
+        assert!(err.to_string().contains("host path only"), "{err}");
+        let mut gguf = Gguf::open(&path).expect("parse");
+        gguf.metadata.insert(
+            "qwen3moe.expert_used_count".into(),
+            crate::gguf::Value::U32(9),
+        );
+        let err = Config::from_gguf(&gguf).expect_err("9 of 4 experts");
+        assert!(err.to_string().contains("used ≤ experts"), "{err}");
+        assert!(
+            Model::from_gguf(&Gguf::open(&path).expect("parse")).is_ok(),
+            "the control loads"
+        );
     }
 
     #[test]

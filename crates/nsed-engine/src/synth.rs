@@ -12,7 +12,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
 use crate::gguf::{self, Value};
-use crate::model::Arch;
+use crate::model::{Arch, ExpertConfig};
 use nsed_stats::SplitMix64;
 
 /// Why a synthetic model could not be specified or written.
@@ -83,6 +83,8 @@ pub struct SynthSpec {
     pub pre: String,
     /// `tokenizer.chat_template` (Jinja); `None`: none, as a base model.
     pub chat_template: Option<String>,
+    /// Routed experts in place of the dense feed-forward (`qwen3moe`).
+    pub experts: Option<ExpertConfig>,
 }
 
 /// A tiny model for tests (the name the tests have always used).
@@ -111,6 +113,11 @@ impl SynthSpec {
             weight_scale: Some(0.2),
             pre: "qwen2".into(),
             chat_template: None,
+            experts: (arch == Arch::Qwen3Moe).then_some(ExpertConfig {
+                count: 4,
+                used: 2,
+                n_ff: 64,
+            }),
         }
     }
 
@@ -121,6 +128,7 @@ impl SynthSpec {
         let shape = ROSTER_SHAPES
             .iter()
             .chain(&PAPER_SHAPES)
+            .chain(std::iter::once(&QWEN3_30B_A3B))
             .find(|s| s.id == id)
             .ok_or_else(|| SynthError::UnknownShape(id.to_string()))?;
         Ok(Self {
@@ -143,6 +151,7 @@ impl SynthSpec {
             weight_scale: None,
             pre: shape.pre.into(),
             chat_template: None,
+            experts: shape.experts,
         })
     }
 
@@ -162,6 +171,12 @@ impl SynthSpec {
             n_ff: 512,
             vocab_size: Some(1024),
             sliding_window: self.sliding_window.min(8),
+            // Eight experts, two per token, 256 wide (a K-quant block).
+            experts: self.experts.map(|_| ExpertConfig {
+                count: 8,
+                used: 2,
+                n_ff: 256,
+            }),
             ..self.clone()
         }
     }
@@ -171,7 +186,10 @@ impl SynthSpec {
         let vocab = self.vocab_size.unwrap_or(0);
         let (e, d) = (self.n_embd, self.head_dim);
         let attn = e * d * (2 * self.n_head + 2 * self.n_kv_head);
-        let ffn = 3 * e * self.n_ff;
+        let ffn = match self.experts {
+            Some(x) => x.count * (3 * e * x.n_ff + e),
+            None => 3 * e * self.n_ff,
+        };
         let out = if self.output_type.is_some() {
             vocab * e
         } else {
@@ -217,6 +235,8 @@ pub struct RosterShape {
     pub output: Option<GgmlDType>,
     /// `tokenizer.ggml.pre` as the model's GGUF states it.
     pub pre: &'static str,
+    /// Routed experts (mixture-of-experts models).
+    pub experts: Option<ExpertConfig>,
 }
 
 /// The four roster models' shapes (checked against the real files by a
@@ -240,6 +260,7 @@ pub const ROSTER_SHAPES: [RosterShape; 4] = [
         embed: GgmlDType::Q8_0,
         output: None,
         pre: "smollm",
+        experts: None,
     },
     RosterShape {
         id: "gemma3-270m",
@@ -259,6 +280,7 @@ pub const ROSTER_SHAPES: [RosterShape; 4] = [
         embed: GgmlDType::Q8_0,
         output: None,
         pre: "default",
+        experts: None,
     },
     RosterShape {
         id: "qwen2.5-coder-0.5b",
@@ -278,6 +300,7 @@ pub const ROSTER_SHAPES: [RosterShape; 4] = [
         embed: GgmlDType::Q5_0,
         output: Some(GgmlDType::Q8_0),
         pre: "qwen2",
+        experts: None,
     },
     RosterShape {
         id: "qwen2.5-coder-1.5b",
@@ -297,6 +320,7 @@ pub const ROSTER_SHAPES: [RosterShape; 4] = [
         embed: GgmlDType::Q4K,
         output: Some(GgmlDType::Q6K),
         pre: "qwen2",
+        experts: None,
     },
 ];
 
@@ -324,6 +348,7 @@ pub const PAPER_SHAPES: [RosterShape; 6] = [
         embed: GgmlDType::Q6K,
         output: None,
         pre: "qwen2",
+        experts: None,
     },
     RosterShape {
         id: "qwen3-8b",
@@ -343,6 +368,7 @@ pub const PAPER_SHAPES: [RosterShape; 6] = [
         embed: GgmlDType::Q4K,
         output: Some(GgmlDType::Q6K),
         pre: "qwen2",
+        experts: None,
     },
     RosterShape {
         id: "gemma3-1b",
@@ -362,6 +388,7 @@ pub const PAPER_SHAPES: [RosterShape; 6] = [
         embed: GgmlDType::Q6K,
         output: None,
         pre: "default",
+        experts: None,
     },
     RosterShape {
         id: "gemma3-4b",
@@ -381,6 +408,7 @@ pub const PAPER_SHAPES: [RosterShape; 6] = [
         embed: GgmlDType::Q6K,
         output: None,
         pre: "default",
+        experts: None,
     },
     RosterShape {
         id: "gemma3-12b",
@@ -400,6 +428,7 @@ pub const PAPER_SHAPES: [RosterShape; 6] = [
         embed: GgmlDType::Q6K,
         output: None,
         pre: "default",
+        experts: None,
     },
     RosterShape {
         id: "gemma3-27b",
@@ -419,14 +448,43 @@ pub const PAPER_SHAPES: [RosterShape; 6] = [
         embed: GgmlDType::Q6K,
         output: None,
         pre: "default",
+        experts: None,
     },
 ];
+
+/// Qwen3-30B-A3B's shape: the mixture-of-experts family of the paper's
+/// larger rosters.
+pub const QWEN3_30B_A3B: RosterShape = RosterShape {
+    id: "qwen3-30b-a3b",
+    arch: Arch::Qwen3Moe,
+    n_layer: 48,
+    n_embd: 2048,
+    n_head: 32,
+    n_kv_head: 4,
+    head_dim: 128,
+    n_ff: 6144,
+    vocab_size: 151_936,
+    context_length: 40_960,
+    sliding_window: 0,
+    rope_base: 1_000_000.0,
+    rope_scaling: 0.0,
+    quant: GgmlDType::Q4K,
+    embed: GgmlDType::Q4K,
+    output: Some(GgmlDType::Q6K),
+    pre: "qwen2",
+    experts: Some(ExpertConfig {
+        count: 128,
+        used: 8,
+        n_ff: 768,
+    }),
+};
 
 /// The ids `--like` accepts, for messages.
 pub fn shape_ids() -> String {
     let ids: Vec<&str> = ROSTER_SHAPES
         .iter()
         .chain(&PAPER_SHAPES)
+        .chain(std::iter::once(&QWEN3_30B_A3B))
         .map(|s| s.id)
         .collect();
     ids.join(", ")
@@ -597,6 +655,11 @@ fn metadata(spec: &SynthSpec) -> (Vec<(String, Value)>, usize) {
             Value::U32(spec.context_length as u32),
         ),
     ];
+    if let Some(x) = spec.experts {
+        meta.push((key("expert_count"), Value::U32(x.count as u32)));
+        meta.push((key("expert_used_count"), Value::U32(x.used as u32)));
+        meta.push((key("expert_feed_forward_length"), Value::U32(x.n_ff as u32)));
+    }
     if let Some(template) = &spec.chat_template {
         meta.push((
             "tokenizer.chat_template".into(),
@@ -709,25 +772,54 @@ fn write_model(out: &mut impl std::io::Write, spec: &SynthSpec) -> std::io::Resu
             tensor(&mut rng, &[e, q], scale(q), wt),
         ));
         tensors.push((name("ffn_norm.weight"), norm(&mut rng, e)));
-        let ff = spec.n_ff;
-        tensors.push((
-            name("ffn_gate.weight"),
-            tensor(&mut rng, &[ff, e], scale(e), wt),
-        ));
-        tensors.push((
-            name("ffn_up.weight"),
-            tensor(&mut rng, &[ff, e], scale(e), wt),
-        ));
-        tensors.push((
-            name("ffn_down.weight"),
-            tensor(&mut rng, &[e, ff], scale(ff), mixed(wt, "ffn_down.weight")),
-        ));
+        match spec.experts {
+            None => {
+                let ff = spec.n_ff;
+                tensors.push((
+                    name("ffn_gate.weight"),
+                    tensor(&mut rng, &[ff, e], scale(e), wt),
+                ));
+                tensors.push((
+                    name("ffn_up.weight"),
+                    tensor(&mut rng, &[ff, e], scale(e), wt),
+                ));
+                tensors.push((
+                    name("ffn_down.weight"),
+                    tensor(&mut rng, &[e, ff], scale(ff), mixed(wt, "ffn_down.weight")),
+                ));
+            }
+            Some(x) => {
+                let (n, ff) = (x.count, x.n_ff);
+                // The router stays F32, as llama.cpp's quantizer leaves it.
+                tensors.push((
+                    name("ffn_gate_inp.weight"),
+                    tensor(&mut rng, &[n, e], scale(e), GgmlDType::F32),
+                ));
+                tensors.push((
+                    name("ffn_gate_exps.weight"),
+                    tensor(&mut rng, &[n, ff, e], scale(e), wt),
+                ));
+                tensors.push((
+                    name("ffn_up_exps.weight"),
+                    tensor(&mut rng, &[n, ff, e], scale(e), wt),
+                ));
+                tensors.push((
+                    name("ffn_down_exps.weight"),
+                    tensor(
+                        &mut rng,
+                        &[n, e, ff],
+                        scale(ff),
+                        mixed(wt, "ffn_down.weight"),
+                    ),
+                ));
+            }
+        }
         if spec.arch == Arch::Qwen2 {
             for (t, n) in [("attn_q.bias", q), ("attn_k.bias", kv), ("attn_v.bias", kv)] {
                 tensors.push((name(t), tensor(&mut rng, &[n], 0.1, GgmlDType::F32)));
             }
         }
-        if matches!(spec.arch, Arch::Gemma3 | Arch::Qwen3) {
+        if matches!(spec.arch, Arch::Gemma3 | Arch::Qwen3 | Arch::Qwen3Moe) {
             tensors.push((name("attn_q_norm.weight"), norm(&mut rng, d)));
             tensors.push((name("attn_k_norm.weight"), norm(&mut rng, d)));
         }
