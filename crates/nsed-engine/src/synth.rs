@@ -85,6 +85,44 @@ pub struct SynthSpec {
     pub chat_template: Option<String>,
     /// Routed experts in place of the dense feed-forward (`qwen3moe`).
     pub experts: Option<ExpertConfig>,
+    /// Llama 3.1's RoPE scaling, written as `rope_freqs.weight` as llama.cpp's converter does.
+    pub llama3_rope: Option<Llama3Rope>,
+}
+
+/// Llama 3.1's `rope_scaling` (`rope_type = "llama3"`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Llama3Rope {
+    /// Scale of the low frequencies (8).
+    pub factor: f32,
+    /// Wavelengths above `original_context / low_freq_factor` are scaled fully (1).
+    pub low_freq_factor: f32,
+    /// Wavelengths below `original_context / high_freq_factor` are kept (4).
+    pub high_freq_factor: f32,
+    /// The context the model was trained at before scaling (8192).
+    pub original_context: usize,
+}
+
+impl Llama3Rope {
+    /// The `head_dim / 2` divisors, as llama.cpp's converter computes them.
+    pub fn factors(&self, base: f32, head_dim: usize) -> Vec<f32> {
+        let old = self.original_context as f32;
+        let (low_wavelen, high_wavelen) = (old / self.low_freq_factor, old / self.high_freq_factor);
+        (0..head_dim / 2)
+            .map(|i| {
+                let freq = 1.0 / base.powf((2 * i) as f32 / head_dim as f32);
+                let wavelen = 2.0 * std::f32::consts::PI / freq;
+                if wavelen < high_wavelen {
+                    1.0
+                } else if wavelen > low_wavelen {
+                    self.factor
+                } else {
+                    let smooth = (old / wavelen - self.low_freq_factor)
+                        / (self.high_freq_factor - self.low_freq_factor);
+                    1.0 / ((1.0 - smooth) / self.factor + smooth)
+                }
+            })
+            .collect()
+    }
 }
 
 /// A tiny model for tests (the name the tests have always used).
@@ -118,6 +156,7 @@ impl SynthSpec {
                 used: 2,
                 n_ff: 64,
             }),
+            llama3_rope: None,
         }
     }
 
@@ -128,7 +167,7 @@ impl SynthSpec {
         let shape = ROSTER_SHAPES
             .iter()
             .chain(&PAPER_SHAPES)
-            .chain(std::iter::once(&QWEN3_30B_A3B))
+            .chain([&QWEN3_30B_A3B, &LLAMA31_8B])
             .find(|s| s.id == id)
             .ok_or_else(|| SynthError::UnknownShape(id.to_string()))?;
         Ok(Self {
@@ -152,6 +191,7 @@ impl SynthSpec {
             pre: shape.pre.into(),
             chat_template: None,
             experts: shape.experts,
+            llama3_rope: shape.llama3_rope,
         })
     }
 
@@ -176,6 +216,12 @@ impl SynthSpec {
                 count: 8,
                 used: 2,
                 n_ff: 256,
+            }),
+            // The original context scaled down like the widths, so that most
+            // frequencies of 16 test positions are scaled.
+            llama3_rope: self.llama3_rope.map(|r| Llama3Rope {
+                original_context: 16,
+                ..r
             }),
             ..self.clone()
         }
@@ -237,6 +283,8 @@ pub struct RosterShape {
     pub pre: &'static str,
     /// Routed experts (mixture-of-experts models).
     pub experts: Option<ExpertConfig>,
+    /// Llama 3.1's RoPE scaling.
+    pub llama3_rope: Option<Llama3Rope>,
 }
 
 /// The four roster models' shapes (checked against the real files by a
@@ -261,6 +309,7 @@ pub const ROSTER_SHAPES: [RosterShape; 4] = [
         output: None,
         pre: "smollm",
         experts: None,
+        llama3_rope: None,
     },
     RosterShape {
         id: "gemma3-270m",
@@ -281,6 +330,7 @@ pub const ROSTER_SHAPES: [RosterShape; 4] = [
         output: None,
         pre: "default",
         experts: None,
+        llama3_rope: None,
     },
     RosterShape {
         id: "qwen2.5-coder-0.5b",
@@ -301,6 +351,7 @@ pub const ROSTER_SHAPES: [RosterShape; 4] = [
         output: Some(GgmlDType::Q8_0),
         pre: "qwen2",
         experts: None,
+        llama3_rope: None,
     },
     RosterShape {
         id: "qwen2.5-coder-1.5b",
@@ -321,6 +372,7 @@ pub const ROSTER_SHAPES: [RosterShape; 4] = [
         output: Some(GgmlDType::Q6K),
         pre: "qwen2",
         experts: None,
+        llama3_rope: None,
     },
 ];
 
@@ -349,6 +401,7 @@ pub const PAPER_SHAPES: [RosterShape; 6] = [
         output: None,
         pre: "qwen2",
         experts: None,
+        llama3_rope: None,
     },
     RosterShape {
         id: "qwen3-8b",
@@ -369,6 +422,7 @@ pub const PAPER_SHAPES: [RosterShape; 6] = [
         output: Some(GgmlDType::Q6K),
         pre: "qwen2",
         experts: None,
+        llama3_rope: None,
     },
     RosterShape {
         id: "gemma3-1b",
@@ -389,6 +443,7 @@ pub const PAPER_SHAPES: [RosterShape; 6] = [
         output: None,
         pre: "default",
         experts: None,
+        llama3_rope: None,
     },
     RosterShape {
         id: "gemma3-4b",
@@ -409,6 +464,7 @@ pub const PAPER_SHAPES: [RosterShape; 6] = [
         output: None,
         pre: "default",
         experts: None,
+        llama3_rope: None,
     },
     RosterShape {
         id: "gemma3-12b",
@@ -429,6 +485,7 @@ pub const PAPER_SHAPES: [RosterShape; 6] = [
         output: None,
         pre: "default",
         experts: None,
+        llama3_rope: None,
     },
     RosterShape {
         id: "gemma3-27b",
@@ -449,6 +506,7 @@ pub const PAPER_SHAPES: [RosterShape; 6] = [
         output: None,
         pre: "default",
         experts: None,
+        llama3_rope: None,
     },
 ];
 
@@ -477,6 +535,35 @@ pub const QWEN3_30B_A3B: RosterShape = RosterShape {
         used: 8,
         n_ff: 768,
     }),
+    llama3_rope: None,
+};
+
+/// Llama 3.1 8B's shape (Llama 3.x RoPE scaling, the `llama-bpe` vocabulary).
+pub const LLAMA31_8B: RosterShape = RosterShape {
+    id: "llama3.1-8b",
+    arch: Arch::Llama,
+    n_layer: 32,
+    n_embd: 4096,
+    n_head: 32,
+    n_kv_head: 8,
+    head_dim: 128,
+    n_ff: 14_336,
+    vocab_size: 128_256,
+    context_length: 131_072,
+    sliding_window: 0,
+    rope_base: 500_000.0,
+    rope_scaling: 0.0,
+    quant: GgmlDType::Q4K,
+    embed: GgmlDType::Q4K,
+    output: Some(GgmlDType::Q6K),
+    pre: "llama-bpe",
+    experts: None,
+    llama3_rope: Some(Llama3Rope {
+        factor: 8.0,
+        low_freq_factor: 1.0,
+        high_freq_factor: 4.0,
+        original_context: 8192,
+    }),
 };
 
 /// The ids `--like` accepts, for messages.
@@ -484,7 +571,7 @@ pub fn shape_ids() -> String {
     let ids: Vec<&str> = ROSTER_SHAPES
         .iter()
         .chain(&PAPER_SHAPES)
-        .chain(std::iter::once(&QWEN3_30B_A3B))
+        .chain([&QWEN3_30B_A3B, &LLAMA31_8B])
         .map(|s| s.id)
         .collect();
     ids.join(", ")
@@ -828,6 +915,13 @@ fn write_model(out: &mut impl std::io::Write, spec: &SynthSpec) -> std::io::Resu
             tensors.push((name("post_ffw_norm.weight"), norm(&mut rng, e)));
         }
     }
+    if let Some(rope) = spec.llama3_rope {
+        let factors = rope.factors(spec.rope_base, spec.head_dim);
+        let n = factors.len();
+        let t = Tensor::from_vec(factors, n, &Device::Cpu).expect("shape matches data");
+        let t = QTensor::quantize(&t, GgmlDType::F32).expect("f32");
+        tensors.push(("rope_freqs.weight".into(), t));
+    }
     if let Some(output_type) = spec.output_type {
         tensors.push((
             "output.weight".into(),
@@ -904,6 +998,17 @@ mod tests {
         let read = |p: &Path| std::fs::read(p).expect("read");
         assert_eq!(read(&a), read(&b));
         assert_ne!(read(&a), read(&c));
+    }
+
+    #[test]
+    fn llama3_rope_factors_follow_the_converter() {
+        let rope = LLAMA31_8B.llama3_rope.expect("llama 3.1 scales");
+        let f = rope.factors(500_000.0, 128);
+        assert_eq!(f.len(), 64);
+        // High frequencies kept, low ones divided by 8, a smooth band between.
+        assert_eq!((f[0], f[63]), (1.0, 8.0));
+        let band: Vec<&f32> = f.iter().filter(|&&x| x > 1.0 && x < 8.0).collect();
+        assert!(!band.is_empty() && f.windows(2).all(|w| w[0] <= w[1]), "{f:?}");
     }
 
     #[test]

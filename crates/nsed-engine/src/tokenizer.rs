@@ -24,7 +24,7 @@ pub enum TokenizerError {
     UnsupportedModel(String),
     /// `tokenizer.ggml.pre` names a pre-tokenizer nsed does not implement (or none, for `gpt2`).
     #[error(
-        "unsupported pre-tokenizer `{0}` (nsed supports `smollm`, `starcoder`, `qwen2`); \
+        "unsupported pre-tokenizer `{0}` (nsed supports `smollm`, `starcoder`, `qwen2`, `qwen35`, `llama-bpe`); \
          refusing to guess"
     )]
     UnsupportedPre(String),
@@ -82,6 +82,15 @@ const GPT2_SMOLLM: &[&str] = &[
 const QWEN2: &[&str] = &[
     r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
 ];
+/// Qwen3.5 (`qwen35`): Qwen2's pattern with combining marks (`\p{M}`) kept
+/// inside words.
+const QWEN35: &[&str] = &[
+    r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+];
+/// Llama 3 (`llama-bpe`): Qwen2's pattern with digits in runs of up to three.
+const LLAMA3: &[&str] = &[
+    r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+];
 
 enum Algorithm {
     /// Byte-level BPE: merges keyed by (left id, right id) -> (rank, merged id).
@@ -90,6 +99,10 @@ enum Algorithm {
         merges: HashMap<(u32, u32), (u32, u32)>,
         byte_to_char: [char; 256],
         char_to_byte: HashMap<char, u8>,
+        /// A pre-token that is itself a vocabulary entry is that token,
+        /// whatever the merges would make of it (llama.cpp's
+        /// `ignore_merges`, Llama 3's tokenizer).
+        ignore_merges: bool,
     },
     /// SentencePiece BPE: merge the adjacent pair whose concatenation is the
     /// vocabulary entry with the highest score.
@@ -292,11 +305,15 @@ impl Tokenizer {
                 pre,
                 merges,
                 byte_to_char,
+                ignore_merges,
                 ..
             } => {
                 for word in pre_tokenize(pre, text) {
                     let encoded: String = word.bytes().map(|b| byte_to_char[b as usize]).collect();
-                    self.bpe_word(&encoded, merges, out);
+                    match self.token_to_id.get(&encoded) {
+                        Some(&id) if *ignore_merges => out.push(id),
+                        _ => self.bpe_word(&encoded, merges, out),
+                    }
                 }
             }
             Algorithm::Spm {
@@ -585,9 +602,11 @@ fn string_array(gguf: &Gguf, key: &str) -> Result<Vec<String>> {
 }
 
 fn bpe(gguf: &Gguf, token_to_id: &HashMap<String, u32>, pre: Option<&str>) -> Result<Algorithm> {
-    let patterns = match pre {
-        Some("smollm") | Some("starcoder") => GPT2_SMOLLM,
-        Some("qwen2") => QWEN2,
+    let (patterns, ignore_merges) = match pre {
+        Some("smollm") | Some("starcoder") => (GPT2_SMOLLM, false),
+        Some("qwen2") => (QWEN2, false),
+        Some("qwen35") => (QWEN35, false),
+        Some("llama-bpe") | Some("llama3") | Some("llama-v3") => (LLAMA3, true),
         Some(other) => return Err(TokenizerError::UnsupportedPre(other.to_string())),
         None => return Err(TokenizerError::UnsupportedPre("(missing)".into())),
     };
@@ -630,6 +649,7 @@ fn bpe(gguf: &Gguf, token_to_id: &HashMap<String, u32>, pre: Option<&str>) -> Re
         merges,
         byte_to_char,
         char_to_byte,
+        ignore_merges,
     })
 }
 
