@@ -1,7 +1,8 @@
 //! nsed's forward pass against llama.cpp's on synthetic models of every
 //! architecture nsed runs (`nsed models synth --like ID --scaled-down`):
 //! the NSED paper's families (Qwen3, Qwen3-MoE, Gemma 3 at 1B/12B/27B with
-//! their RoPE scaling, Llama 3.1 with its per-frequency RoPE factors) and, side by side as the yardstick, the roster's (whose real
+//! their RoPE scaling, Llama 3.1 with its per-frequency RoPE factors, GPT-OSS
+//! with MXFP4 experts, attention sinks and YaRN) and, side by side as the yardstick, the roster's (whose real
 //! weights match llama.cpp's perplexity within 1%). llama.cpp's logits are
 //! committed goldens (scripts/llamacpp-logits.py), so CI needs no llama.cpp.
 //!
@@ -150,7 +151,7 @@ fn within_bounds(a: &Agreement, routed: bool) -> bool {
 }
 
 fn is_routed(shape: &str) -> bool {
-    shape == "qwen3-30b-a3b"
+    matches!(shape, "qwen3-30b-a3b" | "gpt-oss-20b")
 }
 
 #[test]
@@ -168,6 +169,7 @@ fn every_architecture_agrees_with_llama_cpp() {
         "gemma3-27b",
         "qwen3-30b-a3b",
         "llama3.1-8b",
+        "gpt-oss-20b",
     ] {
         let g = golden(shape);
         let gguf = synthetic(dir.path(), shape, &g);
@@ -242,6 +244,19 @@ fn a_missing_feature_is_caught() {
     assert!(
         !within_bounds(&a, false),
         "unscaled Llama 3 RoPE passed: {a:?}"
+    );
+    // GPT-OSS without YaRN (no scaling: neither the ramp nor the magnitude).
+    let g = golden("gpt-oss-20b");
+    let mut gguf = synthetic(dir.path(), "gpt-oss-20b", &g);
+    gguf.metadata.insert(
+        "gpt-oss.rope.scaling.type".into(),
+        Value::String("none".into()),
+    );
+    let a = agreement(&nsed_logits(&gguf, &g.tokens), &reference(&g));
+    eprintln!("gpt-oss-20b without YaRN: {a:?}");
+    assert!(
+        !within_bounds(&a, true),
+        "GPT-OSS without YaRN passed: {a:?}"
     );
     // Qwen3-MoE routing each token to one expert instead of two.
     let g = golden("qwen3-30b-a3b");

@@ -245,6 +245,64 @@ pub struct Gguf {
     pub metadata: BTreeMap<String, Value>,
     /// The tensor directory, by tensor name.
     pub tensors: BTreeMap<String, TensorInfo>,
+    /// Tensors in storage types candle has no dtype for ([`RawType`]), read
+    /// as bytes by nsed's own kernels; not in `tensors`.
+    pub raw_tensors: BTreeMap<String, RawTensorInfo>,
+}
+
+/// GGML storage types nsed reads itself (candle has no dtype for them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawType {
+    /// OCP microscaling FP4 (GGML type 39): blocks of 32 E2M1 values sharing
+    /// one E8M0 power-of-two scale, 17 bytes (GPT-OSS's expert weights).
+    Mxfp4,
+}
+
+impl RawType {
+    /// The type of GGML type id `id`, if nsed reads it itself.
+    pub fn from_id(id: u32) -> Option<Self> {
+        (id == 39).then_some(Self::Mxfp4)
+    }
+
+    /// The GGML type id.
+    pub fn id(self) -> u32 {
+        39
+    }
+
+    /// Elements per block.
+    pub fn block_size(self) -> usize {
+        32
+    }
+
+    /// Bytes per block.
+    pub fn type_size(self) -> usize {
+        17
+    }
+}
+
+/// Where a [`RawType`] tensor lives in the file.
+#[derive(Debug, Clone)]
+pub struct RawTensorInfo {
+    /// The tensor's GGUF name.
+    pub name: String,
+    /// Dimensions in candle order (outermost first).
+    pub dims: Vec<usize>,
+    /// The storage type.
+    pub ty: RawType,
+    /// Absolute byte offset of the data in the file.
+    pub offset: u64,
+    /// Size of the data in bytes.
+    pub n_bytes: u64,
+}
+
+/// A [`RawType`] tensor to write: dimensions in candle order and its blocks.
+pub struct RawTensor {
+    /// Dimensions, outermost first.
+    pub dims: Vec<usize>,
+    /// The storage type.
+    pub ty: RawType,
+    /// The blocks, row-major.
+    pub data: Vec<u8>,
 }
 
 impl Gguf {
@@ -538,9 +596,19 @@ impl Reader<'_> {
         }
         let data_start = self.pos.div_ceil(alignment) * alignment;
         let mut tensors = BTreeMap::new();
+        let mut raw_tensors = BTreeMap::new();
         for (name, dims, ty, rel_offset) in raw {
-            let info = self.place_tensor(name, dims, ty, data_start + rel_offset, file_size)?;
-            tensors.insert(info.name.clone(), info);
+            let offset = data_start + rel_offset;
+            match RawType::from_id(ty) {
+                Some(raw_type) => {
+                    let info = self.place_raw(name, dims, raw_type, offset, file_size)?;
+                    raw_tensors.insert(info.name.clone(), info);
+                }
+                None => {
+                    let info = self.place_tensor(name, dims, ty, offset, file_size)?;
+                    tensors.insert(info.name.clone(), info);
+                }
+            }
         }
         Ok(Gguf {
             path,
@@ -548,6 +616,7 @@ impl Reader<'_> {
             file_size,
             metadata,
             tensors,
+            raw_tensors,
         })
     }
 
@@ -563,6 +632,38 @@ impl Reader<'_> {
         let ty = self.u32()?;
         let offset = self.u64()?;
         Ok((name, dims, ty, offset))
+    }
+
+    fn place_raw(
+        &self,
+        name: String,
+        ggml_dims: Vec<u64>,
+        ty: RawType,
+        offset: u64,
+        file_size: u64,
+    ) -> Result<RawTensorInfo> {
+        let n_elements = ggml_dims
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+            .filter(|&n| n > 0 && n % ty.block_size() as u64 == 0)
+            .ok_or_else(|| self.corrupt(format!("tensor `{name}` has bad shape {ggml_dims:?}")))?;
+        let n_bytes = n_elements / ty.block_size() as u64 * ty.type_size() as u64;
+        if offset
+            .checked_add(n_bytes)
+            .is_none_or(|end| end > file_size)
+        {
+            return Err(self.corrupt(format!(
+                "tensor `{name}` needs bytes {offset}..{} but the file has {file_size}",
+                offset.saturating_add(n_bytes)
+            )));
+        }
+        Ok(RawTensorInfo {
+            name,
+            dims: ggml_dims.iter().rev().map(|&d| d as usize).collect(),
+            ty,
+            offset,
+            n_bytes,
+        })
     }
 
     fn place_tensor(
@@ -612,10 +713,20 @@ pub fn write<W: std::io::Write>(
     metadata: &[(&str, Value)],
     tensors: &[(&str, &QTensor)],
 ) -> std::io::Result<()> {
+    write_with_raw(out, metadata, tensors, &[])
+}
+
+/// [`write`], with tensors of nsed's own [`RawType`]s after the others.
+pub fn write_with_raw<W: std::io::Write>(
+    out: &mut W,
+    metadata: &[(&str, Value)],
+    tensors: &[(&str, &QTensor)],
+    raw: &[(&str, &RawTensor)],
+) -> std::io::Result<()> {
     let mut header = Vec::new();
     header.extend_from_slice(&GGUF_MAGIC.to_le_bytes());
     header.extend_from_slice(&3u32.to_le_bytes());
-    header.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+    header.extend_from_slice(&((tensors.len() + raw.len()) as u64).to_le_bytes());
     header.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
     for (key, value) in metadata {
         write_string(&mut header, key);
@@ -637,7 +748,19 @@ pub fn write<W: std::io::Write>(
         header.extend_from_slice(&ggml_type_id(tensor.dtype()).to_le_bytes());
         header.extend_from_slice(&offset.to_le_bytes());
         offset = (offset + data.len() as u64).div_ceil(DEFAULT_ALIGNMENT) * DEFAULT_ALIGNMENT;
-        datas.push(data);
+        datas.push(std::borrow::Cow::Owned(data.into_owned()));
+    }
+    for (name, tensor) in raw {
+        write_string(&mut header, name);
+        header.extend_from_slice(&(tensor.dims.len() as u32).to_le_bytes());
+        for d in tensor.dims.iter().rev() {
+            header.extend_from_slice(&(*d as u64).to_le_bytes());
+        }
+        header.extend_from_slice(&tensor.ty.id().to_le_bytes());
+        header.extend_from_slice(&offset.to_le_bytes());
+        offset =
+            (offset + tensor.data.len() as u64).div_ceil(DEFAULT_ALIGNMENT) * DEFAULT_ALIGNMENT;
+        datas.push(std::borrow::Cow::Borrowed(tensor.data.as_slice()));
     }
     let padded = header.len().div_ceil(DEFAULT_ALIGNMENT as usize) * DEFAULT_ALIGNMENT as usize;
     header.resize(padded, 0);

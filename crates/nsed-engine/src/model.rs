@@ -16,6 +16,7 @@ use candle_core::{DType, Device, Module, Tensor};
 
 use crate::device::{ComputeDevice, DeviceError, OpenDevice, Weights};
 use crate::gguf::{Gguf, GgufError, TensorInfo};
+use crate::qmm::mxfp4::Mxfp4Matrix;
 use crate::qmm::{self, Format, PackedMatrix, QmmError};
 
 mod candle_path;
@@ -88,11 +89,17 @@ pub enum Arch {
     /// feed-forward of routed SwiGLU experts (softmax router, top-k, weights renormalized,
     /// no shared expert). CPU host path only.
     Qwen3Moe,
+    /// GPT-OSS (20B, 120B): biased attention with per-head sinks, alternating sliding-window
+    /// (even layers) and full attention, YaRN RoPE, routed experts with biases and the clamped
+    /// SwiGLU, MXFP4 expert weights. CPU host path only.
+    #[serde(rename = "gpt-oss")]
+    GptOss,
 }
 
 impl Arch {
     /// The names [`Arch::parse`] accepts, for error messages.
-    pub const SUPPORTED: &'static str = "`llama`, `qwen2`, `qwen3`, `qwen3moe` and `gemma3`";
+    pub const SUPPORTED: &'static str =
+        "`llama`, `qwen2`, `qwen3`, `qwen3moe`, `gemma3` and `gpt-oss`";
 
     /// The architecture of a GGUF `general.architecture` or registry `arch` name;
     /// [`ModelError::UnsupportedArch`] for any other.
@@ -103,6 +110,7 @@ impl Arch {
             "gemma3" => Ok(Self::Gemma3),
             "qwen3" => Ok(Self::Qwen3),
             "qwen3moe" => Ok(Self::Qwen3Moe),
+            "gpt-oss" => Ok(Self::GptOss),
             other => Err(ModelError::UnsupportedArch(other.to_string())),
         }
     }
@@ -115,6 +123,7 @@ impl Arch {
             Self::Gemma3 => "gemma3",
             Self::Qwen3 => "qwen3",
             Self::Qwen3Moe => "qwen3moe",
+            Self::GptOss => "gpt-oss",
         }
     }
 }
@@ -165,6 +174,20 @@ pub struct Config {
     pub context_length: usize,
     /// The routed experts of a mixture-of-experts model; `None` for dense ones.
     pub experts: Option<ExpertConfig>,
+    /// YaRN RoPE scaling (`rope.scaling.type = yarn`, GPT-OSS); `None` otherwise.
+    pub yarn: Option<Yarn>,
+}
+
+/// YaRN context extension as llama.cpp applies it (ext_factor 1, β_fast 32,
+/// β_slow 1): low-frequency pairs interpolated by `1/factor`, high ones kept,
+/// a linear ramp between, and cos/sin scaled by `1 + 0.1·ln(factor)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Yarn {
+    /// The context extension factor (`rope.scaling.factor`).
+    pub factor: f32,
+    /// The context the model was trained at before extension
+    /// (`rope.scaling.original_context_length`).
+    pub original_context: usize,
 }
 
 /// A mixture-of-experts feed-forward's shape (`<arch>.expert_*`).
@@ -196,8 +219,12 @@ impl Config {
         };
         let vocab_size = gguf.tensor_info("token_embd.weight")?.dims[0];
         let gemma = arch == Arch::Gemma3;
+        let oss = arch == Arch::GptOss;
         let n_layer = gguf.get_usize(&key("block_count"))?;
-        let rope_scale = rope_scale(gguf, p)?;
+        let (rope_scale, yarn) = rope_scaling(gguf, p)?;
+        let rope_base =
+            gguf.get_f64(&key("rope.freq_base"))
+                .unwrap_or(if gemma { 1e6 } else { 1e4 }) as f32;
         // Gemma 3 27B scales queries by its model width per head, not by
         // its head dimension; the file does not say so, llama.cpp knows it
         // by the depth.
@@ -215,21 +242,23 @@ impl Config {
             head_dim,
             vocab_size,
             rms_eps: gguf.get_f64(&key("attention.layer_norm_rms_epsilon"))?,
-            rope_base: gguf
-                .get_f64(&key("rope.freq_base"))
-                .unwrap_or(if gemma { 1e6 } else { 1e4 }) as f32,
-            rope_base_local: gguf.get_f64(&key("rope.freq_base_swa")).unwrap_or(10_000.0) as f32,
+            rope_base,
+            // GPT-OSS's sliding layers use the global base unless the file says otherwise.
+            rope_base_local: gguf
+                .get_f64(&key("rope.freq_base_swa"))
+                .map_or(if oss { rope_base } else { 10_000.0 }, |b| b as f32),
             rope_scale,
             query_scale_dim,
-            sliding_window: if gemma {
+            sliding_window: if gemma || oss {
                 Some(gguf.get_usize(&key("attention.sliding_window"))?)
             } else {
                 None
             },
-            swa_pattern: 6,
+            swa_pattern: if oss { 2 } else { 6 },
             context_length: gguf.get_usize(&key("context_length")).unwrap_or(4096),
+            yarn,
             experts: match arch {
-                Arch::Qwen3Moe => Some(ExpertConfig {
+                Arch::Qwen3Moe | Arch::GptOss => Some(ExpertConfig {
                     count: gguf.get_usize(&key("expert_count"))?,
                     used: gguf.get_usize(&key("expert_used_count"))?,
                     n_ff: gguf.get_usize(&key("expert_feed_forward_length"))?,
@@ -282,22 +311,35 @@ impl Config {
 /// The global layers' RoPE position scale from `<arch>.rope.scaling.*`:
 /// linear scaling (or none) is supported; YaRN and Llama 3's scaling are
 /// not yet, and are refused rather than silently ignored.
-fn rope_scale(gguf: &Gguf, arch: &str) -> Result<f32> {
+fn rope_scaling(gguf: &Gguf, arch: &str) -> Result<(f32, Option<Yarn>)> {
     let kind = gguf
         .get_str(&format!("{arch}.rope.scaling.type"))
         .unwrap_or("linear");
     let factor = gguf
         .get_f64(&format!("{arch}.rope.scaling.factor"))
         .unwrap_or(0.0);
+    let positive = factor.is_finite() && factor > 0.0;
     match kind {
-        "none" => Ok(1.0),
-        "linear" if factor == 0.0 || factor == 1.0 => Ok(1.0),
-        "linear" if factor.is_finite() && factor > 0.0 => Ok((1.0 / factor) as f32),
-        "linear" => Err(ModelError::Config(format!(
+        "none" => Ok((1.0, None)),
+        "linear" if factor == 0.0 || factor == 1.0 => Ok((1.0, None)),
+        "linear" | "yarn" if !positive => Err(ModelError::Config(format!(
             "rope.scaling.factor {factor} must be positive"
         ))),
+        "linear" => Ok(((1.0 / factor) as f32, None)),
+        "yarn" => {
+            let original = gguf
+                .get_usize(&format!("{arch}.rope.scaling.original_context_length"))
+                .map_err(|_| {
+                    ModelError::Config("YaRN without rope.scaling.original_context_length".into())
+                })?;
+            let yarn = Yarn {
+                factor: factor as f32,
+                original_context: original,
+            };
+            Ok(((1.0 / factor) as f32, Some(yarn)))
+        }
         other => Err(ModelError::Config(format!(
-            "RoPE scaling `{other}` is not supported (nsed implements linear, and Llama 3's \
+            "RoPE scaling `{other}` is not supported (nsed implements linear, yarn, and Llama 3's \
              per-frequency factors)"
         ))),
     }
@@ -446,6 +488,8 @@ struct Layer {
     ffn_norm: RmsNorm,
     ffn: Ffn,
     post_ffn_norm: Option<RmsNorm>,
+    /// GPT-OSS's per-head attention sink logits.
+    sinks: Option<Vec<f32>>,
     sliding: bool,
 }
 
@@ -461,44 +505,171 @@ enum Ffn {
     Moe(Moe),
 }
 
-/// A mixture of SwiGLU experts behind a softmax router (Qwen3-MoE).
+/// A mixture of experts behind a router.
 struct Moe {
-    /// `[experts, n_embd]`: one logit per expert.
+    /// `[experts, n_embd]`: one logit per expert (with GPT-OSS's bias).
     router: Linear,
-    /// Each expert's gate, up and down matrices, packed for nsed's kernels.
-    experts: Vec<[PackedMatrix; 3]>,
+    experts: Experts,
     /// Experts per token.
     used: usize,
 }
 
-/// cos/sin tables for rotary embeddings, grown on demand.
-struct Rope {
+/// The experts' weights and which gated activation they use.
+enum Experts {
+    /// Qwen3-MoE: SwiGLU, no biases, packed for nsed's kernels; router
+    /// softmax over all experts, the top ones renormalized.
+    Swiglu(Vec<[PackedMatrix; 3]>),
+    /// GPT-OSS: MXFP4 gate/up/down with biases and the clamped SwiGLU;
+    /// router softmax over the chosen experts' logits only.
+    Oai {
+        weights: Vec<[Mxfp4Matrix; 3]>,
+        /// Per expert: gate, up and down biases.
+        biases: Vec<[Vec<f32>; 3]>,
+    },
+}
+
+impl Experts {
+    fn count(&self) -> usize {
+        match self {
+            Self::Swiglu(w) => w.len(),
+            Self::Oai { weights, .. } => weights.len(),
+        }
+    }
+
+    /// Expert `e` on `rows` (row-major, a whole number of rows): one
+    /// output row per input row, each independent of the others.
+    fn run(&self, e: usize, rows: &[f32]) -> Result<Vec<f32>> {
+        match self {
+            Self::Swiglu(w) => expert_swiglu(&w[e], rows),
+            Self::Oai { weights, biases } => {
+                let [gate, up, down] = &weights[e];
+                let [bg, bu, bd] = &biases[e];
+                let mut a = gate.matmul(rows).map_err(mxfp4_error)?;
+                let mut b = up.matmul(rows).map_err(mxfp4_error)?;
+                add_rows(&mut a, bg);
+                add_rows(&mut b, bu);
+                a.iter_mut()
+                    .zip(&b)
+                    .for_each(|(g, u)| *g = swiglu_oai(*g, *u));
+                let mut y = down.matmul(&a).map_err(mxfp4_error)?;
+                add_rows(&mut y, bd);
+                Ok(y)
+            }
+        }
+    }
+
+    /// The experts each row goes to, best first, with their weights.
+    fn route(&self, logits: &[f32], used: usize) -> Vec<(usize, f32)> {
+        match self {
+            Self::Swiglu(_) => route(logits, used),
+            Self::Oai { .. } => route_softmax_selected(logits, used),
+        }
+    }
+}
+
+fn mxfp4_error(e: qmm::mxfp4::Mxfp4Error) -> ModelError {
+    ModelError::Config(e.to_string())
+}
+
+/// `bias` added to every row of `y`.
+fn add_rows(y: &mut [f32], bias: &[f32]) {
+    for row in y.chunks_mut(bias.len()) {
+        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+    }
+}
+
+/// GPT-OSS's gated activation (ggml's `swiglu_oai`, α 1.702, limit 7): the
+/// gate clamped from above, the linear part to ±7 and shifted by one.
+fn swiglu_oai(gate: f32, up: f32) -> f32 {
+    const ALPHA: f32 = 1.702;
+    const LIMIT: f32 = 7.0;
+    let x = gate.min(LIMIT);
+    let y = up.clamp(-LIMIT, LIMIT);
+    x / (1.0 + (ALPHA * -x).exp()) * (y + 1.0)
+}
+
+/// GPT-OSS's routing (llama.cpp's softmax-weight gating): the `used`
+/// largest logits, weighted by the softmax over those alone.
+fn route_softmax_selected(logits: &[f32], used: usize) -> Vec<(usize, f32)> {
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+    let chosen = &order[..used];
+    let max = chosen
+        .iter()
+        .map(|&e| logits[e])
+        .fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = chosen.iter().map(|&e| (logits[e] - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    chosen
+        .iter()
+        .zip(exps)
+        .map(|(&e, x)| (e, x / sum))
+        .collect()
+}
+
+/// What a RoPE table is made of.
+#[derive(Debug, Clone)]
+struct RopeSpec {
     base: f32,
-    /// Positions are multiplied by it (linear RoPE scaling; 1 for none).
+    /// Positions are multiplied by it (linear or YaRN scaling; 1 for none).
     scale: f32,
     /// Llama 3's per-frequency divisors (`rope_freqs.weight`, one per pair of dimensions).
     factors: Option<Arc<[f32]>>,
+    /// YaRN's ramp between interpolated and kept frequencies, and its magnitude scale.
+    yarn: Option<Yarn>,
     head_dim: usize,
+}
+
+impl RopeSpec {
+    /// The angle of pair `i` (frequency `theta`) at `pos`, and the factor
+    /// on its cos and sin, as ggml's `rope_yarn` computes them.
+    fn angle(&self, pos: usize, i: usize, theta: f32, ramp: &Option<(f32, f32, f32)>) -> f32 {
+        let extrap = pos as f32 * theta;
+        match (ramp, &self.factors) {
+            // As ggml: the unscaled angle, divided by its frequency's factor
+            // (Llama 3), times the scale (exact when it is 1).
+            (None, Some(f)) => pos as f32 * theta / f[i] * self.scale,
+            (None, None) => extrap * self.scale,
+            (Some((low, high, _)), _) => {
+                let y = (i as f32 - low) / (high - low).max(0.001);
+                let mix = 1.0 - y.clamp(0.0, 1.0);
+                let interp = self.scale * extrap;
+                interp * (1.0 - mix) + extrap * mix
+            }
+        }
+    }
+
+    /// YaRN's correction range of pair indices and its cos/sin factor.
+    fn yarn_ramp(&self) -> Option<(f32, f32, f32)> {
+        let y = self.yarn?;
+        let d = self.head_dim as f32;
+        let corr = |rotations: f32| {
+            d * (y.original_context as f32 / (rotations * 2.0 * std::f32::consts::PI)).ln()
+                / (2.0 * self.base.ln())
+        };
+        let low = corr(32.0).floor().max(0.0);
+        let high = corr(1.0).ceil().min(d - 1.0);
+        // llama.cpp's attention factor (1 + 0.1 ln s) / (1 + 0.1 ln s),
+        // times ggml's own 1 + 0.1 ln(1/scale), in its float order.
+        let attn = (0.1 * y.factor.ln() + 1.0) * (1.0 / (1.0 + 0.1 * y.factor.ln()));
+        let mscale = attn * (1.0 + 0.1 * (1.0 / self.scale).ln());
+        Some((low, high, mscale))
+    }
+}
+
+/// cos/sin tables for rotary embeddings, grown on demand.
+struct Rope {
+    spec: RopeSpec,
     cos: Tensor,
     sin: Tensor,
     dev: Device,
 }
 
 impl Rope {
-    fn new(
-        base: f32,
-        scale: f32,
-        factors: Option<Arc<[f32]>>,
-        head_dim: usize,
-        len: usize,
-        dev: &Device,
-    ) -> Result<Self> {
-        let (cos, sin) = Self::tables(base, scale, factors.as_deref(), head_dim, len, dev)?;
+    fn new(spec: RopeSpec, len: usize, dev: &Device) -> Result<Self> {
+        let (cos, sin) = Self::tables(&spec, len, dev)?;
         Ok(Self {
-            base,
-            scale,
-            factors,
-            head_dim,
+            spec,
             cos,
             sin,
             dev: dev.clone(),
@@ -506,30 +677,29 @@ impl Rope {
     }
 
     /// Computed on the CPU (the same bits on every device), then moved.
-    fn tables(
-        base: f32,
-        scale: f32,
-        factors: Option<&[f32]>,
-        head_dim: usize,
-        len: usize,
-        dev: &Device,
-    ) -> Result<(Tensor, Tensor)> {
+    fn tables(spec: &RopeSpec, len: usize, dev: &Device) -> Result<(Tensor, Tensor)> {
+        let (base, head_dim) = (spec.base, spec.head_dim);
         let half = head_dim / 2;
         let mut cos = Vec::with_capacity(len * half);
         let mut sin = Vec::with_capacity(len * half);
         let thetas: Vec<f32> = (0..half)
             .map(|i| 1f32 / base.powf((2 * i) as f32 / head_dim as f32))
             .collect();
+        let ramp = spec.yarn_ramp();
+        let mscale = ramp.map(|(_, _, m)| m);
         for pos in 0..len {
             for (i, &theta) in thetas.iter().enumerate() {
-                // As ggml: the unscaled angle, divided by its frequency's
-                // factor (Llama 3), times the scale (exact when it is 1).
-                let angle = match factors {
-                    Some(f) => pos as f32 * theta / f[i] * scale,
-                    None => pos as f32 * theta * scale,
-                };
-                cos.push(angle.cos());
-                sin.push(angle.sin());
+                let angle = spec.angle(pos, i, theta, &ramp);
+                match mscale {
+                    Some(m) => {
+                        cos.push(angle.cos() * m);
+                        sin.push(angle.sin() * m);
+                    }
+                    None => {
+                        cos.push(angle.cos());
+                        sin.push(angle.sin());
+                    }
+                }
             }
         }
         Ok((
@@ -541,14 +711,7 @@ impl Rope {
     fn ensure(&mut self, len: usize) -> Result<()> {
         if self.cos.dim(0)? < len {
             let grown = len.next_power_of_two().max(256);
-            (self.cos, self.sin) = Self::tables(
-                self.base,
-                self.scale,
-                self.factors.as_deref(),
-                self.head_dim,
-                grown,
-                &self.dev,
-            )?;
+            (self.cos, self.sin) = Self::tables(&self.spec, grown, &self.dev)?;
         }
         Ok(())
     }
@@ -739,18 +902,29 @@ impl Model {
         let initial = 256;
         Ok(Self {
             rope_global: Rope::new(
-                config.rope_base,
-                config.rope_scale,
-                rope_factors,
-                config.head_dim,
+                RopeSpec {
+                    base: config.rope_base,
+                    scale: config.rope_scale,
+                    factors: rope_factors,
+                    yarn: config.yarn,
+                    head_dim: config.head_dim,
+                },
                 initial,
                 &dev,
             )?,
+            // Gemma 3's sliding layers are never scaled; GPT-OSS's are, as its global ones.
             rope_local: Rope::new(
-                config.rope_base_local,
-                1.0,
-                None,
-                config.head_dim,
+                RopeSpec {
+                    base: config.rope_base_local,
+                    scale: if config.yarn.is_some() {
+                        config.rope_scale
+                    } else {
+                        1.0
+                    },
+                    factors: None,
+                    yarn: config.yarn,
+                    head_dim: config.head_dim,
+                },
                 initial,
                 &dev,
             )?,
@@ -1114,9 +1288,12 @@ fn moe_mlp(moe: &Moe, h: &Tensor) -> Result<Tensor> {
     let x = h.flatten_all()?.to_vec1::<f32>()?;
     let m = logits.len();
     let width = x.len() / m.max(1);
-    let routes: Vec<Vec<(usize, f32)>> = logits.iter().map(|l| route(l, moe.used)).collect();
+    let routes: Vec<Vec<(usize, f32)>> = logits
+        .iter()
+        .map(|l| moe.experts.route(l, moe.used))
+        .collect();
     // Per expert, the (row, slot) pairs it serves.
-    let mut served: Vec<Vec<(usize, usize)>> = vec![Vec::new(); moe.experts.len()];
+    let mut served: Vec<Vec<(usize, usize)>> = vec![Vec::new(); moe.experts.count()];
     for (row, r) in routes.iter().enumerate() {
         for (slot, &(e, _)) in r.iter().enumerate() {
             served[e].push((row, slot));
@@ -1128,7 +1305,7 @@ fn moe_mlp(moe: &Moe, h: &Tensor) -> Result<Tensor> {
             .iter()
             .flat_map(|&(row, _)| x[row * width..(row + 1) * width].iter().copied())
             .collect();
-        let y = expert_swiglu(&moe.experts[e], &rows)?;
+        let y = moe.experts.run(e, &rows)?;
         for (i, &(row, slot)) in pairs.iter().enumerate() {
             outputs[row * moe.used + slot].copy_from_slice(&y[i * width..(i + 1) * width]);
         }
@@ -1308,7 +1485,17 @@ fn attention(
         let q_row = &qs.q[(head * qs.len + i) * d..(head * qs.len + i + 1) * d];
         let qpos = qs.pos + i;
         let lo = window.map_or(0, |w| (qpos + 1).saturating_sub(w));
-        attend_row(q_row, &cache.k[g], &cache.v[g], lo..qpos + 1, scale, d, dst);
+        let sink = layer.sinks.as_ref().map(|s| s[head]);
+        attend_row_with_sink(
+            q_row,
+            &cache.k[g],
+            &cache.v[g],
+            lo..qpos + 1,
+            scale,
+            d,
+            sink,
+            dst,
+        );
     };
     // A decode step's attention is smaller than the cost of waking threads
     // (and of competing with candle's pool); each row is computed the same
@@ -1341,13 +1528,31 @@ pub fn attend_row(
     d: usize,
     dst: &mut [f32],
 ) {
+    attend_row_with_sink(q, k, v, keys, scale, d, None, dst)
+}
+
+/// [`attend_row`] with an attention sink (GPT-OSS): a logit that joins the
+/// softmax's normalization (and its maximum) but has no value, so a head can
+/// attend to nothing.
+#[allow(clippy::too_many_arguments)]
+fn attend_row_with_sink(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    keys: std::ops::Range<usize>,
+    scale: f32,
+    d: usize,
+    sink: Option<f32>,
+    dst: &mut [f32],
+) {
     let scores: Vec<f32> = keys
         .clone()
         .map(|j| dot(q, &k[j * d..(j + 1) * d]) * scale)
         .collect();
     let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = sink.map_or(max, |s| max.max(s));
     let weights: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
-    let sum: f32 = weights.iter().sum();
+    let sum: f32 = weights.iter().sum::<f32>() + sink.map_or(0.0, |s| (s - max).exp());
     dst.fill(0.0);
     for (j, w) in keys.zip(&weights) {
         let p = w / sum;
@@ -1402,14 +1607,16 @@ fn load_layer(
         };
         Linear::new(weight, bias)
     };
-    // Only Qwen2 has biases on the query, key and value projections.
-    let qwen = cfg.arch == Arch::Qwen2;
+    // Qwen2 has biases on the query, key and value projections; GPT-OSS on
+    // those, the output projection and the router.
+    let oss = cfg.arch == Arch::GptOss;
+    let qkv_bias = cfg.arch == Arch::Qwen2 || oss;
     let (wq, wk, wv) = (
-        linear("attn_q", qwen)?,
-        linear("attn_k", qwen)?,
-        linear("attn_v", qwen)?,
+        linear("attn_q", qkv_bias)?,
+        linear("attn_k", qkv_bias)?,
+        linear("attn_v", qkv_bias)?,
     );
-    let wo = linear("attn_output", false)?;
+    let wo = linear("attn_output", oss)?;
     let ffn = match cfg.experts {
         None => Ffn::Dense {
             gate: linear("ffn_gate", false)?,
@@ -1417,10 +1624,28 @@ fn load_layer(
             down: linear("ffn_down", false)?,
         },
         Some(x) => Ffn::Moe(Moe {
-            router: linear("ffn_gate_inp", false)?,
-            experts: load_experts(gguf, file, i, x.count)?,
+            router: linear("ffn_gate_inp", oss)?,
+            experts: if oss {
+                load_oai_experts(gguf, file, i, x.count)?
+            } else {
+                Experts::Swiglu(load_experts(gguf, file, i, x.count)?)
+            },
             used: x.used,
         }),
+    };
+    let sinks = if oss {
+        let t = gguf.tensor(file, &name("attn_sinks.weight"), &cpu)?;
+        let sinks = t.dequantize(&cpu)?.flatten_all()?.to_vec1::<f32>()?;
+        if sinks.len() != cfg.n_head {
+            return Err(ModelError::Config(format!(
+                "attn_sinks has {} values for {} heads",
+                sinks.len(),
+                cfg.n_head
+            )));
+        }
+        Some(sinks)
+    } else {
+        None
     };
     let mut norm = |t: &str| RmsNorm::load(gguf, file, &name(t), cfg.rms_eps, dev);
     let gemma = cfg.arch == Arch::Gemma3;
@@ -1435,9 +1660,15 @@ fn load_layer(
             Ok(None)
         }
     };
+    // GPT-OSS names its pre-feed-forward norm `post_attention_norm`.
+    let ffn_norm = if oss {
+        "post_attention_norm.weight"
+    } else {
+        "ffn_norm.weight"
+    };
     Ok(Layer {
         attn_norm: norm("attn_norm.weight")?,
-        ffn_norm: norm("ffn_norm.weight")?,
+        ffn_norm: norm(ffn_norm)?,
         q_norm: optional(&mut norm, "attn_q_norm.weight", qk_norm)?,
         k_norm: optional(&mut norm, "attn_k_norm.weight", qk_norm)?,
         post_attn_norm: optional(&mut norm, "post_attention_norm.weight", gemma)?,
@@ -1447,8 +1678,79 @@ fn load_layer(
         wv,
         wo,
         ffn,
+        sinks,
         sliding: cfg.is_sliding(i),
     })
+}
+
+/// GPT-OSS's experts: MXFP4 gate/up/down slices of the 3-D expert tensors,
+/// and their `[experts, rows]` biases.
+fn load_oai_experts(
+    gguf: &Gguf,
+    file: &mut std::fs::File,
+    layer: usize,
+    count: usize,
+) -> Result<Experts> {
+    let name = |t: &str, what: &str| format!("blk.{layer}.ffn_{t}_exps.{what}");
+    let mut weights: Vec<Vec<Mxfp4Matrix>> = (0..count).map(|_| Vec::new()).collect();
+    let mut biases: Vec<Vec<Vec<f32>>> = (0..count).map(|_| Vec::new()).collect();
+    for t in ["gate", "up", "down"] {
+        let weight = name(t, "weight");
+        let info = gguf.raw_tensors.get(&weight).ok_or_else(|| {
+            let found = gguf.tensor_info(&weight).map(|i| format!("{:?}", i.dtype));
+            ModelError::Config(format!(
+                "`{weight}` must be MXFP4 (nsed's GPT-OSS experts are), found {}",
+                found.unwrap_or_else(|_| "none".into())
+            ))
+        })?;
+        if info.dims.len() != 3 || info.dims[0] != count {
+            return Err(ModelError::Config(format!(
+                "`{weight}` has shape {:?}, not [{count} experts, rows, cols]",
+                info.dims
+            )));
+        }
+        let (n, k) = (info.dims[1], info.dims[2]);
+        let data = read_raw(file, info.offset, info.n_bytes, &weight)?;
+        let per = data.len() / count;
+        let bias = gguf
+            .tensor(file, &name(t, "bias"), &Device::Cpu)?
+            .dequantize(&Device::Cpu)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        if bias.len() != count * n {
+            return Err(ModelError::Config(format!(
+                "`{}` has {} values, not {count} × {n}",
+                name(t, "bias"),
+                bias.len()
+            )));
+        }
+        for e in 0..count {
+            let blocks = data[e * per..(e + 1) * per].to_vec();
+            weights[e].push(Mxfp4Matrix::new(n, k, blocks).map_err(mxfp4_error)?);
+            biases[e].push(bias[e * n..(e + 1) * n].to_vec());
+        }
+    }
+    Ok(Experts::Oai {
+        weights: weights.into_iter().map(three).collect::<Result<_>>()?,
+        biases: biases.into_iter().map(three).collect::<Result<_>>()?,
+    })
+}
+
+/// The gate, up and down parts of one expert, gathered in that order.
+fn three<T>(parts: Vec<T>) -> Result<[T; 3]> {
+    parts
+        .try_into()
+        .map_err(|_| ModelError::Config("an expert lacks a matrix".into()))
+}
+
+/// `n_bytes` of the file from `offset`.
+fn read_raw(file: &mut std::fs::File, offset: u64, n_bytes: u64, name: &str) -> Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut data = vec![0u8; n_bytes as usize];
+    file.seek(SeekFrom::Start(offset))
+        .and_then(|_| file.read_exact(&mut data))
+        .map_err(|e| ModelError::Config(format!("reading tensor `{name}`: {e}")))?;
+    Ok(data)
 }
 
 /// Layer `layer`'s experts: each expert's slice of the 3-D `ffn_{gate,up,down}_exps`
@@ -1869,10 +2171,10 @@ mod tests {
         set(
             &mut gguf,
             "qwen3.rope.scaling.type",
-            Value::String("yarn".into()),
+            Value::String("longrope".into()),
         );
-        let err = Config::from_gguf(&gguf).expect_err("yarn");
-        assert!(err.to_string().contains("`yarn`"), "{err}");
+        let err = Config::from_gguf(&gguf).expect_err("longrope");
+        assert!(err.to_string().contains("`longrope`"), "{err}");
         set(
             &mut gguf,
             "qwen3.rope.scaling.type",
@@ -1895,6 +2197,33 @@ mod tests {
         let (p0, p2) = (3f32.exp(), 1f32.exp());
         assert_eq!((r[0].0, r[1].0), (0, 2));
         assert!((r[0].1 - p0 / (p0 + p2)).abs() < 1e-6, "{r:?}");
+    }
+
+    #[test]
+    fn gpt_oss_pieces_are_llama_cpps() {
+        // Softmax over the chosen logits only, best first.
+        let r = route_softmax_selected(&[0.0, 3.0, 1.0, 2.0], 2);
+        assert_eq!((r[0].0, r[1].0), (1, 3));
+        let e = (-1f32).exp();
+        assert!((r[0].1 - 1.0 / (1.0 + e)).abs() < 1e-6, "{r:?}");
+        // The clamped SwiGLU: the gate capped at 7, the linear part at ±7, plus one.
+        assert_eq!(swiglu_oai(0.0, 5.0), 0.0);
+        let big = swiglu_oai(100.0, 100.0);
+        assert!(
+            (big - 7.0 / (1.0 + (-1.702f32 * 7.0).exp()) * 8.0).abs() < 1e-4,
+            "{big}"
+        );
+        // A sink takes probability mass and gives no value.
+        let (q, k, v) = (
+            [1.0f32; 4],
+            [1.0f32; 8],
+            [1.0f32, 2.0, 3.0, 4.0, 1.0, 2.0, 3.0, 4.0],
+        );
+        let (mut plain, mut sunk) = ([0f32; 4], [0f32; 4]);
+        attend_row_with_sink(&q, &k, &v, 0..2, 0.5, 4, None, &mut plain);
+        attend_row_with_sink(&q, &k, &v, 0..2, 0.5, 4, Some(2.0), &mut sunk);
+        assert_eq!(plain, [1.0, 2.0, 3.0, 4.0]);
+        assert!((sunk[3] - 4.0 * 2.0 / 3.0).abs() < 1e-5, "{sunk:?}");
     }
 
     #[test]

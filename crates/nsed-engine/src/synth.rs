@@ -12,7 +12,9 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
 use crate::gguf::{self, Value};
-use crate::model::{Arch, ExpertConfig};
+use crate::gguf::{RawTensor, RawType};
+use crate::model::{Arch, ExpertConfig, Yarn};
+use crate::qmm::mxfp4;
 use nsed_stats::SplitMix64;
 
 /// Why a synthetic model could not be specified or written.
@@ -87,6 +89,8 @@ pub struct SynthSpec {
     pub experts: Option<ExpertConfig>,
     /// Llama 3.1's RoPE scaling, written as `rope_freqs.weight` as llama.cpp's converter does.
     pub llama3_rope: Option<Llama3Rope>,
+    /// YaRN RoPE scaling (GPT-OSS).
+    pub yarn: Option<Yarn>,
 }
 
 /// Llama 3.1's `rope_scaling` (`rope_type = "llama3"`).
@@ -151,12 +155,16 @@ impl SynthSpec {
             weight_scale: Some(0.2),
             pre: "qwen2".into(),
             chat_template: None,
-            experts: (arch == Arch::Qwen3Moe).then_some(ExpertConfig {
+            experts: matches!(arch, Arch::Qwen3Moe | Arch::GptOss).then_some(ExpertConfig {
                 count: 4,
                 used: 2,
                 n_ff: 64,
             }),
             llama3_rope: None,
+            yarn: (arch == Arch::GptOss).then_some(Yarn {
+                factor: 32.0,
+                original_context: 16,
+            }),
         }
     }
 
@@ -167,7 +175,7 @@ impl SynthSpec {
         let shape = ROSTER_SHAPES
             .iter()
             .chain(&PAPER_SHAPES)
-            .chain([&QWEN3_30B_A3B, &LLAMA31_8B])
+            .chain([&QWEN3_30B_A3B, &LLAMA31_8B, &GPT_OSS_20B])
             .find(|s| s.id == id)
             .ok_or_else(|| SynthError::UnknownShape(id.to_string()))?;
         Ok(Self {
@@ -192,6 +200,7 @@ impl SynthSpec {
             chat_template: None,
             experts: shape.experts,
             llama3_rope: shape.llama3_rope,
+            yarn: shape.yarn,
         })
     }
 
@@ -222,6 +231,10 @@ impl SynthSpec {
             llama3_rope: self.llama3_rope.map(|r| Llama3Rope {
                 original_context: 16,
                 ..r
+            }),
+            yarn: self.yarn.map(|y| Yarn {
+                original_context: 16,
+                ..y
             }),
             ..self.clone()
         }
@@ -285,6 +298,8 @@ pub struct RosterShape {
     pub experts: Option<ExpertConfig>,
     /// Llama 3.1's RoPE scaling.
     pub llama3_rope: Option<Llama3Rope>,
+    /// YaRN RoPE scaling (GPT-OSS).
+    pub yarn: Option<Yarn>,
 }
 
 /// The four roster models' shapes (checked against the real files by a
@@ -310,6 +325,7 @@ pub const ROSTER_SHAPES: [RosterShape; 4] = [
         pre: "smollm",
         experts: None,
         llama3_rope: None,
+        yarn: None,
     },
     RosterShape {
         id: "gemma3-270m",
@@ -331,6 +347,7 @@ pub const ROSTER_SHAPES: [RosterShape; 4] = [
         pre: "default",
         experts: None,
         llama3_rope: None,
+        yarn: None,
     },
     RosterShape {
         id: "qwen2.5-coder-0.5b",
@@ -352,6 +369,7 @@ pub const ROSTER_SHAPES: [RosterShape; 4] = [
         pre: "qwen2",
         experts: None,
         llama3_rope: None,
+        yarn: None,
     },
     RosterShape {
         id: "qwen2.5-coder-1.5b",
@@ -373,6 +391,7 @@ pub const ROSTER_SHAPES: [RosterShape; 4] = [
         pre: "qwen2",
         experts: None,
         llama3_rope: None,
+        yarn: None,
     },
 ];
 
@@ -402,6 +421,7 @@ pub const PAPER_SHAPES: [RosterShape; 6] = [
         pre: "qwen2",
         experts: None,
         llama3_rope: None,
+        yarn: None,
     },
     RosterShape {
         id: "qwen3-8b",
@@ -423,6 +443,7 @@ pub const PAPER_SHAPES: [RosterShape; 6] = [
         pre: "qwen2",
         experts: None,
         llama3_rope: None,
+        yarn: None,
     },
     RosterShape {
         id: "gemma3-1b",
@@ -444,6 +465,7 @@ pub const PAPER_SHAPES: [RosterShape; 6] = [
         pre: "default",
         experts: None,
         llama3_rope: None,
+        yarn: None,
     },
     RosterShape {
         id: "gemma3-4b",
@@ -465,6 +487,7 @@ pub const PAPER_SHAPES: [RosterShape; 6] = [
         pre: "default",
         experts: None,
         llama3_rope: None,
+        yarn: None,
     },
     RosterShape {
         id: "gemma3-12b",
@@ -486,6 +509,7 @@ pub const PAPER_SHAPES: [RosterShape; 6] = [
         pre: "default",
         experts: None,
         llama3_rope: None,
+        yarn: None,
     },
     RosterShape {
         id: "gemma3-27b",
@@ -507,6 +531,7 @@ pub const PAPER_SHAPES: [RosterShape; 6] = [
         pre: "default",
         experts: None,
         llama3_rope: None,
+        yarn: None,
     },
 ];
 
@@ -536,6 +561,7 @@ pub const QWEN3_30B_A3B: RosterShape = RosterShape {
         n_ff: 768,
     }),
     llama3_rope: None,
+    yarn: None,
 };
 
 /// Llama 3.1 8B's shape (Llama 3.x RoPE scaling, the `llama-bpe` vocabulary).
@@ -564,6 +590,40 @@ pub const LLAMA31_8B: RosterShape = RosterShape {
         high_freq_factor: 4.0,
         original_context: 8192,
     }),
+    yarn: None,
+};
+
+/// GPT-OSS-20B's shape: the consumer roster's reasoning model. Its experts
+/// are MXFP4 as in the released GGUF; the other matrices are written Q8_0
+/// here.
+pub const GPT_OSS_20B: RosterShape = RosterShape {
+    id: "gpt-oss-20b",
+    arch: Arch::GptOss,
+    n_layer: 24,
+    n_embd: 2880,
+    n_head: 64,
+    n_kv_head: 8,
+    head_dim: 64,
+    n_ff: 2880,
+    vocab_size: 201_088,
+    context_length: 131_072,
+    sliding_window: 128,
+    rope_base: 150_000.0,
+    rope_scaling: 0.0,
+    quant: GgmlDType::Q8_0,
+    embed: GgmlDType::Q8_0,
+    output: Some(GgmlDType::Q8_0),
+    pre: "qwen2",
+    experts: Some(ExpertConfig {
+        count: 32,
+        used: 4,
+        n_ff: 2880,
+    }),
+    llama3_rope: None,
+    yarn: Some(Yarn {
+        factor: 32.0,
+        original_context: 4096,
+    }),
 };
 
 /// The ids `--like` accepts, for messages.
@@ -571,7 +631,7 @@ pub fn shape_ids() -> String {
     let ids: Vec<&str> = ROSTER_SHAPES
         .iter()
         .chain(&PAPER_SHAPES)
-        .chain([&QWEN3_30B_A3B, &LLAMA31_8B])
+        .chain([&QWEN3_30B_A3B, &LLAMA31_8B, &GPT_OSS_20B])
         .map(|s| s.id)
         .collect();
     ids.join(", ")
@@ -742,6 +802,20 @@ fn metadata(spec: &SynthSpec) -> (Vec<(String, Value)>, usize) {
             Value::U32(spec.context_length as u32),
         ),
     ];
+    if let Some(y) = spec.yarn {
+        meta.push((key("rope.scaling.type"), Value::String("yarn".into())));
+        meta.push((key("rope.scaling.factor"), Value::F32(y.factor)));
+        meta.push((
+            key("rope.scaling.original_context_length"),
+            Value::U32(y.original_context as u32),
+        ));
+    }
+    if spec.arch == Arch::GptOss {
+        meta.push((
+            key("attention.sliding_window"),
+            Value::U32(spec.sliding_window as u32),
+        ));
+    }
     if let Some(x) = spec.experts {
         meta.push((key("expert_count"), Value::U32(x.count as u32)));
         meta.push((key("expert_used_count"), Value::U32(x.used as u32)));
@@ -830,6 +904,7 @@ fn write_model(out: &mut impl std::io::Write, spec: &SynthSpec) -> std::io::Resu
         Some(_) => 1.0,
         None => 2.0 * (3.0 / e as f32).sqrt(),
     };
+    let mut raw: Vec<(String, RawTensor)> = Vec::new();
     let mut tensors: Vec<(String, QTensor)> = vec![
         (
             "token_embd.weight".into(),
@@ -858,8 +933,47 @@ fn write_model(out: &mut impl std::io::Write, spec: &SynthSpec) -> std::io::Resu
             name("attn_output.weight"),
             tensor(&mut rng, &[e, q], scale(q), wt),
         ));
-        tensors.push((name("ffn_norm.weight"), norm(&mut rng, e)));
+        let oss = spec.arch == Arch::GptOss;
+        let ffn_norm = if oss {
+            "post_attention_norm.weight"
+        } else {
+            "ffn_norm.weight"
+        };
+        tensors.push((name(ffn_norm), norm(&mut rng, e)));
         match spec.experts {
+            Some(x) if oss => {
+                let bias =
+                    |rng: &mut SplitMix64, dims: &[usize]| tensor(rng, dims, 0.1, GgmlDType::F32);
+                let (n, ff) = (x.count, x.n_ff);
+                tensors.push((
+                    name("ffn_gate_inp.weight"),
+                    tensor(&mut rng, &[n, e], scale(e), GgmlDType::F32),
+                ));
+                tensors.push((name("ffn_gate_inp.bias"), bias(&mut rng, &[n])));
+                for (t, rows, cols) in [("gate", ff, e), ("up", ff, e), ("down", e, ff)] {
+                    raw.push((
+                        name(&format!("ffn_{t}_exps.weight")),
+                        mxfp4_tensor(&mut rng, &[n, rows, cols], scale(cols)),
+                    ));
+                    tensors.push((
+                        name(&format!("ffn_{t}_exps.bias")),
+                        bias(&mut rng, &[n, rows]),
+                    ));
+                }
+                for (t, len) in [
+                    ("attn_q.bias", q),
+                    ("attn_k.bias", kv),
+                    ("attn_v.bias", kv),
+                    ("attn_output.bias", e),
+                ] {
+                    tensors.push((name(t), bias(&mut rng, &[len])));
+                }
+                // Sinks of the order of the scores, so that they matter.
+                tensors.push((
+                    name("attn_sinks.weight"),
+                    tensor(&mut rng, &[spec.n_head], 2.0, GgmlDType::F32),
+                ));
+            }
             None => {
                 let ff = spec.n_ff;
                 tensors.push((
@@ -935,7 +1049,19 @@ fn write_model(out: &mut impl std::io::Write, spec: &SynthSpec) -> std::io::Resu
     }
     let meta_refs: Vec<(&str, Value)> = meta.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
-    gguf::write(out, &meta_refs, &tensor_refs)
+    let raw_refs: Vec<(&str, &RawTensor)> = raw.iter().map(|(k, t)| (k.as_str(), t)).collect();
+    gguf::write_with_raw(out, &meta_refs, &tensor_refs, &raw_refs)
+}
+
+/// Uniform random values in ±`scale` of shape `dims`, as MXFP4 blocks.
+fn mxfp4_tensor(rng: &mut SplitMix64, dims: &[usize], scale: f32) -> RawTensor {
+    let n: usize = dims.iter().product();
+    let values: Vec<f32> = (0..n).map(|_| rng.uniform(scale)).collect();
+    RawTensor {
+        dims: dims.to_vec(),
+        ty: RawType::Mxfp4,
+        data: mxfp4::quantize_row(&values),
+    }
 }
 
 #[cfg(test)]
@@ -1008,7 +1134,10 @@ mod tests {
         // High frequencies kept, low ones divided by 8, a smooth band between.
         assert_eq!((f[0], f[63]), (1.0, 8.0));
         let band: Vec<&f32> = f.iter().filter(|&&x| x > 1.0 && x < 8.0).collect();
-        assert!(!band.is_empty() && f.windows(2).all(|w| w[0] <= w[1]), "{f:?}");
+        assert!(
+            !band.is_empty() && f.windows(2).all(|w| w[0] <= w[1]),
+            "{f:?}"
+        );
     }
 
     #[test]
