@@ -435,10 +435,16 @@ mod tests {
             "homogeneous.toml",
             "tiny.toml",
             "federated.toml",
+            "nsed-consumer.toml",
+            "nsed-reasoning.toml",
         ] {
             let r = Roster::load(&dir.join(name)).unwrap();
             assert_eq!(r.agents.len(), 3, "{name}");
         }
+        // The paper's consumer trio, by Hub reference; Qwen3 thinks.
+        let paper = Roster::load(&dir.join("nsed-consumer.toml")).unwrap();
+        assert!(paper.agents.iter().all(|a| a.model.starts_with("hf://")));
+        assert_eq!(paper.agents[1].reasoning, Some(ReasoningMode::On));
         // The federated roster is consumer.toml with every agent remote.
         let consumer = Roster::load(&dir.join("consumer.toml")).unwrap();
         let mut federated = Roster::load(&dir.join("federated.toml")).unwrap();

@@ -164,3 +164,45 @@ fn llama_cpp_vocabulary_tests_give_the_same_ids() {
         assert!(failures.is_empty(), "{name}: {}", failures.join("\n"));
     }
 }
+
+#[test]
+fn the_gpt_4o_pre_tokenizer_cuts_as_python_regex_does() {
+    // GPT-OSS's `gpt-4o` pre-tokenizer has no llama.cpp test vectors: its
+    // pieces are checked against Python's `regex` on llama.cpp's pattern
+    // (scripts/pretokenizer-goldens.py); the merges after it are the same
+    // byte-level BPE the vocabulary tests above check.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("gpt4o.gguf");
+    let spec = nsed::testing::TinySpec {
+        pre: "gpt-4o".into(),
+        ..nsed::testing::TinySpec::new(nsed::engine::model::Arch::Qwen2)
+    };
+    nsed::testing::write_tiny_model(&path, &spec).expect("write");
+    let gguf = nsed::engine::gguf::Gguf::open(&path).expect("gguf");
+    let tok = Tokenizer::from_gguf(&gguf).expect("gpt-4o is supported");
+    let text = std::fs::read_to_string(
+        common::test_data().join("golden/tokenizer/gpt-4o-pretokens.jsonl"),
+    )
+    .expect("goldens");
+    let mut checked = 0;
+    for line in text.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).expect("json");
+        let input = row["text"].as_str().expect("text");
+        let want: Vec<&str> = row["pieces"]
+            .as_array()
+            .expect("pieces")
+            .iter()
+            .map(|p| p.as_str().expect("piece"))
+            .collect();
+        assert_eq!(tok.pre_tokens(input).expect("bpe"), want, "{input:?}");
+        checked += 1;
+    }
+    assert_eq!(checked, 35);
+    // The control: Qwen2's pattern cuts mixed case differently.
+    let qwen =
+        Tokenizer::from_gguf(&common::open_registry_gguf("qwen2.5-coder-0.5b")).expect("qwen");
+    assert_ne!(
+        qwen.pre_tokens("CamelCaseWord").expect("bpe"),
+        tok.pre_tokens("CamelCaseWord").expect("bpe")
+    );
+}

@@ -16,6 +16,7 @@ use candle_core::{DType, Device, Module, Tensor};
 
 use crate::device::{ComputeDevice, DeviceError, OpenDevice, Weights};
 use crate::gguf::{Gguf, GgufError, TensorInfo};
+use crate::qmm::float::FloatMatrix;
 use crate::qmm::mxfp4::Mxfp4Matrix;
 use crate::qmm::{self, Format, PackedMatrix, QmmError};
 
@@ -418,6 +419,8 @@ impl RmsNorm {
 #[derive(Clone)]
 enum Weight {
     Packed(Arc<PackedMatrix>),
+    /// An unquantized (F32, F16, BF16) matrix with nsed's row-invariant product.
+    Float(Arc<FloatMatrix>),
     Candle(Arc<QTensor>),
 }
 
@@ -441,6 +444,7 @@ struct Linear {
 
 enum Kernel {
     Packed(Arc<PackedMatrix>),
+    Float(Arc<FloatMatrix>),
     Candle(QMatMul),
 }
 
@@ -448,6 +452,7 @@ impl Linear {
     fn new(weight: Weight, bias: Option<Tensor>) -> Result<Self> {
         let kernel = match weight {
             Weight::Packed(w) => Kernel::Packed(w),
+            Weight::Float(w) => Kernel::Float(w),
             Weight::Candle(w) => Kernel::Candle(QMatMul::from_arc(w)?),
         };
         Ok(Self { kernel, bias })
@@ -456,6 +461,7 @@ impl Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = match &self.kernel {
             Kernel::Packed(w) => packed_matmul(w, x)?,
+            Kernel::Float(w) => float_matmul(w, x)?,
             Kernel::Candle(q) => q.forward(x)?,
         };
         Ok(match &self.bias {
@@ -463,6 +469,16 @@ impl Linear {
             None => y,
         })
     }
+}
+
+/// `x · wᵀ` for an unquantized matrix, row-invariant as the packed kernels.
+fn float_matmul(w: &FloatMatrix, x: &Tensor) -> Result<Tensor> {
+    let lhs = x.flatten_all()?.to_vec1::<f32>()?;
+    let m = lhs.len() / w.cols();
+    let y = w
+        .matmul(&lhs)
+        .map_err(|e| ModelError::Config(e.to_string()))?;
+    Ok(Tensor::from_vec(y, (m, w.rows()), &Device::Cpu)?)
 }
 
 /// `x · wᵀ` through the row-invariant kernel: a row's result is the same
@@ -1090,6 +1106,13 @@ impl Model {
                 }
                 Tensor::from_vec(rows, (tokens.len(), width), &Device::Cpu)?
             }
+            Weight::Float(table) => {
+                let mut rows = vec![0f32; tokens.len() * width];
+                for (&t, row) in tokens.iter().zip(rows.chunks_exact_mut(width)) {
+                    table.row_f32(t as usize, row);
+                }
+                Tensor::from_vec(rows, (tokens.len(), width), &Device::Cpu)?
+            }
             Weight::Candle(table) => gather_rows(table, tokens, width)?,
         };
         Ok(match self.config.arch {
@@ -1162,6 +1185,15 @@ fn host_matrix(
     let info = gguf.tensor_info(name)?;
     if !mapped && info.dims.len() == 2 && Format::from_ggml(info.dtype).is_some() {
         return Ok(Weight::Packed(Arc::new(read_packed(info, file)?)));
+    }
+    if !mapped && info.dims.len() == 2 && FloatMatrix::handles(info.dtype) {
+        use std::io::{Seek, SeekFrom};
+        file.seek(SeekFrom::Start(info.offset))
+            .map_err(|e| ModelError::Config(format!("reading tensor `{name}`: {e}")))?;
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, &mut *file);
+        let w = FloatMatrix::from_reader(info.dtype, info.dims[0], info.dims[1], &mut reader)
+            .map_err(|e| ModelError::Config(format!("`{name}`: {e}")))?;
+        return Ok(Weight::Float(Arc::new(w)));
     }
     Weight::new(Arc::new(read(file, name)?))
 }

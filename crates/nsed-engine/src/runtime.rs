@@ -25,6 +25,19 @@ pub enum RuntimeError {
     /// The architecture is unsupported, or the weights cannot be loaded on the device.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// The weights would not fit the memory the machine has free.
+    #[error(
+        "{path} needs about {needed_mib} MiB of memory for its weights but {available_mib} MiB \
+         are available; close other programs or use a smaller quantization"
+    )]
+    TooLarge {
+        /// The model file.
+        path: String,
+        /// Memory the weights take once loaded (their size in the file).
+        needed_mib: u64,
+        /// `MemAvailable` from /proc/meminfo.
+        available_mib: u64,
+    },
     /// The model's own chat template does not compile, or refused a conversation.
     #[error(transparent)]
     Template(#[from] TemplateError),
@@ -98,6 +111,9 @@ impl Runtime {
         // arrive, so the peak RSS does not hold both.
         gguf.drop_arrays();
         trim_heap();
+        if device == ComputeDevice::Cpu {
+            check_memory(&gguf)?;
+        }
         let model = Model::from_gguf_on(&gguf, map, device)?;
         let template = match resolved.entry.as_ref() {
             Some(e) if e.chat_template != TemplateKind::Gguf => {
@@ -137,6 +153,32 @@ impl Runtime {
     pub fn chat_tokens(&self, messages: &[Message]) -> Result<Vec<u32>, TemplateError> {
         chat_tokens(&self.template, &self.tokenizer, messages)
     }
+}
+
+/// Refuse, before reading any weight, a model whose weights (loaded at their
+/// size in the file: nsed keeps them in their own formats) exceed the memory
+/// the machine has available. Nothing is checked where /proc/meminfo is absent.
+fn check_memory(gguf: &Gguf) -> Result<(), RuntimeError> {
+    let Some(available) = mem_available() else {
+        return Ok(());
+    };
+    let needed = gguf.file_size;
+    if needed > available {
+        return Err(RuntimeError::TooLarge {
+            path: gguf.path.display().to_string(),
+            needed_mib: needed >> 20,
+            available_mib: available >> 20,
+        });
+    }
+    Ok(())
+}
+
+/// `MemAvailable` in bytes (Linux).
+fn mem_available() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// The GGUF's own chat template (`tokenizer.chat_template`), with the

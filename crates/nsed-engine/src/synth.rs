@@ -24,7 +24,7 @@ pub enum SynthError {
     #[error("no synthetic shape for `{0}`: --like takes {known}", known = shape_ids())]
     UnknownShape(String),
     /// `--quant` names a type the synthesizer does not write.
-    #[error("unsupported --quant `{0}`: use Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K, F16 or F32")]
+    #[error("unsupported --quant `{0}`: use Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K, F16, BF16 or F32")]
     UnknownQuant(String),
     /// The GGUF file could not be created or written.
     #[error("writing {path}: {source}")]
@@ -593,9 +593,9 @@ pub const LLAMA31_8B: RosterShape = RosterShape {
     yarn: None,
 };
 
-/// GPT-OSS-20B's shape: the consumer roster's reasoning model. Its experts
-/// are MXFP4 as in the released GGUF; the other matrices are written Q8_0
-/// here.
+/// GPT-OSS-20B's shape: the consumer roster's reasoning model, with the
+/// released GGUF's types: MXFP4 experts, BF16 attention, table and output
+/// (routers, biases and sinks F32).
 pub const GPT_OSS_20B: RosterShape = RosterShape {
     id: "gpt-oss-20b",
     arch: Arch::GptOss,
@@ -610,10 +610,10 @@ pub const GPT_OSS_20B: RosterShape = RosterShape {
     sliding_window: 128,
     rope_base: 150_000.0,
     rope_scaling: 0.0,
-    quant: GgmlDType::Q8_0,
-    embed: GgmlDType::Q8_0,
-    output: Some(GgmlDType::Q8_0),
-    pre: "qwen2",
+    quant: GgmlDType::BF16,
+    embed: GgmlDType::BF16,
+    output: Some(GgmlDType::BF16),
+    pre: "gpt-4o",
     experts: Some(ExpertConfig {
         count: 32,
         used: 4,
@@ -647,6 +647,7 @@ pub fn parse_quant(name: &str) -> Result<GgmlDType, SynthError> {
         "Q4_K" | "Q4K" => GgmlDType::Q4K,
         "Q6_K" | "Q6K" => GgmlDType::Q6K,
         "F16" => GgmlDType::F16,
+        "BF16" => GgmlDType::BF16,
         "F32" => GgmlDType::F32,
         _ => return Err(SynthError::UnknownQuant(name.to_string())),
     })

@@ -24,7 +24,8 @@ pub enum TokenizerError {
     UnsupportedModel(String),
     /// `tokenizer.ggml.pre` names a pre-tokenizer nsed does not implement (or none, for `gpt2`).
     #[error(
-        "unsupported pre-tokenizer `{0}` (nsed supports `smollm`, `starcoder`, `qwen2`, `qwen35`, `llama-bpe`); \
+        "unsupported pre-tokenizer `{0}` (nsed supports `smollm`, `starcoder`, `qwen2`, `qwen35`, `llama-bpe`, \
+         `gpt-4o`); \
          refusing to guess"
     )]
     UnsupportedPre(String),
@@ -86,6 +87,13 @@ const QWEN2: &[&str] = &[
 /// inside words.
 const QWEN35: &[&str] = &[
     r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+];
+/// GPT-4o / GPT-OSS (`gpt-4o`): llama.cpp's adaptation of o200k's pattern
+/// (letter-case classes by lookahead), which defines the ids llama.cpp gives.
+/// llama.cpp ships no test vectors for it: `tests/it/tokenizer_golden.rs`
+/// checks the pre-tokenization against Python's `regex` on the original.
+const GPT4O: &[&str] = &[
+    r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
 ];
 /// Llama 3 (`llama-bpe`): Qwen2's pattern with digits in runs of up to three.
 const LLAMA3: &[&str] = &[
@@ -246,6 +254,15 @@ impl Tokenizer {
             }
         }
         out
+    }
+
+    /// The pieces a byte-level BPE tokenizer's pre-tokenizer cuts `text`
+    /// into before merging (`None` for SentencePiece, which has none).
+    pub fn pre_tokens<'t>(&self, text: &'t str) -> Option<Vec<&'t str>> {
+        match &self.algorithm {
+            Algorithm::Bpe { pre, .. } => Some(pre_tokenize(pre, text)),
+            Algorithm::Spm { .. } => None,
+        }
     }
 
     /// The bytes a token stands for (control tokens give their text).
@@ -606,6 +623,7 @@ fn bpe(gguf: &Gguf, token_to_id: &HashMap<String, u32>, pre: Option<&str>) -> Re
         Some("smollm") | Some("starcoder") => (GPT2_SMOLLM, false),
         Some("qwen2") => (QWEN2, false),
         Some("qwen35") => (QWEN35, false),
+        Some("gpt-4o") => (GPT4O, false),
         Some("llama-bpe") | Some("llama3") | Some("llama-v3") => (LLAMA3, true),
         Some(other) => return Err(TokenizerError::UnsupportedPre(other.to_string())),
         None => return Err(TokenizerError::UnsupportedPre("(missing)".into())),

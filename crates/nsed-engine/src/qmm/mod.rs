@@ -45,6 +45,7 @@ macro_rules! by_format {
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+pub mod float;
 pub mod mxfp4;
 pub mod path;
 mod portable;

@@ -46,7 +46,7 @@ pub struct SynthArgs {
     #[arg(long, value_name = "ID")]
     like: String,
     /// Type of the weight matrices (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K, F16,
-    /// F32); default: the roster model's. Rows the type's block does not
+    /// BF16, F32); default: the model's. Rows the type's block does not
     /// divide fall back as llama.cpp's quantizer does (Q4_K → Q5_0).
     #[arg(long, value_name = "TYPE")]
     quant: Option<String>,
@@ -171,6 +171,14 @@ pub fn models_inspect(spec: &str, list_tensors: bool) -> Result<()> {
                 t.dims
             );
         }
+        for t in gguf.raw_tensors.values() {
+            outln!(
+                "  {:<40} {:<6} {:?}",
+                t.name,
+                format!("{:?}", t.ty).to_uppercase(),
+                t.dims
+            );
+        }
     }
     Ok(())
 }
@@ -183,6 +191,8 @@ fn print_tensor_types(gguf: &Gguf, kernel: nsed::engine::qmm::path::KernelPath) 
             "vector (norms, biases)"
         } else if nsed::engine::qmm::Format::from_ggml(t.dtype).is_some() {
             "qmm"
+        } else if nsed::engine::qmm::float::FloatMatrix::handles(t.dtype) {
+            "qmm::float (row-invariant f32 dot)"
         } else {
             "fallback: candle's kernel"
         };
@@ -194,6 +204,13 @@ fn print_tensor_types(gguf: &Gguf, kernel: nsed::engine::qmm::path::KernelPath) 
         if runs_on != "vector (norms, biases)" {
             e.2 = runs_on;
         }
+    }
+    for t in gguf.raw_tensors.values() {
+        let e = by_type
+            .entry(format!("{:?}", t.ty).to_uppercase())
+            .or_insert((0, 0, "qmm::mxfp4 (nsed's own, one path)"));
+        e.0 += 1;
+        e.1 += t.dims.iter().product::<usize>();
     }
     outln!("tensor types:");
     for (ty, (count, elems, runs_on)) in &by_type {

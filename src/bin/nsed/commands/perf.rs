@@ -35,7 +35,10 @@ pub struct PerfArgs {
 }
 
 pub fn perf(args: PerfArgs) -> Result<()> {
+    let started = std::time::Instant::now();
     let mut rt = Runtime::load(&args.model)?;
+    let load_s = started.elapsed().as_secs_f64();
+    let file_mib = rt.gguf.file_size as f64 / (1024.0 * 1024.0);
     let prompt = nsed::engine::perf::bench_prompt(&rt, args.prompt_tokens);
     if !args.verify_cost.is_empty() {
         return verify_cost(&mut rt, &prompt, &args);
@@ -68,12 +71,14 @@ pub fn perf(args: PerfArgs) -> Result<()> {
             "{}",
             serde_json::json!({"model": rt.id(), "prompt_tokens": args.prompt_tokens, "gen_tokens": args.gen_tokens,
                 "repeats": args.repeats, "threads": threads, "kernel": kernel.name(), "device": rt.model.origin(),
-                "prefill_tok_per_s": prefill, "decode_tok_per_s": decode, "peak_rss_mib": rss, "runs": runs})
+                "prefill_tok_per_s": prefill, "decode_tok_per_s": decode, "peak_rss_mib": rss,
+                "load_s": load_s, "file_mib": file_mib, "runs": runs})
         );
     } else {
         outln!(
             "{}: prefill {:.1} tok/s ({} tokens), decode {:.1} tok/s ({} steps), threads {threads}, \
-             kernel {kernel}, device {}, median of {}, peak RSS {:.0} MiB",
+             kernel {kernel}, device {}, median of {}, peak RSS {:.0} MiB ({:.2}× the {:.0} MiB file), \
+             load {:.1} s",
             rt.id(),
             prefill,
             args.prompt_tokens,
@@ -81,7 +86,10 @@ pub fn perf(args: PerfArgs) -> Result<()> {
             args.gen_tokens,
             rt.model.origin(),
             args.repeats,
-            rss.unwrap_or(f64::NAN)
+            rss.unwrap_or(f64::NAN),
+            rss.unwrap_or(f64::NAN) / file_mib,
+            file_mib,
+            load_s
         );
     }
     Ok(())
