@@ -104,7 +104,7 @@ fn short(hash: &str) -> &str {
 #[derive(Debug, thiserror::Error)]
 pub enum StampError {
     /// A roster model cannot be loaded to measure its numerics.
-    #[error("cannot load {model} to measure its numerics: {source}")]
+    #[error("cannot load {model} to measure its numerics")]
     Load {
         /// The model id.
         model: String,
@@ -112,7 +112,7 @@ pub enum StampError {
         source: crate::engine::runtime::RuntimeError,
     },
     /// The probe generation fails on a loaded model.
-    #[error("cannot run the numerics probe on {model}: {source}")]
+    #[error("cannot run the numerics probe on {model}")]
     Probe {
         /// The model id.
         model: String,

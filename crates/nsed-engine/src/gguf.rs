@@ -716,7 +716,7 @@ pub fn write<W: std::io::Write>(
     write_with_raw(out, metadata, tensors, &[])
 }
 
-/// [`write`], with tensors of nsed's own [`RawType`]s after the others.
+/// [`write()`], with tensors of nsed's own [`RawType`]s after the others.
 pub fn write_with_raw<W: std::io::Write>(
     out: &mut W,
     metadata: &[(&str, Value)],
