@@ -390,7 +390,16 @@ impl Gguf {
 
     /// Total number of elements over all tensors.
     pub fn parameter_count(&self) -> usize {
-        self.tensors.values().map(TensorInfo::n_elements).sum()
+        let raw: usize = self
+            .raw_tensors
+            .values()
+            .map(|t| t.dims.iter().product::<usize>())
+            .sum();
+        self.tensors
+            .values()
+            .map(TensorInfo::n_elements)
+            .sum::<usize>()
+            + raw
     }
 
     /// The directory entry of tensor `name`; [`GgufError::MissingTensor`] if absent.
