@@ -119,6 +119,55 @@ proptest! {
     }
 }
 
+/// Tiny mixture-of-experts models (Qwen3-MoE, GPT-OSS with MXFP4 experts), as files.
+fn moe_models() -> &'static [(tempfile::TempDir, std::path::PathBuf)] {
+    static MODELS: OnceLock<Vec<(tempfile::TempDir, std::path::PathBuf)>> = OnceLock::new();
+    MODELS.get_or_init(|| {
+        [Arch::Qwen3Moe, Arch::GptOss]
+            .into_iter()
+            .map(|arch| {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let path = dir.path().join("moe.gguf");
+                write_tiny_model(&path, &TinySpec::new(arch)).expect("tiny model");
+                (dir, path)
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(config(60))]
+
+    /// A corrupt expert header (no experts, more used than there are,
+    /// counts that disagree with the tensors) is an error, never a panic;
+    /// a consistent one loads and runs.
+    #[test]
+    fn corrupt_expert_headers_load_or_fail_cleanly(
+        which in 0usize..2,
+        count in 0u32..10,
+        used in 0u32..12,
+        n_ff in 0u32..200,
+    ) {
+        use nsed::engine::gguf::Value;
+        use nsed::engine::model::{Logits, Model};
+        let (_, path) = &moe_models()[which];
+        let mut gguf = Gguf::open(path).expect("parse");
+        let arch = gguf.architecture().expect("arch").to_string();
+        for (key, v) in [("expert_count", count), ("expert_used_count", used), ("expert_feed_forward_length", n_ff)] {
+            gguf.metadata.insert(format!("{arch}.{key}"), Value::U32(v));
+        }
+        let consistent = count == 4 && (1..=4).contains(&used) && n_ff > 0;
+        match Model::from_gguf(&gguf) {
+            Ok(mut m) => {
+                prop_assert!(consistent, "{count} experts, {used} used loaded");
+                let logits = m.forward(&[1, 2, 3], Logits::Last).expect("forward");
+                prop_assert!(logits.flatten_all().expect("flat").to_vec1::<f32>().expect("vec").iter().all(|x| x.is_finite()));
+            }
+            Err(e) => prop_assert!(!consistent, "a consistent header failed: {e}"),
+        }
+    }
+}
+
 /// The roster's tokenizers (byte-level BPE with both pre-tokenizers, and
 /// SentencePiece with byte fallback), loaded once.
 fn tokenizers() -> &'static [(&'static str, Tokenizer)] {

@@ -1656,7 +1656,16 @@ fn load_layer(
             down: linear("ffn_down", false)?,
         },
         Some(x) => Ffn::Moe(Moe {
-            router: linear("ffn_gate_inp", oss)?,
+            router: {
+                let rows = gguf.tensor_info(&name("ffn_gate_inp.weight"))?.dims[0];
+                if rows != x.count {
+                    return Err(ModelError::Config(format!(
+                        "the router has {rows} rows for {} experts",
+                        x.count
+                    )));
+                }
+                linear("ffn_gate_inp", oss)?
+            },
             experts: if oss {
                 load_oai_experts(gguf, file, i, x.count)?
             } else {
