@@ -11,6 +11,9 @@ use rayon::prelude::*;
 
 use candle_core::quantized::GgmlDType;
 
+/// Outputs one parallel task computes.
+const OUTPUTS_PER_TASK: usize = 64;
+
 /// A weight matrix `[n, k]` in a float format.
 #[derive(Debug, Clone)]
 pub struct FloatMatrix {
@@ -190,12 +193,17 @@ impl FloatMatrix {
                 k: self.k,
             });
         }
-        let mut out = vec![0f32; x.len() / self.k * self.n];
-        let k = self.k;
-        out.par_chunks_mut(self.n)
-            .zip(x.par_chunks(k))
-            .for_each(|(dst, xs)| {
-                for (j, o) in dst.iter_mut().enumerate() {
+        let (n, k) = (self.n, self.k);
+        let mut out = vec![0f32; x.len() / k * n];
+        // Parallel over (row, block of outputs): a decode step's single row
+        // still uses every thread; each output is computed alone either way.
+        out.par_chunks_mut(OUTPUTS_PER_TASK)
+            .enumerate()
+            .for_each(|(t, dst)| {
+                let first = t * OUTPUTS_PER_TASK;
+                for (i, o) in dst.iter_mut().enumerate() {
+                    let (r, j) = ((first + i) / n, (first + i) % n);
+                    let xs = &x[r * k..(r + 1) * k];
                     let range = j * k..(j + 1) * k;
                     *o = match &self.data {
                         FloatData::F32(w) => dot(&w[range], xs, |v| *v),
