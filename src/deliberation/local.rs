@@ -327,10 +327,10 @@ impl LocalAgent {
         }
         let tokenizer = self.engine.tokenizer();
         let closed = |k: usize| {
-            tokenizer
-                .decode(&ids[..k])
-                .map(|t| !self.split(&t).unfinished && self.split(&t).reasoning.is_some())
-                .unwrap_or(false)
+            tokenizer.decode(&ids[..k]).is_ok_and(|t| {
+                let split = self.split(&t);
+                !split.unfinished && split.reasoning.is_some()
+            })
         };
         // Monotone in k once the closing marker is in: binary search.
         let (mut lo, mut hi) = (0, ids.len());

@@ -442,7 +442,7 @@ mod tests {
             assert_eq!(r.agents.len(), 3, "{name}");
         }
         // The paper's consumer trio, by Hub reference; Qwen3 thinks.
-        let paper = Roster::load(&dir.join("nsed-consumer.toml")).unwrap();
+        let paper = Roster::load(&dir.join("nsed-consumer.toml")).expect("the paper's roster");
         assert!(paper.agents.iter().all(|a| a.model.starts_with("hf://")));
         assert_eq!(paper.agents[1].reasoning, Some(ReasoningMode::On));
         // The federated roster is consumer.toml with every agent remote.

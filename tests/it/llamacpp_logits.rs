@@ -211,59 +211,44 @@ fn check_the_docs_table(rows: &[(&str, Agreement)]) {
 #[test]
 fn a_missing_feature_is_caught() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // Gemma 3 12B run without its RoPE scaling (factor 8 on global layers).
-    let g = golden("gemma3-12b");
-    let mut gguf = synthetic(dir.path(), "gemma3-12b", &g);
-    gguf.metadata.remove("gemma3.rope.scaling.factor");
-    let a = agreement(&nsed_logits(&gguf, &g.tokens), &reference(&g));
-    eprintln!("gemma3-12b without RoPE scaling: {a:?}");
-    assert!(!within_bounds(&a, false), "unscaled RoPE passed: {a:?}");
-    // Qwen3 run as Qwen2: no per-head query/key norms.
-    let g = golden("qwen3-8b");
-    let mut gguf = synthetic(dir.path(), "qwen3-8b", &g);
-    let renamed: Vec<(String, Value)> = gguf
-        .metadata
-        .iter()
-        .filter_map(|(k, v)| Some((format!("qwen2.{}", k.strip_prefix("qwen3.")?), v.clone())))
-        .collect();
-    gguf.metadata.extend(renamed);
-    gguf.metadata
-        .insert("general.architecture".into(), Value::String("qwen2".into()));
-    let a = agreement(&nsed_logits(&gguf, &g.tokens), &reference(&g));
-    eprintln!("qwen3-8b run as qwen2: {a:?}");
-    assert!(
-        !within_bounds(&a, false),
-        "Qwen3 without head norms passed: {a:?}"
-    );
-    // Llama 3.1 without its per-frequency RoPE factors.
-    let g = golden("llama3.1-8b");
-    let mut gguf = synthetic(dir.path(), "llama3.1-8b", &g);
-    gguf.tensors.remove("rope_freqs.weight");
-    let a = agreement(&nsed_logits(&gguf, &g.tokens), &reference(&g));
-    eprintln!("llama3.1-8b without its RoPE factors: {a:?}");
-    assert!(
-        !within_bounds(&a, false),
-        "unscaled Llama 3 RoPE passed: {a:?}"
-    );
-    // GPT-OSS without YaRN (no scaling: neither the ramp nor the magnitude).
-    let g = golden("gpt-oss-20b");
-    let mut gguf = synthetic(dir.path(), "gpt-oss-20b", &g);
-    gguf.metadata.insert(
-        "gpt-oss.rope.scaling.type".into(),
-        Value::String("none".into()),
-    );
-    let a = agreement(&nsed_logits(&gguf, &g.tokens), &reference(&g));
-    eprintln!("gpt-oss-20b without YaRN: {a:?}");
-    assert!(
-        !within_bounds(&a, true),
-        "GPT-OSS without YaRN passed: {a:?}"
-    );
-    // Qwen3-MoE routing each token to one expert instead of two.
-    let g = golden("qwen3-30b-a3b");
-    let mut gguf = synthetic(dir.path(), "qwen3-30b-a3b", &g);
-    gguf.metadata
-        .insert("qwen3moe.expert_used_count".into(), Value::U32(1));
-    let a = agreement(&nsed_logits(&gguf, &g.tokens), &reference(&g));
-    eprintln!("qwen3-30b-a3b with one expert per token: {a:?}");
-    assert!(!within_bounds(&a, true), "top-1 routing passed: {a:?}");
+    // `shape`'s synthetic model with one feature taken away by `break_it`
+    // must fall outside the bounds.
+    let without = |shape: &str, what: &str, break_it: &dyn Fn(&mut Gguf)| {
+        let g = golden(shape);
+        let mut gguf = synthetic(dir.path(), shape, &g);
+        break_it(&mut gguf);
+        let a = agreement(&nsed_logits(&gguf, &g.tokens), &reference(&g));
+        eprintln!("{shape} {what}: {a:?}");
+        assert!(
+            !within_bounds(&a, is_routed(shape)),
+            "{shape} {what} passed: {a:?}"
+        );
+    };
+    without("gemma3-12b", "without RoPE scaling", &|g| {
+        g.metadata.remove("gemma3.rope.scaling.factor");
+    });
+    without("qwen3-8b", "run as qwen2 (no head norms)", &|g| {
+        let renamed: Vec<(String, Value)> = g
+            .metadata
+            .iter()
+            .filter_map(|(k, v)| Some((format!("qwen2.{}", k.strip_prefix("qwen3.")?), v.clone())))
+            .collect();
+        g.metadata.extend(renamed);
+        g.metadata
+            .insert("general.architecture".into(), Value::String("qwen2".into()));
+    });
+    without("llama3.1-8b", "without its RoPE factors", &|g| {
+        g.tensors.remove("rope_freqs.weight");
+    });
+    // No YaRN: neither the ramp nor the magnitude.
+    without("gpt-oss-20b", "without YaRN", &|g| {
+        g.metadata.insert(
+            "gpt-oss.rope.scaling.type".into(),
+            Value::String("none".into()),
+        );
+    });
+    without("qwen3-30b-a3b", "with one expert per token", &|g| {
+        g.metadata
+            .insert("qwen3moe.expert_used_count".into(), Value::U32(1));
+    });
 }

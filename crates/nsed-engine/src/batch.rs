@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use crate::chat::{ChatTemplate, Message, TemplateError, TemplateKind};
 use crate::generate::{check_prompt, Decoding, GenerateError, GenerateRequest, Generation};
 use crate::model::{Logits, Sequence, Step};
-use crate::runtime::{chat_tokens, Runtime};
+use crate::runtime::{chat_tokens, chat_tokens_with, Runtime};
 use crate::tokenizer::Tokenizer;
 
 /// Why a batched request was refused or failed.
@@ -644,8 +644,12 @@ impl EngineHandle {
         messages: &[Message],
         extra: &std::collections::BTreeMap<String, serde_json::Value>,
     ) -> Result<Vec<u32>, TemplateError> {
-        let text = self.shared.template.render_with(messages, true, extra)?;
-        Ok(self.shared.tokenizer.encode(&text, true, true))
+        chat_tokens_with(
+            &self.shared.template,
+            &self.shared.tokenizer,
+            messages,
+            extra,
+        )
     }
 
     /// A conversation rendered with the chat template and tokenized, as

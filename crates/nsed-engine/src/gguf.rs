@@ -651,24 +651,11 @@ impl Reader<'_> {
         offset: u64,
         file_size: u64,
     ) -> Result<RawTensorInfo> {
-        let n_elements = ggml_dims
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-            .filter(|&n| n > 0 && n % ty.block_size() as u64 == 0)
-            .ok_or_else(|| self.corrupt(format!("tensor `{name}` has bad shape {ggml_dims:?}")))?;
-        let n_bytes = n_elements / ty.block_size() as u64 * ty.type_size() as u64;
-        if offset
-            .checked_add(n_bytes)
-            .is_none_or(|end| end > file_size)
-        {
-            return Err(self.corrupt(format!(
-                "tensor `{name}` needs bytes {offset}..{} but the file has {file_size}",
-                offset.saturating_add(n_bytes)
-            )));
-        }
+        let (ty_block, ty_size) = (ty.block_size(), ty.type_size());
+        let n_bytes = self.extent(&name, &ggml_dims, ty_block, ty_size, offset, file_size)?;
         Ok(RawTensorInfo {
             name,
-            dims: ggml_dims.iter().rev().map(|&d| d as usize).collect(),
+            dims: candle_dims(&ggml_dims),
             ty,
             offset,
             n_bytes,
@@ -688,12 +675,34 @@ impl Reader<'_> {
             name: name.clone(),
             ty,
         })?;
+        let (block, size) = (dtype.block_size(), dtype.type_size());
+        let n_bytes = self.extent(&name, &ggml_dims, block, size, offset, file_size)?;
+        Ok(TensorInfo {
+            name,
+            dims: candle_dims(&ggml_dims),
+            dtype,
+            offset,
+            n_bytes,
+        })
+    }
+
+    /// Bytes of a tensor of `ggml_dims` in blocks of `block` elements and
+    /// `size` bytes, checked to be whole blocks lying inside the file.
+    fn extent(
+        &self,
+        name: &str,
+        ggml_dims: &[u64],
+        block: usize,
+        size: usize,
+        offset: u64,
+        file_size: u64,
+    ) -> Result<u64> {
         let n_elements = ggml_dims
             .iter()
             .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-            .filter(|&n| n > 0 && n % dtype.block_size() as u64 == 0)
+            .filter(|&n| n > 0 && n % block as u64 == 0)
             .ok_or_else(|| self.corrupt(format!("tensor `{name}` has bad shape {ggml_dims:?}")))?;
-        let n_bytes = n_elements / dtype.block_size() as u64 * dtype.type_size() as u64;
+        let n_bytes = n_elements / block as u64 * size as u64;
         if offset
             .checked_add(n_bytes)
             .is_none_or(|end| end > file_size)
@@ -703,16 +712,13 @@ impl Reader<'_> {
                 offset.saturating_add(n_bytes)
             )));
         }
-        // GGUF lists the innermost dimension first; candle wants it last.
-        let dims = ggml_dims.iter().rev().map(|&d| d as usize).collect();
-        Ok(TensorInfo {
-            name,
-            dims,
-            dtype,
-            offset,
-            n_bytes,
-        })
+        Ok(n_bytes)
     }
+}
+
+/// GGUF lists the innermost dimension first; candle wants it last.
+fn candle_dims(ggml_dims: &[u64]) -> Vec<usize> {
+    ggml_dims.iter().rev().map(|&d| d as usize).collect()
 }
 
 /// Write a GGUF (version 3) file: used by tests to build tiny models with

@@ -1597,25 +1597,7 @@ fn attend_row_with_sink(
 /// Dot product with 16 independent lanes summed in a fixed order: vectorizes,
 /// and the result depends only on the two vectors.
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 16];
-    let split = a.len() / 16 * 16;
-    for (ca, cb) in a[..split].chunks_exact(16).zip(b[..split].chunks_exact(16)) {
-        for l in 0..16 {
-            lanes[l] += ca[l] * cb[l];
-        }
-    }
-    let mut tail = 0f32;
-    for (x, y) in a[split..].iter().zip(&b[split..]) {
-        tail += x * y;
-    }
-    let mut width = 16;
-    while width > 1 {
-        width /= 2;
-        for l in 0..width {
-            lanes[l] += lanes[l + width];
-        }
-    }
-    lanes[0] + tail
+    qmm::float::dot(a, b, |v| *v)
 }
 
 fn load_layer(

@@ -205,6 +205,16 @@ pub fn chat_tokens(
     tokenizer: &Tokenizer,
     messages: &[Message],
 ) -> Result<Vec<u32>, TemplateError> {
-    let text = template.render(messages, true)?;
+    chat_tokens_with(template, tokenizer, messages, &Default::default())
+}
+
+/// [`chat_tokens`] with `extra` template switches (an agent's `enable_thinking`).
+pub fn chat_tokens_with(
+    template: &ChatTemplate,
+    tokenizer: &Tokenizer,
+    messages: &[Message],
+    extra: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> Result<Vec<u32>, TemplateError> {
+    let text = template.render_with(messages, true, extra)?;
     Ok(tokenizer.encode(&text, true, true))
 }

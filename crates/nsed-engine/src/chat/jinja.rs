@@ -360,10 +360,8 @@ fn write_json(value: &Value, style: &PyJson, depth: usize, out: &mut String) -> 
 /// A number as Python's `json.dumps` writes it: integers as they are,
 /// floats with a fraction or exponent (`1.0`, `1e+16`).
 fn python_number(value: &Value) -> String {
-    if let Ok(i) = i64::try_from(value.clone()) {
-        if value.as_i64().is_some() {
-            return i.to_string();
-        }
+    if let Some(i) = value.as_i64() {
+        return i.to_string();
     }
     match f64::try_from(value.clone()) {
         Ok(x) if x.is_finite() => {

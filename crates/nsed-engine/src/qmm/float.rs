@@ -6,10 +6,8 @@
 //! not depend on the rows beside it), as the quantized kernels guarantee,
 //! which a BLAS-style product (blocking that depends on the shape) does not.
 
-use half::{bf16, f16};
-use rayon::prelude::*;
-
 use candle_core::quantized::GgmlDType;
+use half::{bf16, f16};
 
 /// Outputs one parallel task computes.
 const OUTPUTS_PER_TASK: usize = 64;
@@ -195,29 +193,23 @@ impl FloatMatrix {
         }
         let (n, k) = (self.n, self.k);
         let mut out = vec![0f32; x.len() / k * n];
-        // Parallel over (row, block of outputs): a decode step's single row
-        // still uses every thread; each output is computed alone either way.
-        out.par_chunks_mut(OUTPUTS_PER_TASK)
-            .enumerate()
-            .for_each(|(t, dst)| {
-                let first = t * OUTPUTS_PER_TASK;
-                for (i, o) in dst.iter_mut().enumerate() {
-                    let (r, j) = ((first + i) / n, (first + i) % n);
-                    let xs = &x[r * k..(r + 1) * k];
-                    let range = j * k..(j + 1) * k;
-                    *o = match &self.data {
-                        FloatData::F32(w) => dot(&w[range], xs, |v| *v),
-                        FloatData::F16(w) => dot(&w[range], xs, |v| v.to_f32()),
-                        FloatData::Bf16(w) => dot(&w[range], xs, |v| v.to_f32()),
-                    };
-                }
-            });
+        super::each_output(&mut out, n, OUTPUTS_PER_TASK, |r, j| {
+            let xs = &x[r * k..(r + 1) * k];
+            let range = j * k..(j + 1) * k;
+            match &self.data {
+                FloatData::F32(w) => dot(&w[range], xs, |v| *v),
+                FloatData::F16(w) => dot(&w[range], xs, |v| v.to_f32()),
+                FloatData::Bf16(w) => dot(&w[range], xs, |v| v.to_f32()),
+            }
+        });
         Ok(out)
     }
 }
 
-/// `w · x` in 16 lanes summed in a fixed order.
-fn dot<T>(w: &[T], x: &[f32], widen: impl Fn(&T) -> f32) -> f32 {
+/// `w · x` in 16 independent lanes summed in a fixed order: vectorizes, and
+/// the result depends only on the two vectors (the model's attention uses
+/// it too, with `widen` the identity).
+pub(crate) fn dot<T>(w: &[T], x: &[f32], widen: impl Fn(&T) -> f32) -> f32 {
     let mut lanes = [0f32; 16];
     let split = w.len() / 16 * 16;
     for (cw, cx) in w[..split].chunks_exact(16).zip(x[..split].chunks_exact(16)) {
@@ -225,11 +217,10 @@ fn dot<T>(w: &[T], x: &[f32], widen: impl Fn(&T) -> f32) -> f32 {
             lanes[l] += widen(&cw[l]) * cx[l];
         }
     }
-    let tail: f32 = w[split..]
-        .iter()
-        .zip(&x[split..])
-        .map(|(a, b)| widen(a) * b)
-        .sum();
+    let mut tail = 0f32;
+    for (a, b) in w[split..].iter().zip(&x[split..]) {
+        tail += widen(a) * b;
+    }
     let mut width = 16;
     while width > 1 {
         width /= 2;

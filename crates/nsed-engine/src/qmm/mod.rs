@@ -782,6 +782,26 @@ pub fn matmul_with(path: KernelPath, w: &PackedMatrix, x: &[f32]) -> Result<Vec<
     Ok(y)
 }
 
+/// Fill `out`, `m` rows of `n` outputs, with `f(row, column)` in parallel
+/// tasks of `per_task` outputs: a decode step's single row still uses every
+/// thread, and each output is computed alone, so the split cannot change a
+/// bit (the products nsed runs without packing: MXFP4, floats).
+pub(crate) fn each_output(
+    out: &mut [f32],
+    n: usize,
+    per_task: usize,
+    f: impl Fn(usize, usize) -> f32 + Sync,
+) {
+    out.par_chunks_mut(per_task)
+        .enumerate()
+        .for_each(|(t, dst)| {
+            let first = t * per_task;
+            for (i, o) in dst.iter_mut().enumerate() {
+                *o = f((first + i) / n, (first + i) % n);
+            }
+        });
+}
+
 /// Below this many multiply-adds, a product runs on the calling thread.
 const PARALLEL_MIN_MACS: usize = 1 << 16;
 

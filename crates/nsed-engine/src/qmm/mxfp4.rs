@@ -11,8 +11,6 @@
 //! Quantization follows ggml's reference (`quantize_row_mxfp4_ref`), for
 //! synthetic models llama.cpp must read as nsed does.
 
-use rayon::prelude::*;
-
 /// Elements per block.
 pub const BLOCK: usize = 32;
 /// Bytes per block.
@@ -105,18 +103,10 @@ impl Mxfp4Matrix {
         let row_bytes = k / BLOCK * BLOCK_BYTES;
         let acts: Vec<(Vec<i8>, Vec<f32>)> = x.chunks(k).map(quantize_activations).collect();
         let mut out = vec![0f32; x.len() / k * n];
-        // Parallel over (row, block of outputs): a decode step's single row
-        // still uses every thread; each output is computed alone either way.
-        out.par_chunks_mut(OUTPUTS_PER_TASK)
-            .enumerate()
-            .for_each(|(t, dst)| {
-                let first = t * OUTPUTS_PER_TASK;
-                for (i, o) in dst.iter_mut().enumerate() {
-                    let (r, j) = ((first + i) / n, (first + i) % n);
-                    let (qs, ds) = &acts[r];
-                    *o = dot_row(&self.blocks[j * row_bytes..(j + 1) * row_bytes], qs, ds);
-                }
-            });
+        super::each_output(&mut out, n, OUTPUTS_PER_TASK, |r, j| {
+            let (qs, ds) = &acts[r];
+            dot_row(&self.blocks[j * row_bytes..(j + 1) * row_bytes], qs, ds)
+        });
         Ok(out)
     }
 }
