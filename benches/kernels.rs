@@ -14,14 +14,15 @@
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use nsed::engine::qmm::{matmul, PackedMatrix};
+use nsed::engine::qmm::{matmul, Format, PackedMatrix};
 use nsed::engine::sampling::{argmax, sample, SamplingParams, Sha256CounterRng};
 use nsed::testing::pseudo_random as values;
 
 fn packed(dtype: GgmlDType, n: usize, k: usize) -> PackedMatrix {
     let w = Tensor::from_vec(values(n * k, 3), (n, k), &Device::Cpu).expect("tensor");
     let q = QTensor::quantize(&w, dtype).expect("quantize");
-    PackedMatrix::pack(dtype, n, k, &q.data().expect("data")).expect("pack")
+    let format = Format::from_ggml(dtype).expect("a packed format");
+    PackedMatrix::pack(format, n, k, &q.data().expect("data")).expect("pack")
 }
 
 fn qmatmul(c: &mut Criterion) {
@@ -31,11 +32,14 @@ fn qmatmul(c: &mut Criterion) {
         GgmlDType::Q4_1,
         GgmlDType::Q5_0,
         GgmlDType::Q8_0,
+        GgmlDType::Q2K,
+        GgmlDType::Q3K,
         GgmlDType::Q4K,
+        GgmlDType::Q5K,
         GgmlDType::Q6K,
     ] {
         // K-quants need rows of 256: use the 1.5B model's 1536 columns.
-        let k = if matches!(dtype, GgmlDType::Q4K | GgmlDType::Q6K) {
+        let k = if dtype.block_size() == 256 {
             1536
         } else {
             k

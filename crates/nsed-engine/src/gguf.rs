@@ -83,8 +83,26 @@ pub enum GgufError {
         /// The tensor's GGUF name (`blk.0.attn_q.weight`, ...).
         name: String,
     },
+    /// A tensor is in a type only nsed's own CPU kernels read, and the caller
+    /// asked for it through candle (the GPU path, or re-quantization).
+    #[error(
+        "{path}: tensor `{name}` is {ty}, which only nsed's CPU host path reads \
+         (not the candle/GPU path, not under a fraud map); use --device cpu"
+    )]
+    HostOnly {
+        /// The GGUF file's path.
+        path: PathBuf,
+        /// The tensor's GGUF name.
+        name: String,
+        /// llama.cpp's name of its type.
+        ty: &'static str,
+    },
     /// A tensor uses a ggml type id nsed cannot load.
-    #[error("{path}: tensor `{name}` has unsupported ggml type {ty}")]
+    #[error(
+        "{path}: tensor `{name}` has ggml type {ty}, which nsed cannot load (supported: \
+         F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K-Q6_K, Q8_K, IQ4_NL, IQ4_XS, \
+         MXFP4)"
+    )]
     TensorType {
         /// The GGUF file's path.
         path: PathBuf,
@@ -256,27 +274,55 @@ pub enum RawType {
     /// OCP microscaling FP4 (GGML type 39): blocks of 32 E2M1 values sharing
     /// one E8M0 power-of-two scale, 17 bytes (GPT-OSS's expert weights).
     Mxfp4,
+    /// IQ4_NL (GGML type 20): 32 indices into a fixed non-linear table and an
+    /// f16 scale, 18 bytes.
+    Iq4Nl,
+    /// IQ4_XS (GGML type 23): 256 such indices with eight 6-bit block scales
+    /// and an f16 scale, 136 bytes.
+    Iq4Xs,
 }
 
 impl RawType {
+    const ALL: [Self; 3] = [Self::Mxfp4, Self::Iq4Nl, Self::Iq4Xs];
+
     /// The type of GGML type id `id`, if nsed reads it itself.
     pub fn from_id(id: u32) -> Option<Self> {
-        (id == 39).then_some(Self::Mxfp4)
+        Self::ALL.into_iter().find(|t| t.id() == id)
     }
 
     /// The GGML type id.
     pub fn id(self) -> u32 {
-        39
+        match self {
+            Self::Mxfp4 => 39,
+            Self::Iq4Nl => 20,
+            Self::Iq4Xs => 23,
+        }
+    }
+
+    /// llama.cpp's name of the type.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mxfp4 => "MXFP4",
+            Self::Iq4Nl => "IQ4_NL",
+            Self::Iq4Xs => "IQ4_XS",
+        }
     }
 
     /// Elements per block.
     pub fn block_size(self) -> usize {
-        32
+        match self {
+            Self::Iq4Xs => 256,
+            Self::Mxfp4 | Self::Iq4Nl => 32,
+        }
     }
 
     /// Bytes per block.
     pub fn type_size(self) -> usize {
-        17
+        match self {
+            Self::Mxfp4 => 17,
+            Self::Iq4Nl => 18,
+            Self::Iq4Xs => 136,
+        }
     }
 }
 
@@ -406,10 +452,22 @@ impl Gguf {
     pub fn tensor_info(&self, name: &str) -> Result<&TensorInfo> {
         self.tensors
             .get(name)
-            .ok_or_else(|| GgufError::MissingTensor {
-                path: self.path.clone(),
-                name: name.to_string(),
+            .ok_or_else(|| match self.raw_tensors.get(name) {
+                Some(raw) => GgufError::HostOnly {
+                    path: self.path.clone(),
+                    name: name.to_string(),
+                    ty: raw.ty.name(),
+                },
+                None => GgufError::MissingTensor {
+                    path: self.path.clone(),
+                    name: name.to_string(),
+                },
             })
+    }
+
+    /// Whether the file has tensor `name`, in any type.
+    pub fn has_tensor(&self, name: &str) -> bool {
+        self.tensors.contains_key(name) || self.raw_tensors.contains_key(name)
     }
 
     /// Read one tensor's bytes from disk into a quantized tensor.

@@ -15,7 +15,7 @@ use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, Q
 use candle_core::{DType, Device, Module, Tensor};
 
 use crate::device::{ComputeDevice, DeviceError, OpenDevice, Weights};
-use crate::gguf::{Gguf, GgufError, TensorInfo};
+use crate::gguf::{Gguf, GgufError};
 use crate::qmm::float::FloatMatrix;
 use crate::qmm::mxfp4::Mxfp4Matrix;
 use crate::qmm::{self, Format, PackedMatrix, QmmError};
@@ -428,11 +428,11 @@ impl Weight {
     /// Repack `w` if a kernel exists for its format; the GGUF blocks are
     /// dropped when the last reference to them goes.
     fn new(w: Arc<QTensor>) -> Result<Self> {
-        if Format::from_ggml(w.dtype()).is_none() {
+        let Some(format) = Format::from_ggml(w.dtype()) else {
             return Ok(Self::Candle(w));
-        }
+        };
         let (n, k) = w.shape().dims2()?;
-        let packed = PackedMatrix::pack(w.dtype(), n, k, &w.data()?)?;
+        let packed = PackedMatrix::pack(format, n, k, &w.data()?)?;
         Ok(Self::Packed(Arc::new(packed)))
     }
 }
@@ -871,7 +871,7 @@ impl Model {
                 None => Ok(w),
             }
         };
-        let has_output = gguf.tensors.contains_key("output.weight");
+        let has_output = gguf.has_tensor("output.weight");
         let (embedding, output) = if candle {
             // The table is gathered on the host; the projection runs on
             // the device (a tied one from the same tensor, read once).
@@ -1161,14 +1161,49 @@ impl Model {
     }
 }
 
-/// A matrix packed while it is read from the GGUF file.
-fn read_packed(info: &TensorInfo, file: &mut std::fs::File) -> Result<PackedMatrix> {
+/// Where a tensor in a format of nsed's packed kernels lies in the file:
+/// candle's types and nsed's own (IQ4) alike.
+struct PackedSource<'a> {
+    name: &'a str,
+    format: Format,
+    dims: &'a [usize],
+    offset: u64,
+    n_bytes: u64,
+}
+
+/// Tensor `name` if the packed kernels read its format.
+fn packed_source<'a>(gguf: &'a Gguf, name: &str) -> Option<PackedSource<'a>> {
+    if let Some(info) = gguf.tensors.get(name) {
+        return Format::from_ggml(info.dtype).map(|format| PackedSource {
+            name: &info.name,
+            format,
+            dims: &info.dims,
+            offset: info.offset,
+            n_bytes: info.n_bytes,
+        });
+    }
+    let raw = gguf.raw_tensors.get(name)?;
+    Format::from_ggml_id(raw.ty.id()).map(|format| PackedSource {
+        name: &raw.name,
+        format,
+        dims: &raw.dims,
+        offset: raw.offset,
+        n_bytes: raw.n_bytes,
+    })
+}
+
+/// Rows `n` of `k` from byte `offset` of the file, packed while read.
+fn read_packed(
+    src: &PackedSource,
+    offset: u64,
+    (n, k): (usize, usize),
+    file: &mut std::fs::File,
+) -> Result<PackedMatrix> {
     use std::io::{Seek, SeekFrom};
-    let (n, k) = (info.dims[0], info.dims[1]);
-    file.seek(SeekFrom::Start(info.offset))
-        .map_err(|e| ModelError::Config(format!("reading tensor `{}`: {e}", info.name)))?;
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| ModelError::Config(format!("reading tensor `{}`: {e}", src.name)))?;
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    Ok(PackedMatrix::from_reader(info.dtype, n, k, &mut reader)?)
+    Ok(PackedMatrix::from_reader(src.format, n, k, &mut reader)?)
 }
 
 /// A weight matrix for the host path: streamed from the file into nsed's
@@ -1182,10 +1217,13 @@ fn host_matrix(
     read: &mut dyn FnMut(&mut std::fs::File, &str) -> Result<QTensor>,
     mapped: bool,
 ) -> Result<Weight> {
-    let info = gguf.tensor_info(name)?;
-    if !mapped && info.dims.len() == 2 && Format::from_ggml(info.dtype).is_some() {
-        return Ok(Weight::Packed(Arc::new(read_packed(info, file)?)));
+    if let Some(src) = packed_source(gguf, name).filter(|s| !mapped && s.dims.len() == 2) {
+        let shape = (src.dims[0], src.dims[1]);
+        return Ok(Weight::Packed(Arc::new(read_packed(
+            &src, src.offset, shape, file,
+        )?)));
     }
+    let info = gguf.tensor_info(name)?;
     if !mapped && info.dims.len() == 2 && FloatMatrix::handles(info.dtype) {
         use std::io::{Seek, SeekFrom};
         file.seek(SeekFrom::Start(info.offset))
@@ -1216,7 +1254,7 @@ fn upload(w: &QTensor, dev: &Device, weights: Weights) -> Result<QTensor> {
 /// Bytes of the weights the candle path puts on its device: every tensor
 /// but the token table (gathered on the host) unless the output is tied to it.
 fn device_bytes(gguf: &Gguf, weights: Weights) -> u64 {
-    let tied = !gguf.tensors.contains_key("output.weight");
+    let tied = !gguf.has_tensor("output.weight");
     gguf.tensors
         .values()
         .filter(|t| tied || t.name != "token_embd.weight")
@@ -1784,38 +1822,40 @@ fn load_experts(
     layer: usize,
     count: usize,
 ) -> Result<Vec<[PackedMatrix; 3]>> {
-    let infos = ["gate", "up", "down"]
-        .map(|t| gguf.tensor_info(&format!("blk.{layer}.ffn_{t}_exps.weight")));
-    let [gate, up, down] = infos;
-    let (gate, up, down) = (gate?, up?, down?);
-    for info in [gate, up, down] {
-        if info.dims.len() != 3 || info.dims[0] != count {
+    let source = |t: &str| -> Result<PackedSource> {
+        let name = format!("blk.{layer}.ffn_{t}_exps.weight");
+        let src = packed_source(gguf, &name).ok_or_else(|| match gguf.tensor_info(&name) {
+            Ok(info) => ModelError::Config(format!(
+                "`{name}` is {:?}, which nsed's expert kernels do not read",
+                info.dtype
+            )),
+            Err(e) => e.into(),
+        })?;
+        if src.dims.len() != 3 || src.dims[0] != count {
             return Err(ModelError::Config(format!(
-                "`{}` has shape {:?}, not [{count} experts, rows, cols]",
-                info.name, info.dims
+                "`{name}` has shape {:?}, not [{count} experts, rows, cols]",
+                src.dims
             )));
         }
-    }
+        Ok(src)
+    };
+    let (gate, up, down) = (source("gate")?, source("up")?, source("down")?);
     (0..count)
         .map(|e| {
             Ok([
-                read_expert(gate, e, file)?,
-                read_expert(up, e, file)?,
-                read_expert(down, e, file)?,
+                read_expert(&gate, e, file)?,
+                read_expert(&up, e, file)?,
+                read_expert(&down, e, file)?,
             ])
         })
         .collect()
 }
 
 /// Expert `e`'s `[rows, cols]` slice of a 3-D expert tensor, packed.
-fn read_expert(info: &TensorInfo, e: usize, file: &mut std::fs::File) -> Result<PackedMatrix> {
-    use std::io::{Seek, SeekFrom};
-    let (count, n, k) = (info.dims[0], info.dims[1], info.dims[2]);
-    let per_expert = info.n_bytes / count as u64;
-    file.seek(SeekFrom::Start(info.offset + e as u64 * per_expert))
-        .map_err(|err| ModelError::Config(format!("reading tensor `{}`: {err}", info.name)))?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    Ok(PackedMatrix::from_reader(info.dtype, n, k, &mut reader)?)
+fn read_expert(src: &PackedSource, e: usize, file: &mut std::fs::File) -> Result<PackedMatrix> {
+    let (count, n, k) = (src.dims[0], src.dims[1], src.dims[2]);
+    let per_expert = src.n_bytes / count as u64;
+    read_packed(src, src.offset + e as u64 * per_expert, (n, k), file)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //! Both then do the float work of the reference kernel, lane by lane: one FMA
 //! of the converted block sum by `scale · dx`, and one for the minimum.
 
-use super::{Codes, Format, PackedMatrix, QuantizedRows, BLOCK, GROUP};
+use super::{Codes, Format, PackedMatrix, QuantizedRows, BLOCK, GROUP, IQ4_CODES};
 use std::arch::x86_64::*;
 
 /// Output rows per vector.
@@ -74,7 +74,7 @@ macro_rules! panel_sums {
         };
         let low = _mm256_set1_epi8(15);
         match $format.codes() {
-            Codes::Nibble => {
+            Codes::Nibble if !$format.halves() => {
                 for u in 0..4 {
                     let p = load(u * 64);
                     let lo = _mm256_and_si256(p, low);
@@ -91,7 +91,7 @@ macro_rules! panel_sums {
                     *a = $finish(*a);
                 }
             }
-            Codes::Byte => {
+            Codes::Byte | Codes::Lut => {
                 // SAFETY: same target features; the record is whole.
                 let v = unpack::<F>($rec, $half);
                 for t in $steps {
@@ -100,15 +100,16 @@ macro_rules! panel_sums {
                     }
                 }
             }
-            Codes::Nibble5 | Codes::Nibble6 => {
+            Codes::Nibble | Codes::Nibble5 | Codes::Nibble6 => {
                 // SAFETY: as above.
                 let v = unpack::<F>($rec, $half);
                 // Steps' pairs sum in i16 as far as they cannot saturate,
                 // then widen into the i32 sum: codes < 32 four steps
                 // (4 · 2 · 31 · 127 = 31496), codes < 64 two (32004).
+                // Nibbles scaled by halves (Q3_K, Q2_K) run 4 steps too.
                 let run = match $format.codes() {
-                    Codes::Nibble5 => 4,
-                    _ => 2,
+                    Codes::Nibble6 => 2,
+                    _ => 4,
                 };
                 for t in $steps.step_by(run) {
                     for (a, x) in acc.iter_mut().zip(&$xb) {
@@ -252,7 +253,7 @@ macro_rules! kernel_family {
             } else {
                 &[0..8]
             };
-            let signed = $byte_signed && matches!(format.codes(), Codes::Byte);
+            let signed = $byte_signed && matches!(format.codes(), Codes::Byte | Codes::Lut);
             // Each row's per-block scalars, sliced once.
             let span = |r: usize| (i0 + r) * nb..(i0 + r + 1) * nb;
             let d: [&[f32]; R] = std::array::from_fn(|r| &acts.d[span(r)]);
@@ -271,7 +272,7 @@ macro_rules! kernel_family {
                 let xb: [&[i8]; R] = std::array::from_fn(|r| &block[r][..]);
                 for half in 0..2 {
                     // SAFETY: same target features.
-                    let (s0, s1, min) = unsafe { scales::<F>(w, g, b, half) };
+                    let (s0, s1, min, min1) = unsafe { scales::<F>(w, g, b, half) };
                     for (run, steps) in runs.iter().enumerate() {
                         // SAFETY: same target features; the record is whole.
                         let sums = unsafe {
@@ -287,7 +288,7 @@ macro_rules! kernel_family {
                                 $byte
                             )
                         };
-                        let scale = if run == 0 { s0 } else { s1 };
+                        let (scale, run_min) = if run == 0 { (s0, min) } else { (s1, min1) };
                         let lanes = out
                             .chunks_exact_mut(GROUP)
                             .map(|o| &mut o[half * LANES..][..LANES]);
@@ -310,6 +311,9 @@ macro_rules! kernel_family {
                             );
                             if format.has_min() {
                                 acc = _mm256_fmadd_ps(min, _mm256_set1_ps(d_sum[r][b]), acc);
+                            } else if format.half_mins() {
+                                let dh = d[r][b] * hs[r][2 * b + run] as f32;
+                                acc = _mm256_fmadd_ps(run_min, _mm256_set1_ps(dh), acc);
                             }
                             // SAFETY: as above.
                             unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
@@ -341,16 +345,23 @@ macro_rules! kernel_family {
             // SAFETY: same target features; `rec` is a whole record.
             let v = unsafe { unpack::<F>(rec, half) };
             // SAFETY: same target features; `g`, `b` index within `w`.
-            let (s0, s1, min) = unsafe { scales::<F>(w, g, b, half) };
+            let (s0, s1, min, min1) = unsafe { scales::<F>(w, g, b, half) };
             let at = i0 * nb + b;
             let xq = &acts.q[at * BLOCK..][..BLOCK];
             let hs = &acts.half_sums[at * 2..][..2];
             let dxv = _mm256_set1_ps(acts.d[at]);
             // SAFETY: same target features; `xq` is a whole block.
             let (i0v, i1v) = unsafe { $sums(format, &v, xq, hs) };
+            let dx = acts.d[at];
             *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0v), _mm256_mul_ps(s0, dxv), *acc);
+            if format.half_mins() {
+                *acc = _mm256_fmadd_ps(min, _mm256_set1_ps(dx * hs[0] as f32), *acc);
+            }
             if format.halves() {
                 *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1v), _mm256_mul_ps(s1, dxv), *acc);
+                if format.half_mins() {
+                    *acc = _mm256_fmadd_ps(min1, _mm256_set1_ps(dx * hs[1] as f32), *acc);
+                }
             } else if format.has_min() {
                 let dxb = _mm256_set1_ps(acts.d[at] * (hs[0] + hs[1]) as f32);
                 *acc = _mm256_fmadd_ps(min, dxb, *acc);
@@ -505,6 +516,8 @@ unsafe fn sums_avx2(format: Format, v: &[__m256i; 8], xq: &[i8], hs: &[i32]) -> 
     let whole = hs[0] + hs[1];
     let unused = _mm256_setzero_si256();
     match format.codes() {
+        // Codes < 16 scaled by halves: four steps each.
+        Codes::Nibble if format.halves() => (minus(run(0, 4), hs[0]), minus(run(4, 4), hs[1])),
         // Codes < 16: a pair is at most 2·15·127 = 3810, eight steps 30480.
         Codes::Nibble => (minus(run(0, 8), whole), unused),
         // Codes < 32: a pair is at most 7874, four steps 31496.
@@ -516,7 +529,8 @@ unsafe fn sums_avx2(format: Format, v: &[__m256i; 8], xq: &[i8], hs: &[i32]) -> 
         ),
         // Codes 0..=255 would saturate: multiply |w| (w = code − 128, the
         // GGUF value) by sign(w)·x, every pair at most 2·128·127 = 32512.
-        Codes::Byte => {
+        // IQ4's looked-up codes are such bytes too.
+        Codes::Byte | Codes::Lut => {
             let mut h = [_mm256_setzero_si256(); 2];
             for (t, vt) in v.iter().enumerate() {
                 h[t % 2] = byte_avx2(h[t % 2], *vt, word(xq, t));
@@ -586,6 +600,20 @@ unsafe fn unpack<const F: usize>(rec: &[u8], half: usize) -> [__m256i; 8] {
                 *vt = load(t * 64 + half * 32);
             }
         }
+        Codes::Lut => {
+            // The table in both 128-bit lanes: the in-lane shuffle is a full lookup.
+            // SAFETY: IQ4_CODES holds the 16 bytes read.
+            let table = unsafe { _mm_loadu_si128(IQ4_CODES.as_ptr().cast()) };
+            let table = _mm256_broadcastsi128_si256(table);
+            let low = _mm256_set1_epi8(15);
+            for u in 0..4 {
+                let p = load(u * 64 + half * 32);
+                let lo = _mm256_and_si256(p, low);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(p, 4), low);
+                v[u] = _mm256_shuffle_epi8(table, lo);
+                v[u + 4] = _mm256_shuffle_epi8(table, hi);
+            }
+        }
         Codes::Nibble | Codes::Nibble5 | Codes::Nibble6 => {
             let low = _mm256_set1_epi8(15);
             for u in 0..4 {
@@ -616,7 +644,7 @@ unsafe fn unpack<const F: usize>(rec: &[u8], half: usize) -> [__m256i; 8] {
 }
 
 /// Per-lane scales of one record's half-group: (first half, second half,
-/// min), computed with the reference kernel's float operations.
+/// min, second half's min), computed with the reference kernel's float operations.
 ///
 /// # Safety
 /// Call only on a CPU with avx2, f16c.
@@ -627,7 +655,7 @@ unsafe fn scales<const F: usize>(
     g: usize,
     b: usize,
     half: usize,
-) -> (__m256, __m256, __m256) {
+) -> (__m256, __m256, __m256, __m256) {
     let format = Format::from_id(F);
     let nb = w.k / BLOCK;
     let bm = format.block_meta();
@@ -644,7 +672,8 @@ unsafe fn scales<const F: usize>(
         // SAFETY: `at` holds the 8 bytes read.
         unsafe { _mm_loadl_epi64(at.as_ptr().cast()) }
     };
-    let unsigned = |field: usize| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(byte_field(field)));
+    let ints = |field: usize| _mm256_cvtepu8_epi32(byte_field(field));
+    let unsigned = |field: usize| _mm256_cvtepi32_ps(ints(field));
     let signed = |field: usize| _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(byte_field(field)));
     let supers = || {
         let sm = format.super_meta();
@@ -652,24 +681,41 @@ unsafe fn scales<const F: usize>(
     };
     let zero = _mm256_setzero_ps();
     match format {
-        Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => {
+        Format::Q4_0 | Format::Q5_0 | Format::Q8_0 | Format::Iq4Nl => {
             let d = halves(meta, 0);
-            (d, d, zero)
+            (d, d, zero, zero)
         }
-        Format::Q4_1 => (halves(meta, 0), zero, halves(meta, 1)),
-        Format::Q4K => {
+        Format::Q4_1 => (halves(meta, 0), zero, halves(meta, 1), zero),
+        Format::Q4K | Format::Q5K => {
             let (d, dmin) = (halves(supers(), 0), halves(supers(), 1));
             let s = _mm256_mul_ps(d, unsigned(0));
             let m = _mm256_mul_ps(dmin, unsigned(1));
-            (s, zero, _mm256_sub_ps(zero, m))
+            (s, zero, _mm256_sub_ps(zero, m), zero)
         }
-        Format::Q6K => {
+        Format::Q6K | Format::Q3K => {
             let d = halves(supers(), 0);
             (
                 _mm256_mul_ps(d, signed(0)),
                 _mm256_mul_ps(d, signed(1)),
                 zero,
+                zero,
             )
+        }
+        Format::Q2K => {
+            let (d, dmin) = (halves(supers(), 0), halves(supers(), 1));
+            let low = |v| _mm256_cvtepi32_ps(_mm256_and_si256(v, _mm256_set1_epi32(15)));
+            let high = |v| _mm256_cvtepi32_ps(_mm256_srli_epi32(v, 4));
+            let (a, b) = (ints(0), ints(1));
+            (
+                _mm256_mul_ps(d, low(a)),
+                _mm256_mul_ps(d, low(b)),
+                _mm256_sub_ps(zero, _mm256_mul_ps(dmin, high(a))),
+                _mm256_sub_ps(zero, _mm256_mul_ps(dmin, high(b))),
+            )
+        }
+        Format::Iq4Xs => {
+            let s = _mm256_mul_ps(halves(supers(), 0), signed(0));
+            (s, s, zero, zero)
         }
     }
 }

@@ -3,7 +3,7 @@
 //! broadcast activation word. Every load stays inside the packed buffers
 //! (checked by the slice indexing that computes each pointer).
 
-use super::{Codes, Format, PackedMatrix, QuantizedRows, BLOCK, GROUP, ROW_TILE};
+use super::{Codes, Format, PackedMatrix, QuantizedRows, BLOCK, GROUP, IQ4_CODES, ROW_TILE};
 use std::arch::x86_64::*;
 
 /// The 8 steps of unpacked codes of (group g, block b), one vector each.
@@ -22,6 +22,19 @@ unsafe fn unpack<const F: usize>(codes: &[u8]) -> [__m512i; 8] {
             Codes::Byte => {
                 for (t, vt) in v.iter_mut().enumerate() {
                     *vt = _mm512_loadu_si512(codes[t * 64..].as_ptr().cast());
+                }
+            }
+            Codes::Lut => {
+                // Each 128-bit lane of the table holds all 16 codes, so the
+                // in-lane byte shuffle is a full lookup.
+                let table = _mm512_broadcast_i32x4(_mm_loadu_si128(IQ4_CODES.as_ptr().cast()));
+                let low = _mm512_set1_epi8(15);
+                for u in 0..4 {
+                    let p = _mm512_loadu_si512(codes[u * 64..].as_ptr().cast());
+                    let lo = _mm512_and_si512(p, low);
+                    let hi = _mm512_and_si512(_mm512_srli_epi16(p, 4), low);
+                    v[u] = _mm512_shuffle_epi8(table, lo);
+                    v[u + 4] = _mm512_shuffle_epi8(table, hi);
                 }
             }
             Codes::Nibble | Codes::Nibble5 | Codes::Nibble6 => {
@@ -46,13 +59,19 @@ unsafe fn unpack<const F: usize>(codes: &[u8]) -> [__m512i; 8] {
     v
 }
 
-/// Per-lane scales of (group g, block b): (first half, second half, min).
+/// Per-lane scales of (group g, block b): (first half, second half, min,
+/// second half's min).
 ///
 /// # Safety
 /// Call only on a CPU with avx512f.
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn scales(format: Format, w: &PackedMatrix, g: usize, b: usize) -> (__m512, __m512, __m512) {
+unsafe fn scales(
+    format: Format,
+    w: &PackedMatrix,
+    g: usize,
+    b: usize,
+) -> (__m512, __m512, __m512, __m512) {
     let nb = w.k / BLOCK;
     let bm = format.block_meta();
     let meta = &w.meta[(g * nb + b) * GROUP * bm..][..GROUP * bm];
@@ -60,9 +79,8 @@ unsafe fn scales(format: Format, w: &PackedMatrix, g: usize, b: usize) -> (__m51
     // allocated for this (group, block) or (group, super-block).
     unsafe {
         let halves = |at: &[u8]| _mm512_cvtph_ps(_mm256_loadu_si256(at.as_ptr().cast()));
-        let bytes_u = |at: &[u8]| {
-            _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(at.as_ptr().cast())))
-        };
+        let ints_u = |at: &[u8]| _mm512_cvtepu8_epi32(_mm_loadu_si128(at.as_ptr().cast()));
+        let bytes_u = |at: &[u8]| _mm512_cvtepi32_ps(ints_u(at));
         let bytes_i = |at: &[u8]| {
             _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(at.as_ptr().cast())))
         };
@@ -72,24 +90,41 @@ unsafe fn scales(format: Format, w: &PackedMatrix, g: usize, b: usize) -> (__m51
             &w.supers[(g * (w.k / 256) + b / 8) * GROUP * sm..][..GROUP * sm]
         };
         match format {
-            Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => {
+            Format::Q4_0 | Format::Q5_0 | Format::Q8_0 | Format::Iq4Nl => {
                 let d = halves(meta);
-                (d, d, zero)
+                (d, d, zero, zero)
             }
-            Format::Q4_1 => (halves(meta), zero, halves(&meta[2 * GROUP..])),
-            Format::Q4K => {
+            Format::Q4_1 => (halves(meta), zero, halves(&meta[2 * GROUP..]), zero),
+            Format::Q4K | Format::Q5K => {
                 let (d, dmin) = (halves(supers()), halves(&supers()[2 * GROUP..]));
                 let s = _mm512_mul_ps(d, bytes_u(meta));
                 let m = _mm512_mul_ps(dmin, bytes_u(&meta[GROUP..]));
-                (s, zero, _mm512_sub_ps(zero, m))
+                (s, zero, _mm512_sub_ps(zero, m), zero)
             }
-            Format::Q6K => {
+            Format::Q6K | Format::Q3K => {
                 let d = halves(supers());
                 (
                     _mm512_mul_ps(d, bytes_i(meta)),
                     _mm512_mul_ps(d, bytes_i(&meta[GROUP..])),
                     zero,
+                    zero,
                 )
+            }
+            Format::Q2K => {
+                let (d, dmin) = (halves(supers()), halves(&supers()[2 * GROUP..]));
+                let (a, b) = (ints_u(meta), ints_u(&meta[GROUP..]));
+                let low = |v| _mm512_cvtepi32_ps(_mm512_and_si512(v, _mm512_set1_epi32(15)));
+                let high = |v| _mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4));
+                (
+                    _mm512_mul_ps(d, low(a)),
+                    _mm512_mul_ps(d, low(b)),
+                    _mm512_sub_ps(zero, _mm512_mul_ps(dmin, high(a))),
+                    _mm512_sub_ps(zero, _mm512_mul_ps(dmin, high(b))),
+                )
+            }
+            Format::Iq4Xs => {
+                let s = _mm512_mul_ps(halves(supers()), bytes_i(meta));
+                (s, s, zero, zero)
             }
         }
     }
@@ -170,7 +205,7 @@ unsafe fn tile<const F: usize, const R: usize>(
                 }
             }
             let v = unpack::<F>(codes);
-            let (s0, s1, min) = scales(format, w, g, b);
+            let (s0, s1, min, min1) = scales(format, w, g, b);
             for (r, acc_r) in acc.iter_mut().enumerate() {
                 let i = i0 + r;
                 let xq = &acts.q[(i * nb + b) * BLOCK..][..BLOCK];
@@ -194,8 +229,14 @@ unsafe fn tile<const F: usize, const R: usize>(
                     let i1v = _mm512_sub_epi32(h[1], _mm512_set1_epi32(off * hs[1]));
                     *acc_r =
                         _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0v), _mm512_mul_ps(s0, dxv), *acc_r);
+                    if format.half_mins() {
+                        *acc_r = _mm512_fmadd_ps(min, _mm512_set1_ps(dx * hs[0] as f32), *acc_r);
+                    }
                     *acc_r =
                         _mm512_fmadd_ps(_mm512_cvtepi32_ps(i1v), _mm512_mul_ps(s1, dxv), *acc_r);
+                    if format.half_mins() {
+                        *acc_r = _mm512_fmadd_ps(min1, _mm512_set1_ps(dx * hs[1] as f32), *acc_r);
+                    }
                 } else {
                     // Two chains for latency; integer sums are exact, so
                     // the split cannot change a bit.

@@ -1,5 +1,6 @@
 //! Quantized matrix multiplication: nsed's own blocked GEMM for the GGUF
-//! weight formats of the roster (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K).
+//! weight formats of the roster and of the larger models' GGUFs (Q4_0, Q4_1,
+//! Q5_0, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS).
 //!
 //! Weights are repacked once at load, replacing the GGUF blocks: 16 output
 //! rows are interleaved so that 64 bytes hold 4 consecutive codes of each of
@@ -37,6 +38,11 @@ macro_rules! by_format {
             Format::Q8_0 => $rows::<3>($($arg),*),
             Format::Q4K => $rows::<4>($($arg),*),
             Format::Q6K => $rows::<5>($($arg),*),
+            Format::Q5K => $rows::<6>($($arg),*),
+            Format::Q3K => $rows::<7>($($arg),*),
+            Format::Q2K => $rows::<8>($($arg),*),
+            Format::Iq4Nl => $rows::<9>($($arg),*),
+            Format::Iq4Xs => $rows::<10>($($arg),*),
         }
     };
 }
@@ -46,6 +52,7 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 pub mod float;
+pub mod iq4;
 pub mod mxfp4;
 pub mod path;
 mod portable;
@@ -65,9 +72,6 @@ const PACK_BATCH: usize = 32;
 /// Why a matrix could not be packed or multiplied.
 #[derive(Debug, thiserror::Error)]
 pub enum QmmError {
-    /// The weight type has no repacked kernel (only Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K do).
-    #[error("{0:?} weights have no repacked kernel")]
-    Unsupported(GgmlDType),
     /// The row length is not a whole number of the format's blocks, or the data is not the
     /// size the shape needs.
     #[error(
@@ -121,7 +125,37 @@ pub enum Format {
     Q4K,
     /// 6-bit k-quant: 256-weight super-blocks of sixteen 16-weight blocks with 8-bit scales.
     Q6K,
+    /// 5-bit k-quant: Q4_K's super-block with a fifth bit per weight.
+    Q5K,
+    /// 3-bit k-quant: sixteen 16-weight blocks with 6-bit signed scales, one f16 scale.
+    Q3K,
+    /// 2-bit k-quant: sixteen 16-weight blocks, each with a 4-bit scale and a 4-bit
+    /// minimum, and f16 scales for both.
+    Q2K,
+    /// 4-bit indices into a fixed non-linear table of 16 int8 values, one f16 scale per
+    /// 32 weights (llama.cpp's `IQ4_NL`, GGML type 20, which candle lacks).
+    Iq4Nl,
+    /// IQ4_NL's table in 256-weight super-blocks of eight 32-weight blocks with 6-bit
+    /// scales (`IQ4_XS`, GGML type 23).
+    Iq4Xs,
 }
+
+/// The sixteen values an IQ4_NL / IQ4_XS index selects (the format's definition).
+pub const IQ4_VALUES: [i8; 16] = [
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+];
+
+/// [`IQ4_VALUES`] as the kernels' unsigned codes (value + 128), which the
+/// offset 128 turns back into the values.
+const IQ4_CODES: [u8; 16] = {
+    let mut codes = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        codes[i] = (IQ4_VALUES[i] as i16 + 128) as u8;
+        i += 1;
+    }
+    codes
+};
 
 /// How a block's codes are stored after repacking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +166,8 @@ enum Codes {
     Nibble5,
     /// Nibbles plus two such planes, for the fifth and sixth bits.
     Nibble6,
+    /// Nibbles that index [`IQ4_CODES`]: after the lookup, one code per byte.
+    Lut,
     /// One code per byte.
     Byte,
 }
@@ -143,19 +179,24 @@ impl Codes {
         match self {
             Self::Nibble5 => 1,
             Self::Nibble6 => 2,
-            Self::Nibble | Self::Byte => 0,
+            Self::Nibble | Self::Byte | Self::Lut => 0,
         }
     }
 }
 
 impl Format {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 11] = [
         Self::Q4_0,
         Self::Q4_1,
         Self::Q5_0,
         Self::Q8_0,
         Self::Q4K,
         Self::Q6K,
+        Self::Q5K,
+        Self::Q3K,
+        Self::Q2K,
+        Self::Iq4Nl,
+        Self::Iq4Xs,
     ];
 
     /// The format of index `id` in [`Format::ALL`] (const-generic kernels).
@@ -173,20 +214,45 @@ impl Format {
             GgmlDType::Q8_0 => Self::Q8_0,
             GgmlDType::Q4K => Self::Q4K,
             GgmlDType::Q6K => Self::Q6K,
+            GgmlDType::Q5K => Self::Q5K,
+            GgmlDType::Q3K => Self::Q3K,
+            GgmlDType::Q2K => Self::Q2K,
             _ => return None,
         })
     }
 
-    /// Elements per GGUF block.
-    fn source_block(self) -> usize {
+    /// The GGML type id.
+    pub fn ggml_id(self) -> u32 {
         match self {
-            Self::Q4K | Self::Q6K => 256,
+            Self::Q4_0 => 2,
+            Self::Q4_1 => 3,
+            Self::Q5_0 => 6,
+            Self::Q8_0 => 8,
+            Self::Q2K => 10,
+            Self::Q3K => 11,
+            Self::Q4K => 12,
+            Self::Q5K => 13,
+            Self::Q6K => 14,
+            Self::Iq4Nl => 20,
+            Self::Iq4Xs => 23,
+        }
+    }
+
+    /// The format of GGML type id `id`; `None` when no repacked kernel exists for it.
+    pub fn from_ggml_id(id: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.ggml_id() == id)
+    }
+
+    /// Elements per GGUF block.
+    pub fn source_block(self) -> usize {
+        match self {
+            Self::Q4K | Self::Q6K | Self::Q5K | Self::Q3K | Self::Q2K | Self::Iq4Xs => 256,
             _ => 32,
         }
     }
 
     /// Bytes per GGUF block.
-    fn source_bytes(self) -> usize {
+    pub fn source_bytes(self) -> usize {
         match self {
             Self::Q4_0 => 18,
             Self::Q4_1 => 20,
@@ -194,16 +260,22 @@ impl Format {
             Self::Q8_0 => 34,
             Self::Q4K => 144,
             Self::Q6K => 210,
+            Self::Q5K => 176,
+            Self::Q3K => 110,
+            Self::Q2K => 84,
+            Self::Iq4Nl => 18,
+            Self::Iq4Xs => 136,
         }
     }
 
     #[inline(always)]
     fn codes(self) -> Codes {
         match self {
-            Self::Q4_0 | Self::Q4_1 | Self::Q4K => Codes::Nibble,
-            Self::Q5_0 => Codes::Nibble5,
+            Self::Q4_0 | Self::Q4_1 | Self::Q4K | Self::Q3K | Self::Q2K => Codes::Nibble,
+            Self::Q5_0 | Self::Q5K => Codes::Nibble5,
             Self::Q6K => Codes::Nibble6,
             Self::Q8_0 => Codes::Byte,
+            Self::Iq4Nl | Self::Iq4Xs => Codes::Lut,
         }
     }
 
@@ -213,22 +285,29 @@ impl Format {
         match self {
             Self::Q4_0 => 8,
             Self::Q5_0 => 16,
-            Self::Q8_0 => 128,
+            Self::Q8_0 | Self::Iq4Nl | Self::Iq4Xs => 128,
             Self::Q6K => 32,
-            Self::Q4_1 | Self::Q4K => 0,
+            Self::Q3K => 4,
+            Self::Q4_1 | Self::Q4K | Self::Q5K | Self::Q2K => 0,
         }
     }
 
-    /// Q4_1 and Q4_K add a per-block minimum.
+    /// Q4_1, Q4_K and Q5_K add a per-block minimum.
     #[inline(always)]
     fn has_min(self) -> bool {
-        matches!(self, Self::Q4_1 | Self::Q4K)
+        matches!(self, Self::Q4_1 | Self::Q4K | Self::Q5K)
     }
 
-    /// Q6_K scales each half (16 elements) of a block separately.
+    /// Q6_K, Q3_K and Q2_K scale each half (16 elements) of a block separately.
     #[inline(always)]
     fn halves(self) -> bool {
-        self == Self::Q6K
+        matches!(self, Self::Q6K | Self::Q3K | Self::Q2K)
+    }
+
+    /// Q2_K also gives each half its own minimum.
+    #[inline(always)]
+    fn half_mins(self) -> bool {
+        self == Self::Q2K
     }
 
     /// Bytes of per-row metadata per 32-element block.
@@ -236,6 +315,7 @@ impl Format {
     fn block_meta(self) -> usize {
         match self {
             Self::Q4_1 => 4,
+            Self::Iq4Xs => 1,
             _ => 2,
         }
     }
@@ -245,7 +325,7 @@ impl Format {
     #[inline(always)]
     fn block_width(self) -> usize {
         match self {
-            Self::Q4K | Self::Q6K => 1,
+            Self::Q4K | Self::Q6K | Self::Q5K | Self::Q3K | Self::Q2K | Self::Iq4Xs => 1,
             _ => 2,
         }
     }
@@ -254,8 +334,8 @@ impl Format {
     #[inline(always)]
     fn super_meta(self) -> usize {
         match self {
-            Self::Q4K => 4,
-            Self::Q6K => 2,
+            Self::Q4K | Self::Q5K | Self::Q2K => 4,
+            Self::Q6K | Self::Q3K | Self::Iq4Xs => 2,
             _ => 0,
         }
     }
@@ -264,7 +344,7 @@ impl Format {
     #[inline(always)]
     fn code_bytes(self) -> usize {
         match self.codes() {
-            Codes::Nibble => GROUP * BLOCK / 2,
+            Codes::Nibble | Codes::Lut => GROUP * BLOCK / 2,
             Codes::Nibble5 => GROUP * BLOCK / 2 + 8 * 8,
             Codes::Nibble6 => GROUP * BLOCK / 2 + 2 * 8 * 8,
             Codes::Byte => GROUP * BLOCK,
@@ -289,8 +369,8 @@ fn decode_row(format: Format, src: &[u8], k: usize) -> DecodedRow {
     for (i, blk) in src.chunks_exact(bytes).enumerate() {
         let codes = &mut row.codes[i * sb..(i + 1) * sb];
         match format {
-            Format::Q4_0 | Format::Q4_1 => {
-                let at = if format == Format::Q4_0 { 2 } else { 4 };
+            Format::Q4_0 | Format::Q4_1 | Format::Iq4Nl => {
+                let at = if format == Format::Q4_1 { 4 } else { 2 };
                 nibbles_32(&blk[at..at + 16], codes);
                 row.block_meta.extend_from_slice(&blk[..at]);
             }
@@ -310,6 +390,10 @@ fn decode_row(format: Format, src: &[u8], k: usize) -> DecodedRow {
             }
             Format::Q4K => decode_q4k(blk, codes, &mut row.block_meta, &mut row.super_meta),
             Format::Q6K => decode_q6k(blk, codes, &mut row.block_meta, &mut row.super_meta),
+            Format::Q5K => decode_q5k(blk, codes, &mut row.block_meta, &mut row.super_meta),
+            Format::Q3K => decode_q3k(blk, codes, &mut row.block_meta, &mut row.super_meta),
+            Format::Q2K => decode_q2k(blk, codes, &mut row.block_meta, &mut row.super_meta),
+            Format::Iq4Xs => decode_iq4xs(blk, codes, &mut row.block_meta, &mut row.super_meta),
         }
     }
     row
@@ -328,7 +412,91 @@ fn nibbles_32(qs: &[u8], codes: &mut [u8]) {
 /// 128 bytes of nibbles (64-element chunks: low nibbles, then high).
 fn decode_q4k(blk: &[u8], codes: &mut [u8], block_meta: &mut Vec<u8>, super_meta: &mut Vec<u8>) {
     super_meta.extend_from_slice(&blk[..4]);
-    let scales = &blk[4..16];
+    k4_scales_mins(&blk[4..16], block_meta);
+    for c in 0..4 {
+        let q = &blk[16 + 32 * c..16 + 32 * (c + 1)];
+        for (l, &byte) in q.iter().enumerate() {
+            codes[64 * c + l] = byte & 15;
+            codes[64 * c + 32 + l] = byte >> 4;
+        }
+    }
+}
+
+/// Q5_K: Q4_K's d, dmin and scales, 32 bytes of fifth bits (bit 2c of byte l
+/// for element 64c + l, bit 2c + 1 for element 64c + 32 + l), then Q4_K's
+/// nibbles.
+fn decode_q5k(blk: &[u8], codes: &mut [u8], block_meta: &mut Vec<u8>, super_meta: &mut Vec<u8>) {
+    super_meta.extend_from_slice(&blk[..4]);
+    k4_scales_mins(&blk[4..16], block_meta);
+    let (qh, qs) = (&blk[16..48], &blk[48..176]);
+    for c in 0..4 {
+        let q = &qs[32 * c..32 * (c + 1)];
+        for (l, (&byte, &high)) in q.iter().zip(qh).enumerate() {
+            codes[64 * c + l] = (byte & 15) | (((high >> (2 * c)) & 1) << 4);
+            codes[64 * c + 32 + l] = (byte >> 4) | (((high >> (2 * c + 1)) & 1) << 4);
+        }
+    }
+}
+
+/// Q3_K: 32 bytes of high bits, 64 of 2-bit low parts, 12 bytes of sixteen
+/// 6-bit scales (stored + 32), d (f16). Element 128n + 32j + l has low bits
+/// `(qs[32n + l] >> 2j) & 3` and high bit `hmask[l]` bit 4n + j; its value is
+/// `code − 4` with code = low | high << 2.
+fn decode_q3k(blk: &[u8], codes: &mut [u8], block_meta: &mut Vec<u8>, super_meta: &mut Vec<u8>) {
+    let (hmask, qs, scales) = (&blk[..32], &blk[32..96], &blk[96..108]);
+    for n in 0..2 {
+        for j in 0..4 {
+            for l in 0..32 {
+                let low = (qs[32 * n + l] >> (2 * j)) & 3;
+                let high = (hmask[l] >> (4 * n + j)) & 1;
+                codes[128 * n + 32 * j + l] = low | (high << 2);
+            }
+        }
+    }
+    for i in 0..16 {
+        let low = if i < 8 {
+            scales[i] & 15
+        } else {
+            scales[i - 8] >> 4
+        };
+        let high = (scales[8 + i % 4] >> (2 * (i / 4))) & 3;
+        block_meta.push(((low | (high << 4)) as i8).wrapping_sub(32) as u8);
+    }
+    super_meta.extend_from_slice(&blk[108..110]);
+}
+
+/// Q2_K: sixteen bytes of 4-bit scale (low) and minimum (high) per 16
+/// elements, 64 bytes of 2-bit codes (element 128n + 32j + l is
+/// `(qs[32n + l] >> 2j) & 3`), then d and dmin (f16).
+fn decode_q2k(blk: &[u8], codes: &mut [u8], block_meta: &mut Vec<u8>, super_meta: &mut Vec<u8>) {
+    let (scales, qs) = (&blk[..16], &blk[16..80]);
+    for n in 0..2 {
+        for j in 0..4 {
+            for l in 0..32 {
+                codes[128 * n + 32 * j + l] = (qs[32 * n + l] >> (2 * j)) & 3;
+            }
+        }
+    }
+    block_meta.extend_from_slice(scales);
+    super_meta.extend_from_slice(&blk[80..84]);
+}
+
+/// IQ4_XS: d (f16), the high 2 bits of eight 6-bit scales (u16), their low
+/// nibbles (4 bytes), then eight Q4_0-style 16-byte runs of table indices.
+fn decode_iq4xs(blk: &[u8], codes: &mut [u8], block_meta: &mut Vec<u8>, super_meta: &mut Vec<u8>) {
+    super_meta.extend_from_slice(&blk[..2]);
+    let high = u16::from_le_bytes([blk[2], blk[3]]);
+    let (low, qs) = (&blk[4..8], &blk[8..136]);
+    for b in 0..8 {
+        let ls = ((low[b / 2] >> (4 * (b % 2))) & 15) | ((((high >> (2 * b)) & 3) as u8) << 4);
+        block_meta.push((ls as i8).wrapping_sub(32) as u8);
+        nibbles_32(&qs[16 * b..16 * (b + 1)], &mut codes[32 * b..32 * (b + 1)]);
+    }
+}
+
+/// The 6-bit scales and minimums of Q4_K and Q5_K's eight sub-blocks, as
+/// (scale, min) byte pairs.
+fn k4_scales_mins(scales: &[u8], block_meta: &mut Vec<u8>) {
     for j in 0..8 {
         let (sc, m) = if j < 4 {
             (scales[j] & 63, scales[j + 4] & 63)
@@ -339,13 +507,6 @@ fn decode_q4k(blk: &[u8], codes: &mut [u8], block_meta: &mut Vec<u8>, super_meta
             )
         };
         block_meta.extend_from_slice(&[sc, m]);
-    }
-    for c in 0..4 {
-        let q = &blk[16 + 32 * c..16 + 32 * (c + 1)];
-        for (l, &byte) in q.iter().enumerate() {
-            codes[64 * c + l] = byte & 15;
-            codes[64 * c + 32 + l] = byte >> 4;
-        }
     }
 }
 
@@ -384,8 +545,7 @@ pub struct PackedMatrix {
 
 impl PackedMatrix {
     /// Repack the raw GGUF blocks of an `[n, k]` matrix.
-    pub fn pack(dtype: GgmlDType, n: usize, k: usize, data: &[u8]) -> Result<Self, QmmError> {
-        let format = Format::from_ggml(dtype).ok_or(QmmError::Unsupported(dtype))?;
+    pub fn pack(format: Format, n: usize, k: usize, data: &[u8]) -> Result<Self, QmmError> {
         let expected = n * (k / format.source_block()) * format.source_bytes();
         if data.len() != expected {
             return Err(QmmError::Shape {
@@ -397,19 +557,18 @@ impl PackedMatrix {
                 found: data.len(),
             });
         }
-        Self::from_reader(dtype, n, k, &mut &data[..])
+        Self::from_reader(format, n, k, &mut &data[..])
     }
 
     /// Repack an `[n, k]` matrix read row by row from `src` (e.g. a GGUF file
     /// positioned at the tensor): only one row of GGUF blocks is held at a
     /// time, so loading never needs two copies of a matrix.
     pub fn from_reader(
-        dtype: GgmlDType,
+        format: Format,
         n: usize,
         k: usize,
         src: &mut impl std::io::Read,
     ) -> Result<Self, QmmError> {
-        let format = Format::from_ggml(dtype).ok_or(QmmError::Unsupported(dtype))?;
         let sb = format.source_block();
         if n == 0 || k == 0 || !k.is_multiple_of(sb) {
             return Err(QmmError::Shape {
@@ -493,8 +652,9 @@ impl PackedMatrix {
         )
     }
 
-    /// The scales of row `r`, block `b`: (first half, second half, min).
-    fn block_scales(&self, r: usize, b: usize) -> (f32, f32, f32) {
+    /// The scales of row `r`, block `b`: (first half, second half, min, second
+    /// half's min); the first min is the whole block's where halves share it.
+    fn block_scales(&self, r: usize, b: usize) -> Scales {
         let (g, lane, nb) = (r / GROUP, r % GROUP, self.k / BLOCK);
         let bm = self.format.block_meta();
         let meta = &self.meta[(g * nb + b) * GROUP * bm..][..GROUP * bm];
@@ -508,18 +668,33 @@ impl PackedMatrix {
             &self.supers[(g * (self.k / 256) + b / 8) * GROUP * sm..][..GROUP * sm]
         };
         match self.format {
-            Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => {
+            Format::Q4_0 | Format::Q5_0 | Format::Q8_0 | Format::Iq4Nl => {
                 let d = half(meta, 0);
-                (d, d, 0.0)
+                (d, d, 0.0, 0.0)
             }
-            Format::Q4_1 => (half(meta, 0), 0.0, half(meta, 1)),
-            Format::Q4K => {
+            Format::Q4_1 => (half(meta, 0), 0.0, half(meta, 1), 0.0),
+            Format::Q4K | Format::Q5K => {
                 let (d, dmin) = (half(supers(), 0), half(supers(), 1));
-                (d * byte(0) as f32, 0.0, 0.0 - dmin * byte(1) as f32)
+                (d * byte(0) as f32, 0.0, 0.0 - dmin * byte(1) as f32, 0.0)
             }
-            Format::Q6K => {
+            Format::Q6K | Format::Q3K => {
                 let d = half(supers(), 0);
-                (d * byte(0) as i8 as f32, d * byte(1) as i8 as f32, 0.0)
+                (d * byte(0) as i8 as f32, d * byte(1) as i8 as f32, 0.0, 0.0)
+            }
+            Format::Q2K => {
+                let (d, dmin) = (half(supers(), 0), half(supers(), 1));
+                let (a, b) = (byte(0), byte(1));
+                (
+                    d * (a & 15) as f32,
+                    d * (b & 15) as f32,
+                    0.0 - dmin * (a >> 4) as f32,
+                    0.0 - dmin * (b >> 4) as f32,
+                )
+            }
+            Format::Iq4Xs => {
+                let d = half(supers(), 0);
+                let s = d * byte(0) as i8 as f32;
+                (s, s, 0.0, 0.0)
             }
         }
     }
@@ -528,15 +703,17 @@ impl PackedMatrix {
     pub fn row_f32(&self, r: usize, out: &mut [f32]) {
         let off = self.format.offset();
         for b in 0..self.k / BLOCK {
-            let (s0, s1, min) = self.block_scales(r, b);
+            let (s0, s1, m0, m1) = self.block_scales(r, b);
             for e in 0..BLOCK {
-                let s = if self.format.halves() && e >= 16 {
-                    s1
+                let second = self.format.halves() && e >= 16;
+                let s = if second { s1 } else { s0 };
+                let min = if second && self.format.half_mins() {
+                    m1
                 } else {
-                    s0
+                    m0
                 };
                 let q = (self.code(r, b * BLOCK + e) as i32 - off) as f32;
-                out[b * BLOCK + e] = if self.format.has_min() {
+                out[b * BLOCK + e] = if self.format.has_min() || self.format.half_mins() {
                     q * s + min
                 } else {
                     q * s
@@ -545,6 +722,9 @@ impl PackedMatrix {
         }
     }
 }
+
+/// Per-lane block scales: (first half, second half, min, second half's min).
+type Scales = (f32, f32, f32, f32);
 
 /// Write one row's record of `width`-byte fields into a group record, where
 /// each field holds the 16 lanes contiguously (so a vector load reads it).
@@ -575,7 +755,7 @@ fn put_block(codes: Codes, dst: &mut [u8], lane: usize, block: &[u8]) {
     };
     match codes {
         Codes::Byte => (0..8).for_each(|t| put(t * 64, step(t))),
-        Codes::Nibble | Codes::Nibble5 | Codes::Nibble6 => {
+        Codes::Nibble | Codes::Nibble5 | Codes::Nibble6 | Codes::Lut => {
             const LOW: u32 = 0x0F0F_0F0F;
             for t in 0..4 {
                 put(t * 64, (step(t) & LOW) | ((step(t + 4) & LOW) << 4));
@@ -641,6 +821,10 @@ fn get_code(codes: Codes, src: &[u8], lane: usize, e: usize) -> u8 {
     let byte = 4 * lane + i;
     match codes {
         Codes::Byte => src[t * 64 + byte],
+        Codes::Lut => {
+            let packed = src[(t % 4) * 64 + byte];
+            IQ4_CODES[usize::from(if t < 4 { packed & 15 } else { packed >> 4 })]
+        }
         Codes::Nibble | Codes::Nibble5 | Codes::Nibble6 => {
             let packed = src[(t % 4) * 64 + byte];
             let mut code = if t < 4 { packed & 15 } else { packed >> 4 };
@@ -838,18 +1022,44 @@ mod tests {
 
     use crate::testing::pseudo_random as values;
 
-    const FORMATS: [GgmlDType; 6] = [
-        GgmlDType::Q4_0,
-        GgmlDType::Q4_1,
-        GgmlDType::Q5_0,
-        GgmlDType::Q8_0,
-        GgmlDType::Q4K,
-        GgmlDType::Q6K,
-    ];
+    const FORMATS: [Format; 11] = Format::ALL;
 
-    /// A GGUF-quantized `[n, k]` matrix, its packed form and its dequantized values.
-    fn matrix(dtype: GgmlDType, n: usize, k: usize) -> (PackedMatrix, Vec<f32>) {
-        let w = Tensor::from_vec(values(n * k, dtype as u64 + 7), (n, k), &Device::Cpu).unwrap();
+    /// The candle dtype of a format candle can quantize.
+    fn candle_dtype(format: Format) -> Option<GgmlDType> {
+        [
+            GgmlDType::Q4_0,
+            GgmlDType::Q4_1,
+            GgmlDType::Q5_0,
+            GgmlDType::Q8_0,
+            GgmlDType::Q2K,
+            GgmlDType::Q3K,
+            GgmlDType::Q4K,
+            GgmlDType::Q5K,
+            GgmlDType::Q6K,
+        ]
+        .into_iter()
+        .find(|&d| Format::from_ggml(d) == Some(format))
+    }
+
+    /// A GGUF-quantized `[n, k]` matrix, its packed form and its dequantized
+    /// values: candle's quantizer and dequantizer where candle has the format,
+    /// else nsed's IQ4 quantizer and the packed rows (whose dequantization
+    /// the committed ggml vectors check).
+    fn matrix(format: Format, n: usize, k: usize) -> (PackedMatrix, Vec<f32>) {
+        let x = values(n * k, format.ggml_id() as u64 + 7);
+        let Some(dtype) = candle_dtype(format) else {
+            let blocks = match format {
+                Format::Iq4Nl => iq4::quantize_iq4_nl(&x),
+                _ => iq4::quantize_iq4_xs(&x),
+            };
+            let packed = PackedMatrix::pack(format, n, k, &blocks).unwrap();
+            let mut deq = vec![0f32; n * k];
+            for (r, row) in deq.chunks_exact_mut(k).enumerate() {
+                packed.row_f32(r, row);
+            }
+            return (packed, deq);
+        };
+        let w = Tensor::from_vec(x, (n, k), &Device::Cpu).unwrap();
         let q = QTensor::quantize(&w, dtype).unwrap();
         let deq = q
             .dequantize(&Device::Cpu)
@@ -858,13 +1068,13 @@ mod tests {
             .unwrap()
             .to_vec1::<f32>()
             .unwrap();
-        let packed = PackedMatrix::pack(dtype, n, k, &q.data().unwrap()).unwrap();
+        let packed = PackedMatrix::pack(format, n, k, &q.data().unwrap()).unwrap();
         (packed, deq)
     }
 
     #[test]
     fn packed_rows_dequantize_like_candle() {
-        for dtype in FORMATS {
+        for dtype in FORMATS.into_iter().filter(|&f| candle_dtype(f).is_some()) {
             let (n, k) = (40, 512);
             let (p, deq) = matrix(dtype, n, k);
             let mut row = vec![0f32; k];
@@ -877,6 +1087,59 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// ggml's `to_float` of random blocks of every format
+    /// (`scripts/ggml-dequant-vectors.py`): nsed's packed values equal them
+    /// bit for bit, but for the sign of a zero (ggml's `d·q − m` gives −0
+    /// where nsed's `q·d + (0 − m)` gives +0); a changed block byte changes a
+    /// value (negative control).
+    #[test]
+    fn dequant_vectors_equal_ggmls() {
+        let text = include_str!("../../../../tests/data/golden/dequant/ggml.json");
+        let doc: serde_json::Value = serde_json::from_str(text).unwrap();
+        let hex = |s: &str| -> Vec<u8> {
+            (0..s.len() / 2)
+                .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+                .collect()
+        };
+        let formats = doc["formats"].as_object().unwrap();
+        assert_eq!(formats.len(), Format::ALL.len());
+        for (name, v) in formats {
+            let format = Format::from_ggml_id(v["ggml_type"].as_u64().unwrap() as u32).unwrap();
+            let blocks = hex(v["blocks"].as_str().unwrap());
+            let want: Vec<u32> = hex(v["values_f32le"].as_str().unwrap())
+                .chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            let row_of = |blocks: &[u8]| {
+                let p = PackedMatrix::pack(format, 1, want.len(), blocks).unwrap();
+                let mut row = vec![0f32; want.len()];
+                p.row_f32(0, &mut row);
+                // ±0 as one value.
+                row.iter()
+                    .map(|v| (v + 0.0).to_bits())
+                    .collect::<Vec<u32>>()
+            };
+            let want: Vec<u32> = want
+                .iter()
+                .map(|&b| (f32::from_bits(b) + 0.0).to_bits())
+                .collect();
+            let got = row_of(&blocks);
+            for (e, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(
+                    g,
+                    w,
+                    "{name} element {e}: {} vs ggml {}",
+                    f32::from_bits(*g),
+                    f32::from_bits(*w)
+                );
+            }
+            let mut changed = blocks.clone();
+            let last = changed.len() - 1;
+            changed[last] ^= 0x11;
+            assert_ne!(row_of(&changed), want, "{name}: a changed byte went unseen");
         }
     }
 
@@ -907,7 +1170,7 @@ mod tests {
         let paths = path::available();
         assert!(paths.contains(&KernelPath::Portable));
         for dtype in FORMATS {
-            let k_quant = matches!(dtype, GgmlDType::Q4K | GgmlDType::Q6K);
+            let k_quant = dtype.source_block() == 256;
             // A padded last group (40 = 2·16 + 8 rows), and for the 32-element
             // formats a row length that is not a multiple of 256.
             let shapes: &[(usize, usize)] = if k_quant {
@@ -976,7 +1239,7 @@ mod tests {
 
     #[test]
     fn an_unavailable_path_is_an_error() {
-        let (p, _) = matrix(GgmlDType::Q8_0, 16, 64);
+        let (p, _) = matrix(Format::Q8_0, 16, 64);
         for path in KernelPath::ALL.into_iter().filter(|p| !p.is_available()) {
             assert!(matches!(
                 matmul_with(path, &p, &[0.5; 64]),
@@ -1040,18 +1303,23 @@ mod tests {
 
     #[test]
     fn bad_shapes_are_errors() {
-        let (p, _) = matrix(GgmlDType::Q8_0, 16, 64);
+        let (p, _) = matrix(Format::Q8_0, 16, 64);
         assert!(matches!(
             matmul(&p, &[0.0; 65]),
             Err(QmmError::Activations { .. })
         ));
         assert!(matches!(
-            PackedMatrix::pack(GgmlDType::Q8_0, 16, 64, &[0; 10]),
+            PackedMatrix::pack(Format::Q8_0, 16, 64, &[0; 10]),
             Err(QmmError::Shape { .. })
         ));
         assert!(matches!(
-            PackedMatrix::pack(GgmlDType::F16, 16, 64, &[0; 2048]),
-            Err(QmmError::Unsupported(_))
+            PackedMatrix::pack(Format::Iq4Xs, 16, 96, &[0; 2048]),
+            Err(QmmError::Shape { .. })
         ));
+        assert_eq!(Format::from_ggml(GgmlDType::F16), None);
+        assert_eq!(Format::from_ggml_id(39), None, "MXFP4 has its own product");
+        for f in Format::ALL {
+            assert_eq!(Format::from_ggml_id(f.ggml_id()), Some(f));
+        }
     }
 }

@@ -7,7 +7,7 @@
 //! Also here: the element-wise reference kernel that every path is tested
 //! against, bit for bit.
 
-use super::{Codes, Format, PackedMatrix, QuantizedRows, BLOCK, GROUP};
+use super::{Codes, Format, PackedMatrix, QuantizedRows, Scales, BLOCK, GROUP, IQ4_CODES};
 
 /// All activation rows against group `g`; `dst` is `[m][16]`.
 pub(super) fn group_kernel(w: &PackedMatrix, acts: &QuantizedRows, g: usize, dst: &mut [f32]) {
@@ -45,7 +45,7 @@ fn rows<const F: usize>(w: &PackedMatrix, acts: &QuantizedRows, g: usize, dst: &
     let (nb, off, code_bytes) = (w.k / BLOCK, format.offset(), format.code_bytes());
     dst.fill(0.0);
     let mut codes = [[0i16; BLOCK]; GROUP];
-    let mut scales = [(0f32, 0f32, 0f32); GROUP];
+    let mut scales = [(0f32, 0f32, 0f32, 0f32); GROUP];
     for b in 0..nb {
         unpack(
             format,
@@ -58,12 +58,18 @@ fn rows<const F: usize>(w: &PackedMatrix, acts: &QuantizedRows, g: usize, dst: &
             let xq = &acts.q[at * BLOCK..][..BLOCK];
             let x: [i16; BLOCK] = std::array::from_fn(|e| xq[e] as i16);
             let (hs, dx) = (&acts.half_sums[at * 2..][..2], acts.d[at]);
-            for ((acc, c), &(s0, s1, min)) in out.iter_mut().zip(&codes).zip(&scales) {
+            for ((acc, c), &(s0, s1, min, min1)) in out.iter_mut().zip(&codes).zip(&scales) {
                 if format.halves() {
                     let i0 = dot(&c[..16], &x[..16]) - off * hs[0];
                     let i1 = dot(&c[16..], &x[16..]) - off * hs[1];
                     *acc = (i0 as f32).mul_add(s0 * dx, *acc);
+                    if format.half_mins() {
+                        *acc = min.mul_add(dx * hs[0] as f32, *acc);
+                    }
                     *acc = (i1 as f32).mul_add(s1 * dx, *acc);
+                    if format.half_mins() {
+                        *acc = min1.mul_add(dx * hs[1] as f32, *acc);
+                    }
                 } else {
                     let bsum = hs[0] + hs[1];
                     let isum = dot(c, &x) - off * bsum;
@@ -78,16 +84,10 @@ fn rows<const F: usize>(w: &PackedMatrix, acts: &QuantizedRows, g: usize, dst: &
 }
 
 /// The 16 lanes' scales of (group g, block b): (first half, second half,
-/// min), the float operations of `PackedMatrix::block_scales`, over fields
+/// min, second half's min), the float operations of `PackedMatrix::block_scales`, over fields
 /// stored lane-contiguous so that the loops vectorize.
 #[inline(always)]
-fn lane_scales(
-    format: Format,
-    w: &PackedMatrix,
-    g: usize,
-    b: usize,
-    out: &mut [(f32, f32, f32); GROUP],
-) {
+fn lane_scales(format: Format, w: &PackedMatrix, g: usize, b: usize, out: &mut [Scales; GROUP]) {
     let nb = w.k / BLOCK;
     let bm = format.block_meta();
     let meta = &w.meta[(g * nb + b) * GROUP * bm..][..GROUP * bm];
@@ -104,26 +104,42 @@ fn lane_scales(
     };
     for (lane, s) in out.iter_mut().enumerate() {
         *s = match format {
-            Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => {
+            Format::Q4_0 | Format::Q5_0 | Format::Q8_0 | Format::Iq4Nl => {
                 let d = half(meta, 0, lane);
-                (d, d, 0.0)
+                (d, d, 0.0, 0.0)
             }
-            Format::Q4_1 => (half(meta, 0, lane), 0.0, half(meta, 1, lane)),
-            Format::Q4K => {
+            Format::Q4_1 => (half(meta, 0, lane), 0.0, half(meta, 1, lane), 0.0),
+            Format::Q4K | Format::Q5K => {
                 let (d, dmin) = (half(supers, 0, lane), half(supers, 1, lane));
                 (
                     d * byte(0, lane) as f32,
                     0.0,
                     0.0 - dmin * byte(1, lane) as f32,
+                    0.0,
                 )
             }
-            Format::Q6K => {
+            Format::Q6K | Format::Q3K => {
                 let d = half(supers, 0, lane);
                 (
                     d * byte(0, lane) as i8 as f32,
                     d * byte(1, lane) as i8 as f32,
                     0.0,
+                    0.0,
                 )
+            }
+            Format::Q2K => {
+                let (d, dmin) = (half(supers, 0, lane), half(supers, 1, lane));
+                let (a, b) = (byte(0, lane), byte(1, lane));
+                (
+                    d * (a & 15) as f32,
+                    d * (b & 15) as f32,
+                    0.0 - dmin * (a >> 4) as f32,
+                    0.0 - dmin * (b >> 4) as f32,
+                )
+            }
+            Format::Iq4Xs => {
+                let s = half(supers, 0, lane) * byte(0, lane) as i8 as f32;
+                (s, s, 0.0, 0.0)
             }
         };
     }
@@ -162,6 +178,18 @@ fn unpack(format: Format, rec: &[u8], codes: &mut [[i16; BLOCK]; GROUP]) {
                 for (lane, row) in codes.iter_mut().enumerate() {
                     for i in 0..4 {
                         row[4 * t + i] = step[4 * lane + i] as i16;
+                    }
+                }
+            }
+        }
+        Codes::Lut => {
+            for u in 0..4 {
+                let step = &rec[u * 64..][..64];
+                for (lane, row) in codes.iter_mut().enumerate() {
+                    for i in 0..4 {
+                        let byte = step[4 * lane + i];
+                        row[4 * u + i] = IQ4_CODES[usize::from(byte & 15)] as i16;
+                        row[4 * u + 16 + i] = IQ4_CODES[usize::from(byte >> 4)] as i16;
                     }
                 }
             }
@@ -209,10 +237,10 @@ pub(super) fn reference_group_kernel(
             let r = g * GROUP + lane;
             let mut acc = 0f32;
             for b in 0..nb {
-                let (s0, s1, min) = if r < w.n {
+                let (s0, s1, min, min1) = if r < w.n {
                     w.block_scales(r, b)
                 } else {
-                    (0.0, 0.0, 0.0)
+                    (0.0, 0.0, 0.0, 0.0)
                 };
                 let dx = acts.d[i * nb + b];
                 let xq = &acts.q[(i * nb + b) * BLOCK..][..BLOCK];
@@ -229,7 +257,13 @@ pub(super) fn reference_group_kernel(
                     let i0 = dot(0..16) - off * hs[0];
                     let i1 = dot(16..32) - off * hs[1];
                     acc = (i0 as f32).mul_add(s0 * dx, acc);
+                    if w.format.half_mins() {
+                        acc = min.mul_add(dx * hs[0] as f32, acc);
+                    }
                     acc = (i1 as f32).mul_add(s1 * dx, acc);
+                    if w.format.half_mins() {
+                        acc = min1.mul_add(dx * hs[1] as f32, acc);
+                    }
                 } else {
                     let bsum = hs[0] + hs[1];
                     let isum = dot(0..32) - off * bsum;

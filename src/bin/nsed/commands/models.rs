@@ -172,12 +172,7 @@ pub fn models_inspect(spec: &str, list_tensors: bool) -> Result<()> {
             );
         }
         for t in gguf.raw_tensors.values() {
-            outln!(
-                "  {:<40} {:<6} {:?}",
-                t.name,
-                format!("{:?}", t.ty).to_uppercase(),
-                t.dims
-            );
+            outln!("  {:<40} {:<6} {:?}", t.name, t.ty.name(), t.dims);
         }
     }
     Ok(())
@@ -206,9 +201,13 @@ fn print_tensor_types(gguf: &Gguf, kernel: nsed::engine::qmm::path::KernelPath) 
         }
     }
     for t in gguf.raw_tensors.values() {
+        let runs_on = match t.ty {
+            nsed::engine::gguf::RawType::Mxfp4 => "qmm::mxfp4 (nsed's own, one path)",
+            _ => "qmm",
+        };
         let e = by_type
-            .entry(format!("{:?}", t.ty).to_uppercase())
-            .or_insert((0, 0, "qmm::mxfp4 (nsed's own, one path)"));
+            .entry(t.ty.name().to_string())
+            .or_insert((0, 0, runs_on));
         e.0 += 1;
         e.1 += t.dims.iter().product::<usize>();
     }
