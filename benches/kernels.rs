@@ -39,11 +39,7 @@ fn qmatmul(c: &mut Criterion) {
         GgmlDType::Q6K,
     ] {
         // K-quants need rows of 256: use the 1.5B model's 1536 columns.
-        let k = if dtype.block_size() == 256 {
-            1536
-        } else {
-            k
-        };
+        let k = if dtype.block_size() == 256 { 1536 } else { k };
         let w = packed(dtype, n, k);
         let mut group = c.benchmark_group(format!("qmm/{dtype:?}/{n}x{k}"));
         group.sample_size(20);

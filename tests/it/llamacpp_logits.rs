@@ -49,10 +49,19 @@ const MIN_TOP1: f64 = 0.8;
 const MAX_MEAN_KL: f64 = 3e-3;
 const MAX_ABS_LOGIT: f32 = 0.4;
 
+/// A shape id, `SHAPE` or `SHAPE:QUANT` (the layers' weight type), as the
+/// golden's file name: `SHAPE` or `SHAPE-quant`.
+fn file_name(id: &str) -> String {
+    match id.split_once(':') {
+        Some((shape, quant)) => format!("{shape}-{}", quant.to_lowercase()),
+        None => id.to_string(),
+    }
+}
+
 fn golden(shape: &str) -> Golden {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/golden/logits")
-        .join(format!("{shape}.json"));
+        .join(format!("{}.json", file_name(shape)));
     let text = std::fs::read_to_string(&path).expect("golden file");
     serde_json::from_str(&text).expect("golden json")
 }
@@ -72,8 +81,15 @@ fn reference(g: &Golden) -> Vec<Vec<f32>> {
 /// The scaled-down synthetic model of `shape`, written as the golden's was
 /// (the same bytes, checked by sha256), and its parsed header.
 fn synthetic(dir: &Path, shape: &str, g: &Golden) -> Gguf {
-    let path = dir.join(format!("{shape}.gguf"));
-    let spec = SynthSpec::like(shape).expect("known shape").scaled_down();
+    let path = dir.join(format!("{}.gguf", file_name(shape)));
+    let (like, quant) = match shape.split_once(':') {
+        Some((like, quant)) => (like, Some(quant)),
+        None => (shape, None),
+    };
+    let mut spec = SynthSpec::like(like).expect("known shape").scaled_down();
+    if let Some(quant) = quant {
+        spec.weight_type = synth::parse_quant(quant).expect("known type");
+    }
     synth::write(&path, &spec).expect("write");
     let sha = hex(&Sha256::digest(std::fs::read(&path).expect("read")));
     assert_eq!(sha, g.sha256, "{shape}: not the file llama.cpp evaluated");
@@ -151,7 +167,8 @@ fn within_bounds(a: &Agreement, routed: bool) -> bool {
 }
 
 fn is_routed(shape: &str) -> bool {
-    matches!(shape, "qwen3-30b-a3b" | "gpt-oss-20b")
+    let like = shape.split_once(':').map_or(shape, |(like, _)| like);
+    matches!(like, "qwen3-30b-a3b" | "gpt-oss-20b")
 }
 
 #[test]
@@ -170,6 +187,14 @@ fn every_architecture_agrees_with_llama_cpp() {
         "qwen3-30b-a3b",
         "llama3.1-8b",
         "gpt-oss-20b",
+        // The weight formats of the larger models' GGUFs, on one dense
+        // shape, and IQ4_XS experts.
+        "qwen3-8b:Q2_K",
+        "qwen3-8b:Q3_K",
+        "qwen3-8b:Q5_K",
+        "qwen3-8b:IQ4_NL",
+        "qwen3-8b:IQ4_XS",
+        "qwen3-30b-a3b:IQ4_XS",
     ] {
         let g = golden(shape);
         let gguf = synthetic(dir.path(), shape, &g);

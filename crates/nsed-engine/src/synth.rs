@@ -14,7 +14,7 @@ use candle_core::{Device, Tensor};
 use crate::gguf::{self, Value};
 use crate::gguf::{RawTensor, RawType};
 use crate::model::{Arch, ExpertConfig, Yarn};
-use crate::qmm::mxfp4;
+use crate::qmm::{iq4, mxfp4};
 use nsed_stats::SplitMix64;
 
 /// Why a synthetic model could not be specified or written.
@@ -24,7 +24,10 @@ pub enum SynthError {
     #[error("no synthetic shape for `{0}`: --like takes {known}", known = shape_ids())]
     UnknownShape(String),
     /// `--quant` names a type the synthesizer does not write.
-    #[error("unsupported --quant `{0}`: use Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K, F16, BF16 or F32")]
+    #[error(
+        "unsupported --quant `{0}`: use Q4_0, Q4_1, Q5_0, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, \
+         IQ4_NL, IQ4_XS, F16, BF16 or F32"
+    )]
     UnknownQuant(String),
     /// The GGUF file could not be created or written.
     #[error("writing {path}: {source}")]
@@ -67,7 +70,7 @@ pub struct SynthSpec {
     /// with Q4_K (the `Q4_K_M` mix) `attn_v` and `ffn_down` get Q6_K; rows
     /// whose length a type's block does not divide fall back as llama.cpp's
     /// quantizer does (Q4_K → Q5_0, Q6_K → Q8_0).
-    pub weight_type: GgmlDType,
+    pub weight_type: Quant,
     /// Type of the token table.
     pub embed_type: GgmlDType,
     /// A separate `output.weight` of this type; `None`: tied to the table.
@@ -148,7 +151,7 @@ impl SynthSpec {
             rope_base: 10_000.0,
             rope_scaling: None,
             seed: 7,
-            weight_type: GgmlDType::Q8_0,
+            weight_type: Quant::Ggml(GgmlDType::Q8_0),
             embed_type: GgmlDType::Q8_0,
             output_type: matches!(arch, Arch::Qwen2 | Arch::Qwen3).then_some(GgmlDType::Q8_0),
             vocab_size: None,
@@ -191,7 +194,7 @@ impl SynthSpec {
             rope_base: shape.rope_base,
             rope_scaling: (shape.rope_scaling != 0.0).then_some(shape.rope_scaling),
             seed: 7,
-            weight_type: shape.quant,
+            weight_type: Quant::Ggml(shape.quant),
             embed_type: shape.embed,
             output_type: shape.output,
             vocab_size: Some(shape.vocab_size),
@@ -637,28 +640,55 @@ pub fn shape_ids() -> String {
     ids.join(", ")
 }
 
-/// Parse a `--quant` name (`Q4_K`, `q8_0`, `f16`, ...).
-pub fn parse_quant(name: &str) -> Result<GgmlDType, SynthError> {
-    Ok(match name.to_ascii_uppercase().as_str() {
+/// A weight type the synthesizer writes: one of candle's GGML types, or an
+/// IQ4 type (which candle lacks) quantized by [`iq4`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quant {
+    /// A type candle quantizes.
+    Ggml(GgmlDType),
+    /// IQ4_NL (GGML type 20).
+    Iq4Nl,
+    /// IQ4_XS (GGML type 23).
+    Iq4Xs,
+}
+
+impl std::fmt::Display for Quant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ggml(t) => write!(f, "{t:?}"),
+            Self::Iq4Nl => f.write_str("IQ4_NL"),
+            Self::Iq4Xs => f.write_str("IQ4_XS"),
+        }
+    }
+}
+
+/// Parse a `--quant` name (`Q4_K`, `q8_0`, `iq4_xs`, `f16`, ...).
+pub fn parse_quant(name: &str) -> Result<Quant, SynthError> {
+    Ok(Quant::Ggml(match name.to_ascii_uppercase().as_str() {
         "Q4_0" => GgmlDType::Q4_0,
         "Q4_1" => GgmlDType::Q4_1,
         "Q5_0" => GgmlDType::Q5_0,
         "Q8_0" => GgmlDType::Q8_0,
+        "Q2_K" | "Q2K" => GgmlDType::Q2K,
+        "Q3_K" | "Q3K" => GgmlDType::Q3K,
         "Q4_K" | "Q4K" => GgmlDType::Q4K,
+        "Q5_K" | "Q5K" => GgmlDType::Q5K,
         "Q6_K" | "Q6K" => GgmlDType::Q6K,
+        "IQ4_NL" => return Ok(Quant::Iq4Nl),
+        "IQ4_XS" => return Ok(Quant::Iq4Xs),
         "F16" => GgmlDType::F16,
         "BF16" => GgmlDType::BF16,
         "F32" => GgmlDType::F32,
         _ => return Err(SynthError::UnknownQuant(name.to_string())),
-    })
+    }))
 }
 
 /// The type of layer matrix `name` in a `want` mix: llama.cpp's Q4_K_M
 /// gives `attn_v` and `ffn_down` Q6_K.
-fn mixed(want: GgmlDType, name: &str) -> GgmlDType {
+fn mixed(want: Quant, name: &str) -> Quant {
     let more_bits = name.ends_with("attn_v.weight") || name.ends_with("ffn_down.weight");
-    if want == GgmlDType::Q4K && more_bits {
-        GgmlDType::Q6K
+    if want == Quant::Ggml(GgmlDType::Q4K) && more_bits {
+        Quant::Ggml(GgmlDType::Q6K)
     } else {
         want
     }
@@ -757,6 +787,52 @@ fn spm_vocab() -> (Vec<String>, Vec<i32>, Vec<f32>) {
 /// them, so they only appear when sampled.
 fn padding(from: usize, to: usize) -> impl Iterator<Item = String> {
     (from..to).map(|i| format!("synth{i}"))
+}
+
+/// The tensors of a model being written: candle's types and nsed's raw ones.
+#[derive(Default)]
+struct Tensors {
+    candle: Vec<(String, QTensor)>,
+    raw: Vec<(String, RawTensor)>,
+}
+
+impl Tensors {
+    /// A matrix of uniform values in ±`scale`, of type `quant` (an IQ4 type
+    /// falls back as llama.cpp's quantizer does where its block does not
+    /// divide the rows: IQ4_XS to IQ4_NL, IQ4_NL to Q5_0 then F32).
+    fn matrix(
+        &mut self,
+        rng: &mut SplitMix64,
+        name: String,
+        dims: &[usize],
+        scale: f32,
+        quant: Quant,
+    ) {
+        let cols = dims.last().copied().unwrap_or(0);
+        let raw = match quant {
+            Quant::Iq4Xs if cols.is_multiple_of(256) => RawType::Iq4Xs,
+            Quant::Iq4Xs | Quant::Iq4Nl if cols.is_multiple_of(32) => RawType::Iq4Nl,
+            Quant::Ggml(t) => return self.candle.push((name, tensor(rng, dims, scale, t))),
+            _ => {
+                let t = tensor(rng, dims, scale, GgmlDType::Q5_0);
+                return self.candle.push((name, t));
+            }
+        };
+        let n: usize = dims.iter().product();
+        let values: Vec<f32> = (0..n).map(|_| rng.uniform(scale)).collect();
+        let data = match raw {
+            RawType::Iq4Xs => iq4::quantize_iq4_xs(&values),
+            _ => iq4::quantize_iq4_nl(&values),
+        };
+        self.raw.push((
+            name,
+            RawTensor {
+                dims: dims.to_vec(),
+                ty: raw,
+                data,
+            },
+        ));
+    }
 }
 
 fn tensor(rng: &mut SplitMix64, dims: &[usize], scale: f32, dtype: GgmlDType) -> QTensor {
@@ -905,58 +981,47 @@ fn write_model(out: &mut impl std::io::Write, spec: &SynthSpec) -> std::io::Resu
         Some(_) => 1.0,
         None => 2.0 * (3.0 / e as f32).sqrt(),
     };
-    let mut raw: Vec<(String, RawTensor)> = Vec::new();
-    let mut tensors: Vec<(String, QTensor)> = vec![
-        (
-            "token_embd.weight".into(),
-            tensor(&mut rng, &[vocab, e], logit_scale, spec.embed_type),
-        ),
-        ("output_norm.weight".into(), norm(&mut rng, e)),
-    ];
+    let mut made = Tensors::default();
+    made.candle.push((
+        "token_embd.weight".into(),
+        tensor(&mut rng, &[vocab, e], logit_scale, spec.embed_type),
+    ));
+    made.candle
+        .push(("output_norm.weight".into(), norm(&mut rng, e)));
     for i in 0..spec.n_layer {
         let name = |t: &str| format!("blk.{i}.{t}");
         let (q, kv) = (spec.n_head * d, spec.n_kv_head * d);
-        tensors.push((name("attn_norm.weight"), norm(&mut rng, e)));
-        tensors.push((
-            name("attn_q.weight"),
-            tensor(&mut rng, &[q, e], scale(e), wt),
-        ));
-        tensors.push((
-            name("attn_k.weight"),
-            tensor(&mut rng, &[kv, e], scale(e), wt),
-        ));
+        made.candle
+            .push((name("attn_norm.weight"), norm(&mut rng, e)));
+        made.matrix(&mut rng, name("attn_q.weight"), &[q, e], scale(e), wt);
+        made.matrix(&mut rng, name("attn_k.weight"), &[kv, e], scale(e), wt);
         let v_type = mixed(wt, "attn_v.weight");
-        tensors.push((
-            name("attn_v.weight"),
-            tensor(&mut rng, &[kv, e], scale(e), v_type),
-        ));
-        tensors.push((
-            name("attn_output.weight"),
-            tensor(&mut rng, &[e, q], scale(q), wt),
-        ));
+        made.matrix(&mut rng, name("attn_v.weight"), &[kv, e], scale(e), v_type);
+        made.matrix(&mut rng, name("attn_output.weight"), &[e, q], scale(q), wt);
         let oss = spec.arch == Arch::GptOss;
         let ffn_norm = if oss {
             "post_attention_norm.weight"
         } else {
             "ffn_norm.weight"
         };
-        tensors.push((name(ffn_norm), norm(&mut rng, e)));
+        made.candle.push((name(ffn_norm), norm(&mut rng, e)));
         match spec.experts {
             Some(x) if oss => {
                 let bias =
                     |rng: &mut SplitMix64, dims: &[usize]| tensor(rng, dims, 0.1, GgmlDType::F32);
                 let (n, ff) = (x.count, x.n_ff);
-                tensors.push((
+                made.candle.push((
                     name("ffn_gate_inp.weight"),
                     tensor(&mut rng, &[n, e], scale(e), GgmlDType::F32),
                 ));
-                tensors.push((name("ffn_gate_inp.bias"), bias(&mut rng, &[n])));
+                made.candle
+                    .push((name("ffn_gate_inp.bias"), bias(&mut rng, &[n])));
                 for (t, rows, cols) in [("gate", ff, e), ("up", ff, e), ("down", e, ff)] {
-                    raw.push((
+                    made.raw.push((
                         name(&format!("ffn_{t}_exps.weight")),
                         mxfp4_tensor(&mut rng, &[n, rows, cols], scale(cols)),
                     ));
-                    tensors.push((
+                    made.candle.push((
                         name(&format!("ffn_{t}_exps.bias")),
                         bias(&mut rng, &[n, rows]),
                     ));
@@ -967,67 +1032,69 @@ fn write_model(out: &mut impl std::io::Write, spec: &SynthSpec) -> std::io::Resu
                     ("attn_v.bias", kv),
                     ("attn_output.bias", e),
                 ] {
-                    tensors.push((name(t), bias(&mut rng, &[len])));
+                    made.candle.push((name(t), bias(&mut rng, &[len])));
                 }
                 // Sinks of the order of the scores, so that they matter.
-                tensors.push((
+                made.candle.push((
                     name("attn_sinks.weight"),
                     tensor(&mut rng, &[spec.n_head], 2.0, GgmlDType::F32),
                 ));
             }
             None => {
                 let ff = spec.n_ff;
-                tensors.push((
-                    name("ffn_gate.weight"),
-                    tensor(&mut rng, &[ff, e], scale(e), wt),
-                ));
-                tensors.push((
-                    name("ffn_up.weight"),
-                    tensor(&mut rng, &[ff, e], scale(e), wt),
-                ));
-                tensors.push((
-                    name("ffn_down.weight"),
-                    tensor(&mut rng, &[e, ff], scale(ff), mixed(wt, "ffn_down.weight")),
-                ));
+                made.matrix(&mut rng, name("ffn_gate.weight"), &[ff, e], scale(e), wt);
+                made.matrix(&mut rng, name("ffn_up.weight"), &[ff, e], scale(e), wt);
+                let down = mixed(wt, "ffn_down.weight");
+                made.matrix(&mut rng, name("ffn_down.weight"), &[e, ff], scale(ff), down);
             }
             Some(x) => {
                 let (n, ff) = (x.count, x.n_ff);
                 // The router stays F32, as llama.cpp's quantizer leaves it.
-                tensors.push((
+                made.candle.push((
                     name("ffn_gate_inp.weight"),
                     tensor(&mut rng, &[n, e], scale(e), GgmlDType::F32),
                 ));
-                tensors.push((
+                made.matrix(
+                    &mut rng,
                     name("ffn_gate_exps.weight"),
-                    tensor(&mut rng, &[n, ff, e], scale(e), wt),
-                ));
-                tensors.push((
+                    &[n, ff, e],
+                    scale(e),
+                    wt,
+                );
+                made.matrix(
+                    &mut rng,
                     name("ffn_up_exps.weight"),
-                    tensor(&mut rng, &[n, ff, e], scale(e), wt),
-                ));
-                tensors.push((
+                    &[n, ff, e],
+                    scale(e),
+                    wt,
+                );
+                let down = mixed(wt, "ffn_down.weight");
+                made.matrix(
+                    &mut rng,
                     name("ffn_down_exps.weight"),
-                    tensor(
-                        &mut rng,
-                        &[n, e, ff],
-                        scale(ff),
-                        mixed(wt, "ffn_down.weight"),
-                    ),
-                ));
+                    &[n, e, ff],
+                    scale(ff),
+                    down,
+                );
             }
         }
         if spec.arch == Arch::Qwen2 {
             for (t, n) in [("attn_q.bias", q), ("attn_k.bias", kv), ("attn_v.bias", kv)] {
-                tensors.push((name(t), tensor(&mut rng, &[n], 0.1, GgmlDType::F32)));
+                made.candle
+                    .push((name(t), tensor(&mut rng, &[n], 0.1, GgmlDType::F32)));
             }
         }
         if matches!(spec.arch, Arch::Gemma3 | Arch::Qwen3 | Arch::Qwen3Moe) {
-            tensors.push((name("attn_q_norm.weight"), norm(&mut rng, d)));
-            tensors.push((name("attn_k_norm.weight"), norm(&mut rng, d)));
+            made.candle
+                .push((name("attn_q_norm.weight"), norm(&mut rng, d)));
+            made.candle
+                .push((name("attn_k_norm.weight"), norm(&mut rng, d)));
         }
         if spec.arch == Arch::Gemma3 {
-            tensors.push((name("post_attention_norm.weight"), norm(&mut rng, e)));
-            tensors.push((name("post_ffw_norm.weight"), norm(&mut rng, e)));
+            made.candle
+                .push((name("post_attention_norm.weight"), norm(&mut rng, e)));
+            made.candle
+                .push((name("post_ffw_norm.weight"), norm(&mut rng, e)));
         }
     }
     if let Some(rope) = spec.llama3_rope {
@@ -1035,10 +1102,10 @@ fn write_model(out: &mut impl std::io::Write, spec: &SynthSpec) -> std::io::Resu
         let n = factors.len();
         let t = Tensor::from_vec(factors, n, &Device::Cpu).expect("shape matches data");
         let t = QTensor::quantize(&t, GgmlDType::F32).expect("f32");
-        tensors.push(("rope_freqs.weight".into(), t));
+        made.candle.push(("rope_freqs.weight".into(), t));
     }
     if let Some(output_type) = spec.output_type {
-        tensors.push((
+        made.candle.push((
             "output.weight".into(),
             tensor(
                 &mut rng,
@@ -1049,8 +1116,9 @@ fn write_model(out: &mut impl std::io::Write, spec: &SynthSpec) -> std::io::Resu
         ));
     }
     let meta_refs: Vec<(&str, Value)> = meta.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
-    let raw_refs: Vec<(&str, &RawTensor)> = raw.iter().map(|(k, t)| (k.as_str(), t)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> =
+        made.candle.iter().map(|(k, t)| (k.as_str(), t)).collect();
+    let raw_refs: Vec<(&str, &RawTensor)> = made.raw.iter().map(|(k, t)| (k.as_str(), t)).collect();
     gguf::write_with_raw(out, &meta_refs, &tensor_refs, &raw_refs)
 }
 
@@ -1147,7 +1215,11 @@ mod tests {
             SynthSpec::like("llama-70b"),
             Err(SynthError::UnknownShape(_))
         ));
-        assert_eq!(parse_quant("q4_k").expect("q4k"), GgmlDType::Q4K);
+        assert_eq!(
+            parse_quant("q4_k").expect("q4k"),
+            Quant::Ggml(GgmlDType::Q4K)
+        );
+        assert_eq!(parse_quant("iq4_xs").expect("iq4_xs"), Quant::Iq4Xs);
         let err = parse_quant("Q3_XS").expect_err("unknown");
         assert!(err.to_string().contains("Q4_K"), "{err}");
         assert_eq!(fitted(GgmlDType::Q4K, 640), GgmlDType::Q5_0);

@@ -253,7 +253,7 @@ pub fn models_synth(args: SynthArgs) -> Result<()> {
         .map(|m| m.len())
         .unwrap_or(0);
     outln!(
-        "wrote {} ({}, {} layers, {} tokens, {:.1} M parameters, {:?} weights, seed {}, {:.1} MB, {:.1} s)",
+        "wrote {} ({}, {} layers, {} tokens, {:.1} M parameters, {} weights, seed {}, {:.1} MB, {:.1} s)",
         args.output.display(),
         spec.arch,
         spec.n_layer,
