@@ -5,7 +5,9 @@
 //! other machines, other paths; the portable path on the two smaller models
 //! where the CPU has another, see `runs_on`). qwen2.5-coder-1.5b is the 0.5B's
 //! architecture and formats at a larger width, so it adds time and no path;
-//! its committed hashes are checked by `scripts/bench-verify.sh`. Also: a bad
+//! its committed hashes are checked by `scripts/bench-verify.sh`. The same
+//! holds for the scaled-down synthetic models of the paper's architectures
+//! and every new weight format (`results/determinism/synthetic.json`). Also: a bad
 //! `NSED_KERNEL` is a clear exit-2 error naming the paths this CPU has.
 
 use crate::common;
@@ -137,4 +139,88 @@ fn a_bad_kernel_setting_is_a_usage_error_naming_the_paths() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("kernel: portable"), "{text}");
     assert!(text.contains("qmm (portable)"), "{text}");
+}
+
+/// The NSED paper's architectures and the larger models' weight formats, on
+/// their scaled-down synthetic models (no weights to download): every kernel
+/// path this CPU has reproduces the hashes committed in
+/// `results/determinism/synthetic.json` (`scripts/synthetic-determinism.sh`)
+/// for a 16-token seed-bound generation; a model whose weights differ by
+/// its seed gives other hashes (negative control).
+#[test]
+fn synthetic_models_of_every_architecture_and_format_agree_on_every_path() {
+    let path = format!(
+        "{}/results/determinism/synthetic.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).expect("committed synthetic hashes");
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let models = doc["models"].as_object().expect("models");
+    assert_eq!(models.len(), 10, "{path}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let synth = |id: &str, seed: &str| {
+        let file = dir
+            .path()
+            .join(format!("{}-{seed}.gguf", id.replace(':', "-")));
+        let (like, quant) = id.split_once(':').unwrap_or((id, ""));
+        let mut cmd = nsed();
+        cmd.args([
+            "models",
+            "synth",
+            "--like",
+            like,
+            "--scaled-down",
+            "--seed",
+            seed,
+        ]);
+        if !quant.is_empty() {
+            cmd.args(["--quant", quant]);
+        }
+        let out = cmd.arg("-o").arg(&file).output().expect("run nsed");
+        assert!(
+            out.status.success(),
+            "{id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        file
+    };
+    let hashes = |path: KernelPath, file: &std::path::Path| {
+        let out = nsed()
+            .env("NSED_KERNEL", path.name())
+            .args(["--threads", "2", "determinism", "-n", "16", "--runs", "1"])
+            .args(["--hashes-only", "--json", "--model"])
+            .arg(file)
+            .output()
+            .expect("run nsed");
+        assert!(
+            out.status.success(),
+            "{path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let run = &report["runs"][0];
+        (
+            run["logits_sha256"].as_str().expect("hash").to_string(),
+            run["output_sha256"].as_str().expect("hash").to_string(),
+        )
+    };
+    for (id, want) in models {
+        let file = synth(id, "7");
+        let want = (
+            want["logits_sha256"].as_str().expect("hash").to_string(),
+            want["output_sha256"].as_str().expect("hash").to_string(),
+        );
+        for path in available() {
+            assert_eq!(hashes(path, &file), want, "{id} on the {path} path");
+        }
+        eprintln!("{id}: {} on {:?}", &want.0[..16], available());
+    }
+    let other = synth("qwen3-8b:IQ4_XS", "8");
+    let other = hashes(KernelPath::Portable, &other);
+    assert_ne!(
+        other.0,
+        models["qwen3-8b:IQ4_XS"]["logits_sha256"]
+            .as_str()
+            .expect("hash")
+    );
 }
