@@ -415,6 +415,7 @@ impl Lab {
             max_tokens: self.fp.max_tokens,
             stop: Vec::new(),
             top_logprobs: self.fp.top_k,
+            template_kwargs: Default::default(),
         }
     }
 
@@ -506,6 +507,7 @@ fn probe() -> Request {
         max_tokens: 1,
         stop: Vec::new(),
         top_logprobs: 0,
+        template_kwargs: Default::default(),
     }
 }
 

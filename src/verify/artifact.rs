@@ -115,6 +115,10 @@ pub struct Request {
     /// How many alternatives per position the executor recorded (0: none).
     #[serde(default)]
     pub top_logprobs: usize,
+    /// The chat template's own switches the prompt was rendered with
+    /// (`enable_thinking` from `--reasoning`); absent: the template's defaults.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub template_kwargs: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl Request {
@@ -168,6 +172,7 @@ impl Request {
             max_tokens: o.max_tokens.unwrap_or(256),
             stop: o.stop.unwrap_or_default(),
             top_logprobs: o.top_logprobs.unwrap_or(0),
+            template_kwargs: o.chat_template_kwargs.unwrap_or_default(),
         })
     }
 }
@@ -186,6 +191,8 @@ struct OpenAiRequest {
     max_tokens: Option<usize>,
     stop: Option<Vec<String>>,
     top_logprobs: Option<usize>,
+    /// vLLM's and SGLang's extension: the chat template's own switches.
+    chat_template_kwargs: Option<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 fn default_max_tokens() -> usize {

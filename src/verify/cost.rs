@@ -52,6 +52,7 @@ pub fn verify_cost(
         max_tokens: n,
         stop: Vec::new(),
         top_logprobs: k,
+        template_kwargs: Default::default(),
     };
     let mut req = request.to_generate(k, false);
     // Stopping at EOS would make the lengths differ between models.

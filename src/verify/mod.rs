@@ -261,7 +261,7 @@ impl SeedReport {
 pub fn prompt_ids(rt: &Runtime, req: &Request) -> std::result::Result<Vec<u32>, GenerateError> {
     match &req.raw_prompt {
         Some(raw) => Ok(rt.tokenizer.encode(raw, true, false)),
-        None => Ok(rt.chat_tokens(&req.messages)?),
+        None => Ok(rt.chat_tokens_with(&req.messages, &req.template_kwargs)?),
     }
 }
 

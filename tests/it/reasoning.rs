@@ -143,3 +143,126 @@ fn settings_a_template_cannot_honour_are_refused() {
     assert!(qwq.template().opens_reasoning(&on));
     assert!(!qwq.template().opens_reasoning(&Default::default()));
 }
+
+fn nsed() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_nsed"))
+}
+
+/// `nsed generate --json` on `model` with `extra` flags: the parsed document.
+fn generate_json(model: &Path, extra: &[&str]) -> serde_json::Value {
+    let out = nsed()
+        .args([
+            "generate",
+            "-p",
+            "What is 7 times 6?",
+            "-n",
+            "12",
+            "-t",
+            "0.8",
+        ])
+        .args(["--seed", "3", "--inference-id", "think", "--json", "-m"])
+        .arg(model)
+        .args(extra)
+        .output()
+        .expect("run nsed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+#[test]
+fn generate_switches_thinking_records_it_and_verify_replays_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let qwen3 = model(dir.path(), "Qwen-Qwen3-0.6B");
+    let artifact = dir.path().join("off.json");
+    let art = artifact.to_str().expect("utf-8");
+    let off = generate_json(
+        &qwen3,
+        &[
+            "--reasoning",
+            "off",
+            "--top-logprobs",
+            "3",
+            "--artifact",
+            art,
+        ],
+    );
+    assert_eq!(off["template_kwargs"]["enable_thinking"], false);
+    let default = generate_json(&qwen3, &[]);
+    // The switch renders Qwen3's empty, closed thought into the prompt.
+    let (off_ids, default_ids) = (&off["prompt_ids"], &default["prompt_ids"]);
+    assert!(
+        off_ids.as_array().expect("ids").len() > default_ids.as_array().expect("ids").len(),
+        "{off_ids} vs {default_ids}"
+    );
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&artifact).expect("artifact")).expect("JSON");
+    assert_eq!(
+        recorded["request"]["template_kwargs"]["enable_thinking"], false,
+        "the artifact records the switch"
+    );
+    let verify = |path: &Path| {
+        nsed()
+            .args(["verify", "--artifact"])
+            .arg(path)
+            .arg("--model")
+            .arg(&qwen3)
+            .output()
+            .expect("run nsed")
+    };
+    let out = verify(&artifact);
+    assert!(
+        out.status.success(),
+        "the honest artifact: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Negative control: without the recorded switch the validator renders
+    // another prompt, and the artifact fails.
+    let mut tampered = recorded.clone();
+    tampered["request"]
+        .as_object_mut()
+        .expect("request")
+        .remove("template_kwargs");
+    let tampered_path = dir.path().join("tampered.json");
+    std::fs::write(&tampered_path, tampered.to_string()).expect("write");
+    let out = verify(&tampered_path);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "a prompt rendered otherwise passed"
+    );
+}
+
+#[test]
+fn generate_keeps_the_thinking_apart_and_refuses_a_switch_the_template_lacks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // R1's generation prompt opens the thought; random weights never close
+    // it, so everything generated is reasoning and there is no answer.
+    let r1 = generate_json(&model(dir.path(), R1), &[]);
+    assert_eq!(r1["reasoning_unfinished"], true, "{r1}");
+    assert_eq!(r1["answer"], "");
+    assert_eq!(
+        r1["reasoning"].as_str(),
+        r1["text"].as_str().map(str::trim_start)
+    );
+    // Control: a template without reasoning gives the text as the answer.
+    let qwen25 = model(dir.path(), "Qwen-Qwen2.5-7B-Instruct");
+    let plain = generate_json(&qwen25, &[]);
+    assert_eq!(plain["answer"], plain["text"]);
+    assert!(plain["reasoning"].is_null());
+    let out = nsed()
+        .args(["generate", "-p", "hi", "--reasoning", "on", "-m"])
+        .arg(&qwen25)
+        .output()
+        .expect("run nsed");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("enable_thinking") && err.lines().count() == 1,
+        "{err}"
+    );
+}

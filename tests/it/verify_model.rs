@@ -249,6 +249,7 @@ fn prefill_attack_passes_distances_but_fails_the_seed_check() {
         max_tokens: 48,
         stop: Vec::new(),
         top_logprobs: 5,
+        template_kwargs: Default::default(),
     };
     let mut forged =
         nsed::fraud::prefill_attack(&mut cheap, &mut claimed, &request).expect("forge");

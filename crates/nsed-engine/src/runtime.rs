@@ -153,6 +153,15 @@ impl Runtime {
     pub fn chat_tokens(&self, messages: &[Message]) -> Result<Vec<u32>, TemplateError> {
         chat_tokens(&self.template, &self.tokenizer, messages)
     }
+
+    /// [`Runtime::chat_tokens`] with the template's own switches (`enable_thinking`).
+    pub fn chat_tokens_with(
+        &self,
+        messages: &[Message],
+        extra: &std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> Result<Vec<u32>, TemplateError> {
+        chat_tokens_with(&self.template, &self.tokenizer, messages, extra)
+    }
 }
 
 /// Refuse, before reading any weight, a model whose weights (loaded at their

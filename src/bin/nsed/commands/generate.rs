@@ -63,6 +63,11 @@ pub struct GenerateArgs {
     /// Feed the prompt as plain text, without the chat template.
     #[arg(long)]
     raw: bool,
+    /// Turn a reasoning model's thinking on or off through its chat template's
+    /// `enable_thinking` switch (Qwen3 and others; recorded in the artifact).
+    /// Default: the template's own default.
+    #[arg(long, value_enum, conflicts_with = "raw")]
+    reasoning: Option<Switch>,
     /// Seed of the sampler (recorded; with --inference-id it keys the RNG).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -106,6 +111,15 @@ pub struct GenerateArgs {
     /// Add a TOPLOC-style activation proof (258 bytes per 32 tokens) to the artifact.
     #[arg(long, requires = "artifact")]
     proof: bool,
+}
+
+/// `--reasoning on|off`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    /// Think before answering.
+    On,
+    /// Answer directly.
+    Off,
 }
 
 #[derive(Args)]
@@ -156,6 +170,13 @@ pub fn generate_cmd(args: GenerateArgs) -> Result<()> {
         );
     }
     let mut rt = Runtime::load(&args.model)?;
+    if args.reasoning.is_some() && !rt.template.has_thinking_switch() {
+        bail!(
+            "--reasoning: the chat template of {} has no enable_thinking switch; \
+             leave --reasoning out",
+            rt.id()
+        );
+    }
     let request = request_of(&args, prompt);
     let prompt_ids = nsed::verify::prompt_ids(&rt, &request)?;
     let req = request.to_generate(args.top_logprobs, args.proof);
@@ -213,7 +234,18 @@ fn request_of(args: &GenerateArgs, prompt: String) -> Request {
         max_tokens: args.max_tokens,
         stop: args.stop.clone(),
         top_logprobs: args.top_logprobs,
+        template_kwargs: template_kwargs(args),
     }
+}
+
+/// The chat template's switches `--reasoning` sets.
+fn template_kwargs(args: &GenerateArgs) -> std::collections::BTreeMap<String, serde_json::Value> {
+    args.reasoning
+        .map(|r| {
+            let on = serde_json::Value::Bool(r == Switch::On);
+            [("enable_thinking".to_string(), on)].into()
+        })
+        .unwrap_or_default()
 }
 
 pub fn generation_json(
@@ -222,6 +254,11 @@ pub fn generation_json(
     req: &GenerateRequest,
     gen: &Generation,
 ) -> Result<String> {
+    // A reasoning model's thinking apart from its answer (the template
+    // says which markers; the prompt may already have opened the thought).
+    let format = rt.template.reasoning_format();
+    let opened = !args.raw && rt.template.opens_reasoning(&template_kwargs(args));
+    let split = nsed::engine::reasoning::split(format, &gen.text, opened);
     let doc = serde_json::json!({
         "model": rt.id(),
         "model_sha256": rt.resolved.entry.as_ref().map(|e| e.sha256.clone()),
@@ -232,6 +269,10 @@ pub fn generation_json(
         "prompt_ids": gen.prompt_ids,
         "output_ids": gen.output_ids(),
         "text": gen.text,
+        "reasoning": split.reasoning,
+        "answer": split.answer,
+        "reasoning_unfinished": split.unfinished,
+        "template_kwargs": template_kwargs(args),
         "finish_reason": gen.finish_reason,
         "seed_string": gen.seed_string,
         "tokens": gen.tokens,
