@@ -11,7 +11,7 @@ set -euo pipefail
 
 version=0.3.36
 sha256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
-names=(llama-bpe qwen2 qwen35)
+names=(llama-bpe llama-spm qwen2 qwen35)
 dir="${NSED_VOCAB_DIR:-$HOME/.cache/nsed/vocab}/$version"
 complete() {
     for n in "${names[@]}"; do

@@ -32,7 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "tests", "data", "golden", "logits")
 SHAPES = ["qwen3-0.6b", "qwen3-8b", "gemma3-1b", "gemma3-12b", "gemma3-27b",
           "qwen2.5-coder-0.5b", "gemma3-270m", "smollm2-135m",
-          "qwen3-30b-a3b", "llama3.1-8b", "gpt-oss-20b",
+          "qwen3-30b-a3b", "llama3.1-8b", "gpt-oss-20b", "mistral-nemo-12b",
           "qwen3-8b:Q2_K", "qwen3-8b:Q3_K", "qwen3-8b:Q5_K", "qwen3-8b:IQ4_NL",
           "qwen3-8b:IQ4_XS", "qwen3-30b-a3b:IQ4_XS"]
 # 16 positions: past the scaled-down sliding window (8), so that both the

@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 nsed=${1:-target/release/nsed}
-ids=(qwen3-8b gemma3-12b qwen3-30b-a3b llama3.1-8b gpt-oss-20b
+ids=(qwen3-8b gemma3-12b qwen3-30b-a3b llama3.1-8b gpt-oss-20b mistral-nemo-12b
      qwen3-8b:Q2_K qwen3-8b:Q3_K qwen3-8b:Q5_K qwen3-8b:IQ4_NL qwen3-8b:IQ4_XS)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -156,7 +156,7 @@ fn synthetic_models_of_every_architecture_and_format_agree_on_every_path() {
     let text = std::fs::read_to_string(&path).expect("committed synthetic hashes");
     let doc: serde_json::Value = serde_json::from_str(&text).expect("JSON");
     let models = doc["models"].as_object().expect("models");
-    assert_eq!(models.len(), 10, "{path}");
+    assert_eq!(models.len(), 11, "{path}");
     let dir = tempfile::tempdir().expect("tempdir");
     let synth = |id: &str, seed: &str| {
         let file = dir

@@ -187,6 +187,7 @@ fn every_architecture_agrees_with_llama_cpp() {
         "qwen3-30b-a3b",
         "llama3.1-8b",
         "gpt-oss-20b",
+        "mistral-nemo-12b",
         // The weight formats of the larger models' GGUFs, on one dense
         // shape, and IQ4_XS experts.
         "qwen3-8b:Q2_K",

@@ -147,8 +147,9 @@ fn llama_cpp_vocab_cases(name: &str) -> (Tokenizer, Vec<(String, Vec<u32>)>) {
 #[test]
 fn llama_cpp_vocabulary_tests_give_the_same_ids() {
     // The vocabularies of the families nsed runs: Qwen2/2.5/3 (`qwen2`),
-    // Qwen3.5 (`qwen35`), Llama 3 (`llama-bpe`).
-    for name in ["qwen2", "qwen35", "llama-bpe"] {
+    // Qwen3.5 (`qwen35`), Llama 3 (`llama-bpe`), and SentencePiece's
+    // Llama 2 / Mistral 7B vocabulary (`llama-spm`).
+    for name in ["qwen2", "qwen35", "llama-bpe", "llama-spm"] {
         let (tok, cases) = llama_cpp_vocab_cases(name);
         assert!(cases.len() >= 40, "{name}: {} cases", cases.len());
         let failures: Vec<String> = cases
@@ -165,23 +166,22 @@ fn llama_cpp_vocabulary_tests_give_the_same_ids() {
     }
 }
 
-#[test]
-fn the_gpt_4o_pre_tokenizer_cuts_as_python_regex_does() {
-    // GPT-OSS's `gpt-4o` pre-tokenizer has no llama.cpp test vectors: its
-    // pieces are checked against Python's `regex` on llama.cpp's pattern
-    // (scripts/pretokenizer-goldens.py); the merges after it are the same
-    // byte-level BPE the vocabulary tests above check.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("gpt4o.gguf");
+/// A tiny model's tokenizer with pre-tokenizer `pre`.
+fn tokenizer_with_pre(dir: &std::path::Path, pre: &str) -> Tokenizer {
+    let path = dir.join(format!("{pre}.gguf"));
     let spec = nsed::testing::TinySpec {
-        pre: "gpt-4o".into(),
+        pre: pre.into(),
         ..nsed::testing::TinySpec::new(nsed::engine::model::Arch::Qwen2)
     };
     nsed::testing::write_tiny_model(&path, &spec).expect("write");
     let gguf = nsed::engine::gguf::Gguf::open(&path).expect("gguf");
-    let tok = Tokenizer::from_gguf(&gguf).expect("gpt-4o is supported");
+    Tokenizer::from_gguf(&gguf).expect("a supported pre-tokenizer")
+}
+
+/// `tok` cuts every text of `pre`'s goldens into the pieces Python's `regex` does.
+fn check_pretokens(tok: &Tokenizer, pre: &str) {
     let text = std::fs::read_to_string(
-        common::test_data().join("golden/tokenizer/gpt-4o-pretokens.jsonl"),
+        common::test_data().join(format!("golden/tokenizer/{pre}-pretokens.jsonl")),
     )
     .expect("goldens");
     let mut checked = 0;
@@ -194,10 +194,44 @@ fn the_gpt_4o_pre_tokenizer_cuts_as_python_regex_does() {
             .iter()
             .map(|p| p.as_str().expect("piece"))
             .collect();
-        assert_eq!(tok.pre_tokens(input).expect("bpe"), want, "{input:?}");
+        assert_eq!(
+            tok.pre_tokens(input).expect("bpe"),
+            want,
+            "{pre}: {input:?}"
+        );
         checked += 1;
     }
-    assert_eq!(checked, 35);
+    assert_eq!(checked, 35, "{pre}");
+}
+
+#[test]
+fn the_tekken_pre_tokenizer_cuts_as_python_regex_does() {
+    // Mistral's `tekken` (Nemo, Small 3): no llama.cpp test vectors either.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tekken = tokenizer_with_pre(dir.path(), "tekken");
+    check_pretokens(&tekken, "tekken");
+    // The control: GPT-4o's pattern keeps up to three digits together,
+    // Tekken's one.
+    let gpt4o = tokenizer_with_pre(dir.path(), "gpt-4o");
+    assert_eq!(
+        tekken.pre_tokens("2026").expect("bpe"),
+        ["2", "0", "2", "6"]
+    );
+    assert_ne!(
+        gpt4o.pre_tokens("2026").expect("bpe"),
+        tekken.pre_tokens("2026").expect("bpe")
+    );
+}
+
+#[test]
+fn the_gpt_4o_pre_tokenizer_cuts_as_python_regex_does() {
+    // GPT-OSS's `gpt-4o` pre-tokenizer has no llama.cpp test vectors: its
+    // pieces are checked against Python's `regex` on llama.cpp's pattern
+    // (scripts/pretokenizer-goldens.py); the merges after it are the same
+    // byte-level BPE the vocabulary tests above check.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tok = tokenizer_with_pre(dir.path(), "gpt-4o");
+    check_pretokens(&tok, "gpt-4o");
     // The control: Qwen2's pattern cuts mixed case differently.
     let qwen =
         Tokenizer::from_gguf(&common::open_registry_gguf("qwen2.5-coder-0.5b")).expect("qwen");

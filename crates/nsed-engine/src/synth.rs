@@ -178,7 +178,7 @@ impl SynthSpec {
         let shape = ROSTER_SHAPES
             .iter()
             .chain(&PAPER_SHAPES)
-            .chain([&QWEN3_30B_A3B, &LLAMA31_8B, &GPT_OSS_20B])
+            .chain([&QWEN3_30B_A3B, &LLAMA31_8B, &GPT_OSS_20B, &MISTRAL_NEMO_12B])
             .find(|s| s.id == id)
             .ok_or_else(|| SynthError::UnknownShape(id.to_string()))?;
         Ok(Self {
@@ -596,6 +596,32 @@ pub const LLAMA31_8B: RosterShape = RosterShape {
     yarn: None,
 };
 
+/// Mistral Nemo 12B's shape (Mistral-style `llama`): its heads are 128 wide
+/// although 5120 / 32 = 160, so the query width (4096) is not the model's;
+/// the Tekken vocabulary.
+pub const MISTRAL_NEMO_12B: RosterShape = RosterShape {
+    id: "mistral-nemo-12b",
+    arch: Arch::Llama,
+    n_layer: 40,
+    n_embd: 5120,
+    n_head: 32,
+    n_kv_head: 8,
+    head_dim: 128,
+    n_ff: 14_336,
+    vocab_size: 131_072,
+    context_length: 1_024_000,
+    sliding_window: 0,
+    rope_base: 1_000_000.0,
+    rope_scaling: 0.0,
+    quant: GgmlDType::Q4K,
+    embed: GgmlDType::Q4K,
+    output: Some(GgmlDType::Q6K),
+    pre: "tekken",
+    experts: None,
+    llama3_rope: None,
+    yarn: None,
+};
+
 /// GPT-OSS-20B's shape: the consumer roster's reasoning model, with the
 /// released GGUF's types: MXFP4 experts, BF16 attention, table and output
 /// (routers, biases and sinks F32).
@@ -634,7 +660,7 @@ pub fn shape_ids() -> String {
     let ids: Vec<&str> = ROSTER_SHAPES
         .iter()
         .chain(&PAPER_SHAPES)
-        .chain([&QWEN3_30B_A3B, &LLAMA31_8B, &GPT_OSS_20B])
+        .chain([&QWEN3_30B_A3B, &LLAMA31_8B, &GPT_OSS_20B, &MISTRAL_NEMO_12B])
         .map(|s| s.id)
         .collect();
     ids.join(", ")

@@ -25,7 +25,7 @@ pub enum TokenizerError {
     /// `tokenizer.ggml.pre` names a pre-tokenizer nsed does not implement (or none, for `gpt2`).
     #[error(
         "unsupported pre-tokenizer `{0}` (nsed supports `smollm`, `starcoder`, `qwen2`, `qwen35`, `llama-bpe`, \
-         `gpt-4o`); \
+         `gpt-4o`, `tekken`); \
          refusing to guess"
     )]
     UnsupportedPre(String),
@@ -94,6 +94,13 @@ const QWEN35: &[&str] = &[
 /// checks the pre-tokenization against Python's `regex` on the original.
 const GPT4O: &[&str] = &[
     r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+];
+/// Mistral's Tekken (`tekken`: Mistral Nemo, Small 3, Ministral): llama.cpp's
+/// adaptation of its pattern (letter case by lookahead, single digits), with
+/// whole pre-tokens that are vocabulary entries taken as such. No llama.cpp
+/// test vectors either: checked like `gpt-4o`.
+const TEKKEN: &[&str] = &[
+    r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
 ];
 /// Llama 3 (`llama-bpe`): Qwen2's pattern with digits in runs of up to three.
 const LLAMA3: &[&str] = &[
@@ -338,6 +345,11 @@ impl Tokenizer {
                 add_space_prefix,
                 byte_tokens,
             } => {
+                // Nothing to encode: no space prefix either (llama.cpp
+                // tokenizes no fragment for an empty text).
+                if text.is_empty() {
+                    return;
+                }
                 let mut escaped = String::with_capacity(text.len() + 3);
                 if *add_space_prefix {
                     escaped.push('\u{2581}');
@@ -624,6 +636,7 @@ fn bpe(gguf: &Gguf, token_to_id: &HashMap<String, u32>, pre: Option<&str>) -> Re
         Some("qwen2") => (QWEN2, false),
         Some("qwen35") => (QWEN35, false),
         Some("gpt-4o") => (GPT4O, false),
+        Some("tekken") => (TEKKEN, true),
         Some("llama-bpe") | Some("llama3") | Some("llama-v3") => (LLAMA3, true),
         Some(other) => return Err(TokenizerError::UnsupportedPre(other.to_string())),
         None => return Err(TokenizerError::UnsupportedPre("(missing)".into())),
