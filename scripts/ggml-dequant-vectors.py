@@ -38,7 +38,11 @@ FORMATS = {
     "Q6_K": (14, [208]),
     "IQ4_NL": (20, [0]),
     "IQ4_XS": (23, [0]),
+    "MXFP4": (39, []),
 }
+# E8M0 scale bytes (MXFP4: the block's first byte) drawn near 2^0, so that
+# values stay finite.
+E8M0_FIELDS = {"MXFP4": [0]}
 # Elements per format: 1024, a whole number of blocks of either size.
 ELEMENTS = 1024
 
@@ -82,12 +86,15 @@ def main():
     for name, (type_id, f16_fields) in FORMATS.items():
         traits = lib.ggml_get_type_traits(type_id).contents
         assert traits.type_name.decode().upper() == name.upper(), (traits.type_name, name)
+        assert traits.to_float, name
         blocks = ELEMENTS // traits.blck_size
         data = bytearray(rng.getrandbits(8) for _ in range(blocks * traits.type_size))
         for b in range(blocks):
             for at in f16_fields:
                 start = b * traits.type_size + at
                 data[start:start + 2] = random_f16(rng)
+            for at in E8M0_FIELDS.get(name, []):
+                data[b * traits.type_size + at] = rng.randint(100, 140)
         buf = (ctypes.c_uint8 * len(data)).from_buffer(data)
         values = (ctypes.c_float * ELEMENTS)()
         TO_FLOAT(traits.to_float)(ctypes.addressof(buf), values, ELEMENTS)

@@ -17,7 +17,6 @@ use candle_core::{DType, Device, Module, Tensor};
 use crate::device::{ComputeDevice, DeviceError, OpenDevice, Weights};
 use crate::gguf::{Gguf, GgufError};
 use crate::qmm::float::FloatMatrix;
-use crate::qmm::mxfp4::Mxfp4Matrix;
 use crate::qmm::{self, Format, PackedMatrix, QmmError};
 
 mod candle_path;
@@ -538,7 +537,7 @@ enum Experts {
     /// GPT-OSS: MXFP4 gate/up/down with biases and the clamped SwiGLU;
     /// router softmax over the chosen experts' logits only.
     Oai {
-        weights: Vec<[Mxfp4Matrix; 3]>,
+        weights: Vec<[PackedMatrix; 3]>,
         /// Per expert: gate, up and down biases.
         biases: Vec<[Vec<f32>; 3]>,
     },
@@ -560,14 +559,14 @@ impl Experts {
             Self::Oai { weights, biases } => {
                 let [gate, up, down] = &weights[e];
                 let [bg, bu, bd] = &biases[e];
-                let mut a = gate.matmul(rows).map_err(mxfp4_error)?;
-                let mut b = up.matmul(rows).map_err(mxfp4_error)?;
+                let mut a = qmm::matmul(gate, rows)?;
+                let mut b = qmm::matmul(up, rows)?;
                 add_rows(&mut a, bg);
                 add_rows(&mut b, bu);
                 a.iter_mut()
                     .zip(&b)
                     .for_each(|(g, u)| *g = swiglu_oai(*g, *u));
-                let mut y = down.matmul(&a).map_err(mxfp4_error)?;
+                let mut y = qmm::matmul(down, &a)?;
                 add_rows(&mut y, bd);
                 Ok(y)
             }
@@ -581,10 +580,6 @@ impl Experts {
             Self::Oai { .. } => route_softmax_selected(logits, used),
         }
     }
-}
-
-fn mxfp4_error(e: qmm::mxfp4::Mxfp4Error) -> ModelError {
-    ModelError::Config(e.to_string())
 }
 
 /// `bias` added to every row of `y`.
@@ -1744,55 +1739,39 @@ fn load_layer(
     })
 }
 
-/// GPT-OSS's experts: MXFP4 gate/up/down slices of the 3-D expert tensors,
-/// and their `[experts, rows]` biases.
+/// GPT-OSS's experts: gate/up/down slices of the 3-D expert tensors (MXFP4
+/// in the released files; any packed format), packed for the row-invariant
+/// kernels, and their `[experts, rows]` biases.
 fn load_oai_experts(
     gguf: &Gguf,
     file: &mut std::fs::File,
     layer: usize,
     count: usize,
 ) -> Result<Experts> {
-    let name = |t: &str, what: &str| format!("blk.{layer}.ffn_{t}_exps.{what}");
-    let mut weights: Vec<Vec<Mxfp4Matrix>> = (0..count).map(|_| Vec::new()).collect();
+    let weights = load_experts(gguf, file, layer, count)?;
     let mut biases: Vec<Vec<Vec<f32>>> = (0..count).map(|_| Vec::new()).collect();
-    for t in ["gate", "up", "down"] {
-        let weight = name(t, "weight");
-        let info = gguf.raw_tensors.get(&weight).ok_or_else(|| {
-            let found = gguf.tensor_info(&weight).map(|i| format!("{:?}", i.dtype));
-            ModelError::Config(format!(
-                "`{weight}` must be MXFP4 (nsed's GPT-OSS experts are), found {}",
-                found.unwrap_or_else(|_| "none".into())
-            ))
-        })?;
-        if info.dims.len() != 3 || info.dims[0] != count {
-            return Err(ModelError::Config(format!(
-                "`{weight}` has shape {:?}, not [{count} experts, rows, cols]",
-                info.dims
-            )));
-        }
-        let (n, k) = (info.dims[1], info.dims[2]);
-        let data = read_raw(file, info.offset, info.n_bytes, &weight)?;
-        let per = data.len() / count;
+    for (t, part) in ["gate", "up", "down"].into_iter().enumerate() {
+        let name = format!("blk.{layer}.ffn_{part}_exps.bias");
+        let n = weights
+            .first()
+            .map_or(0, |w: &[PackedMatrix; 3]| w[t].rows());
         let bias = gguf
-            .tensor(file, &name(t, "bias"), &Device::Cpu)?
+            .tensor(file, &name, &Device::Cpu)?
             .dequantize(&Device::Cpu)?
             .flatten_all()?
             .to_vec1::<f32>()?;
         if bias.len() != count * n {
             return Err(ModelError::Config(format!(
-                "`{}` has {} values, not {count} × {n}",
-                name(t, "bias"),
+                "`{name}` has {} values, not {count} × {n}",
                 bias.len()
             )));
         }
-        for e in 0..count {
-            let blocks = data[e * per..(e + 1) * per].to_vec();
-            weights[e].push(Mxfp4Matrix::new(n, k, blocks).map_err(mxfp4_error)?);
-            biases[e].push(bias[e * n..(e + 1) * n].to_vec());
+        for (e, b) in biases.iter_mut().enumerate() {
+            b.push(bias[e * n..(e + 1) * n].to_vec());
         }
     }
     Ok(Experts::Oai {
-        weights: weights.into_iter().map(three).collect::<Result<_>>()?,
+        weights,
         biases: biases.into_iter().map(three).collect::<Result<_>>()?,
     })
 }
@@ -1802,16 +1781,6 @@ fn three<T>(parts: Vec<T>) -> Result<[T; 3]> {
     parts
         .try_into()
         .map_err(|_| ModelError::Config("an expert lacks a matrix".into()))
-}
-
-/// `n_bytes` of the file from `offset`.
-fn read_raw(file: &mut std::fs::File, offset: u64, n_bytes: u64, name: &str) -> Result<Vec<u8>> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut data = vec![0u8; n_bytes as usize];
-    file.seek(SeekFrom::Start(offset))
-        .and_then(|_| file.read_exact(&mut data))
-        .map_err(|e| ModelError::Config(format!("reading tensor `{name}`: {e}")))?;
-    Ok(data)
 }
 
 /// Layer `layer`'s experts: each expert's slice of the 3-D `ffn_{gate,up,down}_exps`

@@ -13,7 +13,7 @@
 //! Both then do the float work of the reference kernel, lane by lane: one FMA
 //! of the converted block sum by `scale · dx`, and one for the minimum.
 
-use super::{Codes, Format, PackedMatrix, QuantizedRows, BLOCK, GROUP, IQ4_CODES};
+use super::{Codes, Format, PackedMatrix, QuantizedRows, BLOCK, GROUP};
 use std::arch::x86_64::*;
 
 /// Output rows per vector.
@@ -602,8 +602,8 @@ unsafe fn unpack<const F: usize>(rec: &[u8], half: usize) -> [__m256i; 8] {
         }
         Codes::Lut => {
             // The table in both 128-bit lanes: the in-lane shuffle is a full lookup.
-            // SAFETY: IQ4_CODES holds the 16 bytes read.
-            let table = unsafe { _mm_loadu_si128(IQ4_CODES.as_ptr().cast()) };
+            // SAFETY: the table holds the 16 bytes read.
+            let table = unsafe { _mm_loadu_si128(format.lut().as_ptr().cast()) };
             let table = _mm256_broadcastsi128_si256(table);
             let low = _mm256_set1_epi8(15);
             for u in 0..4 {
@@ -715,6 +715,15 @@ unsafe fn scales<const F: usize>(
         }
         Format::Iq4Xs => {
             let s = _mm256_mul_ps(halves(supers(), 0), signed(0));
+            (s, s, zero, zero)
+        }
+        Format::Mxfp4 => {
+            // 2^(e − 128), as the AVX-512 path computes it.
+            let e = ints(0);
+            let normal = _mm256_slli_epi32(_mm256_sub_epi32(e, _mm256_set1_epi32(1)), 23);
+            let subnormal = _mm256_sllv_epi32(_mm256_set1_epi32(0x0020_0000), e);
+            let small = _mm256_cmpgt_epi32(_mm256_set1_epi32(2), e);
+            let s = _mm256_castsi256_ps(_mm256_blendv_epi8(normal, subnormal, small));
             (s, s, zero, zero)
         }
     }

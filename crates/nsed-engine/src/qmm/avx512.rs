@@ -3,7 +3,7 @@
 //! broadcast activation word. Every load stays inside the packed buffers
 //! (checked by the slice indexing that computes each pointer).
 
-use super::{Codes, Format, PackedMatrix, QuantizedRows, BLOCK, GROUP, IQ4_CODES, ROW_TILE};
+use super::{Codes, Format, PackedMatrix, QuantizedRows, BLOCK, GROUP, ROW_TILE};
 use std::arch::x86_64::*;
 
 /// The 8 steps of unpacked codes of (group g, block b), one vector each.
@@ -27,7 +27,7 @@ unsafe fn unpack<const F: usize>(codes: &[u8]) -> [__m512i; 8] {
             Codes::Lut => {
                 // Each 128-bit lane of the table holds all 16 codes, so the
                 // in-lane byte shuffle is a full lookup.
-                let table = _mm512_broadcast_i32x4(_mm_loadu_si128(IQ4_CODES.as_ptr().cast()));
+                let table = _mm512_broadcast_i32x4(_mm_loadu_si128(format.lut().as_ptr().cast()));
                 let low = _mm512_set1_epi8(15);
                 for u in 0..4 {
                     let p = _mm512_loadu_si512(codes[u * 64..].as_ptr().cast());
@@ -124,6 +124,16 @@ unsafe fn scales(
             }
             Format::Iq4Xs => {
                 let s = _mm512_mul_ps(halves(supers()), bytes_i(meta));
+                (s, s, zero, zero)
+            }
+            Format::Mxfp4 => {
+                // 2^(e − 128): the exponent field e − 1 for e ≥ 2, else the
+                // subnormal 2^21 << e (as `e8m0_half`).
+                let e = ints_u(meta);
+                let normal = _mm512_slli_epi32(_mm512_sub_epi32(e, _mm512_set1_epi32(1)), 23);
+                let subnormal = _mm512_sllv_epi32(_mm512_set1_epi32(0x0020_0000), e);
+                let small = _mm512_cmplt_epu32_mask(e, _mm512_set1_epi32(2));
+                let s = _mm512_castsi512_ps(_mm512_mask_blend_epi32(small, normal, subnormal));
                 (s, s, zero, zero)
             }
         }

@@ -1,6 +1,6 @@
 //! Quantized matrix multiplication: nsed's own blocked GEMM for the GGUF
 //! weight formats of the roster and of the larger models' GGUFs (Q4_0, Q4_1,
-//! Q5_0, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS).
+//! Q5_0, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, MXFP4).
 //!
 //! Weights are repacked once at load, replacing the GGUF blocks: 16 output
 //! rows are interleaved so that 64 bytes hold 4 consecutive codes of each of
@@ -43,6 +43,7 @@ macro_rules! by_format {
             Format::Q2K => $rows::<8>($($arg),*),
             Format::Iq4Nl => $rows::<9>($($arg),*),
             Format::Iq4Xs => $rows::<10>($($arg),*),
+            Format::Mxfp4 => $rows::<11>($($arg),*),
         }
     };
 }
@@ -138,6 +139,9 @@ pub enum Format {
     /// IQ4_NL's table in 256-weight super-blocks of eight 32-weight blocks with 6-bit
     /// scales (`IQ4_XS`, GGML type 23).
     Iq4Xs,
+    /// OCP microscaling FP4 (GGML type 39, GPT-OSS's experts): 32 E2M1 values
+    /// (a 16-entry table, doubled to integers) and one E8M0 power-of-two scale.
+    Mxfp4,
 }
 
 /// The sixteen values an IQ4_NL / IQ4_XS index selects (the format's definition).
@@ -145,17 +149,38 @@ pub const IQ4_VALUES: [i8; 16] = [
     -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
 ];
 
-/// [`IQ4_VALUES`] as the kernels' unsigned codes (value + 128), which the
+/// The E2M1 values of MXFP4 doubled to integers (ggml's `kvalues_mxfp4`);
+/// the block scale is halved to match ([`e8m0_half`]).
+pub const MXFP4_VALUES: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+
+/// A table of values as the kernels' unsigned codes (value + 128), which the
 /// offset 128 turns back into the values.
-const IQ4_CODES: [u8; 16] = {
+const fn lut_codes(values: [i8; 16]) -> [u8; 16] {
     let mut codes = [0u8; 16];
     let mut i = 0;
     while i < 16 {
-        codes[i] = (IQ4_VALUES[i] as i16 + 128) as u8;
+        codes[i] = (values[i] as i16 + 128) as u8;
         i += 1;
     }
     codes
-};
+}
+
+/// [`IQ4_VALUES`] as codes.
+const IQ4_CODES: [u8; 16] = lut_codes(IQ4_VALUES);
+/// [`MXFP4_VALUES`] as codes.
+const MXFP4_CODES: [u8; 16] = lut_codes(MXFP4_VALUES);
+
+/// `2^(e − 128)`: half an E8M0 scale, exactly (subnormal for `e < 2`), as
+/// ggml's `ggml_e8m0_to_fp32_half`.
+#[inline(always)]
+pub fn e8m0_half(e: u8) -> f32 {
+    let bits = if e < 2 {
+        0x0020_0000u32 << e
+    } else {
+        (u32::from(e) - 1) << 23
+    };
+    f32::from_bits(bits)
+}
 
 /// How a block's codes are stored after repacking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,7 +210,7 @@ impl Codes {
 }
 
 impl Format {
-    const ALL: [Self; 11] = [
+    const ALL: [Self; 12] = [
         Self::Q4_0,
         Self::Q4_1,
         Self::Q5_0,
@@ -197,6 +222,7 @@ impl Format {
         Self::Q2K,
         Self::Iq4Nl,
         Self::Iq4Xs,
+        Self::Mxfp4,
     ];
 
     /// The format of index `id` in [`Format::ALL`] (const-generic kernels).
@@ -235,6 +261,7 @@ impl Format {
             Self::Q6K => 14,
             Self::Iq4Nl => 20,
             Self::Iq4Xs => 23,
+            Self::Mxfp4 => 39,
         }
     }
 
@@ -265,6 +292,7 @@ impl Format {
             Self::Q2K => 84,
             Self::Iq4Nl => 18,
             Self::Iq4Xs => 136,
+            Self::Mxfp4 => 17,
         }
     }
 
@@ -275,7 +303,7 @@ impl Format {
             Self::Q5_0 | Self::Q5K => Codes::Nibble5,
             Self::Q6K => Codes::Nibble6,
             Self::Q8_0 => Codes::Byte,
-            Self::Iq4Nl | Self::Iq4Xs => Codes::Lut,
+            Self::Iq4Nl | Self::Iq4Xs | Self::Mxfp4 => Codes::Lut,
         }
     }
 
@@ -285,7 +313,7 @@ impl Format {
         match self {
             Self::Q4_0 => 8,
             Self::Q5_0 => 16,
-            Self::Q8_0 | Self::Iq4Nl | Self::Iq4Xs => 128,
+            Self::Q8_0 | Self::Iq4Nl | Self::Iq4Xs | Self::Mxfp4 => 128,
             Self::Q6K => 32,
             Self::Q3K => 4,
             Self::Q4_1 | Self::Q4K | Self::Q5K | Self::Q2K => 0,
@@ -315,7 +343,7 @@ impl Format {
     fn block_meta(self) -> usize {
         match self {
             Self::Q4_1 => 4,
-            Self::Iq4Xs => 1,
+            Self::Iq4Xs | Self::Mxfp4 => 1,
             _ => 2,
         }
     }
@@ -325,7 +353,13 @@ impl Format {
     #[inline(always)]
     fn block_width(self) -> usize {
         match self {
-            Self::Q4K | Self::Q6K | Self::Q5K | Self::Q3K | Self::Q2K | Self::Iq4Xs => 1,
+            Self::Q4K
+            | Self::Q6K
+            | Self::Q5K
+            | Self::Q3K
+            | Self::Q2K
+            | Self::Iq4Xs
+            | Self::Mxfp4 => 1,
             _ => 2,
         }
     }
@@ -337,6 +371,15 @@ impl Format {
             Self::Q4K | Self::Q5K | Self::Q2K => 4,
             Self::Q6K | Self::Q3K | Self::Iq4Xs => 2,
             _ => 0,
+        }
+    }
+
+    /// The table a [`Codes::Lut`] format's indices select, as codes.
+    #[inline(always)]
+    fn lut(self) -> &'static [u8; 16] {
+        match self {
+            Self::Mxfp4 => &MXFP4_CODES,
+            _ => &IQ4_CODES,
         }
     }
 
@@ -381,6 +424,10 @@ fn decode_row(format: Format, src: &[u8], k: usize) -> DecodedRow {
                     *c |= (((qh >> j) & 1) as u8) << 4;
                 }
                 row.block_meta.extend_from_slice(&blk[..2]);
+            }
+            Format::Mxfp4 => {
+                nibbles_32(&blk[1..17], codes);
+                row.block_meta.push(blk[0]);
             }
             Format::Q8_0 => {
                 for (c, &q) in codes.iter_mut().zip(&blk[2..34]) {
@@ -645,7 +692,7 @@ impl PackedMatrix {
         let (g, lane, b) = (r / GROUP, r % GROUP, e / BLOCK);
         let at = (g * (self.k / BLOCK) + b) * self.format.code_bytes();
         get_code(
-            self.format.codes(),
+            self.format,
             &self.codes[at..at + self.format.code_bytes()],
             lane,
             e % BLOCK,
@@ -694,6 +741,10 @@ impl PackedMatrix {
             Format::Iq4Xs => {
                 let d = half(supers(), 0);
                 let s = d * byte(0) as i8 as f32;
+                (s, s, 0.0, 0.0)
+            }
+            Format::Mxfp4 => {
+                let s = e8m0_half(byte(0));
                 (s, s, 0.0, 0.0)
             }
         }
@@ -816,14 +867,15 @@ fn pack_group(
     }
 }
 
-fn get_code(codes: Codes, src: &[u8], lane: usize, e: usize) -> u8 {
+fn get_code(format: Format, src: &[u8], lane: usize, e: usize) -> u8 {
     let (t, i) = (e / 4, e % 4);
     let byte = 4 * lane + i;
+    let codes = format.codes();
     match codes {
         Codes::Byte => src[t * 64 + byte],
         Codes::Lut => {
             let packed = src[(t % 4) * 64 + byte];
-            IQ4_CODES[usize::from(if t < 4 { packed & 15 } else { packed >> 4 })]
+            format.lut()[usize::from(if t < 4 { packed & 15 } else { packed >> 4 })]
         }
         Codes::Nibble | Codes::Nibble5 | Codes::Nibble6 => {
             let packed = src[(t % 4) * 64 + byte];
@@ -969,7 +1021,7 @@ pub fn matmul_with(path: KernelPath, w: &PackedMatrix, x: &[f32]) -> Result<Vec<
 /// Fill `out`, `m` rows of `n` outputs, with `f(row, column)` in parallel
 /// tasks of `per_task` outputs: a decode step's single row still uses every
 /// thread, and each output is computed alone, so the split cannot change a
-/// bit (the products nsed runs without packing: MXFP4, floats).
+/// bit (the float products, which nsed runs without packing).
 pub(crate) fn each_output(
     out: &mut [f32],
     n: usize,
@@ -1022,7 +1074,7 @@ mod tests {
 
     use crate::testing::pseudo_random as values;
 
-    const FORMATS: [Format; 11] = Format::ALL;
+    const FORMATS: [Format; 12] = Format::ALL;
 
     /// The candle dtype of a format candle can quantize.
     fn candle_dtype(format: Format) -> Option<GgmlDType> {
@@ -1050,6 +1102,7 @@ mod tests {
         let Some(dtype) = candle_dtype(format) else {
             let blocks = match format {
                 Format::Iq4Nl => iq4::quantize_iq4_nl(&x),
+                Format::Mxfp4 => mxfp4::quantize_row(&x),
                 _ => iq4::quantize_iq4_xs(&x),
             };
             let packed = PackedMatrix::pack(format, n, k, &blocks).unwrap();
@@ -1317,7 +1370,7 @@ mod tests {
             Err(QmmError::Shape { .. })
         ));
         assert_eq!(Format::from_ggml(GgmlDType::F16), None);
-        assert_eq!(Format::from_ggml_id(39), None, "MXFP4 has its own product");
+        assert_eq!(Format::from_ggml_id(30), None, "BF16 has the float product");
         for f in Format::ALL {
             assert_eq!(Format::from_ggml_id(f.ggml_id()), Some(f));
         }

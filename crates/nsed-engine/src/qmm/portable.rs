@@ -7,7 +7,7 @@
 //! Also here: the element-wise reference kernel that every path is tested
 //! against, bit for bit.
 
-use super::{Codes, Format, PackedMatrix, QuantizedRows, Scales, BLOCK, GROUP, IQ4_CODES};
+use super::{e8m0_half, Codes, Format, PackedMatrix, QuantizedRows, Scales, BLOCK, GROUP};
 
 /// All activation rows against group `g`; `dst` is `[m][16]`.
 pub(super) fn group_kernel(w: &PackedMatrix, acts: &QuantizedRows, g: usize, dst: &mut [f32]) {
@@ -141,6 +141,10 @@ fn lane_scales(format: Format, w: &PackedMatrix, g: usize, b: usize, out: &mut [
                 let s = half(supers, 0, lane) * byte(0, lane) as i8 as f32;
                 (s, s, 0.0, 0.0)
             }
+            Format::Mxfp4 => {
+                let s = e8m0_half(byte(0, lane));
+                (s, s, 0.0, 0.0)
+            }
         };
     }
 }
@@ -183,13 +187,14 @@ fn unpack(format: Format, rec: &[u8], codes: &mut [[i16; BLOCK]; GROUP]) {
             }
         }
         Codes::Lut => {
+            let table = format.lut();
             for u in 0..4 {
                 let step = &rec[u * 64..][..64];
                 for (lane, row) in codes.iter_mut().enumerate() {
                     for i in 0..4 {
                         let byte = step[4 * lane + i];
-                        row[4 * u + i] = IQ4_CODES[usize::from(byte & 15)] as i16;
-                        row[4 * u + 16 + i] = IQ4_CODES[usize::from(byte >> 4)] as i16;
+                        row[4 * u + i] = table[usize::from(byte & 15)] as i16;
+                        row[4 * u + 16 + i] = table[usize::from(byte >> 4)] as i16;
                     }
                 }
             }
