@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::{FederationError, Rejection};
-use crate::deliberation::roster::AgentSpec;
+use crate::deliberation::roster::{AgentSpec, ReasoningMode};
 use crate::deliberation::{EvalMode, EvaluateRequest, Evaluation, Proposal, ProposeRequest};
 
 /// The schema version every message carries; a receiver refuses others.
@@ -70,6 +70,12 @@ pub struct Profile {
     pub seed_offset: u64,
     /// Overrides the request's evaluation mode for this agent.
     pub evaluation: Option<EvalMode>,
+    /// A reasoning model's thinking, on or off (the roster's `reasoning`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<ReasoningMode>,
+    /// The roster's `reasoning_budget`: most tokens of thinking per generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_budget: Option<usize>,
 }
 
 /// An agent's own defaults: greedy, no system override (pings use it).
@@ -82,6 +88,8 @@ impl Default for Profile {
             top_k: 0,
             seed_offset: 0,
             evaluation: None,
+            reasoning: None,
+            reasoning_budget: None,
         }
     }
 }
@@ -96,6 +104,8 @@ impl Profile {
             top_k: spec.top_k,
             seed_offset: spec.seed_offset,
             evaluation: spec.evaluation,
+            reasoning: spec.reasoning,
+            reasoning_budget: spec.reasoning_budget,
         }
     }
 
@@ -113,8 +123,8 @@ impl Profile {
             transport: Default::default(),
             public_key: None,
             device: None,
-            reasoning: None,
-            reasoning_budget: None,
+            reasoning: self.reasoning,
+            reasoning_budget: self.reasoning_budget,
         }
     }
 }
@@ -657,6 +667,22 @@ mod tests {
             assert_eq!(Action::parse(a.as_str()), Some(a));
         }
         assert_eq!(Action::parse("ack"), None);
+    }
+
+    #[test]
+    fn a_remote_agent_gets_the_roster_entrys_reasoning_settings() {
+        let spec: AgentSpec = toml::from_str(
+            "name = \"q\"\nmodel = \"m\"\nreasoning = \"off\"\nreasoning_budget = 64",
+        )
+        .unwrap();
+        let wire = serde_json::to_string(&Profile::of(&spec)).unwrap();
+        let back: Profile = serde_json::from_str(&wire).unwrap();
+        let served = back.spec("q", "m");
+        assert_eq!(served.reasoning, Some(ReasoningMode::Off));
+        assert_eq!(served.reasoning_budget, Some(64));
+        // Without them the message is as before (older agents accept it).
+        let plain = serde_json::to_string(&Profile::default()).unwrap();
+        assert!(!plain.contains("reasoning"), "{plain}");
     }
 
     #[test]

@@ -1599,6 +1599,9 @@ pub fn attend_row(
 /// [`attend_row`] with an attention sink (GPT-OSS): a logit that joins the
 /// softmax's normalization (and its maximum) but has no value, so a head can
 /// attend to nothing.
+///
+/// Runs [`attend_row_impl`] compiled for the process's kernel path (as
+/// `qmm::float::dot`): wider vectors, the same operations in the same order.
 #[allow(clippy::too_many_arguments)]
 fn attend_row_with_sink(
     q: &[f32],
@@ -1610,9 +1613,77 @@ fn attend_row_with_sink(
     sink: Option<f32>,
     dst: &mut [f32],
 ) {
+    use qmm::path::KernelPath;
+    match qmm::path::active() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the active path runs on this CPU; it includes AVX-512 F.
+        KernelPath::Avx512Vnni => unsafe { attend_avx512(q, k, v, keys, scale, d, sink, dst) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above; these paths include AVX2.
+        KernelPath::Avx2 | KernelPath::AvxVnni => unsafe {
+            attend_avx2(q, k, v, keys, scale, d, sink, dst)
+        },
+        _ => attend_row_impl(q, k, v, keys, scale, d, sink, dst),
+    }
+}
+
+/// [`attend_row_impl`] compiled with AVX-512 F.
+///
+/// # Safety
+/// Call only on a CPU with avx512f.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_avx512(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    keys: std::ops::Range<usize>,
+    scale: f32,
+    d: usize,
+    sink: Option<f32>,
+    dst: &mut [f32],
+) {
+    attend_row_impl(q, k, v, keys, scale, d, sink, dst)
+}
+
+/// [`attend_row_impl`] compiled with AVX2.
+///
+/// # Safety
+/// Call only on a CPU with avx2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_avx2(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    keys: std::ops::Range<usize>,
+    scale: f32,
+    d: usize,
+    sink: Option<f32>,
+    dst: &mut [f32],
+) {
+    attend_row_impl(q, k, v, keys, scale, d, sink, dst)
+}
+
+/// The attention of one query row: scores, softmax (with the sink) and the
+/// weighted sum of values.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attend_row_impl(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    keys: std::ops::Range<usize>,
+    scale: f32,
+    d: usize,
+    sink: Option<f32>,
+    dst: &mut [f32],
+) {
     let scores: Vec<f32> = keys
         .clone()
-        .map(|j| dot(q, &k[j * d..(j + 1) * d]) * scale)
+        .map(|j| qmm::float::dot_lanes(q, &k[j * d..(j + 1) * d], |v| *v) * scale)
         .collect();
     let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let max = sink.map_or(max, |s| max.max(s));
@@ -1625,12 +1696,6 @@ fn attend_row_with_sink(
             *o += p * x;
         }
     }
-}
-
-/// Dot product with 16 independent lanes summed in a fixed order: vectorizes,
-/// and the result depends only on the two vectors.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    qmm::float::dot(a, b, |v| *v)
 }
 
 fn load_layer(

@@ -198,8 +198,12 @@ impl FloatMatrix {
             let range = j * k..(j + 1) * k;
             match &self.data {
                 FloatData::F32(w) => dot(&w[range], xs, |v| *v),
-                FloatData::F16(w) => dot(&w[range], xs, |v| v.to_f32()),
-                FloatData::Bf16(w) => dot(&w[range], xs, |v| v.to_f32()),
+                // Exact conversions written out, so that they vectorize
+                // (half's own may test the CPU per value).
+                FloatData::F16(w) => {
+                    dot(&w[range], xs, |v| super::portable::f16_to_f32(v.to_bits()))
+                }
+                FloatData::Bf16(w) => dot(&w[range], xs, |v| bf16_to_f32(*v)),
             }
         });
         Ok(out)
@@ -208,8 +212,48 @@ impl FloatMatrix {
 
 /// `w · x` in 16 independent lanes summed in a fixed order: vectorizes, and
 /// the result depends only on the two vectors (the model's attention uses
-/// it too, with `widen` the identity).
+/// it too, with `widen` the identity). Runs [`dot_lanes`] compiled for the
+/// process's kernel path ([`super::path::active`]): 16 lanes are one
+/// AVX-512 vector, two AVX2 ones, four SSE ones, with the same multiplies
+/// and adds in the same order on each — the same bits.
 pub(crate) fn dot<T>(w: &[T], x: &[f32], widen: impl Fn(&T) -> f32) -> f32 {
+    use super::path::KernelPath;
+    match super::path::active() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the active path was checked to run on this CPU, and its
+        // features include AVX-512 F.
+        KernelPath::Avx512Vnni => unsafe { dot_avx512(w, x, widen) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above; these paths include AVX2 and FMA.
+        KernelPath::Avx2 | KernelPath::AvxVnni => unsafe { dot_avx2(w, x, widen) },
+        _ => dot_lanes(w, x, widen),
+    }
+}
+
+/// [`dot_lanes`] compiled with AVX-512 F.
+///
+/// # Safety
+/// Call only on a CPU with avx512f.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_avx512<T>(w: &[T], x: &[f32], widen: impl Fn(&T) -> f32) -> f32 {
+    dot_lanes(w, x, widen)
+}
+
+/// [`dot_lanes`] compiled with AVX2.
+///
+/// # Safety
+/// Call only on a CPU with avx2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_avx2<T>(w: &[T], x: &[f32], widen: impl Fn(&T) -> f32) -> f32 {
+    dot_lanes(w, x, widen)
+}
+
+/// The dot product's one definition: 16 lanes of multiply-then-add (never
+/// fused), reduced pairwise, then the tail.
+#[inline(always)]
+pub(crate) fn dot_lanes<T>(w: &[T], x: &[f32], widen: impl Fn(&T) -> f32) -> f32 {
     let mut lanes = [0f32; 16];
     let split = w.len() / 16 * 16;
     for (cw, cx) in w[..split].chunks_exact(16).zip(x[..split].chunks_exact(16)) {
@@ -229,6 +273,12 @@ pub(crate) fn dot<T>(w: &[T], x: &[f32], widen: impl Fn(&T) -> f32) -> f32 {
         }
     }
     lanes[0] + tail
+}
+
+/// A bfloat16 widened: its bits are the top half of the f32's.
+#[inline(always)]
+fn bf16_to_f32(v: bf16) -> f32 {
+    f32::from_bits(u32::from(v.to_bits()) << 16)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use clap::Args;
 use super::{inline_or_file, read_utf8};
 use crate::bounds;
 use crate::stdout::{closed as stdout_closed, note_written};
+use nsed::deliberation::roster::ReasoningMode;
 use nsed::engine::chat::Message;
 use nsed::engine::generate::{generate, GenerateRequest, Generation};
 use nsed::engine::gguf::Gguf;
@@ -67,7 +68,7 @@ pub struct GenerateArgs {
     /// `enable_thinking` switch (Qwen3 and others; recorded in the artifact).
     /// Default: the template's own default.
     #[arg(long, value_enum, conflicts_with = "raw")]
-    reasoning: Option<Switch>,
+    reasoning: Option<ReasoningMode>,
     /// Seed of the sampler (recorded; with --inference-id it keys the RNG).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -111,15 +112,6 @@ pub struct GenerateArgs {
     /// Add a TOPLOC-style activation proof (258 bytes per 32 tokens) to the artifact.
     #[arg(long, requires = "artifact")]
     proof: bool,
-}
-
-/// `--reasoning on|off`.
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Switch {
-    /// Think before answering.
-    On,
-    /// Answer directly.
-    Off,
 }
 
 #[derive(Args)]
@@ -242,7 +234,7 @@ fn request_of(args: &GenerateArgs, prompt: String) -> Request {
 fn template_kwargs(args: &GenerateArgs) -> std::collections::BTreeMap<String, serde_json::Value> {
     args.reasoning
         .map(|r| {
-            let on = serde_json::Value::Bool(r == Switch::On);
+            let on = serde_json::Value::Bool(r == ReasoningMode::On);
             [("enable_thinking".to_string(), on)].into()
         })
         .unwrap_or_default()
