@@ -2,7 +2,7 @@
 # Determinism hashes of nsed's synthetic models of the NSED paper's
 # architectures and weight formats (`nsed models synth --like ID
 # --scaled-down [--quant Q]`): one 16-token seed-bound generation each, on
-# this CPU's best kernel path, written to results/determinism/synthetic.json.
+# this CPU's best kernel path, written to tests/data/golden/determinism/synthetic.json.
 # tests/it/kernel_paths.rs regenerates every model and requires these hashes
 # on every kernel path the CPU has; a machine with other paths checks them
 # there (the hashes do not depend on the CPU).
@@ -15,7 +15,7 @@ ids=(qwen3-8b gemma3-12b qwen3-30b-a3b llama3.1-8b gpt-oss-20b mistral-nemo-12b
      qwen3-8b:Q2_K qwen3-8b:Q3_K qwen3-8b:Q5_K qwen3-8b:IQ4_NL qwen3-8b:IQ4_XS)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-out=results/determinism/synthetic.json
+out=tests/data/golden/determinism/synthetic.json
 {
   echo "{"
   echo "  \"generator\": \"scripts/synthetic-determinism.sh\","

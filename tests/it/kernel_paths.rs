@@ -7,7 +7,7 @@
 //! architecture and formats at a larger width, so it adds time and no path;
 //! its committed hashes are checked by `scripts/bench-verify.sh`. The same
 //! holds for the scaled-down synthetic models of the paper's architectures
-//! and every new weight format (`results/determinism/synthetic.json`). Also: a bad
+//! and every new weight format (`tests/data/golden/determinism/synthetic.json`). Also: a bad
 //! `NSED_KERNEL` is a clear exit-2 error naming the paths this CPU has.
 
 use crate::common;
@@ -144,13 +144,13 @@ fn a_bad_kernel_setting_is_a_usage_error_naming_the_paths() {
 /// The NSED paper's architectures and the larger models' weight formats, on
 /// their scaled-down synthetic models (no weights to download): every kernel
 /// path this CPU has reproduces the hashes committed in
-/// `results/determinism/synthetic.json` (`scripts/synthetic-determinism.sh`)
+/// `tests/data/golden/determinism/synthetic.json` (`scripts/synthetic-determinism.sh`)
 /// for a 16-token seed-bound generation; a model whose weights differ by
 /// its seed gives other hashes (negative control).
 #[test]
 fn synthetic_models_of_every_architecture_and_format_agree_on_every_path() {
     let path = format!(
-        "{}/results/determinism/synthetic.json",
+        "{}/tests/data/golden/determinism/synthetic.json",
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(&path).expect("committed synthetic hashes");
