@@ -34,7 +34,7 @@ SHAPES = ["qwen3-0.6b", "qwen3-8b", "gemma3-1b", "gemma3-12b", "gemma3-27b",
           "qwen2.5-coder-0.5b", "gemma3-270m", "smollm2-135m",
           "qwen3-30b-a3b", "llama3.1-8b", "gpt-oss-20b", "mistral-nemo-12b",
           "qwen3-8b:Q2_K", "qwen3-8b:Q3_K", "qwen3-8b:Q5_K", "qwen3-8b:IQ4_NL",
-          "qwen3-8b:IQ4_XS", "qwen3-30b-a3b:IQ4_XS"]
+          "qwen3-8b:IQ4_XS", "qwen3-8b:F16", "qwen3-30b-a3b:IQ4_XS"]
 # 16 positions: past the scaled-down sliding window (8), so that both the
 # windowed and the global layers' masks are exercised.
 TOKENS = [2, 17, 301, 42, 999, 5, 77, 640, 12, 512, 3, 250, 808, 64, 128, 1000]

@@ -195,6 +195,7 @@ fn every_architecture_agrees_with_llama_cpp() {
         "qwen3-8b:Q5_K",
         "qwen3-8b:IQ4_NL",
         "qwen3-8b:IQ4_XS",
+        "qwen3-8b:F16",
         "qwen3-30b-a3b:IQ4_XS",
     ] {
         let g = golden(shape);
