@@ -137,3 +137,46 @@ fn closed_stdout_ends_quietly_instead_of_panicking() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// An `hf://` reference with `#sha256=` loads from the Hub cache only when
+/// the file has that hash; another hash is a one-line exit-2 error naming
+/// both (the cache is laid out as hf-hub writes it, so nothing is fetched).
+#[test]
+fn a_pinned_hub_reference_is_checked_against_the_cached_file() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let repo = home.path().join("hub/models--owner--repo");
+    std::fs::create_dir_all(repo.join("refs")).expect("refs");
+    std::fs::write(repo.join("refs/main"), "abc123").expect("ref");
+    let snapshot = repo.join("snapshots/abc123");
+    std::fs::create_dir_all(&snapshot).expect("snapshot");
+    let file = snapshot.join("tiny.gguf");
+    let spec = nsed::engine::synth::SynthSpec::like("qwen3-0.6b")
+        .expect("shape")
+        .scaled_down();
+    nsed::engine::synth::write(&file, &spec).expect("write");
+    let sha = nsed::engine::registry::sha256_file(&file).expect("sha256");
+    let inspect = |reference: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_nsed"))
+            .env("HF_HOME", home.path())
+            .args(["models", "inspect", reference])
+            .output()
+            .expect("run nsed");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = inspect(&format!("hf://owner/repo/tiny.gguf#sha256={sha}"));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("qwen3"), "{stdout}");
+    let wrong = "0".repeat(64);
+    let (code, _, stderr) = inspect(&format!("hf://owner/repo/tiny.gguf#sha256={wrong}"));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&sha) && stderr.contains(&wrong) && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    let (code, _, stderr) = inspect("hf://owner/repo/tiny.gguf#sha256=xyz");
+    assert_eq!(code, Some(2), "{stderr}");
+}

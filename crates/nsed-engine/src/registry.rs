@@ -84,9 +84,18 @@ pub enum RegistryError {
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// An `hf://` argument is not `OWNER/REPO[@REVISION]/FILE.gguf` (the text after `hf://`).
-    #[error("`hf://{0}` is not OWNER/REPO[@REVISION]/FILE.gguf")]
+    /// An `hf://` argument is not `OWNER/REPO[@REVISION]/FILE.gguf[#sha256=HEX]`
+    /// (the text after `hf://`).
+    #[error("`hf://{0}` is not OWNER/REPO[@REVISION]/FILE.gguf[#sha256=<64 hex digits>]")]
     HubSpec(String),
+    /// An `hf://` file's sha256 is not the one its reference pins.
+    #[error(
+        "`hf://{}`: {} has sha256 {}, not the pinned {}; the repository changed (pin a \
+         revision with @REV too) or the download is corrupt: delete the file from \
+         $HF_HOME/hub to fetch it again",
+        .0.spec, .0.path.display(), .0.actual, .0.expected
+    )]
+    PinMismatch(Box<PinMismatch>),
     /// The Hub file is not in the local cache and cannot be downloaded.
     #[error(
         "cannot get `hf://{spec}` from the Hugging Face Hub: {message} (no network? files \
@@ -227,6 +236,19 @@ pub struct Registry {
     pub models: Vec<ModelEntry>,
 }
 
+/// What a failed `#sha256=` pin found.
+#[derive(Debug)]
+pub struct PinMismatch {
+    /// The reference after `hf://`.
+    pub spec: String,
+    /// The cached file.
+    pub path: PathBuf,
+    /// The pinned sha256.
+    pub expected: String,
+    /// The file's sha256.
+    pub actual: String,
+}
+
 /// A model file ready to load: its path, and its registry entry when it has one.
 #[derive(Debug, Clone)]
 pub struct ResolvedModel {
@@ -234,6 +256,8 @@ pub struct ResolvedModel {
     pub path: PathBuf,
     /// Its registry entry; `None` for a model given by path or `hf://`.
     pub entry: Option<ModelEntry>,
+    /// The sha256 an `hf://…#sha256=` pin required, checked at resolution.
+    pub pinned_sha256: Option<String>,
 }
 
 impl ResolvedModel {
@@ -250,9 +274,10 @@ impl ResolvedModel {
 
     /// sha256 of the GGUF file: the registry's (verified at load) or computed.
     pub fn sha256(&self) -> Result<String, RegistryError> {
-        match &self.entry {
-            Some(e) => Ok(e.sha256.clone()),
-            None => sha256_file(&self.path),
+        match (&self.entry, &self.pinned_sha256) {
+            (Some(e), _) => Ok(e.sha256.clone()),
+            (None, Some(pinned)) => Ok(pinned.clone()),
+            (None, None) => sha256_file(&self.path),
         }
     }
 }
@@ -309,8 +334,24 @@ impl Registry {
     /// and carry the registry's sha256; a GGUF given by path is taken as is.
     pub fn resolve(&self, spec: &str) -> Result<ResolvedModel, RegistryError> {
         if let Some(hub) = spec.strip_prefix("hf://") {
-            let path = hub_file(hub)?;
-            return Ok(ResolvedModel { path, entry: None });
+            let (file, pin) = split_pin(hub)?;
+            let path = hub_file(file)?;
+            if let Some(expected) = pin {
+                let actual = sha256_file(&path)?;
+                if actual != expected {
+                    return Err(RegistryError::PinMismatch(Box::new(PinMismatch {
+                        spec: hub.to_string(),
+                        path,
+                        expected: expected.to_string(),
+                        actual,
+                    })));
+                }
+            }
+            return Ok(ResolvedModel {
+                path,
+                entry: None,
+                pinned_sha256: pin.map(str::to_string),
+            });
         }
         if let Some(entry) = self.get(spec) {
             let path = self.path_of(entry);
@@ -324,12 +365,17 @@ impl Registry {
             return Ok(ResolvedModel {
                 path,
                 entry: Some(entry.clone()),
+                pinned_sha256: None,
             });
         }
         let path = PathBuf::from(spec);
         let looks_like_path = spec.ends_with(".gguf") || spec.contains(std::path::MAIN_SEPARATOR);
         if path.is_file() {
-            Ok(ResolvedModel { path, entry: None })
+            Ok(ResolvedModel {
+                path,
+                entry: None,
+                pinned_sha256: None,
+            })
         } else if looks_like_path {
             Err(RegistryError::MissingFile { path })
         } else {
@@ -340,6 +386,23 @@ impl Registry {
             })
         }
     }
+}
+
+/// An `hf://` reference (after the scheme) split from its optional pin
+/// `#sha256=HEX` (64 lower-case hex digits).
+fn split_pin(spec: &str) -> Result<(&str, Option<&str>), RegistryError> {
+    let Some((file, fragment)) = spec.split_once('#') else {
+        return Ok((spec, None));
+    };
+    let hex = fragment
+        .strip_prefix("sha256=")
+        .filter(|h| {
+            h.len() == 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+        .ok_or_else(|| RegistryError::HubSpec(spec.to_string()))?;
+    Ok((file, Some(hex)))
 }
 
 /// `OWNER/REPO[@REVISION]/FILE.gguf` split into (repo id, revision, file).
@@ -490,6 +553,28 @@ mod tests {
         ] {
             assert!(
                 matches!(parse_hub_spec(bad), Err(RegistryError::HubSpec(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hub_reference_may_pin_its_sha256() {
+        let hex = "0123456789abcdef".repeat(4);
+        let spec = format!("o/r/m.gguf#sha256={hex}");
+        assert_eq!(
+            split_pin(&spec).unwrap(),
+            ("o/r/m.gguf", Some(hex.as_str()))
+        );
+        assert_eq!(split_pin("o/r/m.gguf").unwrap(), ("o/r/m.gguf", None));
+        for bad in [
+            "o/r/m.gguf#",
+            "o/r/m.gguf#sha256=abc",
+            "o/r/m.gguf#md5=0123",
+            &format!("o/r/m.gguf#sha256={}", hex.to_uppercase()),
+        ] {
+            assert!(
+                matches!(split_pin(bad), Err(RegistryError::HubSpec(_))),
                 "{bad}"
             );
         }
