@@ -33,7 +33,7 @@ pub enum RuntimeError {
     TooLarge {
         /// The model file.
         path: String,
-        /// Memory the weights take once loaded (their size in the file).
+        /// Memory the weights take once loaded ([`loaded_bytes`]).
         needed_mib: u64,
         /// `MemAvailable` from /proc/meminfo.
         available_mib: u64,
@@ -164,14 +164,14 @@ impl Runtime {
     }
 }
 
-/// Refuse, before reading any weight, a model whose weights (loaded at their
-/// size in the file: nsed keeps them in their own formats) exceed the memory
-/// the machine has available. Nothing is checked where /proc/meminfo is absent.
+/// Refuse, before reading any weight, a model whose weights (at their size
+/// once loaded: [`loaded_bytes`]) exceed the memory the machine has
+/// available. Nothing is checked where /proc/meminfo is absent.
 fn check_memory(gguf: &Gguf) -> Result<(), RuntimeError> {
     let Some(available) = mem_available() else {
         return Ok(());
     };
-    let needed = gguf.file_size;
+    let needed = loaded_bytes(gguf);
     if needed > available {
         return Err(RuntimeError::TooLarge {
             path: gguf.path.display().to_string(),
@@ -180,6 +180,37 @@ fn check_memory(gguf: &Gguf) -> Result<(), RuntimeError> {
         });
     }
     Ok(())
+}
+
+/// The weights' size once loaded: the packed kernels' size for the matrices
+/// they read (about the file's, but Q2_K and Q3_K codes take 4 bits per
+/// weight there, 1.7x and 1.3x their files' bits), the file's for the rest.
+pub fn loaded_bytes(gguf: &Gguf) -> u64 {
+    let packed = |format: Option<crate::qmm::Format>, dims: &[usize], n_bytes: u64| match format {
+        Some(f) if dims.len() >= 2 => {
+            let (n, k) = (dims[dims.len() - 2], dims[dims.len() - 1]);
+            let matrices: usize = dims[..dims.len() - 2].iter().product();
+            (matrices * crate::qmm::PackedMatrix::packed_bytes(f, n, k)) as u64
+        }
+        _ => n_bytes,
+    };
+    let candle: u64 = gguf
+        .tensors
+        .values()
+        .map(|t| packed(crate::qmm::Format::from_ggml(t.dtype), &t.dims, t.n_bytes))
+        .sum();
+    let raw: u64 = gguf
+        .raw_tensors
+        .values()
+        .map(|t| {
+            packed(
+                crate::qmm::Format::from_ggml_id(t.ty.id()),
+                &t.dims,
+                t.n_bytes,
+            )
+        })
+        .sum();
+    candle + raw
 }
 
 /// `MemAvailable` in bytes (Linux).
@@ -226,4 +257,28 @@ pub fn chat_tokens_with(
 ) -> Result<Vec<u32>, TemplateError> {
     let text = template.render_with(messages, true, extra)?;
     Ok(tokenizer.encode(&text, true, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{self, SynthSpec};
+
+    /// The size check counts the weights as loaded: a Q4_K model about its
+    /// file, a Q2_K one more (its 2-bit codes take 4 bits once packed).
+    #[test]
+    fn loaded_bytes_are_the_packed_sizes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ratio = |quant: &str| {
+            let path = dir.path().join(format!("{quant}.gguf"));
+            let mut spec = SynthSpec::like("qwen3-8b").expect("shape").scaled_down();
+            spec.weight_type = synth::parse_quant(quant).expect("type");
+            synth::write(&path, &spec).expect("write");
+            let gguf = Gguf::open(&path).expect("gguf");
+            loaded_bytes(&gguf) as f64 / gguf.file_size as f64
+        };
+        let (q4k, q2k) = (ratio("Q4_K"), ratio("Q2_K"));
+        assert!((0.9..1.1).contains(&q4k), "Q4_K: {q4k}");
+        assert!(q2k > q4k * 1.2, "Q2_K: {q2k} against Q4_K's {q4k}");
+    }
 }

@@ -663,6 +663,16 @@ impl PackedMatrix {
         Ok(packed)
     }
 
+    /// Bytes an `[n, k]` matrix of `format` takes packed (what
+    /// [`PackedMatrix::size_bytes`] will report), for sizing before loading.
+    pub fn packed_bytes(format: Format, n: usize, k: usize) -> usize {
+        let (groups, nb, ns) = (n.div_ceil(GROUP), k / BLOCK, k / 256);
+        groups
+            * (nb * format.code_bytes()
+                + nb * GROUP * format.block_meta()
+                + ns * GROUP * format.super_meta())
+    }
+
     /// Rows `n` of the matrix (output features).
     pub fn rows(&self) -> usize {
         self.n
@@ -1130,6 +1140,7 @@ mod tests {
         for dtype in FORMATS.into_iter().filter(|&f| candle_dtype(f).is_some()) {
             let (n, k) = (40, 512);
             let (p, deq) = matrix(dtype, n, k);
+            assert_eq!(PackedMatrix::packed_bytes(dtype, n, k), p.size_bytes());
             let mut row = vec![0f32; k];
             for r in 0..n {
                 p.row_f32(r, &mut row);
