@@ -42,20 +42,28 @@ fn committed(model: &str) -> (String, String) {
 /// on `path` at 2 threads: (logits, output) sha256.
 fn run_on(path: KernelPath, model: &str) -> (String, String) {
     common::registry_model_path(model);
+    hashes_of(path, model.as_ref(), &[])
+}
+
+/// `nsed determinism` on `model` (a registry id or a file) on `path` at 2
+/// threads, one run, with `extra` flags: (logits, output) sha256.
+fn hashes_of(path: KernelPath, model: &std::ffi::OsStr, extra: &[&str]) -> (String, String) {
     let out = nsed()
         .env("NSED_KERNEL", path.name())
-        .args(["--threads", "2", "determinism", "--model", model])
+        .args(["--threads", "2", "determinism", "--model"])
+        .arg(model)
         .args(["--runs", "1", "--hashes-only", "--json"])
+        .args(extra)
         .output()
         .expect("run nsed");
     assert!(
         out.status.success(),
-        "{path} {model}: {}",
+        "{path} {model:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     let run = &report["runs"][0];
-    assert_eq!(run["identical_logits_share"], 1.0, "{path} {model}");
+    assert_eq!(run["identical_logits_share"], 1.0, "{path} {model:?}");
     (
         run["logits_sha256"].as_str().expect("logits hash").into(),
         run["output_sha256"].as_str().expect("output hash").into(),
@@ -184,26 +192,8 @@ fn synthetic_models_of_every_architecture_and_format_agree_on_every_path() {
         );
         file
     };
-    let hashes = |path: KernelPath, file: &std::path::Path| {
-        let out = nsed()
-            .env("NSED_KERNEL", path.name())
-            .args(["--threads", "2", "determinism", "-n", "16", "--runs", "1"])
-            .args(["--hashes-only", "--json", "--model"])
-            .arg(file)
-            .output()
-            .expect("run nsed");
-        assert!(
-            out.status.success(),
-            "{path}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-        let run = &report["runs"][0];
-        (
-            run["logits_sha256"].as_str().expect("hash").to_string(),
-            run["output_sha256"].as_str().expect("hash").to_string(),
-        )
-    };
+    let hashes =
+        |path: KernelPath, file: &std::path::Path| hashes_of(path, file.as_os_str(), &["-n", "16"]);
     for (id, want) in models {
         let file = synth(id, "7");
         let want = (

@@ -1086,21 +1086,10 @@ mod tests {
 
     const FORMATS: [Format; 12] = Format::ALL;
 
-    /// The candle dtype of a format candle can quantize.
+    /// The candle dtype of a format candle can quantize (not the IQ4 and
+    /// MXFP4 formats, which candle lacks).
     fn candle_dtype(format: Format) -> Option<GgmlDType> {
-        [
-            GgmlDType::Q4_0,
-            GgmlDType::Q4_1,
-            GgmlDType::Q5_0,
-            GgmlDType::Q8_0,
-            GgmlDType::Q2K,
-            GgmlDType::Q3K,
-            GgmlDType::Q4K,
-            GgmlDType::Q5K,
-            GgmlDType::Q6K,
-        ]
-        .into_iter()
-        .find(|&d| Format::from_ggml(d) == Some(format))
+        crate::gguf::ggml_dtype(format.ggml_id())
     }
 
     /// A GGUF-quantized `[n, k]` matrix, its packed form and its dequantized
