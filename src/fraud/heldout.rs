@@ -195,13 +195,9 @@ impl HeldOut {
 }
 
 /// The flag rate a conformal threshold is built for with `n` training
-/// honest scores: k/(n + 1), k = ⌊α·(n + 1)⌋ and at least 1.
+/// honest scores ([`nsed_stats::conformal::design_rate`]).
 pub fn design_rate(n: usize, alpha: f64) -> f64 {
-    conformal_rank(n, alpha) as f64 / (n + 1) as f64
-}
-
-fn conformal_rank(n: usize, alpha: f64) -> usize {
-    ((alpha * (n + 1) as f64).floor() as usize).max(1)
+    nsed_stats::conformal::design_rate(n, alpha)
 }
 
 /// One scored sample: its prompt, and the detector inputs.
@@ -392,12 +388,10 @@ fn fit(detector: Detector, train: &[&Row]) -> Option<Fitted> {
     })
 }
 
-/// The k-th largest honest score, k = ⌊α·(n + 1)⌋ (at least 1): a fresh
-/// exchangeable honest score exceeds it with probability at most k/(n + 1).
+/// The split-conformal bound of the honest scores
+/// ([`nsed_stats::conformal::upper_threshold`]).
 fn conformal_threshold(honest: &[f64], alpha: f64) -> Option<f64> {
-    let mut sorted = honest.to_vec();
-    sorted.sort_by(|a, b| b.total_cmp(a));
-    sorted.get(conformal_rank(honest.len(), alpha) - 1).copied()
+    nsed_stats::conformal::upper_threshold(honest, alpha)
 }
 
 fn split_scores(rows: &[&Row], score: &dyn Fn(&Row) -> Option<f64>) -> (Vec<f64>, Vec<f64>) {
@@ -1073,20 +1067,6 @@ mod tests {
             .by_length
             .iter()
             .all(|b| (0.0..=1.0).contains(&b.detection_rate())));
-    }
-
-    #[test]
-    fn conformal_thresholds_sit_at_the_guaranteed_order_statistic() {
-        let scores: Vec<f64> = (1..=160).map(f64::from).collect();
-        // n = 160, α = 1%: k = ⌊1.61⌋ = 1, the largest (the in-sample rule
-        // would take the second largest, 159, and flag one).
-        assert_eq!(conformal_threshold(&scores, 0.01), Some(160.0));
-        let scores: Vec<f64> = (1..=250).map(f64::from).collect();
-        // n = 250: k = ⌊2.51⌋ = 2.
-        assert_eq!(conformal_threshold(&scores, 0.01), Some(249.0));
-        // Too few for any k: the largest.
-        assert_eq!(conformal_threshold(&[3.0, 1.0, 2.0], 0.01), Some(3.0));
-        assert_eq!(conformal_threshold(&[], 0.01), None);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use super::variant::{self, Precision, VariantReport};
 use super::{prefill_attack, Attack, FraudError, Role};
 use crate::engine::batch::{run_all, BatchError, Done, Limits, Work};
 use crate::engine::chat::Message;
+use crate::engine::device::{default_device, ComputeDevice};
 use crate::engine::generate::generate;
 use crate::engine::runtime::Runtime;
 use crate::engine::sampling::SamplingParams;
@@ -44,6 +45,13 @@ pub struct Fingerprint {
     pub honest_disagreement: String,
     /// The prompt sources: a name, or a file's path with the sha256 of its bytes.
     pub sources: Vec<String>,
+    /// Where the executors (honest and cheating) run; absent: the global
+    /// `--device` (every role on one path, as runs before the field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor_device: Option<ComputeDevice>,
+    /// Where the validator replays; absent: the global `--device`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validator_device: Option<ComputeDevice>,
     /// Sampling temperature of the honest executor.
     pub temperature_honest: f64,
     /// Sampling temperature of the cheating executors.
@@ -186,9 +194,16 @@ impl Lab {
             return Err(FraudError::Input("no prompts".into()));
         }
         let mut variants = Vec::new();
+        let executors = fp.executor_device.unwrap_or_else(default_device);
+        let validator_on = fp.validator_device.unwrap_or_else(default_device);
         let mut load = |role: &str, spec: &str, p: Precision| -> Result<Runtime, FraudError> {
-            on_load(&format!("{role}: {spec} at {}", p.name()));
-            let (rt, report) = variant::load(spec, p)?;
+            let device = if role == "validator" {
+                validator_on
+            } else {
+                executors
+            };
+            on_load(&format!("{role}: {spec} at {} on {device}", p.name()));
+            let (rt, report) = variant::load(spec, p, device)?;
             variants.push((role.to_string(), report));
             Ok(rt)
         };

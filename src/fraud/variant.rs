@@ -6,6 +6,7 @@ use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QTensor};
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::device::ComputeDevice;
 use crate::engine::model::ModelError;
 use crate::engine::registry::Registry;
 use crate::engine::runtime::{Runtime, RuntimeError};
@@ -87,17 +88,26 @@ pub struct VariantReport {
     pub weight_bytes: u64,
 }
 
-/// Load `spec` (registry id or path) with every weight matrix at `precision`.
-pub fn load(spec: &str, precision: Precision) -> Result<(Runtime, VariantReport), RuntimeError> {
+/// Load `spec` (registry id or path) with every weight matrix at
+/// `precision`, on `device`.
+pub fn load(
+    spec: &str,
+    precision: Precision,
+    device: ComputeDevice,
+) -> Result<(Runtime, VariantReport), RuntimeError> {
     let resolved = Registry::load()?.resolve(spec)?;
     let mut report = VariantReport {
         precision: Some(precision),
         ..Default::default()
     };
-    let rt = Runtime::from_resolved_mapped(resolved, &mut |name, w| {
-        report.tensors += 1;
-        convert(name, w, precision, &mut report)
-    })?;
+    let rt = Runtime::from_resolved_mapped_on(
+        resolved,
+        &mut |name, w| {
+            report.tensors += 1;
+            convert(name, w, precision, &mut report)
+        },
+        device,
+    )?;
     Ok((rt, report))
 }
 

@@ -2,13 +2,19 @@
 //! of the claimed model over the executor's tokens (one batched prefill),
 //! every published logprob distance side by side ([`metrics`]), re-derivation
 //! of seed-bound sampled tokens, bit-exact regeneration, and TOPLOC-style
-//! activation proofs ([`toploc`]). Verdicts come from per-metric thresholds
-//! (defaults from docs/reference.md §6.1).
+//! activation proofs ([`toploc`]). Verdicts come from per-metric thresholds:
+//! the defaults of docs/reference.md §6.1 and the decisive seed check where
+//! the executor's and the validator's paths compute the same bits, and
+//! thresholds calibrated for the pair everywhere else ([`policy`],
+//! [`calibration`]).
 
 pub mod artifact;
+pub mod calibrate;
+pub mod calibration;
 pub mod cost;
 pub mod determinism;
 pub mod metrics;
+pub mod policy;
 pub mod toploc;
 pub mod uniformity;
 
@@ -316,15 +322,12 @@ pub fn teacher_forced(
     let mut derived = Vec::with_capacity(output.len());
     let mut hidden = want_hidden.then(Vec::new);
     rt.model.reset();
-    if prompt.len() > 1 {
-        rt.model
-            .forward(&prompt[..prompt.len() - 1], Logits::Last)?;
-    }
-    // Row r predicts output[r]; its input token is full[prompt.len() - 1 + r].
-    let seq = &full[prompt.len() - 1..full.len() - 1];
-    for chunk in seq.chunks(ROWS_PER_CALL) {
+    for call in replay_calls(&full, prompt.len(), rt.model.row_invariant()) {
+        let (logits, h) = rt.model.forward_hidden(call.tokens, call.want)?;
+        if !call.keep {
+            continue;
+        }
         let r0 = views.len();
-        let (logits, h) = rt.model.forward_hidden(chunk, Logits::All)?;
         let rows = logits.to_vec2::<f32>()?;
         // The per-row work (log-softmax, top-k, sampling filters) runs in
         // parallel; the draws stay sequential, in RNG counter order.
@@ -372,6 +375,42 @@ pub fn teacher_forced(
         seed,
         hidden,
     })
+}
+
+/// One forward call of a replay.
+struct ReplayCall<'a> {
+    tokens: &'a [u32],
+    want: Logits,
+    /// Whether its rows are output positions (not the prompt's prefill).
+    keep: bool,
+}
+
+/// The forward calls that give the logits of every output position of
+/// `full` = prompt ++ output (row r predicts `full[prompt_len + r]`). A
+/// row-invariant model prefills the prompt, then takes the output rows in
+/// batches of [`ROWS_PER_CALL`]; any other model gets the calls the
+/// executor made — the whole prompt, then one token at a time — so that
+/// every row comes from the kernels that produced it.
+fn replay_calls(full: &[u32], prompt_len: usize, row_invariant: bool) -> Vec<ReplayCall<'_>> {
+    let call = |tokens, want, keep| ReplayCall { tokens, want, keep };
+    if full.len() <= prompt_len || prompt_len == 0 {
+        return Vec::new();
+    }
+    let last_input = full.len() - 1;
+    if !row_invariant {
+        let first = call(&full[..prompt_len], Logits::Last, true);
+        let steps = full[prompt_len..last_input]
+            .chunks(1)
+            .map(|t| call(t, Logits::Last, true));
+        return std::iter::once(first).chain(steps).collect();
+    }
+    let head = &full[..prompt_len - 1];
+    let prefill = (!head.is_empty()).then(|| call(head, Logits::Last, false));
+    // Row r's input token is full[prompt_len - 1 + r].
+    let rows = full[prompt_len - 1..last_input]
+        .chunks(ROWS_PER_CALL)
+        .map(|c| call(c, Logits::All, true));
+    prefill.into_iter().chain(rows).collect()
 }
 
 /// A uniform draw on [0, 1) with 53 random bits.
@@ -487,6 +526,8 @@ pub struct Options {
     pub replay: bool,
     /// Keep the per-position table.
     pub table: bool,
+    /// The rule that set the thresholds and the seed tolerance, for the report.
+    pub policy: Option<policy::PolicyReport>,
 }
 
 impl Default for Options {
@@ -496,6 +537,7 @@ impl Default for Options {
             seed_tolerance: 0.01,
             replay: false,
             table: false,
+            policy: None,
         }
     }
 }
@@ -547,6 +589,9 @@ pub struct Report {
     pub executor: String,
     /// Who checked: the second artifact's name, or `model <id>` for a replay.
     pub validator: String,
+    /// Where the artifact was made and replayed, and what decided the verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<policy::PolicyReport>,
     /// Output positions in the executor's artifact.
     pub positions: usize,
     /// The executor's top-k width.
@@ -584,6 +629,7 @@ impl Report {
         let mut report = Self {
             executor,
             validator,
+            policy: opts.policy.clone(),
             positions: exec.len(),
             k: exec.first().map_or(0, |p| p.top.len()),
             precheck,
@@ -790,4 +836,50 @@ fn check_proof(
         logprob_bytes_per_token: logprob_bytes as f64 / n,
         checks,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows_and_inputs(calls: &[ReplayCall<'_>]) -> (usize, Vec<Vec<u32>>) {
+        let kept: Vec<Vec<u32>> = calls
+            .iter()
+            .filter(|c| c.keep)
+            .map(|c| c.tokens.to_vec())
+            .collect();
+        let rows = calls
+            .iter()
+            .filter(|c| c.keep)
+            .map(|c| match c.want {
+                Logits::All => c.tokens.len(),
+                _ => 1,
+            })
+            .sum();
+        (rows, kept)
+    }
+
+    #[test]
+    fn replays_give_one_row_per_output_position_either_way() {
+        // prompt [1, 2, 3], output [7, 8, 9]: rows predict 7, 8 and 9.
+        let full = [1, 2, 3, 7, 8, 9];
+        let batched = replay_calls(&full, 3, true);
+        assert!(!batched[0].keep && batched[0].tokens == [1, 2]);
+        assert_eq!(rows_and_inputs(&batched), (3, vec![vec![3, 7, 8]]));
+        // Call by call, as the executor decoded: the whole prompt, then
+        // each output token but the last.
+        let stepwise = replay_calls(&full, 3, false);
+        assert_eq!(
+            rows_and_inputs(&stepwise),
+            (3, vec![vec![1, 2, 3], vec![7], vec![8]])
+        );
+        assert!(stepwise.iter().all(|c| matches!(c.want, Logits::Last)));
+        // A one-token prompt has no prefill of its own; no output, no calls.
+        assert_eq!(
+            rows_and_inputs(&replay_calls(&[5, 6], 1, true)),
+            (1, vec![vec![5]])
+        );
+        assert!(replay_calls(&[1, 2, 3], 3, true).is_empty());
+        assert!(replay_calls(&[1, 2, 3], 3, false).is_empty());
+    }
 }

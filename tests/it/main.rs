@@ -31,3 +31,4 @@ mod tokenizer_golden;
 mod verify_bad_input;
 mod verify_gonka;
 mod verify_model;
+mod verify_policy;

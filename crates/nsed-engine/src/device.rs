@@ -185,14 +185,20 @@ impl ComputeDevice {
     }
 
     /// The device a CPU validator replays an artifact on, from the artifact's
-    /// `isa` (its executor's [`OpenDevice::label`]): f32-weight candle
-    /// artifacts (GPU or CPU) on the candle path with f32 weights, whose
-    /// numerics are theirs up to the order of float sums; everything else
-    /// on the host path, whose 8-bit activations are closest to candle's
-    /// quantized kernels.
+    /// `isa` (its executor's [`OpenDevice::label`]):
+    /// - an artifact of the candle path on a CPU of this machine's class
+    ///   ([`candle_cpu_class`]): that same path, which replays it bit for bit;
+    /// - other f32-weight candle artifacts (GPU, or another CPU class): the
+    ///   candle path with f32 weights, whose numerics are theirs up to the
+    ///   order of float sums;
+    /// - everything else: the host path, whose 8-bit activations are closest
+    ///   to candle's quantized kernels.
     pub fn validator_for(isa: &str) -> Self {
-        let executor = isa.split_whitespace().next().unwrap_or("").parse::<Self>();
+        let mut words = isa.split_whitespace();
+        let executor = words.next().unwrap_or("").parse::<Self>();
+        let class = words.collect::<Vec<_>>().join(" ");
         match executor {
+            Ok(Self::CandleCpu(w)) if class == candle_cpu_class() => Self::CandleCpu(w),
             Ok(d) if d != Self::Cpu && d.weights() == Weights::F32 => Self::CandleCpu(Weights::F32),
             _ => Self::Cpu,
         }
@@ -203,9 +209,13 @@ impl ComputeDevice {
     /// operating system reports a model too big for RAM itself).
     pub fn open(self, needed: u64) -> Result<OpenDevice, DeviceError> {
         match self {
-            Self::Cpu | Self::CandleCpu(_) => Ok(OpenDevice {
+            Self::Cpu => Ok(OpenDevice {
                 device: Device::Cpu,
                 label: self.to_string(),
+            }),
+            Self::CandleCpu(_) => Ok(OpenDevice {
+                device: Device::Cpu,
+                label: format!("{self} {}", candle_cpu_class()),
             }),
             Self::Cuda(index, _) => open_cuda(self, index, needed),
         }
@@ -269,6 +279,32 @@ fn open_cuda(device: ComputeDevice, index: usize, needed: u64) -> Result<OpenDev
         device: candle,
         label: format!("{device} {name} sm_{major}{minor}"),
     })
+}
+
+/// The class of CPU the candle path runs on, as its artifacts record it
+/// (`cpu-candle x86_64-avx512f`): candle's CPU kernels pick their code by
+/// the widest vector unit they find, so two CPUs of one class compute the
+/// same numbers and two of different classes need not.
+pub fn candle_cpu_class() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let widest = if std::arch::is_x86_feature_detected!("avx512f") {
+            "avx512f"
+        } else if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            "avx2"
+        } else if std::arch::is_x86_feature_detected!("avx") {
+            "avx"
+        } else {
+            "sse2"
+        };
+        format!("x86_64-{widest}")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        std::env::consts::ARCH.to_string()
+    }
 }
 
 /// Whether this build can run CUDA at all.
@@ -338,7 +374,8 @@ mod tests {
     }
 
     #[test]
-    fn a_validator_replays_f32_artifacts_on_f32_weights_and_the_rest_on_the_host() {
+    fn a_validator_replays_its_own_candle_class_there_f32_artifacts_on_f32_weights_and_the_rest_on_the_host(
+    ) {
         let pick = ComputeDevice::validator_for;
         assert_eq!(
             pick("cuda:0/f32 NVIDIA H200 sm_90"),
@@ -349,6 +386,16 @@ mod tests {
             ComputeDevice::CandleCpu(Weights::F32)
         );
         assert_eq!(pick("cuda:0 NVIDIA H200 sm_90"), ComputeDevice::Cpu);
+        // The candle path of this machine's class replays its own artifacts;
+        // another class's quantized artifact goes to the host path.
+        let here = format!("cpu-candle {}", candle_cpu_class());
+        assert_eq!(pick(&here), ComputeDevice::CandleCpu(Weights::Quantized));
+        assert_eq!(
+            pick(&format!("{here}/f32").replace("cpu-candle ", "cpu-candle/f32 ")),
+            ComputeDevice::CandleCpu(Weights::F32)
+        );
+        assert_eq!(pick("cpu-candle other-class"), ComputeDevice::Cpu);
+        assert_eq!(pick("cpu-candle"), ComputeDevice::Cpu);
         assert_eq!(pick("x86_64-avx512vnni"), ComputeDevice::Cpu);
         assert_eq!(pick(""), ComputeDevice::Cpu);
     }

@@ -831,6 +831,15 @@ impl Model {
         &self.origin
     }
 
+    /// Whether every row's logits are the same whatever else is in its
+    /// forward call (how many rows, from which positions): true of the host
+    /// path, whose kernels compute each row alone; not of candle's, which
+    /// pick kernels (and activation blocks) by the row count. A validator
+    /// replays a model that is not row-invariant call by call as it decoded.
+    pub fn row_invariant(&self) -> bool {
+        matches!(self.backend, Backend::Host)
+    }
+
     /// Whether the layers run on a GPU (candle's CUDA backend).
     pub fn on_gpu(&self) -> bool {
         matches!(&self.backend, Backend::Candle(dev, _) if dev.is_cuda())

@@ -98,6 +98,16 @@ impl Runtime {
         Self::load_resolved(resolved, Some(map), default_device())
     }
 
+    /// [`Runtime::from_resolved_mapped`] on a chosen device (the fraud
+    /// experiments' executors and validator on different paths).
+    pub fn from_resolved_mapped_on(
+        resolved: ResolvedModel,
+        map: &mut WeightMap,
+        device: ComputeDevice,
+    ) -> Result<Self, RuntimeError> {
+        Self::load_resolved(resolved, Some(map), device)
+    }
+
     fn load_resolved(
         resolved: ResolvedModel,
         map: Option<&mut WeightMap>,

@@ -5,12 +5,14 @@
 //! quantiles, seeded shuffles) is written here once, with reference values
 //! in its tests.
 //!
+//! - [`conformal`]: split-conformal thresholds.
 //! - [`interval`]: Wilson, Clopper-Pearson, Hanley-McNeil; the 95% z value.
 //! - [`hypothesis`]: exact McNemar, binomial tail, Kolmogorov-Smirnov.
 //! - [`rank`]: the Mann-Whitney AUC.
 //! - [`summary`]: mean, median, quantile.
 //! - [`random`]: SplitMix64, unbiased `below`, the seeded shuffles.
 
+pub mod conformal;
 pub mod hypothesis;
 pub mod interval;
 pub mod random;

@@ -14,7 +14,9 @@ mod exit;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use commands::{bench, federation, fraud, generate, models, perf, report, sandbox, verify};
+use commands::{
+    bench, calibrate, federation, fraud, generate, models, perf, report, sandbox, verify,
+};
 
 #[derive(Parser)]
 #[command(
@@ -71,6 +73,11 @@ enum Command {
     /// distance metric, seed-bound sampling and activation-proof checks.
     /// Exit 0 pass, 1 fraud, 2 input error.
     Verify(verify::VerifyArgs),
+    /// Fit the verification thresholds of a model for one pair of paths
+    /// (made on, replayed on) that do not compute the same bits: honest
+    /// artifacts on distinct prompts, each replayed, and the split-conformal
+    /// bound of every check. `nsed verify` uses them for that pair.
+    Calibrate(calibrate::CalibrateArgs),
     /// Generate N times per thread count: share of identical output and logits
     /// hashes, and the cost of the seed-bound sampler vs a plain one.
     Determinism(verify::DeterminismArgs),
@@ -181,6 +188,7 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Perplexity(args) => done(generate::perplexity_cmd(args)),
         Command::Perf(args) => done(perf::perf(args)),
         Command::Verify(args) => verify::verify_cmd(args),
+        Command::Calibrate(args) => done(calibrate::calibrate_cmd(args)),
         Command::Determinism(args) => done(verify::determinism_cmd(args)),
         Command::Bench(args) => done(bench::bench_cmd(args)),
         Command::Deliberate(args) => done(bench::deliberate_cmd(args)),

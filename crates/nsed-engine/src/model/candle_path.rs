@@ -146,7 +146,15 @@ mod tests {
         // against nsed's kernels and vector attention. Close, not equal.
         for arch in [Arch::Llama, Arch::Qwen2, Arch::Gemma3, Arch::Qwen3] {
             let (_dir, mut host, mut candle) = pair(arch, |s| s.sliding_window = 4);
-            assert_eq!(candle.origin(), "cpu-candle");
+            assert_eq!(
+                candle.origin(),
+                format!("cpu-candle {}", crate::device::candle_cpu_class())
+            );
+            assert!(
+                !candle.row_invariant(),
+                "candle's kernels depend on the row count"
+            );
+            assert!(host.row_invariant());
             assert!(!candle.on_gpu());
             let a = rows(&host.forward(&TOKENS, Logits::All).expect("host"));
             let b = rows(&candle.forward(&TOKENS, Logits::All).expect("candle"));
@@ -236,7 +244,10 @@ mod tests {
         let gguf = Gguf::open(&path).expect("parse");
         let device = ComputeDevice::CandleCpu(Weights::F32);
         let mut m = Model::from_gguf_on(&gguf, None, device).expect("f32 weights");
-        assert_eq!(m.origin(), "cpu-candle/f32");
+        assert_eq!(
+            m.origin(),
+            format!("cpu-candle/f32 {}", crate::device::candle_cpu_class())
+        );
         let all = rows(&m.forward(&TOKENS, Logits::All).expect("prefill"));
         m.reset();
         let mut steps = Vec::new();

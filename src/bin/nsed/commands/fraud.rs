@@ -78,6 +78,15 @@ pub struct SimulateFraudArgs {
         default_value = "gsm8k,math500,lcb,multilingual"
     )]
     pub prompts: Vec<String>,
+    /// Where the executors (honest and cheating) run, when not on the
+    /// global --device: e.g. `--executor-device cpu-candle
+    /// --validator-device cpu` measures detection across paths, as a GPU
+    /// executor checked on a CPU would be.
+    #[arg(long)]
+    pub executor_device: Option<nsed::engine::device::ComputeDevice>,
+    /// Where the validator replays, when not on the global --device.
+    #[arg(long)]
+    pub validator_device: Option<nsed::engine::device::ComputeDevice>,
     /// Directory of the datasets (default: $NSED_DATA_DIR, else the repository's datasets/).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -259,11 +268,21 @@ fn fingerprint_of(args: &SimulateFraudArgs) -> Result<Fingerprint> {
         validator: args.validator,
         honest: args.honest,
         honest_disagreement: format!(
-            "validator {} (batched prefill) vs honest executor {} (decode)",
+            "validator {} (batched prefill) vs honest executor {} (decode){}",
             args.validator.name(),
-            args.honest.name()
+            args.honest.name(),
+            match (args.executor_device, args.validator_device) {
+                (None, None) => String::new(),
+                (e, v) => format!(
+                    "; executors on {}, validator on {}",
+                    e.map_or("--device".to_string(), |d| d.to_string()),
+                    v.map_or("--device".to_string(), |d| d.to_string())
+                ),
+            }
         ),
         sources: prompts::describe(&args.prompts)?,
+        executor_device: args.executor_device,
+        validator_device: args.validator_device,
         temperature_honest: args.temp_honest,
         temperature_fraud: args.temp_fraud,
         max_tokens: args.max_tokens,

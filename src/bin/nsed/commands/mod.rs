@@ -1,6 +1,7 @@
 //! One module per command group: its clap arguments beside its handler.
 
 pub mod bench;
+pub mod calibrate;
 pub mod federation;
 pub mod fraud;
 pub mod generate;

@@ -16,6 +16,8 @@ use nsed::engine::device::ComputeDevice;
 use nsed::engine::runtime::Runtime;
 use nsed::engine::sampling::SamplingParams;
 use nsed::verify::artifact::{Artifact, Request};
+use nsed::verify::calibration::{Calibration, ModelRef};
+use nsed::verify::policy::{self, ComputePath};
 
 #[derive(Args)]
 pub struct VerifyArgs {
@@ -45,9 +47,22 @@ pub struct VerifyArgs {
     /// js_divergence, kl_divergence) are reported only unless given one here.
     #[arg(long = "threshold", value_name = "NAME=VALUE")]
     thresholds: Vec<String>,
-    /// Largest share of re-derived sampled tokens that may differ for an honest verdict.
-    #[arg(long, default_value_t = 0.01, value_parser = bounds::unit)]
-    seed_tolerance: f64,
+    /// Thresholds file (nsed.thresholds/v1, written by `nsed calibrate`) to
+    /// judge by instead of the policy's choice. Without it: an artifact
+    /// replayed on a path that computes its bits (nsed's host path on any
+    /// CPU; one candle path on one hardware class) is judged strictly;
+    /// any other pair by the thresholds calibrated for its model and pair
+    /// (your own in ~/.local/share/nsed/thresholds, then the committed
+    /// ones in configs/thresholds/), and a pair with none gets no verdict
+    /// (exit 2) — configs/thresholds/defaults.json applies the published
+    /// defaults to any pair. docs/artifact.md states the policy.
+    #[arg(long = "thresholds", value_name = "FILE")]
+    thresholds_file: Option<PathBuf>,
+    /// Largest share of re-derived sampled tokens that may differ for an
+    /// honest verdict [default: 0.01 on a bit-exact pair, the calibrated
+    /// honest bound on any other].
+    #[arg(long, value_parser = bounds::unit)]
+    seed_tolerance: Option<f64>,
     /// Print the per-position table (with several artifacts: in their JSON
     /// lines only).
     #[arg(long)]
@@ -96,7 +111,6 @@ pub struct DeterminismArgs {
 
 pub fn verify_cmd(args: VerifyArgs) -> Result<ExitCode> {
     let mut opts = nsed::verify::Options {
-        seed_tolerance: args.seed_tolerance,
         replay: args.replay,
         table: args.positions,
         ..Default::default()
@@ -151,18 +165,25 @@ fn verify_one_cmd(
     let report = match &args.against {
         Some(val_path) => {
             let val = Artifact::read(val_path)?;
+            let model = ModelRef {
+                id: exec.model.id.clone(),
+                sha256: exec.model.sha256.clone(),
+            };
+            let replayed = ComputePath::of_artifact(&val);
+            let opts = decided(args, &exec, replayed, &model, opts)?;
             nsed::verify::against(
                 &exec,
                 &val,
                 (&exec_name, &val_path.display().to_string()),
-                opts,
+                &opts,
             )?
         }
         None => {
             let model = validator_model(args, &exec)?;
             let request = args.request.as_deref().map(Request::read).transpose()?;
             let mut rt = Runtime::load_on(&model, replay_device(&exec))?;
-            nsed::verify::with_model(&mut rt, &mut exec, request, &exec_name, opts)?
+            let opts = decided_for_model(args, &exec, &rt, opts)?;
+            nsed::verify::with_model(&mut rt, &mut exec, request, &exec_name, &opts)?
         }
     };
     let doc = serde_json::to_string_pretty(&report)?;
@@ -194,6 +215,50 @@ fn replay_device(exec: &Artifact) -> ComputeDevice {
         );
     }
     device
+}
+
+/// The options the verdict policy gives an artifact replayed by `rt`.
+fn decided_for_model(
+    args: &VerifyArgs,
+    exec: &Artifact,
+    rt: &Runtime,
+    base: &nsed::verify::Options,
+) -> Result<nsed::verify::Options> {
+    let replayed = ComputePath::of_isa(rt.model.origin());
+    let made = ComputePath::of_artifact(exec);
+    // The weights' hash finds a calibration; hashing a GGUF given by path
+    // reads the whole file, so it is done only when one is looked for.
+    let exact_or_foreign =
+        policy::bit_exact(&made, &replayed) || made.engine == policy::Engine::Foreign;
+    let sha256 = if exact_or_foreign && args.thresholds_file.is_none() {
+        String::new()
+    } else {
+        rt.sha256()?
+    };
+    let model = ModelRef {
+        id: rt.id(),
+        sha256,
+    };
+    decided(args, exec, replayed, &model, base)
+}
+
+/// The options of [`policy::decide`]'s rule for `exec` replayed on
+/// `replayed`: `--thresholds` if given, else exact, defaults or the
+/// pair's calibration; an uncalibrated pair is an error (exit 2).
+fn decided(
+    args: &VerifyArgs,
+    exec: &Artifact,
+    replayed: ComputePath,
+    model: &ModelRef,
+    base: &nsed::verify::Options,
+) -> Result<nsed::verify::Options> {
+    let given = match &args.thresholds_file {
+        Some(path) => Some((Calibration::read(path)?, path.display().to_string())),
+        None => None,
+    };
+    let made = ComputePath::of_artifact(exec);
+    let decision = policy::decide(made, replayed, model, given)?;
+    Ok(decision.options(base, args.seed_tolerance))
 }
 
 /// `--model`, else the model the artifact names.
@@ -331,8 +396,9 @@ fn verify_with_validators(
     let mut exec = Artifact::read(path)?;
     let model = validator_model(args, &exec)?;
     let rt = validators.get(&model, replay_device(&exec))?;
+    let opts = decided_for_model(args, &exec, rt, opts)?;
     let name = path.display().to_string();
-    Ok(nsed::verify::with_model(rt, &mut exec, None, &name, opts)?)
+    Ok(nsed::verify::with_model(rt, &mut exec, None, &name, &opts)?)
 }
 
 /// One artifact's verdict, its failing checks and its timing, in a line.
@@ -391,6 +457,18 @@ pub fn print_report(r: &nsed::verify::Report) {
             "  (one teacher-forced pass, {s:.2} s)"
         ))
     );
+    if let Some(p) = &r.policy {
+        outln!(
+            "paths     made on {}, replayed on {}{}\njudged by {}{}",
+            p.made_on,
+            p.replayed_on,
+            if p.bit_exact { " (bit-exact pair)" } else { "" },
+            p.decided_by,
+            p.calibration
+                .as_ref()
+                .map_or(String::new(), |c| format!("\n          ({c})"))
+        );
+    }
     if let Some(p) = &r.precheck {
         outln!("pre-check FAILED: {p}");
     }
