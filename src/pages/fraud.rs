@@ -37,15 +37,32 @@ impl FraudRun {
     /// The claimed model and the sampling temperatures (honest / cheater):
     /// Gonka's setting is 0.99 / 0.7; equal temperatures are the control.
     /// A validator other than the f32 reference is named (`validator q8`:
-    /// the executor's own weights, so honest replay is bit-exact).
+    /// the executor's own weights, so honest replay is bit-exact), and so
+    /// are the paths of a run across paths.
     pub fn label(&self) -> String {
         let fp = &self.meta.fingerprint;
         let validator = match fp.validator {
             Precision::F32 => String::new(),
             other => format!(" · validator {}", other.name()),
         };
+        // A run across paths says which, and its length cap (its rows sit
+        // beside same-path runs of the same model).
+        let paths = match (fp.executor_device, fp.validator_device) {
+            (None, None) => String::new(),
+            (e, v) => {
+                let name = |d: Option<crate::engine::device::ComputeDevice>| {
+                    d.map_or("--device".to_string(), |d| d.to_string())
+                };
+                format!(
+                    " · made on {}, replayed on {}, ≤ {} tokens",
+                    name(e),
+                    name(v),
+                    fp.max_tokens
+                )
+            }
+        };
         format!(
-            "{} · T {}/{}{validator}",
+            "{} · T {}/{}{validator}{paths}",
             fp.claimed, fp.temperature_honest, fp.temperature_fraud
         )
     }
