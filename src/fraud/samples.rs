@@ -196,25 +196,26 @@ impl Lab {
         let mut variants = Vec::new();
         let executors = fp.executor_device.unwrap_or_else(default_device);
         let validator_on = fp.validator_device.unwrap_or_else(default_device);
-        let mut load = |role: &str, spec: &str, p: Precision| -> Result<Runtime, FraudError> {
-            let device = if role == "validator" {
-                validator_on
-            } else {
-                executors
-            };
+        let mut load = |role: &str,
+                        spec: &str,
+                        p: Precision,
+                        device: ComputeDevice|
+         -> Result<Runtime, FraudError> {
             on_load(&format!("{role}: {spec} at {} on {device}", p.name()));
             let (rt, report) = variant::load(spec, p, device)?;
             variants.push((role.to_string(), report));
             Ok(rt)
         };
-        let validator = load("validator", &fp.claimed, fp.validator)?;
-        let honest = load("honest", &fp.claimed, fp.honest)?;
+        let validator = load("validator", &fp.claimed, fp.validator, validator_on)?;
+        let honest = load("honest", &fp.claimed, fp.honest, executors)?;
         let mut cheaters = BTreeMap::new();
         for a in attacks {
             let rt = match a {
-                Attack::Quant { precision } => load(&a.label(), &fp.claimed, *precision)?,
+                Attack::Quant { precision } => {
+                    load(&a.label(), &fp.claimed, *precision, executors)?
+                }
                 Attack::Substitute { model } | Attack::Prefill { model } => {
-                    load(&a.label(), model, fp.honest)?
+                    load(&a.label(), model, fp.honest, executors)?
                 }
             };
             let same_vocab = verify::prompt_ids(&rt, &probe())?

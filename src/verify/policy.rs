@@ -44,19 +44,13 @@ pub struct ComputePath {
 impl ComputePath {
     /// The path an artifact's `isa` (or a loaded model's origin) names.
     pub fn of_isa(isa: &str) -> Self {
-        let mut words = isa.split_whitespace();
-        let head = words.next().unwrap_or("");
-        let class = words.collect::<Vec<_>>().join(" ");
-        let engine = match head.parse::<ComputeDevice>() {
-            Ok(ComputeDevice::CandleCpu(w)) => Engine::CandleCpu(w),
-            Ok(ComputeDevice::Cuda(_, w)) => Engine::Cuda(w),
-            _ if is_host_isa(head) => Engine::Host,
-            _ => Engine::Foreign,
-        };
-        let class = match engine {
-            Engine::Host => head.to_string(),
-            Engine::Foreign => isa.trim().to_string(),
-            _ => class,
+        let (device, class) = ComputeDevice::from_label(isa);
+        let head = isa.split_whitespace().next().unwrap_or("");
+        let (engine, class) = match device {
+            Some(ComputeDevice::CandleCpu(w)) => (Engine::CandleCpu(w), class),
+            Some(ComputeDevice::Cuda(_, w)) => (Engine::Cuda(w), class),
+            _ if is_host_isa(head) => (Engine::Host, head.to_string()),
+            _ => (Engine::Foreign, isa.trim().to_string()),
         };
         Self { engine, class }
     }
@@ -199,24 +193,39 @@ pub enum PolicyError {
     /// A thresholds file that cannot be used.
     #[error(transparent)]
     Calibration(#[from] CalibrationError),
+    /// The model's weights cannot be hashed to find their calibration.
+    #[error("cannot hash the model to find its calibration: {0}")]
+    ModelHash(String),
 }
 
 /// The rule for an artifact `made` on one path and replayed on another, of
-/// `model`: the thresholds `given` (`--thresholds`) if any, checked to fit
-/// the model and pair; else exact checks for a bit-exact pair; else the
-/// defaults for a foreign artifact; else the pair's calibration, or no
-/// verdict.
+/// the model `model_id`: the thresholds `given` (`--thresholds`) if any,
+/// checked to fit the model and pair; else exact checks for a bit-exact
+/// pair; else the defaults for a foreign artifact; else the pair's
+/// calibration, or no verdict. `model_sha256` is asked only when a
+/// calibration is matched (hashing a GGUF given by path reads the file).
 pub fn decide(
     made: ComputePath,
     replayed: ComputePath,
-    model: &ModelRef,
-    given: Option<(Calibration, String)>,
+    model_id: &str,
+    model_sha256: impl FnOnce() -> Result<String, PolicyError>,
+    given: Option<&(Calibration, String)>,
 ) -> Result<Decision, PolicyError> {
+    let lookup =
+        given.is_some() || !(bit_exact(&made, &replayed) || made.engine == Engine::Foreign);
+    let model = ModelRef {
+        id: model_id.to_string(),
+        sha256: if lookup {
+            model_sha256()?
+        } else {
+            String::new()
+        },
+    };
     let rule = if let Some((calibration, source)) = given {
-        calibration.check_applies(&source, model, &made, &replayed)?;
+        calibration.check_applies(source, &model, &made, &replayed)?;
         Rule::Calibrated {
-            calibration: Box::new(calibration),
-            source,
+            calibration: Box::new(calibration.clone()),
+            source: source.clone(),
         }
     } else if bit_exact(&made, &replayed) {
         Rule::BitExact

@@ -194,14 +194,22 @@ impl ComputeDevice {
     /// - everything else: the host path, whose 8-bit activations are closest
     ///   to candle's quantized kernels.
     pub fn validator_for(isa: &str) -> Self {
-        let mut words = isa.split_whitespace();
-        let executor = words.next().unwrap_or("").parse::<Self>();
-        let class = words.collect::<Vec<_>>().join(" ");
-        match executor {
-            Ok(Self::CandleCpu(w)) if class == candle_cpu_class() => Self::CandleCpu(w),
-            Ok(d) if d != Self::Cpu && d.weights() == Weights::F32 => Self::CandleCpu(Weights::F32),
+        match Self::from_label(isa) {
+            (Some(Self::CandleCpu(w)), class) if class == candle_cpu_class() => Self::CandleCpu(w),
+            (Some(d), _) if d != Self::Cpu && d.weights() == Weights::F32 => {
+                Self::CandleCpu(Weights::F32)
+            }
             _ => Self::Cpu,
         }
+    }
+
+    /// Split an [`OpenDevice::label`] (an artifact's `isa`) into the device
+    /// its first word names, if it names one, and the rest: the hardware
+    /// class (`cpu-candle x86_64-avx2` → cpu-candle, `x86_64-avx2`).
+    pub fn from_label(label: &str) -> (Option<Self>, String) {
+        let mut words = label.split_whitespace();
+        let device = words.next().and_then(|w| w.parse::<Self>().ok());
+        (device, words.collect::<Vec<_>>().join(" "))
     }
 
     /// Open the device, checking that the model's `needed` bytes of weights

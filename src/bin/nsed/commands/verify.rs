@@ -16,8 +16,8 @@ use nsed::engine::device::ComputeDevice;
 use nsed::engine::runtime::Runtime;
 use nsed::engine::sampling::SamplingParams;
 use nsed::verify::artifact::{Artifact, Request};
-use nsed::verify::calibration::{Calibration, ModelRef};
-use nsed::verify::policy::{self, ComputePath};
+use nsed::verify::calibration::Calibration;
+use nsed::verify::policy::{self, ComputePath, PolicyError};
 
 #[derive(Args)]
 pub struct VerifyArgs {
@@ -118,16 +118,17 @@ pub fn verify_cmd(args: VerifyArgs) -> Result<ExitCode> {
     for t in &args.thresholds {
         opts.thresholds.set(t).map_err(anyhow::Error::msg)?;
     }
+    let policy = PolicyArgs::read(&args)?;
     if let [path] = args.artifact.as_slice() {
         if !path.is_dir() {
-            return verify_one_cmd(&args, path, &opts);
+            return verify_one_cmd(&args, &policy, path, &opts);
         }
     }
     let paths = artifact_paths(&args.artifact)?;
     if args.against.is_some() || args.request.is_some() {
         bail!("--against and --request belong to one artifact; give a single --artifact with them");
     }
-    verify_many(&args, &paths, &opts)
+    verify_many(&args, &policy, &paths, &opts)
 }
 
 /// The files named: each path itself, or a directory's `*.json` files in
@@ -157,6 +158,7 @@ fn artifact_paths(given: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// One artifact: the full report (or `--json`'s pretty document).
 fn verify_one_cmd(
     args: &VerifyArgs,
+    policy: &PolicyArgs,
     path: &std::path::Path,
     opts: &nsed::verify::Options,
 ) -> Result<ExitCode> {
@@ -165,12 +167,9 @@ fn verify_one_cmd(
     let report = match &args.against {
         Some(val_path) => {
             let val = Artifact::read(val_path)?;
-            let model = ModelRef {
-                id: exec.model.id.clone(),
-                sha256: exec.model.sha256.clone(),
-            };
             let replayed = ComputePath::of_artifact(&val);
-            let opts = decided(args, &exec, replayed, &model, opts)?;
+            let sha256 = || Ok(exec.model.sha256.clone());
+            let opts = decided(policy, &exec, replayed, &exec.model.id, sha256, opts)?;
             nsed::verify::against(
                 &exec,
                 &val,
@@ -182,7 +181,7 @@ fn verify_one_cmd(
             let model = validator_model(args, &exec)?;
             let request = args.request.as_deref().map(Request::read).transpose()?;
             let mut rt = Runtime::load_on(&model, replay_device(&exec))?;
-            let opts = decided_for_model(args, &exec, &rt, opts)?;
+            let opts = decided_for_model(policy, &exec, &rt, opts)?;
             nsed::verify::with_model(&mut rt, &mut exec, request, &exec_name, &opts)?
         }
     };
@@ -219,46 +218,61 @@ fn replay_device(exec: &Artifact) -> ComputeDevice {
 
 /// The options the verdict policy gives an artifact replayed by `rt`.
 fn decided_for_model(
-    args: &VerifyArgs,
+    policy: &PolicyArgs,
     exec: &Artifact,
     rt: &Runtime,
     base: &nsed::verify::Options,
 ) -> Result<nsed::verify::Options> {
     let replayed = ComputePath::of_isa(rt.model.origin());
-    let made = ComputePath::of_artifact(exec);
-    // The weights' hash finds a calibration; hashing a GGUF given by path
-    // reads the whole file, so it is done only when one is looked for.
-    let exact_or_foreign =
-        policy::bit_exact(&made, &replayed) || made.engine == policy::Engine::Foreign;
-    let sha256 = if exact_or_foreign && args.thresholds_file.is_none() {
-        String::new()
-    } else {
-        rt.sha256()?
+    let sha256 = || {
+        rt.sha256()
+            .map_err(|e| PolicyError::ModelHash(e.to_string()))
     };
-    let model = ModelRef {
-        id: rt.id(),
-        sha256,
-    };
-    decided(args, exec, replayed, &model, base)
+    decided(policy, exec, replayed, &rt.id(), sha256, base)
 }
 
 /// The options of [`policy::decide`]'s rule for `exec` replayed on
 /// `replayed`: `--thresholds` if given, else exact, defaults or the
 /// pair's calibration; an uncalibrated pair is an error (exit 2).
 fn decided(
-    args: &VerifyArgs,
+    policy: &PolicyArgs,
     exec: &Artifact,
     replayed: ComputePath,
-    model: &ModelRef,
+    model_id: &str,
+    model_sha256: impl FnOnce() -> Result<String, PolicyError>,
     base: &nsed::verify::Options,
 ) -> Result<nsed::verify::Options> {
-    let given = match &args.thresholds_file {
-        Some(path) => Some((Calibration::read(path)?, path.display().to_string())),
-        None => None,
-    };
     let made = ComputePath::of_artifact(exec);
-    let decision = policy::decide(made, replayed, model, given)?;
-    Ok(decision.options(base, args.seed_tolerance))
+    let decision = policy::decide(
+        made,
+        replayed,
+        model_id,
+        model_sha256,
+        policy.given.as_ref(),
+    )?;
+    Ok(decision.options(base, policy.seed_tolerance))
+}
+
+/// What the command line says about the verdict policy, read once for
+/// every artifact of the run.
+struct PolicyArgs {
+    /// `--thresholds FILE`, read and checked, with its path.
+    given: Option<(Calibration, String)>,
+    /// `--seed-tolerance`, when given.
+    seed_tolerance: Option<f64>,
+}
+
+impl PolicyArgs {
+    fn read(args: &VerifyArgs) -> Result<Self> {
+        let given = match &args.thresholds_file {
+            Some(path) => Some((Calibration::read(path)?, path.display().to_string())),
+            None => None,
+        };
+        Ok(Self {
+            given,
+            seed_tolerance: args.seed_tolerance,
+        })
+    }
 }
 
 /// `--model`, else the model the artifact names.
@@ -311,6 +325,7 @@ struct Tally {
 /// is one model load for all of them.
 fn verify_many(
     args: &VerifyArgs,
+    policy: &PolicyArgs,
     paths: &[PathBuf],
     opts: &nsed::verify::Options,
 ) -> Result<ExitCode> {
@@ -326,7 +341,7 @@ fn verify_many(
     let mut tally = Tally::default();
     for path in paths {
         let name = path.display().to_string();
-        let line = match verify_with_validators(args, path, opts, &mut validators) {
+        let line = match verify_with_validators(args, policy, path, opts, &mut validators) {
             Ok(report) => {
                 tally.validator_seconds += report.validator_seconds.unwrap_or(0.0);
                 match report.verdict {
@@ -389,6 +404,7 @@ fn artifacts_bar(len: usize) -> ProgressBar {
 
 fn verify_with_validators(
     args: &VerifyArgs,
+    policy: &PolicyArgs,
     path: &std::path::Path,
     opts: &nsed::verify::Options,
     validators: &mut Validators,
@@ -396,7 +412,7 @@ fn verify_with_validators(
     let mut exec = Artifact::read(path)?;
     let model = validator_model(args, &exec)?;
     let rt = validators.get(&model, replay_device(&exec))?;
-    let opts = decided_for_model(args, &exec, rt, opts)?;
+    let opts = decided_for_model(policy, &exec, rt, opts)?;
     let name = path.display().to_string();
     Ok(nsed::verify::with_model(rt, &mut exec, None, &name, &opts)?)
 }
