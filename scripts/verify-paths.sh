@@ -6,9 +6,12 @@
 # `nsed verify` as it picks the path itself (each path replays its own
 # artifacts: bit-exact pairs) and, for the candle artifacts, on the host path
 # (judged by the pair's committed calibration, or no verdict without one).
-# A substitution row: the 1.5B's artifact claimed as the 0.5B. Prints the
-# table of docs/gpu.md ("Which path checks which artifact"); about 5
-# minutes on 2 cores.
+# Fraud rows: an int4 executor (weights re-quantized to Q4_0, claiming the
+# file; `nsed simulate-fraud --keep-artifacts`) on each path, same prompt and
+# seed, and the 1.5B's artifact claimed as the 0.5B (substitution). Prints
+# the table of docs/gpu.md ("Which path checks which artifact"); about 30
+# minutes on 2 cores (candle's quantized CPU kernels decode the 1.5B at
+# about 1 token/s).
 #
 #   scripts/verify-paths.sh [OUT]        # default OUT: /tmp/verify-paths
 #   NSED_BIN=path/to/nsed                # default: target/release/nsed
@@ -36,6 +39,23 @@ for model in $models; do
     [ "$device" = cpu ] || verify "$tag.host" --device cpu verify --artifact "$out/$tag.artifact.json"
   done
   echo "verify-paths: $model done" >&2
+done
+# int4: the same prompt, seed and temperature, by an executor whose weights
+# were re-quantized to Q4_0 and which claims the file.
+printf '{"id": "story", "prompt": "%s"}\n' "$prompt" > "$out/prompt.jsonl"
+for model in $models; do
+  for device in cpu cpu-candle cpu-candle/f32; do
+    tag=$model.${device//\//_}
+    rm -rf "$out/int4-run.$tag" "$out/int4.$tag"
+    "$bin" simulate-fraud --model "$model" --quant int4 --honest file --validator file \
+      --samples-honest 0 --samples-fraud 1 --max-tokens 64 --temp-fraud 0.8 --seed 7 --top-k 5 \
+      --prompts "$out/prompt.jsonl" --executor-device "$device" --validator-device cpu \
+      --keep-artifacts "$out/int4.$tag" --out "$out/int4-run.$tag" > /dev/null 2>&1
+    cp "$out/int4.$tag/int4-0.json" "$out/int4.$tag.artifact.json"
+    verify "int4.$tag.auto" verify --artifact "$out/int4.$tag.artifact.json"
+    [ "$device" = cpu ] || verify "int4.$tag.host" --device cpu verify --artifact "$out/int4.$tag.artifact.json"
+  done
+  echo "verify-paths: $model int4 done" >&2
 done
 # Substitution: the 1.5B ran, the 0.5B is claimed (same tokenizer).
 for device in cpu cpu-candle cpu-candle/f32; do
@@ -83,6 +103,10 @@ for model in models:
     for dev, name in made.items():
         row(model, name, f"{model}.{dev}.auto", "its own path")
         row(model, name, f"{model}.{dev}.host", "host")
+for model in models:
+    for dev, name in made.items():
+        row(f"{model} at int4 (claims the file)", name, f"int4.{model}.{dev}.auto", "its own path")
+        row(f"{model} at int4 (claims the file)", name, f"int4.{model}.{dev}.host", "host")
 for dev, name in made.items():
     row("qwen2.5-coder-1.5b claimed as 0.5b (substitution)", name, f"substituted.qwen2.5-coder-1.5b.{dev}.host", "host")
 PY

@@ -4,7 +4,7 @@
 //! journal line as soon as it is done.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -168,6 +168,18 @@ pub fn plan(
     out
 }
 
+/// Create the directory of `--keep-artifacts` before any model loads, so a
+/// bad path fails at once.
+pub fn keep_dir(dir: &Path) -> Result<PathBuf, FraudError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        FraudError::Input(format!(
+            "cannot create --keep-artifacts {}: {e}; choose a writable directory",
+            dir.display()
+        ))
+    })?;
+    Ok(dir.to_path_buf())
+}
+
 /// The loaded executors and validator of one run.
 pub struct Lab {
     /// The run's fingerprint: what every sample depends on.
@@ -180,6 +192,10 @@ pub struct Lab {
     /// What loading each variant did to the weights.
     pub variants: Vec<(String, VariantReport)>,
     prompts: Vec<Prompt>,
+    /// Where each executor's artifact is written as it was made, when asked
+    /// (`--keep-artifacts`): to check it again with `nsed verify` on other
+    /// paths or validators.
+    keep: Option<PathBuf>,
 }
 
 impl Lab {
@@ -237,7 +253,15 @@ impl Lab {
             cheaters,
             variants,
             prompts,
+            keep: None,
         })
+    }
+
+    /// Keep every executor's artifact in `dir` (made by [`keep_dir`]) as
+    /// `<setting>-<index>.json` (e.g. `int4-3.json`), as it was made, before
+    /// the validator sees it.
+    pub fn keep_artifacts(&mut self, dir: PathBuf) {
+        self.keep = Some(dir);
     }
 
     /// The models of the run as (role, id) for the run's metadata.
@@ -407,6 +431,13 @@ impl Lab {
     /// Verify the executor's artifact into the sample (or record why there
     /// is none).
     fn finish(&mut self, mut sample: Sample, artifact: Result<Artifact, FraudError>) -> Sample {
+        if let (Some(dir), Ok(a)) = (&self.keep, &artifact) {
+            let path = dir.join(format!("{}.json", sample.key.replace('/', "-")));
+            // A lost copy does not change the sample: say so and go on.
+            if let Err(e) = crate::results::output::write_atomic(&path, a.to_json().as_bytes()) {
+                eprintln!("warning: could not keep {}: {e}", path.display());
+            }
+        }
         let result = artifact.and_then(|mut a| self.fill(&mut sample, &mut a));
         if let Err(e) = result {
             sample.error = Some(e.to_string());

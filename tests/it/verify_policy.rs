@@ -1,6 +1,7 @@
 //! The verdict policy across compute paths, with real models: honest
 //! artifacts of the candle path (quantized and f32) pass on the host path
 //! under the committed calibrations, a substituted model's still fails, the
+//! int4 executor's candle artifacts fail on both paths, the
 //! candle path replays itself with no seed mismatch, a host artifact stays
 //! strict about one swapped token, and a pair without a calibration gets no
 //! verdict (exit 2) unless a thresholds file is given.
@@ -132,6 +133,85 @@ fn a_substituted_model_fails_under_the_calibration() {
     assert_eq!(code, Some(1), "{report:#}\n{err}");
     assert_eq!(report["verdict"], "fail", "{report:#}");
     assert!(report["policy"]["calibration"].is_string(), "{report:#}");
+}
+
+#[test]
+fn an_int4_executors_candle_artifacts_fail_where_honest_ones_pass() {
+    // `simulate-fraud` runs an honest executor (the file's weights) and an
+    // int4 one (re-quantized to Q4_0, claiming the file) on the candle path
+    // and keeps both artifacts as made.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prompts = dir.path().join("prompts.jsonl");
+    std::fs::write(
+        &prompts,
+        r#"{"id": "story", "prompt": "Write a short story about a lighthouse keeper who finds a message in a bottle."}"#,
+    )
+    .expect("prompts");
+    let kept = dir.path().join("artifacts");
+    let model = "smollm2-135m";
+    let out = nsed(&[
+        "simulate-fraud",
+        "--model",
+        model,
+        "--quant",
+        "int4",
+        "--honest",
+        "file",
+        "--validator",
+        "file",
+        "--samples-honest",
+        "1",
+        "--samples-fraud",
+        "1",
+        "--max-tokens",
+        "32",
+        "--temp-honest",
+        "0.8",
+        "--temp-fraud",
+        "0.8",
+        "--seed",
+        "7",
+        "--prompts",
+        s(&prompts),
+        "--executor-device",
+        "cpu-candle",
+        "--validator-device",
+        "cpu",
+        "--keep-artifacts",
+        s(&kept),
+        "--out",
+        s(&dir.path().join("run")),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (who, want) in [("honest-0", 0), ("int4-0", 1)] {
+        let artifact = kept.join(format!("{who}.json"));
+        // On the host path, by the pair's calibration.
+        let (code, report, err) = verify(Some("cpu"), &artifact, &[]);
+        assert_eq!(code, Some(want), "{who} on the host: {report:#}\n{err}");
+        assert!(report["policy"]["calibration"].is_string(), "{report:#}");
+        // On its own path (no --device), strictly.
+        let (code, report, err) = verify(None, &artifact, &[]);
+        assert_eq!(code, Some(want), "{who} on its path: {report:#}\n{err}");
+        assert_eq!(report["policy"]["bit_exact"], true, "{report:#}");
+    }
+    // The int4 artifact claims the file it did not run.
+    let (_, report, _) = verify(Some("cpu"), &kept.join("int4-0.json"), &[]);
+    assert!(
+        metric(&report, "gonka_distance2") > 2.0 * metric_threshold(&report, "gonka_distance2"),
+        "{report:#}"
+    );
+}
+
+fn metric_threshold(report: &serde_json::Value, name: &str) -> f64 {
+    report["metrics"]
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["name"] == name))
+        .and_then(|m| m["threshold"].as_f64())
+        .unwrap_or_else(|| panic!("no {name} threshold in {report:#}"))
 }
 
 #[test]

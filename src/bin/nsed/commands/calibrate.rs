@@ -107,19 +107,37 @@ pub fn calibrate_cmd(args: CalibrateArgs) -> Result<()> {
     );
     let bar = progress(prompts.len(), done.len());
     let mut short = 0;
-    for (i, p) in prompts
+    let started = std::time::Instant::now();
+    for (k, (i, p)) in prompts
         .iter()
         .enumerate()
         .filter(|(i, _)| !done.contains(i))
+        .enumerate()
     {
-        match run.sample(i, &p.id, &p.text)? {
+        let line = match run.sample(i, &p.id, &p.text)? {
             Some(record) => {
                 calibrate::append(&samples_file, &record)?;
+                let line = sample_line(&record);
                 records.push(record);
+                line
             }
-            None => short += 1,
-        }
+            None => {
+                short += 1;
+                format!("{}: under 2 tokens, not used", p.id)
+            }
+        };
         bar.inc(1);
+        if bar.is_hidden() {
+            // Logs (nohup, CI) get a line per sample with the rate and ETA.
+            let per = started.elapsed().as_secs_f64() / (k + 1) as f64;
+            let left = bar.length().unwrap_or(0).saturating_sub(bar.position());
+            eprintln!(
+                "[{}/{}] {line}; {per:.0} s/sample, ETA {:.0} min",
+                bar.position(),
+                bar.length().unwrap_or(0),
+                per * left as f64 / 60.0
+            );
+        }
     }
     bar.finish_and_clear();
     if records.len() < MIN_SAMPLES {
@@ -135,6 +153,19 @@ pub fn calibrate_cmd(args: CalibrateArgs) -> Result<()> {
     print_summary(&fitted, short);
     eprintln!("wrote {}", output.display());
     Ok(())
+}
+
+/// One sample's values, as a log line.
+fn sample_line(r: &calibrate::SampleRecord) -> String {
+    let value = |name: &str| r.values.get(name).copied().unwrap_or(f64::NAN);
+    format!(
+        "{}: {} tokens, gonka_distance2 {:.4}, stage2_mae {:.3}, seed mismatch share {:.3}",
+        r.prompt_id,
+        r.tokens,
+        value("gonka_distance2"),
+        value("stage2_mae"),
+        value("seed_mismatch_share")
+    )
 }
 
 /// The bar of a run: samples, rate, ETA.

@@ -93,6 +93,11 @@ pub struct SimulateFraudArgs {
     /// Run directory (default: results/fraud/runs/<model>).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also write each executor's artifact, as it was made, into this
+    /// directory (`honest-0.json`, `int4-0.json`, …), to check it again
+    /// with `nsed verify` on another path or validator.
+    #[arg(long)]
+    pub keep_artifacts: Option<PathBuf>,
     /// Continue the run in --out (settings must match; done samples are kept).
     #[arg(long)]
     pub resume: bool,
@@ -216,9 +221,17 @@ pub fn simulate_fraud_cmd(args: SimulateFraudArgs) -> Result<()> {
         );
     }
     let fp = fingerprint_of(&args)?;
-    let lab = Lab::load(fp.clone(), &attacks, prompts, |what| {
+    let keep = args
+        .keep_artifacts
+        .as_deref()
+        .map(samples::keep_dir)
+        .transpose()?;
+    let mut lab = Lab::load(fp.clone(), &attacks, prompts, |what| {
         eprintln!("loading {what}")
     })?;
+    if let Some(dir) = keep {
+        lab.keep_artifacts(dir);
+    }
     for (role, v) in &lab.variants {
         if !v.fallbacks.is_empty() {
             eprintln!(

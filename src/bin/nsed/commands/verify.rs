@@ -514,14 +514,16 @@ fn print_metrics(r: &nsed::verify::Report) {
     );
     for m in &r.metrics {
         let threshold = m.threshold.map_or("-".to_string(), |t| {
-            format!(
-                "{} {t}",
-                if m.better == Better::Higher {
-                    ">"
-                } else {
-                    "<="
-                }
-            )
+            // A calibrated bound has every digit of an f64; seven decimals,
+            // as the values, without trailing zeros.
+            let digits = format!("{t:.7}");
+            let digits = digits.trim_end_matches('0').trim_end_matches('.');
+            let op = if m.better == Better::Higher {
+                ">"
+            } else {
+                "<="
+            };
+            format!("{op} {digits}")
         });
         let extra: Vec<String> = m.extra.iter().map(|(k, v)| format!("{k} {v:.7}")).collect();
         outln!(
