@@ -270,8 +270,18 @@ fn build_fraud(results: &Path) -> Result<Option<Built>, TablesError> {
     if runs.is_empty() {
         return Ok(None);
     }
+    let paths = fraud::paths_markdown(&runs);
+    let paths = if paths.is_empty() {
+        paths
+    } else {
+        format!(
+            "**Across paths** (executors on one compute path, the validator on another, beside \
+             the same-path run of the same settings; held-out prompts, the thresholds fit on each \
+             run's own honest samples, i.e. that pair's calibration):\n\n{paths}\n"
+        )
+    };
     let summary = format!(
-        "**Against the targets** (held-out figures; a missed target says by how much):\n\n{}\n\
+        "**Against the targets** (held-out figures; a missed target says by how much):\n\n{}\n{paths}\
          **Held-out detection** (the protocol every detector is reported under):\n\n{}\n\
          **Per-node tests** (a node's samples tested against honest ones, or its token ranks against uniform):\n\n{}\n\
          Gonka-style summary. Its \"held-out\" columns are Gonka's calibration (five 80/20 splits, \

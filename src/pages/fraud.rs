@@ -383,6 +383,105 @@ pub fn summary_markdown(runs: &[FraudRun]) -> String {
     out
 }
 
+/// The runs across paths beside the same-path run of the same settings
+/// (model, precisions, temperatures, prompts, length cap): per attack, what
+/// Gonka's distance, the best single detector and the seed check catch on
+/// held-out prompts, and the honest samples they flag, per (made on,
+/// replayed on) pair. Empty when no run crosses paths.
+pub fn paths_markdown(runs: &[FraudRun]) -> String {
+    let key = |r: &FraudRun| {
+        let fp = &r.meta.fingerprint;
+        (
+            fp.claimed.clone(),
+            fp.honest.name(),
+            fp.validator.name(),
+            fp.temperature_honest.to_bits(),
+            fp.temperature_fraud.to_bits(),
+            fp.sources.clone(),
+            fp.max_tokens,
+        )
+    };
+    let crosses = |r: &FraudRun| {
+        let fp = &r.meta.fingerprint;
+        fp.executor_device.is_some() || fp.validator_device.is_some()
+    };
+    let mut groups: Vec<_> = runs.iter().filter(|r| crosses(r)).map(key).collect();
+    groups.sort();
+    groups.dedup();
+    if groups.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "| model · attack · length cap | made on → replayed on | honest · fraud samples | design flag rate | Gonka distance: caught · honest flagged | best single (chosen on train): caught · honest flagged | seed check: AUC · caught · honest flagged |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for group in &groups {
+        let mut members: Vec<&FraudRun> = runs.iter().filter(|r| &key(r) == group).collect();
+        // The same-path run first, then the pairs by name.
+        members.sort_by_key(|r| (crosses(r), path_pair(r)));
+        let settings: std::collections::BTreeSet<&String> = members
+            .iter()
+            .flat_map(|r| r.analysis.settings.iter())
+            .collect();
+        for setting in settings {
+            for run in &members {
+                out.push_str(&path_row(run, setting));
+            }
+        }
+    }
+    out
+}
+
+/// `made on → replayed on` of a run (one path: the run's `--device`).
+fn path_pair(run: &FraudRun) -> String {
+    let fp = &run.meta.fingerprint;
+    match (fp.executor_device, fp.validator_device) {
+        (None, None) => "one path (same path)".into(),
+        (e, v) => {
+            let name = |d: Option<crate::engine::device::ComputeDevice>| {
+                d.map_or("--device".to_string(), |d| d.to_string())
+            };
+            format!("{} → {}", name(e), name(v))
+        }
+    }
+}
+
+/// One (run, attack) row of [`paths_markdown`].
+fn path_row(run: &FraudRun, setting: &str) -> String {
+    let fp = &run.meta.fingerprint;
+    let find = |detector: &str| {
+        run.held_out
+            .iter()
+            .find(|r| r.setting == setting && r.detector == detector)
+    };
+    let cell = |r: Option<&HeldOut>| {
+        r.map_or("–".to_string(), |r| {
+            format!(
+                "{} · {}",
+                heldout::pct2(r.detection().0),
+                heldout::pct2(r.mean_flag_rate())
+            )
+        })
+    };
+    let Some(any) = find(heldout::BEST_SINGLE).or_else(|| find("gonka_similarity")) else {
+        return String::new();
+    };
+    let seed = find(SEED_MISMATCH).map_or("–".to_string(), |r| {
+        format!("{:.3} · {}", r.auc, cell(Some(r)))
+    });
+    format!(
+        "| {} · {setting} · ≤ {} tokens | {} | {} · {} | {} | {} | {} | {seed} |\n",
+        fp.claimed,
+        fp.max_tokens,
+        path_pair(run),
+        any.honest_n,
+        any.fraud_n,
+        heldout::pct2(any.design_rate),
+        cell(find("gonka_similarity")),
+        cell(find(heldout::BEST_SINGLE)),
+    )
+}
+
 /// Every metric against every attack: AUC with its interval, the zero-FP
 /// bound and what it catches, and detection at 1% FPR.
 pub fn metrics_markdown(runs: &[FraudRun]) -> String {
@@ -463,4 +562,42 @@ pub fn figures_markdown(results: &Path, runs: &[FraudRun]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed(name: &str) -> FraudRun {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("results/fraud/runs")
+            .join(name);
+        read_run(dir).expect("a committed run reads")
+    }
+
+    #[test]
+    fn only_runs_across_paths_get_the_paths_table_and_each_is_one_row_per_attack() {
+        // Negative control: a same-path run alone has no table.
+        let same = committed("smollm2-135m");
+        assert_eq!(paths_markdown(std::slice::from_ref(&same)), "");
+        let across = committed("smollm2-135m-int4-candle-to-host");
+        let table = paths_markdown(&[same, across]);
+        let rows: Vec<&str> = table.lines().skip(2).collect();
+        // The same-path run caps at 1100 tokens, not 128: another group, so
+        // it does not sit beside the run across paths.
+        assert_eq!(rows.len(), 1, "{table}");
+        let cells: Vec<&str> = rows[0].split(" | ").collect();
+        assert!(
+            cells[0].contains("smollm2-135m · int4 · ≤ 128 tokens"),
+            "{table}"
+        );
+        assert_eq!(cells[1], "cpu-candle → cpu", "{table}");
+        assert_eq!(cells[2], "100 · 100", "{table}");
+        let caught: f64 = cells[4]
+            .split('%')
+            .next()
+            .and_then(|x| x.parse().ok())
+            .expect("a percentage");
+        assert!(caught > 90.0, "{table}");
+    }
 }
