@@ -96,6 +96,18 @@ pub fn calibrate_cmd(args: CalibrateArgs) -> Result<()> {
     let samples_file = output.with_extension("samples.jsonl");
     let mut records = run.done(&samples_file)?;
     records.retain(|r| r.index < prompts.len());
+    // A resume must answer the same prompts: --prompts (or the data) may
+    // have changed since the samples were made.
+    if let Some(r) = records.iter().find(|r| prompts[r.index].id != r.prompt_id) {
+        bail!(
+            "{}: sample {} was made on prompt {}, but --prompts now gives {} there: \
+             resume with the run's own --prompts, or write to another --output",
+            samples_file.display(),
+            r.index,
+            r.prompt_id,
+            prompts[r.index].id
+        );
+    }
     let done: std::collections::HashSet<usize> = records.iter().map(|r| r.index).collect();
     eprintln!(
         "calibrate {}: made on {made}, replayed on {replayed}; {} samples of {} tokens ({} done before) -> {}",
