@@ -318,3 +318,78 @@ fn a_pair_without_calibration_gets_no_verdict_unless_thresholds_are_given() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("was fit for model smollm2-135m"), "{err}");
 }
+
+#[test]
+fn calibrate_fits_bounds_at_the_honest_extremes_and_resumes_only_on_its_prompts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("smollm2.json");
+    let calibrate = |prompts: &str| {
+        nsed(&[
+            "calibrate",
+            "-m",
+            "smollm2-135m",
+            "--made-on",
+            "cpu-candle",
+            "--samples",
+            "20",
+            "-n",
+            "3",
+            "--prompts",
+            prompts,
+            "-o",
+            s(&file),
+        ])
+    };
+    let out = calibrate("multilingual");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let fitted: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("thresholds")).expect("json");
+    assert_eq!(fitted["schema"], "nsed.thresholds/v1", "{fitted:#}");
+    assert_eq!(fitted["model"]["id"], "smollm2-135m", "{fitted:#}");
+    assert_eq!(fitted["made_on"], "cpu-candle", "{fitted:#}");
+    assert_eq!(fitted["replayed_on"], "cpu", "{fitted:#}");
+    // With 20 samples at 1% the bound of each check is its most extreme
+    // honest value (k = 1), read back from the samples file.
+    let samples: Vec<serde_json::Value> =
+        std::fs::read_to_string(dir.path().join("smollm2.samples.jsonl"))
+            .expect("samples")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("sample"))
+            .collect();
+    assert_eq!(samples.len(), 20);
+    let extreme = |name: &str, max: bool| {
+        let vals = samples
+            .iter()
+            .map(|r| r["values"][name].as_f64().expect("value"));
+        if max {
+            vals.fold(f64::MIN, f64::max)
+        } else {
+            vals.fold(f64::MAX, f64::min)
+        }
+    };
+    let bound = |name: &str| fitted["thresholds"][name].as_f64().expect("bound");
+    assert_eq!(bound("gonka_distance2"), extreme("gonka_distance2", true));
+    assert_eq!(bound("stage2_mae"), extreme("stage2_mae", true));
+    // Similarity must be strictly above its bound: just under the least.
+    let least = extreme("gonka_similarity", false);
+    let below = least - bound("gonka_similarity");
+    assert!(below > 0.0 && below < 1e-8, "{least} vs {fitted:#}");
+    // A resume on other prompts is refused before it mixes them in.
+    let out = calibrate("gsm8k");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("was made on prompt multilingual/"), "{err}");
+    // On its own prompts it has nothing left to do and fits the same bounds.
+    let before = std::fs::read_to_string(&file).expect("thresholds");
+    let out = calibrate("multilingual");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("thresholds")).expect("json");
+    let first: serde_json::Value = serde_json::from_str(&before).expect("json");
+    assert_eq!(again["thresholds"], first["thresholds"]);
+}
