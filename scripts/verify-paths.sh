@@ -15,6 +15,11 @@
 #
 #   scripts/verify-paths.sh [OUT]        # default OUT: /tmp/verify-paths
 #   NSED_BIN=path/to/nsed                # default: target/release/nsed
+#   MODELS="gemma3-270m"                 # make only these models' rows again
+#                                        # (the table keeps the others in OUT)
+#
+# The calibrations are read from configs/thresholds (the committed files,
+# not the user's own), so the table shows what the repository decides.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out=${1:-/tmp/verify-paths}
@@ -22,7 +27,9 @@ bin=${NSED_BIN:-target/release/nsed}
 [ -x "$bin" ] || { echo "error: no nsed at $bin: cargo build --release, or set NSED_BIN" >&2; exit 2; }
 mkdir -p "$out"
 prompt="Write a short story about a lighthouse keeper who finds a message in a bottle."
-models="smollm2-135m gemma3-270m qwen2.5-coder-0.5b qwen2.5-coder-1.5b"
+all_models="smollm2-135m gemma3-270m qwen2.5-coder-0.5b qwen2.5-coder-1.5b"
+models=${MODELS:-$all_models}
+export NSED_THRESHOLDS_DIR="$PWD/configs/thresholds"
 # verify TAG ARGS...: the JSON report, or the one-line error, and the exit code.
 verify() {
   local tag=$1; shift
@@ -58,7 +65,7 @@ for model in $models; do
   echo "verify-paths: $model int4 done" >&2
 done
 # Substitution: the 1.5B ran, the 0.5B is claimed (same tokenizer).
-for device in cpu cpu-candle cpu-candle/f32; do
+[[ " $models " == *" qwen2.5-coder-1.5b "* ]] && for device in cpu cpu-candle cpu-candle/f32; do
   tag=qwen2.5-coder-1.5b.${device//\//_}
   python3 - "$out/$tag.artifact.json" "$out/substituted.$tag.artifact.json" <<'PY'
 import json, sys
@@ -68,7 +75,7 @@ json.dump(a, open(sys.argv[2], "w"))
 PY
   verify "substituted.$tag.host" --device cpu verify --artifact "$out/substituted.$tag.artifact.json"
 done
-python3 - "$out" "$models" <<'PY'
+python3 - "$out" "$all_models" <<'PY'
 import json, os, sys
 out, models = sys.argv[1], sys.argv[2].split()
 made = {"cpu": "host", "cpu-candle": "candle, quantized", "cpu-candle_f32": "candle, f32"}
