@@ -37,6 +37,10 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../configs/thresholds/defaults.json"),
     ),
     (
+        "configs/thresholds/gemma3-270m/cpu-candle-f32__cpu.json",
+        include_str!("../../configs/thresholds/gemma3-270m/cpu-candle-f32__cpu.json"),
+    ),
+    (
         "configs/thresholds/gemma3-270m/cpu-candle__cpu.json",
         include_str!("../../configs/thresholds/gemma3-270m/cpu-candle__cpu.json"),
     ),
