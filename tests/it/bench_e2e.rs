@@ -50,10 +50,11 @@ fn bench_args(data: &str, extra: &[&str]) -> Vec<String> {
         "3",
         "--seed",
         "5",
-        // Evaluations are most of the tokens; 32 still parse often enough
-        // for the judges and protocol pages to have rows.
+        // Evaluations are most of the tokens; 24 still parse often enough
+        // for the judges and protocol pages to have rows (as in
+        // `scripts/reproduce.sh --scale smoke`).
         "--eval-max-tokens",
-        "32",
+        "24",
     ]
     .map(String::from)
     .to_vec();
