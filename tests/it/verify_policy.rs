@@ -82,11 +82,16 @@ fn verify(
 }
 
 fn metric(report: &serde_json::Value, name: &str) -> f64 {
+    metric_field(report, name, "value")
+}
+
+/// One field (`value`, `threshold`) of a metric of a verify report.
+fn metric_field(report: &serde_json::Value, name: &str, field: &str) -> f64 {
     report["metrics"]
         .as_array()
         .and_then(|ms| ms.iter().find(|m| m["name"] == name))
-        .and_then(|m| m["value"].as_f64())
-        .unwrap_or_else(|| panic!("no {name} in {report:#}"))
+        .and_then(|m| m[field].as_f64())
+        .unwrap_or_else(|| panic!("no {name} {field} in {report:#}"))
 }
 
 #[test]
@@ -203,17 +208,10 @@ fn an_int4_executors_candle_artifacts_fail_where_honest_ones_pass() {
     // The int4 artifact claims the file it did not run.
     let (_, report, _) = verify(Some("cpu"), &kept.join("int4-0.json"), &[]);
     assert!(
-        metric(&report, "gonka_distance2") > 2.0 * metric_threshold(&report, "gonka_distance2"),
+        metric(&report, "gonka_distance2")
+            > 2.0 * metric_field(&report, "gonka_distance2", "threshold"),
         "{report:#}"
     );
-}
-
-fn metric_threshold(report: &serde_json::Value, name: &str) -> f64 {
-    report["metrics"]
-        .as_array()
-        .and_then(|ms| ms.iter().find(|m| m["name"] == name))
-        .and_then(|m| m["threshold"].as_f64())
-        .unwrap_or_else(|| panic!("no {name} threshold in {report:#}"))
 }
 
 #[test]
