@@ -77,7 +77,7 @@ experiments() {
     smoke:deliberation)
       # 2 GSM8K items, two short rounds: every stage of the page (singles,
       # plurality, budgets, judges, protocols), not its figures.
-      common=(--method nsed,single,plurality --rounds 2 --max-tokens 48 --eval-max-tokens 24)
+      common=(--method nsed,single,plurality --rounds 2 --max-tokens 24 --eval-max-tokens 16)
       run gsm8k-consumer gsm8k --config configs/consumer.toml --limit 2
       uses $consumer gsm8k ;;
     full:code)
@@ -90,7 +90,7 @@ experiments() {
       run humaneval-consumer humaneval --config configs/consumer.toml --limit 3
       uses $consumer humaneval ;;
     smoke:code)
-      common=(--method nsed,single --rounds 1 --max-tokens 64 --eval-max-tokens 24)
+      common=(--method nsed,single --rounds 1 --max-tokens 32 --eval-max-tokens 16)
       run humaneval-consumer humaneval --config configs/consumer.toml --limit 1
       uses $consumer humaneval ;;
     full:fraud)

@@ -651,6 +651,22 @@ impl Record for ItemRecord {
     }
 }
 
+/// Refuse before any model loads what [`open_run`] would refuse once they
+/// are: `dir` holds a run and `resume` is off, the run was made with other
+/// settings, or (see [`check_version`]) no stamp can let this build resume
+/// it. The stamp's numerics, measured on the loaded models, are compared by
+/// [`adopt_recorded`] and [`open_run`].
+pub fn preflight(dir: &Path, fp: &Fingerprint, resume: bool) -> Result<(), BenchError> {
+    journal::preflight(dir, ITEMS, fp, resume, |fp: &mut Fingerprint| {
+        fp.version = None;
+        fp.stamp = None;
+    })?;
+    if resume {
+        check_version(dir, fp)?;
+    }
+    Ok(())
+}
+
 /// Open a new run, or with `resume` continue one made with the same
 /// fingerprint (a torn last line from a crash is cut off).
 pub fn open_run(

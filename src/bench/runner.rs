@@ -219,9 +219,8 @@ fn fingerprint(plan: &Plan, progress: &mut dyn Progress) -> Result<Fingerprint, 
         version: Some(CodeVersion::current()),
         stamp: None,
     };
-    if plan.resume {
-        super::check_version(&plan.out, &fp)?;
-    }
+    // Refused here, the models are not loaded for nothing (the stamp's probes).
+    super::preflight(&plan.out, &fp, plan.resume)?;
     let stamp = stamp::measure(&fp.roster, |model| {
         progress.note(&format!(
             "stamp: numerics of {model} ({} probe tokens)",

@@ -135,20 +135,13 @@ impl<R: Record> Journal<R> {
             runs: Vec::new(),
         };
         let mut done = HashSet::new();
-        if path.exists() || meta_path.exists() {
+        if holds_run(dir, lines) {
             if !resume {
-                return Err(JournalError::Resume(format!(
-                    "{} already holds a run: pass --resume to continue it, or choose another --out",
-                    dir.display()
-                )));
+                return Err(not_resumed(dir));
             }
             let old: Meta<F, I> = Meta::read(dir)?;
             if &old.fingerprint != fingerprint {
-                return Err(JournalError::Resume(format!(
-                    "{} was made with different settings ({}); use another --out",
-                    dir.display(),
-                    differences(&old.fingerprint, fingerprint)
-                )));
+                return Err(other_settings(dir, &old.fingerprint, fingerprint));
             }
             meta.runs = old.runs;
             done = recover::<R>(&path)?;
@@ -186,6 +179,57 @@ impl<R: Record> Journal<R> {
 
 /// Take the run directory's lock (released when the file is closed, also
 /// when the process is killed), or say which directory is busy.
+/// Refuse now what [`Journal::open`] will refuse later, before the caller
+/// spends minutes on setup (loading models): `dir` holds a run and `resume`
+/// is false, or its recorded settings differ from `fingerprint`'s. `settle`
+/// blanks the parts of a fingerprint that are only known after that setup
+/// (a build stamp measured on the loaded models), in the recorded one and in
+/// `fingerprint` alike; [`Journal::open`] compares them whole.
+pub fn preflight<F>(
+    dir: &Path,
+    lines: &str,
+    fingerprint: &F,
+    resume: bool,
+    settle: impl Fn(&mut F),
+) -> Result<(), JournalError>
+where
+    F: Serialize + DeserializeOwned + PartialEq + Clone,
+{
+    if !holds_run(dir, lines) {
+        return Ok(());
+    }
+    if !resume {
+        return Err(not_resumed(dir));
+    }
+    let mut old = Meta::<F, serde::de::IgnoredAny>::read(dir)?.fingerprint;
+    let mut new = fingerprint.clone();
+    settle(&mut old);
+    settle(&mut new);
+    if old != new {
+        return Err(other_settings(dir, &old, &new));
+    }
+    Ok(())
+}
+
+fn holds_run(dir: &Path, lines: &str) -> bool {
+    dir.join(lines).exists() || dir.join("meta.json").exists()
+}
+
+fn not_resumed(dir: &Path) -> JournalError {
+    JournalError::Resume(format!(
+        "{} already holds a run: pass --resume to continue it, or choose another --out",
+        dir.display()
+    ))
+}
+
+fn other_settings<F: Serialize>(dir: &Path, old: &F, new: &F) -> JournalError {
+    JournalError::Resume(format!(
+        "{} was made with different settings ({}); use another --out",
+        dir.display(),
+        differences(old, new)
+    ))
+}
+
 fn lock_dir(dir: &Path) -> Result<std::fs::File, JournalError> {
     let path = dir.join(".lock");
     let file = std::fs::OpenOptions::new()
@@ -350,6 +394,29 @@ mod tests {
     fn open(dir: &Path, fp: u32, resume: bool) -> Result<Journal<Line>, JournalError> {
         let info = "run".to_string();
         Journal::open(dir, "lines.jsonl", "test/v1", &fp, info, resume)
+    }
+
+    #[test]
+    fn preflight_refuses_what_open_will_refuse_and_ignores_the_settled_parts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A fingerprint: settings (the tens) and a part known only after
+        // setup (the units, a stand-in for a build stamp).
+        let settle = |fp: &mut u32| *fp -= *fp % 10;
+        let check =
+            |fp: u32, resume: bool| preflight(dir.path(), "lines.jsonl", &fp, resume, settle);
+        // An empty directory: nothing to refuse, with or without --resume.
+        assert!(check(41, false).is_ok() && check(41, true).is_ok());
+        drop(open(dir.path(), 41, false).expect("new run"));
+        // Without --resume, refused; with other settings, refused naming them
+        // (settled: the parts known after setup say nothing yet).
+        let err = check(41, false).expect_err("needs --resume").to_string();
+        assert!(err.contains("pass --resume"), "{err}");
+        let err = check(51, true).expect_err("other settings").to_string();
+        assert!(err.contains("different settings (was 40, now 50)"), "{err}");
+        // Only the settled part differs: left for `open` to judge.
+        assert!(check(47, true).is_ok());
+        assert!(open(dir.path(), 47, true).is_err());
+        assert!(open(dir.path(), 41, true).is_ok());
     }
 
     #[test]

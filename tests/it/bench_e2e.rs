@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use nsed::answer::{same_answer, AnswerKind, Outcome};
 use nsed::bench::{ItemRecord, Meta, MethodKey};
+use nsed::engine::qmm::path::{available, KernelPath};
 use nsed::results::journal::differences;
 
 fn nsed_cmd(args: &[&str]) -> Command {
@@ -34,6 +35,21 @@ fn complete_lines(path: &Path) -> usize {
 /// The crash test's run: every method on GSM8K items 0 and 1 of the
 /// consumer roster, at a size where every page has rows, with `extra`
 /// appended.
+/// The kernel path a resume runs on: the fastest one below this CPU's best
+/// (`avxvnni` on AVX-512 VNNI servers that have it, else `avx2`), so the
+/// resumed segment computes on other kernels without the minutes of the
+/// portable path; a CPU with only AVX2 resumes on AVX2, the path it started on.
+fn second_fastest_kernel() -> KernelPath {
+    let paths = available();
+    let mut faster_first = paths.iter().rev();
+    let best = faster_first.next().copied().unwrap_or(KernelPath::Portable);
+    faster_first
+        .next()
+        .copied()
+        .filter(|p| *p != KernelPath::Portable)
+        .unwrap_or(best)
+}
+
 fn bench_args(data: &str, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = [
         "bench",
@@ -51,8 +67,7 @@ fn bench_args(data: &str, extra: &[&str]) -> Vec<String> {
         "--seed",
         "5",
         // Evaluations are most of the tokens; 24 still parse often enough
-        // for the judges and protocol pages to have rows (as in
-        // `scripts/reproduce.sh --scale smoke`).
+        // for the judges and protocol pages to have rows.
         "--eval-max-tokens",
         "24",
     ]
@@ -223,14 +238,10 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
             "{needle}: {err}"
         );
     }
-    // The same stamp: resumed by the "other build", on another kernel path
-    // (bit-identical by design); the run keeps its starting build, the new
-    // segment and each item it finishes name theirs.
+    // The same stamp: resumed by the "other build"; the run keeps its
+    // starting build, the new segment and each item it finishes name theirs.
     other_build(&|_| {});
-    let o = nsed_cmd(&resumed)
-        .env("NSED_KERNEL", "avx2")
-        .output()
-        .expect("nsed runs");
+    let o = nsed(&resumed);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     assert!(
@@ -241,6 +252,20 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
 
     // Every item is in the journal now, so the call log is empty.
     assert_eq!(complete_lines(&out.join("calls.jsonl")), 0);
+    // Another kernel path computes the same bits (by design; `kernel_paths`
+    // checks every model), so its stamp — the probe tokens' numerics,
+    // measured on that path — lets it resume the run too: with nothing left
+    // to do, it adds its segment and no record.
+    let other_path = second_fastest_kernel();
+    let again = nsed_cmd(&resumed)
+        .env("NSED_KERNEL", other_path.name())
+        .output()
+        .expect("nsed runs");
+    let again_err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        again.status.success() && again_err.contains("(2 done before)"),
+        "{again_err}"
+    );
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
         stdout.contains("| nsed |") && stdout.contains("Wilson"),
@@ -354,14 +379,24 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
     // Result files.
     let meta: Meta =
         serde_json::from_str(&std::fs::read_to_string(out.join("meta.json")).unwrap()).unwrap();
-    assert_eq!(meta.runs.len(), 2, "the crashed run and the resumed one");
-    assert_eq!(meta.runs[1].kernel, "avx2");
+    assert_eq!(
+        meta.runs.len(),
+        3,
+        "the crashed run, the resumed one and the one on another path"
+    );
+    assert_eq!(meta.runs[2].kernel, other_path.name());
     let starter = meta.fingerprint.version.as_ref().expect("version");
     assert!(starter.commit.starts_with("0123456789ab"), "{starter:?}");
     assert!(meta.fingerprint.stamp.is_some());
-    assert!(records
-        .iter()
-        .any(|r| r.build.as_deref().is_some_and(|b| b.ends_with("· avx2"))));
+    // Each record names the build and kernel path that finished it.
+    let best = nsed::engine::qmm::path::active();
+    assert!(
+        records.iter().all(|r| r
+            .build
+            .as_deref()
+            .is_some_and(|b| b.ends_with(&format!("· {best}")))),
+        "{records:?}"
+    );
     assert!(meta
         .runs
         .iter()
@@ -540,6 +575,8 @@ fn deliberate_prints_a_transcript() {
         "1",
         "--max-tokens",
         "64",
+        "--eval-max-tokens",
+        "24",
         "What is 12 plus 30? Answer with a number.",
     ]);
     let stdout = String::from_utf8_lossy(&o.stdout);

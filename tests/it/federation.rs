@@ -129,7 +129,9 @@ fn three_agent_processes_give_the_in_process_results_with_chunked_messages() {
             "--max-tokens",
             "64",
         ])
-        .args(["--seed", "5", "--rounds", "2"])
+        // Short evaluations (the roster's are 64 tokens): they still
+        // travel in chunks, and the item still takes a second round.
+        .args(["--seed", "5", "--rounds", "2", "--eval-max-tokens", "24"])
         .arg("--data-dir")
         .arg(&data)
         .arg("--config")
