@@ -34,18 +34,12 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
 }
 
-fn synth(dir: &Path, like: &str, layers: &str) -> std::path::PathBuf {
+fn synth(dir: &Path, like: &str, layers: &str, extra: &[&str]) -> std::path::PathBuf {
     let path = dir.join(format!("{like}.gguf"));
-    let out = nsed(&[
-        "models",
-        "synth",
-        "--like",
-        like,
-        "--layers",
-        layers,
-        "-o",
-        s(&path),
-    ]);
+    let mut args = vec!["models", "synth", "--like", like, "--layers", layers];
+    args.extend_from_slice(extra);
+    args.extend(["-o", s(&path)]);
+    let out = nsed(&args);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with("wrote "), "{stdout}");
@@ -64,7 +58,7 @@ fn an_unknown_device_is_a_usage_error() {
 #[test]
 fn cuda_in_a_cpu_build_says_how_to_build_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let model = synth(dir.path(), "smollm2-135m", "1");
+    let model = synth(dir.path(), "smollm2-135m", "1", &[]);
     for device in ["cuda", "cuda:3"] {
         let out = nsed(&[
             "--device",
@@ -183,7 +177,9 @@ fn metric<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Valu
 #[test]
 fn a_synthetic_model_runs_on_both_paths_and_verifies_across_them() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let model = synth(dir.path(), "qwen2.5-coder-0.5b", "2");
+    // A 1024-token vocabulary: the full one's output layer (151,936 rows)
+    // was most of the time; the shapes of the layers are the roster's.
+    let model = synth(dir.path(), "qwen2.5-coder-0.5b", "2", &["--vocab", "1024"]);
     let inspect = nsed(&["models", "inspect", s(&model)]);
     let text = String::from_utf8_lossy(&inspect.stdout);
     assert!(text.contains("qwen2.embedding_length = 896"), "{text}");
@@ -269,6 +265,8 @@ fn a_synthetic_model_runs_on_both_paths_and_verifies_across_them() {
         "2",
         "--seed",
         "99",
+        "--vocab",
+        "1024",
         "-o",
         s(&other),
     ]);
