@@ -57,6 +57,10 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../configs/thresholds/qwen2.5-coder-1.5b/cpu-candle__cpu.json"),
     ),
     (
+        "configs/thresholds/qwen2.5-coder-1.5b/cpu-candle-f32__cpu.json",
+        include_str!("../../configs/thresholds/qwen2.5-coder-1.5b/cpu-candle-f32__cpu.json"),
+    ),
+    (
         "configs/thresholds/smollm2-135m/cpu-candle__cpu.json",
         include_str!("../../configs/thresholds/smollm2-135m/cpu-candle__cpu.json"),
     ),
