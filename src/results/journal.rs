@@ -177,8 +177,6 @@ impl<R: Record> Journal<R> {
     }
 }
 
-/// Take the run directory's lock (released when the file is closed, also
-/// when the process is killed), or say which directory is busy.
 /// Refuse now what [`Journal::open`] will refuse later, before the caller
 /// spends minutes on setup (loading models): `dir` holds a run and `resume`
 /// is false, or its recorded settings differ from `fingerprint`'s. `settle`
@@ -230,6 +228,8 @@ fn other_settings<F: Serialize>(dir: &Path, old: &F, new: &F) -> JournalError {
     ))
 }
 
+/// Take the run directory's lock (released when the file is closed, also
+/// when the process is killed), or say which directory is busy.
 fn lock_dir(dir: &Path) -> Result<std::fs::File, JournalError> {
     let path = dir.join(".lock");
     let file = std::fs::OpenOptions::new()
