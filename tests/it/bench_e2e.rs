@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use nsed::answer::{same_answer, AnswerKind, Outcome};
 use nsed::bench::{ItemRecord, Meta, MethodKey};
-use nsed::engine::qmm::path::{available, KernelPath};
+use nsed::engine::qmm::path::{active, available, KernelPath};
 use nsed::results::journal::differences;
 
 fn nsed_cmd(args: &[&str]) -> Command {
@@ -35,10 +35,11 @@ fn complete_lines(path: &Path) -> usize {
 /// The crash test's run: every method on GSM8K items 0 and 1 of the
 /// consumer roster, at a size where every page has rows, with `extra`
 /// appended.
-/// The kernel path a resume runs on: the fastest one below this CPU's best
-/// (`avxvnni` on AVX-512 VNNI servers that have it, else `avx2`), so the
-/// resumed segment computes on other kernels without the minutes of the
-/// portable path; a CPU with only AVX2 resumes on AVX2, the path it started on.
+/// The other kernel path the finished run is resumed on: the fastest one
+/// below this CPU's best (`avxvnni` on AVX-512 VNNI servers that have it,
+/// else `avx2`), so its stamp's probes are measured on other kernels without
+/// the portable path's slowness; a CPU with only AVX2 gets AVX2, the path the
+/// run started on.
 fn second_fastest_kernel() -> KernelPath {
     let paths = available();
     let mut faster_first = paths.iter().rev();
@@ -389,7 +390,7 @@ fn bench_gsm8k_every_method_survives_a_crash_and_resumes() {
     assert!(starter.commit.starts_with("0123456789ab"), "{starter:?}");
     assert!(meta.fingerprint.stamp.is_some());
     // Each record names the build and kernel path that finished it.
-    let best = nsed::engine::qmm::path::active();
+    let best = active();
     assert!(
         records.iter().all(|r| r
             .build
